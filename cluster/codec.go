@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Commands are replicated through the Raft log in a small binary format:
+//
+//	command = version(1) type(1) body
+//	txn     = n(uvarint) compare*n  m(uvarint) op*m
+//	compare = kind(1) key(bytes) version(uvarint) value(bytes)
+//	op      = kind(1) key(bytes) value(bytes)
+//	append  = n(uvarint) record(bytes)*n
+//	batch   = n(uvarint) command(bytes)*n   (nested commands are not batches)
+//	bytes   = len(uvarint) data
+//
+// Decoding checks every length against the package limits, so a corrupt or
+// hostile entry yields an error, never a panic or a huge allocation.
+
+const codecVersion = 1
+
+type cmdType uint8
+
+const (
+	cmdTxn    cmdType = 1
+	cmdAppend cmdType = 2
+	cmdBatch  cmdType = 3
+)
+
+// maxBatch bounds how many commands one batch entry carries.
+const maxBatch = 1 << 12
+
+// command is the decoded form of one log entry (or one member of a batch).
+type command struct {
+	typ     cmdType
+	txn     Txn
+	records [][]byte
+	batch   []command
+}
+
+var errTruncated = errors.New("truncated")
+
+func appendBytes(b, p []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(p)))
+	return append(b, p...)
+}
+
+func encodeTxn(b []byte, t *Txn) []byte {
+	b = append(b, codecVersion, byte(cmdTxn))
+	b = binary.AppendUvarint(b, uint64(len(t.Compares)))
+	for _, c := range t.Compares {
+		b = append(b, byte(c.Kind))
+		b = appendBytes(b, []byte(c.Key))
+		b = binary.AppendUvarint(b, c.Version)
+		b = appendBytes(b, c.Value)
+	}
+	b = binary.AppendUvarint(b, uint64(len(t.Ops)))
+	for _, o := range t.Ops {
+		b = append(b, byte(o.Kind))
+		b = appendBytes(b, []byte(o.Key))
+		b = appendBytes(b, o.Value)
+	}
+	return b
+}
+
+func encodeAppend(b []byte, recs [][]byte) []byte {
+	b = append(b, codecVersion, byte(cmdAppend))
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for _, r := range recs {
+		b = appendBytes(b, r)
+	}
+	return b
+}
+
+// encodeBatch wraps already encoded commands into one batch entry.
+func encodeBatch(cmds [][]byte) []byte {
+	n := 3
+	for _, c := range cmds {
+		n += len(c) + binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n)
+	b = append(b, codecVersion, byte(cmdBatch))
+	b = binary.AppendUvarint(b, uint64(len(cmds)))
+	for _, c := range cmds {
+		b = appendBytes(b, c)
+	}
+	return b
+}
+
+// decoder reads the format above; the first error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail(errTruncated)
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a element count and checks it against max and against what
+// the remaining input could possibly hold (each element is at least one byte).
+func (d *decoder) count(max int, what string) int {
+	n := d.uvarint()
+	if d.err == nil && (n > uint64(max) || n > uint64(len(d.b))) {
+		d.fail(fmt.Errorf("%s count %d out of range", what, n))
+	}
+	if d.err != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// bytes returns a copy of the next length-prefixed field.
+func (d *decoder) bytes(max int, what string) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.fail(fmt.Errorf("%s longer than %d bytes", what, max))
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(errTruncated)
+		return nil
+	}
+	p := make([]byte, n)
+	copy(p, d.b[:n])
+	d.b = d.b[n:]
+	return p
+}
+
+// decodeCommand decodes one log entry. It never panics on bad input.
+func decodeCommand(b []byte) (command, error) {
+	return decodeCommandDepth(b, 0)
+}
+
+func decodeCommandDepth(b []byte, depth int) (command, error) {
+	d := &decoder{b: b}
+	if v := d.byte(); d.err == nil && v != codecVersion {
+		return command{}, fmt.Errorf("decoding command: unknown codec version %d", v)
+	}
+	c := command{typ: cmdType(d.byte())}
+	switch c.typ {
+	case cmdTxn:
+		n := d.count(MaxTxnOps, "compare")
+		for i := 0; i < n && d.err == nil; i++ {
+			var cmp Compare
+			cmp.Kind = CompareKind(d.byte())
+			cmp.Key = string(d.bytes(MaxKeyLen, "key"))
+			cmp.Version = d.uvarint()
+			cmp.Value = d.bytes(MaxValueLen, "value")
+			c.txn.Compares = append(c.txn.Compares, cmp)
+		}
+		n = d.count(MaxTxnOps, "op")
+		for i := 0; i < n && d.err == nil; i++ {
+			var op Op
+			op.Kind = OpKind(d.byte())
+			op.Key = string(d.bytes(MaxKeyLen, "key"))
+			op.Value = d.bytes(MaxValueLen, "value")
+			c.txn.Ops = append(c.txn.Ops, op)
+		}
+	case cmdAppend:
+		n := d.count(MaxAppendRecs, "record")
+		for i := 0; i < n && d.err == nil; i++ {
+			c.records = append(c.records, d.bytes(MaxRecordLen, "record"))
+		}
+	case cmdBatch:
+		if depth > 0 {
+			d.fail(errors.New("nested batch"))
+			break
+		}
+		n := d.count(maxBatch, "batch")
+		for i := 0; i < n && d.err == nil; i++ {
+			raw := d.bytes(len(d.b), "batch member")
+			if d.err != nil {
+				break
+			}
+			sub, err := decodeCommandDepth(raw, depth+1)
+			if err != nil {
+				d.fail(fmt.Errorf("batch member %d: %w", i, err))
+				break
+			}
+			c.batch = append(c.batch, sub)
+		}
+	default:
+		if d.err == nil {
+			d.fail(fmt.Errorf("unknown command type %d", c.typ))
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Errorf("%d trailing bytes", len(d.b)))
+	}
+	if d.err != nil {
+		return command{}, fmt.Errorf("decoding command: %w", d.err)
+	}
+	return c, nil
+}

@@ -1,0 +1,26 @@
+// Package cluster is ferry's replicated truth: a small transactional key-value
+// store and an append-only, hash-chained journal, replicated with Raft
+// (hashicorp/raft) and kept in bbolt on every node.
+//
+// A Node offers:
+//
+//   - Transactions: compares (key absent, key at a version, key equals a value)
+//     guarding puts and deletes, applied atomically on every node or not at all.
+//     Domain code builds compare-and-swap on them.
+//   - Reads: local (this node's applied state, for the data plane) or
+//     linearizable (confirmed with the leader first).
+//   - Watches: every committed change under a prefix, in commit order, exactly
+//     once; a Reset event after a snapshot is installed.
+//   - A journal: records appended in batches; the state machine assigns
+//     sequence numbers and a SHA-256 hash chain, so every node holds the same
+//     chain.
+//   - Membership: bootstrap, add and remove voters, status.
+//
+// Writes on any node are forwarded to the leader over mutual TLS, so callers
+// never need to know who leads. Raft traffic and forwarded writes share one
+// listener and are refused from any peer without a certificate from the
+// cluster CA.
+//
+// The package does not know about users, profiles or HTTP; it does not issue
+// certificates (see cluster/pki) or seal secrets (see cluster/seal).
+package cluster

@@ -1,0 +1,264 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Forwarding: a follower sends writes, read-index requests and membership
+// changes to the leader over a protoForward connection. Each frame is
+//
+//	frame    = len(4, big-endian) body
+//	request  = kind(1) deadline-ms(uvarint) payload
+//	response = status(1) payload     (status 0: ok; else an error code, payload the message)
+//
+// One request is in flight per connection; the client keeps a small pool.
+
+const (
+	fwdApply     byte = 1
+	fwdReadIndex byte = 2
+	fwdAddVoter  byte = 3
+	fwdRemove    byte = 4
+)
+
+// Response status codes; they carry the sentinel errors across the wire.
+const (
+	stOK byte = iota
+	stNotLeader
+	stNoQuorum
+	stInvalid
+	stUnknownOutcome
+	stOther
+)
+
+// maxFrame bounds one forwarded frame: a full batch of maximal records.
+const maxFrame = 64 << 20
+
+func statusOf(err error) byte {
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		return stNotLeader
+	case errors.Is(err, ErrInvalid):
+		return stInvalid
+	case errors.Is(err, ErrOutcomeUnknown):
+		return stUnknownOutcome
+	case errors.Is(err, ErrNoQuorum):
+		return stNoQuorum
+	}
+	return stOther
+}
+
+func errorOf(st byte, msg string) error {
+	switch st {
+	case stNotLeader:
+		return ErrNotLeader
+	case stNoQuorum:
+		return fmt.Errorf("%w (at leader: %s)", ErrNoQuorum, msg)
+	case stInvalid:
+		return fmt.Errorf("%w (at leader: %s)", ErrInvalid, msg)
+	case stUnknownOutcome:
+		return fmt.Errorf("%w (at leader: %s)", ErrOutcomeUnknown, msg)
+	}
+	return fmt.Errorf("cluster: leader: %s", msg)
+}
+
+func writeFrame(w io.Writer, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	buf := make([]byte, 4, 4+n)
+	binary.BigEndian.PutUint32(buf, uint32(n))
+	for _, p := range parts {
+		buf = append(buf, p...)
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+func readFrame(r io.Reader) ([]byte, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if n == 0 || n > maxFrame {
+		return nil, fmt.Errorf("frame length %d out of range", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// forwardHandler is what the leader side does with a request.
+type forwardHandler func(ctx context.Context, kind byte, payload []byte) ([]byte, error)
+
+// serveForward answers requests on one connection until it closes or base
+// ends.
+func serveForward(base context.Context, c net.Conn, h forwardHandler) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := readFrame(br)
+		if err != nil {
+			return
+		}
+		d := &decoder{b: req}
+		kind := d.byte()
+		ms := d.uvarint()
+		if d.err != nil || ms > uint64(time.Hour/time.Millisecond) {
+			writeFrame(c, []byte{stInvalid}, []byte("malformed request"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(base, time.Duration(ms)*time.Millisecond)
+		out, err := h(ctx, kind, d.b)
+		cancel()
+		if err != nil {
+			err = writeFrame(c, []byte{statusOf(err)}, []byte(err.Error()))
+		} else {
+			err = writeFrame(c, []byte{stOK}, out)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// errNotSent marks a forward that failed before the request left this node,
+// so it is safe to retry.
+var errNotSent = errors.New("request not sent")
+
+// forwarder keeps a pool of idle connections per leader address.
+type forwarder struct {
+	d *dialer
+
+	mu   sync.Mutex // guards idle
+	idle map[string][]net.Conn
+}
+
+const maxIdlePerAddr = 16
+
+func newForwarder(d *dialer) *forwarder {
+	return &forwarder{d: d, idle: make(map[string][]net.Conn)}
+}
+
+func (f *forwarder) get(ctx context.Context, addr string) (net.Conn, error) {
+	f.mu.Lock()
+	if cs := f.idle[addr]; len(cs) > 0 {
+		c := cs[len(cs)-1]
+		f.idle[addr] = cs[:len(cs)-1]
+		f.mu.Unlock()
+		return c, nil
+	}
+	f.mu.Unlock()
+	return f.d.dialProto(ctx, addr, protoForward)
+}
+
+func (f *forwarder) put(addr string, c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.idle[addr]) >= maxIdlePerAddr {
+		c.Close()
+		return
+	}
+	f.idle[addr] = append(f.idle[addr], c)
+}
+
+// call sends one request to addr and waits for the answer. Errors wrapping
+// errNotSent are safe to retry; others may have taken effect.
+func (f *forwarder) call(ctx context.Context, addr string, kind byte, payload []byte) ([]byte, error) {
+	c, err := f.get(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dialing leader %s: %v", errNotSent, addr, err)
+	}
+	ms := uint64(time.Minute / time.Millisecond)
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+		ms = uint64(max(time.Until(dl), time.Millisecond) / time.Millisecond)
+	}
+	hdr := binary.AppendUvarint([]byte{kind}, ms)
+	if err := writeFrame(c, hdr, payload); err != nil {
+		c.Close()
+		// A pooled connection may have been closed by the leader since;
+		// nothing reached it.
+		return nil, fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
+	}
+	resp, err := readFrame(c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: reading from leader %s: %v", ErrOutcomeUnknown, addr, err)
+	}
+	c.SetDeadline(time.Time{})
+	f.put(addr, c)
+	if resp[0] != stOK {
+		return nil, errorOf(resp[0], string(resp[1:]))
+	}
+	return resp[1:], nil
+}
+
+func (f *forwarder) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for a, cs := range f.idle {
+		for _, c := range cs {
+			c.Close()
+		}
+		delete(f.idle, a)
+	}
+}
+
+// Results cross the wire in the same varint style as commands.
+
+func encodeResult(r interface{}) ([]byte, error) {
+	switch v := r.(type) {
+	case TxnResult:
+		b := []byte{1}
+		if v.Succeeded {
+			b[0] = 2
+		}
+		b = binary.AppendUvarint(b, v.Revision)
+		return binary.AppendVarint(b, int64(v.FailedCompare)), nil
+	case AppendResult:
+		b := []byte{3}
+		b = binary.AppendUvarint(b, v.First)
+		return binary.AppendUvarint(b, v.Last), nil
+	case error:
+		return nil, v
+	}
+	return nil, fmt.Errorf("cluster: unexpected apply result %T", r)
+}
+
+func decodeResult(b []byte) (interface{}, error) {
+	d := &decoder{b: b}
+	switch t := d.byte(); t {
+	case 1, 2:
+		r := TxnResult{Succeeded: t == 2, Revision: d.uvarint()}
+		if d.err == nil {
+			v, n := binary.Varint(d.b)
+			if n <= 0 {
+				d.fail(errTruncated)
+			}
+			r.FailedCompare = int(v)
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	case 3:
+		r := AppendResult{First: d.uvarint(), Last: d.uvarint()}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	}
+	return nil, errors.New("cluster: malformed result from leader")
+}

@@ -1,0 +1,502 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the state file. Every value in bucketKV is version(8) || value;
+// every value in bucketJournal is prevHash(32) || hash(32) || data, keyed by
+// the big-endian sequence number.
+var (
+	bucketMeta    = []byte("meta")
+	bucketKV      = []byte("kv")
+	bucketJournal = []byte("journal")
+
+	metaApplied  = []byte("applied")  // last applied raft index
+	metaRevision = []byte("revision") // store revision
+	metaSeq      = []byte("jseq")     // last journal sequence number
+	metaHash     = []byte("jhash")    // hash of the last journal record
+)
+
+// AppendResult reports the sequence numbers a journal append received.
+type AppendResult struct {
+	First, Last uint64
+}
+
+// fsm is the replicated state machine. Its state lives in bbolt, and the last
+// applied index is written in the same transaction as the data it covers, so
+// after a restart the FSM skips entries it has already applied.
+//
+// Apply is deterministic: it reads nothing but the log entry and the state.
+type fsm struct {
+	path string
+	hub  *watchHub
+
+	// applyMu serialises ApplyBatch, Restore and watch registration.
+	applyMu sync.Mutex
+
+	// dbMu guards db, which Restore swaps; readers hold it shared.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+
+	applied  atomic.Uint64
+	revision atomic.Uint64
+
+	sigMu     sync.Mutex    // guards appliedCh
+	appliedCh chan struct{} // closed and replaced after every apply
+}
+
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
+
+func openFSM(path string, hub *watchHub) (*fsm, error) {
+	f := &fsm{path: path, hub: hub, appliedCh: make(chan struct{})}
+	if err := f.open(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fsm) open() error {
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{Timeout: 0})
+	if err != nil {
+		return fmt.Errorf("opening state %s: %w", f.path, err)
+	}
+	var applied, rev uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketKV, bucketJournal} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		applied = getU64(m, metaApplied)
+		rev = getU64(m, metaRevision)
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return fmt.Errorf("initialising state %s: %w", f.path, err)
+	}
+	f.db = db
+	f.applied.Store(applied)
+	f.revision.Store(rev)
+	return nil
+}
+
+// setApplied records idx as applied after a restore from a snapshot whose
+// index the snapshot store knows better than the snapshot's contents.
+func (f *fsm) setApplied(idx uint64) error {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	err := f.db.Update(func(tx *bolt.Tx) error { return putU64(tx.Bucket(bucketMeta), metaApplied, idx) })
+	if err == nil {
+		f.applied.Store(idx)
+	}
+	return err
+}
+
+func (f *fsm) close() error {
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: one bbolt transaction for the
+// whole batch, then watchers are told.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+
+	results := make([]interface{}, len(logs))
+	var events []Event
+	applied := f.applied.Load()
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		st := newTxState(tx)
+		for i, l := range logs {
+			if l.Index <= applied {
+				continue // already in the state file: replay after restart
+			}
+			if l.Type == raft.LogCommand {
+				cmd, err := decodeCommand(l.Data)
+				if err != nil {
+					// Going on would let this node's state diverge from
+					// the others'.
+					panic(fmt.Sprintf("cluster: undecodable log entry %d: %v", l.Index, err))
+				}
+				results[i] = st.apply(&cmd, &events)
+			}
+			applied = l.Index
+		}
+		return st.finish(applied)
+	})
+	if err != nil {
+		panic(fmt.Sprintf("cluster: writing state: %v", err))
+	}
+	f.applied.Store(applied)
+	f.hub.dispatch(events)
+	f.signalApplied()
+	return results
+}
+
+func (f *fsm) signalApplied() {
+	f.sigMu.Lock()
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
+	f.sigMu.Unlock()
+}
+
+// appliedSignal returns a channel closed at the next apply.
+func (f *fsm) appliedSignal() <-chan struct{} {
+	f.sigMu.Lock()
+	defer f.sigMu.Unlock()
+	return f.appliedCh
+}
+
+// txState applies commands inside one bbolt write transaction.
+type txState struct {
+	meta, kv, journal *bolt.Bucket
+	rev, seq          uint64
+	hash              [32]byte
+}
+
+func newTxState(tx *bolt.Tx) *txState {
+	st := &txState{meta: tx.Bucket(bucketMeta), kv: tx.Bucket(bucketKV), journal: tx.Bucket(bucketJournal)}
+	st.rev = getU64(st.meta, metaRevision)
+	st.seq = getU64(st.meta, metaSeq)
+	copy(st.hash[:], st.meta.Get(metaHash))
+	return st
+}
+
+func (st *txState) finish(applied uint64) error {
+	if err := putU64(st.meta, metaApplied, applied); err != nil {
+		return err
+	}
+	if err := putU64(st.meta, metaRevision, st.rev); err != nil {
+		return err
+	}
+	if err := putU64(st.meta, metaSeq, st.seq); err != nil {
+		return err
+	}
+	return st.meta.Put(metaHash, append([]byte(nil), st.hash[:]...))
+}
+
+func (st *txState) apply(c *command, events *[]Event) interface{} {
+	switch c.typ {
+	case cmdTxn:
+		if err := c.txn.validate(); err != nil {
+			return err
+		}
+		r, err := st.applyTxn(&c.txn, events)
+		if err != nil {
+			panic(fmt.Sprintf("cluster: applying transaction: %v", err))
+		}
+		return r
+	case cmdAppend:
+		if len(c.records) == 0 {
+			return fmt.Errorf("%w: empty append", ErrInvalid)
+		}
+		r, err := st.applyAppend(c.records)
+		if err != nil {
+			panic(fmt.Sprintf("cluster: appending to journal: %v", err))
+		}
+		return r
+	case cmdBatch:
+		rs := make([]interface{}, len(c.batch))
+		for i := range c.batch {
+			rs[i] = st.apply(&c.batch[i], events)
+		}
+		return rs
+	}
+	panic(fmt.Sprintf("cluster: unknown command type %d", c.typ))
+}
+
+func (st *txState) applyTxn(t *Txn, events *[]Event) (TxnResult, error) {
+	for i, c := range t.Compares {
+		raw := st.kv.Get([]byte(c.Key))
+		var ok bool
+		switch c.Kind {
+		case CompareAbsent:
+			ok = raw == nil
+		case CompareVersion:
+			ok = (raw == nil && c.Version == 0) || (raw != nil && binary.BigEndian.Uint64(raw) == c.Version)
+		case CompareValue:
+			ok = raw != nil && bytes.Equal(raw[8:], c.Value)
+		}
+		if !ok {
+			return TxnResult{Revision: st.rev, FailedCompare: i}, nil
+		}
+	}
+	if len(t.Ops) == 0 {
+		return TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1}, nil
+	}
+	st.rev++
+	for _, o := range t.Ops {
+		switch o.Kind {
+		case OpPut:
+			v := make([]byte, 8+len(o.Value))
+			binary.BigEndian.PutUint64(v, st.rev)
+			copy(v[8:], o.Value)
+			if err := st.kv.Put([]byte(o.Key), v); err != nil {
+				return TxnResult{}, err
+			}
+			*events = append(*events, Event{Type: EventPut, Key: o.Key, Value: o.Value, Revision: st.rev})
+		case OpDelete:
+			if st.kv.Get([]byte(o.Key)) == nil {
+				continue
+			}
+			if err := st.kv.Delete([]byte(o.Key)); err != nil {
+				return TxnResult{}, err
+			}
+			*events = append(*events, Event{Type: EventDelete, Key: o.Key, Revision: st.rev})
+		case OpDeletePrefix:
+			var keys []string
+			c := st.kv.Cursor()
+			p := []byte(o.Key)
+			for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				keys = append(keys, string(k))
+			}
+			for _, k := range keys {
+				if err := st.kv.Delete([]byte(k)); err != nil {
+					return TxnResult{}, err
+				}
+				*events = append(*events, Event{Type: EventDelete, Key: k, Revision: st.rev})
+			}
+		}
+	}
+	return TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1}, nil
+}
+
+func (st *txState) applyAppend(recs [][]byte) (AppendResult, error) {
+	res := AppendResult{First: st.seq + 1}
+	for _, data := range recs {
+		st.seq++
+		h := chainHash(st.hash, st.seq, data)
+		v := make([]byte, 64+len(data))
+		copy(v, st.hash[:])
+		copy(v[32:], h[:])
+		copy(v[64:], data)
+		if err := st.journal.Put(u64Key(st.seq), v); err != nil {
+			return AppendResult{}, err
+		}
+		st.hash = h
+	}
+	res.Last = st.seq
+	return res, nil
+}
+
+// chainHash is the journal's hash: SHA-256(prev || seq || data).
+func chainHash(prev [32]byte, seq uint64, data []byte) [32]byte {
+	h := sha256.New()
+	h.Write(prev[:])
+	var s [8]byte
+	binary.BigEndian.PutUint64(s[:], seq)
+	h.Write(s[:])
+	h.Write(data)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// ChainHash exposes the journal hash so that records exported elsewhere can
+// be verified offline: SHA-256(prev || big-endian seq || data).
+func ChainHash(prev [32]byte, seq uint64, data []byte) [32]byte { return chainHash(prev, seq, data) }
+
+// get reads one key from local state.
+func (f *fsm) get(key string) (KV, bool, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return KV{}, false, ErrClosed
+	}
+	var kv KV
+	var found bool
+	err := f.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketKV).Get([]byte(key))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		kv = decodeKV([]byte(key), raw)
+		return nil
+	})
+	return kv, found, err
+}
+
+// list reads every key under prefix from local state, with the revision the
+// listing reflects.
+func (f *fsm) list(prefix string) ([]KV, uint64, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return nil, 0, ErrClosed
+	}
+	var out []KV
+	var rev uint64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		rev = getU64(tx.Bucket(bucketMeta), metaRevision)
+		c := tx.Bucket(bucketKV).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			out = append(out, decodeKV(k, v))
+		}
+		return nil
+	})
+	return out, rev, err
+}
+
+// watch registers a watcher and lists its prefix atomically with respect to
+// applies, so the listing plus the events are exactly the history.
+func (f *fsm) watch(prefix string) (*Watcher, []KV, uint64, error) {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	kvs, rev, err := f.list(prefix)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return f.hub.add(prefix), kvs, rev, nil
+}
+
+// journalRange returns records with from <= seq <= to, at most max of them.
+func (f *fsm) journalRange(from, to uint64, max int) ([]Record, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	var out []Record
+	err := f.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, v := c.Seek(u64Key(from)); k != nil && len(out) < max; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			if seq > to {
+				break
+			}
+			r, err := decodeRecord(seq, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// lastSeq returns the last journal sequence number and its hash.
+func (f *fsm) lastSeq() (uint64, [32]byte, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	var seq uint64
+	var h [32]byte
+	if f.db == nil {
+		return 0, h, ErrClosed
+	}
+	err := f.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		seq = getU64(m, metaSeq)
+		copy(h[:], m.Get(metaHash))
+		return nil
+	})
+	return seq, h, err
+}
+
+// verifyJournal recomputes the whole chain.
+func (f *fsm) verifyJournal() (uint64, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return 0, ErrClosed
+	}
+	var n uint64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		var prev [32]byte
+		var want uint64 = 1
+		c := tx.Bucket(bucketJournal).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			r, err := decodeRecord(seq, v)
+			if err != nil {
+				return err
+			}
+			if seq != want {
+				return fmt.Errorf("%w: record %d missing", ErrJournalCorrupt, want)
+			}
+			if r.PrevHash != prev {
+				return fmt.Errorf("%w: record %d does not follow record %d", ErrJournalCorrupt, seq, seq-1)
+			}
+			if chainHash(r.PrevHash, seq, r.Data) != r.Hash {
+				return fmt.Errorf("%w: record %d altered", ErrJournalCorrupt, seq)
+			}
+			prev = r.Hash
+			want = seq + 1
+			n++
+		}
+		m := tx.Bucket(bucketMeta)
+		if last := getU64(m, metaSeq); last != want-1 {
+			return fmt.Errorf("%w: journal ends at %d, state says %d", ErrJournalCorrupt, want-1, last)
+		}
+		if !bytes.Equal(m.Get(metaHash), prev[:]) && n > 0 {
+			return fmt.Errorf("%w: last record's hash differs from the recorded head", ErrJournalCorrupt)
+		}
+		return nil
+	})
+	return n, err
+}
+
+func decodeRecord(seq uint64, v []byte) (Record, error) {
+	if len(v) < 64 {
+		return Record{}, fmt.Errorf("%w: record %d truncated", ErrJournalCorrupt, seq)
+	}
+	r := Record{Seq: seq, Data: append([]byte(nil), v[64:]...)}
+	copy(r.PrevHash[:], v[:32])
+	copy(r.Hash[:], v[32:64])
+	return r, nil
+}
+
+func decodeKV(k, raw []byte) KV {
+	if len(raw) < 8 {
+		return KV{Key: string(k)}
+	}
+	return KV{Key: string(k), Version: binary.BigEndian.Uint64(raw), Value: append([]byte(nil), raw[8:]...)}
+}
+
+func u64Key(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putU64(b *bolt.Bucket, k []byte, v uint64) error { return b.Put(k, u64Key(v)) }

@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Member is one server in the cluster configuration.
+type Member struct {
+	ID     string `json:"id"`
+	Addr   string `json:"addr"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
+	// Healthy is known only on the leader, from its heartbeats: nil elsewhere.
+	Healthy *bool `json:"healthy,omitempty"`
+}
+
+// Status is a node's view of the cluster.
+type Status struct {
+	NodeID       string        `json:"node_id"`
+	Addr         string        `json:"addr"`
+	State        string        `json:"state"`
+	LeaderID     string        `json:"leader_id"`
+	LeaderAddr   string        `json:"leader_addr"`
+	Term         uint64        `json:"term"`
+	CommitIndex  uint64        `json:"commit_index"`
+	// AppliedIndex is the last log entry reflected in this node's state.
+	// Raft's own no-op entries never reach the state, so it may trail
+	// CommitIndex on a quiet cluster.
+	AppliedIndex uint64        `json:"applied_index"`
+	LastIndex    uint64        `json:"last_index"`
+	LastContact  time.Duration `json:"last_contact_ns"`
+	JournalSeq   uint64        `json:"journal_seq"`
+	Members      []Member      `json:"members"`
+}
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status() Status {
+	lid, laddr := n.Leader()
+	s := Status{
+		NodeID: n.cfg.NodeID, Addr: n.advert,
+		State: n.raft.State().String(), LeaderID: lid, LeaderAddr: laddr,
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.applied.Load(), LastIndex: n.raft.LastIndex(),
+		LastContact: time.Since(n.raft.LastContact()),
+	}
+	if s.State == raft.Leader.String() {
+		s.LastContact = 0
+	}
+	s.JournalSeq, _, _ = n.fsm.lastSeq()
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		leading := s.State == raft.Leader.String()
+		for _, srv := range f.Configuration().Servers {
+			m := Member{ID: string(srv.ID), Addr: string(srv.Address), Voter: srv.Suffrage == raft.Voter, Leader: string(srv.ID) == lid}
+			if leading {
+				h := string(srv.ID) == n.cfg.NodeID || n.health.healthy(string(srv.ID))
+				m.Healthy = &h
+			}
+			s.Members = append(s.Members, m)
+		}
+	}
+	return s
+}
+
+// Ready returns nil when this node can serve: it knows a leader, has heard
+// from it recently, and has applied everything the leader has committed that
+// it knows of. Load balancers take a node out while it returns an error.
+func (n *Node) Ready() error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	st := n.raft.State()
+	if lid, _ := n.Leader(); lid == "" {
+		return errors.New("no leader known")
+	}
+	if st != raft.Leader {
+		if since := time.Since(n.raft.LastContact()); since > 2*n.cfg.HeartbeatTimeout {
+			return fmt.Errorf("no contact with the leader for %s", since.Round(time.Millisecond))
+		}
+	} else if !n.leaderReady.Load() {
+		return errors.New("new leader has not committed its first entry")
+	}
+	if applied, commit := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < commit {
+		return fmt.Errorf("applied index %d behind commit index %d", applied, commit)
+	}
+	return nil
+}
+
+// AddVoter adds (or updates the address of) a voting member. It runs on the
+// leader, forwarded if needed. The new node must already be running with a
+// certificate from the cluster CA.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if !nodeIDPattern.MatchString(id) {
+		return fmt.Errorf("%w: node id %q", ErrInvalid, id)
+	}
+	if addr == "" || len(addr) > MaxKeyLen {
+		return fmt.Errorf("%w: node address %q", ErrInvalid, addr)
+	}
+	p := appendBytes(appendBytes(nil, []byte(id)), []byte(addr))
+	return n.onLeader(ctx, fwdAddVoter, p, func(ctx context.Context) error { return n.addVoterLocal(ctx, id, addr) })
+}
+
+// RemoveServer removes a member. Removing the leader makes it step down.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if !nodeIDPattern.MatchString(id) {
+		return fmt.Errorf("%w: node id %q", ErrInvalid, id)
+	}
+	return n.onLeader(ctx, fwdRemove, []byte(id), func(ctx context.Context) error { return n.removeLocal(ctx, id) })
+}
+
+// onLeader runs local on the leader or forwards kind to it, retrying while
+// there is no leader, up to the write timeout.
+func (n *Node) onLeader(ctx context.Context, kind byte, payload []byte, local func(context.Context) error) error {
+	ctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	for {
+		var err error
+		if n.raft.State() == raft.Leader {
+			err = local(ctx)
+		} else if _, addr := n.Leader(); addr != "" {
+			_, err = n.fwd.call(ctx, addr, kind, payload)
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil || (!errors.Is(err, ErrNotLeader) && !errors.Is(err, errNotSent)) {
+			return err
+		}
+		if werr := n.waitRetry(ctx); werr != nil {
+			return fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		}
+	}
+}
+
+func timeLeft(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(time.Until(dl), time.Millisecond)
+	}
+	return 10 * time.Second
+}
+
+func raftErr(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return err
+}
+
+func (n *Node) addVoterLocal(ctx context.Context, id, addr string) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter {
+			return nil // already a member: joining is idempotent
+		}
+	}
+	if err := raftErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeLeft(ctx)).Error()); err != nil {
+		return fmt.Errorf("adding voter %s: %w", id, err)
+	}
+	n.log.Info("added voter", "id", id, "addr", addr)
+	return nil
+}
+
+func (n *Node) removeLocal(ctx context.Context, id string) error {
+	if err := raftErr(n.raft.RemoveServer(raft.ServerID(id), 0, timeLeft(ctx)).Error()); err != nil {
+		return fmt.Errorf("removing %s: %w", id, err)
+	}
+	n.log.Info("removed server", "id", id)
+	return nil
+}
+
+// leaderReadIndex returns an index that covers every write acknowledged
+// before the call, after confirming leadership with a quorum. It is the
+// index of the last entry this leader's state machine applied: a write is
+// acknowledged only after the leader applied it, and a new leader is
+// ready only after its barrier applied everything its predecessors
+// committed. (Raft's commit index would not do: its no-op and barrier
+// entries never reach the state machine.)
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	for !n.leaderReady.Load() {
+		if n.raft.State() != raft.Leader {
+			return 0, ErrNotLeader
+		}
+		if err := n.waitRetry(ctx); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		}
+	}
+	idx := n.fsm.applied.Load()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, raftErr(err)
+	}
+	return idx, nil
+}
+
+// readBarrier waits until this node has applied everything committed before
+// the call, as confirmed by the leader.
+func (n *Node) readBarrier(ctx context.Context) error {
+	ctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	var idx uint64
+	for {
+		var err error
+		if n.raft.State() == raft.Leader {
+			idx, err = n.leaderReadIndex(ctx)
+		} else if _, addr := n.Leader(); addr != "" {
+			var out []byte
+			if out, err = n.fwd.call(ctx, addr, fwdReadIndex, nil); err == nil {
+				if len(out) != 8 {
+					return errors.New("cluster: malformed read index from leader")
+				}
+				idx = binary.BigEndian.Uint64(out)
+			}
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errNotSent) && !errors.Is(err, ErrOutcomeUnknown) {
+			return err
+		}
+		if werr := n.waitRetry(ctx); werr != nil {
+			return fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		}
+	}
+	return n.waitApplied(ctx, idx)
+}
+
+// waitApplied blocks until the state includes the entry at index idx.
+func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		sig := n.fsm.appliedSignal()
+		if n.fsm.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting to apply index %d: %v", ErrNoQuorum, idx, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// peerHealth follows the leader's heartbeat observations.
+type peerHealth struct {
+	obs *raft.Observer
+	ch  chan raft.Observation
+	wg  sync.WaitGroup
+
+	mu     sync.Mutex // guards failed
+	failed map[string]bool
+}
+
+func newPeerHealth(r *raft.Raft) *peerHealth {
+	ch := make(chan raft.Observation, 64)
+	h := &peerHealth{ch: ch, failed: make(map[string]bool)}
+	h.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(h.obs)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for o := range ch {
+			h.mu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				h.failed[string(d.PeerID)] = true
+			case raft.ResumedHeartbeatObservation:
+				delete(h.failed, string(d.PeerID))
+			}
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+func (h *peerHealth) healthy(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.failed[id]
+}
+
+// stop deregisters the observer and waits for its goroutine.
+func (h *peerHealth) stop(r *raft.Raft) {
+	r.DeregisterObserver(h.obs)
+	close(h.ch)
+	h.wg.Wait()
+}

@@ -1,0 +1,384 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Node is one member of a ferry cluster. All methods are safe for concurrent
+// use. Close stops it; it is idempotent and waits for every goroutine.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	advert string
+
+	raft     *raft.Raft
+	fsm      *fsm
+	hub      *watchHub
+	logStore *raftboltdb.BoltStore
+	snaps    *raft.FileSnapshotStore
+	trans    *raft.NetworkTransport
+	mux      *mux
+	fwd      *forwarder
+	batcher  *batcher
+	metrics  *metrics
+	health   *peerHealth
+
+	// leaderReady reports whether this node leads and has committed an
+	// entry of its own term, so its commit index is current (needed for
+	// linearizable reads).
+	leaderReady atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the node's stores under cfg.DataDir, starts its
+// listener and Raft, and bootstraps a single-node cluster when cfg.Bootstrap
+// is set and there is no state yet. It does not wait for a leader; see
+// WaitLeader.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub()}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			n.cleanup()
+		}
+	}()
+
+	// 1. Stores: the state file, the Raft log and stable store, snapshots.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	var err error
+	if n.fsm, err = openFSM(filepath.Join(cfg.DataDir, "state.db"), n.hub); err != nil {
+		return nil, err
+	}
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("opening raft log: %w", err)
+	}
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHclog(n.log, "snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshot store: %w", err)
+	}
+	if err := n.catchUpFromSnapshot(); err != nil {
+		return nil, err
+	}
+
+	// 2. The listener, shared by Raft and forwarding, and the transport.
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.BindAddr); err != nil {
+			return nil, fmt.Errorf("listening on %s: %w", cfg.BindAddr, err)
+		}
+	}
+	n.advert = cfg.AdvertiseAddr
+	if n.advert == "" {
+		n.advert = ln.Addr().String()
+	}
+	serverTLS, clientTLS := cfg.tlsConfigs()
+	d := &dialer{clientTLS: clientTLS, dial: cfg.Dial}
+	n.fwd = newForwarder(d)
+	n.mux = newMux(ln, serverTLS, n.log, func(c net.Conn) { serveForward(n.ctx, c, n.handleForward) })
+	n.mux.start()
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{m: n.mux, d: d, addr: advertiseAddr(n.advert)},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  newHclog(n.log, "raft-net"),
+	})
+
+	// 3. Raft itself.
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = newHclog(n.log, "raft")
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	// The state file survives restarts with its applied index, so there is
+	// nothing to restore at start; Raft replays only newer entries.
+	rc.NoSnapshotRestoreOnStart = true
+	notify := make(chan bool, 8)
+	rc.NotifyCh = notify
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, n.snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("starting raft: %w", err)
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(n.logStore, n.logStore, n.snaps)
+		if err != nil {
+			return nil, fmt.Errorf("checking raft state: %w", err)
+		}
+		if !has {
+			boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(n.advert)}}}
+			if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
+				return nil, fmt.Errorf("bootstrapping cluster: %w", err)
+			}
+			n.log.Info("bootstrapped new cluster")
+		}
+	}
+
+	// 4. Background work: batching writes, following leadership, metrics.
+	n.batcher = newBatcher(n.raft)
+	n.health = newPeerHealth(n.raft)
+	n.metrics = newMetrics(n)
+	if cfg.Registerer != nil {
+		if err := n.metrics.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	n.goRun(func() { n.batcher.run(n.ctx) })
+	n.goRun(func() { n.followLeadership(notify) })
+	ok = true
+	return n, nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// catchUpFromSnapshot restores the state file from the newest snapshot when
+// the file is older than it (a crash between installing a snapshot and
+// restoring it): the log entries in between may already be compacted.
+func (n *Node) catchUpFromSnapshot() error {
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	m := metas[0]
+	if n.fsm.applied.Load() >= m.Index {
+		return nil
+	}
+	_, rc, err := n.snaps.Open(m.ID)
+	if err != nil {
+		return fmt.Errorf("opening snapshot %s: %w", m.ID, err)
+	}
+	if err := n.fsm.Restore(rc); err != nil {
+		return err
+	}
+	return n.fsm.setApplied(m.Index)
+}
+
+// followLeadership tracks this node's leadership. A new leader commits a
+// barrier before serving linearizable reads.
+func (n *Node) followLeadership(notify <-chan bool) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case leader := <-notify:
+			n.leaderReady.Store(false)
+			if !leader {
+				n.log.Info("lost leadership")
+				continue
+			}
+			n.log.Info("became leader")
+			if err := n.raft.Barrier(n.cfg.WriteTimeout).Error(); err != nil {
+				n.log.Warn("leader barrier failed", "err", err)
+				continue
+			}
+			if n.raft.State() == raft.Leader {
+				n.leaderReady.Store(true)
+			}
+		}
+	}
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Addr returns the cluster address other nodes dial.
+func (n *Node) Addr() string { return n.advert }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and address, empty if unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// WaitLeader blocks until a leader is known or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrNoQuorum, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the node without leaving the cluster: on restart it rejoins
+// with its data. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.closeErr = err
+			}
+		}
+		n.cleanup()
+	})
+	return n.closeErr
+}
+
+func (n *Node) cleanup() {
+	n.cancel()
+	if n.trans != nil {
+		n.trans.Close()
+	} else if n.mux != nil {
+		n.mux.close()
+	}
+	if n.fwd != nil {
+		n.fwd.close()
+	}
+	n.wg.Wait()
+	if n.metrics != nil && n.cfg.Registerer != nil {
+		n.metrics.unregister(n.cfg.Registerer)
+	}
+	if n.logStore != nil {
+		n.logStore.Close()
+	}
+	if n.fsm != nil {
+		n.fsm.close()
+	}
+}
+
+// writeCtx bounds ctx by the configured write timeout.
+func (n *Node) writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, n.cfg.WriteTimeout)
+}
+
+// propose commits one encoded command, on this node if it leads, else through
+// the leader. It retries only what cannot have taken effect, until the write
+// timeout, then fails with ErrNoQuorum.
+func (n *Node) propose(ctx context.Context, data []byte) (interface{}, error) {
+	ctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	start := time.Now()
+	defer func() { n.metrics.applyLatency.Observe(time.Since(start).Seconds()) }()
+	for {
+		if n.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		var res interface{}
+		var err error
+		if n.raft.State() == raft.Leader {
+			res, err = n.batcher.submit(ctx, data)
+		} else if _, addr := n.Leader(); addr != "" {
+			var out []byte
+			n.metrics.forwarded.Inc()
+			if out, err = n.fwd.call(ctx, addr, fwdApply, data); err == nil {
+				res, err = decodeResult(out)
+			}
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil {
+			if e, ok := res.(error); ok {
+				return nil, e
+			}
+			return res, nil
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errNotSent) {
+			return nil, err
+		}
+		if werr := n.waitRetry(ctx); werr != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		}
+	}
+}
+
+// waitRetry pauses briefly before another attempt, or fails when ctx ends.
+func (n *Node) waitRetry(ctx context.Context) error {
+	t := time.NewTimer(25 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.ctx.Done():
+		return ErrClosed
+	case <-t.C:
+		return nil
+	}
+}
+
+// handleForward serves requests forwarded by followers.
+func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	switch kind {
+	case fwdApply:
+		c, err := decodeCommand(payload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if c.typ == cmdBatch {
+			return nil, fmt.Errorf("%w: batches are formed by the leader", ErrInvalid)
+		}
+		res, err := n.batcher.submit(ctx, payload)
+		if err != nil {
+			return nil, err
+		}
+		return encodeResult(res)
+	case fwdReadIndex:
+		idx, err := n.leaderReadIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return u64Key(idx), nil
+	case fwdAddVoter:
+		d := &decoder{b: payload}
+		id, addr := string(d.bytes(MaxKeyLen, "id")), string(d.bytes(MaxKeyLen, "addr"))
+		if d.err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, d.err)
+		}
+		return nil, n.addVoterLocal(ctx, id, addr)
+	case fwdRemove:
+		return nil, n.removeLocal(ctx, string(payload))
+	}
+	return nil, fmt.Errorf("%w: unknown forward kind %d", ErrInvalid, kind)
+}

@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by Node. Callers compare them with errors.Is.
+var (
+	// ErrNoQuorum is returned when a write or linearizable read could not
+	// reach a leader backed by a quorum within the configured wait.
+	ErrNoQuorum = errors.New("cluster: no leader with quorum reachable")
+	// ErrNotLeader is returned by operations that must run on the leader
+	// when this node is not the leader and cannot forward.
+	ErrNotLeader = errors.New("cluster: not the leader")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("cluster: node closed")
+	// ErrInvalid is returned when a transaction or record is malformed; it
+	// wraps a message naming the field.
+	ErrInvalid = errors.New("cluster: invalid request")
+	// ErrOutcomeUnknown is returned when a forwarded write was sent but the
+	// connection failed before its answer arrived: it may or may not have
+	// been committed.
+	ErrOutcomeUnknown = errors.New("cluster: write outcome unknown")
+	// ErrJournalCorrupt is returned by VerifyJournal when a record does not
+	// match the hash chain.
+	ErrJournalCorrupt = errors.New("cluster: journal hash chain broken")
+)
+
+// Limits on what a single write may carry; they keep one request from
+// monopolising the log and bound what a decoder allocates.
+const (
+	MaxKeyLen     = 1 << 10
+	MaxValueLen   = 1 << 20
+	MaxTxnOps     = 1 << 12
+	MaxRecordLen  = 1 << 20
+	MaxAppendRecs = 1 << 14
+)
+
+// CompareKind selects what a Compare checks.
+type CompareKind uint8
+
+// Compare kinds.
+const (
+	// CompareAbsent succeeds when the key does not exist.
+	CompareAbsent CompareKind = iota + 1
+	// CompareVersion succeeds when the key's version equals Version
+	// (a version of 0 means absent).
+	CompareVersion
+	// CompareValue succeeds when the key exists and its value equals Value.
+	CompareValue
+)
+
+// Compare is one guard of a transaction.
+type Compare struct {
+	Kind    CompareKind
+	Key     string
+	Version uint64
+	Value   []byte
+}
+
+// OpKind selects what an Op does.
+type OpKind uint8
+
+// Operation kinds.
+const (
+	OpPut OpKind = iota + 1
+	OpDelete
+	// OpDeletePrefix deletes every key that starts with Key.
+	OpDeletePrefix
+)
+
+// Op is one operation of a transaction.
+type Op struct {
+	Kind  OpKind
+	Key   string
+	Value []byte
+}
+
+// Txn is an atomic transaction: if every compare holds, every op is applied;
+// otherwise nothing is.
+type Txn struct {
+	Compares []Compare
+	Ops      []Op
+}
+
+// IfAbsent returns a compare that holds when key does not exist.
+func IfAbsent(key string) Compare { return Compare{Kind: CompareAbsent, Key: key} }
+
+// IfVersion returns a compare that holds when key is at version v (0: absent).
+func IfVersion(key string, v uint64) Compare {
+	return Compare{Kind: CompareVersion, Key: key, Version: v}
+}
+
+// IfValue returns a compare that holds when key holds exactly value.
+func IfValue(key string, value []byte) Compare {
+	return Compare{Kind: CompareValue, Key: key, Value: value}
+}
+
+// Put returns an op that writes value at key.
+func Put(key string, value []byte) Op { return Op{Kind: OpPut, Key: key, Value: value} }
+
+// Delete returns an op that removes key.
+func Delete(key string) Op { return Op{Kind: OpDelete, Key: key} }
+
+// DeletePrefix returns an op that removes every key starting with prefix.
+func DeletePrefix(prefix string) Op { return Op{Kind: OpDeletePrefix, Key: prefix} }
+
+// TxnResult reports how a transaction went.
+type TxnResult struct {
+	// Succeeded reports whether every compare held and the ops were applied.
+	Succeeded bool
+	// Revision is the store revision after the transaction. Keys written by a
+	// successful transaction carry it as their version.
+	Revision uint64
+	// FailedCompare is the index of the first compare that did not hold,
+	// or -1.
+	FailedCompare int
+}
+
+// KV is one stored key with its value and version (the revision that last
+// wrote it).
+type KV struct {
+	Key     string
+	Value   []byte
+	Version uint64
+}
+
+// EventType says what a watch Event reports.
+type EventType uint8
+
+// Event types.
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+	// EventReset means the state was replaced by a snapshot: the watcher must
+	// list its prefix again and continue from the event's revision.
+	EventReset
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventPut:
+		return "put"
+	case EventDelete:
+		return "delete"
+	case EventReset:
+		return "reset"
+	}
+	return fmt.Sprintf("event(%d)", uint8(t))
+}
+
+// Event is one committed change seen by a Watcher.
+type Event struct {
+	Type     EventType
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// Record is one journal entry. Hash is SHA-256(PrevHash || Seq || Data), so
+// every record commits to all records before it.
+type Record struct {
+	Seq      uint64
+	Data     []byte
+	PrevHash [32]byte
+	Hash     [32]byte
+}
+
+// Consistency selects how fresh a read must be.
+type Consistency uint8
+
+// Read consistency modes.
+const (
+	// Local reads this node's applied state: fast, possibly stale.
+	Local Consistency = iota
+	// Linearizable reads state that includes every write acknowledged before
+	// the read began, confirmed with the leader.
+	Linearizable
+)
+
+// validate checks a transaction's shape before it is proposed.
+func (t *Txn) validate() error {
+	if len(t.Ops) == 0 && len(t.Compares) == 0 {
+		return fmt.Errorf("%w: empty transaction", ErrInvalid)
+	}
+	if len(t.Ops) > MaxTxnOps || len(t.Compares) > MaxTxnOps {
+		return fmt.Errorf("%w: more than %d compares or ops", ErrInvalid, MaxTxnOps)
+	}
+	for i, c := range t.Compares {
+		if err := checkKey(c.Key); err != nil {
+			return fmt.Errorf("%w: compare %d: %v", ErrInvalid, i, err)
+		}
+		if c.Kind < CompareAbsent || c.Kind > CompareValue {
+			return fmt.Errorf("%w: compare %d: unknown kind %d", ErrInvalid, i, c.Kind)
+		}
+		if len(c.Value) > MaxValueLen {
+			return fmt.Errorf("%w: compare %d: value longer than %d bytes", ErrInvalid, i, MaxValueLen)
+		}
+	}
+	for i, o := range t.Ops {
+		if err := checkKey(o.Key); err != nil {
+			return fmt.Errorf("%w: op %d: %v", ErrInvalid, i, err)
+		}
+		if o.Kind < OpPut || o.Kind > OpDeletePrefix {
+			return fmt.Errorf("%w: op %d: unknown kind %d", ErrInvalid, i, o.Kind)
+		}
+		if len(o.Value) > MaxValueLen {
+			return fmt.Errorf("%w: op %d: value longer than %d bytes", ErrInvalid, i, MaxValueLen)
+		}
+	}
+	return nil
+}
+
+func checkKey(k string) error {
+	switch {
+	case k == "":
+		return errors.New("empty key")
+	case len(k) > MaxKeyLen:
+		return fmt.Errorf("key longer than %d bytes", MaxKeyLen)
+	}
+	return nil
+}
