@@ -123,6 +123,11 @@ func (d *decoder) uvarint() uint64 {
 		d.fail(errTruncated)
 		return 0
 	}
+	if n != uvarintLen(v) {
+		// One encoding per value, so every node reads an entry one way.
+		d.fail(errors.New("non-minimal varint"))
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
@@ -225,4 +230,13 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		return command{}, fmt.Errorf("decoding command: %w", d.err)
 	}
 	return c, nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

@@ -23,13 +23,13 @@ type Member struct {
 
 // Status is a node's view of the cluster.
 type Status struct {
-	NodeID       string        `json:"node_id"`
-	Addr         string        `json:"addr"`
-	State        string        `json:"state"`
-	LeaderID     string        `json:"leader_id"`
-	LeaderAddr   string        `json:"leader_addr"`
-	Term         uint64        `json:"term"`
-	CommitIndex  uint64        `json:"commit_index"`
+	NodeID      string `json:"node_id"`
+	Addr        string `json:"addr"`
+	State       string `json:"state"`
+	LeaderID    string `json:"leader_id"`
+	LeaderAddr  string `json:"leader_addr"`
+	Term        uint64 `json:"term"`
+	CommitIndex uint64 `json:"commit_index"`
 	// AppliedIndex is the last log entry reflected in this node's state.
 	// Raft's own no-op entries never reach the state, so it may trail
 	// CommitIndex on a quiet cluster.

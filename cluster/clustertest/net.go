@@ -11,7 +11,7 @@ import (
 // passes through it, so a test can cut a node off (both directions, open
 // connections included) and heal it again, over real TCP.
 type Net struct {
-	mu       sync.Mutex // guards everything below
+	mu       sync.Mutex        // guards everything below
 	addrs    map[string]string // address -> node ID
 	isolated map[string]bool
 	conns    map[string]map[net.Conn]struct{} // node ID -> its live connections

@@ -1,0 +1,105 @@
+package cluster_test
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
+)
+
+// Peers without a certificate from the cluster CA get nothing: no Raft, no
+// forwarding, no membership.
+func TestStrangersCannotSpeakRaftOrJoin(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	ctx := ctxT(t, time.Minute)
+	if _, err := c.Node(0).Put(ctx, "secret", []byte("s3cr3t")); err != nil {
+		t.Fatal(err)
+	}
+	addr := c.Node(0).Addr()
+	other := clustertest.NewCA(t)
+
+	attempts := []struct {
+		name string
+		cert []tls.Certificate
+	}{
+		{"no client certificate", nil},
+		{"certificate from another CA", []tls.Certificate{clustertest.NodeCert(t, other, "n9")}},
+	}
+	for _, a := range attempts {
+		for _, proto := range []byte{'R', 'F'} {
+			t.Run(a.name+"/"+string(proto), func(t *testing.T) {
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+					Certificates: a.cert, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
+				})
+				if err != nil {
+					return // refused during the handshake
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				conn.Write([]byte{proto, 0, 0, 0, 3, 1, 0, 0})
+				if n, err := conn.Read(make([]byte, 64)); err == nil {
+					t.Fatalf("server answered %d bytes to a peer without a cluster certificate", n)
+				}
+			})
+		}
+	}
+	t.Run("plain tcp", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn.Write([]byte("R\x00\x00\x00\x10garbage garbage"))
+		if _, err := io.ReadAll(conn); err != nil {
+			// a reset is as good as a close
+			t.Log(err)
+		}
+	})
+
+	// A whole node with a certificate from another CA, even once an admin
+	// adds it as a voter, never receives the cluster's state.
+	stranger, err := cluster.New(cluster.Config{
+		NodeID: "n9", DataDir: filepath.Join(t.TempDir(), "n9"), BindAddr: "127.0.0.1:0",
+		Certificate: clustertest.NodeCert(t, other, "n9"), RootCAs: other.Pool(),
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
+		WriteTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if err := c.Node(1).AddVoter(ctx, "n9", stranger.Addr()); err != nil {
+		t.Fatalf("adding the stranger's address: %v", err)
+	}
+	// The three real nodes still have a quorum of the four and go on.
+	if _, err := c.Node(2).Put(ctx, "still", []byte("writable")); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := stranger.WaitLeader(short); err == nil {
+		t.Fatal("stranger learned of a leader")
+	}
+	if _, ok, _ := stranger.Get(ctx, "secret", cluster.Local); ok {
+		t.Fatal("stranger received replicated state")
+	}
+	if _, err := stranger.Put(ctx, "evil", []byte("x")); err == nil {
+		t.Fatal("stranger wrote")
+	}
+	if _, ok, _ := c.Node(0).Get(ctx, "evil", cluster.Linearizable); ok {
+		t.Fatal("stranger's write reached the cluster")
+	}
+	if err := c.Node(0).RemoveServer(ctx, "n9"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Node(0).Status().Members); n != 3 {
+		t.Fatalf("%d members after removing the stranger, want 3", n)
+	}
+}
