@@ -68,7 +68,10 @@ func openFSM(path string, hub *watchHub) (*fsm, error) {
 }
 
 func (f *fsm) open() error {
-	db, err := bolt.Open(f.path, 0o600, &bolt.Options{Timeout: 0})
+	// No fsync: the state file is a cache of the Raft log and snapshots,
+	// which are durable. After an unclean stop the node discards it and
+	// rebuilds (see Node), so a torn write can never be read back.
+	db, err := bolt.Open(f.path, 0o600, &bolt.Options{NoSync: true})
 	if err != nil {
 		return fmt.Errorf("opening state %s: %w", f.path, err)
 	}
@@ -114,7 +117,10 @@ func (f *fsm) close() error {
 	if f.db == nil {
 		return nil
 	}
-	err := f.db.Close()
+	err := f.db.Sync()
+	if cerr := f.db.Close(); err == nil {
+		err = cerr
+	}
 	f.db = nil
 	return err
 }

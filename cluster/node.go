@@ -70,8 +70,12 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
+	statePath := filepath.Join(cfg.DataDir, "state.db")
+	if err := n.discardUncleanState(statePath); err != nil {
+		return nil, err
+	}
 	var err error
-	if n.fsm, err = openFSM(filepath.Join(cfg.DataDir, "state.db"), n.hub); err != nil {
+	if n.fsm, err = openFSM(statePath, n.hub); err != nil {
 		return nil, err
 	}
 	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
@@ -167,6 +171,55 @@ func (n *Node) goRun(f func()) {
 		defer n.wg.Done()
 		f()
 	}()
+}
+
+// cleanMarker is written at a clean Close, once the state file is synced.
+const cleanMarker = "state.clean"
+
+// discardUncleanState removes a state file that was not closed cleanly: it
+// is written without fsync, so after a crash it may be torn. The newest
+// snapshot and the Raft log, both durable, rebuild it.
+func (n *Node) discardUncleanState(path string) error {
+	marker := filepath.Join(n.cfg.DataDir, cleanMarker)
+	_, err := os.Stat(marker)
+	switch {
+	case err == nil:
+		return os.Remove(marker) // from now on, a crash leaves no marker
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("checking %s: %w", marker, err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	n.log.Warn("state file was not closed cleanly; rebuilding it from the snapshot and the raft log")
+	return os.Remove(path)
+}
+
+// markClean records that the state file was synced and closed.
+func (n *Node) markClean() {
+	marker := filepath.Join(n.cfg.DataDir, cleanMarker)
+	f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err == nil {
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = syncDir(n.cfg.DataDir)
+	}
+	if err != nil {
+		n.log.Warn("could not mark state clean; it will be rebuilt at next start", "err", err)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // catchUpFromSnapshot restores the state file from the newest snapshot when
@@ -282,7 +335,9 @@ func (n *Node) cleanup() {
 		n.logStore.Close()
 	}
 	if n.fsm != nil {
-		n.fsm.close()
+		if err := n.fsm.close(); err == nil && n.raft != nil {
+			n.markClean()
+		}
 	}
 }
 
