@@ -1,0 +1,98 @@
+package audit
+
+import (
+	"context"
+	"time"
+)
+
+// Type names what happened. The values are stable: SIEM rules match on them.
+type Type string
+
+// Event types. Admin actions use TypeAdmin plus Action (admin.<action>);
+// cluster membership and operations use cluster.<action>.
+const (
+	TypeLogin         Type = "auth.login"
+	TypeMFA           Type = "auth.mfa"
+	TypeLockout       Type = "auth.lockout"
+	TypeLogout        Type = "auth.logout"
+	TypeSessionStart  Type = "session.start"
+	TypeSessionEnd    Type = "session.end"
+	TypeFlowAccept    Type = "flow.accept"
+	TypeFlowDeny      Type = "flow.deny"
+	TypePeerIssue     Type = "peer.issue"
+	TypePeerRevoke    Type = "peer.revoke"
+	TypeProfileChange Type = "profile.change"
+	TypeUserDisable   Type = "user.disable"
+	TypeUserEnable    Type = "user.enable"
+	TypeMFAReset      Type = "user.mfa_reset"
+	TypeAdmin         Type = "admin"
+	TypeCluster       Type = "cluster"
+)
+
+// Outcome is success or failure.
+type Outcome string
+
+// Outcomes.
+const (
+	Success Outcome = "success"
+	Failure Outcome = "failure"
+)
+
+// Actor is who acted.
+type Actor struct {
+	UserID  string   `json:"user_id,omitempty"`
+	Email   string   `json:"email,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
+	Session string   `json:"session,omitempty"` // a session's public ID, never its token
+	Role    string   `json:"role,omitempty"`
+}
+
+// Source is where the action came from.
+type Source struct {
+	Addr      string `json:"addr,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// Target is what was acted on.
+type Target struct {
+	Peer     string `json:"peer,omitempty"`
+	Device   string `json:"device,omitempty"`
+	Profile  string `json:"profile,omitempty"`
+	User     string `json:"user,omitempty"`
+	Node     string `json:"node,omitempty"`
+	DstAddr  string `json:"dst_addr,omitempty"`
+	DstPort  int    `json:"dst_port,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Event is one audit record: who, what, when, where from, which resource,
+// the outcome and the policy version that decided (PCI DSS 10.2.2).
+//
+// ID, Time and Node are filled in by the Recorder when empty. Events must
+// never carry secrets: no tokens, codes, keys or passwords.
+type Event struct {
+	ID            string            `json:"id"`
+	Time          time.Time         `json:"time"`
+	Node          string            `json:"node,omitempty"`
+	Type          Type              `json:"type"`
+	Action        string            `json:"action,omitempty"` // e.g. "profile.create" under admin
+	Actor         Actor             `json:"actor"`
+	Source        Source            `json:"source"`
+	Target        Target            `json:"target"`
+	Outcome       Outcome           `json:"outcome"`
+	Reason        string            `json:"reason,omitempty"` // why it failed, exactly
+	PolicyVersion uint64            `json:"policy_version,omitempty"`
+	BytesIn       uint64            `json:"bytes_in,omitempty"`
+	BytesOut      uint64            `json:"bytes_out,omitempty"`
+	Duration      time.Duration     `json:"duration_ns,omitempty"`
+	Details       map[string]string `json:"details,omitempty"`
+}
+
+// Recorder takes audit events. Implementations must be safe for concurrent
+// use. Record returns once the event is durably stored (replicated), or an
+// error; callers decide whether an action may proceed unrecorded (security
+// decisions must not).
+type Recorder interface {
+	Record(ctx context.Context, e Event) error
+}
