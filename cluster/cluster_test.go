@@ -128,8 +128,11 @@ func TestReplicationFailoverAndCatchUp(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	if _, err := c.Node(1).Append(context.Background(), [][]byte{[]byte("r1"), []byte("r2")}); err != nil {
+	if _, err := c.Node(1).Append(context.Background(), [][]byte{[]byte("r1"), []byte("r2"), []byte("r3")}); err != nil {
 		t.Fatal(err)
+	}
+	if r, err := c.Node(2).TrimJournal(context.Background(), 2); err != nil || r.First != 2 || r.Removed != 1 {
+		t.Fatalf("trim through a follower: %+v, %v", r, err)
 	}
 	checkConsistent(t, c, a.m)
 

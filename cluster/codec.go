@@ -14,6 +14,7 @@ import (
 //	op      = kind(1) key(bytes) value(bytes)
 //	append  = n(uvarint) record(bytes)*n
 //	batch   = n(uvarint) command(bytes)*n   (nested commands are not batches)
+//	trim    = before(uvarint)
 //	bytes   = len(uvarint) data
 //
 // Decoding checks every length against the package limits, so a corrupt or
@@ -27,6 +28,7 @@ const (
 	cmdTxn    cmdType = 1
 	cmdAppend cmdType = 2
 	cmdBatch  cmdType = 3
+	cmdTrim   cmdType = 4
 )
 
 // maxBatch bounds how many commands one batch entry carries.
@@ -38,6 +40,7 @@ type command struct {
 	txn     Txn
 	records [][]byte
 	batch   []command
+	before  uint64 // trim: drop journal records with seq < before
 }
 
 var errTruncated = errors.New("truncated")
@@ -72,6 +75,11 @@ func encodeAppend(b []byte, recs [][]byte) []byte {
 		b = appendBytes(b, r)
 	}
 	return b
+}
+
+func encodeTrim(b []byte, before uint64) []byte {
+	b = append(b, codecVersion, byte(cmdTrim))
+	return binary.AppendUvarint(b, before)
 }
 
 // encodeBatch wraps already encoded commands into one batch entry.
@@ -200,6 +208,8 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			c.records = append(c.records, d.bytes(MaxRecordLen, "record"))
 		}
+	case cmdTrim:
+		c.before = d.uvarint()
 	case cmdBatch:
 		if depth > 0 {
 			d.fail(errors.New("nested batch"))

@@ -231,6 +231,10 @@ func encodeResult(r interface{}) ([]byte, error) {
 		b := []byte{3}
 		b = binary.AppendUvarint(b, v.First)
 		return binary.AppendUvarint(b, v.Last), nil
+	case TrimResult:
+		b := []byte{4}
+		b = binary.AppendUvarint(b, v.First)
+		return binary.AppendUvarint(b, v.Removed), nil
 	case error:
 		return nil, v
 	}
@@ -255,6 +259,12 @@ func decodeResult(b []byte) (interface{}, error) {
 		return r, nil
 	case 3:
 		r := AppendResult{First: d.uvarint(), Last: d.uvarint()}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	case 4:
+		r := TrimResult{First: d.uvarint(), Removed: d.uvarint()}
 		if d.err != nil {
 			return nil, d.err
 		}

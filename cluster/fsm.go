@@ -24,6 +24,7 @@ var (
 	metaRevision = []byte("revision") // store revision
 	metaSeq      = []byte("jseq")     // last journal sequence number
 	metaHash     = []byte("jhash")    // hash of the last journal record
+	metaFirst    = []byte("jfirst")   // first journal sequence number kept (0: 1)
 )
 
 // AppendResult reports the sequence numbers a journal append received.
@@ -231,6 +232,12 @@ func (st *txState) apply(c *command, events *[]Event) interface{} {
 			panic(fmt.Sprintf("cluster: appending to journal: %v", err))
 		}
 		return r
+	case cmdTrim:
+		r, err := st.applyTrim(c.before)
+		if err != nil {
+			panic(fmt.Sprintf("cluster: trimming journal: %v", err))
+		}
+		return r
 	case cmdBatch:
 		rs := make([]interface{}, len(c.batch))
 		for i := range c.batch {
@@ -313,6 +320,34 @@ func (st *txState) applyAppend(recs [][]byte) (AppendResult, error) {
 	}
 	res.Last = st.seq
 	return res, nil
+}
+
+// applyTrim drops journal records below before (never the last one, so
+// the chain head stays). The first kept record's PrevHash anchors the chain.
+func (st *txState) applyTrim(before uint64) (TrimResult, error) {
+	first := max(getU64(st.meta, metaFirst), 1)
+	before = min(before, st.seq)
+	if before <= first {
+		return TrimResult{First: first}, nil
+	}
+	c := st.journal.Cursor()
+	var n uint64
+	for k, _ := c.Seek(u64Key(first)); k != nil && binary.BigEndian.Uint64(k) < before; k, _ = c.Next() {
+		if err := c.Delete(); err != nil {
+			return TrimResult{}, err
+		}
+		n++
+	}
+	if err := putU64(st.meta, metaFirst, before); err != nil {
+		return TrimResult{}, err
+	}
+	return TrimResult{First: before, Removed: n}, nil
+}
+
+// TrimResult reports what a journal trim kept and removed.
+type TrimResult struct {
+	First   uint64 // first sequence number kept
+	Removed uint64
 }
 
 // chainHash is the journal's hash: SHA-256(prev || seq || data).
@@ -431,6 +466,21 @@ func (f *fsm) lastSeq() (uint64, [32]byte, error) {
 	return seq, h, err
 }
 
+// firstSeq returns the first journal sequence number kept.
+func (f *fsm) firstSeq() (uint64, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return 0, ErrClosed
+	}
+	var first uint64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		first = max(getU64(tx.Bucket(bucketMeta), metaFirst), 1)
+		return nil
+	})
+	return first, err
+}
+
 // verifyJournal recomputes the whole chain.
 func (f *fsm) verifyJournal() (uint64, error) {
 	f.dbMu.RLock()
@@ -441,13 +491,16 @@ func (f *fsm) verifyJournal() (uint64, error) {
 	var n uint64
 	err := f.db.View(func(tx *bolt.Tx) error {
 		var prev [32]byte
-		var want uint64 = 1
+		want := max(getU64(tx.Bucket(bucketMeta), metaFirst), 1)
 		c := tx.Bucket(bucketJournal).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
 			r, err := decodeRecord(seq, v)
 			if err != nil {
 				return err
+			}
+			if n == 0 && want > 1 && seq == want {
+				prev = r.PrevHash // records before were trimmed: this one anchors the chain
 			}
 			if seq != want {
 				return fmt.Errorf("%w: record %d missing", ErrJournalCorrupt, want)

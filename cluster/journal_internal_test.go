@@ -106,3 +106,36 @@ func TestUnknownCommandStopsTheNode(t *testing.T) {
 	}()
 	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{codecVersion, 77}})
 }
+
+func TestJournalTrimKeepsChainVerifiable(t *testing.T) {
+	f, _ := newTestFSM(t, 10)
+	defer f.close()
+	res := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: encodeTrim(nil, 6)})
+	if r, ok := res.(TrimResult); !ok || r.First != 6 || r.Removed != 5 {
+		t.Fatalf("trim result %+v", res)
+	}
+	if n, err := f.verifyJournal(); err != nil || n != 5 {
+		t.Fatalf("after trim: %d records, %v", n, err)
+	}
+	if recs, _ := f.journalRange(1, 100, 100); len(recs) != 5 || recs[0].Seq != 6 {
+		t.Fatalf("kept records %+v", recs)
+	}
+	// Trimming never drops the head, and never goes backwards.
+	f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: encodeTrim(nil, 1000)})
+	f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: encodeTrim(nil, 2)})
+	if first, _ := f.firstSeq(); first != 10 {
+		t.Fatalf("first kept %d, want 10 (the head)", first)
+	}
+	// Appends continue the chain.
+	f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: encodeAppend(nil, [][]byte{[]byte("more")})})
+	if n, err := f.verifyJournal(); err != nil || n != 2 {
+		t.Fatalf("after append: %d records, %v", n, err)
+	}
+	// Removing the first kept record is still detected.
+	if err := f.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketJournal).Delete(u64Key(10)) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.verifyJournal(); !errors.Is(err, ErrJournalCorrupt) {
+		t.Fatalf("deleting the anchor record: %v", err)
+	}
+}

@@ -89,6 +89,25 @@ func (n *Node) Append(ctx context.Context, records [][]byte) (AppendResult, erro
 	return r, nil
 }
 
+// TrimJournal drops journal records with sequence numbers below before,
+// through the leader. The last record always stays, and the first kept
+// record's PrevHash anchors verification of what remains; callers keep
+// whatever proves the dropped part (audit checkpoints) elsewhere.
+func (n *Node) TrimJournal(ctx context.Context, before uint64) (TrimResult, error) {
+	res, err := n.propose(ctx, encodeTrim(nil, before))
+	if err != nil {
+		return TrimResult{}, err
+	}
+	r, ok := res.(TrimResult)
+	if !ok {
+		return TrimResult{}, fmt.Errorf("cluster: unexpected trim result %T", res)
+	}
+	return r, nil
+}
+
+// JournalFirst returns the first journal sequence number still stored.
+func (n *Node) JournalFirst() (uint64, error) { return n.fsm.firstSeq() }
+
 // JournalRange returns this node's journal records with from <= seq <= to,
 // at most max of them.
 func (n *Node) JournalRange(from, to uint64, max int) ([]Record, error) {
