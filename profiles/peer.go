@@ -1,0 +1,44 @@
+package profiles
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Peer is one device's WireGuard identity, issued after sign-in.
+type Peer struct {
+	ID             string     `json:"id"`
+	UserID         string     `json:"user_id"`
+	Email          string     `json:"email,omitempty"`
+	Device         string     `json:"device"`
+	PublicKey      string     `json:"public_key"` // base64; the private key never leaves the device
+	Address        netip.Addr `json:"address"`
+	Profile        string     `json:"profile"`
+	ProfileVersion uint64     `json:"profile_version"`
+	Issued         time.Time  `json:"issued"`
+	Expires        time.Time  `json:"expires"`
+	SessionID      string     `json:"session_id"`
+	Node           string     `json:"node,omitempty"` // the node that issued it
+	ServerKey      bool       `json:"server_key,omitempty"`
+	// Revoked is set when the peer was revoked; the record stays until the
+	// janitor removes it so that listings can show why.
+	Revoked       *time.Time `json:"revoked,omitempty"`
+	RevokedReason string     `json:"revoked_reason,omitempty"`
+}
+
+// Valid reports whether the peer may use the tunnel at now. Expiry needs no
+// cleanup to take effect: every reader applies it with its own clock.
+func (p *Peer) Valid(now time.Time) bool {
+	return p.Revoked == nil && now.Before(p.Expires)
+}
+
+// State describes the peer at now: "active", "expired" or "revoked".
+func (p *Peer) State(now time.Time) string {
+	switch {
+	case p.Revoked != nil:
+		return "revoked"
+	case !now.Before(p.Expires):
+		return "expired"
+	}
+	return "active"
+}

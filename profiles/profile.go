@@ -1,0 +1,365 @@
+package profiles
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Errors callers compare with errors.Is.
+var (
+	// ErrInvalid is returned for a profile or request that fails
+	// validation; the wrapped message names the field and the reason.
+	ErrInvalid = errors.New("profiles: invalid")
+	// ErrNotFound is returned when a profile or peer does not exist.
+	ErrNotFound = errors.New("profiles: not found")
+	// ErrNotAllowed is returned when a user asks for a profile not assigned
+	// to them, or acts on a device that is not theirs.
+	ErrNotAllowed = errors.New("profiles: not allowed")
+	// ErrPoolExhausted is returned when no client address is free.
+	ErrPoolExhausted = errors.New("profiles: address pool exhausted")
+	// ErrTooManyDevices is returned when a user holds the profile's maximum
+	// number of devices.
+	ErrTooManyDevices = errors.New("profiles: device limit reached")
+	// ErrConflict is returned when a concurrent change won a race; the
+	// caller may retry.
+	ErrConflict = errors.New("profiles: concurrent change")
+)
+
+// Defaults of a profile.
+const (
+	DefaultMaxSession = 12 * time.Hour
+	DefaultMaxDevices = 5
+	// MaxRulesPerProfile bounds the interval set the data plane builds for
+	// one profile.
+	MaxRulesPerProfile = 10000
+)
+
+// Protocols a rule can allow.
+const (
+	ProtoAny  = "any"
+	ProtoTCP  = "tcp"
+	ProtoUDP  = "udp"
+	ProtoICMP = "icmp"
+)
+
+// PortRange is an inclusive range of ports; a single port has From == To.
+type PortRange struct {
+	From, To uint16
+}
+
+func (p PortRange) String() string {
+	if p.From == p.To {
+		return strconv.Itoa(int(p.From))
+	}
+	return fmt.Sprintf("%d-%d", p.From, p.To)
+}
+
+// ParsePortRange parses "443" or "8000-8080".
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, isRange := strings.Cut(strings.TrimSpace(s), "-")
+	from, err := parsePort(lo)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if !isRange {
+		return PortRange{from, from}, nil
+	}
+	to, err := parsePort(hi)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if to < from {
+		return PortRange{}, fmt.Errorf("port range %q runs backwards", s)
+	}
+	return PortRange{from, to}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %q out of range 1-65535", s)
+	}
+	return uint16(n), nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (p PortRange) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (p *PortRange) UnmarshalText(b []byte) error {
+	r, err := ParsePortRange(string(b))
+	if err != nil {
+		return err
+	}
+	*p = r
+	return nil
+}
+
+// UnmarshalYAML decodes "443" or "8000-8080" (as a string or a number),
+// naming the line of a bad value.
+func (p *PortRange) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: port: want a port or a range like 8000-8080", n.Line)
+	}
+	r, err := ParsePortRange(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*p = r
+	return nil
+}
+
+// Rule allows new connections from a client to a destination.
+type Rule struct {
+	// CIDR is the destination network.
+	CIDR netip.Prefix `json:"cidr" yaml:"cidr"`
+	// Protocol is tcp, udp, icmp or any.
+	Protocol string `json:"protocol" yaml:"protocol"`
+	// Ports limit tcp and udp rules; empty means every port. They must be
+	// empty for icmp and any.
+	Ports []PortRange `json:"ports,omitempty" yaml:"ports,omitempty"`
+}
+
+// UnmarshalYAML decodes a rule, naming the line of a bad field.
+func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: rule: want a mapping with cidr, protocol and ports", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "cidr":
+			p, err := netip.ParsePrefix(v.Value)
+			if err != nil || v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: rule: cidr %q is not a CIDR like 10.0.0.0/16", v.Line, v.Value)
+			}
+			r.CIDR = p
+		case "protocol":
+			r.Protocol = v.Value
+		case "ports":
+			if v.Kind != yaml.SequenceNode {
+				return fmt.Errorf("line %d: rule: ports: want a list like [22, 8000-8080]", v.Line)
+			}
+			r.Ports = make([]PortRange, len(v.Content))
+			for j, pn := range v.Content {
+				if err := r.Ports[j].UnmarshalYAML(pn); err != nil {
+					return fmt.Errorf("rules: ports: %w", err)
+				}
+			}
+		default:
+			return fmt.Errorf("line %d: rule: unknown field %q (want cidr, protocol, ports)", k.Line, k.Value)
+		}
+	}
+	return nil
+}
+
+// Profile says what a group of people may reach and how their tunnel is set up.
+type Profile struct {
+	Name          string        `json:"name" yaml:"name"`
+	Description   string        `json:"description,omitempty" yaml:"description,omitempty"`
+	Rules         []Rule        `json:"rules" yaml:"rules"`
+	DNS           []netip.Addr  `json:"dns,omitempty" yaml:"dns,omitempty"`
+	SearchDomains []string      `json:"search_domains,omitempty" yaml:"search_domains,omitempty"`
+	FullTunnel    bool          `json:"full_tunnel,omitempty" yaml:"full_tunnel,omitempty"`
+	MaxSession    time.Duration `json:"max_session,omitempty" yaml:"max_session,omitempty"`
+	MaxDevices    int           `json:"max_devices,omitempty" yaml:"max_devices,omitempty"`
+	Groups        []string      `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Users         []string      `json:"users,omitempty" yaml:"users,omitempty"`
+
+	// Version changes with every edit (it is the store revision that wrote
+	// the profile); peers and audit events record it. Set by the store.
+	Version uint64    `json:"version,omitempty" yaml:"-"`
+	Updated time.Time `json:"updated,omitempty" yaml:"-"`
+}
+
+var (
+	namePattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	domainPattern = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+)
+
+// FieldError names the field of a profile that failed validation. It
+// wraps ErrInvalid.
+type FieldError struct {
+	Profile string
+	Field   string // e.g. "rules[2].ports[0]"
+	Reason  string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("profile %q: %s: %s", e.Profile, e.Field, e.Reason)
+}
+
+// Unwrap returns ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// ValidName checks a profile name: lowercase letters, digits, '.', '_', '-'.
+func ValidName(name string) error {
+	if !namePattern.MatchString(name) {
+		return &FieldError{Profile: name, Field: "name", Reason: "want 1-63 lowercase letters, digits, '.', '_' or '-'"}
+	}
+	return nil
+}
+
+// Normalize fills in defaults and canonical forms (masked CIDRs, lowercase
+// protocols, sorted and de-duplicated lists), so that two profiles that
+// mean the same compare equal.
+func (p *Profile) Normalize() {
+	if p.MaxSession == 0 {
+		p.MaxSession = DefaultMaxSession
+	}
+	if p.MaxDevices == 0 {
+		p.MaxDevices = DefaultMaxDevices
+	}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		r.Protocol = strings.ToLower(strings.TrimSpace(r.Protocol))
+		if r.Protocol == "" {
+			r.Protocol = ProtoAny
+		}
+		if r.CIDR.IsValid() {
+			r.CIDR = r.CIDR.Masked()
+		}
+	}
+	p.Groups = sortedUnique(p.Groups)
+	p.Users = sortedUnique(p.Users)
+}
+
+func sortedUnique(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Validate checks a normalized profile against the client address pool,
+// naming the first bad field.
+func (p *Profile) Validate(pool netip.Prefix) error {
+	if err := ValidName(p.Name); err != nil {
+		return err
+	}
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Profile: p.Name, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if len(p.Description) > 1024 {
+		return bad("description", "longer than 1024 characters")
+	}
+	if len(p.Rules) == 0 {
+		return bad("rules", "at least one rule is required")
+	}
+	if len(p.Rules) > MaxRulesPerProfile {
+		return bad("rules", "more than %d rules", MaxRulesPerProfile)
+	}
+	for i, r := range p.Rules {
+		field := fmt.Sprintf("rules[%d]", i)
+		if !r.CIDR.IsValid() {
+			return bad(field+".cidr", "missing or not a CIDR")
+		}
+		if !r.CIDR.Addr().Is4() {
+			return bad(field+".cidr", "%s: only IPv4 destinations are supported", r.CIDR)
+		}
+		if pool.IsValid() && r.CIDR.Overlaps(pool) {
+			return bad(field+".cidr", "%s overlaps the client address pool %s", r.CIDR, pool)
+		}
+		switch r.Protocol {
+		case ProtoTCP, ProtoUDP:
+		case ProtoICMP, ProtoAny:
+			if len(r.Ports) > 0 {
+				return bad(field+".ports", "ports only apply to tcp and udp, not %s", r.Protocol)
+			}
+		default:
+			return bad(field+".protocol", "unknown protocol %q (want tcp, udp, icmp or any)", r.Protocol)
+		}
+		for j, pr := range r.Ports {
+			if pr.From == 0 || pr.To < pr.From {
+				return bad(fmt.Sprintf("%s.ports[%d]", field, j), "port range %s out of range 1-65535", pr)
+			}
+		}
+	}
+	for i, a := range p.DNS {
+		if !a.IsValid() {
+			return bad(fmt.Sprintf("dns[%d]", i), "not an IP address")
+		}
+	}
+	for i, d := range p.SearchDomains {
+		if !domainPattern.MatchString(d) || len(d) > 253 {
+			return bad(fmt.Sprintf("search_domains[%d]", i), "%q is not a domain name", d)
+		}
+	}
+	if p.MaxSession < 5*time.Minute || p.MaxSession > 30*24*time.Hour {
+		return bad("max_session", "%s out of range 5m to 720h", p.MaxSession)
+	}
+	if p.MaxDevices < 1 || p.MaxDevices > 100 {
+		return bad("max_devices", "%d out of range 1-100", p.MaxDevices)
+	}
+	for i, g := range p.Groups {
+		if g == "" || len(g) > 256 {
+			return bad(fmt.Sprintf("groups[%d]", i), "empty or longer than 256 characters")
+		}
+	}
+	for i, u := range p.Users {
+		if u == "" || len(u) > 256 {
+			return bad(fmt.Sprintf("users[%d]", i), "empty or longer than 256 characters")
+		}
+	}
+	return nil
+}
+
+// AssignedTo reports whether the profile is assigned to the user directly
+// or through one of their groups.
+func (p *Profile) AssignedTo(userID, email string, groups []string) bool {
+	for _, u := range p.Users {
+		if u == userID || (email != "" && strings.EqualFold(u, email)) {
+			return true
+		}
+	}
+	for _, g := range groups {
+		if slices.Contains(p.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowedIPs returns what the client routes into the tunnel: the union of
+// the rule CIDRs (split tunnel, merged and sorted) or everything (full).
+func (p *Profile) AllowedIPs() []netip.Prefix {
+	if p.FullTunnel {
+		return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	}
+	var out []netip.Prefix
+	for _, r := range p.Rules {
+		out = append(out, r.CIDR)
+	}
+	return mergePrefixes(out)
+}
+
+// mergePrefixes removes prefixes covered by others and sorts the rest.
+func mergePrefixes(ps []netip.Prefix) []netip.Prefix {
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	var out []netip.Prefix
+	for _, p := range ps {
+		if len(out) > 0 {
+			last := out[len(out)-1]
+			if last.Bits() <= p.Bits() && last.Contains(p.Addr()) {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}

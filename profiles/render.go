@@ -1,0 +1,60 @@
+package profiles
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Server is what a client config needs to know about the cluster.
+type Server struct {
+	// PublicKey is the cluster's WireGuard public key (base64), the same on
+	// every node.
+	PublicKey string
+	// Endpoint is the public load balancer's host:port (UDP 51820).
+	Endpoint string
+	// MTU of the client interface; default 1420.
+	MTU int
+}
+
+// Keepalive is below the AWS NLB's fixed 120 s UDP idle timeout, so a quiet
+// tunnel keeps its flow and a client moved to another node re-handshakes
+// promptly.
+const Keepalive = 25
+
+// RenderConfig returns the wg-quick configuration of a peer. privateKey is
+// filled in on the device (the server never sees it); with privateKey empty
+// the PrivateKey line is left out for the client to add.
+func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
+	mtu := srv.MTU
+	if mtu == 0 {
+		mtu = 1420
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# ferry profile %q (version %d) for %s on %s\n", prof.Name, p.ProfileVersion, p.UserID, p.Device)
+	fmt.Fprintf(&b, "# expires %s\n", p.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+	b.WriteString("[Interface]\n")
+	if privateKey != "" {
+		fmt.Fprintf(&b, "PrivateKey = %s\n", privateKey)
+	}
+	fmt.Fprintf(&b, "Address = %s\n", netip.PrefixFrom(p.Address, 32))
+	if len(prof.DNS) > 0 || len(prof.SearchDomains) > 0 {
+		var dns []string
+		for _, a := range prof.DNS {
+			dns = append(dns, a.String())
+		}
+		dns = append(dns, prof.SearchDomains...)
+		fmt.Fprintf(&b, "DNS = %s\n", strings.Join(dns, ", "))
+	}
+	fmt.Fprintf(&b, "MTU = %d\n\n", mtu)
+	b.WriteString("[Peer]\n")
+	fmt.Fprintf(&b, "PublicKey = %s\n", srv.PublicKey)
+	fmt.Fprintf(&b, "Endpoint = %s\n", srv.Endpoint)
+	var allowed []string
+	for _, a := range prof.AllowedIPs() {
+		allowed = append(allowed, a.String())
+	}
+	fmt.Fprintf(&b, "AllowedIPs = %s\n", strings.Join(allowed, ", "))
+	fmt.Fprintf(&b, "PersistentKeepalive = %d\n", Keepalive)
+	return b.String()
+}
