@@ -1,0 +1,180 @@
+// Package api is ferryd's HTTPS API: health and readiness for the load
+// balancer, and the endpoints through which a new node joins the cluster.
+// Later issues add the user and administration API here.
+//
+// Every error is a JSON body {"error": "..."} with a fitting status code.
+// Request bodies are JSON objects of at most wire.MaxBodyBytes, sent as
+// application/json, with no unknown fields. Authentication failures tell the
+// client little and the log everything but the secret.
+//
+// The package serves HTTP; the caller owns the listeners and TLS. The
+// Prometheus handler is separate (MetricsHandler), for its own listener.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Default certificate lifetimes. Certificates are not renewed yet, so they
+// outlive a typical maintenance cycle; renewal will shorten them.
+const (
+	DefaultNodeCertValidity = 365 * 24 * time.Hour
+	DefaultAPICertValidity  = 365 * 24 * time.Hour
+)
+
+// Config configures the API handler.
+type Config struct {
+	// Node is this node of the cluster. Required.
+	Node *cluster.Node
+	// MasterKey is the cluster master key: it unseals the CA key and derives
+	// the key that join tokens are verified with. Required.
+	MasterKey seal.Key
+	// Logger receives the handler's logs; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for token expiry and certificate validity; default
+	// time.Now.
+	Now func() time.Time
+	// NodeCertValidity and APICertValidity are the lifetimes of the
+	// certificates issued to joining nodes; defaults DefaultNodeCertValidity
+	// and DefaultAPICertValidity.
+	NodeCertValidity time.Duration
+	APICertValidity  time.Duration
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Node == nil:
+		return errors.New("api config: node is required")
+	case c.MasterKey.IsZero():
+		return errors.New("api config: master key is required")
+	case c.NodeCertValidity < 0 || c.APICertValidity < 0:
+		return errors.New("api config: certificate validity must not be negative")
+	}
+	return nil
+}
+
+// handler serves the API. It holds no mutable state.
+type handler struct {
+	node     *cluster.Node
+	master   seal.Key
+	tokenKey []byte // seal.DeriveKey(master, joinTokenPurpose)
+	log      *slog.Logger
+	now      func() time.Time
+	nodeTTL  time.Duration
+	apiTTL   time.Duration
+}
+
+// New returns the API handler.
+func New(cfg Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &handler{
+		node: cfg.Node, master: cfg.MasterKey, tokenKey: seal.DeriveKey(cfg.MasterKey, joinTokenPurpose),
+		log: cfg.Logger, now: cfg.Now, nodeTTL: cfg.NodeCertValidity, apiTTL: cfg.APICertValidity,
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.nodeTTL == 0 {
+		h.nodeTTL = DefaultNodeCertValidity
+	}
+	if h.apiTTL == 0 {
+		h.apiTTL = DefaultAPICertValidity
+	}
+
+	mux := http.NewServeMux()
+	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
+	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
+	route(mux, http.MethodPost, wire.PathJoin, h.join)
+	route(mux, http.MethodPost, wire.PathMembers, h.members)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return secureHeaders(mux), nil
+}
+
+// route serves method on path, and answers other methods on path with a
+// JSON 405 that lists the allowed ones.
+func route(mux *http.ServeMux, method, path string, f http.HandlerFunc) {
+	mux.HandleFunc(method+" "+path, f)
+	allow := method
+	if method == http.MethodGet {
+		allow = "GET, HEAD"
+	}
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+allow)
+	})
+}
+
+// secureHeaders sets headers that keep browsers from framing, sniffing or
+// caching API answers, and pin HTTPS.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// healthz answers 200 while the process serves HTTP.
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeText(w, http.StatusOK, "ok")
+}
+
+// readyz answers 200 when the node can serve (cluster.Node.Ready), else 503
+// with the reason; load balancers take the node out meanwhile.
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := h.node.Ready(); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return
+	}
+	writeText(w, http.StatusOK, "ok")
+}
+
+func writeText(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(msg + "\n"))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, wire.Error{Error: msg})
+}
+
+// MetricsHandler serves g's metrics at GET /metrics, in plain HTTP for a
+// loopback or otherwise private listener.
+func MetricsHandler(g prometheus.Gatherer, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	return mux
+}

@@ -1,0 +1,69 @@
+// Package wire defines the JSON bodies of ferryd's HTTP API, shared by the
+// server (cmd/internal/api) and the clients (cmd/internal/client).
+//
+// It imports nothing of ferry's, so that the client binaries can use it
+// without linking the cluster store.
+package wire
+
+// MaxBodyBytes bounds every request body the API reads, so that a client
+// cannot make a node buffer unbounded input.
+const MaxBodyBytes = 64 << 10
+
+// Paths of the API.
+const (
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+	PathJoin    = "/v1/cluster/join"
+	PathMembers = "/v1/cluster/members"
+)
+
+// Error is the body of every JSON error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// JoinRequest asks the cluster for the certificates of a new node. The
+// node's private keys never leave it: it sends certificate requests.
+type JoinRequest struct {
+	// Token is a join token from `ferryd token`.
+	Token string `json:"token"`
+	// NodeID is the new node's ID.
+	NodeID string `json:"node_id"`
+	// CSR is the node's certificate request (DER, standard base64), with
+	// common name NodeID.
+	CSR string `json:"csr"`
+	// APICSR is a certificate request (DER, standard base64) for the node's
+	// HTTPS API, carrying the DNS names and IP addresses it serves.
+	APICSR string `json:"api_csr"`
+}
+
+// JoinResponse carries the certificates of a new node, in PEM.
+type JoinResponse struct {
+	// CAPEM is the cluster CA certificate.
+	CAPEM string `json:"ca_pem"`
+	// CertPEM is the node certificate, for mutual TLS with other nodes.
+	CertPEM string `json:"cert_pem"`
+	// APICertPEM is the HTTPS API server certificate.
+	APICertPEM string `json:"api_cert_pem"`
+}
+
+// MembersRequest adds a node, already running with its certificate, to the
+// cluster as a voter.
+type MembersRequest struct {
+	Token  string `json:"token"`
+	NodeID string `json:"node_id"`
+	// Addr is the host:port other nodes dial to reach the new node.
+	Addr string `json:"addr"`
+}
+
+// MembersResponse reports the membership after the change.
+type MembersResponse struct {
+	Members []Member `json:"members"`
+}
+
+// Member is one voting or non-voting member of the cluster.
+type Member struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
