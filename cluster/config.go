@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,6 +168,15 @@ func (c *Config) tlsConfigs() (server, client *tls.Config) {
 		Certificates: []tls.Certificate{c.Certificate},
 		RootCAs:      c.RootCAs,
 		ServerName:   c.ServerName,
+		// The CA also issues HTTPS API certificates (server usage only);
+		// only node certificates, which carry client usage too, may
+		// answer as a node.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !slices.Contains(cs.PeerCertificates[0].ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+				return errors.New("cluster: peer certificate is not a node certificate")
+			}
+			return nil
+		},
 	}
 	return server, client
 }

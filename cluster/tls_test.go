@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/cluster/pki"
 )
 
 // Peers without a certificate from the cluster CA get nothing: no Raft, no
@@ -101,5 +103,53 @@ func TestStrangersCannotSpeakRaftOrJoin(t *testing.T) {
 	}
 	if n := len(c.Node(0).Status().Members); n != 3 {
 		t.Fatalf("%d members after removing the stranger, want 3", n)
+	}
+}
+
+// A certificate from the cluster CA that is not a node certificate (an
+// HTTPS API certificate: server usage only) cannot pose as a node.
+func TestAPICertificateCannotPoseAsNode(t *testing.T) {
+	c := clustertest.Start(t, 1, clustertest.Options{Fast: true})
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := c.CA.IssueServer(key.Public(), []string{cluster.DefaultServerName}, nil, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.KeyPEM(key)
+	apiCert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As a client: refused by the node's listener.
+	conn, err := tls.Dial("tcp", c.Node(0).Addr(), &tls.Config{Certificates: []tls.Certificate{apiCert}, RootCAs: c.CA.Pool(), ServerName: cluster.DefaultServerName, MinVersion: tls.VersionTLS13})
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write([]byte{'F'})
+		if _, err := conn.Read(make([]byte, 1)); err == nil {
+			t.Fatal("node answered a peer with an API certificate")
+		}
+		conn.Close()
+	}
+	// As a server: a real node running with the API certificate as its
+	// identity is never replicated to.
+	impostor, err := cluster.New(cluster.Config{
+		NodeID: "impostor", DataDir: filepath.Join(t.TempDir(), "imp"), BindAddr: "127.0.0.1:0",
+		Certificate: apiCert, RootCAs: c.CA.Pool(),
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer impostor.Close()
+	// Once it is a voter, a write needs its vote; it never gets one, since
+	// the node refuses to replicate to an API certificate.
+	if err := c.Node(0).AddVoter(ctxT(t, 10*time.Second), "impostor", impostor.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(0).Put(ctxT(t, 10*time.Second), "k", []byte("v")); !errors.Is(err, cluster.ErrNoQuorum) {
+		t.Fatalf("write with the impostor as the second voter: got %v, want ErrNoQuorum", err)
 	}
 }
