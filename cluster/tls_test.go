@@ -2,8 +2,8 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
