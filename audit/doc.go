@@ -6,4 +6,61 @@
 //
 // Audit events are evidence, not log lines: they are never level-filtered
 // and never carry secrets.
+//
+// # Storage
+//
+// A [Log] is the [Recorder] every component writes to. Record stamps an
+// event (ID, time from the injected clock, node), encodes it as JSON with a
+// fixed field order and appends it to the cluster journal in batches; it
+// returns once the batch is committed by a quorum. Flow events travel in a
+// bulk lane behind everything else, so a flood of flows cannot starve a
+// login's record. The cluster state machine chains records in commit order,
+// SHA-256(prev || seq || data), identically on every node.
+//
+// A [Checkpointer] on the leader appends a signed [Checkpoint] (ed25519, the
+// cluster audit key) every N records or 5 minutes, whichever comes first.
+// The key is generated once per cluster by [LoadSigner] and stored sealed
+// under the master key at sys/audit/key (written with an absent-key
+// compare, so exactly one key ever wins); the public key is stored in clear
+// at sys/audit/pubkey for verifiers ([LoadKeys]).
+//
+// # Export and verification
+//
+// The native format ([JSONLines]) carries each record's seq, prev_hash and
+// hash and the record's exact bytes, so [VerifyFile] recomputes the chain
+// offline and checks every checkpoint's signature; a pull export ([Export])
+// adds a header and a signed trailer so truncation and, for filtered
+// exports, dropped records are detected too. [VerifyLive] checks a node's
+// journal the same way. Both name the first problem as a [TamperError]:
+// edited, missing, reordered, truncated, forged or malformed, with the
+// record's sequence number. [Filter], [Scan] and [Tail] serve `ferryctl audit
+// export` and `tail -f`.
+//
+// # Sinks
+//
+// An [Exporter] runs on every node; only the leader exports. Each [Sink] has
+// a cursor at audit/cursor/<name>, read linearizably when a node becomes
+// leader and advanced by compare-and-swap after the sink confirms delivery,
+// so a new leader resumes where the old one was confirmed. Delivery is at
+// least once (the event ID identifies repeats); a failing sink is retried
+// with jittered exponential backoff and caught up from its cursor. The
+// export lag (journal head minus cursor) is the metric
+// ferry_audit_export_lag_records{sink}.
+//
+// # Retention
+//
+// [PlanTrim] decides how far the journal may be trimmed: only records every
+// sink has confirmed, older than the retention (default 400 days), and only
+// up to a record that a checkpoint signs. That checkpoint record stays, so
+// the first remaining record is anchored and the shortened journal still
+// verifies. Trimming itself needs a cluster operation that does not exist
+// yet: cluster.Node.TrimJournal(ctx, through uint64) replicated through
+// Raft, deleting records 1..through while keeping the head, and
+// JournalRange/VerifyJournal accepting a journal that starts after 1 (with
+// the first record's prev_hash as the anchor).
+//
+// # What it does not do
+//
+// It does not decide what to record (the callers do), enforce who may read
+// the audit log (the API does), or trim the journal (see Retention).
 package audit

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -95,4 +97,28 @@ type Event struct {
 // decisions must not).
 type Recorder interface {
 	Record(ctx context.Context, e Event) error
+}
+
+// FullType returns the event's type as SIEM rules see it: Type, or
+// Type.Action for admin and cluster events ("admin.profile.create").
+func (e *Event) FullType() string {
+	if (e.Type == TypeAdmin || e.Type == TypeCluster) && e.Action != "" {
+		return string(e.Type) + "." + e.Action
+	}
+	return string(e.Type)
+}
+
+// bulk reports whether events of type t are high-volume data-plane events
+// (flow.*) that travel in the bulk lane, behind security events.
+func (t Type) bulk() bool { return strings.HasPrefix(string(t), "flow.") }
+
+// validate checks what a Recorder needs before it stores e.
+func (e *Event) validate() error {
+	switch {
+	case e.Type == "":
+		return fmt.Errorf("%w: type: required", ErrInvalidEvent)
+	case e.Outcome != Success && e.Outcome != Failure:
+		return fmt.Errorf("%w: outcome %q: want %q or %q", ErrInvalidEvent, e.Outcome, Success, Failure)
+	}
+	return nil
 }

@@ -1,0 +1,237 @@
+package audit_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
+)
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, (len(s)*p+99)/100-1)]
+}
+
+// BenchmarkIngest records events through Logs on all three nodes of a
+// cluster on loopback with fsync on, as the data plane and the API would
+// (four flows for every login) from 768 concurrent writers, and reports
+// throughput and the latency of Record (enqueue to committed). The three
+// nodes share one disk here, so every commit waits for several fsyncs on
+// it: the figures are bound by the disk, not by audit.
+func BenchmarkIngest(b *testing.B) {
+	c := clustertest.Start(b, 3, clustertest.Options{WriteTimeout: 10 * time.Second})
+	defer c.Close()
+	logs := make([]*audit.Log, 3)
+	for i := range logs {
+		l, err := audit.New(audit.Config{Store: c.Node(i), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		logs[i] = l
+	}
+	const writers = 768
+	lat := make([][]time.Duration, writers)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > b.N {
+					return
+				}
+				e := flowEvent(i)
+				if i%5 == 0 {
+					e = loginEvent(i)
+				}
+				t0 := time.Now()
+				if err := logs[w%3].Record(context.Background(), e); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "events/s")
+	b.ReportMetric(percentile(all, 50).Seconds()*1000, "p50-ms")
+	b.ReportMetric(percentile(all, 99).Seconds()*1000, "p99-ms")
+}
+
+// preloaded returns a one-node cluster holding n events.
+func preloaded(b *testing.B, n int) *cluster.Node {
+	b.Helper()
+	c := clustertest.Start(b, 1, clustertest.Options{Fast: true, Tune: func(cfg *cluster.Config) { cfg.NoSync = true }})
+	b.Cleanup(c.Close)
+	l, err := audit.New(audit.Config{Store: c.Node(0), Logger: quietLogger(), BatchSize: 4096})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < 256; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 256 {
+				e := flowEvent(i)
+				if i%5 == 0 {
+					e = loginEvent(i)
+				}
+				if err := l.Record(context.Background(), e); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	return c.Node(0)
+}
+
+// syslogCounter is a TCP syslog receiver that counts octet-counted frames.
+type syslogCounter struct {
+	ln     net.Listener
+	frames atomic.Int64
+}
+
+func newSyslogCounter(b *testing.B) *syslogCounter {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &syslogCounter{ln: ln}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 1<<20)
+				for {
+					n, err := br.ReadString(' ')
+					if err != nil {
+						return
+					}
+					size, err := strconv.Atoi(n[:len(n)-1])
+					if err != nil {
+						return
+					}
+					if _, err := br.Discard(size); err != nil {
+						return
+					}
+					s.frames.Add(1)
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// BenchmarkExport measures the exporter draining a journal of records into
+// a sink: a synced file, and a syslog receiver over TCP.
+func BenchmarkExport(b *testing.B) {
+	const records = 100000
+	node := preloaded(b, records)
+	head, _, _ := node.JournalHead()
+	for _, kind := range []string{"file", "syslog"} {
+		b.Run(kind, func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				name := fmt.Sprintf("%s-%d-%d", kind, b.N, i)
+				var sink audit.Sink
+				var done func() bool
+				var err error
+				switch kind {
+				case "file":
+					var fs *audit.FileSink
+					fs, err = audit.NewFileSink(audit.FileSinkConfig{Name: name, Path: filepath.Join(b.TempDir(), "audit.jsonl")})
+					sink = fs
+					done = func() bool { c, _, _ := audit.ReadCursor(context.Background(), node, name); return c == head }
+				case "syslog":
+					rcv := newSyslogCounter(b)
+					sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: name, Addr: rcv.ln.Addr().String(), ConfirmDelay: time.Millisecond})
+					done = func() bool { return rcv.frames.Load() >= int64(head) }
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				x, err := audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: []audit.Sink{sink}, BatchSize: 2000, Poll: time.Millisecond, Logger: quietLogger()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for !done() {
+					time.Sleep(time.Millisecond)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				x.Close()
+			}
+			b.ReportMetric(float64(head)*float64(b.N)/total.Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkVerifyFile measures offline verification of a signed export.
+func BenchmarkVerifyFile(b *testing.B) {
+	const records = 100000
+	node := preloaded(b, records)
+	s := newSigner(b)
+	cp, err := audit.NewCheckpointer(audit.CheckpointerConfig{Store: node, Signer: s, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cp.Checkpoint(context.Background())
+	cp.Close()
+	var buf bytes.Buffer
+	st, err := audit.Export(context.Background(), &buf, node, audit.ExportOptions{Signer: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(buf.Len()))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rep, err := audit.VerifyFile(bytes.NewReader(buf.Bytes()), audit.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+		if err != nil || rep.Records != st.Records {
+			b.Fatalf("%+v, %v", rep, err)
+		}
+	}
+	b.ReportMetric(float64(st.Records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+var _ = io.Discard

@@ -1,0 +1,306 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CursorKey is where a sink's cursor lives in the cluster store: the last
+// journal sequence number the sink confirmed, in decimal.
+func CursorKey(sink string) string { return "audit/cursor/" + sink }
+
+// errCursorMoved means another exporter (a former or future leader) wrote
+// the cursor: this one must read it again.
+var errCursorMoved = errors.New("audit: sink cursor moved under the exporter")
+
+// ExporterConfig configures an Exporter. Zero values take the documented
+// defaults.
+type ExporterConfig struct {
+	// Store is this node's cluster member. Required.
+	Store *cluster.Node
+	// Sinks receive the journal. Required; names must be unique. The
+	// exporter owns them and closes them on Close.
+	Sinks []Sink
+	// BatchSize is the most records per Send; default 1000.
+	BatchSize int
+	// Window is the most records sent but not yet confirmed; default
+	// 200000. It bounds what is sent again after a failure.
+	Window uint64
+	// Poll is how often the exporter checks for new records when caught
+	// up, and for leadership when following; default 200ms.
+	Poll time.Duration
+	// CursorInterval is the least time between cursor writes while
+	// records flow; default 1s. A failover resends at most this much.
+	CursorInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed delivery;
+	// defaults 100ms and 30s. The wait doubles per failure, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives operational logs; default slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives the export metrics, among them
+	// ferry_audit_export_lag_records{sink}.
+	Registerer prometheus.Registerer
+}
+
+// Validate checks the configuration.
+func (c *ExporterConfig) Validate() error {
+	if c.Store == nil {
+		return errors.New("audit exporter config: store: required")
+	}
+	if len(c.Sinks) == 0 {
+		return errors.New("audit exporter config: sinks: at least one required")
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Sinks {
+		if err := checkSinkName(s.Name()); err != nil {
+			return fmt.Errorf("audit exporter config: %w", err)
+		}
+		if seen[s.Name()] {
+			return fmt.Errorf("audit exporter config: sink name %q used twice", s.Name())
+		}
+		seen[s.Name()] = true
+	}
+	if c.BatchSize < 0 || c.BatchSize > cluster.MaxAppendRecs {
+		return fmt.Errorf("audit exporter config: batch_size %d: want 1 to %d", c.BatchSize, cluster.MaxAppendRecs)
+	}
+	if c.Poll < 0 || c.CursorInterval < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
+		return errors.New("audit exporter config: durations must not be negative")
+	}
+	return nil
+}
+
+func (c *ExporterConfig) setDefaults() {
+	if c.BatchSize == 0 {
+		c.BatchSize = 1000
+	}
+	if c.Window == 0 {
+		c.Window = 200000
+	}
+	if c.Poll == 0 {
+		c.Poll = 200 * time.Millisecond
+	}
+	if c.CursorInterval == 0 {
+		c.CursorInterval = time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Exporter feeds the journal to sinks. It runs on every node; only the
+// leader exports. Per sink it reads the cursor (linearizably) when it
+// becomes leader, sends everything after it in order, and advances the
+// cursor with a compare-and-swap once the sink confirms delivery, so a new
+// leader resumes where the old one was confirmed. Delivery is at least
+// once. While a sink fails the exporter backs off and retries, then catches
+// up from the cursor.
+type Exporter struct {
+	cfg     ExporterConfig
+	log     *slog.Logger
+	store   *cluster.Node
+	metrics *exportMetrics
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// NewExporter starts an exporter.
+func NewExporter(cfg ExporterConfig) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	x := &Exporter{cfg: cfg, log: cfg.Logger.With("component", "audit-exporter"), store: cfg.Store, metrics: newExportMetrics()}
+	if cfg.Registerer != nil {
+		if err := registerAll(cfg.Registerer, x.metrics.collectors()); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	for _, s := range cfg.Sinks {
+		x.wg.Add(1)
+		go func() {
+			defer x.wg.Done()
+			x.run(ctx, s)
+		}()
+	}
+	return x, nil
+}
+
+// Close stops exporting, closes the sinks and waits. It is idempotent.
+func (x *Exporter) Close() error {
+	x.once.Do(func() {
+		x.cancel()
+		x.wg.Wait()
+		if x.cfg.Registerer != nil {
+			for _, c := range x.metrics.collectors() {
+				x.cfg.Registerer.Unregister(c)
+			}
+		}
+	})
+	return nil
+}
+
+// ReadCursor returns a sink's cursor and its version (0: none stored).
+func ReadCursor(ctx context.Context, store *cluster.Node, sink string) (seq, version uint64, err error) {
+	kv, ok, err := store.Get(ctx, CursorKey(sink), cluster.Linearizable)
+	if err != nil || !ok {
+		return 0, 0, err
+	}
+	seq, err = strconv.ParseUint(string(kv.Value), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %s: %v", ErrMalformed, CursorKey(sink), err)
+	}
+	return seq, kv.Version, nil
+}
+
+func (x *Exporter) run(ctx context.Context, s Sink) {
+	defer s.Close()
+	log := x.log.With("sink", s.Name())
+	bo := backoff{min: x.cfg.MinBackoff, max: x.cfg.MaxBackoff}
+	for ctx.Err() == nil {
+		if !x.store.IsLeader() {
+			x.metrics.lag.DeleteLabelValues(s.Name())
+			sleep(ctx, x.cfg.Poll)
+			continue
+		}
+		err := x.lead(ctx, s, &bo, log)
+		s.Reset()
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		if errors.Is(err, errCursorMoved) {
+			log.Info("audit sink cursor moved; reading it again")
+			continue
+		}
+		x.metrics.errors.WithLabelValues(s.Name()).Inc()
+		d := bo.next()
+		log.Warn("audit export failed; backing off", "err", err, "retry_in", d)
+		sleep(ctx, d)
+	}
+}
+
+// lead exports to s while this node leads. It returns nil when leadership
+// or ctx ends, and the error that stopped delivery otherwise.
+func (x *Exporter) lead(ctx context.Context, s Sink, bo *backoff, log *slog.Logger) (err error) {
+	cursor, version, err := ReadCursor(ctx, x.store, s.Name())
+	if err != nil {
+		return fmt.Errorf("reading cursor: %w", err)
+	}
+	s.Reset()
+	sent, confirmed, saved := cursor, cursor, cursor
+	lastSave := time.Now()
+	save := func(ctx context.Context) error {
+		if confirmed <= saved {
+			return nil
+		}
+		key := CursorKey(s.Name())
+		res, err := x.store.Txn(ctx, cluster.Txn{
+			Compares: []cluster.Compare{cluster.IfVersion(key, version)},
+			Ops:      []cluster.Op{cluster.Put(key, strconv.AppendUint(nil, confirmed, 10))},
+		})
+		if err != nil {
+			return fmt.Errorf("saving cursor: %w", err)
+		}
+		if !res.Succeeded {
+			return errCursorMoved
+		}
+		version, saved, lastSave = res.Revision, confirmed, time.Now()
+		x.metrics.cursor.WithLabelValues(s.Name()).Set(float64(saved))
+		return nil
+	}
+	defer func() {
+		// Keep what was confirmed, even while closing.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if serr := save(sctx); serr != nil && err == nil && ctx.Err() == nil && x.store.IsLeader() {
+			err = serr
+		}
+	}()
+	var entries []Entry
+	for ctx.Err() == nil && x.store.IsLeader() {
+		head, _, err := x.store.JournalHead()
+		if err != nil {
+			return fmt.Errorf("reading journal head: %w", err)
+		}
+		entries = entries[:0]
+		if sent < head && sent-confirmed < x.cfg.Window {
+			recs, err := x.store.JournalRange(sent+1, head, x.cfg.BatchSize)
+			if err != nil {
+				return fmt.Errorf("reading journal from %d: %w", sent+1, err)
+			}
+			for _, r := range recs {
+				entries = append(entries, entryFromRecord(r))
+			}
+		}
+		c, serr := s.Send(ctx, entries)
+		if c > confirmed && c <= max(sent, head) {
+			confirmed = c
+		}
+		x.metrics.lag.WithLabelValues(s.Name()).Set(float64(head - min(confirmed, head)))
+		if serr != nil {
+			return serr
+		}
+		bo.reset()
+		if len(entries) > 0 {
+			sent = entries[len(entries)-1].Seq
+			x.metrics.exported.WithLabelValues(s.Name()).Add(float64(len(entries)))
+		}
+		idle := len(entries) == 0
+		if confirmed > saved && (idle || time.Since(lastSave) >= x.cfg.CursorInterval) {
+			if err := save(ctx); err != nil {
+				return err
+			}
+		}
+		if idle {
+			sleep(ctx, x.cfg.Poll)
+		}
+	}
+	return nil
+}
+
+// backoff doubles a wait per failure, with jitter, between min and max.
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.min << min(b.n, 30)
+	if d <= 0 || d > b.max {
+		d = b.max
+	}
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
