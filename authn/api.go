@@ -30,6 +30,24 @@ var (
 	// ErrForbidden is returned when the identity is not allowed to sign in
 	// (email domain or group policy).
 	ErrForbidden = errors.New("authn: not allowed")
+	// ErrAlreadyEnrolled is returned by BeginEnroll and ConfirmEnroll when
+	// the user already has a confirmed TOTP; an administrator must reset it
+	// first.
+	ErrAlreadyEnrolled = errors.New("authn: MFA already enrolled")
+	// ErrUnknownUser is returned when no user record exists for an ID.
+	ErrUnknownUser = errors.New("authn: unknown user")
+	// ErrUnknownSession is returned by Revoke when no session has the ID.
+	ErrUnknownSession = errors.New("authn: unknown session")
+	// ErrInvalidInput is returned for malformed arguments (an empty or
+	// oversized user ID, an unknown MFA method); it wraps a message naming
+	// the field.
+	ErrInvalidInput = errors.New("authn: invalid input")
+	// ErrCorrupt is returned when a stored record cannot be decoded; it
+	// wraps a message naming the key. Nothing is changed.
+	ErrCorrupt = errors.New("authn: malformed stored record")
+	// ErrContended is returned when a compare-and-swap kept losing to
+	// concurrent writers and gave up; the caller may retry.
+	ErrContended = errors.New("authn: too many concurrent updates")
 )
 
 // Roles.
@@ -92,4 +110,12 @@ type Session struct {
 	LastSeen  time.Time `json:"last_seen"`
 	SourceIP  string    `json:"source_ip,omitempty"`
 	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// Source is where a request came from, as the HTTP layer saw it. It is
+// copied into audit events.
+type Source struct {
+	Addr      string `json:"addr,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
 }

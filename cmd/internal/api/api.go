@@ -49,6 +49,9 @@ type Config struct {
 	// and DefaultAPICertValidity.
 	NodeCertValidity time.Duration
 	APICertValidity  time.Duration
+	// Users, when set, adds the user and administration API and the
+	// sign-in pages.
+	Users *Users
 }
 
 // Validate checks the configuration.
@@ -60,6 +63,9 @@ func (c *Config) Validate() error {
 		return errors.New("api config: master key is required")
 	case c.NodeCertValidity < 0 || c.APICertValidity < 0:
 		return errors.New("api config: certificate validity must not be negative")
+	}
+	if c.Users != nil {
+		return c.Users.validate()
 	}
 	return nil
 }
@@ -73,6 +79,7 @@ type handler struct {
 	now      func() time.Time
 	nodeTTL  time.Duration
 	apiTTL   time.Duration
+	users    *Users // nil: no user API
 }
 
 // New returns the API handler.
@@ -83,6 +90,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, tokenKey: seal.DeriveKey(cfg.MasterKey, joinTokenPurpose),
 		log: cfg.Logger, now: cfg.Now, nodeTTL: cfg.NodeCertValidity, apiTTL: cfg.APICertValidity,
+		users: cfg.Users,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -102,6 +110,9 @@ func New(cfg Config) (http.Handler, error) {
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
 	route(mux, http.MethodPost, wire.PathJoin, h.join)
 	route(mux, http.MethodPost, wire.PathMembers, h.members)
+	if h.users != nil {
+		h.mountUsers(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})

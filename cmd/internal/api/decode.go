@@ -18,13 +18,18 @@ var errTrailing = errors.New("unexpected data after the JSON object")
 // decode reads the JSON object of r's body into v. On failure it answers
 // with a message naming the problem and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeLimit(w, r, v, wire.MaxBodyBytes)
+}
+
+// decodeLimit is decode with a body limit of its own.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		// Browsers cannot send application/json across origins without a
 		// preflight, so requiring it also closes off form-post CSRF.
 		writeError(w, http.StatusUnsupportedMediaType, "request body must be application/json")
 		return false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

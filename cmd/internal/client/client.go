@@ -34,12 +34,16 @@ type Config struct {
 	TLS *tls.Config
 	// Timeout bounds each request; default 30s.
 	Timeout time.Duration
+	// Token is the session token sent as a bearer token; empty for the
+	// unauthenticated endpoints (join).
+	Token string
 }
 
 // Client calls ferryd's API. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	http *http.Client
+	base  *url.URL
+	http  *http.Client
+	token string
 }
 
 // Error is an error answer of the API.
@@ -67,7 +71,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	tr := &http.Transport{TLSClientConfig: cfg.TLS, ForceAttemptHTTP2: true, Proxy: http.ProxyFromEnvironment}
-	return &Client{base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
+	return &Client{base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, token: cfg.Token}, nil
 }
 
 // Close releases idle connections.
@@ -90,17 +94,36 @@ func (c *Client) AddMember(ctx context.Context, req wire.MembersRequest) (wire.M
 // do sends in as JSON and decodes a 200 answer into out. Other answers
 // become an *Error.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encoding request: %w", err)
+	return c.doQuery(ctx, method, path, nil, in, out, nil)
+}
+
+// doQuery is do with query parameters and extra headers. A nil in sends no
+// body.
+func (c *Client) doQuery(ctx context.Context, method, path string, query url.Values, in, out any, hdr http.Header) error {
+	var rd io.Reader
+	if in != nil {
+		body, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding request: %w", err)
+		}
+		rd = bytes.NewReader(body)
 	}
 	u := c.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)

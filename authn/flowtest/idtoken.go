@@ -1,0 +1,106 @@
+package flowtest
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Rewrite edits the ID token the OP returns before the relying party sees
+// it, as a forger or a broken IdP would: it gets the claims and returns
+// the claims to sign, and the key and key ID to sign them with.
+type Rewrite func(claims map[string]any) (out map[string]any, key *rsa.PrivateKey, kid string)
+
+// SetRewrite makes every later token response carry an ID token made by
+// rw (nil: pass them through).
+func (e *Env) SetRewrite(rw Rewrite) {
+	if rw == nil {
+		e.rewrite.Store(nil)
+		return
+	}
+	e.rewrite.Store(&rw)
+}
+
+// Resign returns a Rewrite that applies edit and signs with the OP's own
+// key: the signature is good, the claims are not.
+func (e *Env) Resign(edit func(map[string]any)) Rewrite {
+	return func(c map[string]any) (map[string]any, *rsa.PrivateKey, string) {
+		edit(c)
+		return c, e.OPKey, e.OPKeyID
+	}
+}
+
+// SignIDToken signs claims as a JWT with key (RS256) under kid.
+func SignIDToken(claims map[string]any, key *rsa.PrivateKey, kid string) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// rewriter is the relying party's transport to the OP: it applies the
+// Env's Rewrite to token responses.
+type rewriter struct {
+	env  *Env
+	next http.RoundTripper
+}
+
+func (rt *rewriter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := rt.next.RoundTrip(r)
+	rw := rt.env.rewrite.Load()
+	if err != nil || rw == nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/token") || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	var tr map[string]any
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("flowtest: token response: %w", err)
+	}
+	raw, _ := tr["id_token"].(string)
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("flowtest: token response has no JWT id_token")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, err
+	}
+	out, key, kid := (*rw)(claims)
+	if tr["id_token"], err = SignIDToken(out, key, kid); err != nil {
+		return nil, err
+	}
+	body, err = json.Marshal(tr)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return resp, nil
+}

@@ -1,0 +1,110 @@
+package authn
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cluster"
+)
+
+// The lockout counts consecutive failed codes per user in one record,
+// mfa/<user>/lock, updated only by compare-and-swap on its version, so
+// failures spread over every node add up and exactly one failure (the
+// MaxFailures-th) starts the lock. A success deletes the record in the same
+// transaction that accepts the code. While the lock holds, attempts are
+// refused without looking at the code: a locked account gives an attacker
+// no oracle.
+
+// locked reports whether the lock holds at now.
+func (r lockRecord) locked(now time.Time) bool {
+	return !r.LockedUntil.IsZero() && now.Before(r.LockedUntil)
+}
+
+// afterFailure returns the record after one more failure at now, and
+// whether this failure starts the lock. A lock that has run out starts a
+// fresh count. Failures recorded while locked (an attempt that checked the
+// code just before another node started the lock) extend the count but not
+// the lock.
+func (r lockRecord) afterFailure(now time.Time) (next lockRecord, starts bool) {
+	if !r.LockedUntil.IsZero() && !now.Before(r.LockedUntil) {
+		r = lockRecord{}
+	}
+	r.V = recordVersion
+	r.Failures++
+	r.LastFailure = now
+	if r.Failures >= MaxFailures && r.LockedUntil.IsZero() {
+		r.LockedUntil = now.Add(LockoutDuration)
+		return r, true
+	}
+	return r, false
+}
+
+// recordFailure adds one failure to userID's count by compare-and-swap,
+// starting from the record cur at version ver as already read. It returns
+// the record written and whether this failure started the lock.
+func (m *MFA) recordFailure(ctx context.Context, userID string, cur lockRecord, ver uint64, now time.Time) (lockRecord, bool, error) {
+	key := lockKey(userID)
+	for range maxCASAttempts {
+		next, starts := cur.afterFailure(now)
+		res, err := m.store.Txn(ctx, cluster.Txn{
+			Compares: []cluster.Compare{cluster.IfVersion(key, ver)},
+			Ops:      []cluster.Op{cluster.Put(key, encodeRecord(&next))},
+		})
+		if err != nil {
+			return lockRecord{}, false, fmt.Errorf("recording failed code: %w", err)
+		}
+		if res.Succeeded {
+			return next, starts, nil
+		}
+		var ok bool
+		cur, ver, ok, err = getRecord[lockRecord](ctx, m.store, key, cluster.Linearizable)
+		if err != nil {
+			return lockRecord{}, false, fmt.Errorf("reading lockout state: %w", err)
+		}
+		if !ok {
+			cur = lockRecord{}
+		}
+	}
+	return lockRecord{}, false, fmt.Errorf("recording failed code for %q: %w", userID, ErrContended)
+}
+
+// fail handles a wrong code: it counts the failure cluster-wide, records
+// auth.mfa (failure, wrong code) and, if this failure starts the lock,
+// auth.lockout. It returns ErrBadCode, joined with any error on the way.
+func (m *MFA) fail(ctx context.Context, id Identity, src Source, st *mfaState, now time.Time, action, method string) error {
+	next, starts, err := m.recordFailure(ctx, id.UserID, st.lock, st.lockVer, now)
+	if err != nil {
+		// The code was wrong either way; the count could not be kept.
+		auditErr := m.event(ctx, id, src, action, method, audit.Failure, ReasonWrongCode, nil)
+		return failWith(ErrBadCode, failWith(err, auditErr))
+	}
+	auditErr := m.event(ctx, id, src, action, method, audit.Failure, ReasonWrongCode,
+		map[string]string{"failures": strconv.Itoa(next.Failures)})
+	if starts {
+		m.log.Warn("mfa lockout", "user", id.UserID, "until", next.LockedUntil, "src", src.Addr)
+		lockErr := recordEvent(ctx, m.rec, audit.Event{
+			Type:    audit.TypeLockout,
+			Actor:   identityActor(id),
+			Source:  auditSource(src),
+			Target:  audit.Target{User: id.UserID},
+			Outcome: audit.Failure,
+			Reason:  ReasonTooManyFailures,
+			Details: map[string]string{
+				"failures":     strconv.Itoa(next.Failures),
+				"locked_until": next.LockedUntil.Format(time.RFC3339),
+			},
+		})
+		auditErr = failWith(auditErr, lockErr)
+	}
+	return failWith(ErrBadCode, auditErr)
+}
+
+// refuseLocked records an attempt refused because the user is locked out.
+func (m *MFA) refuseLocked(ctx context.Context, id Identity, src Source, st *mfaState, action, method string) error {
+	auditErr := m.event(ctx, id, src, action, method, audit.Failure, ReasonLocked,
+		map[string]string{"locked_until": st.lock.LockedUntil.Format(time.RFC3339)})
+	return failWith(ErrLocked, auditErr)
+}

@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// Users configures the user and administration API. Without it the handler
+// serves only health, readiness and joining.
+type Users struct {
+	Sessions *authn.Sessions
+	Users    *authn.Users
+	MFA      *authn.MFA
+	Profiles *profiles.Store
+	// Server is what issued configurations name: the cluster's WireGuard
+	// public key and the load balancer's endpoint.
+	Server profiles.Server
+	// SignIn serves the browser and desktop sign-in pages (authn.Flow),
+	// mounted at the paths it owns; optional.
+	SignIn http.Handler
+	// NodeID names this node on issued peers.
+	NodeID string
+}
+
+func (u *Users) validate() error {
+	if u.Sessions == nil || u.Users == nil || u.MFA == nil || u.Profiles == nil {
+		return errors.New("api config: users: sessions, users, mfa and profiles are required")
+	}
+	return nil
+}
+
+// signInPaths are the pages authn.Flow serves.
+var signInPaths = []string{"/login", "/callback", "/mfa", "/mfa/recovery", "/logout", "/signed-in", "/v1/auth/token"}
+
+// sessionHandler is a handler that runs with the caller's session.
+type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session)
+
+// authed authenticates the caller by bearer token or session cookie. It
+// says little on failure: the sign-in flow and the session store audit the
+// details.
+func (h *handler) authed(next sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if tok == "" {
+			if c, err := r.Cookie(authn.SessionCookie); err == nil {
+				tok = c.Value
+			}
+		}
+		if tok == "" {
+			writeError(w, http.StatusUnauthorized, "not signed in")
+			return
+		}
+		s, err := h.users.Sessions.Validate(r.Context(), authn.SessionToken(tok))
+		if err != nil {
+			if errors.Is(err, authn.ErrSessionInvalid) {
+				writeError(w, http.StatusUnauthorized, "not signed in or session expired")
+				return
+			}
+			h.fail(w, r, err)
+			return
+		}
+		next(w, r, s)
+	}
+}
+
+// admin is authed plus the admin role.
+func (h *handler) admin(next sessionHandler) http.HandlerFunc {
+	return h.authed(func(w http.ResponseWriter, r *http.Request, s authn.Session) {
+		if s.Role != authn.RoleAdmin {
+			writeError(w, http.StatusForbidden, "admin role required")
+			return
+		}
+		next(w, r, s)
+	})
+}
+
+func bearer(r *http.Request) string {
+	v := r.Header.Get("Authorization")
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+// actor is who the session is, for audit events.
+func actor(s authn.Session) audit.Actor {
+	return audit.Actor{UserID: s.Identity.UserID, Email: s.Identity.Email, Groups: s.Identity.Groups, Session: s.ID, Role: s.Role}
+}
+
+// source is where a request came from, for audit events.
+func source(r *http.Request) authn.Source {
+	host, port, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	p, _ := strconv.Atoi(port)
+	return authn.Source{Addr: host, Port: p, UserAgent: r.UserAgent()}
+}
+
+func auditSource(r *http.Request) audit.Source {
+	s := source(r)
+	return audit.Source{Addr: s.Addr, Port: s.Port, UserAgent: s.UserAgent}
+}
+
+// fail answers a domain error with a fitting status; unexpected errors are
+// logged and answered generically.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, profiles.ErrInvalid), errors.Is(err, cluster.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, profiles.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, profiles.ErrNotAllowed):
+		writeError(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, profiles.ErrConflict), errors.Is(err, profiles.ErrTooManyDevices):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, profiles.ErrPoolExhausted):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, cluster.ErrNoQuorum), errors.Is(err, cluster.ErrOutcomeUnknown), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "cluster unavailable; try again")
+		h.log.Warn("request failed: cluster unavailable", "path", r.URL.Path, "err", err)
+	default:
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}

@@ -1,0 +1,106 @@
+// Package apitest runs ferryd's real HTTPS API for tests: a real cluster
+// node, the real audit log, sessions, users, MFA and profiles, served by
+// the api package over TLS. It mints sessions directly, so tests of the
+// clients need no browser.
+package apitest
+
+import (
+	"context"
+	"encoding/pem"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// AdminGroup is the identity provider group that makes a session admin.
+const AdminGroup = "ferry-admins"
+
+// ServerPublicKey is the WireGuard public key issued configs name.
+const ServerPublicKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+
+// Server is a running API.
+type Server struct {
+	URL    string // https://127.0.0.1:PORT
+	CAFile string // PEM of the certificate to trust
+
+	Cluster  *clustertest.Cluster
+	Audit    *audit.Log
+	Sessions *authn.Sessions
+	Users    *authn.Users
+	MFA      *authn.MFA
+	Profiles *profiles.Store
+}
+
+// Start runs the API on a one-node cluster until the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	c := clustertest.Start(t, 1, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second})
+	node := c.Node(0)
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.New(audit.Config{Store: node, Node: c.ID(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	s := &Server{Cluster: c, Audit: log}
+	if s.Sessions, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: log, AdminGroups: []string{AdminGroup}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Users = authn.NewUsers(node, time.Now, log)
+	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Users: &api.Users{
+		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(0),
+		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Token signs id in (as if after OIDC and TOTP) and returns its session
+// token. Put AdminGroup in id.Groups for an admin session.
+func (s *Server) Token(t testing.TB, id authn.Identity) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Users.Upsert(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := s.Sessions.Create(ctx, id, authn.MethodTOTP, authn.Source{Addr: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Reveal()
+}
+
+// Admin returns an admin session token for "admin@example.com".
+func (s *Server) Admin(t testing.TB) string {
+	return s.Token(t, authn.Identity{UserID: "admin", Email: "admin@example.com", Groups: []string{AdminGroup}})
+}

@@ -1,0 +1,167 @@
+package wire
+
+import "time"
+
+// Paths of the user and administration API. Every one of them needs a
+// session token (Authorization: Bearer) or the portal's session cookie;
+// those marked admin need the admin role.
+const (
+	PathMe           = "/v1/me"
+	PathProfiles     = "/v1/profiles"        // GET: yours (admin: ?all=1 for every profile); POST: create (admin)
+	PathProfile      = "/v1/profiles/{name}" // GET; PUT (admin, If-Match: version); DELETE (admin)
+	PathProfileApply = "/v1/profiles:apply"  // POST (admin)
+	PathPeers        = "/v1/peers"           // GET: yours (admin: every peer, filters); POST: issue
+	PathPeer         = "/v1/peers/{id}"      // GET; DELETE: revoke (yours, or admin)
+	PathUsers        = "/v1/users"           // GET (admin)
+	PathUser         = "/v1/users/{id}"      // GET (admin)
+	PathUserDisable  = "/v1/users/{id}/disable"
+	PathUserEnable   = "/v1/users/{id}/enable"
+	PathUserResetMFA = "/v1/users/{id}/reset-mfa"
+	PathSessions     = "/v1/sessions"      // GET (admin; ?user=)
+	PathSession      = "/v1/sessions/{id}" // DELETE (admin)
+)
+
+// Me describes the caller's session.
+type Me struct {
+	UserID    string    `json:"user_id"`
+	Email     string    `json:"email,omitempty"`
+	Name      string    `json:"name,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	Role      string    `json:"role"`
+	SessionID string    `json:"session_id"`
+	AuthTime  time.Time `json:"auth_time"`
+	Expires   time.Time `json:"expires"`
+	MFAMethod string    `json:"mfa_method"`
+}
+
+// Rule allows new connections to a destination.
+type Rule struct {
+	CIDR     string   `json:"cidr" yaml:"cidr"`
+	Protocol string   `json:"protocol" yaml:"protocol"`
+	Ports    []string `json:"ports,omitempty" yaml:"ports,omitempty"` // "443" or "8000-8080"
+}
+
+// Profile is an access profile.
+type Profile struct {
+	Name          string    `json:"name"`
+	Description   string    `json:"description,omitempty"`
+	Rules         []Rule    `json:"rules"`
+	DNS           []string  `json:"dns,omitempty"`
+	SearchDomains []string  `json:"search_domains,omitempty"`
+	FullTunnel    bool      `json:"full_tunnel,omitempty"`
+	MaxSession    string    `json:"max_session,omitempty"` // Go duration, e.g. "12h"
+	MaxDevices    int       `json:"max_devices,omitempty"`
+	Groups        []string  `json:"groups,omitempty"`
+	Users         []string  `json:"users,omitempty"`
+	Version       uint64    `json:"version,omitempty"`
+	Updated       time.Time `json:"updated,omitempty"`
+}
+
+// ProfileList is a list of profiles.
+type ProfileList struct {
+	Profiles []Profile `json:"profiles"`
+}
+
+// ApplyRequest carries a declarative profile file (YAML text).
+type ApplyRequest struct {
+	File   string `json:"file"`
+	DryRun bool   `json:"dry_run,omitempty"`
+}
+
+// Change is one profile an apply creates, updates or deletes.
+type Change struct {
+	Name   string   `json:"name"`
+	Fields []string `json:"fields,omitempty"`
+}
+
+// ApplyResponse is the plan of an apply (what was, or with dry_run would
+// be, done) and its rendering as a diff.
+type ApplyResponse struct {
+	Create []Change `json:"create"`
+	Update []Change `json:"update"`
+	Delete []Change `json:"delete"`
+	Diff   string   `json:"diff"`
+}
+
+// IssueRequest asks for a device's peer. The device generates its key
+// pair and sends the public key only.
+type IssueRequest struct {
+	PublicKey string `json:"public_key"`
+	Device    string `json:"device"`
+	Profile   string `json:"profile,omitempty"`
+}
+
+// Peer is one device's WireGuard identity.
+type Peer struct {
+	ID             string     `json:"id"`
+	UserID         string     `json:"user_id"`
+	Email          string     `json:"email,omitempty"`
+	Device         string     `json:"device"`
+	PublicKey      string     `json:"public_key"`
+	Address        string     `json:"address"`
+	Profile        string     `json:"profile"`
+	ProfileVersion uint64     `json:"profile_version"`
+	Issued         time.Time  `json:"issued"`
+	Expires        time.Time  `json:"expires"`
+	State          string     `json:"state"` // active, expired or revoked
+	Revoked        *time.Time `json:"revoked,omitempty"`
+	RevokedReason  string     `json:"revoked_reason,omitempty"`
+	Node           string     `json:"node,omitempty"`
+}
+
+// IssueResponse carries the issued peer and its wg-quick configuration
+// without the [Interface] PrivateKey line, which the device adds.
+type IssueResponse struct {
+	Peer   Peer   `json:"peer"`
+	Config string `json:"config"`
+}
+
+// PeerList is a list of peers.
+type PeerList struct {
+	Peers []Peer `json:"peers"`
+}
+
+// RevokeRequest optionally says why.
+type RevokeRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// RevokeResponse says how many peers were revoked.
+type RevokeResponse struct {
+	Revoked int `json:"revoked"`
+}
+
+// User is a person known from sign-ins.
+type User struct {
+	ID          string    `json:"id"`
+	Email       string    `json:"email,omitempty"`
+	Name        string    `json:"name,omitempty"`
+	Groups      []string  `json:"groups,omitempty"`
+	Disabled    bool      `json:"disabled"`
+	MFAEnrolled bool      `json:"mfa_enrolled"`
+	Created     time.Time `json:"created"`
+	LastLogin   time.Time `json:"last_login,omitempty"`
+}
+
+// UserList is a list of users.
+type UserList struct {
+	Users []User `json:"users"`
+}
+
+// Session is a signed-in session (never its token).
+type Session struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	Email     string    `json:"email,omitempty"`
+	Role      string    `json:"role"`
+	AuthTime  time.Time `json:"auth_time"`
+	Expires   time.Time `json:"expires"`
+	LastSeen  time.Time `json:"last_seen"`
+	MFAMethod string    `json:"mfa_method"`
+	SourceIP  string    `json:"source_ip,omitempty"`
+}
+
+// SessionList is a list of sessions.
+type SessionList struct {
+	Sessions []Session `json:"sessions"`
+}
