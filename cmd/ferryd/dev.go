@@ -46,6 +46,10 @@ prints what it serves and where. The directory is removed on exit unless
 					err = rmErr
 				}
 			}()
+			addr, err = devAddr(addr)
+			if err != nil {
+				return err
+			}
 			o := initOptions{
 				dir: dir, dataDir: dirData, nodeID: "dev", clusterAddr: "127.0.0.1:0", apiAddr: addr,
 				apiNames: devAPINames(addr), metricsAddr: metricsAddr, logFormat: "text",
@@ -57,13 +61,22 @@ prints what it serves and where. The directory is removed on exit unless
 			if err != nil {
 				return err
 			}
+			idp, err := startDevIdP(cfg, dir, cfg.API.ListenAddr, cfg.Log.NewLogger(stderr))
+			if err != nil {
+				return err
+			}
+			defer idp.close()
 			return serve(cmd.Context(), cfg, stderr, serveOptions{
 				noSync: true,
 				started: func(ctx context.Context, r *running) error {
 					if err := waitReady(ctx, r); err != nil {
 						return err
 					}
+					if err := ensureDevProfile(ctx, r.svc.profiles); err != nil {
+						return fmt.Errorf("creating the demo profile: %w", err)
+					}
 					printDev(stdout, dir, r, keep)
+					printDevSignIn(stdout, "https://"+r.apiAddr.String(), filepath.Join(dir, fileCACert), idp.issuer)
 					return nil
 				},
 			})
@@ -74,6 +87,24 @@ prints what it serves and where. The directory is removed on exit unless
 	f.StringVar(&metricsAddr, "metrics-addr", "127.0.0.1:9090", "host:port of the metrics listener")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory on exit")
 	return cmd
+}
+
+// devAddr fixes a port 0 in addr to a free port: the identity provider
+// needs the API's exact callback URL before the API listens.
+func devAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // devAPINames returns the names of the dev API certificate: loopback, and

@@ -227,7 +227,7 @@ func joinCluster(ctx context.Context, o joinOptions, stdout, stderr io.Writer) e
 	}
 
 	// 5. Run the node; once it listens, ask to become a voter.
-	return serve(ctx, loaded, stderr, serveOptions{started: func(ctx context.Context, r *running) error {
+	return serve(ctx, loaded, stderr, serveOptions{member: func(ctx context.Context, r *running) error {
 		if err := addSelf(ctx, c, o, wire.MembersRequest{Token: tok.Reveal(), NodeID: o.nodeID, Addr: r.node.Addr()}, r); err != nil {
 			return err
 		}

@@ -35,12 +35,18 @@ type running struct {
 	node        *cluster.Node
 	apiAddr     net.Addr
 	metricsAddr net.Addr
+	svc         *services
 }
 
 // serveOptions adjust serve for the commands that wrap it.
 type serveOptions struct {
 	// noSync disables fsync of the Raft log (ferryd dev only).
 	noSync bool
+	// member, when set, runs once the cluster node listens and before the
+	// services start (they need a leader): joining adds the node here. If
+	// it fails the node shuts down and serve returns its error. Only cfg,
+	// log and node of r are set.
+	member func(ctx context.Context, r *running) error
 	// started, when set, runs once every listener serves; if it fails the
 	// node shuts down and serve returns its error.
 	started func(ctx context.Context, r *running) error
@@ -92,8 +98,21 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		return err
 	}
 
-	// 5. The HTTPS API and the metrics listener.
-	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log})
+	if opts.member != nil {
+		if err := opts.member(ctx, &running{cfg: cfg, log: log, node: node}); err != nil {
+			return err
+		}
+	}
+
+	// 5. The domain services: audit, sign-in, profiles.
+	svc, err := startServices(ctx, cfg, node, master, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.close(log)
+
+	// 6. The HTTPS API and the metrics listener.
+	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log, Users: svc.apiUsers(cfg.NodeID)})
 	if err != nil {
 		return err
 	}
@@ -128,10 +147,10 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	log.Info("serving", "node_id", cfg.NodeID, "cluster_addr", node.Addr(),
 		"api_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
-	// 6. Whatever the command does once the node serves; then wait.
+	// 7. Whatever the command does once the node serves; then wait.
 	var runErr error
 	if opts.started != nil {
-		runErr = opts.started(ctx, &running{cfg: cfg, log: log, node: node, apiAddr: apiLn.Addr(), metricsAddr: metricsLn.Addr()})
+		runErr = opts.started(ctx, &running{cfg: cfg, log: log, node: node, apiAddr: apiLn.Addr(), metricsAddr: metricsLn.Addr(), svc: svc})
 	}
 	if runErr == nil {
 		select {
@@ -141,7 +160,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		}
 	}
 
-	// 7. Shut down in reverse: stop taking requests, then leave the cluster
+	// 8. Shut down in reverse: stop taking requests, then leave the cluster
 	// node to the deferred Close.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

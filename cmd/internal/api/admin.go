@@ -35,7 +35,7 @@ func (h *handler) mountUsers(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathSessions, h.admin(h.listSessions))
 	route(mux, http.MethodDelete, wire.PathSession, h.admin(h.killSession))
 	if h.users.SignIn != nil {
-		for _, p := range signInPaths {
+		for _, p := range authn.FlowPaths() {
 			mux.Handle(p, h.users.SignIn)
 		}
 	}

@@ -38,9 +38,6 @@ func (u *Users) validate() error {
 	return nil
 }
 
-// signInPaths are the pages authn.Flow serves.
-var signInPaths = []string{"/login", "/callback", "/mfa", "/mfa/recovery", "/logout", "/signed-in", "/v1/auth/token"}
-
 // sessionHandler is a handler that runs with the caller's session.
 type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session)
 

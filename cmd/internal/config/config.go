@@ -70,6 +70,12 @@ type Config struct {
 	API     API     `yaml:"api"`
 	Metrics Metrics `yaml:"metrics"`
 	Log     Log     `yaml:"log"`
+
+	OIDC      OIDC      `yaml:"oidc,omitempty"`
+	Sessions  Sessions  `yaml:"sessions,omitempty"`
+	Profiles  Profiles  `yaml:"profiles,omitempty"`
+	WireGuard WireGuard `yaml:"wireguard,omitempty"`
+	Audit     Audit     `yaml:"audit,omitempty"`
 }
 
 // Cluster configures the node-to-node listener and Raft.
@@ -170,6 +176,7 @@ func (c *Config) setDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
 	}
+	c.setServiceDefaults()
 }
 
 // Duration is a time.Duration written as a string such as "1s".

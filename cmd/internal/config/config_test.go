@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,14 @@ func TestParseBad(t *testing.T) {
 		{"negative duration", edit("heartbeat_timeout: 1s", "heartbeat_timeout: -1s"), Overrides{}, "cluster.heartbeat_timeout: -1s: must not be negative"},
 		{"lease above heartbeat", edit("heartbeat_timeout: 1s", "heartbeat_timeout: 1s\n  leader_lease_timeout: 2s"), Overrides{}, "cluster.leader_lease_timeout: 2s: must not exceed"},
 		{"node id missing", edit("node_id: n1\n", ""), Overrides{}, "node_id: required"},
+		{"oidc without client", base + "oidc:\n  issuer: https://idp.example.com\n", Overrides{}, "oidc.client_id: required"},
+		{"oidc secret inline", base + "oidc:\n  issuer: https://idp.example.com\n  client_id: ferry\n  client_secret: s3cret\n", Overrides{}, "oidc.client_secret (line 19): unknown field"},
+		{"oidc without redirect", base + "oidc:\n  issuer: https://idp.example.com\n  client_id: ferry\n  client_secret_file: s\n", Overrides{}, "oidc.redirect_url: required"},
+		{"bad pool", base + "profiles:\n  pool: 100.64.0.0/31\n", Overrides{}, "profiles.pool"},
+		{"bad wireguard port", base + "wireguard:\n  listen_port: 70000\n", Overrides{}, "wireguard.listen_port: 70000 out of range"},
+		{"bad sink type", base + "audit:\n  sinks:\n    - {name: s, type: kafka}\n", Overrides{}, `audit.sinks[0].type: "kafka": want file, syslog or hec`},
+		{"duplicate sink", base + "audit:\n  sinks:\n    - {name: s, type: file, path: a}\n    - {name: s, type: file, path: b}\n", Overrides{}, `audit.sinks[1].name: "s": required and unique`},
+		{"hec token inline", base + "audit:\n  sinks:\n    - {name: s, type: hec, url: https://splunk:8088}\n", Overrides{}, "audit.sinks[0].token_file: required"},
 		{"node id uppercase", edit("node_id: n1", "node_id: N1"), Overrides{}, `node_id: "N1": want 1 to 63`},
 		{"node id from flag", base, Overrides{NodeID: "-n"}, `node_id: "-n"`},
 		{"data dir missing", edit("data_dir: data\n", ""), Overrides{}, "data_dir: required"},
@@ -206,7 +215,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(Marshal): %v\n%s", err, data)
 	}
-	if *back != *c {
+	if !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip changed the config:\n got %+v\nwant %+v", back, c)
 	}
 }

@@ -59,7 +59,7 @@ func (c *Config) Validate() error {
 	default:
 		return fieldErr("log.format", "%.40q: want json or text", c.Log.Format)
 	}
-	return nil
+	return c.validateServices()
 }
 
 func (cl *Cluster) validate() error {

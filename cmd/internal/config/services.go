@@ -1,0 +1,228 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/ferryvpn/ferry/authn"
+)
+
+// Defaults of the service sections.
+const (
+	DefaultPool        = "100.64.0.0/16"
+	DefaultWGInterface = "ferry0"
+	DefaultWGPort      = 51820
+)
+
+// OIDC configures sign-in with the company's identity provider. Without an
+// issuer, ferryd serves no sign-in (health, readiness and joining only).
+type OIDC struct {
+	// Issuer is the identity provider's issuer URL, exactly as in its
+	// discovery document.
+	Issuer string `yaml:"issuer,omitempty"`
+	// ClientID and ClientSecretFile identify ferry as a confidential client;
+	// the secret is read from a file, never written inline.
+	ClientID         string `yaml:"client_id,omitempty"`
+	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
+	// RedirectURL is registered with the provider: https://PUBLIC/callback.
+	// Default: api.public_url + /callback.
+	RedirectURL string   `yaml:"redirect_url,omitempty"`
+	Scopes      []string `yaml:"scopes,omitempty"`
+	// Claims that carry the user ID (default sub), email, display name and
+	// groups.
+	UserIDClaim string `yaml:"user_id_claim,omitempty"`
+	EmailClaim  string `yaml:"email_claim,omitempty"`
+	NameClaim   string `yaml:"name_claim,omitempty"`
+	GroupsClaim string `yaml:"groups_claim,omitempty"`
+	// AllowedEmailDomains and RequiredGroups narrow who may sign in.
+	AllowedEmailDomains []string `yaml:"allowed_email_domains,omitempty"`
+	RequiredGroups      []string `yaml:"required_groups,omitempty"`
+}
+
+// Sessions configures sign-in sessions.
+type Sessions struct {
+	Lifetime    Duration `yaml:"lifetime,omitempty"`     // default 12h
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty"` // default 1h
+	// AdminGroups are the identity provider groups whose members are
+	// administrators.
+	AdminGroups []string `yaml:"admin_groups,omitempty"`
+}
+
+// Profiles configures client addressing.
+type Profiles struct {
+	// Pool is the client address pool; its first address is the servers'
+	// tunnel address. Default 100.64.0.0/16.
+	Pool string `yaml:"pool,omitempty"`
+}
+
+// WireGuard configures the data plane.
+type WireGuard struct {
+	// Enabled brings the data plane up (needs CAP_NET_ADMIN).
+	Enabled bool `yaml:"enabled"`
+	// Interface name, unique on the machine; default ferry0.
+	Interface string `yaml:"interface,omitempty"`
+	// ListenPort for WireGuard UDP; default 51820.
+	ListenPort int `yaml:"listen_port,omitempty"`
+	// Endpoint is what clients dial: the load balancer's host:port.
+	Endpoint string `yaml:"endpoint,omitempty"`
+	// MTU of client interfaces; default 1420.
+	MTU int `yaml:"mtu,omitempty"`
+}
+
+// Audit configures the audit log and its export.
+type Audit struct {
+	CheckpointEvery    int      `yaml:"checkpoint_every,omitempty"`    // default 1000 records
+	CheckpointInterval Duration `yaml:"checkpoint_interval,omitempty"` // default 5m
+	Sinks              []Sink   `yaml:"sinks,omitempty"`
+}
+
+// Sink is one audit export destination.
+type Sink struct {
+	Name   string `yaml:"name"`
+	Type   string `yaml:"type"`             // file, syslog or hec
+	Format string `yaml:"format,omitempty"` // json, cef, ocsf (syslog wraps it in RFC 5424)
+	// file
+	Path     string `yaml:"path,omitempty"`
+	MaxBytes int64  `yaml:"max_bytes,omitempty"`
+	MaxFiles int    `yaml:"max_files,omitempty"`
+	// syslog: Addr host:port; TLS when CAFile is set (RFC 5425), with an
+	// optional client certificate.
+	Addr       string `yaml:"addr,omitempty"`
+	CAFile     string `yaml:"ca_file,omitempty"`
+	CertFile   string `yaml:"cert_file,omitempty"`
+	KeyFile    string `yaml:"key_file,omitempty"`
+	ServerName string `yaml:"server_name,omitempty"`
+	// hec
+	URL       string `yaml:"url,omitempty"`
+	TokenFile string `yaml:"token_file,omitempty"`
+	Ack       bool   `yaml:"ack,omitempty"`
+	Index     string `yaml:"index,omitempty"`
+}
+
+func (c *Config) servicePaths() []*string {
+	ps := []*string{&c.OIDC.ClientSecretFile}
+	for i := range c.Audit.Sinks {
+		s := &c.Audit.Sinks[i]
+		ps = append(ps, &s.Path, &s.CAFile, &s.CertFile, &s.KeyFile, &s.TokenFile)
+	}
+	return ps
+}
+
+func (c *Config) setServiceDefaults() {
+	if c.Profiles.Pool == "" {
+		c.Profiles.Pool = DefaultPool
+	}
+	if c.WireGuard.Interface == "" {
+		c.WireGuard.Interface = DefaultWGInterface
+	}
+	if c.WireGuard.ListenPort == 0 {
+		c.WireGuard.ListenPort = DefaultWGPort
+	}
+	if c.OIDC.RedirectURL == "" && c.API.PublicURL != "" {
+		c.OIDC.RedirectURL = strings.TrimSuffix(c.API.PublicURL, "/") + "/callback"
+	}
+}
+
+func (c *Config) validateServices() error {
+	if o := c.OIDC; o.Issuer != "" {
+		if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fieldErr("oidc.issuer", "%.200q: want the provider's issuer URL", o.Issuer)
+		}
+		if o.ClientID == "" {
+			return fieldErr("oidc.client_id", "required with oidc.issuer")
+		}
+		if o.ClientSecretFile == "" {
+			return fieldErr("oidc.client_secret_file", "required with oidc.issuer (the secret is read from a file)")
+		}
+		if o.RedirectURL == "" {
+			return fieldErr("oidc.redirect_url", "required with oidc.issuer (or set api.public_url)")
+		}
+	}
+	for i, g := range c.Sessions.AdminGroups {
+		if strings.TrimSpace(g) == "" {
+			return fieldErr(fmt.Sprintf("sessions.admin_groups[%d]", i), "empty")
+		}
+	}
+	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 {
+		return fieldErr("sessions", "durations must not be negative")
+	}
+	p, err := netip.ParsePrefix(c.Profiles.Pool)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+		return fieldErr("profiles.pool", "%q: want an IPv4 prefix of /30 or larger, such as 100.64.0.0/16", c.Profiles.Pool)
+	}
+	if wg := c.WireGuard; wg.ListenPort < 1 || wg.ListenPort > 65535 {
+		return fieldErr("wireguard.listen_port", "%d out of range 1-65535", wg.ListenPort)
+	}
+	if len(c.WireGuard.Interface) > 15 {
+		return fieldErr("wireguard.interface", "%q: at most 15 characters", c.WireGuard.Interface)
+	}
+	if c.WireGuard.Endpoint != "" {
+		if _, _, err := splitAddr("wireguard.endpoint", c.WireGuard.Endpoint); err != nil {
+			return err
+		}
+	}
+	names := map[string]bool{}
+	for i, s := range c.Audit.Sinks {
+		path := fmt.Sprintf("audit.sinks[%d]", i)
+		if s.Name == "" || names[s.Name] {
+			return fieldErr(path+".name", "%q: required and unique", s.Name)
+		}
+		names[s.Name] = true
+		switch s.Type {
+		case "file":
+			if s.Path == "" {
+				return fieldErr(path+".path", "required for a file sink")
+			}
+		case "syslog":
+			if _, _, err := splitAddr(path+".addr", s.Addr); err != nil {
+				return err
+			}
+		case "hec":
+			if u, err := url.Parse(s.URL); err != nil || u.Scheme != "https" && u.Scheme != "http" {
+				return fieldErr(path+".url", "%q: want the HEC URL", s.URL)
+			}
+			if s.TokenFile == "" {
+				return fieldErr(path+".token_file", "required for a hec sink (the token is read from a file)")
+			}
+		default:
+			return fieldErr(path+".type", "%q: want file, syslog or hec", s.Type)
+		}
+		switch s.Format {
+		case "", "json", "cef", "ocsf":
+		default:
+			return fieldErr(path+".format", "%q: want json, cef or ocsf", s.Format)
+		}
+	}
+	return nil
+}
+
+// OIDCConfig returns the relying party's configuration, reading the client
+// secret file.
+func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
+	o := c.OIDC
+	secret, err := os.ReadFile(o.ClientSecretFile)
+	if err != nil {
+		return authn.OIDCConfig{}, fmt.Errorf("oidc.client_secret_file: %w", err)
+	}
+	return authn.OIDCConfig{
+		Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: authn.NewClientSecret(secret),
+		RedirectURL: o.RedirectURL, Scopes: o.Scopes,
+		UserIDClaim: o.UserIDClaim, EmailClaim: o.EmailClaim, NameClaim: o.NameClaim, GroupsClaim: o.GroupsClaim,
+		AllowedEmailDomains: o.AllowedEmailDomains, RequiredGroups: o.RequiredGroups,
+	}, nil
+}
+
+// SessionConfig returns the session settings (store and recorder are the
+// caller's).
+func (c *Config) SessionConfig() authn.SessionConfig {
+	return authn.SessionConfig{
+		Lifetime: c.Sessions.Lifetime.D(), IdleTimeout: c.Sessions.IdleTimeout.D(),
+		AdminGroups: c.Sessions.AdminGroups,
+	}
+}
+
+// PoolPrefix returns the validated client address pool.
+func (c *Config) PoolPrefix() netip.Prefix { return netip.MustParsePrefix(c.Profiles.Pool) }

@@ -1,0 +1,215 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cluster"
+)
+
+// Defaults of a Config.
+const (
+	DefaultInterface   = "ferry0"
+	DefaultListenPort  = 51820
+	DefaultMTU         = 1420
+	DefaultTable       = "ferry"
+	DefaultMemoryLimit = 1 << 30
+	// DefaultSessionIdle ends a session after this long without a
+	// handshake: WireGuard re-handshakes every 2 minutes while packets
+	// flow (keepalives included), so 3 minutes of silence means the client
+	// is gone.
+	DefaultSessionIdle   = 3 * time.Minute
+	DefaultPollInterval  = 2 * time.Second
+	DefaultFlowWindow    = 10 * time.Second
+	DefaultFlowBudget    = 1000
+	DefaultDenyInterval  = 10 * time.Second
+	DefaultDenyBudget    = 500
+	DefaultResyncTimeout = 30 * time.Second
+)
+
+// Config configures a Gateway. Zero values take the documented defaults.
+type Config struct {
+	// Cluster is this node of the replicated store; the gateway follows
+	// its peers and profiles. Required.
+	Cluster *cluster.Node
+	// Interface names the WireGuard interface; default "ferry0". UAPI
+	// sockets of userspace devices share /var/run/wireguard across network
+	// namespaces, so the name must be unique on the machine.
+	Interface string
+	// ListenPort is the UDP port of WireGuard; default 51820.
+	ListenPort int
+	// PrivateKey is the interface key, a cluster secret shared by every
+	// node so that a client moved to another node only handshakes again.
+	// Required.
+	PrivateKey wgtypes.Key
+	// Address is the server's tunnel address with the pool's prefix
+	// length, e.g. 100.64.0.1/16 (profiles.Store.ServerAddr). Required.
+	Address netip.Prefix
+	// Pool is the client address pool; default Address masked.
+	Pool netip.Prefix
+	// MTU of the interface; default 1420.
+	MTU int
+	// Egress, when set, limits masquerading to traffic leaving through
+	// this interface (the VPC side); default every interface but ours.
+	Egress string
+	// Table names ferry's nftables table; default "ferry".
+	Table string
+	// Userspace forces the embedded wireguard-go device even where the
+	// kernel has WireGuard.
+	Userspace bool
+	// MemoryLimit is the Go runtime's soft memory limit, in bytes, set while
+	// the embedded wireguard-go device runs: its buffer pools grow without
+	// bound under load and are released only by garbage collection, which
+	// the limit makes come sooner. Default 1 GiB; negative leaves the
+	// runtime's limit alone.
+	MemoryLimit int64
+
+	// Recorder receives session and flow audit events. Required.
+	Recorder audit.Recorder
+	// Now is the clock for expiry and sessions; default time.Now.
+	Now func() time.Time
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Registerer, when set, receives the gateway's metrics.
+	Registerer prometheus.Registerer
+
+	// SessionIdle ends a session after this long without a handshake;
+	// default 3 minutes.
+	SessionIdle time.Duration
+	// PollInterval is how often the device is read for sessions and
+	// byte counts; default 2s.
+	PollInterval time.Duration
+	// FlowWindow and FlowBudget bound flow.accept events: at most
+	// FlowBudget per window individually; beyond it, one summary per client
+	// at the window's end. Defaults 10s and 1000.
+	FlowWindow time.Duration
+	FlowBudget int
+	// DenyInterval is how often denied attempts are read and reported
+	// (one flow.deny per client, destination and port with its count);
+	// DenyBudget bounds them per interval, the rest summarised per client.
+	// Defaults 10s and 500.
+	DenyInterval time.Duration
+	DenyBudget   int
+	// NoFlows disables conntrack flow events (e.g. where conntrack netlink
+	// is unavailable); denied attempts are still reported.
+	NoFlows bool
+}
+
+var ifacePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// Validate checks the configuration, naming the first bad field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Cluster == nil:
+		return errors.New("tunnel config: cluster: required")
+	case c.Recorder == nil:
+		return errors.New("tunnel config: recorder: required")
+	case c.PrivateKey == (wgtypes.Key{}):
+		return errors.New("tunnel config: private_key: required")
+	case !c.Address.IsValid() || !c.Address.Addr().Is4():
+		return errors.New("tunnel config: address: an IPv4 address with the pool's prefix length is required, e.g. 100.64.0.1/16")
+	case c.Address.Bits() > 30:
+		return fmt.Errorf("tunnel config: address %s: prefix /%d leaves no room for clients", c.Address, c.Address.Bits())
+	case c.Interface != "" && !ifacePattern.MatchString(c.Interface):
+		return fmt.Errorf("tunnel config: interface %q: want 1-15 letters, digits, '_', '.' or '-'", c.Interface)
+	case c.Egress != "" && !ifacePattern.MatchString(c.Egress):
+		return fmt.Errorf("tunnel config: egress %q: not an interface name", c.Egress)
+	case c.ListenPort < 0 || c.ListenPort > 65535:
+		return fmt.Errorf("tunnel config: listen_port %d: out of range", c.ListenPort)
+	case c.MTU != 0 && (c.MTU < 576 || c.MTU > 9000):
+		return fmt.Errorf("tunnel config: mtu %d: out of range 576-9000", c.MTU)
+	}
+	if c.Pool.IsValid() && !c.Pool.Contains(c.Address.Addr()) {
+		return fmt.Errorf("tunnel config: pool %s does not contain address %s", c.Pool, c.Address.Addr())
+	}
+	for name, d := range map[string]time.Duration{"session_idle": c.SessionIdle, "poll_interval": c.PollInterval,
+		"flow_window": c.FlowWindow, "deny_interval": c.DenyInterval} {
+		if d < 0 {
+			return fmt.Errorf("tunnel config: %s: must not be negative", name)
+		}
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Interface == "" {
+		c.Interface = DefaultInterface
+	}
+	if c.ListenPort == 0 {
+		c.ListenPort = DefaultListenPort
+	}
+	if !c.Pool.IsValid() {
+		c.Pool = c.Address.Masked()
+	}
+	c.Pool = c.Pool.Masked()
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	if c.Table == "" {
+		c.Table = DefaultTable
+	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = DefaultMemoryLimit
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = DefaultSessionIdle
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.FlowWindow == 0 {
+		c.FlowWindow = DefaultFlowWindow
+	}
+	if c.FlowBudget == 0 {
+		c.FlowBudget = DefaultFlowBudget
+	}
+	if c.DenyInterval == 0 {
+		c.DenyInterval = DefaultDenyInterval
+	}
+	if c.DenyBudget == 0 {
+		c.DenyBudget = DefaultDenyBudget
+	}
+}
+
+// Available reports whether this process can run the data plane here, and
+// if not, what is missing: root (CAP_NET_ADMIN), a WireGuard device (kernel
+// support or /dev/net/tun for the embedded one) and nftables over netlink.
+// cmd uses it to say clearly what it skipped.
+func Available() error {
+	var errs []error
+	if os.Geteuid() != 0 {
+		errs = append(errs, errors.New("not running as root (the data plane needs CAP_NET_ADMIN)"))
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		errs = append(errs, fmt.Errorf("no /dev/net/tun for the embedded WireGuard device: %w", err))
+	}
+	if len(errs) == 0 {
+		c, err := nftables.New()
+		if err == nil {
+			_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("nftables over netlink unavailable: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("tunnel: data plane unavailable: %w", errors.Join(errs...))
+	}
+	return nil
+}

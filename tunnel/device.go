@@ -1,0 +1,170 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// device is the WireGuard device as the reconciler sees it. Its methods
+// are called from the reconciler's goroutine only.
+type device interface {
+	// Peers returns every configured peer with its statistics.
+	Peers() ([]wgtypes.Peer, error)
+	// ConfigurePeers applies peer additions, updates and removals.
+	ConfigurePeers(peers []wgtypes.PeerConfig) error
+}
+
+// wgDevice is a WireGuard interface driven through wgctrl: a kernel
+// interface, or wireguard-go running in this process on a TUN device and
+// serving its UAPI socket, which wgctrl finds like any other.
+type wgDevice struct {
+	name   string
+	client *wgctrl.Client
+	kernel bool
+
+	// Embedded device only.
+	dev  *wgdevice.Device
+	uapi net.Listener
+	wg   sync.WaitGroup // the UAPI accept loop and its handlers
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ device = (*wgDevice)(nil)
+
+// openDevice creates the interface, configures its key, port and address,
+// and brings it up.
+func openDevice(cfg *Config, log *slog.Logger) (*wgDevice, error) {
+	d := &wgDevice{name: cfg.Interface}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close()
+		}
+	}()
+	if !cfg.Userspace {
+		err := addWireGuardLink(cfg.Interface)
+		if err != nil && errors.Is(err, unix.EEXIST) {
+			// A stale interface of ours from an unclean stop.
+			if derr := deleteLink(cfg.Interface); derr == nil {
+				err = addWireGuardLink(cfg.Interface)
+			}
+		}
+		if err == nil {
+			d.kernel = true
+		} else {
+			log.Info("kernel wireguard unavailable; running wireguard-go in process", "err", err)
+		}
+	}
+	if !d.kernel {
+		if err := d.startEmbedded(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if err := configureLink(cfg.Interface, cfg.MTU, cfg.Address); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.client, err = wgctrl.New(); err != nil {
+		return nil, fmt.Errorf("opening wgctrl: %w", err)
+	}
+	key, port := cfg.PrivateKey, cfg.ListenPort
+	if err := d.client.ConfigureDevice(d.name, wgtypes.Config{PrivateKey: &key, ListenPort: &port, ReplacePeers: true}); err != nil {
+		return nil, fmt.Errorf("configuring %s: %w", d.name, err)
+	}
+	ok = true
+	return d, nil
+}
+
+func (d *wgDevice) startEmbedded(cfg *Config, log *slog.Logger) error {
+	td, err := tun.CreateTUN(cfg.Interface, cfg.MTU)
+	if err != nil {
+		return fmt.Errorf("creating TUN device %s: %w", cfg.Interface, err)
+	}
+	wlog := log.With("component", "wireguard-go")
+	logger := &wgdevice.Logger{
+		Verbosef: func(format string, args ...any) {
+			if wlog.Enabled(context.Background(), slog.LevelDebug) {
+				wlog.Debug(fmt.Sprintf(format, args...))
+			}
+		},
+		Errorf: func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
+	}
+	d.dev = wgdevice.NewDevice(td, conn.NewDefaultBind(), logger)
+	f, err := ipc.UAPIOpen(cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("opening UAPI socket for %s: %w", cfg.Interface, err)
+	}
+	if d.uapi, err = ipc.UAPIListen(cfg.Interface, f); err != nil {
+		return fmt.Errorf("listening on UAPI socket for %s: %w", cfg.Interface, err)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			c, err := d.uapi.Accept()
+			if err != nil {
+				return
+			}
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.dev.IpcHandle(c)
+			}()
+		}
+	}()
+	return nil
+}
+
+// Peers implements device.
+func (d *wgDevice) Peers() ([]wgtypes.Peer, error) {
+	dev, err := d.client.Device(d.name)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", d.name, err)
+	}
+	return dev.Peers, nil
+}
+
+// ConfigurePeers implements device.
+func (d *wgDevice) ConfigurePeers(peers []wgtypes.PeerConfig) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	if err := d.client.ConfigureDevice(d.name, wgtypes.Config{Peers: peers}); err != nil {
+		return fmt.Errorf("configuring peers of %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// Close removes the interface; it is idempotent.
+func (d *wgDevice) Close() error {
+	d.closeOnce.Do(func() {
+		if d.client != nil {
+			d.client.Close()
+		}
+		if d.uapi != nil {
+			d.uapi.Close()
+		}
+		if d.dev != nil {
+			d.dev.Close() // closes the TUN device, which removes the interface
+		}
+		d.wg.Wait()
+		if d.kernel {
+			d.closeErr = deleteLink(d.name)
+		}
+	})
+	return d.closeErr
+}

@@ -1,0 +1,39 @@
+// Package tunnel is a node's data plane: the WireGuard device, the
+// enforcement of every client's profile in the kernel, and the session and
+// flow monitors that turn what the device and conntrack see into audit
+// events.
+//
+// A Gateway follows the replicated peers and profiles (cluster watches on
+// profiles.PeerPrefix and profiles.ProfilePrefix) and converges
+// incrementally:
+//
+//   - The device, driven through wgctrl only: a kernel WireGuard interface
+//     where the kernel has one, otherwise wireguard-go in this process on a
+//     TUN device serving its UAPI socket. Each valid peer is its public key
+//     with AllowedIPs = its address/32, so cryptokey routing drops packets
+//     whose inner source is not the sender's address. The interface key is
+//     the cluster's, so a client whose traffic lands on another node only
+//     handshakes again.
+//   - ferry's own nftables table (family ip), programmed over netlink in
+//     one batch per change: a hash vmap from client address to a jump into
+//     its profile's chain, and per profile one small concatenated interval
+//     set (destination . protocol . port; port 0 for protocols without
+//     ports) that changes only when the profile is edited. Established and
+//     related traffic passes; a new connection passes only if the client's
+//     profile allows it; everything else, client-to-client traffic and
+//     traffic to the node itself are dropped and counted by reason. An
+//     accepted connection's conntrack mark is its client's address, so a
+//     revoked or expired peer's connections are cut in one operation.
+//     Traffic leaving toward the VPC is masqueraded to the node's address.
+//   - Expiry by the local clock: a timer fires at the earliest expiry, no
+//     cleanup needed.
+//
+// Sessions (session.start, session.end) are derived from handshake times,
+// endpoints and byte counters; flows from conntrack DESTROY events
+// (flow.accept) and from a dynamic set of denied attempts with counters
+// (flow.deny), both rate limited and summarised. Bytes are counted from the
+// client's side: BytesOut is what the client sent, BytesIn what it got.
+//
+// The package does not issue peers or decide who may sign in (see
+// profiles and authn), and it does not store audit events (see audit).
+package tunnel

@@ -1,0 +1,431 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Drop reasons, the names of the table's named counters and of the
+// drops metric's reason label.
+const (
+	dropPolicy   = "policy"           // a client's new connection its profile does not allow
+	dropNoPolicy = "no_policy"        // a client without a profile on this node
+	dropC2C      = "client_to_client" // one client toward another
+	dropInbound  = "inbound"          // a new connection toward a client
+	dropToNode   = "to_node"          // a client toward the node itself
+	dropInvalid  = "invalid"          // conntrack state invalid
+)
+
+var dropReasons = []string{dropPolicy, dropNoPolicy, dropC2C, dropInbound, dropToNode, dropInvalid}
+
+// Names in ferry's table.
+const (
+	setClients = "clients" // vmap: client address -> jump to its profile's chain
+	setDenied  = "denied"  // dynamic: (client . destination . protocol . port) -> counter
+	chainDeny  = "deny"
+)
+
+// chunk is how many set elements go in one netlink message: a message
+// carries a 16-bit attribute length, and ~1,250 elements overflow it.
+const chunk = 1000
+
+// deniedTimeout is how long a denied-attempt entry lives after its last
+// packet; readers come by far more often.
+const deniedTimeout = 2 * time.Minute
+
+// fwChange is one atomic update of the ruleset.
+type fwChange struct {
+	// Reset rebuilds the table from nothing; AddClients and Policies are
+	// then the whole state.
+	Reset bool
+	// Policies are profiles to program, new or at a new version.
+	Policies []policy
+	// RemovedPolicies are profile names whose chains and sets go.
+	RemovedPolicies []string
+	// AddClients maps client addresses to their profile name.
+	AddClients map[netip.Addr]string
+	// DelClients are client addresses to remove from the map.
+	DelClients []netip.Addr
+}
+
+func (c *fwChange) empty() bool {
+	return !c.Reset && len(c.Policies) == 0 && len(c.RemovedPolicies) == 0 && len(c.AddClients) == 0 && len(c.DelClients) == 0
+}
+
+// firewall programs enforcement. Apply is called from one goroutine.
+type firewall interface {
+	Apply(ch fwChange) error
+}
+
+// nftFirewall is ferry's own nftables table, programmed over netlink.
+type nftFirewall struct {
+	conn   *nftables.Conn
+	table  *nftables.Table
+	iface  string
+	egress string
+	// sets maps a programmed profile to the name of its current interval
+	// set. Only the reconciler's goroutine touches it.
+	sets map[string]string
+}
+
+var _ firewall = (*nftFirewall)(nil)
+
+func newNFTFirewall(table, iface, egress string) (*nftFirewall, error) {
+	bufs := func(c *netlink.Conn) error {
+		if err := c.SetWriteBuffer(64 << 20); err != nil {
+			return err
+		}
+		return c.SetReadBuffer(16 << 20)
+	}
+	conn, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bufs))
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
+	}
+	return &nftFirewall{
+		conn:  conn,
+		table: &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4},
+		iface: iface, egress: egress, sets: map[string]string{},
+	}, nil
+}
+
+func (f *nftFirewall) Close() error {
+	f.conn.DelTable(f.table)
+	err := f.conn.Flush()
+	if cerr := f.conn.CloseLasting(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func chainName(profile string) string { return "p." + profile }
+
+func (f *nftFirewall) clientsSet() *nftables.Set {
+	return &nftables.Set{Table: f.table, Name: setClients, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
+}
+
+func (f *nftFirewall) deniedSet() *nftables.Set {
+	return &nftables.Set{Table: f.table, Name: setDenied, Dynamic: true, HasTimeout: true, Timeout: deniedTimeout, Size: 65536,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+// Apply programs ch in one netlink batch, so no packet sees half of it.
+func (f *nftFirewall) Apply(ch fwChange) error {
+	if ch.empty() {
+		return nil
+	}
+	c := f.conn
+	sets := f.sets
+	if ch.Reset {
+		sets = map[string]string{}
+		// add-delete-add replaces the table whether or not it existed.
+		c.AddTable(f.table)
+		c.DelTable(f.table)
+		if err := f.base(); err != nil {
+			return err
+		}
+	} else {
+		sets = cloneMap(sets)
+	}
+	for _, p := range ch.Policies {
+		old, had := sets[p.Name]
+		name, err := f.program(p, had)
+		if err != nil {
+			return err
+		}
+		if had && old != name {
+			c.DelSet(&nftables.Set{Table: f.table, Name: old})
+		}
+		sets[p.Name] = name
+	}
+	vm := f.clientsSet()
+	if len(ch.DelClients) > 0 {
+		for part := range chunks(ch.DelClients) {
+			els := make([]nftables.SetElement, len(part))
+			for i, a := range part {
+				els[i] = nftables.SetElement{Key: a.AsSlice()}
+			}
+			if err := c.SetDeleteElements(vm, els); err != nil {
+				return err
+			}
+		}
+	}
+	if len(ch.AddClients) > 0 {
+		addrs := make([]netip.Addr, 0, len(ch.AddClients))
+		for a := range ch.AddClients {
+			addrs = append(addrs, a)
+		}
+		sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+		for part := range chunks(addrs) {
+			els := make([]nftables.SetElement, len(part))
+			for i, a := range part {
+				els[i] = nftables.SetElement{Key: a.AsSlice(),
+					VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chainName(ch.AddClients[a])}}
+			}
+			if err := c.SetAddElements(vm, els); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range ch.RemovedPolicies {
+		set, ok := sets[name]
+		if !ok {
+			continue
+		}
+		c.FlushChain(&nftables.Chain{Table: f.table, Name: chainName(name)})
+		c.DelChain(&nftables.Chain{Table: f.table, Name: chainName(name)})
+		c.DelSet(&nftables.Set{Table: f.table, Name: set})
+		delete(sets, name)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("programming nftables table %s: %w", f.table.Name, err)
+	}
+	f.sets = sets
+	return nil
+}
+
+// program adds a profile's new interval set and points its chain at it:
+// the chain is created or flushed and refilled in the same batch.
+func (f *nftFirewall) program(p policy, exists bool) (string, error) {
+	c := f.conn
+	name := fmt.Sprintf("s.%s.%d", p.Name, p.Version)
+	if exists && f.sets[p.Name] == name {
+		// Same version programmed again (a resync): use a fresh name so the
+		// old set can be dropped in the same batch.
+		name = fmt.Sprintf("s.%s.%d.%d", p.Name, p.Version, time.Now().UnixNano())
+	}
+	set := &nftables.Set{Table: f.table, Name: name, Interval: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
+	if err := c.AddSet(set, nil); err != nil {
+		return "", fmt.Errorf("adding set %s: %w", name, err)
+	}
+	for part := range chunks(p.Boxes) {
+		els := make([]nftables.SetElement, len(part))
+		for i, b := range part {
+			k, e := b.key()
+			els[i] = nftables.SetElement{Key: k, KeyEnd: e}
+		}
+		if err := c.SetAddElements(set, els); err != nil {
+			return "", err
+		}
+	}
+	ch := &nftables.Chain{Table: f.table, Name: chainName(p.Name)}
+	if exists {
+		c.FlushChain(ch)
+	} else {
+		c.AddChain(ch)
+	}
+	// tcp and udp are looked up with their destination port, every other
+	// protocol with port 0. An accepted connection's conntrack mark is the
+	// client's address, so its flows can be found and cut later.
+	accept := func(protoMatch []expr.Any, port expr.Any) {
+		e := append(protoMatch,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
+			port,
+			&expr.Lookup{SourceRegister: 1, SetName: name, SetID: set.ID},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+			&expr.Verdict{Kind: expr.VerdictAccept})
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
+	}
+	dport := &expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+	accept(l4is(protoTCP), dport)
+	accept(l4is(protoUDP), dport)
+	accept(l4notPorted(), &expr.Immediate{Register: 10, Data: []byte{0, 0, 0, 0}})
+	c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: []expr.Any{
+		counterRef(dropPolicy), &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}}})
+	return name, nil
+}
+
+// base adds the table with its counters, sets and fixed chains.
+func (f *nftFirewall) base() error {
+	c := f.conn
+	t := c.AddTable(f.table)
+	for _, r := range dropReasons {
+		c.AddObj(&nftables.NamedObj{Table: t, Name: r, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	}
+	clients := f.clientsSet()
+	if err := c.AddSet(clients, nil); err != nil {
+		return fmt.Errorf("adding client map: %w", err)
+	}
+	denied := f.deniedSet()
+	if err := c.AddSet(denied, nil); err != nil {
+		return fmt.Errorf("adding denied set: %w", err)
+	}
+
+	// deny records (client, destination, protocol, port) with a counter,
+	// then drops. The update is its own rule: a full set makes it fail, and
+	// the drop must still happen.
+	deny := c.AddChain(&nftables.Chain{Table: t, Name: chainDeny})
+	record := func(protoMatch []expr.Any, port expr.Any) {
+		e := append(protoMatch,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+			&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
+			port,
+			&expr.Dynset{SrcRegKey: 1, SetName: setDenied, SetID: denied.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
+				Exprs: []expr.Any{&expr.Counter{}}})
+		c.AddRule(&nftables.Rule{Table: t, Chain: deny, Exprs: e})
+	}
+	dport := &expr.Payload{DestRegister: 11, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+	record(l4is(protoTCP), dport)
+	record(l4is(protoUDP), dport)
+	record(l4notPorted(), &expr.Immediate{Register: 11, Data: []byte{0, 0, 0, 0}})
+	c.AddRule(&nftables.Rule{Table: t, Chain: deny, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
+
+	accept := nftables.ChainPolicyAccept
+	fw := c.AddChain(&nftables.Chain{Table: t, Name: "forward", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	rule := func(ch *nftables.Chain, e ...[]expr.Any) {
+		var all []expr.Any
+		for _, x := range e {
+			all = append(all, x...)
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: all})
+	}
+	in, out := ifname(expr.MetaKeyIIFNAME, f.iface, expr.CmpOpEq), ifname(expr.MetaKeyOIFNAME, f.iface, expr.CmpOpEq)
+	verdict := func(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+	drop := func(reason string) []expr.Any {
+		return []expr.Any{counterRef(reason), &expr.Verdict{Kind: expr.VerdictDrop}}
+	}
+	rule(fw, in, out, drop(dropC2C))
+	rule(fw, in, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	rule(fw, out, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	rule(fw, out, drop(dropInbound))
+	rule(fw, in, ctState(expr.CtStateBitINVALID), drop(dropInvalid))
+	rule(fw, in, []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: setClients, SetID: clients.ID, DestRegister: 0, IsDestRegSet: true},
+	})
+	rule(fw, in, drop(dropNoPolicy))
+
+	ic := c.AddChain(&nftables.Chain{Table: t, Name: "input", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	rule(ic, in, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	rule(ic, in, l4is(protoICMP), verdict(expr.VerdictAccept))
+	rule(ic, in, drop(dropToNode))
+
+	nat := c.AddChain(&nftables.Chain{Table: t, Name: "postrouting", Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
+	egress := ifname(expr.MetaKeyOIFNAME, f.iface, expr.CmpOpNeq)
+	if f.egress != "" {
+		egress = ifname(expr.MetaKeyOIFNAME, f.egress, expr.CmpOpEq)
+	}
+	rule(nat, in, egress, []expr.Any{&expr.Masq{}})
+	return nil
+}
+
+func ifname(key expr.MetaKey, name string, op expr.CmpOp) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: append([]byte(name), 0)},
+	}
+}
+
+func ctState(bits uint32) []expr.Any {
+	mask := binary.NativeEndian.AppendUint32(nil, bits)
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+func l4is(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+	}
+}
+
+// l4notPorted matches protocols other than tcp and udp.
+func l4notPorted() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{protoTCP}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{protoUDP}},
+	}
+}
+
+func counterRef(name string) expr.Any {
+	return &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: name}
+}
+
+// counters reads the drop counters by reason (packets).
+func (f *nftFirewall) counters() (map[string]uint64, error) {
+	objs, err := f.conn.GetNamedObjects(f.table)
+	if err != nil {
+		return nil, fmt.Errorf("reading nftables counters: %w", err)
+	}
+	out := make(map[string]uint64, len(objs))
+	for _, o := range objs {
+		if no, ok := o.(*nftables.NamedObj); ok {
+			if ctr, ok := no.Obj.(*expr.Counter); ok {
+				out[no.Name] = ctr.Packets
+			}
+		}
+	}
+	return out, nil
+}
+
+// denyKey is one entry of the denied set.
+type denyKey struct {
+	Client, Dst netip.Addr
+	Proto       uint8
+	Port        uint16
+}
+
+// denied reads the denied-attempts set with each entry's packet count.
+func (f *nftFirewall) denied() (map[denyKey]uint64, error) {
+	els, err := f.conn.GetSetElements(f.deniedSet())
+	if err != nil {
+		return nil, fmt.Errorf("reading denied set: %w", err)
+	}
+	out := make(map[denyKey]uint64, len(els))
+	for _, e := range els {
+		if len(e.Key) < 16 {
+			continue
+		}
+		k := denyKey{
+			Client: netip.AddrFrom4([4]byte(e.Key[0:4])),
+			Dst:    netip.AddrFrom4([4]byte(e.Key[4:8])),
+			Proto:  e.Key[8],
+			Port:   binary.BigEndian.Uint16(e.Key[12:14]),
+		}
+		var n uint64
+		if e.Counter != nil {
+			n = e.Counter.Packets
+		}
+		out[k] = n
+	}
+	return out, nil
+}
+
+// chunks yields s in slices of at most chunk elements.
+func chunks[T any](s []T) func(yield func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(s) > 0 {
+			n := min(chunk, len(s))
+			if !yield(s[:n]) {
+				return
+			}
+			s = s[n:]
+		}
+	}
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

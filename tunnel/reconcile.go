@@ -1,0 +1,189 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// reconciler converges the device and the firewall on the mirror of the
+// replicated state, incrementally, and drives the session tracker. All of
+// it runs on one goroutine.
+type reconciler struct {
+	dev     device
+	fw      firewall
+	cut     cutter // nil: connections are not cut (tests without conntrack)
+	sess    *sessions
+	mirror  *mirror
+	applied applied
+	pool    netip.Prefix
+	server  netip.Addr
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
+	index   *atomic.Pointer[peerIndex]
+	// last is the desired state of the last successful convergence.
+	last desired
+}
+
+// converge brings the data plane to the state desired at now and returns
+// the next instant it must run again (the earliest expiry; zero: none).
+// With full it re-reads the device and rebuilds the firewall.
+func (r *reconciler) converge(full bool) (time.Time, error) {
+	start := time.Now()
+	now := r.now()
+	d := r.mirror.desired(now, r.pool, r.server)
+	if full {
+		peers, err := r.dev.Peers()
+		if err != nil {
+			return time.Time{}, err
+		}
+		r.applied = newApplied()
+		for _, p := range peers {
+			var addr netip.Addr
+			if len(p.AllowedIPs) == 1 {
+				if a, ok := netip.AddrFromSlice(p.AllowedIPs[0].IP); ok {
+					if ones, bits := p.AllowedIPs[0].Mask.Size(); ones == 32 && bits == 32 {
+						addr = a.Unmap()
+					}
+				}
+			}
+			r.applied.device[p.PublicKey] = addr
+		}
+	}
+	pl := diff(r.applied, d, full)
+	planned := time.Now()
+	if err := r.fw.Apply(pl.fw); err != nil {
+		return time.Time{}, err
+	}
+	enforced := time.Now()
+	r.applied.clients = d.clients
+	r.applied.versions = make(map[string]uint64, len(d.policies))
+	for name, p := range d.policies {
+		r.applied.versions[name] = p.Version
+	}
+	var errs []error
+	if r.cut != nil {
+		if len(pl.cut) > 0 {
+			if err := r.cut.cutClients(pl.cut); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(pl.recheck) > 0 {
+			allowed := func(client, dst netip.Addr, proto uint8, dport uint16) bool {
+				pol := d.policies[d.clients[client]]
+				return pol != nil && pol.allows(dst, proto, dport)
+			}
+			if err := r.cut.cutWhere(pl.recheck, allowed); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	cut := time.Now()
+	if err := r.configureDevice(pl, d, now); err != nil {
+		return time.Time{}, errors.Join(append(errs, err)...)
+	}
+	r.metrics.duration.Observe(time.Since(start).Seconds())
+	if full || time.Since(start) > 100*time.Millisecond {
+		r.log.Info("reconciled", "full", full, "peers", len(d.device), "device_changes", len(pl.peers),
+			"clients_added", len(pl.fw.AddClients), "clients_removed", len(pl.fw.DelClients), "policies", len(pl.fw.Policies),
+			"plan", planned.Sub(start), "firewall", enforced.Sub(planned), "cut", cut.Sub(enforced), "device", time.Since(cut))
+	}
+	r.last = d
+	r.publishIndex(d)
+	r.metrics.peers.Set(float64(len(d.device)))
+	if len(errs) > 0 {
+		// The policy is in force; only cutting old connections failed.
+		r.log.Warn("cutting connections failed", "err", errors.Join(errs...))
+	}
+	return d.next, nil
+}
+
+// configureDevice applies the peer changes, ending the sessions of
+// removed peers with their final counters.
+func (r *reconciler) configureDevice(pl plan, d desired, now time.Time) error {
+	if len(pl.peers) == 0 {
+		return nil
+	}
+	var final map[wgtypes.Key]*wgtypes.Peer
+	if len(pl.removed) > 0 && r.sess != nil {
+		if peers, err := r.dev.Peers(); err == nil {
+			final = make(map[wgtypes.Key]*wgtypes.Peer, len(peers))
+			for i := range peers {
+				final[peers[i].PublicKey] = &peers[i]
+			}
+		}
+	}
+	if err := r.dev.ConfigurePeers(pl.peers); err != nil {
+		return err
+	}
+	r.applied.device = d.device
+	if r.sess != nil {
+		for _, k := range pl.removed {
+			r.sess.removed(k, final[k], now, r.endReason(k, now))
+		}
+	}
+	return nil
+}
+
+// endReason says why a key left the device.
+func (r *reconciler) endReason(k wgtypes.Key, now time.Time) string {
+	old := r.last.byKey[k]
+	if old == nil {
+		return endRemoved
+	}
+	cur := r.mirror.peers[old.ID]
+	switch {
+	case cur == nil:
+		return endRemoved
+	case cur.Revoked != nil:
+		return endRevoked
+	case !now.Before(cur.Expires):
+		return endExpired
+	}
+	return endRemoved
+}
+
+// publishIndex publishes the address-to-peer index the flow monitors read:
+// every peer the store holds (revoked and expired ones too, until they are
+// swept), so late conntrack events are still attributed.
+func (r *reconciler) publishIndex(d desired) {
+	idx := &peerIndex{byAddr: make(map[netip.Addr]*profiles.Peer, len(r.mirror.peers)), versions: make(map[string]uint64, len(d.policies))}
+	for _, p := range r.mirror.peers {
+		if old := idx.byAddr[p.Address]; old == nil || old.Issued.Before(p.Issued) {
+			idx.byAddr[p.Address] = p
+		}
+	}
+	for k, p := range d.byKey {
+		idx.byAddr[d.device[k]] = p
+	}
+	for name, p := range d.policies {
+		idx.versions[name] = p.Version
+	}
+	r.index.Store(idx)
+}
+
+// poll reads the device for sessions.
+func (r *reconciler) poll() error {
+	peers, err := r.dev.Peers()
+	if err != nil {
+		return fmt.Errorf("polling device: %w", err)
+	}
+	r.sess.observe(r.now(), peers, r.last.byKey)
+	return nil
+}
+
+// version returns the enforced version of a profile.
+func (r *reconciler) version(profile string) uint64 {
+	if p := r.last.policies[profile]; p != nil {
+		return p.Version
+	}
+	return 0
+}

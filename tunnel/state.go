@@ -1,0 +1,246 @@
+package tunnel
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// mirror is this node's copy of the replicated peers and profiles, with
+// each profile compiled once per version. Owned by the reconciler.
+type mirror struct {
+	peers    map[string]*profiles.Peer // by peer ID
+	profiles map[string]*policy        // by profile name
+}
+
+func newMirror() *mirror {
+	return &mirror{peers: map[string]*profiles.Peer{}, profiles: map[string]*policy{}}
+}
+
+// replace loads a full listing of one prefix.
+func (m *mirror) replace(prefix string, kvs []cluster.KV) error {
+	switch prefix {
+	case profiles.PeerPrefix:
+		m.peers = map[string]*profiles.Peer{}
+	case profiles.ProfilePrefix:
+		m.profiles = map[string]*policy{}
+	}
+	var errs []string
+	for _, kv := range kvs {
+		if err := m.put(kv.Key, kv.Value, kv.Version); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("skipped undecodable records: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// apply applies one committed change.
+func (m *mirror) apply(ev cluster.Event) error {
+	switch ev.Type {
+	case cluster.EventPut:
+		return m.put(ev.Key, ev.Value, ev.Revision)
+	case cluster.EventDelete:
+		if id, ok := strings.CutPrefix(ev.Key, profiles.PeerPrefix); ok {
+			delete(m.peers, id)
+		} else if name, ok := strings.CutPrefix(ev.Key, profiles.ProfilePrefix); ok {
+			delete(m.profiles, name)
+		}
+	}
+	return nil
+}
+
+func (m *mirror) put(key string, value []byte, version uint64) error {
+	if id, ok := strings.CutPrefix(key, profiles.PeerPrefix); ok {
+		var p profiles.Peer
+		if err := json.Unmarshal(value, &p); err != nil {
+			delete(m.peers, id)
+			return fmt.Errorf("peer %s: %w", id, err)
+		}
+		if p.ID == "" {
+			p.ID = id
+		}
+		m.peers[id] = &p
+		return nil
+	}
+	if name, ok := strings.CutPrefix(key, profiles.ProfilePrefix); ok {
+		var p profiles.Profile
+		if err := json.Unmarshal(value, &p); err != nil {
+			delete(m.profiles, name)
+			return fmt.Errorf("profile %s: %w", name, err)
+		}
+		p.Name, p.Version = name, version
+		pol := compile(p)
+		m.profiles[name] = &pol
+	}
+	return nil
+}
+
+// desired is what the data plane should hold at one instant.
+type desired struct {
+	device   map[wgtypes.Key]netip.Addr     // public key -> client address
+	clients  map[netip.Addr]string          // client address -> profile name
+	policies map[string]*policy             // profiles in use or defined, by name
+	byKey    map[wgtypes.Key]*profiles.Peer // the peer behind each device key
+	// next is the earliest expiry after now among the desired peers; zero
+	// when none.
+	next time.Time
+}
+
+// desired computes the data plane for now: every valid peer whose profile
+// exists and whose key and address are usable. Two valid peers never
+// share an address or key in a healthy store; if they do, the later issued
+// wins, the same on every node.
+func (m *mirror) desired(now time.Time, pool netip.Prefix, server netip.Addr) desired {
+	d := desired{
+		device:   map[wgtypes.Key]netip.Addr{},
+		clients:  map[netip.Addr]string{},
+		policies: m.profiles,
+		byKey:    map[wgtypes.Key]*profiles.Peer{},
+	}
+	ids := make([]string, 0, len(m.peers))
+	for id := range m.peers {
+		ids = append(ids, id)
+	}
+	// Issue order, so the later issued peer wins a conflict.
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := m.peers[a].Issued.Compare(m.peers[b].Issued); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	owner := map[netip.Addr]wgtypes.Key{}
+	for _, id := range ids {
+		p := m.peers[id]
+		if !p.Valid(now) {
+			continue
+		}
+		if _, ok := m.profiles[p.Profile]; !ok {
+			continue
+		}
+		key, err := wgtypes.ParseKey(p.PublicKey)
+		if err != nil || !p.Address.Is4() || !pool.Contains(p.Address) || p.Address == server {
+			continue
+		}
+		if old, ok := owner[p.Address]; ok {
+			delete(d.device, old)
+			delete(d.byKey, old)
+		}
+		if old, ok := d.device[key]; ok {
+			delete(d.clients, old)
+			delete(owner, old)
+		}
+		owner[p.Address] = key
+		d.device[key] = p.Address
+		d.clients[p.Address] = p.Profile
+		d.byKey[key] = p
+		if d.next.IsZero() || p.Expires.Before(d.next) {
+			d.next = p.Expires
+		}
+	}
+	return d
+}
+
+// applied is what the reconciler last programmed.
+type applied struct {
+	device   map[wgtypes.Key]netip.Addr
+	clients  map[netip.Addr]string
+	versions map[string]uint64 // profile name -> programmed version
+}
+
+func newApplied() applied {
+	return applied{device: map[wgtypes.Key]netip.Addr{}, clients: map[netip.Addr]string{}, versions: map[string]uint64{}}
+}
+
+// plan is the difference between applied and desired state.
+type plan struct {
+	// peers configures the device: additions, address changes, removals.
+	peers []wgtypes.PeerConfig
+	// removed are the device keys going away.
+	removed []wgtypes.Key
+	fw      fwChange
+	// cut are clients whose connections must all end (revoked, expired).
+	cut []netip.Addr
+	// recheck are clients whose profile changed: connections their new
+	// policy no longer allows must end.
+	recheck map[netip.Addr]bool
+}
+
+func (p *plan) empty() bool {
+	return len(p.peers) == 0 && p.fw.empty() && len(p.cut) == 0 && len(p.recheck) == 0
+}
+
+// diff computes what turns a into d. With full, the firewall is rebuilt
+// from scratch (start, after a snapshot restore).
+func diff(a applied, d desired, full bool) plan {
+	pl := plan{recheck: map[netip.Addr]bool{}}
+	for k := range a.device {
+		if _, ok := d.device[k]; !ok {
+			pl.peers = append(pl.peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
+			pl.removed = append(pl.removed, k)
+		}
+	}
+	for k, addr := range d.device {
+		if old, ok := a.device[k]; ok && old == addr {
+			continue
+		}
+		pl.peers = append(pl.peers, wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true,
+			AllowedIPs: []net.IPNet{{IP: addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}})
+	}
+	slices.SortFunc(pl.peers, func(x, y wgtypes.PeerConfig) int { return bytes.Compare(x.PublicKey[:], y.PublicKey[:]) })
+
+	edited := map[string]bool{}
+	for name, pol := range d.policies {
+		if v, ok := a.versions[name]; full || !ok || v != pol.Version {
+			pl.fw.Policies = append(pl.fw.Policies, *pol)
+			if ok && v != pol.Version {
+				edited[name] = true
+			}
+		}
+	}
+	slices.SortFunc(pl.fw.Policies, func(x, y policy) int { return strings.Compare(x.Name, y.Name) })
+	for name := range a.versions {
+		if _, ok := d.policies[name]; !ok {
+			pl.fw.RemovedPolicies = append(pl.fw.RemovedPolicies, name)
+		}
+	}
+	slices.Sort(pl.fw.RemovedPolicies)
+
+	pl.fw.Reset = full
+	pl.fw.AddClients = map[netip.Addr]string{}
+	for addr, prof := range d.clients {
+		old, ok := a.clients[addr]
+		if full || !ok || old != prof {
+			pl.fw.AddClients[addr] = prof
+		}
+		if ok && old != prof && !full {
+			pl.fw.DelClients = append(pl.fw.DelClients, addr)
+		}
+		if (ok && old != prof) || edited[prof] {
+			pl.recheck[addr] = true
+		}
+	}
+	for addr := range a.clients {
+		if _, ok := d.clients[addr]; !ok {
+			if !full {
+				pl.fw.DelClients = append(pl.fw.DelClients, addr)
+			}
+			pl.cut = append(pl.cut, addr)
+		}
+	}
+	slices.SortFunc(pl.fw.DelClients, func(x, y netip.Addr) int { return x.Compare(y) })
+	slices.SortFunc(pl.cut, func(x, y netip.Addr) int { return x.Compare(y) })
+	return pl
+}

@@ -1,0 +1,238 @@
+package tunneltest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/pki"
+	"github.com/ferryvpn/ferry/tunnel"
+)
+
+// ServerConfig runs a cluster node and a gateway in an agent.
+type ServerConfig struct {
+	NodeID    string `json:"node_id"`
+	DataDir   string `json:"data_dir"`
+	Bind      string `json:"bind"` // cluster listener host:port
+	Bootstrap bool   `json:"bootstrap"`
+	CACert    []byte `json:"ca_cert"`
+	CAKey     []byte `json:"ca_key"`
+
+	Interface    string        `json:"interface"`
+	PrivateKey   string        `json:"private_key"`
+	Address      string        `json:"address"` // e.g. 100.64.0.1/16
+	Egress       string        `json:"egress,omitempty"`
+	PollInterval time.Duration `json:"poll_interval,omitempty"`
+	DenyInterval time.Duration `json:"deny_interval,omitempty"`
+	FlowWindow   time.Duration `json:"flow_window,omitempty"`
+	SessionIdle  time.Duration `json:"session_idle,omitempty"`
+	MemoryLimit  int64         `json:"memory_limit,omitempty"`
+	NoFlows      bool          `json:"no_flows,omitempty"`
+	// Preload is written to the store before the gateway starts, in
+	// transactions of one slice each.
+	Preload [][]KV `json:"preload,omitempty"`
+}
+
+// KV is one key and value to write.
+type KV struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+}
+
+func putMany(ctx context.Context, node *cluster.Node, kvs []KV) error {
+	for len(kvs) > 0 {
+		n := min(len(kvs), 1000)
+		var ops []cluster.Op
+		for _, kv := range kvs[:n] {
+			ops = append(ops, cluster.Put(kv.Key, kv.Value))
+		}
+		if _, err := node.Txn(ctx, cluster.Txn{Ops: ops}); err != nil {
+			return err
+		}
+		kvs = kvs[n:]
+	}
+	return nil
+}
+
+// Recorder keeps audit events in memory. It is safe for concurrent use.
+type Recorder struct {
+	mu     sync.Mutex // guards events
+	events []audit.Event
+}
+
+var _ audit.Recorder = (*Recorder)(nil)
+
+// Record implements audit.Recorder.
+func (r *Recorder) Record(_ context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
+}
+
+// Events returns a copy of what was recorded.
+func (r *Recorder) Events() []audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]audit.Event(nil), r.events...)
+}
+
+type server struct {
+	started time.Time
+	node    *cluster.Node
+	gw      *tunnel.Gateway
+	rec     *Recorder
+	iface   string
+	reg     *prometheus.Registry
+	done    chan error
+}
+
+func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*server, error) {
+	ca, err := pki.ParseCA(cfg.CACert, cfg.CAKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.NewCSR(key, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := ca.IssueNode(csr, cfg.NodeID, []string{cluster.DefaultServerName}, nil, 24*time.Hour, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := pki.KeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	node, err := cluster.New(cluster.Config{
+		NodeID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.Bind, Certificate: cert, RootCAs: ca.Pool(),
+		Bootstrap: cfg.Bootstrap, NoSync: true, Logger: log.With("component", "cluster"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &server{node: node, rec: &Recorder{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	if cfg.Bootstrap {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := node.WaitLeader(wctx)
+		cancel()
+		if err != nil {
+			node.Close()
+			return nil, err
+		}
+		for _, kvs := range cfg.Preload {
+			if err := putMany(ctx, node, kvs); err != nil {
+				node.Close()
+				return nil, fmt.Errorf("preloading: %w", err)
+			}
+		}
+	}
+	priv, err := wgtypes.ParseKey(cfg.PrivateKey)
+	if err != nil {
+		node.Close()
+		return nil, err
+	}
+	addr, err := netip.ParsePrefix(cfg.Address)
+	if err != nil {
+		node.Close()
+		return nil, err
+	}
+	s.gw, err = tunnel.New(tunnel.Config{
+		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Egress: cfg.Egress, Userspace: true,
+		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
+		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowWindow: cfg.FlowWindow,
+		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
+	})
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("starting gateway: %w", err)
+	}
+	s.iface = cfg.Interface
+	s.started = time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.done <- s.gw.Run(ctx)
+	}()
+	return s, nil
+}
+
+func (s *server) close() {
+	s.gw.Close()
+	s.node.Close()
+}
+
+func (s *server) handle(ctx context.Context, req Request) (Response, bool, error) {
+	switch req.Op {
+	case "put":
+		rev, err := s.node.Put(ctx, req.Key, req.Value)
+		return Response{Rev: rev}, true, err
+	case "putmany":
+		var kvs []KV
+		if err := json.Unmarshal(req.Value, &kvs); err != nil {
+			return Response{}, true, err
+		}
+		return Response{}, true, putMany(ctx, s.node, kvs)
+	case "started":
+		return Response{Elapsed: time.Since(s.started), RSS: rss(), Text: fmt.Sprint(hwm())}, true, nil
+	case "revoke_latency":
+		// Write req.Value at req.Key and wait until req.Addr leaves the
+		// client map: commit-to-enforcement as the kernel sees it.
+		return revokeLatency(ctx, s.node, s.iface, req)
+	case "delete":
+		return Response{}, true, s.node.Delete(ctx, req.Key)
+	case "leader":
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return Response{}, true, s.node.WaitLeader(c)
+	case "addvoter":
+		return Response{}, true, s.node.AddVoter(ctx, req.ID, req.Addr)
+	case "pubkey":
+		return Response{Text: s.gw.PublicKey().String()}, true, nil
+	case "events":
+		return Response{Events: s.rec.Events()}, true, nil
+	case "metrics":
+		mfs, err := s.reg.Gather()
+		if err != nil {
+			return Response{}, true, err
+		}
+		var b bytes.Buffer
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+				return Response{}, true, err
+			}
+		}
+		return Response{Text: b.String()}, true, nil
+	case "applied":
+		// Wait until this node has applied revision Rev-or-later writes:
+		// a linearizable read does exactly that.
+		_, _, err := s.node.Get(ctx, "tunneltest/none", cluster.Linearizable)
+		return Response{}, true, err
+	}
+	return Response{}, false, nil
+}
