@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/config"
+	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/spf13/cobra"
 )
 
@@ -60,6 +61,12 @@ prints what it serves and where. The directory is removed on exit unless
 			cfg, err := config.Load(filepath.Join(dir, fileConfig), config.Overrides{})
 			if err != nil {
 				return err
+			}
+			if err := tunnel.Available(); err != nil {
+				fmt.Fprintf(stdout, "Data plane skipped: %v\n(run ferryd dev as root on Linux to bring up WireGuard and nftables)\n\n", err)
+			} else {
+				cfg.WireGuard.Enabled = true
+				cfg.WireGuard.Interface = "ferrydev0"
 			}
 			idp, err := startDevIdP(cfg, dir, cfg.API.ListenAddr, cfg.Log.NewLogger(stderr))
 			if err != nil {

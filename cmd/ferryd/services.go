@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/tunnel"
 )
 
 // Bounds of the services' start-up and of their periodic housekeeping.
@@ -48,6 +50,7 @@ type services struct {
 	profiles *profiles.Store
 	wgKey    wgtypes.Key
 	server   profiles.Server
+	gateway  *tunnel.Gateway // nil while the data plane is off
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -128,7 +131,30 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}
 
-	// 5. Housekeeping on the leader: expired peers, sessions and sign-ins.
+	// 5. The data plane, when enabled.
+	if cfg.WireGuard.Enabled {
+		if err := tunnel.Available(); err != nil {
+			return nil, fmt.Errorf("wireguard.enabled: the data plane cannot run here: %w", err)
+		}
+		pool := s.profiles.Pool()
+		if s.gateway, err = tunnel.New(tunnel.Config{
+			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
+			Pool: pool, Recorder: s.audit, Logger: log, Registerer: reg,
+			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
+		}); err != nil {
+			return nil, fmt.Errorf("starting the data plane: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.gateway.Run(bg); err != nil {
+				log.Error("data plane stopped", "err", err)
+			}
+		}()
+		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
+	}
+
+	// 6. Housekeeping on the leader: expired peers, sessions and sign-ins.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -177,6 +203,11 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 // close stops the services in reverse order of their start.
 func (s *services) close(log *slog.Logger) {
 	s.cancel()
+	if s.gateway != nil {
+		if err := s.gateway.Close(); err != nil {
+			log.Warn("closing data plane", "err", err)
+		}
+	}
 	s.wg.Wait()
 	if s.exporter != nil {
 		if err := s.exporter.Close(); err != nil {

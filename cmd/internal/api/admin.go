@@ -34,6 +34,7 @@ func (h *handler) mountUsers(mux *http.ServeMux) {
 	route(mux, http.MethodPost, wire.PathUserResetMFA, h.admin(h.resetMFA))
 	route(mux, http.MethodGet, wire.PathSessions, h.admin(h.listSessions))
 	route(mux, http.MethodDelete, wire.PathSession, h.admin(h.killSession))
+	h.mountPortal(mux)
 	if h.users.SignIn != nil {
 		for _, p := range authn.FlowPaths() {
 			mux.Handle(p, h.users.SignIn)
