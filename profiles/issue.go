@@ -72,7 +72,14 @@ func (s *Store) Issue(ctx context.Context, sess authn.Session, req IssueRequest)
 		return fail(err)
 	}
 	for attempt := 0; attempt < maxIssueAttempts; attempt++ {
-		peer, err := s.tryIssue(ctx, sess, req, prof)
+		// The first attempt reads this node's state; a stale read can only
+		// fail the transaction's compares, and the retries read through
+		// the leader.
+		c := cluster.Local
+		if attempt > 0 {
+			c = cluster.Linearizable
+		}
+		peer, err := s.tryIssue(ctx, sess, req, prof, c)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
@@ -109,10 +116,10 @@ func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Pr
 	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.UserID)
 }
 
-func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile) (Peer, error) {
+func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile, consistency cluster.Consistency) (Peer, error) {
 	id := sess.Identity
 	now := s.now().UTC()
-	devKV, _, err := s.c.Get(ctx, devicesKey(id.UserID), cluster.Linearizable)
+	devKV, _, err := s.c.Get(ctx, devicesKey(id.UserID), consistency)
 	if err != nil {
 		return Peer{}, err
 	}
@@ -189,9 +196,29 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 	return peer, nil
 }
 
+// randomProbes is how many random addresses pickAddress tries before it
+// lists the whole pool: in a pool less than half full, 16 misses in a row
+// happen less than once in 65,000 issuances.
+const randomProbes = 16
+
 // pickAddress chooses a free address at random from the pool, by this
-// node's view; the transaction's compare settles races.
+// node's view; the transaction's compare settles races. It probes random
+// addresses first, so an issuance costs O(1) however many peers exist, and
+// lists the pool only when it is nearly full.
 func (s *Store) pickAddress(ctx context.Context) (netip.Addr, error) {
+	first, size := s.hostRange()
+	for i := 0; i < randomProbes; i++ {
+		n, err := rand.Int(rand.Reader, new(big.Int).SetUint64(size))
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		a := addrAt(first, n.Uint64())
+		if _, taken, err := s.c.Get(ctx, addrKey(a.String()), cluster.Local); err != nil {
+			return netip.Addr{}, err
+		} else if !taken {
+			return a, nil
+		}
+	}
 	used, _, err := s.c.List(ctx, addrPrefix, cluster.Local)
 	if err != nil {
 		return netip.Addr{}, err
@@ -200,7 +227,6 @@ func (s *Store) pickAddress(ctx context.Context) (netip.Addr, error) {
 	for _, kv := range used {
 		taken[kv.Key[len(addrPrefix):]] = true
 	}
-	first, size := s.hostRange()
 	if uint64(len(taken)) >= size {
 		return netip.Addr{}, fmt.Errorf("%w: all %d addresses of %s are allocated", ErrPoolExhausted, size, s.pool)
 	}

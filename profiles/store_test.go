@@ -62,8 +62,25 @@ type env struct {
 }
 
 func newEnv(t *testing.T, nodes int, pool string) *env {
+	return startEnv(t, nodes, pool, true)
+}
+
+// newBenchEnv is a three-node environment with production timeouts and a
+// /16 pool, with the "eng" profile, for benchmarks.
+func newBenchEnv(b *testing.B) *env {
+	e := startEnv(b, 3, "100.64.0.0/16", false)
+	if _, err := e.stores[0].Put(context.Background(), profiles.Profile{
+		Name: "eng", Rules: []profiles.Rule{{CIDR: netip.MustParsePrefix("10.20.0.0/16"), Protocol: "tcp"}}, Groups: []string{"engineering"},
+	}, nil, admin); err != nil {
+		b.Fatal(err)
+	}
+	e.c.WaitConverged(10 * time.Second)
+	return e
+}
+
+func startEnv(t testing.TB, nodes int, pool string, fast bool) *env {
 	t.Helper()
-	e := &env{c: clustertest.Start(t, nodes, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second}), rec: &recorder{}, clock: newClock()}
+	e := &env{c: clustertest.Start(t, nodes, clustertest.Options{Fast: fast, WriteTimeout: 10 * time.Second}), rec: &recorder{}, clock: newClock()}
 	for i := 0; i < nodes; i++ {
 		s, err := profiles.New(profiles.Config{Cluster: e.c.Node(i), Pool: netip.MustParsePrefix(pool), Recorder: e.rec, Now: e.clock.Now})
 		if err != nil {
