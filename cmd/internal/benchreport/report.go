@@ -19,12 +19,9 @@ type Figure struct {
 	Bench string
 	// Unit is the unit of the value, such as "ns/op" or "commits/s".
 	Unit string
-}
-
-// figures are the numbers worth tracking release to release, printed first,
-// in this order. Add a line per figure; the full table follows them.
-var figures = []Figure{
-	// {Label: "cluster commits, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "commits/s"},
+	// Goal is the target the issue sets, as text ("< 25"); empty for
+	// figures reported for context.
+	Goal string
 }
 
 // Row is the summary of one metric of one benchmark over its runs.
@@ -82,14 +79,14 @@ func find(rows []Row, f Figure) (Row, bool) {
 func Print(w io.Writer, rows []Row, figs []Figure) error {
 	if len(figs) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FIGURE\tMEDIAN\tUNIT\tRANGE\tRUNS")
+		fmt.Fprintln(tw, "FIGURE\tMEDIAN\tUNIT\tGOAL\tRANGE\tRUNS")
 		for _, f := range figs {
 			r, ok := find(rows, f)
 			if !ok {
-				fmt.Fprintf(tw, "%s\t(not run)\t%s\t\t\n", f.Label, f.Unit)
+				fmt.Fprintf(tw, "%s\t(not run)\t%s\t%s\t\t\n", f.Label, f.Unit, f.Goal)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", f.Label, num(r.Median), r.Unit, spread(r), r.Runs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", f.Label, num(r.Median), r.Unit, f.Goal, spread(r), r.Runs)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

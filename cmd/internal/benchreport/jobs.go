@@ -1,0 +1,58 @@
+package main
+
+import "os"
+
+// Job is one `go test -bench` run: benchmarks differ in what one iteration
+// is (a commit, a whole failover, a 2.5-minute data-plane matrix), so each
+// gets its own benchtime and count.
+type Job struct {
+	Pkg       string // package pattern, such as ./cluster
+	Bench     string // -bench regular expression
+	Benchtime string
+	Count     int
+	// Root marks jobs that need root (network namespaces); they are
+	// skipped, and said so, without it.
+	Root bool
+}
+
+// jobs are what `make bench` runs, in order.
+var jobs = []Job{
+	{Pkg: "./cluster", Bench: "^BenchmarkCommit$", Benchtime: "3s", Count: 5},
+	// Each iteration kills a leader; the metric is the median of its five.
+	{Pkg: "./cluster", Bench: "^BenchmarkFailover$", Benchtime: "5x", Count: 1},
+	{Pkg: "./authn", Bench: "^Benchmark(TOTPVerify|SessionCreate)$", Benchtime: "300x", Count: 5},
+	{Pkg: "./authn", Bench: "^BenchmarkSignIn$", Benchtime: "300x", Count: 5},
+	{Pkg: "./profiles", Bench: "^BenchmarkIssue$", Benchtime: "2000x", Count: 5},
+	{Pkg: "./audit", Bench: "^BenchmarkIngest$", Benchtime: "20000x", Count: 3},
+	{Pkg: "./audit", Bench: "^Benchmark(Export|VerifyFile)$", Benchtime: "2x", Count: 3},
+	// The data-plane benchmarks take medians of five interleaved runs
+	// themselves and print their own report.
+	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
+}
+
+// figures are the numbers each issue names, with its goal, printed first.
+var figures = []Figure{
+	{Label: "cluster commits, 1 writer", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=1", Unit: "commits/s"},
+	{Label: "cluster commit p99, 1 writer", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=1", Unit: "p99-ms"},
+	{Label: "cluster commits, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "commits/s", Goal: ">= 2000"},
+	{Label: "cluster commit p50, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p50-ms"},
+	{Label: "cluster commit p99, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p99-ms", Goal: "< 25"},
+	{Label: "leader kill to next write, default timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/default", Unit: "failover-s", Goal: "< 3"},
+	{Label: "leader kill to next write, tuned timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/tuned", Unit: "failover-s"},
+	{Label: "sign-in server cost p50", Pkg: "/authn", Bench: "BenchmarkSignIn/fsync", Unit: "p50-ms"},
+	{Label: "sign-in server cost p99", Pkg: "/authn", Bench: "BenchmarkSignIn/fsync", Unit: "p99-ms", Goal: "< 50"},
+	{Label: "TOTP verification p99", Pkg: "/authn", Bench: "BenchmarkTOTPVerify", Unit: "p99-ms", Goal: "< 20"},
+	{Label: "issuances, 64 clients", Pkg: "/profiles", Bench: "BenchmarkIssue", Unit: "issuances/s", Goal: ">= 500"},
+	{Label: "issuance p99, 64 clients", Pkg: "/profiles", Bench: "BenchmarkIssue", Unit: "p99-ms", Goal: "< 100"},
+	{Label: "audit ingest, 3 nodes", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "events/s", Goal: ">= 20000"},
+	{Label: "audit append p99", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "p99-ms", Goal: "< 50"},
+	{Label: "audit export to file", Pkg: "/audit", Bench: "BenchmarkExport/file", Unit: "events/s", Goal: ">= 50000"},
+	{Label: "audit export to syslog", Pkg: "/audit", Bench: "BenchmarkExport/syslog", Unit: "events/s", Goal: ">= 50000"},
+	{Label: "audit offline verification", Pkg: "/audit", Bench: "BenchmarkVerifyFile", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "data plane: ferry / stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "ferry/stock", Goal: ">= 1.0"},
+	{Label: "data plane: stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "stock-Gbit/s"},
+	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
+	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
+}
+
+func isRoot() bool { return os.Geteuid() == 0 }
