@@ -52,6 +52,8 @@ type Config struct {
 	// Users, when set, adds the user and administration API and the
 	// sign-in pages.
 	Users *Users
+	// Audit, when set with Users, adds the audit endpoints.
+	Audit *Audit
 }
 
 // Validate checks the configuration.
@@ -80,6 +82,7 @@ type handler struct {
 	nodeTTL  time.Duration
 	apiTTL   time.Duration
 	users    *Users // nil: no user API
+	audit    *Audit // nil: no audit API
 }
 
 // New returns the API handler.
@@ -90,7 +93,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, tokenKey: seal.DeriveKey(cfg.MasterKey, joinTokenPurpose),
 		log: cfg.Logger, now: cfg.Now, nodeTTL: cfg.NodeCertValidity, apiTTL: cfg.APICertValidity,
-		users: cfg.Users,
+		users: cfg.Users, audit: cfg.Audit,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -112,6 +115,9 @@ func New(cfg Config) (http.Handler, error) {
 	route(mux, http.MethodPost, wire.PathMembers, h.members)
 	if h.users != nil {
 		h.mountUsers(mux)
+		if h.audit != nil {
+			h.mountAudit(mux)
+		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)

@@ -39,6 +39,7 @@ type Server struct {
 	Users    *authn.Users
 	MFA      *authn.MFA
 	Profiles *profiles.Store
+	Signer   *audit.Signer
 }
 
 // Start runs the API on a one-node cluster until the test ends.
@@ -66,7 +67,12 @@ func Start(t testing.TB) *Server {
 	if s.Profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Users: &api.Users{
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(0),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
 	}})

@@ -165,3 +165,28 @@ type Session struct {
 type SessionList struct {
 	Sessions []Session `json:"sessions"`
 }
+
+// Audit paths (admin).
+const (
+	// PathAuditRecords streams records as JSON lines (or ?format=cef|ocsf):
+	// ?from_seq=&since=RFC3339&until=RFC3339&type=auth.*&user=ID, and
+	// ?follow=1 to keep streaming new records (tail -f).
+	PathAuditRecords = "/v1/audit/records"
+	// PathAuditKey returns the audit public key record, for verifying
+	// exports offline.
+	PathAuditKey = "/v1/audit/key"
+	// PathAuditVerify verifies the live journal of the node that answers.
+	PathAuditVerify = "/v1/audit/verify"
+)
+
+// AuditVerifyResponse is the outcome of a live verification.
+type AuditVerifyResponse struct {
+	Node     string `json:"node"`
+	OK       bool   `json:"ok"`
+	Problem  string `json:"problem,omitempty"` // what was found, naming the record
+	Records  uint64 `json:"records"`
+	First    uint64 `json:"first"`
+	Last     uint64 `json:"last"`
+	Signed   uint64 `json:"signed"` // highest sequence vouched for by a signature
+	Anchored bool   `json:"anchored"`
+}
