@@ -115,6 +115,7 @@ func New(cfg Config) (http.Handler, error) {
 	route(mux, http.MethodPost, wire.PathMembers, h.members)
 	if h.users != nil {
 		h.mountUsers(mux)
+		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
 		}

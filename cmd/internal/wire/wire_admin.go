@@ -190,3 +190,34 @@ type AuditVerifyResponse struct {
 	Signed   uint64 `json:"signed"` // highest sequence vouched for by a signature
 	Anchored bool   `json:"anchored"`
 }
+
+// Cluster operation paths (admin).
+const (
+	PathClusterStatus  = "/v1/cluster/status"
+	PathClusterMember  = "/v1/cluster/members/{id}" // DELETE: remove a member
+	PathClusterBackup  = "/v1/cluster/backup"       // GET: a consistent snapshot file
+	PathClusterRestore = "/v1/cluster/restore"      // POST: replace the whole state (leader only)
+)
+
+// ClusterMember is one server of the cluster.
+type ClusterMember struct {
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader"`
+	Healthy *bool  `json:"healthy,omitempty"` // known on the leader only
+}
+
+// ClusterStatus is the answering node's view of the cluster.
+type ClusterStatus struct {
+	Node         string          `json:"node"`
+	State        string          `json:"state"`
+	Ready        bool            `json:"ready"`
+	NotReady     string          `json:"not_ready,omitempty"`
+	LeaderID     string          `json:"leader_id"`
+	Term         uint64          `json:"term"`
+	CommitIndex  uint64          `json:"commit_index"`
+	AppliedIndex uint64          `json:"applied_index"`
+	JournalSeq   uint64          `json:"journal_seq"`
+	Members      []ClusterMember `json:"members"`
+}
