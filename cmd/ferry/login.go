@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/ferryvpn/ferry/cmd/internal/client"
+	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/spf13/cobra"
+)
+
+func newLoginCmd(g *globals) *cobra.Command {
+	var (
+		caFile    string
+		profile   string
+		device    string
+		noBrowser bool
+	)
+	cmd := &cobra.Command{
+		Use:   "login https://SERVER [--profile NAME] [--device NAME] [--no-browser] [--ca FILE]",
+		Short: "Sign in and fetch your WireGuard profile",
+		Long: `login opens your browser at the server's sign-in page, where you sign in with
+your company account and your authenticator code. ferry then makes a new
+WireGuard key pair on this computer, sends only the public key, and saves the
+profile the server issues, with the private key added, as ferry0.conf in your
+config directory (readable by you only). The private key never leaves this
+computer. Signing in again from the same device replaces its key and keeps
+its tunnel address.
+
+The browser must run on this computer: the server sends it back to a loopback
+address that ferry listens on. With --no-browser the address is printed for
+you to open by hand.
+
+Use --profile when you have more than one profile (see ferry profiles), and
+--ca when the server's certificate is signed by your company's own CA.`,
+		Example: `  ferry login https://vpn.example.com
+  ferry login https://vpn.example.com --profile engineering --device work-laptop
+  ferry login https://vpn.example.com:8443 --ca ~/Downloads/ferry-ca.pem --no-browser`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			dir, err := g.configDir()
+			if err != nil {
+				return err
+			}
+			old, oldErr := loadState(dir)
+			server := ""
+			if len(args) == 1 {
+				server = args[0]
+			} else if oldErr == nil {
+				server = old.Server
+			} else {
+				return errors.New("give the server URL: ferry login https://SERVER")
+			}
+			if server, err = canonicalServer(server); err != nil {
+				return err
+			}
+			if caFile == "" && oldErr == nil && old.Server == server {
+				caFile = old.CAFile
+			}
+			if caFile != "" {
+				if caFile, err = filepath.Abs(caFile); err != nil {
+					return err
+				}
+			}
+			if device == "" {
+				if device = defaultDevice(); device == "" {
+					return errors.New("cannot name this device from its host name: give --device NAME")
+				}
+			}
+			tlsConf, err := client.TLSConfig(caFile)
+			if err != nil {
+				return err
+			}
+			res, err := loginflow.Login(ctx, loginflow.Options{
+				Server: server, TLSConfig: tlsConf,
+				OpenBrowser: g.con.openBrowser, NoBrowser: noBrowser, Out: g.con.err,
+			})
+			if err != nil {
+				return err
+			}
+			if err := loginflow.SaveToken(dir, server, res.Token); err != nil {
+				return err
+			}
+			c, err := client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: res.Token})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := enroll(ctx, c, dir, enrollment{Server: server, CAFile: caFile, Email: res.Email, Device: device, Profile: profile})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.con.out, "Signed in to %s as %s.\n", server, who(res.Email, res.UserID))
+			g.printPeer(st.Peer, filepath.Join(dir, fileConfig))
+			if g.con.linkExists(ifaceName) {
+				fmt.Fprintf(g.con.out, "The tunnel is up with this device's previous key: reconnect with sudo ferry down && sudo ferry up\n")
+			} else {
+				fmt.Fprintf(g.con.out, "Connect with: sudo ferry up\n")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&caFile, "ca", "", "PEM file of the CA to trust for the server (default: the one of the last login, else the system roots)")
+	f.StringVar(&profile, "profile", "", "the profile to use (default: your only or first profile)")
+	f.StringVar(&device, "device", "", "a name for this device (default: the host name)")
+	f.BoolVar(&noBrowser, "no-browser", false, "print the sign-in address instead of opening a browser")
+	return cmd
+}
+
+func (g *globals) printPeer(p wire.Peer, conf string) {
+	fmt.Fprintf(g.con.out, "Profile:  %s (version %d)\n", p.Profile, p.ProfileVersion)
+	fmt.Fprintf(g.con.out, "Device:   %s\n", p.Device)
+	fmt.Fprintf(g.con.out, "Address:  %s\n", p.Address)
+	fmt.Fprintf(g.con.out, "Expires:  %s\n", fmtExpiry(p.Expires, time.Now()))
+	fmt.Fprintf(g.con.out, "Config:   %s\n", conf)
+}
+
+// enrollment is what enroll asks the server for.
+type enrollment struct {
+	Server, CAFile, Email string
+	Device, Profile       string
+}
+
+// enroll makes a fresh WireGuard key pair on this device, asks the server
+// for the device's peer with the public key only, and writes the key, the
+// config (the server's, with the private key added) and the state under
+// dir, each 0600. Each sign-in rotates the key; the server keeps the
+// device's address.
+func enroll(ctx context.Context, c *client.Client, dir string, e enrollment) (state, error) {
+	key, err := newPrivateKey()
+	if err != nil {
+		return state{}, err
+	}
+	res, err := c.Issue(ctx, wire.IssueRequest{PublicKey: key.Public(), Device: e.Device, Profile: e.Profile})
+	if err != nil {
+		return state{}, fmt.Errorf("fetching the profile: %w", err)
+	}
+	if res.Peer.PublicKey != key.Public() {
+		return state{}, errors.New("the server issued a peer for another key: refusing it")
+	}
+	conf, err := withPrivateKey(res.Config, key)
+	if err != nil {
+		return state{}, err
+	}
+	st := state{Server: e.Server, CAFile: e.CAFile, Email: e.Email, Device: e.Device, Peer: res.Peer}
+	if err := writeFileAtomic(filepath.Join(dir, fileKey), []byte(key.reveal()+"\n")); err != nil {
+		return state{}, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, fileConfig), []byte(conf)); err != nil {
+		return state{}, err
+	}
+	if err := saveState(dir, st); err != nil {
+		return state{}, err
+	}
+	return st, nil
+}
+
+// defaultDevice names this device after its host name, in the characters
+// the server accepts (letters, digits, space, '.', '_', '-'; at most 64).
+func defaultDevice() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return deviceName(h)
+}
+
+func deviceName(h string) string {
+	h = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' || r == ' ' {
+			return r
+		}
+		return '-'
+	}, h)
+	h = strings.TrimLeft(h, " ._-")
+	if len(h) > 64 {
+		h = h[:64]
+	}
+	return strings.TrimRight(h, " ")
+}
+
+// who names a person by email when known.
+func who(email, id string) string {
+	if email != "" {
+		return email
+	}
+	return id
+}
+
+// openBrowser opens url in the desktop's browser.
+func openBrowser(url string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	// The opener returns at once or when the browser exits; either way it
+	// must be reaped, and ferry does not wait for it.
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// fmtTime shows a time to a person, in local time to the minute.
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04 MST")
+}
+
+// fmtExpiry shows an expiry with the time left.
+func fmtExpiry(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	left := t.Sub(now)
+	if left <= 0 {
+		return fmtTime(t) + " (expired: run ferry login)"
+	}
+	return fmt.Sprintf("%s (in %s)", fmtTime(t), fmtDuration(left))
+}
+
+// fmtDuration rounds a duration for a person: "12h", "11h58m", "4m", "42s".
+func fmtDuration(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	s := strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

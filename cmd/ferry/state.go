@@ -1,0 +1,301 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/cmd/internal/client"
+	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+)
+
+// ifaceName is the tunnel interface. wg-quick takes the interface name
+// from the config file's name, so the config is ifaceName + ".conf".
+const ifaceName = "ferry0"
+
+// Files under the config directory. Every one is 0600, in a 0700
+// directory; the token is kept by loginflow under tokens/.
+const (
+	fileState  = "state.json"
+	fileConfig = ifaceName + ".conf"
+	fileKey    = ifaceName + ".key"
+)
+
+// globals are the flags every command shares and the console.
+type globals struct {
+	con     console
+	dir     string
+	output  string
+	timeout time.Duration
+}
+
+// check validates the shared flags before any command runs.
+func (g *globals) check() error {
+	switch g.output {
+	case "table", "json":
+	default:
+		return fmt.Errorf("-o %q: want table or json", g.output)
+	}
+	if g.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a duration above 0", g.timeout)
+	}
+	return nil
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+// configDir returns the directory of ferry's files: --config-dir, else
+// os.UserConfigDir()/ferry. Under sudo it is the invoking user's, so that
+// "sudo ferry up" finds the profile "ferry login" fetched.
+func (g *globals) configDir() (string, error) {
+	if g.dir != "" {
+		return filepath.Abs(g.dir)
+	}
+	if g.con.root && runtime.GOOS != "windows" {
+		if name := os.Getenv("SUDO_USER"); name != "" && name != "root" {
+			if u, err := user.Lookup(name); err == nil && u.HomeDir != "" {
+				if runtime.GOOS == "darwin" {
+					return filepath.Join(u.HomeDir, "Library", "Application Support", "ferry"), nil
+				}
+				return filepath.Join(u.HomeDir, ".config", "ferry"), nil
+			}
+		}
+	}
+	return loginflow.DefaultDir()
+}
+
+// state is what ferry remembers between runs: where it signed in and the
+// peer the server issued to this device. It holds no secret.
+type state struct {
+	Server string `json:"server"`
+	CAFile string `json:"ca_file,omitempty"`
+	Email  string `json:"email,omitempty"`
+	Device string `json:"device"`
+	// Peer is this device's peer as issued: its ID (to revoke it on
+	// logout), address, profile and expiry.
+	Peer wire.Peer `json:"peer"`
+}
+
+// maxStateFile bounds what loadState reads.
+const maxStateFile = 64 << 10
+
+// loadState returns the saved state, or errNotSignedIn.
+func loadState(dir string) (state, error) {
+	b, err := readPrivate(filepath.Join(dir, fileState), maxStateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return state{}, errNotSignedIn
+	}
+	if err != nil {
+		return state{}, err
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil || s.Server == "" {
+		return state{}, fmt.Errorf("%s is malformed: delete it and run ferry login again", filepath.Join(dir, fileState))
+	}
+	return s, nil
+}
+
+// readPrivate reads a file that must not be readable by others.
+func readPrivate(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by others (mode %04o): delete it and run ferry login again", path, fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file, 0600 in a
+// 0700 directory, so that a reader never sees half a file and a secret is
+// never readable by others, not even for a moment.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	err = tmp.Chmod(0o600)
+	if runtime.GOOS == "windows" {
+		err = nil
+	}
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func saveState(dir string, s state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, fileState), append(b, '\n'))
+}
+
+// forget deletes the state, key, config and the server's token from dir.
+// Missing files are no error.
+func forget(dir, server string) error {
+	var errs []error
+	for _, name := range []string{fileConfig, fileKey, fileState} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if server != "" {
+		errs = append(errs, deleteToken(dir, server))
+	}
+	return errors.Join(errs...)
+}
+
+// deleteToken removes the token loginflow saved for server under dir.
+// loginflow offers SaveToken and LoadToken only, so this finds the file by
+// the server named inside it rather than by its file name.
+func deleteToken(dir, server string) error {
+	canon, err := canonicalServer(server)
+	if err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "tokens", "*.json"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		b, err := readPrivate(f, 64<<10)
+		if err != nil {
+			continue
+		}
+		var tf struct {
+			Server string `json:"server"`
+		}
+		if json.Unmarshal(b, &tf) != nil {
+			continue
+		}
+		if c, err := canonicalServer(tf.Server); err == nil && c == canon {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("deleting the session token: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// canonicalServer checks a server URL and returns it as
+// https://host[:port], lowercase, without a trailing slash.
+func canonicalServer(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(s), "/"))
+	switch {
+	case s == "":
+		return "", errors.New("no server: give its URL, https://host[:port]")
+	case err != nil:
+		return "", fmt.Errorf("server URL %q: %w", s, err)
+	case u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("server URL %q: want https://host[:port]", s)
+	}
+	return "https://" + strings.ToLower(u.Host), nil
+}
+
+// connect returns a client of the saved server with the saved token.
+func (g *globals) connect(dir string, st state) (*client.Client, error) {
+	tok, err := loginflow.LoadToken(dir, st.Server)
+	if errors.Is(err, loginflow.ErrNoToken) {
+		return nil, errNotSignedIn
+	}
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := client.TLSConfig(st.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{BaseURL: st.Server, TLS: tlsConf, Timeout: g.timeout, Token: tok})
+}
+
+// privateKey is the device's WireGuard private key. It is made on the
+// device and never leaves it: only its public half is sent to the server.
+// String and LogValue redact it; the key reaches only the 0600 files.
+type privateKey struct {
+	k wgtypes.Key
+}
+
+// newPrivateKey makes a fresh key pair.
+func newPrivateKey() (privateKey, error) {
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return privateKey{}, fmt.Errorf("generating the WireGuard key: %w", err)
+	}
+	return privateKey{k: k}, nil
+}
+
+// parsePrivateKey reads a key in WireGuard's base64 form.
+func parsePrivateKey(s string) (privateKey, error) {
+	k, err := wgtypes.ParseKey(strings.TrimSpace(s))
+	if err != nil {
+		return privateKey{}, errors.New("malformed WireGuard private key")
+	}
+	return privateKey{k: k}, nil
+}
+
+// Public returns the public key, base64.
+func (k privateKey) Public() string { return k.k.PublicKey().String() }
+
+// Equal reports whether two keys are the same, in constant time.
+func (k privateKey) Equal(o privateKey) bool {
+	return subtle.ConstantTimeCompare(k.k[:], o.k[:]) == 1
+}
+
+// String redacts the key.
+func (k privateKey) String() string { return "[redacted private key]" }
+
+// GoString redacts the key from %#v.
+func (k privateKey) GoString() string { return k.String() }
+
+// LogValue redacts the key from logs.
+func (k privateKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// reveal returns the key in WireGuard's base64 form, for the 0600 key and
+// config files only.
+func (k privateKey) reveal() string { return k.k.String() }

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/ferryvpn/ferry/cmd/internal/client"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+)
+
+// errNotSignedIn is returned when no administrator session is saved for
+// the server.
+var errNotSignedIn = errors.New("ferryctl: not signed in")
+
+// roleAdmin is the role of an administrator's session.
+const roleAdmin = "admin"
+
+// globals are the flags every command shares and the console.
+type globals struct {
+	con     console
+	server  string
+	caFile  string
+	output  string
+	timeout time.Duration
+}
+
+// check validates the shared flags before any command runs.
+func (g *globals) check() error {
+	switch g.output {
+	case "table", "json":
+	default:
+		return fmt.Errorf("-o %q: want table or json", g.output)
+	}
+	if g.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a duration above 0", g.timeout)
+	}
+	return nil
+}
+
+// json reports whether the output is for scripts.
+func (g *globals) json() bool { return g.output == "json" }
+
+// session is what "ferryctl login" keeps, 0600 in ctl.json: the server,
+// the CA file it was told to trust, and the administrator's session token.
+type session struct {
+	Server string `json:"server"`
+	CAFile string `json:"ca_file,omitempty"`
+	// Token is the bearer secret: never printed.
+	Token   string    `json:"token"`
+	UserID  string    `json:"user_id,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// maxSessionFile bounds what loadSession reads.
+const maxSessionFile = 64 << 10
+
+// sessionPath returns where ctl.json lives: os.UserConfigDir()/ferry. The
+// desktop client keeps its own files beside it.
+func sessionPath() (string, error) {
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the config directory: %w", err)
+	}
+	return filepath.Join(d, "ferry", "ctl.json"), nil
+}
+
+// loadSession returns the saved session, or errNotSignedIn. A file others
+// can read is refused: the token may have leaked.
+func loadSession() (session, error) {
+	path, err := sessionPath()
+	if err != nil {
+		return session{}, err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return session{}, errNotSignedIn
+	}
+	if err != nil {
+		return session{}, fmt.Errorf("reading the saved session: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return session{}, fmt.Errorf("reading the saved session: %w", err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return session{}, fmt.Errorf("%s is readable by others (mode %04o): delete it and run ferryctl login again", path, fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSessionFile+1))
+	if err != nil {
+		return session{}, fmt.Errorf("reading the saved session: %w", err)
+	}
+	var s session
+	if len(b) > maxSessionFile || json.Unmarshal(b, &s) != nil || s.Server == "" || s.Token == "" {
+		return session{}, fmt.Errorf("%s is malformed: delete it and run ferryctl login again", path)
+	}
+	return s, nil
+}
+
+// saveSession writes the session 0600 (directory 0700), replacing the old
+// one atomically.
+func saveSession(s session) error {
+	path, err := sessionPath()
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// deleteSession removes the saved session; a missing one is no error.
+func deleteSession() error {
+	path, err := sessionPath()
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting the saved session: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file, 0600 in a
+// 0700 directory, so that a reader never sees half a file and the secret
+// is never readable by others, not even for a moment.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	err = tmp.Chmod(0o600)
+	if runtime.GOOS == "windows" {
+		err = nil
+	}
+	if err == nil {
+		_, err = tmp.Write(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// canonicalServer checks a server URL and returns it as
+// https://host[:port], lowercase, without a trailing slash.
+func canonicalServer(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(s), "/"))
+	switch {
+	case s == "":
+		return "", errors.New("no server: give its URL, https://host[:port]")
+	case err != nil:
+		return "", fmt.Errorf("server URL %q: %w", s, err)
+	case u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("server URL %q: want https://host[:port]", s)
+	}
+	return "https://" + strings.ToLower(u.Host), nil
+}
+
+// target resolves the server and CA file of a command: the flags, else
+// the saved login's. It returns the saved session too when it belongs to
+// that server (its token is never sent to another).
+func (g *globals) target() (server, caFile string, sess *session, err error) {
+	saved, err := loadSession()
+	if err != nil && !errors.Is(err, errNotSignedIn) {
+		return "", "", nil, err
+	}
+	server = g.server
+	if server == "" {
+		server = saved.Server
+	}
+	if server == "" {
+		return "", "", nil, errNotSignedIn
+	}
+	if server, err = canonicalServer(server); err != nil {
+		return "", "", nil, fmt.Errorf("--server: %w", err)
+	}
+	if saved.Server == server {
+		sess = &saved
+		caFile = saved.CAFile
+	}
+	if g.caFile != "" {
+		caFile = g.caFile
+	}
+	return server, caFile, sess, nil
+}
+
+// connect returns a client of the server holding the saved administrator
+// session, or errNotSignedIn.
+func (g *globals) connect() (*client.Client, error) {
+	server, caFile, sess, err := g.target()
+	if err != nil {
+		return nil, err
+	}
+	if sess == nil {
+		return nil, errNotSignedIn
+	}
+	return g.newClient(server, caFile, sess.Token)
+}
+
+func (g *globals) newClient(server, caFile, token string) (*client.Client, error) {
+	tlsConf, err := client.TLSConfig(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: token})
+}
+
+// requireAdmin refuses a session that is not an administrator's. Commands
+// whose endpoints also answer ordinary users (their own profiles and
+// peers) call it, so that ferryctl never quietly shows an administrator a
+// user's narrower view.
+func requireAdmin(ctx context.Context, c *client.Client) (wire.Me, error) {
+	me, err := c.Me(ctx)
+	if err != nil {
+		return wire.Me{}, err
+	}
+	if me.Role != roleAdmin {
+		return me, errNotAdmin
+	}
+	return me, nil
+}
