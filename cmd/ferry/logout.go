@@ -76,6 +76,8 @@ func revokeOwnPeer(g *globals, dir string, st state, cmd *cobra.Command) string 
 	}
 	defer c.Close()
 	err = c.RevokePeer(cmd.Context(), st.Peer.ID, "signed out on the device")
+	// End the session too; a session already gone is fine.
+	defer c.Logout(cmd.Context())
 	switch client.StatusOf(err) {
 	case 0:
 		if err != nil {

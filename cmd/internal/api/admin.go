@@ -16,7 +16,8 @@ const maxApplyBytes = 4 << 20
 
 // mountUsers adds the user and administration API to mux.
 func (h *handler) mountUsers(mux *http.ServeMux) {
-	route(mux, http.MethodGet, wire.PathMe, h.authed(h.me))
+	mux.HandleFunc("GET "+wire.PathMe, h.authed(h.me))
+	mux.HandleFunc("DELETE "+wire.PathMe, h.authed(h.logout))
 	mux.HandleFunc("GET "+wire.PathProfiles, h.authed(h.listProfiles))
 	mux.HandleFunc("POST "+wire.PathProfiles, h.admin(h.createProfile))
 	mux.HandleFunc("GET "+wire.PathProfile, h.authed(h.getProfile))
@@ -47,6 +48,15 @@ func (h *handler) me(w http.ResponseWriter, r *http.Request, s authn.Session) {
 		UserID: s.Identity.UserID, Email: s.Identity.Email, Name: s.Identity.Name, Groups: s.Identity.Groups,
 		Role: s.Role, SessionID: s.ID, AuthTime: s.AuthTime, Expires: s.Expires, MFAMethod: s.MFAMethod,
 	})
+}
+
+// logout ends the caller's own session.
+func (h *handler) logout(w http.ResponseWriter, r *http.Request, s authn.Session) {
+	if err := h.users.Sessions.Revoke(r.Context(), s.ID, actor(s)); err != nil && !errors.Is(err, authn.ErrSessionInvalid) {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
 }
 
 // listProfiles lists the caller's profiles; admins may ask for all.
@@ -224,6 +234,10 @@ func (h *handler) getPeer(w http.ResponseWriter, r *http.Request, s authn.Sessio
 func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Session) {
 	p, ok := h.ownPeer(w, r, s)
 	if !ok {
+		return
+	}
+	if p.Revoked != nil { // revoking again is a no-op, for scripts
+		writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: 0})
 		return
 	}
 	var in wire.RevokeRequest

@@ -132,6 +132,9 @@ func TestUserAPIAuthorization(t *testing.T) {
 	if err := alice.RevokePeer(bg(t), res.Peer.ID, "lost"); err != nil {
 		t.Fatal(err)
 	}
+	if err := alice.RevokePeer(bg(t), res.Peer.ID, "again"); err != nil {
+		t.Fatalf("revoking twice: %v", err)
+	}
 	if p, err := alice.Peer(bg(t), res.Peer.ID); err != nil || p.State != "revoked" {
 		t.Fatalf("after revoke: %+v %v", p, err)
 	}
@@ -161,6 +164,17 @@ func TestDisableUserEndsEverything(t *testing.T) {
 	}
 	if u, err := admin.EnableUser(bg(t), "alice"); err != nil || u.Disabled {
 		t.Fatalf("enable: %+v %v", u, err)
+	}
+	if _, err := admin.ResetMFA(bg(t), "alice"); status(err) != http.StatusConflict {
+		t.Fatalf("resetting MFA that was never enrolled: %v", err)
+	}
+	// A user signs out: their session ends.
+	bob := clientFor(t, s, s.Token(t, authn.Identity{UserID: "bob"}))
+	if err := bob.Logout(bg(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Me(bg(t)); status(err) != http.StatusUnauthorized {
+		t.Fatalf("after logout: %v", err)
 	}
 	sessions, err := admin.Sessions(bg(t), "")
 	if err != nil || len(sessions) != 1 || sessions[0].UserID != "admin" {

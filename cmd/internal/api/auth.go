@@ -120,6 +120,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, profiles.ErrConflict), errors.Is(err, profiles.ErrTooManyDevices):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, authn.ErrNotEnrolled):
+		writeError(w, http.StatusConflict, "the user has no second factor enrolled")
 	case errors.Is(err, profiles.ErrPoolExhausted):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, cluster.ErrNoQuorum), errors.Is(err, cluster.ErrOutcomeUnknown), errors.Is(err, context.DeadlineExceeded):

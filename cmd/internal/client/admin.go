@@ -20,6 +20,12 @@ func (c *Client) Me(ctx context.Context) (wire.Me, error) {
 	return out, c.do(ctx, http.MethodGet, wire.PathMe, nil, &out)
 }
 
+// Logout ends the caller's own session.
+func (c *Client) Logout(ctx context.Context) error {
+	var out struct{}
+	return c.do(ctx, http.MethodDelete, wire.PathMe, nil, &out)
+}
+
 // Profiles lists the caller's profiles, or with all (admin) every profile.
 func (c *Client) Profiles(ctx context.Context, all bool) ([]wire.Profile, error) {
 	var out wire.ProfileList

@@ -6,7 +6,7 @@ import "time"
 // session token (Authorization: Bearer) or the portal's session cookie;
 // those marked admin need the admin role.
 const (
-	PathMe           = "/v1/me"
+	PathMe           = "/v1/me"              // GET: the caller's session; DELETE: sign out (end it)
 	PathProfiles     = "/v1/profiles"        // GET: yours (admin: ?all=1 for every profile); POST: create (admin)
 	PathProfile      = "/v1/profiles/{name}" // GET; PUT (admin, If-Match: version); DELETE (admin)
 	PathProfileApply = "/v1/profiles:apply"  // POST (admin)
