@@ -100,6 +100,8 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newUserCmd(g),
 		newPeerCmd(g),
 		newSessionCmd(g),
+		newAuditCmd(g),
+		newClusterCmd(g),
 		newVersionCmd(g),
 	)
 	return explain(root.ExecuteContext(ctx))

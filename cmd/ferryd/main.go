@@ -61,6 +61,7 @@ create a real cluster.`,
 		newJoinCmd(stdout, stderr),
 		newRunCmd(stderr),
 		newDevCmd(stdout, stderr),
+		newAuditCmd(stdout),
 		newVersionCmd(stdout),
 	)
 	return root.ExecuteContext(ctx)

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferryvpn/ferry/cmd/internal/apitest"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+)
+
+func TestAuditAndClusterCommands(t *testing.T) {
+	dir := isolate(t)
+	srv := apitest.Start(t)
+	signIn(t, srv, srv.Admin(t))
+	mustCtl(t, "profile", "create", "eng", "--rule", "10.0.0.0/16 tcp 22", "--group", "engineering")
+
+	t.Run("cluster status", func(t *testing.T) {
+		out := mustCtl(t, "cluster", "status")
+		for _, want := range []string{"State:", "Leader", "Ready:", "yes", "MEMBER"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q:\n%s", want, out)
+			}
+		}
+		var st wire.ClusterStatus
+		ctlJSON(t, &st, "cluster", "status")
+		if !st.Ready || len(st.Members) != 1 {
+			t.Errorf("status -o json: %+v", st)
+		}
+	})
+	t.Run("audit tail and export", func(t *testing.T) {
+		out := mustCtl(t, "audit", "tail", "-n", "100", "--type", "profile.*")
+		if !strings.Contains(out, `"profile.change"`) || strings.Contains(out, `"auth.login"`) {
+			t.Errorf("tail --type profile.*:\n%s", out)
+		}
+		file := filepath.Join(dir, "export.jsonl")
+		mustCtl(t, "audit", "export", "--output", file)
+		data, err := os.ReadFile(file)
+		if err != nil || !strings.Contains(string(data), "profile.change") || fileMode(t, file) != 0o600 {
+			t.Fatalf("export file: %v\n%s", err, data)
+		}
+		if _, err := ctl(t, "", "audit", "export", "--since", "last tuesday"); err == nil || !strings.Contains(err.Error(), "--since") {
+			t.Errorf("bad --since: %v", err)
+		}
+	})
+	t.Run("audit key and verify", func(t *testing.T) {
+		if out := mustCtl(t, "audit", "key"); !strings.Contains(out, "key_id") {
+			t.Errorf("key:\n%s", out)
+		}
+		if out := mustCtl(t, "audit", "verify", "--live"); !strings.Contains(out, "verified") {
+			t.Errorf("verify --live:\n%s", out)
+		}
+		if _, err := ctl(t, "", "audit", "verify"); err == nil || !strings.Contains(err.Error(), "ferryd audit verify") {
+			t.Errorf("verify without --live: %v", err)
+		}
+	})
+	t.Run("backup and restore", func(t *testing.T) {
+		file := filepath.Join(dir, "backup.snap")
+		if out := mustCtl(t, "cluster", "backup", "--output", file); !strings.Contains(out, "Wrote") {
+			t.Fatalf("backup: %s", out)
+		}
+		mustCtl(t, "profile", "delete", "eng", "--yes")
+		if _, err := ctl(t, "", "cluster", "restore", file); err == nil || !strings.Contains(err.Error(), "--yes") {
+			t.Fatalf("restore without --yes: %v", err)
+		}
+		mustCtl(t, "cluster", "restore", file, "--yes")
+		if out := mustCtl(t, "profile", "list"); !strings.Contains(out, "eng") {
+			t.Fatalf("profile list after restore:\n%s", out)
+		}
+	})
+	t.Run("refused to non-admins", func(t *testing.T) {
+		signIn(t, srv, srv.Token(t, alice))
+		for _, args := range [][]string{{"cluster", "status"}, {"audit", "tail"}, {"audit", "verify", "--live"}, {"cluster", "backup", "--output", filepath.Join(dir, "x")}} {
+			if _, err := ctl(t, "", args...); err == nil || err.Error() != msgForbidden {
+				t.Errorf("%v as a non-admin: %v", args, err)
+			}
+		}
+	})
+}
+
