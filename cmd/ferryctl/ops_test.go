@@ -78,4 +78,3 @@ func TestAuditAndClusterCommands(t *testing.T) {
 		}
 	})
 }
-
