@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -153,10 +151,10 @@ func enroll(ctx context.Context, c *client.Client, dir string, e enrollment) (st
 		return state{}, err
 	}
 	st := state{Server: e.Server, CAFile: e.CAFile, Email: e.Email, Device: e.Device, Peer: res.Peer}
-	if err := writeFileAtomic(filepath.Join(dir, fileKey), []byte(key.reveal()+"\n")); err != nil {
+	if err := loginflow.WritePrivateFile(filepath.Join(dir, fileKey), []byte(key.reveal()+"\n")); err != nil {
 		return state{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, fileConfig), []byte(conf)); err != nil {
+	if err := loginflow.WritePrivateFile(filepath.Join(dir, fileConfig), []byte(conf)); err != nil {
 		return state{}, err
 	}
 	if err := saveState(dir, st); err != nil {
@@ -195,26 +193,6 @@ func who(email, id string) string {
 		return email
 	}
 	return id
-}
-
-// openBrowser opens url in the desktop's browser.
-func openBrowser(url string) error {
-	var cmd *exec.Cmd
-	switch runtime.GOOS {
-	case "darwin":
-		cmd = exec.Command("open", url)
-	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
-	default:
-		cmd = exec.Command("xdg-open", url)
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	// The opener returns at once or when the browser exits; either way it
-	// must be reaped, and ferry does not wait for it.
-	go func() { _ = cmd.Wait() }()
-	return nil
 }
 
 // fmtTime shows a time to a person, in local time to the minute.

@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		root:        os.Geteuid() == 0,
 		runDir:      defaultRunDir,
 		linkExists:  linkExists,
-		openBrowser: openBrowser,
+		openBrowser: loginflow.OpenBrowser,
 	})
 }
 

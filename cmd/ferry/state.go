@@ -133,47 +133,12 @@ func readPrivate(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file, 0600 in a
-// 0700 directory, so that a reader never sees half a file and a secret is
-// never readable by others, not even for a moment.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	err = tmp.Chmod(0o600)
-	if runtime.GOOS == "windows" {
-		err = nil
-	}
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 func saveState(dir string, s state) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, fileState), append(b, '\n'))
+	return loginflow.WritePrivateFile(filepath.Join(dir, fileState), append(b, '\n'))
 }
 
 // forget deletes the state, key, config and the server's token from dir.

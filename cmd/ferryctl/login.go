@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
@@ -149,26 +147,6 @@ func who(email, id string) string {
 		return email
 	}
 	return id
-}
-
-// openBrowser opens url in the desktop's browser.
-func openBrowser(url string) error {
-	var cmd *exec.Cmd
-	switch runtime.GOOS {
-	case "darwin":
-		cmd = exec.Command("open", url)
-	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
-	default:
-		cmd = exec.Command("xdg-open", url)
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	// The opener returns at once or when the browser exits; either way it
-	// must be reaped, and ferryctl does not wait for it.
-	go func() { _ = cmd.Wait() }()
-	return nil
 }
 
 // isTerminal reports whether f is a terminal.

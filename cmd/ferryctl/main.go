@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runWith(ctx, args, console{
 		in: os.Stdin, out: stdout, err: stderr,
 		interactive: isTerminal(os.Stdin),
-		openBrowser: openBrowser,
+		openBrowser: loginflow.OpenBrowser,
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
+	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
 
@@ -118,7 +119,7 @@ func saveSession(s session) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return loginflow.WritePrivateFile(path, append(b, '\n'))
 }
 
 // deleteSession removes the saved session; a missing one is no error.
@@ -129,41 +130,6 @@ func deleteSession() error {
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("deleting the saved session: %w", err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file, 0600 in a
-// 0700 directory, so that a reader never sees half a file and the secret
-// is never readable by others, not even for a moment.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	err = tmp.Chmod(0o600)
-	if runtime.GOOS == "windows" {
-		err = nil
-	}
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

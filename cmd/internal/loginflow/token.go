@@ -68,34 +68,11 @@ func SaveToken(dir, server, token string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("creating token directory: %w", err)
-	}
 	b, err := json.Marshal(tokenFile{Server: canon, Token: token})
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
-	if err != nil {
-		return fmt.Errorf("saving token: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	if err := tmp.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
-		tmp.Close()
-		return fmt.Errorf("saving token: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving token: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving token: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving token: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := WritePrivateFile(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("saving token: %w", err)
 	}
 	return nil
