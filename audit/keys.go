@@ -99,7 +99,13 @@ func ParseKeys(b []byte) (Keys, error) {
 // the others read it back.
 func LoadSigner(ctx context.Context, store *cluster.Node, master seal.Key) (*Signer, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		kv, found, err := store.Get(ctx, keyPrivate, cluster.Linearizable)
+		// The key is written once and never changes, so a local copy is
+		// the key; only its absence needs the leader's word. A restarting
+		// node so starts without waiting for a quorum.
+		kv, found, err := store.Get(ctx, keyPrivate, cluster.Local)
+		if err == nil && !found {
+			kv, found, err = store.Get(ctx, keyPrivate, cluster.Linearizable)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading audit key: %w", err)
 		}

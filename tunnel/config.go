@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -193,8 +195,8 @@ func (c *Config) setDefaults() {
 // cmd uses it to say clearly what it skipped.
 func Available() error {
 	var errs []error
-	if os.Geteuid() != 0 {
-		errs = append(errs, errors.New("not running as root (the data plane needs CAP_NET_ADMIN)"))
+	if !hasNetAdmin() {
+		errs = append(errs, errors.New("no CAP_NET_ADMIN (run as root, or grant the capability as the systemd unit does)"))
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		errs = append(errs, fmt.Errorf("no /dev/net/tun for the embedded WireGuard device: %w", err))
@@ -212,4 +214,26 @@ func Available() error {
 		return fmt.Errorf("tunnel: data plane unavailable: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// capNetAdmin is CAP_NET_ADMIN's bit in the capability sets.
+const capNetAdmin = 12
+
+// hasNetAdmin reports whether the process holds CAP_NET_ADMIN in its
+// effective set: root, or a service granted just that capability.
+func hasNetAdmin() bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<capNetAdmin) != 0
+		}
+	}
+	return false
 }

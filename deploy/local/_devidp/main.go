@@ -1,0 +1,81 @@
+// Command devidp serves authn/devop, ferry's development OpenID Provider,
+// over HTTPS for the local multi-node setup in deploy/local: the nodes and
+// the person's browser must reach one issuer URL, and ferryd accepts a
+// plain-http issuer on loopback only.
+//
+// It lives in a directory whose name starts with "_", so "go build ./...",
+// "go vet ./..." and "go test ./..." skip it; deploy/local/up.sh builds it
+// explicitly. It is a demo provider: passwords in plain text, keys and
+// sessions in memory. Nothing imports it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ferryvpn/ferry/authn/devop"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devidp:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		addr       = flag.String("addr", "", "host:port to listen on (required)")
+		issuer     = flag.String("issuer", "", "issuer URL, https://host:port (required)")
+		clientID   = flag.String("client-id", "ferry", "the one registered client")
+		secretFile = flag.String("client-secret-file", "", "file holding the client secret (required)")
+		redirect   = flag.String("redirect-uri", "", "the client's redirect URI, https://PUBLIC/callback (required)")
+		certFile   = flag.String("cert", "", "TLS certificate (PEM) for the issuer's host (required)")
+		keyFile    = flag.String("key", "", "TLS key (PEM) (required)")
+	)
+	flag.Parse()
+	for name, v := range map[string]string{"addr": *addr, "issuer": *issuer, "client-secret-file": *secretFile,
+		"redirect-uri": *redirect, "cert": *certFile, "key": *keyFile} {
+		if v == "" {
+			return fmt.Errorf("--%s is required", name)
+		}
+	}
+	secret, err := os.ReadFile(*secretFile)
+	if err != nil {
+		return fmt.Errorf("--client-secret-file: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	op, err := devop.New(devop.Config{
+		Issuer: *issuer, ClientID: *clientID, ClientSecret: strings.TrimSpace(string(secret)),
+		RedirectURIs: []string{*redirect}, Users: devop.DemoUsers(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: *addr, Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServeTLS(*certFile, *keyFile) }()
+	log.Info("serving", "issuer", op.Issuer(), "addr", *addr)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
