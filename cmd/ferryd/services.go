@@ -259,7 +259,7 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 			}
 			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
 		case "hec":
-			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack})
+			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index})
 		default:
 			err = fmt.Errorf("unknown type %q", c.Type)
 		}
