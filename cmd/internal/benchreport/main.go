@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var results []Result
 	var details bytes.Buffer
+	var failed []string
 	for _, j := range jobs {
 		if *only != "" && !strings.Contains(j.Pkg, *only) {
 			continue
@@ -73,10 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cmd.Stderr = cmd.Stdout
 		}
 		if err := cmd.Run(); err != nil {
+			// Report what the other jobs measured; fail at the end.
 			if !*verbose {
 				stderr.Write(out.Bytes())
 			}
-			return fmt.Errorf("go test %s: %w", j.Pkg, err)
+			failed = append(failed, j.Pkg+" "+j.Bench)
+			fmt.Fprintf(&details, "%s %s: FAILED: %v\n", j.Pkg, j.Bench, err)
 		}
 		rs, err := Parse(bytes.NewReader(out.Bytes()))
 		if err != nil {
@@ -87,13 +90,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(results) == 0 {
 		fmt.Fprintln(stdout, "no benchmarks ran")
-		return nil
-	}
-	if err := Print(stdout, Summarize(results), figures); err != nil {
+	} else if err := Print(stdout, Summarize(results), figures); err != nil {
 		return err
 	}
 	if details.Len() > 0 {
 		fmt.Fprintf(stdout, "\nDETAILS\n%s", details.String())
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("benchmarks failed: %s", strings.Join(failed, "; "))
 	}
 	return nil
 }
