@@ -18,6 +18,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/profiles"
 )
 
 // TestCommands runs every command against a real API, as an
@@ -128,6 +129,21 @@ func TestCommands(t *testing.T) {
 		ctlJSON(t, &wp, "peer", "revoke", other.ID)
 		if wp.ID != other.ID || wp.State != "revoked" || wp.RevokedReason != "revoked by admin" {
 			t.Errorf("revoke -o json: %+v", wp)
+		}
+		// Every device of a user at once, and the selector is checked.
+		issue(t, srv, aliceTok, "laptop3", "eng")
+		issue(t, srv, aliceTok, "laptop4", "eng")
+		if out := mustCtl(t, "peer", "revoke", "--user", "alice", "--reason", "offboarding"); !strings.HasPrefix(out, "Revoked ") {
+			t.Errorf("revoke --user: %q", out)
+		}
+		left, err := srv.Profiles.Peers(t.Context(), profiles.PeerFilter{UserID: "alice"})
+		for _, p := range left {
+			if p.Revoked == nil {
+				t.Errorf("alice's %s survived revoke --user (%v)", p.Device, err)
+			}
+		}
+		if _, err := ctl(t, "", "peer", "revoke", "x", "--profile", "eng"); err == nil || !strings.Contains(err.Error(), "exactly one") {
+			t.Errorf("two selectors: %v", err)
 		}
 	})
 

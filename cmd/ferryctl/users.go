@@ -197,17 +197,29 @@ func newPeerListCmd(g *globals) *cobra.Command {
 }
 
 func newPeerRevokeCmd(g *globals) *cobra.Command {
-	var reason string
+	var reason, user, profile string
 	cmd := &cobra.Command{
-		Use:   "revoke ID [--reason TEXT]",
-		Short: "Revoke a peer",
-		Long: `revoke ends a device's access on every node within a second. The person keeps
-their session and may sign in from the device again, which issues a new key;
-disable the user to stop that.`,
+		Use:   "revoke [ID | --user U | --profile P] [--reason TEXT]",
+		Short: "Revoke a peer, every device of a user, or every peer of a profile",
+		Long: `revoke ends access on every node within a second: one device (by peer ID),
+all of a user's devices (--user), or every peer issued under a profile
+(--profile). People keep their sessions and may sign in again, which issues
+a new key; disable the user to stop that.`,
 		Example: `  ferryctl peer revoke 4f1c2a
-  ferryctl peer revoke 4f1c2a --reason "laptop stolen"`,
-		Args: cobra.ExactArgs(1),
+  ferryctl peer revoke 4f1c2a --reason "laptop stolen"
+  ferryctl peer revoke --user alice@example.com --reason "offboarding"
+  ferryctl peer revoke --profile contractors`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			given := 0
+			for _, v := range []bool{len(args) == 1, user != "", profile != ""} {
+				if v {
+					given++
+				}
+			}
+			if given != 1 {
+				return fmt.Errorf("give exactly one of a peer ID, --user or --profile")
+			}
 			c, err := g.connect()
 			if err != nil {
 				return err
@@ -215,6 +227,17 @@ disable the user to stop that.`,
 			defer c.Close()
 			if _, err := requireAdmin(cmd.Context(), c); err != nil {
 				return err
+			}
+			if len(args) == 0 {
+				n, err := c.RevokeAll(cmd.Context(), user, profile, reason)
+				if err != nil {
+					return err
+				}
+				if g.json() {
+					return writeJSON(g.con.out, wire.RevokeResponse{Revoked: n})
+				}
+				fmt.Fprintf(g.con.out, "Revoked %d peers.\n", n)
+				return nil
 			}
 			if err := c.RevokePeer(cmd.Context(), args[0], reason); err != nil {
 				return err
@@ -231,6 +254,8 @@ disable the user to stop that.`,
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit log")
+	cmd.Flags().StringVar(&user, "user", "", "revoke every device of this user ID")
+	cmd.Flags().StringVar(&profile, "profile", "", "revoke every peer issued under this profile")
 	return cmd
 }
 

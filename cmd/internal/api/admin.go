@@ -28,6 +28,7 @@ func (h *handler) mountUsers(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+wire.PathPeers, h.authed(h.issue))
 	mux.HandleFunc("GET "+wire.PathPeer, h.authed(h.getPeer))
 	mux.HandleFunc("DELETE "+wire.PathPeer, h.authed(h.revokePeer))
+	mux.HandleFunc("DELETE "+wire.PathPeers, h.admin(h.revokePeers))
 	route(mux, http.MethodGet, wire.PathUsers, h.admin(h.listUsers))
 	route(mux, http.MethodGet, wire.PathUser, h.admin(h.getUser))
 	route(mux, http.MethodPost, wire.PathUserDisable, h.admin(h.setDisabled(true)))
@@ -253,6 +254,37 @@ func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Ses
 		return
 	}
 	writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: 1})
+}
+
+// revokePeers revokes every device of a user (?user=) or every peer issued
+// under a profile (?profile=).
+func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Session) {
+	q := r.URL.Query()
+	user, prof := q.Get("user"), q.Get("profile")
+	if (user == "") == (prof == "") {
+		writeError(w, http.StatusBadRequest, "give exactly one of ?user= or ?profile=")
+		return
+	}
+	var in wire.RevokeRequest
+	if r.ContentLength != 0 && !decode(w, r, &in) {
+		return
+	}
+	reason := in.Reason
+	if reason == "" {
+		reason = "revoked by " + s.Identity.UserID
+	}
+	var n int
+	var err error
+	if user != "" {
+		n, err = h.users.Profiles.RevokeUser(r.Context(), user, reason, actor(s))
+	} else {
+		n, err = h.users.Profiles.RevokeProfile(r.Context(), prof, reason, actor(s))
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: n})
 }
 
 func (h *handler) userToWire(r *http.Request, u authn.User) (wire.User, error) {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -162,6 +163,29 @@ func TestDisableUserEndsEverything(t *testing.T) {
 	if p, err := admin.Peer(bg(t), res.Peer.ID); err != nil || p.State != "revoked" {
 		t.Fatalf("disabled user's peer: %+v %v", p, err)
 	}
+	// Revoking by profile and by user reaches every matching device.
+	bobTok := s.Token(t, authn.Identity{UserID: "bob", Groups: []string{"engineering"}})
+	bob := clientFor(t, s, bobTok)
+	for _, dev := range []string{"a", "b"} {
+		if _, err := bob.Issue(bg(t), wire.IssueRequest{PublicKey: fakeKey(dev), Device: dev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bob.RevokeAll(bg(t), "bob", "", ""); status(err) != http.StatusForbidden {
+		t.Fatalf("bulk revoke as a non-admin: %v", err)
+	}
+	if _, err := admin.RevokeAll(bg(t), "", "", ""); status(err) != http.StatusBadRequest {
+		t.Fatalf("bulk revoke without a selector: %v", err)
+	}
+	if n, err := admin.RevokeAll(bg(t), "", "eng", "profile retired"); err != nil || n != 2 {
+		t.Fatalf("revoke by profile: %d %v", n, err)
+	}
+	if _, err := bob.Issue(bg(t), wire.IssueRequest{PublicKey: fakeKey("c"), Device: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := admin.RevokeAll(bg(t), "bob", "", ""); err != nil || n != 1 {
+		t.Fatalf("revoke by user: %d %v", n, err)
+	}
 	if u, err := admin.EnableUser(bg(t), "alice"); err != nil || u.Disabled {
 		t.Fatalf("enable: %+v %v", u, err)
 	}
@@ -169,7 +193,7 @@ func TestDisableUserEndsEverything(t *testing.T) {
 		t.Fatalf("resetting MFA that was never enrolled: %v", err)
 	}
 	// A user signs out: their session ends.
-	bob := clientFor(t, s, s.Token(t, authn.Identity{UserID: "bob"}))
+	bob = clientFor(t, s, bobTok)
 	if err := bob.Logout(bg(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -238,4 +262,12 @@ func TestProfileAPI(t *testing.T) {
 	if _, err := admin.Profile(bg(t), "eng"); status(err) != http.StatusNotFound {
 		t.Fatalf("deleted profile: %v", err)
 	}
+}
+
+// fakeKey is a distinct, well-formed WireGuard public key per name.
+func fakeKey(name string) string {
+	var b [32]byte
+	copy(b[:], name)
+	b[31] = 1
+	return base64.StdEncoding.EncodeToString(b[:])
 }

@@ -103,6 +103,21 @@ func (c *Client) RevokePeer(ctx context.Context, id, reason string) error {
 	return c.do(ctx, http.MethodDelete, pathWith(wire.PathPeer, "id", id), wire.RevokeRequest{Reason: reason}, &out)
 }
 
+// RevokeAll revokes every device of a user, or every peer of a profile
+// (admin): exactly one of user and profile.
+func (c *Client) RevokeAll(ctx context.Context, user, profile, reason string) (int, error) {
+	var out wire.RevokeResponse
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	if profile != "" {
+		q.Set("profile", profile)
+	}
+	err := c.doQuery(ctx, http.MethodDelete, wire.PathPeers, q, wire.RevokeRequest{Reason: reason}, &out, nil)
+	return out.Revoked, err
+}
+
 // Users lists users (admin).
 func (c *Client) Users(ctx context.Context) ([]wire.User, error) {
 	var out wire.UserList
