@@ -2,9 +2,9 @@ package api_test
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"os"
