@@ -313,14 +313,11 @@ the profile follow the new rules within a second.
   ferryctl profile edit engineering --dns "" --full-tunnel=false`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			p, err := c.Profile(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -358,14 +355,11 @@ func newProfileShowCmd(g *globals) *cobra.Command {
 		Example: "  ferryctl profile show engineering\n  ferryctl profile show engineering -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			p, err := c.Profile(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -410,14 +404,11 @@ func newProfileListCmd(g *globals) *cobra.Command {
 		Example: "  ferryctl profile list\n  ferryctl profile list -o json | jq -r '.profiles[].name'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			ps, err := c.Profiles(cmd.Context(), true)
 			if err != nil {
 				return err
@@ -463,14 +454,11 @@ give --yes.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			if _, err := c.Profile(cmd.Context(), name); err != nil {
 				return err
 			}

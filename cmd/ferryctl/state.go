@@ -198,6 +198,20 @@ func (g *globals) newClient(server, caFile, token string) (*client.Client, error
 	return client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: token})
 }
 
+// connectAdmin is connect for commands whose endpoints also answer
+// ordinary users: it refuses a session that is not an administrator's.
+func (g *globals) connectAdmin(ctx context.Context) (*client.Client, error) {
+	c, err := g.connect()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := requireAdmin(ctx, c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // requireAdmin refuses a session that is not an administrator's. Commands
 // whose endpoints also answer ordinary users (their own profiles and
 // peers) call it, so that ferryctl never quietly shows an administrator a

@@ -163,14 +163,11 @@ func newPeerListCmd(g *globals) *cobra.Command {
   ferryctl peer list --user alice@example.com -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			ps, err := c.Peers(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -220,14 +217,11 @@ a new key; disable the user to stop that.`,
 			if given != 1 {
 				return fmt.Errorf("give exactly one of a peer ID, --user or --profile")
 			}
-			c, err := g.connect()
+			c, err := g.connectAdmin(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			if _, err := requireAdmin(cmd.Context(), c); err != nil {
-				return err
-			}
 			if len(args) == 0 {
 				n, err := c.RevokeAll(cmd.Context(), user, profile, reason)
 				if err != nil {
