@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,16 +87,10 @@ func journalIDs(t testing.TB, node *cluster.Node) map[string]uint64 {
 // cond's last explanation.
 func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var why string
-	for {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
+	clustertest.WaitFor(t, timeout, "condition", func() error {
+		if ok, why := cond(); !ok {
+			return errors.New(why)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", timeout, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

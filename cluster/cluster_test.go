@@ -220,13 +220,12 @@ func TestMinorityPartition(t *testing.T) {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
+	clustertest.WaitFor(t, d, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("condition false")
+	})
 }
 
 func TestCompareAndSwapRace(t *testing.T) {

@@ -196,18 +196,15 @@ func BenchmarkDataPlane(b *testing.B) {
 		n.Track(wgd.Process)
 		keyFile := filepath.Join(b.TempDir(), "key")
 		os.WriteFile(keyFile, []byte(srvKey.String()), 0o600)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := exec.Command("wg", "set", iface, "private-key", keyFile, "listen-port", "51820",
+		// The stock daemon's UAPI socket appears a moment after it starts.
+		clustertest.WaitFor(b, 10*time.Second, "configuring stock wireguard-go", func() error {
+			out, err := exec.Command("wg", "set", iface, "private-key", keyFile, "listen-port", "51820",
 				"peer", cliKey.PublicKey().String(), "allowed-ips", "100.65.0.2/32").CombinedOutput()
-			if err == nil {
-				break
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
 			}
-			if time.Now().After(deadline) {
-				b.Fatalf("configuring stock wireguard-go: %v", err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		n.Must("ip", "-n", ns, "addr", "add", "100.65.0.1/24", "dev", iface)
 		n.Must("ip", "-n", ns, "link", "set", iface, "mtu", "1420", "up")
 		n.Must("ip", "-n", e.vpc, "route", "add", "100.65.0.0/24", "via", "10.211.2.1")

@@ -27,17 +27,7 @@ func TestMain(m *testing.M) {
 // waitFor retries f until it succeeds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	clustertest.WaitFor(t, d, what, f)
 }
 
 // never asserts that f keeps failing for a while.
