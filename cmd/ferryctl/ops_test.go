@@ -71,7 +71,11 @@ func TestAuditAndClusterCommands(t *testing.T) {
 	})
 	t.Run("refused to non-admins", func(t *testing.T) {
 		signIn(t, srv, srv.Token(t, alice))
-		for _, args := range [][]string{{"cluster", "status"}, {"audit", "tail"}, {"audit", "verify", "--live"}, {"cluster", "backup", "--output", filepath.Join(dir, "x")}} {
+		for _, args := range [][]string{
+			{"cluster", "status"}, {"cluster", "remove", "n9"}, {"cluster", "backup", "--output", filepath.Join(dir, "x")},
+			{"cluster", "restore", filepath.Join(dir, "backup.snap"), "--yes"},
+			{"audit", "tail"}, {"audit", "export"}, {"audit", "key"}, {"audit", "verify", "--live"},
+		} {
 			if _, err := ctl(t, "", args...); err == nil || err.Error() != msgForbidden {
 				t.Errorf("%v as a non-admin: %v", args, err)
 			}

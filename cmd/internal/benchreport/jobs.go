@@ -34,6 +34,7 @@ var jobs = []Job{
 // figures are the numbers each issue names, with its goal, printed first.
 var figures = []Figure{
 	{Label: "cluster commits, 1 writer", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=1", Unit: "commits/s"},
+	{Label: "cluster commit p50, 1 writer", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=1", Unit: "p50-ms"},
 	{Label: "cluster commit p99, 1 writer", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=1", Unit: "p99-ms"},
 	{Label: "cluster commits, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "commits/s", Goal: ">= 2000"},
 	{Label: "cluster commit p50, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p50-ms"},
