@@ -95,13 +95,26 @@ func (b *batcher) run(ctx context.Context) {
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			b.finish(f, batch)
+			b.finish(ctx, f, batch)
 		}()
 	}
 }
 
-func (b *batcher) finish(f raft.ApplyFuture, batch []*proposal) {
-	err := f.Error()
+func (b *batcher) finish(ctx context.Context, f raft.ApplyFuture, batch []*proposal) {
+	// Raft may never answer a future that was in flight when it shut
+	// down, so the node's shutdown must not wait for the answer: the
+	// waiting goroutine is left to end whenever Raft answers.
+	answered := make(chan error, 1)
+	go func() { answered <- f.Error() }()
+	var err error
+	select {
+	case err = <-answered:
+	case <-ctx.Done():
+		for _, p := range batch {
+			p.done <- proposalResult{err: fmt.Errorf("%w: %w", ErrClosed, ErrOutcomeUnknown)}
+		}
+		return
+	}
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
 		errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
