@@ -1,6 +1,7 @@
 package tunnel_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -27,6 +28,30 @@ func TestDataPlane(t *testing.T) {
 		waitFor(t, "c1 udp 10.99.0.1:7002", 5*time.Second, probe(c1, "udp", "10.99.0.1:7002"))
 		waitFor(t, "c1 icmp 10.99.0.2", 5*time.Second, pingFn(c1, "10.99.0.2"))
 		waitFor(t, "c2 (embedded) tcp 10.99.0.1:7001", 15*time.Second, probe(c2, "tcp", "10.99.0.1:7001"))
+	})
+
+	t.Run("issued config with ferry up --embedded", func(t *testing.T) {
+		c3 := tp.c3
+		waitFor(t, "c3 (ferry) tcp 10.99.0.1:7001", 15*time.Second, probe(c3, "tcp", "10.99.0.1:7001"))
+		waitFor(t, "c3 udp 10.99.0.1:7002", 5*time.Second, probe(c3, "udp", "10.99.0.1:7002"))
+		never(t, "c3 tcp 10.99.0.1:7003 (port not allowed)", probe(c3, "tcp", "10.99.0.1:7003"))
+		out, err := tp.ferry.Run("status", "-o", "json")
+		if err != nil {
+			t.Fatalf("ferry status: %v\n%s", err, out)
+		}
+		var st struct {
+			Up            bool       `json:"up"`
+			Address       string     `json:"address"`
+			Endpoint      string     `json:"endpoint"`
+			LastHandshake *time.Time `json:"last_handshake"`
+			RxBytes       int64      `json:"rx_bytes"`
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("ferry status: %v\n%s", err, out)
+		}
+		if !st.Up || st.Address != "100.64.0.13" || st.Endpoint != "10.200.0.1:51820" || st.LastHandshake == nil || st.RxBytes == 0 {
+			t.Errorf("ferry status:\n%s", out)
+		}
 	})
 
 	t.Run("disallowed port, CIDR, protocol and client dropped and counted", func(t *testing.T) {

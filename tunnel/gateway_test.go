@@ -139,21 +139,23 @@ func engProfile(ports ...profiles.PortRange) profiles.Profile {
 }
 
 // topology is the shared test network: two gateways (s1, s2) of one
-// cluster, two clients (c1 with wg-quick, c2 embedded), a VPC.
+// cluster, three clients (c1 with wg-quick, c2 embedded, c3 with ferry up
+// --embedded), a VPC.
 type topology struct {
-	net            *tunneltest.Net
-	s1, s2, vpc    *tunneltest.Agent
-	c1, c2         *tunneltest.Agent
-	c1ns, c2ns     string
-	s1ns, s2ns     string
-	c1if, c2if     string
-	srvKey         wgtypes.Key
-	alice, bob     peerKeys
-	profileVersion uint64
+	net               *tunneltest.Net
+	s1, s2, vpc       *tunneltest.Agent
+	c1, c2, c3        *tunneltest.Agent
+	c1ns, c2ns        string
+	s1ns, s2ns        string
+	c1if, c2if        string
+	ferry             *tunneltest.Ferry // c3's
+	srvKey            wgtypes.Key
+	alice, bob, carol peerKeys
+	profileVersion    uint64
 }
 
 func startTopology(t *testing.T) *topology {
-	tunneltest.Require(t, "wg", "wg-quick", "sysctl", "nft")
+	tunneltest.Require(t, "wg", "wg-quick", "sysctl", "nft", "nsenter")
 	wgGo := findWireGuardGo(t)
 	n := tunneltest.NewNet(t)
 	tp := &topology{net: n}
@@ -164,9 +166,9 @@ func startTopology(t *testing.T) *topology {
 	for _, lo := range []string{"10.99.0.1/32", "10.99.0.2/32", "10.98.0.1/32"} {
 		n.Must("ip", "-n", vpc, "addr", "add", lo, "dev", "lo")
 	}
-	under := map[string]string{"fs1": "10.200.0.1/24", "fs2": "10.200.0.2/24", "fc1": "10.200.0.11/24", "fc2": "10.200.0.12/24"}
+	under := map[string]string{"fs1": "10.200.0.1/24", "fs2": "10.200.0.2/24", "fc1": "10.200.0.11/24", "fc2": "10.200.0.12/24", "fc3": "10.200.0.13/24"}
 	ns := map[string]string{}
-	for _, base := range []string{"fs1", "fs2", "fc1", "fc2"} {
+	for _, base := range []string{"fs1", "fs2", "fc1", "fc2", "fc3"} {
 		ns[base] = n.NS(base)
 		n.Veth(ns[base], "u0", under[base], sw, base, "")
 		n.Must("ip", "-n", sw, "link", "set", base, "master", "br0")
@@ -209,7 +211,8 @@ func startTopology(t *testing.T) *topology {
 	prof.Version = tp.profileVersion
 	tp.alice = newPeer(t, "pa", "alice", "100.64.0.11")
 	tp.bob = newPeer(t, "pb", "bob", "100.64.0.12")
-	for _, p := range []*peerKeys{&tp.alice, &tp.bob} {
+	tp.carol = newPeer(t, "pc", "carol", "100.64.0.13")
+	for _, p := range []*peerKeys{&tp.alice, &tp.bob, &tp.carol} {
 		p.peer.ProfileVersion = tp.profileVersion
 		put(t, tp.s1, profiles.PeerPrefix+p.peer.ID, p.peer)
 	}
@@ -235,7 +238,45 @@ func startTopology(t *testing.T) *topology {
 	tp.c2.Must(t, tunneltest.Request{Op: "wgup", WG: &tunneltest.WGClient{Interface: tp.c2if, PrivateKey: tp.bob.priv.String(),
 		Address: "100.64.0.12", ServerKey: tp.srvKey.PublicKey().String(), Endpoint: "10.200.0.1:51820",
 		AllowedIPs: []string{"10.99.0.0/24", "10.98.0.0/16", "100.64.0.0/16"}}})
+
+	// c3: the issued config in a config directory as ferry login leaves
+	// it, brought up by the real ferry up --embedded.
+	tp.c3 = tunneltest.StartAgent(t, n, ns["fc3"], "c3", tunneltest.AgentConfig{})
+	dir := ferryConfigDir(t, tp.carol, profiles.RenderConfig(tp.carol.peer, prof,
+		profiles.Server{PublicKey: tp.srvKey.PublicKey().String(), Endpoint: "10.200.0.1:51820"}, tp.carol.priv.String()))
+	tp.ferry = tunneltest.StartFerry(t, n, ns["fc3"], tunneltest.BuildFerry(t), dir)
+	if out, err := tp.ferry.Run("up", "--embedded"); err != nil {
+		t.Fatalf("ferry up --embedded: %v\n%s\n%s", err, out, tp.ferry.Log())
+	}
 	return tp
+}
+
+// ferryConfigDir writes what ferry login leaves for a peer: its state
+// and its config with the private key, each 0600 in a 0700 directory.
+func ferryConfigDir(t *testing.T, p peerKeys, conf string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ferry")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// ferry's state.json (cmd/ferry/state.go), the peer as the API sends
+	// it (cmd/internal/wire).
+	st, err := json.Marshal(map[string]any{
+		"server": "https://vpn.example.com",
+		"device": p.peer.Device,
+		"peer": map[string]any{"id": p.peer.ID, "user_id": p.peer.UserID, "device": p.peer.Device, "public_key": p.peer.PublicKey,
+			"address": p.peer.Address.String(), "profile": p.peer.Profile, "profile_version": p.peer.ProfileVersion,
+			"issued": p.peer.Issued, "expires": p.peer.Expires, "state": "active"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"state.json": st, "ferry0.conf": []byte(conf)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // moveTo sends c2's tunnel to another gateway, as a load balancer

@@ -42,6 +42,8 @@ type embeddedOptions struct {
 	Log io.Writer
 	// Ready is called once the tunnel is up.
 	Ready func()
+	// FastFailover runs the dead-path watchdog (failover.go).
+	FastFailover bool
 }
 
 // deviceConfig is the WireGuard configuration of the embedded device: the
@@ -183,8 +185,12 @@ func resolvconfInput(c wgConf) string {
 
 // daemonArgs are the arguments of the detached "ferry up" that runs the
 // embedded tunnel and reports on file descriptor fd.
-func daemonArgs(dir string, fd int) []string {
-	return []string{"up", "--foreground", "--config-dir", dir, "--ready-fd", strconv.Itoa(fd)}
+func daemonArgs(dir string, fd int, fastFailover bool) []string {
+	args := []string{"up", "--foreground", "--config-dir", dir, "--ready-fd", strconv.Itoa(fd)}
+	if !fastFailover {
+		args = append(args, "--no-fast-failover")
+	}
+	return args
 }
 
 // isDaemonCmdline reports whether a /proc/PID/cmdline is that of a

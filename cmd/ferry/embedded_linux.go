@@ -124,10 +124,27 @@ func runEmbedded(ctx context.Context, o embeddedOptions) error {
 		return fmt.Errorf("recording the tunnel's pid: %w", err)
 	}
 	defer func() {
-		if err := removePid(o.RunDir); err != nil {
+		if err := errors.Join(removePid(o.RunDir), removeCarried(o.RunDir)); err != nil {
 			fmt.Fprintf(o.Log, "ferry: %v\n", err)
 		}
 	}()
+	if err := removeCarried(o.RunDir); err != nil { // a killed tunnel's
+		return err
+	}
+
+	// The dead-path watchdog (failover.go), stopped before wgctrl and the
+	// device close.
+	if o.FastFailover {
+		wctx, stop := context.WithCancel(ctx)
+		var ww sync.WaitGroup
+		defer ww.Wait()
+		defer stop()
+		ww.Add(1)
+		go func() {
+			defer ww.Done()
+			watchPath(wctx, wc, o.Name, cfg.Peers[0], o.RunDir, o.Log)
+		}()
+	}
 
 	o.Ready()
 	select {
@@ -163,7 +180,7 @@ const daemonReadyTimeout = 30 * time.Second
 // startDaemon runs "ferry up --foreground" detached from the terminal,
 // logging to the run directory, and waits until it reports the tunnel up
 // or fails.
-func startDaemon(dir, runDir string) error {
+func startDaemon(dir, runDir string, fastFailover bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding ferry's own binary: %w", err)
@@ -183,7 +200,7 @@ func startDaemon(dir, runDir string) error {
 	}
 	defer r.Close()
 	// ExtraFiles[0] is descriptor 3 in the child.
-	cmd := exec.Command(exe, daemonArgs(dir, 3)...)
+	cmd := exec.Command(exe, daemonArgs(dir, 3, fastFailover)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -225,6 +242,17 @@ func stopDaemon(runDir string, timeout time.Duration) (bool, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return true, removePid(runDir)
+}
+
+// tunnelCarried returns the traffic of peers the running embedded
+// tunnel's watchdog replaced (failover.go); nothing when no embedded
+// tunnel runs.
+func tunnelCarried(runDir string) (carried, error) {
+	pid, err := readPid(runDir)
+	if err != nil || !daemonAlive(pid) {
+		return carried{}, nil
+	}
+	return readCarried(runDir)
 }
 
 // daemonAlive reports whether pid is a running foreground "ferry up" (an

@@ -13,6 +13,8 @@ var errNoEmbedded = errors.New("ferry runs its embedded WireGuard on Linux only:
 
 func runEmbedded(context.Context, embeddedOptions) error { return errNoEmbedded }
 
-func startDaemon(string, string) error { return errNoEmbedded }
+func startDaemon(string, string, bool) error { return errNoEmbedded }
 
 func stopDaemon(string, time.Duration) (bool, error) { return false, nil }
+
+func tunnelCarried(string) (carried, error) { return carried{}, nil }

@@ -183,7 +183,7 @@ func TestUpMode(t *testing.T) {
 // TestDaemonArgs: the detached ferry is started with arguments its own up
 // command accepts, in the foreground, on the same config directory.
 func TestDaemonArgs(t *testing.T) {
-	args := daemonArgs("/home/alice/.config/ferry", 3)
+	args := daemonArgs("/home/alice/.config/ferry", 3, false)
 	if args[0] != "up" {
 		t.Fatalf("args %q", args)
 	}
@@ -197,8 +197,12 @@ func TestDaemonArgs(t *testing.T) {
 	fg, _ := cmd.Flags().GetBool("foreground")
 	fd, _ := cmd.Flags().GetInt("ready-fd")
 	dir, _ := cmd.Flags().GetString("config-dir")
-	if !fg || fd != 3 || dir != "/home/alice/.config/ferry" {
-		t.Errorf("parsed foreground=%v ready-fd=%d config-dir=%q", fg, fd, dir)
+	noFast, _ := cmd.Flags().GetBool("no-fast-failover")
+	if !fg || fd != 3 || dir != "/home/alice/.config/ferry" || !noFast {
+		t.Errorf("parsed foreground=%v ready-fd=%d config-dir=%q no-fast-failover=%v", fg, fd, dir, noFast)
+	}
+	if slices.Contains(daemonArgs("/x", 3, true), "--no-fast-failover") {
+		t.Error("fast failover is turned off by default")
 	}
 	if upMode(fg, false, lookPath) != modeForeground {
 		t.Error("the daemon would not run in the foreground")

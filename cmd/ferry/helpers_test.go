@@ -17,7 +17,15 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
+
+// TestMain lets the test binary serve as a tunneltest agent inside a
+// network namespace (failover_netns_test.go).
+func TestMain(m *testing.M) {
+	tunneltest.MaybeRunAgent()
+	os.Exit(m.Run())
+}
 
 // isolate points the config directory at a fresh temporary home, so that
 // tests never read or write the real user's files, and returns ferry's

@@ -50,12 +50,13 @@ func linkExists(name string) bool {
 
 func newUpCmd(g *globals) *cobra.Command {
 	var (
-		foreground bool
-		embedded   bool
-		readyFD    int
+		foreground     bool
+		embedded       bool
+		noFastFailover bool
+		readyFD        int
 	)
 	cmd := &cobra.Command{
-		Use:   "up [--foreground] [--embedded]",
+		Use:   "up [--foreground] [--embedded] [--no-fast-failover]",
 		Short: "Connect: bring the tunnel up",
 		Long: `up brings up the ferry0 tunnel with the profile from ferry login. It needs root.
 
@@ -65,10 +66,21 @@ TUN device) in the background and sets the address, routes and, where
 resolvconf is installed, DNS. With --foreground it stays in the foreground
 until interrupted (Ctrl-C), which is handy under a service manager.
 
+The embedded WireGuard fails over fast: ferry's servers share one address
+behind a load balancer, and when the server carrying your session goes away
+the next one must handshake with you anew. Stock WireGuard notices after
+about 15 seconds; ferry forces a new handshake as soon as what you send has
+gone unanswered for 1.5 seconds, at most every 2 seconds and less often
+while no server answers (up to every 30 seconds). Traffic that only flows
+out, with no replies at all, gets an extra handshake now and then.
+--no-fast-failover turns this off and leaves it to WireGuard's own timers
+(wg-quick always does).
+
 An expired profile does not connect: sign in again with ferry login.`,
 		Example: `  sudo ferry up
   sudo ferry up --embedded
-  sudo ferry up --foreground`,
+  sudo ferry up --foreground
+  sudo ferry up --embedded --no-fast-failover`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			// A detached "ferry up" reports to the ferry that started it
@@ -110,13 +122,14 @@ An expired profile does not connect: sign in again with ferry login.`,
 				fmt.Fprintf(g.con.err, "ferry: running %s in the foreground until interrupted\n", ifaceName)
 				return runEmbedded(cmd.Context(), embeddedOptions{
 					Conf: c, Name: ifaceName, RunDir: g.con.runDir, Log: g.con.err,
+					FastFailover: !noFastFailover,
 					Ready: func() {
 						g.printConnected(st)
 						_ = ready.done(nil)
 					},
 				})
 			case modeDaemon:
-				if err := startDaemon(dir, g.con.runDir); err != nil {
+				if err := startDaemon(dir, g.con.runDir, !noFastFailover); err != nil {
 					return err
 				}
 			}
@@ -127,6 +140,7 @@ An expired profile does not connect: sign in again with ferry login.`,
 	f := cmd.Flags()
 	f.BoolVar(&foreground, "foreground", false, "run the embedded WireGuard in the foreground until interrupted")
 	f.BoolVar(&embedded, "embedded", false, "run ferry's embedded WireGuard even when wg-quick is installed")
+	f.BoolVar(&noFastFailover, "no-fast-failover", false, "embedded WireGuard: do not force a new handshake when the server stops answering (see above)")
 	f.IntVar(&readyFD, "ready-fd", 0, "file descriptor to report readiness on (used by ferry itself)")
 	f.MarkHidden("ready-fd")
 	return cmd
@@ -283,7 +297,7 @@ read those).`,
 			if err != nil && !errors.Is(err, errNotSignedIn) {
 				return err
 			}
-			s := buildStatus(st, err == nil, time.Now(), g.con.linkExists(ifaceName), wgStats)
+			s := buildStatus(st, err == nil, time.Now(), g.con.linkExists(ifaceName), g.tunnelStats)
 			if g.json() {
 				enc := json.NewEncoder(g.con.out)
 				enc.SetIndent("", "  ")
@@ -306,6 +320,23 @@ func wgStats(name string) (*wgtypes.Device, error) {
 	}
 	defer c.Close()
 	return c.Device(name)
+}
+
+// tunnelStats reads the tunnel's statistics. The counters include the
+// traffic of peers that the embedded tunnel's watchdog replaced, whose
+// counters the device forgot.
+func (g *globals) tunnelStats(name string) (*wgtypes.Device, error) {
+	dev, err := wgStats(name)
+	if err != nil || len(dev.Peers) == 0 {
+		return dev, err
+	}
+	c, err := tunnelCarried(g.con.runDir)
+	if err != nil {
+		return nil, err
+	}
+	dev.Peers[0].ReceiveBytes += c.RxBytes
+	dev.Peers[0].TransmitBytes += c.TxBytes
+	return dev, nil
 }
 
 // buildStatus puts together the saved state and, when the interface is
