@@ -109,9 +109,16 @@ func TestCommands(t *testing.T) {
 		if len(l.Peers) != 2 {
 			t.Errorf("peer list --user alice: %+v", l)
 		}
-		ctlJSON(t, &l, "peer", "list", "--user", "nobody")
+		ctlJSON(t, &l, "peer", "list", "--user", "alice@example.com")
+		if len(l.Peers) != 2 {
+			t.Errorf("peer list --user alice@example.com: %+v", l)
+		}
+		ctlJSON(t, &l, "peer", "list", "--node", "nowhere")
 		if l.Peers == nil || len(l.Peers) != 0 {
 			t.Errorf("an empty list must be [] for scripts: %+v", l)
+		}
+		if _, err := ctl(t, "", "peer", "list", "--user", "nobody"); err == nil || !strings.HasPrefix(err.Error(), `no user "nobody"`) {
+			t.Errorf("peer list --user nobody: %v", err)
 		}
 	})
 
@@ -165,7 +172,7 @@ func TestCommands(t *testing.T) {
 		if u.ID != "alice" || u.Email != "alice@example.com" || u.Disabled {
 			t.Errorf("user show -o json: %+v", u)
 		}
-		if _, err := ctl(t, "", "user", "show", "nobody"); err == nil || err.Error() != `no user "nobody"` {
+		if _, err := ctl(t, "", "user", "show", "nobody"); err == nil || !strings.HasPrefix(err.Error(), `no user "nobody"`) {
 			t.Errorf("user show nobody: %v", err)
 		}
 	})

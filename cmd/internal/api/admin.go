@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -192,6 +193,13 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, s authn.Session)
 func (h *handler) listPeers(w http.ResponseWriter, r *http.Request, s authn.Session) {
 	q := r.URL.Query()
 	f := profiles.PeerFilter{UserID: q.Get("user"), Profile: q.Get("profile"), Node: q.Get("node")}
+	if s.Role == authn.RoleAdmin && f.UserID != "" {
+		id, ok := h.resolveUser(w, r, f.UserID)
+		if !ok {
+			return
+		}
+		f.UserID = id
+	}
 	if s.Role != authn.RoleAdmin {
 		if f.UserID != "" && f.UserID != s.Identity.UserID {
 			writeError(w, http.StatusForbidden, "you may list only your own devices")
@@ -276,7 +284,11 @@ func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Se
 	var n int
 	var err error
 	if user != "" {
-		n, err = h.users.Profiles.RevokeUser(r.Context(), user, reason, actor(s))
+		id, ok := h.resolveUser(w, r, user)
+		if !ok {
+			return
+		}
+		n, err = h.users.Profiles.RevokeUser(r.Context(), id, reason, actor(s))
 	} else {
 		n, err = h.users.Profiles.RevokeProfile(r.Context(), prof, reason, actor(s))
 	}
@@ -332,20 +344,53 @@ func (h *handler) writeUser(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (h *handler) getUser(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	h.writeUser(w, r, r.PathValue("id"))
+	if id, ok := h.resolveUser(w, r, r.PathValue("id")); ok {
+		h.writeUser(w, r, id)
+	}
+}
+
+// resolveUser maps what an administrator named, a user ID or an email
+// address, to a user ID. It answers 404 when no user matches, and 409 when
+// several users share the address, and then reports false.
+func (h *handler) resolveUser(w http.ResponseWriter, r *http.Request, v string) (string, bool) {
+	_, ok, err := h.users.Users.Get(r.Context(), v)
+	if err != nil {
+		h.fail(w, r, err)
+		return "", false
+	}
+	if ok {
+		return v, true
+	}
+	var ids []string
+	if strings.Contains(v, "@") {
+		us, err := h.users.Users.List(r.Context())
+		if err != nil {
+			h.fail(w, r, err)
+			return "", false
+		}
+		for _, u := range us {
+			if strings.EqualFold(u.Email, v) {
+				ids = append(ids, u.ID)
+			}
+		}
+	}
+	switch len(ids) {
+	case 0:
+		writeError(w, http.StatusNotFound, "no user "+strconv.Quote(v)+" (give a user ID or email address; ferryctl user list shows them)")
+		return "", false
+	case 1:
+		return ids[0], true
+	}
+	writeError(w, http.StatusConflict, fmt.Sprintf("several users have the email %q: give one of their IDs %s", v, strings.Join(ids, ", ")))
+	return "", false
 }
 
 // setDisabled disables (ending every session and revoking every device of
 // the user) or enables a user.
 func (h *handler) setDisabled(disabled bool) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, s authn.Session) {
-		id := r.PathValue("id")
-		if _, ok, err := h.users.Users.Get(r.Context(), id); err != nil || !ok {
-			if err == nil {
-				writeError(w, http.StatusNotFound, "no user "+strconv.Quote(id))
-				return
-			}
-			h.fail(w, r, err)
+		id, ok := h.resolveUser(w, r, r.PathValue("id"))
+		if !ok {
 			return
 		}
 		if err := h.users.Users.SetDisabled(r.Context(), id, disabled, actor(s), source(r)); err != nil {
@@ -363,7 +408,10 @@ func (h *handler) setDisabled(disabled bool) sessionHandler {
 }
 
 func (h *handler) resetMFA(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	id := r.PathValue("id")
+	id, ok := h.resolveUser(w, r, r.PathValue("id"))
+	if !ok {
+		return
+	}
 	if err := h.users.MFA.Reset(r.Context(), id, actor(s), source(r)); err != nil {
 		h.fail(w, r, err)
 		return

@@ -186,6 +186,27 @@ func TestDisableUserEndsEverything(t *testing.T) {
 	if n, err := admin.RevokeAll(bg(t), "bob", "", ""); err != nil || n != 1 {
 		t.Fatalf("revoke by user: %d %v", n, err)
 	}
+	// Administrators may name a user by email address, as ferryctl's help
+	// shows; a name that matches nobody is an error, not "0 revoked".
+	carol := clientFor(t, s, s.Token(t, authn.Identity{UserID: "carol-id", Email: "Carol@Example.com", Groups: []string{"engineering"}}))
+	if _, err := carol.Issue(bg(t), wire.IssueRequest{PublicKey: fakeKey("d"), Device: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := admin.User(bg(t), "carol@example.com"); err != nil || u.ID != "carol-id" {
+		t.Fatalf("user by email: %+v %v", u, err)
+	}
+	if ps, err := admin.Peers(bg(t), client.PeerFilter{User: "carol@example.com"}); err != nil || len(ps) != 1 {
+		t.Fatalf("peers by email: %+v %v", ps, err)
+	}
+	if n, err := admin.RevokeAll(bg(t), "carol@example.com", "", ""); err != nil || n != 1 {
+		t.Fatalf("revoke by email: %d %v", n, err)
+	}
+	if _, err := admin.RevokeAll(bg(t), "nobody@example.com", "", ""); status(err) != http.StatusNotFound {
+		t.Fatalf("revoke of an unknown user: %v, want 404", err)
+	}
+	if err := carol.Logout(bg(t)); err != nil {
+		t.Fatal(err)
+	}
 	if u, err := admin.EnableUser(bg(t), "alice"); err != nil || u.Disabled {
 		t.Fatalf("enable: %+v %v", u, err)
 	}
