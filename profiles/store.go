@@ -178,9 +178,17 @@ func (s *Store) Delete(ctx context.Context, name string, actor audit.Actor) erro
 	return nil
 }
 
+// recordTimeout bounds the wait for an audit record of a change already
+// made: long enough to ride out a leader election.
+const recordTimeout = 30 * time.Second
+
 // record writes an audit event; a failure is logged, since the change it
-// describes has already been made.
+// describes has already been made. The change is made whether or not the
+// caller is still there (a client that hung up), so its record is written
+// regardless too, within recordTimeout.
 func (s *Store) record(ctx context.Context, e audit.Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if err := s.rec.Record(ctx, e); err != nil {
 		s.log.Error("recording audit event failed", "type", string(e.Type), "err", err)
 	}

@@ -80,7 +80,9 @@ func (em *emitter) run(ctx context.Context) {
 			if !ok {
 				break
 			}
-			em.record(ctx, e)
+			// An event taken is recorded even if ctx ends meanwhile (the
+			// gateway stopping): record bounds the wait.
+			em.record(context.WithoutCancel(ctx), e)
 		}
 		select {
 		case <-ctx.Done():

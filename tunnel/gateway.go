@@ -144,6 +144,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()
 
+	// The emitter outlives the goroutines that feed it: the sessions the
+	// reconciler ends as it stops are recorded too, not lost in a race.
+	emitCtx, stopEmitter := context.WithCancel(context.WithoutCancel(ctx))
+	var emitWG sync.WaitGroup
+	defer emitWG.Wait()
+	defer stopEmitter()
+	emitWG.Add(1)
+	go func() {
+		defer emitWG.Done()
+		g.emitter.run(emitCtx)
+	}()
+
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -165,7 +177,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	goRun(func() { g.emitter.run(ctx) })
 	dm := &denyMonitor{read: g.mon.denied, counters: g.mon.counters, index: &g.index, emit: g.emitter.emit,
 		interval: cfg.DenyInterval, budget: cfg.DenyBudget, log: g.log, metrics: g.metrics}
 	goRun(func() { dm.run(ctx) })
