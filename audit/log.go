@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryvpn/ferry/cluster"
@@ -32,7 +33,9 @@ type Config struct {
 	BatchSize int
 	// Appenders is how many appends may be in flight at once; default 4.
 	// The cluster merges concurrent appends into one Raft entry, so a few
-	// in flight keep the disk busy without waiting to fill batches.
+	// in flight keep the disk busy without waiting to fill batches. While
+	// others are in flight, appends start spread over the time one takes
+	// (see Log), so that each carries what arrived since the previous one.
 	Appenders int
 	// QueueSize bounds each lane's queue; default 8192. Record blocks
 	// (until its context ends) while its lane is full.
@@ -98,6 +101,14 @@ func (c *Config) setDefaults() {
 // a login's record by at most the appends already in flight. A flood of
 // priority events, in turn, holds flows back.
 //
+// An append starts as soon as an event is queued and no other append is in
+// flight. While others are, it waits until its first event has been queued
+// for a share (1/Appenders) of the recent append latency, at most maxPace,
+// collecting what arrives meanwhile. Appends therefore start spread over
+// the time one takes: started back to back, with one event each, they
+// would all land in the same Raft entry, finish together and leave the
+// events that arrive meanwhile waiting for a whole commit.
+//
 // A Log is safe for concurrent use. Close stops it.
 type Log struct {
 	cfg   Config
@@ -114,8 +125,16 @@ type Log struct {
 	closed bool
 	once   sync.Once
 
+	// appendNanos is a moving average of append latency, in nanoseconds;
+	// it paces appends.
+	appendNanos atomic.Int64
+
 	metrics *logMetrics
 }
+
+// maxPace bounds the pause between two appends' starts, and so what pacing
+// adds to an event's latency.
+const maxPace = 10 * time.Millisecond
 
 var _ Recorder = (*Log)(nil)
 
@@ -154,13 +173,11 @@ func New(cfg Config) (*Log, error) {
 		}
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	for i := 0; i < cfg.Appenders; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			l.appender()
-		}()
-	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.send()
+	}()
 	return l, nil
 }
 
@@ -240,42 +257,87 @@ func newID(t time.Time) (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// appender takes whatever is queued, priority lane first, and appends it.
-// It never waits to fill a batch.
-func (l *Log) appender() {
-	batch := make([]*request, 0, l.cfg.BatchSize)
-	data := make([][]byte, 0, l.cfg.BatchSize)
-	for {
-		batch = batch[:0]
+// send takes whatever is queued, priority lane first, and starts its
+// append, at most cfg.Appenders at once, paced while others are in flight.
+// It never waits for a batch to fill; pacing waits at most maxPace. It
+// returns when the Log closes, once the appends it started have finished.
+func (l *Log) send() {
+	slots := make(chan struct{}, l.cfg.Appenders)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for l.ctx.Err() == nil {
+		var first *request
 		select {
 		case <-l.ctx.Done():
 			return
-		case r := <-l.prio:
-			batch = append(batch, r)
-		case r := <-l.bulk:
-			batch = append(batch, r)
+		case first = <-l.prio:
+		case first = <-l.bulk:
 		}
+		got := time.Now()
+		select {
+		case slots <- struct{}{}:
+		case <-l.ctx.Done():
+			first.done <- result{err: ErrClosed}
+			return
+		}
+		if len(slots) > 1 {
+			l.pace(got)
+		}
+		batch := make([]*request, 1, min(l.cfg.BatchSize, 1+len(l.prio)+len(l.bulk)))
+		batch[0] = first
 		batch = drain(batch, l.prio, l.cfg.BatchSize)
 		batch = drain(batch, l.bulk, l.cfg.BatchSize)
-		data = data[:0]
-		for _, r := range batch {
-			data = append(data, r.data)
-		}
-		start := time.Now()
-		res, err := l.appendRetrying(data)
-		l.metrics.appendSeconds.Observe(time.Since(start).Seconds())
-		l.metrics.batchSize.Observe(float64(len(batch)))
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			l.appendBatch(batch)
+			<-slots
+		}()
+	}
+}
+
+// pace waits until a 1/Appenders share of the recent append latency (at
+// most maxPace) has passed since since, or the Log closes.
+func (l *Log) pace(since time.Time) {
+	gap := min(time.Duration(l.appendNanos.Load())/time.Duration(l.cfg.Appenders), maxPace)
+	wait := time.Until(since.Add(gap))
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.ctx.Done():
+	}
+}
+
+// appendBatch appends batch and answers its requests.
+func (l *Log) appendBatch(batch []*request) {
+	data := make([][]byte, len(batch))
+	for i, r := range batch {
+		data[i] = r.data
+	}
+	start := time.Now()
+	res, err := l.appendRetrying(data)
+	took := time.Since(start)
+	l.metrics.appendSeconds.Observe(took.Seconds())
+	l.metrics.batchSize.Observe(float64(len(batch)))
+	if err != nil {
+		l.metrics.appendErrors.Inc()
+		l.log.Warn("audit append failed", "records", len(batch), "err", err)
+	} else {
+		// A moving average over about the last eight appends. Appends
+		// finishing together may lose one another's update: harmless.
+		avg := l.appendNanos.Load()
+		l.appendNanos.Store(avg + (int64(took)-avg)/8)
+	}
+	for i, r := range batch {
 		if err != nil {
-			l.metrics.appendErrors.Inc()
-			l.log.Warn("audit append failed", "records", len(batch), "err", err)
+			r.done <- result{err: fmt.Errorf("appending audit records: %w", err)}
+			continue
 		}
-		for i, r := range batch {
-			if err != nil {
-				r.done <- result{err: fmt.Errorf("appending audit records: %w", err)}
-				continue
-			}
-			r.done <- result{seq: res.First + uint64(i)}
-		}
+		r.done <- result{seq: res.First + uint64(i)}
 	}
 }
 

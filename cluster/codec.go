@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Commands are replicated through the Raft log in a small binary format:
@@ -69,6 +70,11 @@ func encodeTxn(b []byte, t *Txn) []byte {
 }
 
 func encodeAppend(b []byte, recs [][]byte) []byte {
+	n := 2 + binary.MaxVarintLen32
+	for _, r := range recs {
+		n += len(r) + uvarintLen(uint64(len(r)))
+	}
+	b = slices.Grow(b, n)
 	b = append(b, codecVersion, byte(cmdAppend))
 	b = binary.AppendUvarint(b, uint64(len(recs)))
 	for _, r := range recs {
@@ -155,6 +161,16 @@ func (d *decoder) count(max int, what string) int {
 
 // bytes returns a copy of the next length-prefixed field.
 func (d *decoder) bytes(max int, what string) []byte {
+	p := d.view(max, what)
+	if p == nil {
+		return nil
+	}
+	return append(make([]byte, 0, len(p)), p...)
+}
+
+// view returns the next length-prefixed field as a slice of the input,
+// without copying it; the result is nil only on error.
+func (d *decoder) view(max int, what string) []byte {
 	n := d.uvarint()
 	if d.err != nil {
 		return nil
@@ -167,13 +183,15 @@ func (d *decoder) bytes(max int, what string) []byte {
 		d.fail(errTruncated)
 		return nil
 	}
-	p := make([]byte, n)
-	copy(p, d.b[:n])
+	p := d.b[:n:n]
 	d.b = d.b[n:]
 	return p
 }
 
 // decodeCommand decodes one log entry. It never panics on bad input.
+// Journal records and batch members are slices of b, not copies: b must
+// not change while the command is in use. Keys and values of transactions
+// are copies, since watchers keep them.
 func decodeCommand(b []byte) (command, error) {
 	return decodeCommandDepth(b, 0)
 }
@@ -205,8 +223,9 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		}
 	case cmdAppend:
 		n := d.count(MaxAppendRecs, "record")
+		c.records = make([][]byte, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
-			c.records = append(c.records, d.bytes(MaxRecordLen, "record"))
+			c.records = append(c.records, d.view(MaxRecordLen, "record"))
 		}
 	case cmdTrim:
 		c.before = d.uvarint()
@@ -217,7 +236,7 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		}
 		n := d.count(maxBatch, "batch")
 		for i := 0; i < n && d.err == nil; i++ {
-			raw := d.bytes(len(d.b), "batch member")
+			raw := d.view(len(d.b), "batch member")
 			if d.err != nil {
 				break
 			}
