@@ -14,10 +14,11 @@
 //   - A journal: records appended in batches; the state machine assigns
 //     sequence numbers and a SHA-256 hash chain, so every node holds the same
 //     chain.
-//   - Membership: bootstrap, add and remove voters, status.
+//   - Membership: bootstrap, add and remove voters, a node removing itself
+//     (Leave, authenticated by its own certificate), status.
 //
-// Writes on any node are forwarded to the leader over mutual TLS, so callers
-// never need to know who leads. Raft traffic and forwarded writes share one
+// Writes, and restores of backups, on any node are forwarded to the leader
+// over mutual TLS, so callers never need to know who leads. Raft traffic and forwarded writes share one
 // listener and are refused from any peer without a certificate from the
 // cluster CA.
 //

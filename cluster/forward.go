@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +27,14 @@ const (
 	fwdReadIndex byte = 2
 	fwdAddVoter  byte = 3
 	fwdRemove    byte = 4
+	// fwdRestore is followed by the backup as a stream of chunk frames
+	// (see forward_restore.go); the connection is not reused.
+	fwdRestore byte = 5
+	// fwdLeave comes from a node asking to be removed (Leave); any node
+	// takes it and checks the asker's certificate names the node.
+	fwdLeave byte = 6
+	// fwdLeaveChecked carries a checked fwdLeave to the leader.
+	fwdLeaveChecked byte = 7
 )
 
 // Response status codes; they carry the sentinel errors across the wire.
@@ -36,10 +45,17 @@ const (
 	stInvalid
 	stUnknownOutcome
 	stOther
+	stNotMember
+	stWouldLoseQuorum
+	stForbidden
 )
 
 // maxFrame bounds one forwarded frame: a full batch of maximal records.
 const maxFrame = 64 << 20
+
+// maxForwardWait bounds the deadline a request may carry: a restore of a
+// large backup, streamed, is the longest.
+const maxForwardWait = time.Hour
 
 func statusOf(err error) byte {
 	switch {
@@ -51,6 +67,12 @@ func statusOf(err error) byte {
 		return stUnknownOutcome
 	case errors.Is(err, ErrNoQuorum):
 		return stNoQuorum
+	case errors.Is(err, ErrNotMember):
+		return stNotMember
+	case errors.Is(err, ErrWouldLoseQuorum):
+		return stWouldLoseQuorum
+	case errors.Is(err, ErrForbidden):
+		return stForbidden
 	}
 	return stOther
 }
@@ -65,9 +87,26 @@ func errorOf(st byte, msg string) error {
 		return fmt.Errorf("%w (at leader: %s)", ErrInvalid, msg)
 	case stUnknownOutcome:
 		return fmt.Errorf("%w (at leader: %s)", ErrOutcomeUnknown, msg)
+	// These messages already name their sentinel and say why.
+	case stNotMember:
+		return &remoteError{sentinel: ErrNotMember, msg: msg}
+	case stWouldLoseQuorum:
+		return &remoteError{sentinel: ErrWouldLoseQuorum, msg: msg}
+	case stForbidden:
+		return &remoteError{sentinel: ErrForbidden, msg: msg}
 	}
 	return fmt.Errorf("cluster: leader: %s", msg)
 }
+
+// remoteError is a sentinel error from another node, with that node's
+// message, which already names the sentinel.
+type remoteError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
 
 func writeFrame(w io.Writer, parts ...[]byte) error {
 	n := 0
@@ -99,13 +138,29 @@ func readFrame(r io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// forwardHandler is what the leader side does with a request.
-type forwardHandler func(ctx context.Context, kind byte, payload []byte) ([]byte, error)
+// forwardRequest is one request as the answering node sees it.
+type forwardRequest struct {
+	kind    byte
+	payload []byte
+	// peer is the common name of the asking node's verified certificate.
+	peer string
+	// stream is the rest of a fwdRestore request; nil for other kinds.
+	stream io.Reader
+}
+
+// forwardHandler is what the answering side does with a request.
+type forwardHandler func(ctx context.Context, req forwardRequest) ([]byte, error)
 
 // serveForward answers requests on one connection until it closes or base
 // ends.
 func serveForward(base context.Context, c net.Conn, h forwardHandler) {
 	defer c.Close()
+	var peer string
+	if tc, ok := c.(*tls.Conn); ok {
+		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
+			peer = chains[0][0].Subject.CommonName
+		}
+	}
 	br := bufio.NewReader(c)
 	for {
 		req, err := readFrame(br)
@@ -115,12 +170,17 @@ func serveForward(base context.Context, c net.Conn, h forwardHandler) {
 		d := &decoder{b: req}
 		kind := d.byte()
 		ms := d.uvarint()
-		if d.err != nil || ms > uint64(time.Hour/time.Millisecond) {
+		if d.err != nil || ms > uint64(maxForwardWait/time.Millisecond) {
 			writeFrame(c, []byte{stInvalid}, []byte("malformed request"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(base, time.Duration(ms)*time.Millisecond)
-		out, err := h(ctx, kind, d.b)
+		if kind == fwdRestore {
+			serveRestore(ctx, c, br, forwardRequest{kind: kind, payload: d.b, peer: peer}, h)
+			cancel()
+			return
+		}
+		out, err := h(ctx, forwardRequest{kind: kind, payload: d.b, peer: peer})
 		cancel()
 		if err != nil {
 			err = writeFrame(c, []byte{statusOf(err)}, []byte(err.Error()))

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -149,9 +150,35 @@ func (n *Node) Backup(w io.Writer) (uint64, error) {
 }
 
 // Restore replaces the whole cluster's state with a backup made by Backup.
-// It must run on the leader; every node installs the backup and every
-// watcher sees a reset. The backup is checked whole before anything changes.
+// Any node takes it: a follower streams r to the leader over the cluster's
+// mutual TLS. Every node installs the backup and every watcher sees a
+// reset. The backup is checked whole before anything changes, so a damaged
+// or truncated one (ErrInvalid) or a failing r changes nothing. r is read
+// once: a restore is not retried once it has started, and ErrNotLeader
+// means leadership moved meanwhile.
 func (n *Node) Restore(ctx context.Context, r io.Reader) error {
+	wctx, cancel := n.writeCtx(ctx)
+	defer cancel()
+	for {
+		if n.ctx.Err() != nil {
+			return ErrClosed
+		}
+		err := ErrNotLeader
+		if n.raft.State() == raft.Leader {
+			return n.restoreLocal(ctx, r)
+		} else if _, addr := n.Leader(); addr != "" {
+			if err = n.restoreVia(ctx, addr, r); !errors.Is(err, errNotSent) {
+				return err
+			}
+		}
+		if werr := n.waitRetry(wctx); werr != nil {
+			return fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		}
+	}
+}
+
+// restoreLocal is Restore on the leader.
+func (n *Node) restoreLocal(ctx context.Context, r io.Reader) error {
 	if n.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
@@ -162,7 +189,7 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	if err := rewriteBackup(r, tmp); err != nil {
-		return fmt.Errorf("%w: checking backup: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: checking backup: %w", ErrInvalid, err)
 	}
 	size, err := tmp.Seek(0, io.SeekCurrent)
 	if err != nil {

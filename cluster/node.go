@@ -23,8 +23,11 @@ type Node struct {
 	log    *slog.Logger
 	advert string
 
-	raft     *raft.Raft
-	fsm      *fsm
+	raft *raft.Raft
+	fsm  *fsm
+	// started is closed once Raft and the batcher exist: the listener
+	// serves forwarded requests before that, as soon as New opens it.
+	started  chan struct{}
 	hub      *watchHub
 	logStore *raftboltdb.BoltStore
 	snaps    *raft.FileSnapshotStore
@@ -57,7 +60,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -133,7 +136,15 @@ func New(cfg Config) (*Node, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.logStore, n.snaps, n.trans)
+	// Replication reads back the entries the leader has just written: a
+	// cache of the newest ones spares a bbolt read and a msgpack decode of
+	// each. It holds one AppendEntries RPC's worth (MaxAppendEntries), so
+	// its memory stays a small multiple of what replication holds anyway.
+	logs, err := raft.NewLogCache(rc.MaxAppendEntries, n.logStore)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.logStore, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("starting raft: %w", err)
 	}
@@ -162,6 +173,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goRun(func() { n.batcher.run(n.ctx) })
 	n.goRun(func() { n.followLeadership(notify) })
+	close(n.started)
 	ok = true
 	return n, nil
 }
@@ -401,8 +413,20 @@ func (n *Node) waitRetry(ctx context.Context) error {
 	}
 }
 
-// handleForward serves requests forwarded by followers.
-func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
+// handleForward serves requests forwarded by followers, and leave requests
+// of nodes.
+func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, error) {
+	kind, payload := req.kind, req.payload
+	select {
+	case <-n.started:
+	case <-ctx.Done():
+		return nil, ErrNotLeader
+	case <-n.ctx.Done():
+		return nil, ErrClosed
+	}
+	if kind == fwdLeave {
+		return nil, n.leave(ctx, req.peer, string(payload))
+	}
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
 	}
@@ -435,6 +459,10 @@ func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]
 		return nil, n.addVoterLocal(ctx, id, addr)
 	case fwdRemove:
 		return nil, n.removeLocal(ctx, string(payload))
+	case fwdRestore:
+		return nil, n.restoreLocal(ctx, req.stream)
+	case fwdLeaveChecked:
+		return nil, n.leaveLocal(ctx, string(payload))
 	}
 	return nil, fmt.Errorf("%w: unknown forward kind %d", ErrInvalid, kind)
 }

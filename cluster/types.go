@@ -25,6 +25,15 @@ var (
 	// ErrJournalCorrupt is returned by VerifyJournal when a record does not
 	// match the hash chain.
 	ErrJournalCorrupt = errors.New("cluster: journal hash chain broken")
+	// ErrNotMember is returned by Leave when the node is not in the
+	// cluster configuration (never added, or already removed).
+	ErrNotMember = errors.New("cluster: not a member of the cluster")
+	// ErrWouldLoseQuorum is returned by Leave when removing the node would
+	// leave voters without a live majority, or no voter at all.
+	ErrWouldLoseQuorum = errors.New("cluster: leaving would lose quorum")
+	// ErrForbidden is returned by Leave when the certificate that asks is
+	// not that of the node to be removed.
+	ErrForbidden = errors.New("cluster: a node may remove only itself")
 )
 
 // Limits on what a single write may carry; they keep one request from

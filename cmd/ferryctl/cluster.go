@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,14 +16,102 @@ func newClusterCmd(g *globals) *cobra.Command {
 		Use:   "cluster",
 		Short: "Inspect and operate the cluster",
 		Long: `status   the answering node's view: leader, indexes, members and their health
+join     a join token, and the ferryd join command to run on the new machine
 remove   take a node out of the cluster (after it is gone for good)
 backup   a consistent snapshot of the whole state, to a file
-restore  replace the whole state with a backup (send it to the leader)
+restore  replace the whole state with a backup (any node passes it to the leader)
 
-New nodes join with ferryd token and ferryd join on the new machine.`,
+A node that is still running leaves by itself with "ferryd leave".`,
 	}
-	cmd.AddCommand(newClusterStatusCmd(g), newClusterRemoveCmd(g), newClusterBackupCmd(g), newClusterRestoreCmd(g))
+	cmd.AddCommand(newClusterStatusCmd(g), newClusterJoinCmd(g), newClusterRemoveCmd(g), newClusterBackupCmd(g), newClusterRestoreCmd(g))
 	return cmd
+}
+
+// maxJoinTTL is the longest join token the server mints.
+const maxJoinTTL = 24 * time.Hour
+
+func newClusterJoinCmd(g *globals) *cobra.Command {
+	var (
+		ttl time.Duration
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:   "join [--ttl 15m] [--output FILE]",
+		Short: "Make a join token for a new node, and print how to use it",
+		Long: `join asks the cluster for a join token and prints it, with the ferryd join
+command to run on the new machine. Anyone holding the token can add a node
+to the cluster until it expires, and it cannot be revoked: keep the lifetime
+short, pass it over a secure channel, and prefer --output, which writes it
+to a new file readable by you only instead of printing it. The token pins the
+cluster's CA, so the new machine can reach the cluster through any node or
+the load balancer.`,
+		Example: `  ferryctl cluster join
+  ferryctl cluster join --ttl 1h --output n4.token`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < time.Second || ttl > maxJoinTTL || ttl%time.Second != 0 {
+				return fmt.Errorf("--ttl %s: want whole seconds from 1s to %s", ttl, maxJoinTTL)
+			}
+			server, _, _, err := g.target()
+			if err != nil {
+				return err
+			}
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var f *os.File
+			if out != "" {
+				// Before asking: a token is not minted for a file that
+				// cannot be written.
+				if f, err = os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600); err != nil {
+					return fmt.Errorf("--output: %w", err)
+				}
+			}
+			tok, err := c.JoinToken(cmd.Context(), ttl)
+			if err == nil && f != nil {
+				_, err = fmt.Fprintln(f, tok.Token)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				if f != nil {
+					f.Close()
+					os.Remove(out)
+				}
+				return err
+			}
+			tokenFile := "FILE"
+			if f != nil {
+				tokenFile = filepath.Base(out)
+				fmt.Fprintf(g.con.out, "Wrote a join token to %s (mode 0600), valid until %s.\n", out, tok.Expires.UTC().Format(time.RFC3339))
+				fmt.Fprintf(g.con.out, "Copy it to the new machine as %s, then run there:\n\n", tokenFile)
+			} else {
+				fmt.Fprintf(g.con.out, "Join token, valid until %s (anyone holding it can add a node):\n\n%s\n\n", tok.Expires.UTC().Format(time.RFC3339), tok.Token)
+				fmt.Fprintf(g.con.out, "On the new machine, save it to a file readable by root only (FILE), then run:\n\n")
+			}
+			fmt.Fprintf(g.con.out, "%s\n", joinCommand(server, tokenFile))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token admits nodes (at most 24h)")
+	cmd.Flags().StringVar(&out, "output", "", "write the token to this new file (0600) instead of printing it")
+	return cmd
+}
+
+// joinCommand is the ferryd join command line for a new machine; the
+// values in capitals are the operator's to fill in.
+func joinCommand(server, tokenFile string) string {
+	return "  ferryd join --server " + server + " --token-file " + tokenFile + ` \
+      --dir /etc/ferry --data-dir /var/lib/ferry --node-id NODE-ID \
+      --cluster-addr THIS-HOST:7946 --api-addr 0.0.0.0:8443 --api-name THIS-HOST \
+      --master-key-file /etc/ferry/master.key
+
+NODE-ID is the new node's name, unique in the cluster; THIS-HOST its address
+other nodes and clients reach; master.key a copy of the cluster's master key
+(mode 0600). See "ferryd join --help".`
 }
 
 func newClusterStatusCmd(g *globals) *cobra.Command {
@@ -136,9 +226,9 @@ func newClusterRestoreCmd(g *globals) *cobra.Command {
 		Short: "Replace the whole cluster's state with a backup",
 		Long: `restore replaces every profile, peer, user, session and audit record with
 the backup's. The backup is checked whole first: a damaged file changes
-nothing. Send it to the leader (--server); another node answers with the
-leader's ID.`,
-		Example: "  ferryctl --server https://n1.internal:8443 cluster restore ferry-2026-11-28.snap --yes",
+nothing. Any node takes it, through the load balancer too, and streams it to
+the leader.`,
+		Example: "  ferryctl cluster restore ferry-2026-11-28.snap --yes",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !yes {

@@ -1,8 +1,8 @@
 // Command ferryd is the ferry VPN server: one node of a replicated cluster.
 //
-// Subcommands create a cluster (init), admit nodes (token, join), run a node
-// (run), run a throwaway single node for development (dev) and print the
-// version. See "ferryd --help".
+// Subcommands create a cluster (init), admit nodes (token, join), remove a
+// node (leave), run a node (run), run a throwaway single node for
+// development (dev) and print the version. See "ferryd --help".
 package main
 
 import (
@@ -59,6 +59,7 @@ create a real cluster.`,
 		newInitCmd(stdout),
 		newTokenCmd(stdout, stderr),
 		newJoinCmd(stdout, stderr),
+		newLeaveCmd(stdout, stderr),
 		newRunCmd(stderr),
 		newDevCmd(stdout, stderr),
 		newAuditCmd(stdout),

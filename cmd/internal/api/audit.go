@@ -17,6 +17,10 @@ import (
 // Audit is what the audit endpoints need; without it they are not served.
 type Audit struct {
 	Signer *audit.Signer
+	// Recorder, when set, records the cluster operations the API performs
+	// itself (join tokens, member removal, backup, restore). A join token
+	// is minted only once its record is stored.
+	Recorder audit.Recorder
 }
 
 // tailPoll is how often a followed stream looks for new records.

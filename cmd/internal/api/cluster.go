@@ -1,23 +1,50 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
+	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
 
 // maxRestoreBytes bounds an uploaded backup.
 const maxRestoreBytes = 8 << 30
 
+// transferTimeout bounds a backup download or a restore upload. The API
+// server's read and write timeouts suit small JSON bodies; a backup of
+// several gigabytes needs longer, and only an administrator gets it.
+const transferTimeout = time.Hour
+
+// Lifetimes of join tokens minted through the API. A token admits nodes
+// until it expires and cannot be revoked, so a leaked one is a standing
+// invitation: the default is the time an operator needs to start the new
+// machine, and the maximum a day.
+const (
+	DefaultJoinTokenTTL = 15 * time.Minute
+	MaxJoinTokenTTL     = 24 * time.Hour
+)
+
+// Actions of the cluster operations' audit events (type cluster).
+const (
+	actionJoinToken = "join_token.create"
+	actionRemove    = "member.remove"
+	actionBackup    = "backup"
+	actionRestore   = "restore"
+)
+
 func (h *handler) mountCluster(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathClusterStatus, h.admin(h.clusterStatus))
 	route(mux, http.MethodDelete, wire.PathClusterMember, h.admin(h.removeMember))
 	route(mux, http.MethodGet, wire.PathClusterBackup, h.admin(h.backup))
 	route(mux, http.MethodPost, wire.PathClusterRestore, h.admin(h.restore))
+	route(mux, http.MethodPost, wire.PathClusterJoinTokens, h.admin(h.joinToken))
 }
 
 func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.Session) {
@@ -39,7 +66,9 @@ func (h *handler) removeMember(w http.ResponseWriter, r *http.Request, s authn.S
 		writeError(w, http.StatusNotFound, "no member "+strconv.Quote(id))
 		return
 	}
-	if err := h.node.RemoveServer(r.Context(), id); err != nil {
+	err := h.node.RemoveServer(r.Context(), id)
+	h.recordOp(r, s, actionRemove, audit.Target{Node: id}, err, nil)
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -49,9 +78,11 @@ func (h *handler) removeMember(w http.ResponseWriter, r *http.Request, s authn.S
 
 // backup streams a consistent copy of the answering node's state.
 func (h *handler) backup(w http.ResponseWriter, r *http.Request, s authn.Session) {
+	h.extendDeadlines(w)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="ferry-backup.snap"`)
 	idx, err := h.node.Backup(w)
+	h.recordOp(r, s, actionBackup, audit.Target{Node: h.node.ID()}, err, map[string]string{"index": strconv.FormatUint(idx, 10)})
 	if err != nil {
 		h.log.Error("backup failed", "err", err)
 		return
@@ -59,23 +90,112 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request, s authn.Session
 	h.log.Info("backup taken", "index", idx, "by", s.Identity.UserID)
 }
 
-// restore replaces the whole cluster's state with an uploaded backup. It
-// must reach the leader; a damaged backup changes nothing.
+// restore replaces the whole cluster's state with an uploaded backup. Any
+// node takes it: a follower streams it to the leader over the cluster's
+// mutual TLS (cluster.Node.Restore), so it works behind a load balancer. A
+// damaged backup changes nothing.
 func (h *handler) restore(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	if !h.node.IsLeader() {
-		lid, _ := h.node.Leader()
-		writeError(w, http.StatusConflict, "restore must be sent to the leader; this node is not it (leader: "+strconv.Quote(lid)+")")
+	h.extendDeadlines(w)
+	body := http.MaxBytesReader(w, r.Body, maxRestoreBytes)
+	err := h.node.Restore(r.Context(), body)
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		err = errors.New("backup is larger than " + strconv.FormatInt(maxErr.Limit, 10) + " bytes")
+		h.recordOp(r, s, actionRestore, audit.Target{}, err, nil)
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, maxRestoreBytes)
-	if err := h.node.Restore(r.Context(), body); err != nil {
-		if errors.Is(err, cluster.ErrInvalid) {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
+	// A restored journal is the backup's: the record of a success goes
+	// into it, the record of a failure into the state that stays.
+	h.recordOp(r, s, actionRestore, audit.Target{}, err, nil)
+	switch {
+	case errors.Is(err, cluster.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, cluster.ErrNotLeader):
+		// The backup is read once, so a restore is not retried.
+		writeError(w, http.StatusServiceUnavailable, "the leader changed during the restore; check the cluster's state and try again")
+		return
+	case err != nil:
 		h.fail(w, r, err)
 		return
 	}
 	h.log.Warn("cluster state restored from a backup", "by", s.Identity.UserID)
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// joinToken mints a join token, as "ferryd token" does on a node. The
+// token is recorded as minted (never its text) before it is answered.
+func (h *handler) joinToken(w http.ResponseWriter, r *http.Request, s authn.Session) {
+	var in wire.JoinTokenRequest
+	if r.ContentLength != 0 && !decode(w, r, &in) {
+		return
+	}
+	ttl := DefaultJoinTokenTTL
+	if in.TTLSeconds != 0 {
+		if in.TTLSeconds < 0 || in.TTLSeconds > int64(MaxJoinTokenTTL/time.Second) {
+			writeError(w, http.StatusBadRequest, "ttl_seconds: want 1 to "+strconv.FormatInt(int64(MaxJoinTokenTTL/time.Second), 10)+" (a day)")
+			return
+		}
+		ttl = time.Duration(in.TTLSeconds) * time.Second
+	}
+	caCert, err := clusterca.Cert(r.Context(), h.node, cluster.Local)
+	if err != nil {
+		h.unavailable(w, r, "join-token", err)
+		return
+	}
+	expires := h.now().Add(ttl).UTC().Truncate(time.Second)
+	tok, err := NewJoinToken(h.master, caCert, expires)
+	details := map[string]string{"ttl": ttl.String(), "expires": expires.Format(time.RFC3339)}
+	if err != nil {
+		h.recordOp(r, s, actionJoinToken, audit.Target{}, err, details)
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.recordOp(r, s, actionJoinToken, audit.Target{}, nil, details); err != nil {
+		// A token that is not on record is not handed out.
+		h.log.Error("join token not issued: recording it failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot record the join token in the audit log; try again")
+		return
+	}
+	h.log.Info("join token issued", "by", s.Identity.UserID, "expires", expires)
+	writeJSON(w, http.StatusOK, wire.JoinTokenResponse{Token: tok, Expires: expires})
+}
+
+// recordOp records a cluster operation by s: success when opErr is nil,
+// else failure with opErr as the reason. It returns the recorder's error;
+// without a recorder the operation is logged only, and nil is returned.
+func (h *handler) recordOp(r *http.Request, s authn.Session, action string, target audit.Target, opErr error, details map[string]string) error {
+	if h.audit == nil || h.audit.Recorder == nil {
+		return nil
+	}
+	e := audit.Event{
+		Type: audit.TypeCluster, Action: action, Actor: actor(s), Source: auditSource(r),
+		Target: target, Outcome: audit.Success, Details: details,
+	}
+	if opErr != nil {
+		e.Outcome, e.Reason = audit.Failure, opErr.Error()
+	}
+	// The request's context may be gone (a client that hung up on a
+	// restore); the record must not be.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), recordTimeout)
+	defer cancel()
+	err := h.audit.Recorder.Record(ctx, e)
+	if err != nil {
+		h.log.Error("recording cluster operation failed", "action", action, "err", err)
+	}
+	return err
+}
+
+// recordTimeout bounds the wait for an operation's audit record.
+const recordTimeout = 30 * time.Second
+
+// extendDeadlines lets a backup or restore run past the server's timeouts,
+// up to transferTimeout.
+func (h *handler) extendDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	dl := time.Now().Add(transferTimeout) // the connection's clock, not the injected one
+	// Errors mean the connection has no deadlines to extend.
+	_ = rc.SetReadDeadline(dl)
+	_ = rc.SetWriteDeadline(dl)
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/profiles"
 )
 
@@ -40,23 +42,45 @@ type Server struct {
 	MFA      *authn.MFA
 	Profiles *profiles.Store
 	Signer   *audit.Signer
+	// MasterKey is the cluster master key the API was started with.
+	MasterKey seal.Key
+	// Node is the index in Cluster of the node that serves this API.
+	Node int
 }
 
 // Start runs the API on a one-node cluster until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	c := clustertest.Start(t, 1, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second})
-	node := c.Node(0)
+	return StartCluster(t, 1)[0]
+}
+
+// StartCluster runs an API on every node of an n-node cluster, all with
+// the same master key, until the test ends; the result is indexed like
+// the cluster's nodes.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second})
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := audit.New(audit.Config{Store: node, Node: c.ID(0)})
+	var out []*Server
+	for i := 0; i < n; i++ {
+		out = append(out, serve(t, c, i, key))
+	}
+	return out
+}
+
+// serve runs the API on node i of c.
+func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
+	t.Helper()
+	node := c.Node(i)
+	log, err := audit.New(audit.Config{Store: node, Node: c.ID(i)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	s := &Server{Cluster: c, Audit: log}
+	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
 	if s.Sessions, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: log, AdminGroups: []string{AdminGroup}}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +96,8 @@ func Start(t testing.TB) *Server {
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer}, Users: &api.Users{
-		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(0),
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
+		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
 	}})
 	if err != nil {
@@ -88,6 +112,20 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// PublishCA stores a new cluster CA, its key sealed under MasterKey, as the
+// first node of a real cluster does: the join endpoints and join tokens
+// need it.
+func (s *Server) PublishCA(t testing.TB) *pki.CA {
+	t.Helper()
+	ca := clustertest.NewCA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := clusterca.Publish(ctx, s.Cluster.Node(s.Node), s.MasterKey, ca); err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
 
 // Token signs id in (as if after OIDC and TOTP) and returns its session

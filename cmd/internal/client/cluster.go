@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
@@ -28,10 +29,18 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) error {
 	return c.stream(ctx, http.MethodGet, wire.PathClusterBackup, nil, w)
 }
 
-// Restore replaces the whole cluster's state with a backup; it must be sent
-// to the leader.
+// Restore replaces the whole cluster's state with a backup. Any node takes
+// it and streams it on to the leader.
 func (c *Client) Restore(ctx context.Context, backup io.Reader) error {
 	return c.stream(ctx, http.MethodPost, wire.PathClusterRestore, backup, io.Discard)
+}
+
+// JoinToken mints a join token valid for ttl (0: the server's default).
+// The answer holds a secret: never log it.
+func (c *Client) JoinToken(ctx context.Context, ttl time.Duration) (wire.JoinTokenResponse, error) {
+	var out wire.JoinTokenResponse
+	in := wire.JoinTokenRequest{TTLSeconds: int64(ttl / time.Second)}
+	return out, c.do(ctx, http.MethodPost, wire.PathClusterJoinTokens, in, &out)
 }
 
 // stream sends body (if any) and copies a 200 answer into w, with no

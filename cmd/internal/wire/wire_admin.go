@@ -196,8 +196,25 @@ const (
 	PathClusterStatus  = "/v1/cluster/status"
 	PathClusterMember  = "/v1/cluster/members/{id}" // DELETE: remove a member
 	PathClusterBackup  = "/v1/cluster/backup"       // GET: a consistent snapshot file
-	PathClusterRestore = "/v1/cluster/restore"      // POST: replace the whole state (leader only)
+	PathClusterRestore = "/v1/cluster/restore"      // POST: replace the whole state (any node; forwarded to the leader)
+	// PathClusterJoinTokens mints a join token (POST, JoinTokenRequest).
+	PathClusterJoinTokens = "/v1/cluster/join-tokens"
 )
+
+// JoinTokenRequest asks for a join token that admits new nodes until it
+// expires.
+type JoinTokenRequest struct {
+	// TTLSeconds is the token's lifetime; 0 takes the server's default
+	// (15 minutes). At most one day.
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+}
+
+// JoinTokenResponse carries a join token. The token is a secret: anyone
+// holding it can add a node to the cluster until Expires.
+type JoinTokenResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
 
 // ClusterMember is one server of the cluster.
 type ClusterMember struct {
