@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cluster"
 )
 
@@ -183,9 +184,9 @@ func (c *Checkpointer) maybe(ctx context.Context, force bool) (Checkpoint, error
 	if !force && head-c.last.Seq < c.cfg.Every && now.Sub(c.since) < c.cfg.Interval {
 		return Checkpoint{}, nil
 	}
-	cp := Checkpoint{Seq: head, Hash: headHash, Time: now.UTC(), Node: c.cfg.Store.ID(), KeyID: c.cfg.Signer.KeyID()}
-	cp.Sig = c.cfg.Signer.sign(cp.signedBytes())
-	rec, err := encodeCheckpoint(&cp)
+	cp := Checkpoint{Seq: head, Hash: headHash, Time: now.UTC(), Node: c.cfg.Store.ID()}
+	c.cfg.Signer.SignCheckpoint(&cp)
+	rec, err := auditfile.EncodeCheckpoint(&cp)
 	if err != nil {
 		return Checkpoint{}, err
 	}

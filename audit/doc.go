@@ -36,6 +36,12 @@
 // record's sequence number. [Filter], [Scan] and [Tail] serve `ferryctl audit
 // export` and `tail -f`.
 //
+// The format, the keys' public side and the verifier live in the
+// subpackage auditfile, which imports only the standard library, so that
+// `ferryctl audit verify FILE` checks an export without linking the
+// cluster. This package re-exports them under the same names (Report,
+// TamperError, Checkpoint, Signer, ...) as type aliases.
+//
 // # Sinks
 //
 // An [Exporter] runs on every node; only the leader exports. Each [Sink] has
@@ -53,14 +59,13 @@
 // sink has confirmed, older than the retention (default 400 days), and only
 // up to a record that a checkpoint signs. That checkpoint record stays, so
 // the first remaining record is anchored and the shortened journal still
-// verifies. Trimming itself needs a cluster operation that does not exist
-// yet: cluster.Node.TrimJournal(ctx, through uint64) replicated through
-// Raft, deleting records 1..through while keeping the head, and
-// JournalRange/VerifyJournal accepting a journal that starts after 1 (with
-// the first record's prev_hash as the anchor).
+// verifies, live and in exports. A [Trimmer] runs on every node; the leader
+// plans and trims shortly after it takes over and then daily, through
+// cluster.Node.TrimJournal, and records each trim as a cluster.audit_trim
+// event ([ActionTrim]).
 //
 // # What it does not do
 //
-// It does not decide what to record (the callers do), enforce who may read
-// the audit log (the API does), or trim the journal (see Retention).
+// It does not decide what to record (the callers do), or enforce who may
+// read the audit log (the API does).
 package audit

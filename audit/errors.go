@@ -2,7 +2,8 @@ package audit
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/ferryvpn/ferry/audit/auditfile"
 )
 
 // Errors returned by this package. Callers compare them with errors.Is.
@@ -14,75 +15,32 @@ var (
 	ErrClosed = errors.New("audit: closed")
 	// ErrTampered is returned by verification when a record was edited,
 	// deleted, reordered or truncated, or a signature does not hold. The
-	// error is a *TamperError that names the record.
-	ErrTampered = errors.New("audit: tampering detected")
+	// error is a *TamperError that names the record. It is
+	// auditfile.ErrTampered.
+	ErrTampered = auditfile.ErrTampered
 	// ErrNoKey is returned when the cluster holds no audit key yet, or a
-	// record is signed by a key the verifier was not given.
-	ErrNoKey = errors.New("audit: no audit key")
+	// record is signed by a key the verifier was not given. It is
+	// auditfile.ErrNoKey.
+	ErrNoKey = auditfile.ErrNoKey
 	// ErrMalformed is returned when an export line or stored value cannot
-	// be decoded.
-	ErrMalformed = errors.New("audit: malformed input")
+	// be decoded. It is auditfile.ErrMalformed.
+	ErrMalformed = auditfile.ErrMalformed
 )
 
-// Tamper names what verification found wrong with a record.
-type Tamper uint8
+// Tamper names what verification found wrong with a record
+// (auditfile.Tamper).
+type Tamper = auditfile.Tamper
 
-// Kinds of tampering.
+// Kinds of tampering; see auditfile.
 const (
-	// Edited: a record's contents no longer match its hash, or a signed
-	// hash.
-	Edited Tamper = iota + 1
-	// Missing: a record was deleted from the middle.
-	Missing
-	// Reordered: records appear out of order.
-	Reordered
-	// Truncated: records at the end are gone.
-	Truncated
-	// Forged: a checkpoint or seal does not carry a valid signature.
-	Forged
-	// Malformed: a line is not an audit export line at all.
-	Malformed
+	Edited    = auditfile.Edited
+	Missing   = auditfile.Missing
+	Reordered = auditfile.Reordered
+	Truncated = auditfile.Truncated
+	Forged    = auditfile.Forged
+	Malformed = auditfile.Malformed
 )
 
-func (t Tamper) String() string {
-	switch t {
-	case Edited:
-		return "edited"
-	case Missing:
-		return "missing"
-	case Reordered:
-		return "reordered"
-	case Truncated:
-		return "truncated"
-	case Forged:
-		return "forged"
-	case Malformed:
-		return "malformed"
-	}
-	return fmt.Sprintf("tamper(%d)", uint8(t))
-}
-
-// TamperError describes the first problem verification found. Seq is the
-// record it concerns (0 when none applies) and Line the 1-based line of an
-// export file (0 for live verification).
-type TamperError struct {
-	Kind   Tamper
-	Seq    uint64
-	Line   int
-	Detail string
-}
-
-func (e *TamperError) Error() string {
-	s := "audit: " + e.Detail
-	if e.Line > 0 {
-		s += fmt.Sprintf(" (line %d)", e.Line)
-	}
-	return s
-}
-
-// Is reports whether target is ErrTampered.
-func (e *TamperError) Is(target error) bool { return target == ErrTampered }
-
-func tamper(kind Tamper, seq uint64, line int, format string, args ...any) *TamperError {
-	return &TamperError{Kind: kind, Seq: seq, Line: line, Detail: fmt.Sprintf(format, args...)}
-}
+// TamperError describes the first problem verification found
+// (auditfile.TamperError): its kind, the record and the line of a file.
+type TamperError = auditfile.TamperError

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 )
@@ -23,75 +21,28 @@ const (
 	keyPublic  = "sys/audit/pubkey"
 )
 
-// Signer signs checkpoints and export trailers with the cluster audit key,
-// an ed25519 key generated once per cluster. It never prints its key.
-type Signer struct {
-	priv ed25519.PrivateKey
-	id   string
-}
+// Signer signs checkpoints and export trailers with the cluster audit key
+// (auditfile.Signer); LoadSigner loads it. It never prints its key.
+type Signer = auditfile.Signer
 
-// NewSigner returns a Signer for priv.
-func NewSigner(priv ed25519.PrivateKey) *Signer {
-	return &Signer{priv: priv, id: KeyID(priv.Public().(ed25519.PublicKey))}
-}
+// NewSigner returns a Signer for priv (auditfile.NewSigner).
+func NewSigner(priv ed25519.PrivateKey) *Signer { return auditfile.NewSigner(priv) }
 
-// KeyID names a public key: the first 16 hex digits of its SHA-256.
-func KeyID(pub ed25519.PublicKey) string {
-	s := sha256.Sum256(pub)
-	return hex.EncodeToString(s[:8])
-}
+// KeyID names a public key: the first 16 hex digits of its SHA-256
+// (auditfile.KeyID).
+func KeyID(pub ed25519.PublicKey) string { return auditfile.KeyID(pub) }
 
-// KeyID returns the ID of the signer's key.
-func (s *Signer) KeyID() string { return s.id }
+// Keys maps key IDs to the public keys that verify signatures
+// (auditfile.Keys).
+type Keys = auditfile.Keys
 
-// Public returns the public key.
-func (s *Signer) Public() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
-
-// Keys returns a key set holding the signer's public key.
-func (s *Signer) Keys() Keys { return Keys{s.id: s.Public()} }
-
-// String redacts the key.
-func (s *Signer) String() string { return "audit signer " + s.id }
-
-// LogValue redacts the key.
-func (s *Signer) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-func (s *Signer) sign(msg []byte) []byte { return ed25519.Sign(s.priv, msg) }
-
-// Keys maps key IDs to the public keys that verify signatures.
-type Keys map[string]ed25519.PublicKey
-
-// verify reports whether sig is id's signature of msg.
-func (k Keys) verify(id string, msg, sig []byte) (bool, error) {
-	pub, ok := k[id]
-	if !ok {
-		return false, fmt.Errorf("%w: key %q", ErrNoKey, id)
-	}
-	return ed25519.Verify(pub, msg, sig), nil
-}
-
-// PublicKeyRecord is how the public key is stored (and how ferryctl shows
-// it to auditors).
-type PublicKeyRecord struct {
-	KeyID     string            `json:"key_id"`
-	PublicKey ed25519.PublicKey `json:"public_key"`
-}
+// PublicKeyRecord is how the public key is stored at sys/audit/pubkey, and
+// how ferryctl shows it to auditors (auditfile.PublicKeyRecord).
+type PublicKeyRecord = auditfile.PublicKeyRecord
 
 // ParseKeys decodes one PublicKeyRecord (JSON) into a key set, checking
-// that the key ID matches the key.
-func ParseKeys(b []byte) (Keys, error) {
-	var r PublicKeyRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
-	}
-	if len(r.PublicKey) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: public key: want %d bytes, got %d", ErrMalformed, ed25519.PublicKeySize, len(r.PublicKey))
-	}
-	if KeyID(r.PublicKey) != r.KeyID {
-		return nil, fmt.Errorf("%w: public key: key_id %q does not match the key", ErrMalformed, r.KeyID)
-	}
-	return Keys{r.KeyID: r.PublicKey}, nil
-}
+// that the key ID matches the key (auditfile.ParseKeys).
+func ParseKeys(b []byte) (Keys, error) { return auditfile.ParseKeys(b) }
 
 // LoadSigner returns the cluster audit key, generating and storing it first
 // if the cluster has none. Concurrent first calls on several nodes agree:

@@ -75,6 +75,33 @@ func (m *exportMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors}
 }
 
+type trimMetrics struct {
+	trimmed prometheus.Counter
+	errors  prometheus.Counter
+	first   prometheus.Gauge
+}
+
+func newTrimMetrics() *trimMetrics {
+	return &trimMetrics{
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_audit_trimmed_records_total",
+			Help: "Journal records dropped by retention trims run on this node.",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_audit_trim_errors_total",
+			Help: "Retention trims that failed on this node.",
+		}),
+		first: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ferry_audit_journal_first_record",
+			Help: "First journal sequence number kept after this node's last retention trim.",
+		}),
+	}
+}
+
+func (m *trimMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.trimmed, m.errors, m.first}
+}
+
 func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {
 	for _, c := range cs {
 		if err := r.Register(c); err != nil {

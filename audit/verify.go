@@ -1,338 +1,27 @@
 package audit
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cluster"
 )
 
-// VerifyOptions tune verification.
-type VerifyOptions struct {
-	// Keys verify checkpoint and trailer signatures. Required unless
-	// SkipSignatures.
-	Keys Keys
-	// SkipSignatures checks the hash chain only. Without signatures an
-	// attacker who rewrites a record and every hash after it goes
-	// unnoticed; use it only to diagnose.
-	SkipSignatures bool
-	// RequireTrailer fails a file that does not end with a signed trailer,
-	// as every pull export does. Files with a header always need one;
-	// files written by sinks have neither.
-	RequireTrailer bool
-}
+// VerifyOptions tune verification (auditfile.VerifyOptions): the keys,
+// whether to skip signatures, whether a file must end with a trailer.
+type VerifyOptions = auditfile.VerifyOptions
 
-// Report summarises a successful (or partial) verification.
-type Report struct {
-	// Records counts distinct records checked; Events and Checkpoints
-	// those of each kind.
-	Records, Events, Checkpoints uint64
-	// Duplicates counts records seen again with identical contents, as
-	// at-least-once delivery to a sink may repeat them.
-	Duplicates uint64
-	// First and Last are the first and last sequence numbers seen.
-	First, Last uint64
-	// Signed is the highest sequence number vouched for by a valid
-	// checkpoint or trailer: records after it are chained but unsigned.
-	Signed uint64
-	// Anchored reports whether the first record's predecessor is known:
-	// the journal starts at 1, or a checkpoint signs the hash it follows.
-	Anchored bool
-	// Trailer reports whether a valid signed trailer closed the file.
-	Trailer bool
-	// Filtered reports a filtered export: its records are checked one by
-	// one and as a set through the trailer, not link by link.
-	Filtered bool
-}
+// Report summarises a successful (or partial) verification
+// (auditfile.Report).
+type Report = auditfile.Report
 
-// ringSize bounds how far back a checkpoint may point and still be checked
-// against the record it covers: a checkpoint covers the journal head when
-// it was signed, a few batches before the checkpoint itself.
-const ringSize = 1 << 17
-
-type ringSlot struct {
-	seq uint64
-	h   Hash
-}
-
-// verifier checks a stream of records in journal order.
-type verifier struct {
-	opts     VerifyOptions
-	rep      Report
-	started  bool
-	filtered bool
-	first    Hash // prev hash of the first record
-	prev     Hash // hash of record rep.Last
-	ring     []ringSlot
-	gap      *gap
-	digest   *digester
-}
-
-type gap struct {
-	expect, got uint64
-	line        int
-}
-
-func newVerifier(opts VerifyOptions) *verifier {
-	return &verifier{opts: opts, ring: make([]ringSlot, ringSize), digest: newDigester()}
-}
-
-func (v *verifier) lookup(seq uint64) (Hash, bool) {
-	s := v.ring[seq%ringSize]
-	return s.h, s.seq == seq && seq != 0
-}
-
-// add checks one record.
-func (v *verifier) add(seq uint64, prev, h Hash, data []byte, ln int) error {
-	if g := v.gap; g != nil {
-		v.gap = nil
-		if seq >= g.expect && seq < g.got {
-			return tamper(Reordered, seq, ln, "records out of order at %d: record %d comes before it", seq, g.got)
-		}
-		return missing(g)
-	}
-	if chainHash(prev, seq, data) != h {
-		// A record moved from elsewhere still matches its hash under its
-		// own sequence number.
-		for d := uint64(1); d <= 16; d++ {
-			for _, other := range []uint64{seq + d, seq - d} {
-				if other != 0 && other < seq+17 && chainHash(prev, other, data) == h {
-					return tamper(Reordered, seq, ln, "records out of order at %d: record %d is in its place", seq, other)
-				}
-			}
-		}
-		return tamper(Edited, seq, ln, "record %d edited: its contents do not match its hash", seq)
-	}
-	switch {
-	case !v.started:
-		v.started = true
-		v.rep.First, v.first = seq, prev
-		if seq == 1 && prev != (Hash{}) {
-			return tamper(Edited, seq, ln, "record 1 edited: it does not start the chain")
-		}
-		v.rep.Anchored = seq == 1
-	case seq <= v.rep.Last:
-		if old, ok := v.lookup(seq); ok && old == h {
-			v.rep.Duplicates++
-			return nil
-		} else if ok {
-			return tamper(Edited, seq, ln, "record %d edited: it appears twice with different contents", seq)
-		}
-		return tamper(Reordered, seq, ln, "records out of order at %d: it comes after record %d", seq, v.rep.Last)
-	case v.filtered:
-	case seq > v.rep.Last+1:
-		v.gap = &gap{expect: v.rep.Last + 1, got: seq, line: ln}
-	case prev != v.prev:
-		return tamper(Edited, seq-1, ln, "record %d edited: record %d no longer follows it", seq-1, seq)
-	}
-	v.rep.Last, v.prev = seq, h
-	v.ring[seq%ringSize] = ringSlot{seq: seq, h: h}
-	v.rep.Records++
-	v.digest.add(seq, h)
-	switch {
-	case bytes.HasPrefix(data, checkpointPrefix):
-		v.rep.Checkpoints++
-		var cr checkpointRecord
-		if err := json.Unmarshal(data, &cr); err != nil || cr.Checkpoint == nil {
-			return tamper(Malformed, seq, ln, "record %d: undecodable checkpoint", seq)
-		}
-		return v.checkpoint(seq, cr.Checkpoint, ln)
-	case bytes.HasPrefix(data, eventPrefix):
-		v.rep.Events++
-	}
-	return nil
-}
-
-func missing(g *gap) error {
-	if g.got-g.expect == 1 {
-		return tamper(Missing, g.expect, g.line, "record %d missing", g.expect)
-	}
-	return tamper(Missing, g.expect, g.line, "records %d to %d missing", g.expect, g.got-1)
-}
-
-// checkpoint checks a checkpoint stored as record seq.
-func (v *verifier) checkpoint(seq uint64, c *Checkpoint, ln int) error {
-	if !v.opts.SkipSignatures {
-		ok, err := v.opts.Keys.verify(c.KeyID, c.signedBytes(), c.Sig)
-		if err != nil {
-			return tamper(Forged, seq, ln, "checkpoint at %d: signed by unknown key %q", seq, c.KeyID)
-		}
-		if !ok {
-			return tamper(Forged, seq, ln, "checkpoint at %d: invalid signature", seq)
-		}
-	}
-	switch h, ok := v.lookup(c.Seq); {
-	case c.Seq >= seq:
-		return tamper(Forged, seq, ln, "checkpoint at %d covers later record %d", seq, c.Seq)
-	case c.Seq+1 == v.rep.First && c.Hash == v.first:
-		v.rep.Anchored = true
-	case ok && h != c.Hash:
-		return tamper(Edited, c.Seq, ln, "record %d edited: checkpoint at %d signs a different hash", c.Seq, seq)
-	case ok && !v.opts.SkipSignatures:
-		v.rep.Signed = max(v.rep.Signed, c.Seq)
-	}
-	return nil
-}
-
-// finish checks the end of the stream.
-func (v *verifier) finish() error {
-	if v.gap != nil {
-		return missing(v.gap)
-	}
-	return nil
-}
-
-// trailer checks a pull export's trailer against what was read.
-func (v *verifier) trailer(t *Trailer, hdr *Header, ln int) error {
-	if !v.opts.SkipSignatures {
-		ok, err := v.opts.Keys.verify(t.KeyID, t.signedBytes(), t.Sig)
-		if err != nil {
-			return tamper(Forged, 0, ln, "trailer signed by unknown key %q", t.KeyID)
-		}
-		if !ok {
-			return tamper(Forged, 0, ln, "trailer: invalid signature")
-		}
-	}
-	if hdr != nil && hdr.Filter != t.Filter {
-		return tamper(Forged, 0, ln, "header filter %q differs from the signed trailer's %q", hdr.Filter, t.Filter)
-	}
-	if filterContiguous(t.Filter) == v.filtered {
-		return tamper(Forged, 0, ln, "header does not match the export's filter %q", t.Filter)
-	}
-	switch {
-	case v.rep.Last < t.Last && v.rep.Records > 0:
-		return tamper(Truncated, v.rep.Last, ln, "export truncated after record %d: the trailer covers records up to %d", v.rep.Last, t.Last)
-	case v.rep.Records == 0 && t.Count > 0:
-		return tamper(Truncated, 0, ln, "export truncated: no records, the trailer covers %d to %d", t.First, t.Last)
-	case v.rep.Last > t.Last:
-		return tamper(Forged, v.rep.Last, ln, "record %d follows the trailer's last record %d", v.rep.Last, t.Last)
-	case v.rep.First != t.First && t.Count > 0:
-		return tamper(Missing, t.First, ln, "export starts at record %d: the trailer says it starts at %d", v.rep.First, t.First)
-	case v.digest.count != t.Count:
-		return tamper(Missing, 0, ln, "%d records missing: the trailer counts %d, the export holds %d", int64(t.Count)-int64(v.digest.count), t.Count, v.digest.count)
-	case v.prev != t.LastHash:
-		return tamper(Edited, v.rep.Last, ln, "record %d edited: the trailer signs a different hash", v.rep.Last)
-	case v.digest.sum() != t.Digest:
-		return tamper(Edited, 0, ln, "records edited or reordered: the trailer's digest does not match the export")
-	}
-	if !v.opts.SkipSignatures {
-		v.rep.Signed = t.Last
-	}
-	v.rep.Trailer = true
-	return nil
-}
-
-// filterContiguous reports whether a Filter.String selects whole ranges.
-func filterContiguous(s string) bool {
-	for _, p := range strings.Fields(s) {
-		if p != "all" && !strings.HasPrefix(p, "seq") {
-			return false
-		}
-	}
-	return true
-}
-
-// maxLine bounds one export line: a record of cluster.MaxRecordLen bytes,
-// base64-encoded, plus the chain fields.
-const maxLine = cluster.MaxRecordLen*4/3 + 4096
-
-// VerifyFile checks an export or sink file in the native format: every
-// record against its hash and its predecessor, every checkpoint's signature
-// and the hash it signs, and the trailer if there is one. It returns the
-// report and, at the first problem, a *TamperError (wrapping ErrTampered)
-// that names the record: "record 1234 edited", "record 1235 missing",
-// "records out of order at 77", "export truncated after record 900: the
-// trailer covers records up to 950".
+// VerifyFile checks an export or sink file in the native format; it is
+// auditfile.VerifyFile, which names the first record that was edited,
+// deleted, reordered or cut off as a *TamperError.
 func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
-	if !opts.SkipSignatures && len(opts.Keys) == 0 {
-		return Report{}, fmt.Errorf("%w: verification needs the audit public key", ErrNoKey)
-	}
-	v := newVerifier(opts)
-	br := bufio.NewReaderSize(r, 256<<10)
-	var hdr *Header
-	var done bool
-	for ln := 1; ; ln++ {
-		b, err := readLine(br)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return v.rep, fmt.Errorf("reading line %d: %w", ln, err)
-		}
-		complete := len(b) > 0 && b[len(b)-1] == '\n'
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			continue
-		}
-		if done {
-			return v.rep, tamper(Malformed, 0, ln, "data after the export's trailer")
-		}
-		l, perr := parseLine(b)
-		if perr != nil {
-			if !complete {
-				return v.rep, tamper(Truncated, v.rep.Last, ln, "export truncated after record %d: the last line is cut off", v.rep.Last)
-			}
-			return v.rep, tamper(Malformed, 0, ln, "not an audit export line: %v", perr)
-		}
-		switch {
-		case l.Export != nil:
-			if ln != 1 || v.started {
-				return v.rep, tamper(Malformed, 0, ln, "export header in the middle of the file")
-			}
-			hdr = l.Export
-			v.filtered = !filterContiguous(hdr.Filter)
-			v.rep.Filtered = v.filtered
-		case l.End != nil:
-			if err := v.finish(); err != nil {
-				return v.rep, err
-			}
-			if err := v.trailer(l.End, hdr, ln); err != nil {
-				return v.rep, err
-			}
-			done = true
-		default:
-			if err := v.add(l.Seq, l.PrevHash, l.Hash, l.data(), ln); err != nil {
-				return v.rep, err
-			}
-		}
-	}
-	if err := v.finish(); err != nil {
-		return v.rep, err
-	}
-	if !done && (opts.RequireTrailer || hdr != nil) {
-		return v.rep, tamper(Truncated, v.rep.Last, 0, "export truncated after record %d: its signed trailer is missing", v.rep.Last)
-	}
-	return v.rep, nil
-}
-
-// readLine returns the next line including its newline (absent at EOF),
-// failing on lines longer than maxLine.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	b, err := br.ReadSlice('\n')
-	if err == nil || (errors.Is(err, io.EOF) && len(b) > 0) {
-		return b, nil
-	}
-	if !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, err
-	}
-	long := append([]byte(nil), b...)
-	for errors.Is(err, bufio.ErrBufferFull) {
-		if len(long) > maxLine {
-			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrMalformed, maxLine)
-		}
-		b, err = br.ReadSlice('\n')
-		long = append(long, b...)
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return long, nil
+	return auditfile.VerifyFile(r, opts)
 }
 
 // LiveStore is what live verification reads: the journal and the last
@@ -346,56 +35,63 @@ type LiveStore interface {
 // and then that nothing was cut from its end: the journal head and the last
 // checkpoint recorded in the store must agree with the last record.
 func VerifyLive(ctx context.Context, s LiveStore, opts VerifyOptions) (Report, error) {
-	if !opts.SkipSignatures && len(opts.Keys) == 0 {
-		return Report{}, fmt.Errorf("%w: verification needs the audit public key", ErrNoKey)
+	v, err := auditfile.NewVerifier(opts)
+	if err != nil {
+		return Report{}, err
 	}
 	head, headHash, err := s.JournalHead()
 	if err != nil {
 		return Report{}, fmt.Errorf("reading journal head: %w", err)
 	}
-	v := newVerifier(opts)
 	from := uint64(1)
 	for {
 		if err := ctx.Err(); err != nil {
-			return v.rep, err
+			return v.Report(), err
 		}
 		recs, err := s.JournalRange(from, ^uint64(0), scanPage)
 		if err != nil {
-			return v.rep, fmt.Errorf("reading journal from %d: %w", from, err)
+			return v.Report(), fmt.Errorf("reading journal from %d: %w", from, err)
 		}
 		if len(recs) == 0 {
 			break
 		}
 		for _, r := range recs {
-			if err := v.add(r.Seq, r.PrevHash, r.Hash, r.Data, 0); err != nil {
-				return v.rep, err
+			if err := v.Add(r.Seq, r.PrevHash, r.Hash, r.Data); err != nil {
+				return v.Report(), err
 			}
 		}
 		from = recs[len(recs)-1].Seq + 1
 	}
-	if err := v.finish(); err != nil {
-		return v.rep, err
+	if err := v.Finish(); err != nil {
+		return v.Report(), err
 	}
-	if v.started && !v.rep.Anchored {
-		return v.rep, tamper(Missing, 1, 0, "records 1 to %d missing: no checkpoint anchors record %d", v.rep.First-1, v.rep.First)
+	rep := v.Report()
+	if rep.Records > 0 && !rep.Anchored {
+		return rep, tamper(Missing, 1, "records 1 to %d missing: no checkpoint anchors record %d", rep.First-1, rep.First)
 	}
 	switch {
-	case head > v.rep.Last:
-		return v.rep, tamper(Truncated, v.rep.Last, 0, "journal truncated after record %d: its head is record %d", v.rep.Last, head)
-	case head < v.rep.Last:
-		return v.rep, tamper(Edited, head, 0, "journal head says record %d, but records run to %d", head, v.rep.Last)
-	case head > 0 && Hash(headHash) != v.prev:
-		return v.rep, tamper(Edited, head, 0, "record %d edited: the journal head holds a different hash", head)
+	case head > rep.Last:
+		return rep, tamper(Truncated, rep.Last, "journal truncated after record %d: its head is record %d", rep.Last, head)
+	case head < rep.Last:
+		return rep, tamper(Edited, head, "journal head says record %d, but records run to %d", head, rep.Last)
+	case head > 0 && Hash(headHash) != v.LastHash():
+		return rep, tamper(Edited, head, "record %d edited: the journal head holds a different hash", head)
 	}
 	last, ok, err := loadLastCheckpoint(ctx, s)
 	if err != nil {
-		return v.rep, err
+		return rep, err
 	}
-	if ok && last.Seq > v.rep.Last {
-		return v.rep, tamper(Truncated, v.rep.Last, 0, "journal truncated after record %d: the last checkpoint covers record %d", v.rep.Last, last.Seq)
+	if ok && last.Seq > rep.Last {
+		return rep, tamper(Truncated, rep.Last, "journal truncated after record %d: the last checkpoint covers record %d", rep.Last, last.Seq)
 	}
-	if ok && last.Record > v.rep.Last {
-		return v.rep, tamper(Truncated, v.rep.Last, 0, "journal truncated after record %d: the last checkpoint was stored as record %d", v.rep.Last, last.Record)
+	if ok && last.Record > rep.Last {
+		return rep, tamper(Truncated, rep.Last, "journal truncated after record %d: the last checkpoint was stored as record %d", rep.Last, last.Record)
 	}
-	return v.rep, nil
+	return rep, nil
+}
+
+// tamper returns the *TamperError of a live verification, which has no
+// file lines.
+func tamper(kind Tamper, seq uint64, format string, args ...any) *TamperError {
+	return &TamperError{Kind: kind, Seq: seq, Detail: fmt.Sprintf(format, args...)}
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 )
 
@@ -23,10 +27,8 @@ session and flow, hash-chained in commit order with signed checkpoints.
   export    write records (JSON lines with chain fields and a signed trailer,
             or CEF/OCSF) for an auditor
   key       print the audit public key, for verifying exports offline
-  verify    check the live journal of the node that answers (--live)
-
-An export is verified offline, on any machine, with
-  ferryd audit verify FILE --key KEY.json`,
+  verify    check an export file offline (FILE --key KEY.json), or the
+            live journal of the node that answers (--live)`,
 	}
 	cmd.AddCommand(newAuditTailCmd(g), newAuditExportCmd(g), newAuditKeyCmd(g), newAuditVerifyCmd(g))
 	return cmd
@@ -152,40 +154,62 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// progress counts records (lines) as they are written and reports them
-// on a line of their own at most every interval.
+// progress counts the records written and reports them on a line of
+// their own at most every interval. A record is a line other than the
+// header and trailer of the native format.
 type progress struct {
-	w            io.Writer
-	to           io.Writer
-	every        time.Duration
-	lines, bytes int64
-	last         time.Time
+	w              io.Writer
+	to             io.Writer
+	every          time.Duration
+	records, bytes int64
+	last           time.Time
+	start          []byte // the current line's first bytes, enough to tell a header or trailer
 }
+
+// Lines of the native format that frame an export rather than carry a
+// record (auditfile.Header and auditfile.Trailer).
+var (
+	headerStart  = []byte(`{"export":`)
+	trailerStart = []byte(`{"end":`)
+)
 
 func (p *progress) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
 	p.bytes += int64(n)
-	for _, c := range b[:n] {
-		if c == '\n' {
-			p.lines++
-		}
-	}
+	p.count(b[:n])
 	if time.Since(p.last) >= p.every {
 		p.last = time.Now()
-		fmt.Fprintf(p.to, "\rexported %d records (%d KiB)", p.lines, p.bytes>>10)
+		fmt.Fprintf(p.to, "\rexported %d records (%d KiB)", p.records, p.bytes>>10)
 	}
 	return n, err
 }
 
+// count counts the records among the lines that end in b.
+func (p *progress) count(b []byte) {
+	for len(b) > 0 {
+		line, rest, complete := bytes.Cut(b, []byte{'\n'})
+		if room := len(headerStart) - len(p.start); room > 0 {
+			p.start = append(p.start, line[:min(room, len(line))]...)
+		}
+		if !complete {
+			return
+		}
+		if len(p.start) > 0 && !bytes.HasPrefix(p.start, headerStart) && !bytes.HasPrefix(p.start, trailerStart) {
+			p.records++
+		}
+		p.start, b = p.start[:0], rest
+	}
+}
+
 func (p *progress) done(name string) {
-	fmt.Fprintf(p.to, "\rexported %d records (%d KiB) to %s\n", p.lines, p.bytes>>10, name)
+	fmt.Fprintf(p.to, "\rexported %d records (%d KiB) to %s\n", p.records, p.bytes>>10, name)
 }
 
 func newAuditKeyCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "key",
 		Short:   "Print the audit public key (JSON) for offline verification",
-		Example: "  ferryctl audit key > audit-key.json\n  ferryd audit verify export.jsonl --key audit-key.json",
+		Example: "  ferryctl audit key > audit-key.json\n  ferryctl audit verify export.jsonl --key audit-key.json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.connect()
@@ -207,43 +231,187 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
-	var live bool
+	var live, noTrailer bool
+	var keyFile string
 	cmd := &cobra.Command{
-		Use:   "verify --live",
-		Short: "Verify the live audit journal of the answering node",
-		Long: `verify --live asks the node that answers to recompute its whole journal:
-every record's hash, its link to the one before, the checkpoint signatures,
-and that nothing was cut from the end. A problem names the record.
+		Use:   "verify FILE | --live",
+		Short: "Verify an audit export offline, or the live audit journal",
+		Long: `verify FILE checks an export on this machine, without the cluster: it
+recomputes the hash chain, checks the checkpoints' and the trailer's
+signatures with the audit public key, and names the first record that was
+edited, deleted, reordered or cut off. It exits with status 1 when it
+finds one.
 
-To verify an exported file offline, use ferryd audit verify FILE --key KEY.`,
-		Example: "  ferryctl audit verify --live\n  ferryctl --server https://node2.internal:8443 audit verify --live",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !live {
-				return fmt.Errorf("say --live to verify the cluster's journal; to verify an export file use: ferryd audit verify FILE --key KEY")
+Which key it uses:
+  --key KEY.json  the audit public key record, as "ferryctl audit key"
+                  prints it. Keep a copy apart from the cluster and its
+                  exports: only a key kept apart proves where an export
+                  came from.
+  no --key        when signed in, the key the server hands out (as
+                  "ferryctl audit key"); ferryctl says so on standard
+                  error. Whoever controls the server controls that key
+                  too, so this catches accidents and edits of the file,
+                  not a compromised cluster. Not signed in: an error.
+
+Files written by the file sink have no header or trailer: use --no-trailer
+for them. Checkpoints then vouch for the records; records after the last
+checkpoint are unsigned, and a cut-off end goes unnoticed.
+
+verify --live instead asks the node that answers to recompute its whole
+journal: every record's hash, its link to the one before, the checkpoint
+signatures, and that nothing was cut from the end.`,
+		Example: `  ferryctl audit key > audit-key.json
+  ferryctl audit export --output export.jsonl
+  ferryctl audit verify export.jsonl --key audit-key.json
+  ferryctl audit verify /var/lib/ferry/audit/audit.jsonl --key audit-key.json --no-trailer
+  ferryctl audit verify --live
+  ferryctl --server https://node2.internal:8443 audit verify --live`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case live && len(args) > 0:
+				return errors.New("give an export FILE or --live, not both")
+			case live && (keyFile != "" || noTrailer):
+				return errors.New("--key and --no-trailer apply to an export FILE, not --live")
+			case live:
+				return verifyLive(cmd.Context(), g)
+			case len(args) == 0:
+				return errors.New("give an export FILE to verify offline (with --key KEY.json), or --live to verify the cluster's journal")
 			}
-			c, err := g.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			r, err := c.AuditVerify(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				if err := writeJSON(g.con.out, r); err != nil {
-					return err
-				}
-			} else if r.OK {
-				fmt.Fprintf(g.con.out, "node %s: %d records (%d..%d) verified; signed through %d\n", r.Node, r.Records, r.First, r.Last, r.Signed)
-			}
-			if !r.OK {
-				return fmt.Errorf("node %s: audit journal FAILED verification: %s", r.Node, r.Problem)
-			}
-			return nil
+			return verifyFile(cmd.Context(), g, args[0], keyFile, noTrailer)
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "verify the journal stored in the cluster")
+	cmd.Flags().StringVar(&keyFile, "key", "", "the audit public key record (JSON) to verify FILE with (default: the signed-in server's)")
+	cmd.Flags().BoolVar(&noTrailer, "no-trailer", false, "accept a FILE without a signed trailer (file sink output)")
 	return cmd
+}
+
+func verifyLive(ctx context.Context, g *globals) error {
+	c, err := g.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.AuditVerify(ctx)
+	if err != nil {
+		return err
+	}
+	if g.json() {
+		if err := writeJSON(g.con.out, r); err != nil {
+			return err
+		}
+	} else if r.OK {
+		fmt.Fprintf(g.con.out, "node %s: %d records (%d..%d) verified; signed through %d\n", r.Node, r.Records, r.First, r.Last, r.Signed)
+	}
+	if !r.OK {
+		return fmt.Errorf("node %s: audit journal FAILED verification: %s", r.Node, r.Problem)
+	}
+	return nil
+}
+
+// fileVerification is what verify FILE prints with -o json.
+type fileVerification struct {
+	File string `json:"file"`
+	OK   bool   `json:"ok"`
+	// Problem names the first record found tampered with; Kind is edited,
+	// missing, reordered, truncated, forged or malformed, Seq the record
+	// and Line the line of the file.
+	Problem string `json:"problem,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	// KeyID is the key verified with; KeyFrom the --key file, or the
+	// server it was fetched from.
+	KeyID       string `json:"key_id"`
+	KeyFrom     string `json:"key_from"`
+	Records     uint64 `json:"records"`
+	Events      uint64 `json:"events"`
+	Checkpoints uint64 `json:"checkpoints"`
+	Duplicates  uint64 `json:"duplicates"`
+	First       uint64 `json:"first"`
+	Last        uint64 `json:"last"`
+	Signed      uint64 `json:"signed"`
+	Anchored    bool   `json:"anchored"`
+	Trailer     bool   `json:"trailer"`
+	Filtered    bool   `json:"filtered"`
+}
+
+// verifyFile verifies an export file with the key of keyFile, or else
+// the signed-in server's, the way "ferryd audit verify" does.
+func verifyFile(ctx context.Context, g *globals, path, keyFile string, noTrailer bool) error {
+	keys, from, err := g.auditKeys(ctx, keyFile)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rep, verr := auditfile.VerifyFile(f, auditfile.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer})
+	var te *auditfile.TamperError
+	if verr != nil && !errors.As(verr, &te) {
+		return fmt.Errorf("verifying %s: %w", path, verr)
+	}
+	if g.json() {
+		out := fileVerification{File: path, OK: verr == nil, KeyFrom: from,
+			Records: rep.Records, Events: rep.Events, Checkpoints: rep.Checkpoints, Duplicates: rep.Duplicates,
+			First: rep.First, Last: rep.Last, Signed: rep.Signed, Anchored: rep.Anchored, Trailer: rep.Trailer, Filtered: rep.Filtered}
+		for id := range keys {
+			out.KeyID = id
+		}
+		if te != nil {
+			out.Problem, out.Kind, out.Seq, out.Line = te.Error(), te.Kind.String(), te.Seq, te.Line
+		}
+		if err := writeJSON(g.con.out, out); err != nil {
+			return err
+		}
+	} else if verr == nil {
+		fmt.Fprintf(g.con.out, "%s: %s\n", path, rep.Summary())
+	}
+	if verr != nil {
+		return fmt.Errorf("%s FAILED verification: %w", path, verr)
+	}
+	return nil
+}
+
+// auditKeys returns the audit public key to verify files with: keyFile's,
+// else the signed-in server's, announced on standard error. It also
+// returns where the key came from.
+func (g *globals) auditKeys(ctx context.Context, keyFile string) (auditfile.Keys, string, error) {
+	if keyFile != "" {
+		keys, err := auditfile.ReadKeysFile(keyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--key: %w", err)
+		}
+		return keys, keyFile, nil
+	}
+	server, caFile, sess, err := g.target()
+	if err == nil && sess == nil {
+		err = errNotSignedIn
+	}
+	if errors.Is(err, errNotSignedIn) {
+		return nil, "", errors.New("--key KEY.json: required when not signed in (the audit public key, from ferryctl audit key)")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := g.newClient(server, caFile, sess.Token)
+	if err != nil {
+		return nil, "", err
+	}
+	defer c.Close()
+	b, err := c.AuditKey(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching the audit key from %s (or give --key KEY.json): %w", server, explain(err))
+	}
+	keys, err := auditfile.ParseKeys(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("the audit key from %s: %w", server, err)
+	}
+	for id := range keys {
+		fmt.Fprintf(g.con.err, "verifying with audit key %s fetched from %s (give --key KEY.json to use a copy kept apart)\n", id, server)
+	}
+	return keys, server, nil
 }

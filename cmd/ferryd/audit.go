@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/audit/auditfile"
 )
 
 func newAuditCmd(stdout io.Writer) *cobra.Command {
@@ -24,40 +24,33 @@ func newAuditCmd(stdout io.Writer) *cobra.Command {
 		Long: `verify recomputes an export's hash chain, checks its checkpoints' and its
 trailer's signatures with the audit public key, and names the first record
 that was edited, deleted, reordered or cut off. It needs no cluster: the key
-comes from "ferryctl audit key" (keep a copy with the export).
+comes from "ferryctl audit key" (keep a copy apart from the cluster). It is
+the same check as "ferryctl audit verify FILE --key KEY.json".
 
 Files written by the file sink have no trailer: use --no-trailer for them.`,
 		Example: `  ferryctl audit key > audit-key.json
   ferryctl audit export --output export.jsonl
-  ferryd audit verify export.jsonl --key audit-key.json`,
+  ferryd audit verify export.jsonl --key audit-key.json
+  ferryctl audit verify export.jsonl --key audit-key.json   # the same, on an admin's machine`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyFile == "" {
 				return errors.New("--key: required (the audit public key, from ferryctl audit key)")
 			}
-			kb, err := os.ReadFile(keyFile)
+			keys, err := auditfile.ReadKeysFile(keyFile)
 			if err != nil {
-				return err
-			}
-			keys, err := audit.ParseKeys(kb)
-			if err != nil {
-				return fmt.Errorf("--key %s: %w", keyFile, err)
+				return fmt.Errorf("--key: %w", err)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			rep, err := audit.VerifyFile(f, audit.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer})
+			rep, err := auditfile.VerifyFile(f, auditfile.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer})
 			if err != nil {
 				return fmt.Errorf("%s FAILED verification: %w", args[0], err)
 			}
-			fmt.Fprintf(stdout, "%s: %d records (%d..%d, %d events, %d checkpoints) verified; signed through %d",
-				args[0], rep.Records, rep.First, rep.Last, rep.Events, rep.Checkpoints, rep.Signed)
-			if rep.Duplicates > 0 {
-				fmt.Fprintf(stdout, "; %d repeated deliveries", rep.Duplicates)
-			}
-			fmt.Fprintln(stdout)
+			fmt.Fprintf(stdout, "%s: %s\n", args[0], rep.Summary())
 			return nil
 		},
 	}

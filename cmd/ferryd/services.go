@@ -43,6 +43,7 @@ type services struct {
 	signer   *audit.Signer
 	checkpts *audit.Checkpointer
 	exporter *audit.Exporter
+	trimmer  *audit.Trimmer // nil without sinks: nothing would be trimmed
 	sessions *authn.Sessions
 	users    *authn.Users
 	mfa      *authn.MFA
@@ -97,6 +98,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 	if len(sinks) > 0 {
 		if s.exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: sinks, Logger: log, Registerer: reg}); err != nil {
+			return nil, err
+		}
+		// Retention: the leader trims what every sink has confirmed.
+		names := make([]string, len(sinks))
+		for i, sk := range sinks {
+			names[i] = sk.Name()
+		}
+		if s.trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
+			Store: node, Recorder: s.audit, Logger: log, Registerer: reg,
+			Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention.D(), Sinks: names},
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -209,6 +221,9 @@ func (s *services) close(log *slog.Logger) {
 		}
 	}
 	s.wg.Wait()
+	if s.trimmer != nil {
+		s.trimmer.Close()
+	}
 	if s.exporter != nil {
 		if err := s.exporter.Close(); err != nil {
 			log.Warn("closing audit exporter", "err", err)

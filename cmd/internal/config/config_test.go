@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryvpn/ferry/audit"
 )
 
 // base is a valid file; cases edit it with edit.
@@ -68,6 +70,21 @@ func TestParseGood(t *testing.T) {
 				}
 				if c.Cluster.HeartbeatTimeout.D() != time.Second || !c.Cluster.Bootstrap {
 					t.Errorf("cluster = %+v", c.Cluster)
+				}
+			},
+		},
+		{
+			name: "audit retention: default, days and hours",
+			yaml: base,
+			check: func(t *testing.T, c *Config) {
+				if c.Audit.Retention.D() != audit.DefaultRetention {
+					t.Errorf("default audit.retention = %s, want %s", c.Audit.Retention.D(), audit.DefaultRetention)
+				}
+				for text, want := range map[string]time.Duration{"400d": 400 * 24 * time.Hour, "36h": 36 * time.Hour, "1d": 24 * time.Hour} {
+					c, err := Parse([]byte(base+"audit:\n  retention: "+text+"\n"), dir, Overrides{})
+					if err != nil || c.Audit.Retention.D() != want {
+						t.Errorf("audit.retention %s: %v, %v; want %s", text, c.Audit.Retention.D(), err, want)
+					}
 				}
 			},
 		},
@@ -139,6 +156,9 @@ func TestParseBad(t *testing.T) {
 		{"oidc without redirect", base + "oidc:\n  issuer: https://idp.example.com\n  client_id: ferry\n  client_secret_file: s\n", Overrides{}, "oidc.redirect_url: required"},
 		{"bad pool", base + "profiles:\n  pool: 100.64.0.0/31\n", Overrides{}, "profiles.pool"},
 		{"bad wireguard port", base + "wireguard:\n  listen_port: 70000\n", Overrides{}, "wireguard.listen_port: 70000 out of range"},
+		{"audit retention too short", base + "audit:\n  retention: 1h\n", Overrides{}, "audit.retention: 1h0m0s: want at least 24h0m0s"},
+		{"audit retention negative", base + "audit:\n  retention: -5s\n", Overrides{}, "audit.retention: -5s: want at least"},
+		{"audit retention in weeks", base + "audit:\n  retention: 52w\n", Overrides{}, `audit.retention (line 17): "52w" is not a duration`},
 		{"bad sink type", base + "audit:\n  sinks:\n    - {name: s, type: kafka}\n", Overrides{}, `audit.sinks[0].type: "kafka": want file, syslog or hec`},
 		{"duplicate sink", base + "audit:\n  sinks:\n    - {name: s, type: file, path: a}\n    - {name: s, type: file, path: b}\n", Overrides{}, `audit.sinks[1].name: "s": required and unique`},
 		{"hec token inline", base + "audit:\n  sinks:\n    - {name: s, type: hec, url: https://splunk:8088}\n", Overrides{}, "audit.sinks[0].token_file: required"},

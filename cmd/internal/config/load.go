@@ -177,7 +177,8 @@ func pathAt(n *yaml.Node, line int, match func(k, v *yaml.Node) bool, prefix str
 	return ""
 }
 
-// UnmarshalYAML parses a duration string such as "1s" or "500ms".
+// UnmarshalYAML parses a duration string such as "1s" or "500ms", or a
+// whole number of days such as "400d".
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	bad := func(format string, args ...any) error {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
@@ -185,12 +186,26 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return bad("want a duration such as \"1s\" or \"500ms\"")
 	}
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if err != nil {
 		return bad("%.64q is not a duration: want a number and a unit, such as \"1s\" or \"500ms\"", n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// parseDuration is time.ParseDuration that also takes whole days ("400d"),
+// the unit retention periods are thought in.
+func parseDuration(s string) (time.Duration, error) {
+	days, ok := strings.CutSuffix(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	n, err := strconv.ParseUint(days, 10, 16)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(n) * 24 * time.Hour, nil
 }
 
 // MarshalYAML writes d as a duration string.

@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 )
 
@@ -76,8 +78,16 @@ type WireGuard struct {
 type Audit struct {
 	CheckpointEvery    int      `yaml:"checkpoint_every,omitempty"`    // default 1000 records
 	CheckpointInterval Duration `yaml:"checkpoint_interval,omitempty"` // default 5m
-	Sinks              []Sink   `yaml:"sinks,omitempty"`
+	// Retention is how long records stay in the cluster's journal: older
+	// ones that every sink has confirmed are trimmed daily by the leader.
+	// Default 400 days (audit.DefaultRetention); at least MinRetention.
+	Retention Duration `yaml:"retention,omitempty"`
+	Sinks     []Sink   `yaml:"sinks,omitempty"`
 }
+
+// MinRetention is the shortest audit.retention accepted: trims run daily,
+// and a shorter value is more likely a slip of the unit than a policy.
+const MinRetention = 24 * time.Hour
 
 // Sink is one audit export destination.
 type Sink struct {
@@ -121,6 +131,9 @@ func (c *Config) setServiceDefaults() {
 	if c.WireGuard.ListenPort == 0 {
 		c.WireGuard.ListenPort = DefaultWGPort
 	}
+	if c.Audit.Retention == 0 {
+		c.Audit.Retention = Duration(audit.DefaultRetention)
+	}
 	if c.OIDC.RedirectURL == "" && c.API.PublicURL != "" {
 		c.OIDC.RedirectURL = strings.TrimSuffix(c.API.PublicURL, "/") + "/callback"
 	}
@@ -163,6 +176,9 @@ func (c *Config) validateServices() error {
 		if _, _, err := splitAddr("wireguard.endpoint", c.WireGuard.Endpoint); err != nil {
 			return err
 		}
+	}
+	if r := c.Audit.Retention; r != 0 && r < Duration(MinRetention) {
+		return fieldErr("audit.retention", "%s: want at least %s (such as 400d)", r.D(), MinRetention)
 	}
 	names := map[string]bool{}
 	for i, s := range c.Audit.Sinks {

@@ -1,0 +1,40 @@
+// Package auditfile is ferry's native audit export format and its offline
+// verifier: the line encoding (header, records with their chain fields,
+// signed trailer), the journal hash, checkpoints and their signatures, the
+// audit public key, and [VerifyFile], which names the first record of a
+// file that was edited, deleted, reordered or cut off.
+//
+// It is the part of package audit that needs no cluster: it imports only
+// the standard library, so the admin CLI (ferryctl) can verify an export
+// on any machine without linking Raft or bbolt. Package audit writes the
+// journal, the checkpoints and the exports, and re-exports this package's
+// types under its own names (audit.Report is auditfile.Report).
+//
+// # Format
+//
+// An export is JSON lines, one object per line:
+//
+//	{"export":{"version":1,"filter":"seq>=1","time":"..."}}       header (pull exports)
+//	{"seq":1,"prev_hash":"<hex>","hash":"<hex>","record":{...}}   one per record
+//	{"seq":7,"prev_hash":"<hex>","hash":"<hex>","data":"<b64>"}   a record that is not JSON
+//	{"end":{"first":1,"last":900,"count":900,...,"sig":"<b64>"}}  trailer (pull exports)
+//
+// "record" holds the journal record verbatim: the bytes between `"record":`
+// and the line's closing brace are exactly the bytes that were hashed, so a
+// verifier recomputes the chain without re-encoding anything. Records that
+// are not JSON, or hold a line break, travel base64-encoded in "data"
+// instead. Checkpoints are records like any other ({"checkpoint":{...}}).
+//
+// A pull export starts with a header and ends with a trailer signed by the
+// cluster audit key: the trailer names the range, the count and a digest of
+// every exported (seq, hash) pair, so cutting the end off an export, or
+// dropping records from a filtered export, is detected. Streams to sinks
+// carry no header or trailer; there, checkpoints vouch for the records.
+//
+// # What it does not do
+//
+// It does not read the journal, store keys or decide what is exported:
+// package audit does. It verifies what it is given against the public key
+// it is given; a key fetched from the cluster that produced the export
+// proves less than one kept apart from it.
+package auditfile

@@ -1,0 +1,84 @@
+package auditfile
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by this package. Callers compare them with errors.Is.
+// Package audit returns the same values under the same names.
+var (
+	// ErrTampered is returned by verification when a record was edited,
+	// deleted, reordered or truncated, or a signature does not hold. The
+	// error is a *TamperError that names the record.
+	ErrTampered = errors.New("audit: tampering detected")
+	// ErrNoKey is returned when verification was given no audit key, or a
+	// record is signed by a key the verifier was not given.
+	ErrNoKey = errors.New("audit: no audit key")
+	// ErrMalformed is returned when an export line, key record or stored
+	// value cannot be decoded.
+	ErrMalformed = errors.New("audit: malformed input")
+)
+
+// Tamper names what verification found wrong with a record.
+type Tamper uint8
+
+// Kinds of tampering.
+const (
+	// Edited: a record's contents no longer match its hash, or a signed
+	// hash.
+	Edited Tamper = iota + 1
+	// Missing: a record was deleted from the middle.
+	Missing
+	// Reordered: records appear out of order.
+	Reordered
+	// Truncated: records at the end are gone.
+	Truncated
+	// Forged: a checkpoint or seal does not carry a valid signature.
+	Forged
+	// Malformed: a line is not an audit export line at all.
+	Malformed
+)
+
+func (t Tamper) String() string {
+	switch t {
+	case Edited:
+		return "edited"
+	case Missing:
+		return "missing"
+	case Reordered:
+		return "reordered"
+	case Truncated:
+		return "truncated"
+	case Forged:
+		return "forged"
+	case Malformed:
+		return "malformed"
+	}
+	return fmt.Sprintf("tamper(%d)", uint8(t))
+}
+
+// TamperError describes the first problem verification found. Seq is the
+// record it concerns (0 when none applies) and Line the 1-based line of an
+// export file (0 for live verification).
+type TamperError struct {
+	Kind   Tamper
+	Seq    uint64
+	Line   int
+	Detail string
+}
+
+func (e *TamperError) Error() string {
+	s := "audit: " + e.Detail
+	if e.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	return s
+}
+
+// Is reports whether target is ErrTampered.
+func (e *TamperError) Is(target error) bool { return target == ErrTampered }
+
+func tamper(kind Tamper, seq uint64, line int, format string, args ...any) *TamperError {
+	return &TamperError{Kind: kind, Seq: seq, Line: line, Detail: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,243 @@
+package auditfile
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Header opens a pull export.
+type Header struct {
+	Version int       `json:"version"`
+	Filter  string    `json:"filter"`
+	Time    time.Time `json:"time"`
+}
+
+// Trailer closes a pull export. Its signature (Signer.SignTrailer) covers
+// every field but Sig.
+type Trailer struct {
+	First    uint64    `json:"first"`
+	Last     uint64    `json:"last"`
+	Count    uint64    `json:"count"`
+	Digest   Hash      `json:"digest"`
+	LastHash Hash      `json:"last_hash"`
+	Filter   string    `json:"filter"`
+	Time     time.Time `json:"time"`
+	KeyID    string    `json:"key_id"`
+	Sig      []byte    `json:"sig"`
+}
+
+func (t *Trailer) signedBytes() []byte {
+	return fmt.Appendf(nil, "ferry-audit-export/v1\nfirst=%d\nlast=%d\ncount=%d\ndigest=%s\nlast_hash=%s\nfilter=%q\ntime=%d\nkey=%s\n",
+		t.First, t.Last, t.Count, t.Digest, t.LastHash, t.Filter, t.Time.UnixNano(), t.KeyID)
+}
+
+// Digest accumulates a trailer's digest: SHA-256 over the big-endian seq
+// and hash of every exported record, in order.
+type Digest struct {
+	h     hash.Hash
+	buf   [40]byte
+	count uint64
+}
+
+// NewDigest returns an empty digest.
+func NewDigest() *Digest { return &Digest{h: sha256.New()} }
+
+// Add adds one exported record.
+func (d *Digest) Add(seq uint64, h Hash) {
+	binary.BigEndian.PutUint64(d.buf[:8], seq)
+	copy(d.buf[8:], h[:])
+	d.h.Write(d.buf[:])
+	d.count++
+}
+
+// Count returns the number of records added.
+func (d *Digest) Count() uint64 { return d.count }
+
+// Sum returns the digest of the records added so far.
+func (d *Digest) Sum() (out Hash) {
+	d.h.Sum(out[:0])
+	return out
+}
+
+// Line is one line of the format: a header (Export set), a trailer (End
+// set) or a record (Seq, PrevHash, Hash and either Record or Data).
+type Line struct {
+	Seq      uint64   `json:"seq"`
+	PrevHash Hash     `json:"prev_hash"`
+	Hash     Hash     `json:"hash"`
+	Export   *Header  `json:"export,omitempty"`
+	End      *Trailer `json:"end,omitempty"`
+	// Record is the record verbatim, when it is JSON without a line
+	// break; Data is the record otherwise (base64 in the line).
+	Record json.RawMessage `json:"record,omitempty"`
+	Data   []byte          `json:"data,omitempty"`
+}
+
+// Bytes returns the record bytes a record line carries: what was hashed.
+func (l *Line) Bytes() []byte {
+	if l.Record != nil {
+		return l.Record
+	}
+	return l.Data
+}
+
+// AppendLine appends l's encoding, without the newline, to dst. A header
+// or trailer line is written when Export or End is set; otherwise a record
+// line, carrying Record verbatim when it is set (the caller vouches that it
+// is JSON without a line break) and Data base64-encoded otherwise.
+func AppendLine(dst []byte, l *Line) ([]byte, error) {
+	switch {
+	case l.Export != nil:
+		return appendObject(dst, `{"export":`, l.Export)
+	case l.End != nil:
+		return appendObject(dst, `{"end":`, l.End)
+	}
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, l.Seq, 10)
+	dst = append(dst, `,"prev_hash":"`...)
+	dst = hex.AppendEncode(dst, l.PrevHash[:])
+	dst = append(dst, `","hash":"`...)
+	dst = hex.AppendEncode(dst, l.Hash[:])
+	if l.Record != nil {
+		dst = append(dst, `","record":`...)
+		dst = append(dst, l.Record...)
+		return append(dst, '}'), nil
+	}
+	dst = append(dst, `","data":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, l.Data)
+	return append(dst, `"}`...), nil
+}
+
+func appendObject(dst []byte, open string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, open...)
+	dst = append(dst, b...)
+	return append(dst, '}'), nil
+}
+
+// ParseLine decodes one line (without its newline). Record lines as
+// AppendLine writes them take a fast path that slices the record out
+// without a JSON decode; anything else goes through encoding/json. The
+// result may alias b. Errors wrap ErrMalformed.
+func ParseLine(b []byte) (Line, error) {
+	if l, ok := parseFast(b); ok {
+		return l, nil
+	}
+	var l Line
+	if err := json.Unmarshal(b, &l); err != nil {
+		return Line{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch n := btoi(l.Export != nil) + btoi(l.End != nil) + btoi(l.Record != nil || l.Data != nil); {
+	case n != 1:
+		return Line{}, fmt.Errorf("%w: want exactly one of record, data, export or end", ErrMalformed)
+	case l.Record != nil || l.Data != nil:
+		if l.Seq == 0 {
+			return Line{}, fmt.Errorf("%w: record without seq", ErrMalformed)
+		}
+	}
+	return l, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var (
+	fastSeq    = []byte(`{"seq":`)
+	fastPrev   = []byte(`,"prev_hash":"`)
+	fastHash   = []byte(`","hash":"`)
+	fastRecord = []byte(`","record":`)
+)
+
+func parseFast(b []byte) (Line, bool) {
+	var l Line
+	if !bytes.HasPrefix(b, fastSeq) {
+		return l, false
+	}
+	b = b[len(fastSeq):]
+	i := 0
+	for i < len(b) && i < 20 && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	seq, err := strconv.ParseUint(string(b[:i]), 10, 64)
+	if err != nil || seq == 0 || (i > 1 && b[0] == '0') {
+		return l, false
+	}
+	b = b[i:]
+	if !bytes.HasPrefix(b, fastPrev) || len(b) < len(fastPrev)+64 {
+		return l, false
+	}
+	b = b[len(fastPrev):]
+	if _, err := hex.Decode(l.PrevHash[:], b[:64]); err != nil || !isLowerHex(b[:64]) {
+		return l, false
+	}
+	b = b[64:]
+	if !bytes.HasPrefix(b, fastHash) || len(b) < len(fastHash)+64 {
+		return l, false
+	}
+	b = b[len(fastHash):]
+	if _, err := hex.Decode(l.Hash[:], b[:64]); err != nil || !isLowerHex(b[:64]) {
+		return l, false
+	}
+	b = b[64:]
+	if !bytes.HasPrefix(b, fastRecord) || len(b) < len(fastRecord)+2 || b[len(b)-1] != '}' {
+		return l, false
+	}
+	l.Seq = seq
+	l.Record = b[len(fastRecord) : len(b)-1]
+	return l, true
+}
+
+func isLowerHex(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxLine bounds one line: a record of MaxRecordLen bytes, base64-encoded,
+// plus the chain fields.
+const maxLine = MaxRecordLen*4/3 + 4096
+
+// readLine returns the next line including its newline (absent at EOF),
+// failing on lines longer than maxLine.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	b, err := br.ReadSlice('\n')
+	if err == nil || (errors.Is(err, io.EOF) && len(b) > 0) {
+		return b, nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	long := append([]byte(nil), b...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		if len(long) > maxLine {
+			return nil, fmt.Errorf("%w: line longer than %d bytes", ErrMalformed, maxLine)
+		}
+		b, err = br.ReadSlice('\n')
+		long = append(long, b...)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return long, nil
+}
