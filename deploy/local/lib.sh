@@ -5,9 +5,11 @@
 FERRY_LOCAL_ENV=/tmp/ferry-local.env
 
 # Network namespaces, all prefixed "ferry-": the three nodes, the load
-# balancer, the pretend VPC with its services, and the bridge joining them.
+# balancer, the pretend VPC with its services (and the SIEM), the bridge
+# joining them, and two client machines on the "internet" side.
 NODES=(n1 n2 n3)
-NAMESPACES=(ferry-n1 ferry-n2 ferry-n3 ferry-lb ferry-vpc ferry-br)
+CLIENTS=(c1 c2)
+NAMESPACES=(ferry-n1 ferry-n2 ferry-n3 ferry-lb ferry-vpc ferry-br ferry-c1 ferry-c2)
 
 # Addresses. 10.200.0.0/25 is the "VPC" (nodes, the LB's inside leg, the
 # services); 10.200.0.252/30 is the "internet" between this host (the
@@ -19,6 +21,12 @@ PUBLIC_HOST=10.200.0.253 # this host's end of the public link
 PUBLIC_LB=10.200.0.254   # the "load balancer DNS name"
 PUBLIC_IF=ferry-pub      # this host's end of the public link
 IDP_PORT=5556
+SIEM_PORT=6514 # rsyslog over TLS, in ferry-vpc at VPC_SERVICE
+
+# Client namespaces have their own link to the LB: cN is 10.200.1.(4N-3)/30,
+# the LB's end 10.200.1.(4N-2).
+client_addr() { echo "10.200.1.$((4 * ${1#c} - 3))"; }
+client_gw() { echo "10.200.1.$((4 * ${1#c} - 2))"; }
 
 # node_addr n1 -> 10.200.0.11
 node_addr() { echo "10.200.0.1${1#n}"; }
@@ -70,4 +78,65 @@ wait_until() {
 		sleep 0.5
 	done
 	die "timed out after ${timeout}s waiting for $what"
+}
+
+# nginx_conf DIR DOWN_NODE...: the load balancer's nginx.conf, with the
+# given nodes marked down (the health check's verdict).
+nginx_conf() {
+	local dir=$1 n mark
+	shift
+	cat <<EOF
+# nginx stream load balancer of deploy/local, standing in for the AWS NLB.
+# Written by up.sh and rewritten by lbcheck.sh, which probes HTTPS GET
+# /readyz on every node like the NLB's target health checks and marks a
+# node that is not ready "down", so that nothing new is sent to it.
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+pid $dir/lb/nginx.pid;
+error_log $dir/lb/error.log notice;
+events { worker_connections 1024; }
+stream {
+    log_format lb '\$remote_addr:\$remote_port \$protocol \$status -> \$upstream_addr '
+                  'sent=\$bytes_sent received=\$bytes_received time=\$session_time';
+    access_log $dir/lb/access.log lb;
+
+    # TCP 443 -> each node's HTTPS API, TLS passed through (the nodes hold
+    # the certificate for $PUBLIC_LB).
+    upstream ferry_api {
+EOF
+	for n in "${NODES[@]}"; do
+		mark=""
+		[[ " $* " == *" $n "* ]] && mark=" down"
+		echo "        server $(node_addr "$n"):$API_PORT max_fails=1 fail_timeout=10s$mark;"
+	done
+	cat <<EOF
+    }
+    server {
+        listen $PUBLIC_LB:443;
+        proxy_pass ferry_api;
+        proxy_connect_timeout 2s;
+        proxy_next_upstream on;
+    }
+
+    # UDP 51820 -> each node's WireGuard. Every node holds the same
+    # interface key and peers, so a client flow may land on any node; the
+    # hash keeps one client flow on one node, as the NLB's flow hash does.
+    upstream ferry_wg {
+        hash \$remote_addr\$remote_port consistent;
+EOF
+	for n in "${NODES[@]}"; do
+		mark=""
+		[[ " $* " == *" $n "* ]] && mark=" down"
+		echo "        server $(node_addr "$n"):$WG_PORT max_fails=1 fail_timeout=10s$mark;"
+	done
+	cat <<EOF
+    }
+    server {
+        listen $PUBLIC_LB:$WG_PORT udp;
+        proxy_pass ferry_wg;
+        # Longer than PersistentKeepalive (25 s); the NLB's UDP idle timeout is 120 s.
+        proxy_timeout 120s;
+    }
+}
+EOF
 }

@@ -6,10 +6,12 @@
 #      | 10.200.0.254  ferry-lb: nginx stream (TCP 443 -> API 8443, UDP 51820 -> WireGuard),
 #      |                         and the demo OpenID Provider on https://10.200.0.254:5556
 #      | 10.200.0.2
+#      | 10.200.1.2, .6   ferry-c1 10.200.1.1, ferry-c2 10.200.1.5: client machines
 #   ferry-br (bridge) --- ferry-n1 10.200.0.11   ferryd (init, bootstrap)
 #                     --- ferry-n2 10.200.0.12   ferryd (join)
 #                     --- ferry-n3 10.200.0.13   ferryd (join)
-#                     --- ferry-vpc 10.200.0.100 http.server on :80 and :8080
+#                     --- ferry-vpc 10.200.0.100 http.server on :80 and :8080,
+#                                                the SIEM: rsyslog over TLS on :6514
 #
 # Every node runs with wireguard.enabled: true (interface ferry-nN). All
 # state lives in FERRY_LOCAL_DIR (default: a new mktemp directory), which is
@@ -55,7 +57,7 @@ touch "$DIR/.ferry-local"
 # Recorded first, so down.sh can clean up after a failure half-way.
 printf 'FERRY_LOCAL_DIR=%q\n' "$DIR" >"$FERRY_LOCAL_ENV"
 trap 'echo "up.sh failed; logs are in $DIR; clean up with $HERE/down.sh" >&2' ERR
-mkdir -p "$DIR/bin" "$DIR/pids" "$DIR/lb" "$DIR/idp" "$DIR/vpc/www" "$DIR/client" "$DIR/ctl"
+mkdir -p "$DIR/bin" "$DIR/pids" "$DIR/lb" "$DIR/idp" "$DIR/vpc/www" "$DIR/siem" "$DIR/client" "$DIR/ctl"
 log "state in $DIR"
 
 # ---------------------------------------------------------------------------
@@ -107,6 +109,20 @@ ip -n ferry-lb link set pub0 up
 ip addr add "$PUBLIC_HOST/30" dev "$PUBLIC_IF"
 ip link set "$PUBLIC_IF" up
 
+# The client machines: each its own link to the LB, whose public address
+# is all they know of ferry.
+for c in "${CLIENTS[@]}"; do
+	ip link add "fl-$c" type veth peer name "lb-$c"
+	ip link set "fl-$c" netns "ferry-$c"
+	ip link set "lb-$c" netns ferry-lb
+	ip -n "ferry-$c" link set "fl-$c" name eth0
+	ip -n "ferry-$c" addr add "$(client_addr "$c")/30" dev eth0
+	ip -n "ferry-$c" link set eth0 up
+	ip -n "ferry-$c" route add default via "$(client_gw "$c")"
+	ip -n ferry-lb addr add "$(client_gw "$c")/30" dev "lb-$c"
+	ip -n ferry-lb link set "lb-$c" up
+done
+
 # ---------------------------------------------------------------------------
 log "starting the demo OpenID Provider at https://$PUBLIC_LB:$IDP_PORT"
 # Its own CA: ferryd accepts a plain-http issuer on loopback only.
@@ -125,11 +141,53 @@ cat /etc/ssl/certs/ca-certificates.crt "$DIR/idp/ca.crt" >"$DIR/idp/trust.pem" 2
 ISSUER="https://$PUBLIC_LB:$IDP_PORT"
 ip netns exec ferry-lb "$DIR/bin/devidp" --addr "$PUBLIC_LB:$IDP_PORT" --issuer "$ISSUER" \
 	--client-id ferry --client-secret-file "$DIR/idp/client-secret" \
-	--redirect-uri "https://$PUBLIC_LB/callback" \
+	--redirect-uri "https://$PUBLIC_LB/callback" --user bob:bob:engineering --user carol:carol:engineering \
 	--cert "$DIR/idp/tls.crt" --key "$DIR/idp/tls.key" >"$DIR/idp/devidp.log" 2>&1 </dev/null &
 echo $! >"$DIR/pids/devidp.pid"
 wait_until 20 "the identity provider" \
 	curl -sf --cacert "$DIR/idp/ca.crt" "$ISSUER/.well-known/openid-configuration"
+
+# ---------------------------------------------------------------------------
+# The SIEM: a real rsyslog in the VPC receiving RFC 5425 syslog over TLS and
+# writing each message body (ferry's native JSON line, verifiable offline
+# with "ferryctl audit verify") to siem/audit.jsonl. Skipped, with the sink,
+# when rsyslog or its TLS driver (rsyslog-gnutls) is missing.
+SIEM=0
+RSYSLOGD="$(command -v rsyslogd || echo /usr/sbin/rsyslogd)"
+if [[ -x $RSYSLOGD ]] && compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null; then
+	SIEM=1
+	log "starting the SIEM (rsyslog over TLS) at $VPC_SERVICE:$SIEM_PORT"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-subj "/CN=$VPC_SERVICE" -keyout "$DIR/siem/tls.key" -out "$DIR/siem/tls.csr" 2>/dev/null
+	printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$VPC_SERVICE" >"$DIR/siem/ext.cnf"
+	openssl x509 -req -in "$DIR/siem/tls.csr" -CA "$DIR/idp/ca.crt" -CAkey "$DIR/idp/ca.key" -CAcreateserial \
+		-days 7 -extfile "$DIR/siem/ext.cnf" -out "$DIR/siem/tls.crt" 2>/dev/null
+	cat >"$DIR/siem/rsyslog.conf" <<EOF
+global(
+  workDirectory="$DIR/siem"
+  maxMessageSize="256k"
+  defaultNetstreamDriver="gtls"
+  defaultNetstreamDriverCAFile="$DIR/idp/ca.crt"
+  defaultNetstreamDriverCertFile="$DIR/siem/tls.crt"
+  defaultNetstreamDriverKeyFile="$DIR/siem/tls.key"
+)
+main_queue(queue.type="Direct")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="$VPC_SERVICE" port="$SIEM_PORT" ruleset="ferry")
+template(name="body" type="string" string="%msg%\n")
+ruleset(name="ferry" queue.type="Direct") {
+  action(type="omfile" file="$DIR/siem/audit.jsonl" template="body")
+}
+EOF
+	"$RSYSLOGD" -N1 -f "$DIR/siem/rsyslog.conf" >"$DIR/siem/check.log" 2>&1 ||
+		die "rsyslogd rejects $DIR/siem/rsyslog.conf (see $DIR/siem/check.log)"
+	ip netns exec ferry-vpc "$RSYSLOGD" -n -f "$DIR/siem/rsyslog.conf" -i "$DIR/siem/rsyslogd.pid" \
+		>"$DIR/siem/rsyslogd.log" 2>&1 </dev/null &
+	echo $! >"$DIR/pids/siem.pid"
+	wait_until 20 "the SIEM" ip netns exec ferry-vpc bash -c "exec 3<>/dev/tcp/$VPC_SERVICE/$SIEM_PORT"
+else
+	log "no rsyslogd with its TLS driver (apt-get install rsyslog rsyslog-gnutls): running without the SIEM"
+fi
 
 # ---------------------------------------------------------------------------
 # node_config N [first]: the whole ferryd.yaml of node N, replacing the
@@ -175,11 +233,27 @@ wireguard:
   listen_port: $WG_PORT
   endpoint: $PUBLIC_LB:$WG_PORT
 audit:
+  # Short, for a demo: a signed checkpoint at least every 20 s, so what the
+  # SIEM received verifies with signatures minutes sooner than the default.
+  checkpoint_interval: 20s
   sinks:
     - name: local-file
       type: file
       format: json
       path: $DIR/$n/audit.jsonl
+$(siem_sink)
+EOF
+}
+
+# siem_sink: the syslog sink toward the SIEM, when there is one.
+siem_sink() {
+	[[ $SIEM == 1 ]] || return 0
+	cat <<EOF
+    - name: siem
+      type: syslog
+      format: json
+      addr: $VPC_SERVICE:$SIEM_PORT
+      ca_file: $DIR/idp/ca.crt
 EOF
 }
 
@@ -234,64 +308,14 @@ for n in n2 n3; do
 done
 
 # ---------------------------------------------------------------------------
-log "starting nginx (stream) in ferry-lb"
-{
-	cat <<EOF
-# nginx stream load balancer of deploy/local, standing in for the AWS NLB.
-# nginx open source has passive health checks only (max_fails/fail_timeout:
-# an upstream that refuses or times out is skipped for fail_timeout); the
-# NLB instead probes HTTPS GET /readyz on each node and sends nothing to a
-# node that is not ready.
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 1;
-pid $DIR/lb/nginx.pid;
-error_log $DIR/lb/error.log notice;
-events { worker_connections 1024; }
-stream {
-    log_format lb '\$remote_addr:\$remote_port \$protocol \$status -> \$upstream_addr '
-                  'sent=\$bytes_sent received=\$bytes_received time=\$session_time';
-    access_log $DIR/lb/access.log lb;
-
-    # TCP 443 -> each node's HTTPS API, TLS passed through (the nodes hold
-    # the certificate for $PUBLIC_LB).
-    upstream ferry_api {
-EOF
-	for n in "${NODES[@]}"; do
-		echo "        server $(node_addr "$n"):$API_PORT max_fails=1 fail_timeout=10s;"
-	done
-	cat <<EOF
-    }
-    server {
-        listen $PUBLIC_LB:443;
-        proxy_pass ferry_api;
-        proxy_connect_timeout 2s;
-        proxy_next_upstream on;
-    }
-
-    # UDP 51820 -> each node's WireGuard. Every node holds the same
-    # interface key and peers, so a client flow may land on any node; the
-    # hash keeps one client flow on one node, as the NLB's flow hash does.
-    upstream ferry_wg {
-        hash \$remote_addr\$remote_port consistent;
-EOF
-	for n in "${NODES[@]}"; do
-		echo "        server $(node_addr "$n"):$WG_PORT max_fails=1 fail_timeout=10s;"
-	done
-	cat <<EOF
-    }
-    server {
-        listen $PUBLIC_LB:$WG_PORT udp;
-        proxy_pass ferry_wg;
-        # Longer than PersistentKeepalive (25 s); the NLB's UDP idle timeout is 120 s.
-        proxy_timeout 120s;
-    }
-}
-EOF
-} >"$DIR/lb/nginx.conf"
+log "starting nginx (stream) in ferry-lb, and its health checks"
+nginx_conf "$DIR" >"$DIR/lb/nginx.conf"
 ip netns exec ferry-lb "$NGINX" -t -q -p "$DIR/lb" -e "$DIR/lb/error.log" -c "$DIR/lb/nginx.conf"
 ip netns exec ferry-lb "$NGINX" -p "$DIR/lb" -e "$DIR/lb/error.log" -c "$DIR/lb/nginx.conf"
 wait_until 10 "nginx" test -s "$DIR/lb/nginx.pid"
 cp "$DIR/lb/nginx.pid" "$DIR/pids/nginx.pid"
+ip netns exec ferry-lb "$HERE/lbcheck.sh" "$DIR" "$NGINX" >"$DIR/lb/lbcheck.log" 2>&1 </dev/null &
+echo $! >"$DIR/pids/lbcheck.pid"
 wait_until 20 "the API through the load balancer" \
 	curl -sf --cacert "$DIR/n1/tls/ca.crt" "https://$PUBLIC_LB/readyz"
 
@@ -325,7 +349,7 @@ ferry local cluster is up. State and logs: $DIR
 
   load balancer   https://$PUBLIC_LB (TCP 443 -> :$API_PORT), udp $PUBLIC_LB:$WG_PORT (nginx in ferry-lb)
   nodes           n1 $(node_addr n1), n2 $(node_addr n2), n3 $(node_addr n3) (ferry-n1..3; logs $DIR/nN/ferryd.log)
-  identity        $ISSUER  users demo/demo (admin), alice/alice
+  identity        $ISSUER  users demo/demo (admin), alice/alice, bob/bob, carol/carol
   VPC service     http://$VPC_SERVICE/ and :8080 (ferry-vpc, in $VPC_CIDR: not routed from this host)
   CA of the API   $DIR/n1/tls/ca.crt
 

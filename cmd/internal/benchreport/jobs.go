@@ -29,6 +29,9 @@ var jobs = []Job{
 	// The data-plane benchmarks take medians of five interleaved runs
 	// themselves and print their own report.
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
+	// deploy/local's three nodes behind nginx: five rounds of node kill,
+	// leader kill and ten revocations; the metrics are medians and a p99.
+	{Pkg: "./deploy/local", Bench: "^BenchmarkDrill$", Benchtime: "5x", Count: 1, Root: true},
 }
 
 // figures are the numbers each issue names, with its goal, printed first.
@@ -55,6 +58,9 @@ var figures = []Figure{
 	{Label: "data plane: stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "stock-Gbit/s"},
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
+	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
+	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},
+	{Label: "behind the LB: revocation on all 3 nodes p99", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "revoke-3-nodes-p99-ms", Goal: "< 1000"},
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }

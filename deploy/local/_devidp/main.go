@@ -41,7 +41,15 @@ func run() error {
 		redirect   = flag.String("redirect-uri", "", "the client's redirect URI, https://PUBLIC/callback (required)")
 		certFile   = flag.String("cert", "", "TLS certificate (PEM) for the issuer's host (required)")
 		keyFile    = flag.String("key", "", "TLS key (PEM) (required)")
+		users      = devop.DemoUsers()
 	)
+	flag.Func("user", "an extra account NAME:PASSWORD[:GROUP,GROUP...] (repeatable; demo and alice always exist)", func(v string) error {
+		u, err := parseUser(v)
+		if err == nil {
+			users = append(users, u)
+		}
+		return err
+	})
 	flag.Parse()
 	for name, v := range map[string]string{"addr": *addr, "issuer": *issuer, "client-secret-file": *secretFile,
 		"redirect-uri": *redirect, "cert": *certFile, "key": *keyFile} {
@@ -56,7 +64,7 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	op, err := devop.New(devop.Config{
 		Issuer: *issuer, ClientID: *clientID, ClientSecret: strings.TrimSpace(string(secret)),
-		RedirectURIs: []string{*redirect}, Users: devop.DemoUsers(), Logger: log,
+		RedirectURIs: []string{*redirect}, Users: users, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -78,4 +86,17 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// parseUser parses --user NAME:PASSWORD[:GROUP,GROUP...].
+func parseUser(v string) (devop.User, error) {
+	parts := strings.SplitN(v, ":", 3)
+	if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+		return devop.User{}, fmt.Errorf("%q: want NAME:PASSWORD[:GROUP,GROUP...]", v)
+	}
+	u := devop.User{Username: parts[0], Password: parts[1]}
+	if len(parts) == 3 && parts[2] != "" {
+		u.Groups = strings.Split(parts[2], ",")
+	}
+	return u, nil
 }
