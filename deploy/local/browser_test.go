@@ -117,18 +117,10 @@ func (b *browser) code(tb testing.TB, user string) string {
 	}
 }
 
-// signIn completes a sign-in that starts at url: the IdP's form, TOTP
+// trySignIn completes a sign-in that starts at url: the IdP's form, TOTP
 // enrollment (first time: the QR page, a code, the recovery codes) or a
 // code, then whatever the flow shows last (the client's loopback page or
-// ferry's signed-in page).
-func (b *browser) signIn(tb testing.TB, url, user string) {
-	tb.Helper()
-	if err := b.trySignIn(tb, url, user); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// trySignIn is signIn that returns what went wrong instead of failing.
+// ferry's signed-in page). It returns what went wrong, with the page.
 func (b *browser) trySignIn(tb testing.TB, url, user string) error {
 	tb.Helper()
 	if err := b.try("start", chromedp.Navigate(url)); err != nil {
