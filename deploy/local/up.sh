@@ -351,6 +351,9 @@ ferry local cluster is up. State and logs: $DIR
   nodes           n1 $(node_addr n1), n2 $(node_addr n2), n3 $(node_addr n3) (ferry-n1..3; logs $DIR/nN/ferryd.log)
   identity        $ISSUER  users demo/demo (admin), alice/alice, bob/bob, carol/carol
   VPC service     http://$VPC_SERVICE/ and :8080 (ferry-vpc, in $VPC_CIDR: not routed from this host)
+  SIEM            $([[ $SIEM == 1 ]] && echo "rsyslog over TLS at $VPC_SERVICE:$SIEM_PORT, received records in $DIR/siem/audit.jsonl" || echo "none (rsyslog or rsyslog-gnutls missing)")
+  clients         namespaces ferry-c1 $(client_addr c1), ferry-c2 $(client_addr c2) (ip netns exec ferry-c1 ...), and this host
+  health checks   $DIR/lb/health.log (lbcheck.sh marks nodes whose /readyz fails down in nginx)
   CA of the API   $DIR/n1/tls/ca.crt
 
 Try (as root; the browser must trust, or you accept, $DIR/idp/ca.crt and the ferry CA):
@@ -373,6 +376,12 @@ Try (as root; the browser must trust, or you accept, $DIR/idp/ca.crt and the fer
 
   No browser here? $HERE/signin.py signs in headlessly: pass it the address
   that login prints (add --no-browser), see $HERE/README.md.
+
+  # failure drills (see $HERE/README.md)
+  $HERE/node.sh kill n2       # then: $HERE/node.sh start n2
+  $HERE/node.sh restart n3    # one step of a rolling restart
+  ferryctl audit key > $DIR/audit-key.json
+  ferryctl audit verify $DIR/siem/audit.jsonl --key $DIR/audit-key.json --no-trailer
 
 Stop everything: $HERE/down.sh
 EOF
