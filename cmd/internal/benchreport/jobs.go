@@ -56,6 +56,8 @@ var figures = []Figure{
 	{Label: "audit offline verification", Pkg: "/audit", Bench: "BenchmarkVerifyFile", Unit: "records/s", Goal: ">= 200000"},
 	{Label: "data plane: ferry / stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "ferry/stock", Goal: ">= 1.0"},
 	{Label: "data plane: stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "stock-Gbit/s"},
+	{Label: "data plane: policy cost, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "policy-cost-%", Goal: "<= 5"},
+	{Label: "data plane: 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
