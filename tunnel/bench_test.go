@@ -321,7 +321,12 @@ func BenchmarkConverge(b *testing.B) {
 	var report strings.Builder
 	for i, np := range []int{10000, 20000} {
 		ns := n.NS(fmt.Sprintf("bm%d", i))
-		kvs, _ := ferryStore(b, 9, 10, 100, np, cliKey.PublicKey())
+		kvs, peers := ferryStore(b, 9, 10, 100, np, cliKey.PublicKey())
+		if np == 10000 {
+			stock := stockSetconf(b, n, srvKey, peers)
+			fmt.Fprintf(&report, "baseline: stock wireguard-go taking the same 10000 peers with wg setconf: %s\n", stock.Round(time.Millisecond))
+			b.ReportMetric(stock.Seconds(), "stock-setconf-10k-s")
+		}
 		a := e.ferryServer(ns, fmt.Sprintf("m%d", i), n.Name(fmt.Sprintf("bm%d-", i)), srvKey, kvs)
 		var took time.Duration
 		waitFor(b, "peers converged", 120*time.Second, func() error {
@@ -368,4 +373,37 @@ func pairedRatio(a, b []float64) float64 {
 		r[i] = a[i] / b[i]
 	}
 	return median(r)
+}
+
+// stockSetconf times the stock wireguard-go binary taking peers in one
+// `wg setconf`: the userspace device's own cost of adding them (a
+// Curve25519 computation and the queues of each peer), which bounds how
+// fast any wireguard-go user can converge.
+func stockSetconf(b *testing.B, n *tunneltest.Net, key wgtypes.Key, peers []profiles.Peer) time.Duration {
+	wgGo := findWireGuardGo(b)
+	ns := n.NS("bss")
+	iface := n.Name("bss")
+	wgd := exec.Command("ip", "netns", "exec", ns, wgGo, "-f", iface)
+	if err := wgd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	n.Track(wgd.Process)
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "[Interface]\nPrivateKey = %s\nListenPort = 51821\n", key)
+	for _, p := range peers {
+		fmt.Fprintf(&conf, "\n[Peer]\nPublicKey = %s\nAllowedIPs = %s/32\n", p.PublicKey, p.Address)
+	}
+	file := filepath.Join(b.TempDir(), "wg.conf")
+	if err := os.WriteFile(file, []byte(conf.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	// The daemon's UAPI socket appears a moment after it starts.
+	clustertest.WaitFor(b, 10*time.Second, "stock wireguard-go's socket", func() error {
+		return exec.Command("wg", "show", iface).Run()
+	})
+	start := time.Now()
+	if out, err := exec.Command("wg", "setconf", iface, file).CombinedOutput(); err != nil {
+		b.Fatalf("wg setconf: %v: %s", err, out)
+	}
+	return time.Since(start)
 }

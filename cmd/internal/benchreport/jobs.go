@@ -60,6 +60,7 @@ var figures = []Figure{
 	{Label: "data plane: 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
+	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
 	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},
 	{Label: "behind the LB: revocation on all 3 nodes p99", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "revoke-3-nodes-p99-ms", Goal: "< 1000"},
