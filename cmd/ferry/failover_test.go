@@ -201,14 +201,16 @@ func TestDeadPathRestart(t *testing.T) {
 // fakeDevice is a device with one peer whose counters a test sets.
 type fakeDevice struct {
 	mu   sync.Mutex // guards the fields below
-	peer wgtypes.Peer
-	cfgs []wgtypes.Config
-	err  error
+	peer  wgtypes.Peer
+	cfgs  []wgtypes.Config
+	err   error
+	reads int // calls of Device
 }
 
 func (f *fakeDevice) Device(string) (*wgtypes.Device, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -262,8 +264,22 @@ func TestWatchPath(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Let a read happen after the replacement, then stop.
-	time.Sleep(2 * failoverPoll)
+	// Let the watchdog read the device after the replacement, then stop.
+	dev.mu.Lock()
+	after := dev.reads
+	dev.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		dev.mu.Lock()
+		n := dev.reads
+		dev.mu.Unlock()
+		if n > after {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watchdog stopped reading the device after the replacement")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the fake's counter
+	}
 	cancel()
 	<-done
 

@@ -276,7 +276,26 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	time.Sleep(time.Second) // the writers run before the kill
+	ackedSince := func(after time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, o := range issued {
+			if o.err == nil && o.start.After(after) {
+				n++
+			}
+		}
+		return n
+	}
+	// The writers are under way before the kill.
+	if err := e.waitFor(30*time.Second, "issuances before the kill", func() error {
+		if n := ackedSince(time.Time{}); n < 10 {
+			return fmt.Errorf("%d acknowledged", n)
+		}
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
 	killAt := time.Now()
 	e.node(tb, "kill", lead)
 	deadAt := time.Now() // node.sh returns once the process is gone
@@ -304,17 +323,13 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 	if br != nil && signedIn == 0 {
 		tb.Errorf("no whole sign-in succeeded after the leader was killed: %v", signinErrs)
 	}
-	err := e.waitFor(30*time.Second, "an issuance started after the kill to succeed", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, o := range issued {
-			if o.start.After(deadAt) && o.err == nil {
-				return nil
-			}
+	// The writers go on until ten issuances sent after the kill succeeded.
+	err := e.waitFor(30*time.Second, "issuances sent after the kill to succeed", func() error {
+		if n := ackedSince(deadAt); n < 10 {
+			return fmt.Errorf("%d acknowledged", n)
 		}
-		return errors.New("none yet")
+		return nil
 	})
-	time.Sleep(time.Second) // the writers keep going after the first success
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -322,7 +337,15 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 	}
 	var next time.Duration
 	var acked, failed int
+	failures := map[string]int{} // "HTTP 503: first words" -> count
 	for _, o := range issued {
+		if o.err != nil {
+			msg := o.err.Error()
+			if len(msg) > 90 {
+				msg = msg[:90]
+			}
+			failures[msg]++
+		}
 		switch {
 		case o.err == nil:
 			acked++
@@ -405,8 +428,8 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 	}
 	if tl, ok := tb.(interface{ Logf(string, ...any) }); ok {
 		tl.Logf("MEASURED: leader %s killed: next successful issuance after %s (goal < 3 s); a whole sign-in done %s after the kill; "+
-			"issuances %d acknowledged, %d failed cleanly; sign-in starts %d ok, %d failed cleanly; whole sign-ins that failed first: %d %v",
-			lead, next.Round(time.Millisecond), signedIn.Round(time.Millisecond), acked, failed, loginOK, loginFailed, len(signinErrs), signinErrs)
+			"issuances %d acknowledged, %d failed cleanly %v; sign-in starts %d ok, %d failed cleanly; whole sign-ins that failed first: %d %v",
+			lead, next.Round(time.Millisecond), signedIn.Round(time.Millisecond), acked, failed, failures, loginOK, loginFailed, len(signinErrs), signinErrs)
 	}
 	return next
 }
@@ -533,15 +556,15 @@ func (e *env) revokeEverywhere(tb testing.TB, key string, revoke func()) time.Du
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := time.Now().Add(10 * time.Second)
-			for time.Now().Before(deadline) {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
 				if ps, err := devicePeers(n); err == nil && !ps[key] {
 					mu.Lock()
 					worst = max(worst, time.Since(start))
 					mu.Unlock()
 					return
 				}
-				time.Sleep(5 * time.Millisecond)
 			}
 			mu.Lock()
 			worst = max(worst, time.Since(start))
