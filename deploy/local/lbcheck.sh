@@ -6,9 +6,10 @@
 # Two failures in a row mark a node unhealthy, two successes healthy
 # again; on every change it rewrites nginx.conf with the unhealthy nodes
 # "down" and reloads nginx, so new TCP connections and new UDP flows go
-# only to ready nodes. (The NLB probes every 10 s or 30 s with a threshold
-# of 2-10; these are shorter so that a drill takes seconds.) Each change is
-# logged to DIR/lb/health.log and the current verdict kept in DIR/lb/down.
+# only to ready nodes; with none ready it sends to all, as the NLB does.
+# (The NLB probes every 10 s or 30 s with a threshold of 2-10; these are
+# shorter so that a drill takes seconds.) Each change is logged to
+# DIR/lb/health.log and the current verdict kept in DIR/lb/down.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,6 +49,14 @@ while true; do
 		for n in "${NODES[@]}"; do
 			[[ ${healthy[$n]} == 1 ]] || down+=("$n")
 		done
+		# Like the NLB, fail open: with no healthy node, send to all of
+		# them (during a leader election every node's /readyz says 503 for
+		# a second or two; dropping them all would turn that into an
+		# outage of the health checks' making).
+		if ((${#down[@]} == ${#NODES[@]})); then
+			changed+=("none healthy: failing open")
+			down=()
+		fi
 		nginx_conf "$DIR" "${down[@]}" >"$DIR/lb/nginx.conf.new"
 		mv "$DIR/lb/nginx.conf.new" "$DIR/lb/nginx.conf"
 		"$NGINX" -q -p "$DIR/lb" -e "$DIR/lb/error.log" -c "$DIR/lb/nginx.conf" -s reload
