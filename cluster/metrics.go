@@ -12,7 +12,6 @@ import (
 type metrics struct {
 	applyLatency prometheus.Histogram
 	forwarded    prometheus.Counter
-	batchSize    prometheus.Histogram
 	state        prometheus.Collector
 }
 

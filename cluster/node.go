@@ -332,6 +332,9 @@ func (n *Node) Close() error {
 
 func (n *Node) cleanup() {
 	n.cancel()
+	if n.health != nil {
+		n.health.stop(n.raft)
+	}
 	if n.trans != nil {
 		n.trans.Close()
 	} else if n.mux != nil {

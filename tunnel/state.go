@@ -178,10 +178,6 @@ type plan struct {
 	recheck map[netip.Addr]bool
 }
 
-func (p *plan) empty() bool {
-	return len(p.peers) == 0 && p.fw.empty() && len(p.cut) == 0 && len(p.recheck) == 0
-}
-
 // diff computes what turns a into d. With full, the firewall is rebuilt
 // from scratch (start, after a snapshot restore).
 func diff(a applied, d desired, full bool) plan {

@@ -58,7 +58,7 @@ func VerifyPin(rawCerts [][]byte, pin string) error {
 		}
 	}
 	if ca == nil {
-		return fmt.Errorf("%w: no CA certificate with fingerprint %s...", ErrPinMismatch, pin)
+		return fmt.Errorf("%w: no CA certificate whose fingerprint starts with %s", ErrPinMismatch, pin)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)

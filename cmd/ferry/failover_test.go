@@ -200,7 +200,7 @@ func TestDeadPathRestart(t *testing.T) {
 
 // fakeDevice is a device with one peer whose counters a test sets.
 type fakeDevice struct {
-	mu   sync.Mutex // guards the fields below
+	mu    sync.Mutex // guards the fields below
 	peer  wgtypes.Peer
 	cfgs  []wgtypes.Config
 	err   error
