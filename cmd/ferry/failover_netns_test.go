@@ -170,7 +170,9 @@ func failoverGap(t *testing.T, bin, wgGo, tag string, fast bool) time.Duration {
 	// A second of steady traffic, then node a dies and the balancer moves
 	// the client's flow to node b.
 	var lastOK time.Time
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	tick := time.NewTicker(100 * time.Millisecond) // the probes' pace
+	defer tick.Stop()
+	for end := time.Now().Add(time.Second); time.Now().Before(end); <-tick.C {
 		if ping() {
 			lastOK = time.Now()
 		}
@@ -182,13 +184,11 @@ func failoverGap(t *testing.T, bin, wgGo, tag string, fast bool) time.Duration {
 	n.Must("ip", "-n", lb, "route", "replace", foVIP+"/32", "via", "10.210.2.2")
 	killed := time.Now()
 	var back time.Time
-	for time.Since(killed) < 40*time.Second {
-		start := time.Now()
+	for ; time.Since(killed) < 40*time.Second; <-tick.C {
 		if ping() {
 			back = time.Now()
 			break
 		}
-		time.Sleep(100*time.Millisecond - time.Since(start))
 	}
 	if back.IsZero() {
 		t.Fatalf("no echo within 40s of node a dying")
@@ -234,7 +234,9 @@ func ferryStatus(t *testing.T, fc *tunneltest.Ferry) status {
 // waitForCond polls cond until it holds or d passes.
 func waitForCond(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(d); !cond(); <-tick.C {
 		if time.Now().After(end) {
 			t.Fatalf("%s: not within %s", what, d)
 		}

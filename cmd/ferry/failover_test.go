@@ -204,13 +204,18 @@ type fakeDevice struct {
 	peer  wgtypes.Peer
 	cfgs  []wgtypes.Config
 	err   error
-	reads int // calls of Device
+	reads chan struct{} // if not nil, told of every call of Device
 }
 
 func (f *fakeDevice) Device(string) (*wgtypes.Device, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reads++
+	if f.reads != nil {
+		select {
+		case f.reads <- struct{}{}:
+		default:
+		}
+	}
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -266,19 +271,12 @@ func TestWatchPath(t *testing.T) {
 	}
 	// Let the watchdog read the device after the replacement, then stop.
 	dev.mu.Lock()
-	after := dev.reads
+	dev.reads = make(chan struct{}, 1)
 	dev.mu.Unlock()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		dev.mu.Lock()
-		n := dev.reads
-		dev.mu.Unlock()
-		if n > after {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the watchdog stopped reading the device after the replacement")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the fake's counter
+	select {
+	case <-dev.reads:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watchdog stopped reading the device after the replacement")
 	}
 	cancel()
 	<-done

@@ -258,7 +258,9 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 		defer wg.Done()
 		noRedirect := *e.http
 		noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		for ctx.Err() == nil {
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
+		for ; ctx.Err() == nil; <-pace.C {
 			o := outcome{start: time.Now()}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, lbURL+"/login", nil)
 			resp, err := noRedirect.Do(req)
@@ -273,7 +275,6 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 			mu.Lock()
 			logins = append(logins, o)
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	ackedSince := func(after time.Time) int {
