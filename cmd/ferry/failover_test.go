@@ -252,9 +252,11 @@ func TestWatchPath(t *testing.T) {
 		defer close(done)
 		watchPath(ctx, dev, "ferry0", conf, runDir, &log)
 	}()
-	// The node dies: the peer sends and hears nothing.
+	// The node dies: the peer sends and hears nothing, 500 bytes a tick.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for ; ; <-tick.C {
 		dev.mu.Lock()
 		n := len(dev.cfgs)
 		if n == 0 {
@@ -267,7 +269,6 @@ func TestWatchPath(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no forced handshake within 10 s of a dead path")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	// Let the watchdog read the device after the replacement, then stop.
 	dev.mu.Lock()
