@@ -420,12 +420,17 @@ func (n *Node) waitRetry(ctx context.Context) error {
 // of nodes.
 func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, error) {
 	kind, payload := req.kind, req.payload
+	// A node starting or stopping has done nothing with the request: the
+	// follower asks again, of whichever node leads then.
+	if n.ctx.Err() != nil {
+		return nil, ErrNotLeader
+	}
 	select {
 	case <-n.started:
 	case <-ctx.Done():
 		return nil, ErrNotLeader
 	case <-n.ctx.Done():
-		return nil, ErrClosed
+		return nil, ErrNotLeader
 	}
 	if kind == fwdLeave {
 		return nil, n.leave(ctx, req.peer, string(payload))
@@ -443,6 +448,9 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 			return nil, fmt.Errorf("%w: batches are formed by the leader", ErrInvalid)
 		}
 		res, err := n.batcher.submit(ctx, payload)
+		if errors.Is(err, ErrClosed) && !errors.Is(err, ErrOutcomeUnknown) {
+			return nil, ErrNotLeader // queued, never proposed: this node stopped
+		}
 		if err != nil {
 			return nil, err
 		}
