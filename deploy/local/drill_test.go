@@ -159,8 +159,20 @@ func TestDrill(t *testing.T) {
 		if worst > time.Second {
 			t.Errorf("revocation took %s to reach every node, want < 1 s", worst)
 		}
+		// Every probe sent once her key is gone fails: ten in a row (a
+		// second of trying), and none gets through.
 		cut := time.Now()
-		time.Sleep(2 * time.Second) // a window in which no probe may succeed
+		if err := e.waitFor(20*time.Second, "ten failed probes from alice after revocation", func() error {
+			if at, ok := p1.okAfter(cut); ok {
+				return fmt.Errorf("alice's traffic still passed at %s", at)
+			}
+			if n := p1.failedAfter(cut); n < 10 {
+				return fmt.Errorf("%d failed so far", n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		if at, ok := p1.okAfter(cut); ok {
 			t.Errorf("alice's traffic still passed at %s, after revocation", at)
 		}

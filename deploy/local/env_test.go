@@ -364,10 +364,12 @@ func (e *env) waitFor(within time.Duration, what string, cond func() error) erro
 // prober sends a TCP connection attempt to addr from namespace ns every
 // 100 ms (the service behind the tunnel) and records when they succeed.
 type prober struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	oks  []time.Time
-	done chan struct{}
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	oks []time.Time
+	// fails holds when failed probes started.
+	fails []time.Time
+	done  chan struct{}
 }
 
 const probeScript = `
@@ -399,12 +401,18 @@ func (e *env) startProber(tb testing.TB, ns, addr, port string) *prober {
 		for sc.Scan() {
 			var word string
 			var ts float64
-			if _, err := fmt.Sscan(sc.Text(), &word, &ts); err != nil || word != "ok" {
+			if _, err := fmt.Sscan(sc.Text(), &word, &ts); err != nil {
 				continue
 			}
 			sec := int64(ts)
+			at := time.Unix(sec, int64((ts-float64(sec))*1e9))
 			p.mu.Lock()
-			p.oks = append(p.oks, time.Unix(sec, int64((ts-float64(sec))*1e9)))
+			switch word {
+			case "ok":
+				p.oks = append(p.oks, at)
+			case "fail":
+				p.fails = append(p.fails, at)
+			}
 			p.mu.Unlock()
 		}
 	}()
@@ -430,6 +438,19 @@ func (p *prober) okAfter(t time.Time) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// failedAfter counts the probes started after t that failed.
+func (p *prober) failedAfter(t time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, f := range p.fails {
+		if f.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // maxGap is the longest time between consecutive successful probes that
