@@ -42,7 +42,7 @@ func (u *Users) Resolve(ctx context.Context, idOrEmail string) (User, error) {
 	}
 	switch len(found) {
 	case 0:
-		return User{}, fmt.Errorf("%w %q (give a user ID or email address; ferryctl user list shows them)", ErrUnknownUser, idOrEmail)
+		return User{}, unknownUserError(idOrEmail)
 	case 1:
 		return found[0], nil
 	}
@@ -52,3 +52,13 @@ func (u *Users) Resolve(ctx context.Context, idOrEmail string) (User, error) {
 	}
 	return User{}, fmt.Errorf("%w: %q: give one of their IDs %s", ErrAmbiguousUser, idOrEmail, strings.Join(ids, ", "))
 }
+
+// unknownUserError is ErrUnknownUser with the name that matched nobody,
+// worded for the administrator who typed it.
+type unknownUserError string
+
+func (e unknownUserError) Error() string {
+	return fmt.Sprintf("no user %q (give a user ID or email address; ferryctl user list shows them)", string(e))
+}
+
+func (e unknownUserError) Unwrap() error { return ErrUnknownUser }
