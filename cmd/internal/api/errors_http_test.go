@@ -4,8 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
-	"os"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
