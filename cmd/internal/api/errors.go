@@ -63,6 +63,7 @@ var sentinels = []sentinel{
 	{cluster.ErrNotMember, http.StatusForbidden, ""},
 	{cluster.ErrWouldLoseQuorum, http.StatusConflict, ""},
 	{cluster.ErrForbidden, http.StatusForbidden, ""},
+	{cluster.ErrDataDirLocked, http.StatusServiceUnavailable, "this node's data directory is in use by another process; see its log"},
 	{pki.ErrInvalidNodeID, http.StatusBadRequest, ""},
 	{pki.ErrPinMismatch, http.StatusBadGateway, ""},
 	{pki.ErrTokenMalformed, http.StatusUnauthorized, joinTokenRefused},
