@@ -72,7 +72,7 @@ func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request, s authn.S
 		}
 		ps, err = h.users.Profiles.List(r.Context())
 	} else {
-		ps, err = h.users.Profiles.Allowed(r.Context(), s.Identity.UserID, s.Identity.Email, s.Identity.Groups)
+		ps, err = h.users.Profiles.Allowed(r.Context(), s.Identity)
 	}
 	if err != nil {
 		h.fail(w, r, err)
@@ -87,7 +87,7 @@ func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request, s authn.S
 
 func (h *handler) getProfile(w http.ResponseWriter, r *http.Request, s authn.Session) {
 	p, err := h.users.Profiles.Get(r.Context(), r.PathValue("name"))
-	if err == nil && s.Role != authn.RoleAdmin && !p.AssignedTo(s.Identity.UserID, s.Identity.Email, s.Identity.Groups) {
+	if err == nil && s.Role != authn.RoleAdmin && !h.users.Profiles.Assigned(&p, s.Identity) {
 		err = profiles.ErrNotFound // do not reveal profiles that are not yours
 	}
 	if err != nil {
