@@ -122,35 +122,37 @@ func (u *Users) Provision(ctx context.Context, id Identity, how string) (User, e
 	return u.update(ctx, id, how, false, true)
 }
 
-// resolveID returns the ID under which id is (or will be) stored.
-func (u *Users) resolveID(ctx context.Context, id Identity, c cluster.Consistency) (string, error) {
+// resolveID returns the ID under which id is (or will be) stored, and a
+// compare that fails if the decision's other input (a legacy record that
+// could be claimed) changed since this read.
+func (u *Users) resolveID(ctx context.Context, id Identity, c cluster.Consistency) (string, []cluster.Compare, error) {
 	if id.Issuer == "" && id.Subject == "" {
-		return id.UserID, checkUserID(id.UserID)
+		return id.UserID, nil, checkUserID(id.UserID)
 	}
 	if err := checkIssuerSubject(id.Issuer, id.Subject); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	key := UserKey(id.Issuer, id.Subject)
 	if _, _, ok, err := getRecord[userRecord](ctx, u.store, userKey(key), c); err != nil || ok {
-		return key, err
+		return key, nil, err
 	}
 	if checkUserID(id.Subject) != nil {
-		return key, nil
+		return key, nil, nil
 	}
-	legacy, _, ok, err := getRecord[userRecord](ctx, u.store, userKey(id.Subject), c)
+	legacy, ver, ok, err := getRecord[userRecord](ctx, u.store, userKey(id.Subject), c)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if ok && (legacy.Issuer == "" || (legacy.Issuer == id.Issuer && legacy.Subject == id.Subject)) {
-		return id.Subject, nil
+		return id.Subject, nil, nil
 	}
-	return key, nil
+	return key, []cluster.Compare{cluster.IfVersion(userKey(id.Subject), ver)}, nil
 }
 
 func (u *Users) update(ctx context.Context, id Identity, how string, login, create bool) (User, error) {
 	var r rounds // a local read first; the compare catches a stale one
 	for range maxCASAttempts {
-		uid, err := u.resolveID(ctx, id, r.consistency())
+		uid, compares, err := u.resolveID(ctx, id, r.consistency())
 		if err != nil {
 			return User{}, fmt.Errorf("resolving user: %w", err)
 		}
@@ -191,7 +193,7 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 			rec.LastLogin = now
 		}
 		res, err := u.store.Txn(ctx, cluster.Txn{
-			Compares: []cluster.Compare{cluster.IfVersion(key, ver)},
+			Compares: append(compares, cluster.IfVersion(key, ver)),
 			Ops:      []cluster.Op{cluster.Put(key, encodeRecord(&rec))},
 		})
 		if err != nil {
