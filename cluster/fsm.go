@@ -54,6 +54,10 @@ type fsm struct {
 
 	sigMu     sync.Mutex    // guards appliedCh
 	appliedCh chan struct{} // closed and replaced after every apply
+
+	// onConfig, when set, is called after a batch that held a Raft
+	// configuration entry; it must not block.
+	onConfig func()
 }
 
 var (
@@ -145,6 +149,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	results := make([]interface{}, len(logs))
 	var events []Event
 	applied := f.applied.Load()
+	configChanged := false
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		st := newTxState(tx)
 		for i, l := range logs {
@@ -160,6 +165,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				}
 				results[i] = st.apply(&cmd, &events)
 			}
+			configChanged = configChanged || l.Type == raft.LogConfiguration
 			applied = l.Index
 		}
 		return st.finish(applied)
@@ -170,6 +176,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.applied.Store(applied)
 	f.hub.dispatch(events)
 	f.signalApplied()
+	if configChanged && f.onConfig != nil {
+		f.onConfig()
+	}
 	return results
 }
 
