@@ -167,7 +167,9 @@ func New(cfg Config) (*Service, error) {
 // libLogger adapts the library's logger to slog.
 type libLogger struct{ log *slog.Logger }
 
-func (l libLogger) Error(args ...any) { l.log.Error("scim library error", "detail", fmt.Sprint(args...)) }
+func (l libLogger) Error(args ...any) {
+	l.log.Error("scim library error", "detail", fmt.Sprint(args...))
+}
 
 // Actor is who SCIM writes are recorded as: the identity provider.
 var Actor = audit.Actor{UserID: "scim", Role: "provisioner"}

@@ -379,4 +379,3 @@ func displayName(attrs map[string]any) string {
 	}
 	return ""
 }
-
