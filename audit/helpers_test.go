@@ -83,6 +83,27 @@ func journalIDs(t testing.TB, node *cluster.Node) map[string]uint64 {
 	return ids
 }
 
+// duplicateIDs counts events in node's journal whose ID an earlier record
+// already carries.
+func duplicateIDs(t testing.TB, node *cluster.Node) int {
+	t.Helper()
+	seen := map[string]bool{}
+	d := 0
+	err := audit.Scan(context.Background(), node, audit.Filter{}, func(e *audit.Entry) error {
+		if e.Event != nil {
+			if seen[e.Event.ID] {
+				d++
+			}
+			seen[e.Event.ID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // waitFor polls cond until it holds or timeout passes, then fails with
 // cond's last explanation.
 func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {

@@ -42,7 +42,8 @@ type Config struct {
 	QueueSize int
 	// RetryFor is how long a failed append is retried while the cluster
 	// elects a leader; default 15s. A retried append whose first outcome
-	// was unknown may store its events twice, under the same IDs.
+	// was unknown stores nothing twice: the journal drops a record whose
+	// event ID it already holds among its recent records.
 	RetryFor time.Duration
 	// Registerer, when set, receives the Log's metrics.
 	Registerer prometheus.Registerer
@@ -314,9 +315,9 @@ func (l *Log) pace(since time.Time) {
 
 // appendBatch appends batch and answers its requests.
 func (l *Log) appendBatch(batch []*request) {
-	data := make([][]byte, len(batch))
+	data := make([]cluster.KeyedRecord, len(batch))
 	for i, r := range batch {
-		data[i] = r.data
+		data[i] = cluster.KeyedRecord{Key: []byte(r.id), Data: r.data}
 	}
 	start := time.Now()
 	res, err := l.appendRetrying(data)
@@ -337,19 +338,20 @@ func (l *Log) appendBatch(batch []*request) {
 			r.done <- result{err: fmt.Errorf("appending audit records: %w", err)}
 			continue
 		}
-		r.done <- result{seq: res.First + uint64(i)}
+		r.done <- result{seq: res.Seqs[i]}
 	}
 }
 
 // appendRetrying appends data, retrying while no leader can take it. An
-// append whose outcome is unknown is retried too: audit delivery is at
-// least once, and a repeated event carries the same ID.
-func (l *Log) appendRetrying(data [][]byte) (cluster.AppendResult, error) {
+// append whose outcome is unknown is retried too: each record is keyed by
+// its event ID, so the journal drops a retried record it already holds
+// (cluster.Node.AppendKeyed) and every event is stored once.
+func (l *Log) appendRetrying(data []cluster.KeyedRecord) (cluster.AppendResult, error) {
 	deadline := time.Now().Add(l.cfg.RetryFor)
 	for {
 		// Not l.ctx: an append in flight finishes even while closing, so
 		// its callers learn the outcome. The cluster bounds each wait.
-		res, err := l.store.Append(context.Background(), data)
+		res, err := l.store.AppendKeyed(context.Background(), data)
 		if err == nil || time.Now().After(deadline) || !(errors.Is(err, cluster.ErrOutcomeUnknown) ||
 			errors.Is(err, cluster.ErrNoQuorum) || errors.Is(err, cluster.ErrNotLeader)) {
 			return res, err

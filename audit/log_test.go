@@ -30,6 +30,32 @@ func TestRecordStampsAndStores(t *testing.T) {
 	}
 }
 
+// An event re-sent with the same ID (a retry after a lost answer) is
+// stored once, and its receipt names where it already is.
+func TestRepeatedEventStoredOnce(t *testing.T) {
+	c := startCluster(t, 1)
+	l := newLog(t, c.Node(0))
+	e := loginEvent(1)
+	e.ID = "0123456789abcdef0123456789abcdef"
+	r1, err := l.Append(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), loginEvent(2)); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := l.Append(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Seq != r2.Seq || r1.ID != r2.ID {
+		t.Fatalf("repeat stored apart: %+v then %+v", r1, r2)
+	}
+	if head, _, _ := c.Node(0).JournalHead(); head != 2 {
+		t.Fatalf("journal head %d, want 2", head)
+	}
+}
+
 func TestRecordRejectsInvalidEvents(t *testing.T) {
 	c := startCluster(t, 1)
 	l := newLog(t, c.Node(0))
@@ -169,6 +195,9 @@ func TestAcknowledgedEventsSurviveNodeKill(t *testing.T) {
 				}
 				if missing > 0 {
 					t.Errorf("node %s lacks %d of %d acknowledged events", c.ID(i), missing, len(acked))
+				}
+				if d := duplicateIDs(t, c.Node(i)); d > 0 {
+					t.Errorf("node %s journal holds %d repeated event IDs", c.ID(i), d)
 				}
 				if n, err := c.Node(i).VerifyJournal(); err != nil {
 					t.Errorf("node %s journal: %v (%d records)", c.ID(i), err, n)

@@ -16,6 +16,7 @@ import (
 //	append  = n(uvarint) record(bytes)*n
 //	batch   = n(uvarint) command(bytes)*n   (nested commands are not batches)
 //	trim    = before(uvarint)
+//	keyed   = n(uvarint) (key(bytes) record(bytes))*n
 //	bytes   = len(uvarint) data
 //
 // Decoding checks every length against the package limits, so a corrupt or
@@ -30,6 +31,8 @@ const (
 	cmdAppend cmdType = 2
 	cmdBatch  cmdType = 3
 	cmdTrim   cmdType = 4
+	// cmdAppendKeyed is an append whose records carry idempotency keys.
+	cmdAppendKeyed cmdType = 5
 )
 
 // maxBatch bounds how many commands one batch entry carries.
@@ -40,6 +43,7 @@ type command struct {
 	typ     cmdType
 	txn     Txn
 	records [][]byte
+	keyed   []KeyedRecord
 	batch   []command
 	before  uint64 // trim: drop journal records with seq < before
 }
@@ -79,6 +83,21 @@ func encodeAppend(b []byte, recs [][]byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(recs)))
 	for _, r := range recs {
 		b = appendBytes(b, r)
+	}
+	return b
+}
+
+func encodeAppendKeyed(b []byte, recs []KeyedRecord) []byte {
+	n := 2 + binary.MaxVarintLen32
+	for _, r := range recs {
+		n += len(r.Data) + len(r.Key) + 2*binary.MaxVarintLen32
+	}
+	b = slices.Grow(b, n)
+	b = append(b, codecVersion, byte(cmdAppendKeyed))
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	for _, r := range recs {
+		b = appendBytes(b, r.Key)
+		b = appendBytes(b, r.Data)
 	}
 	return b
 }
@@ -226,6 +245,13 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		c.records = make([][]byte, 0, n)
 		for i := 0; i < n && d.err == nil; i++ {
 			c.records = append(c.records, d.view(MaxRecordLen, "record"))
+		}
+	case cmdAppendKeyed:
+		n := d.count(MaxAppendRecs, "record")
+		c.keyed = make([]KeyedRecord, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			k := d.view(MaxJournalKeyLen, "journal key")
+			c.keyed = append(c.keyed, KeyedRecord{Key: k, Data: d.view(MaxRecordLen, "record")})
 		}
 	case cmdTrim:
 		c.before = d.uvarint()

@@ -13,7 +13,9 @@
 //     once; a Reset event after a snapshot is installed.
 //   - A journal: records appended in batches; the state machine assigns
 //     sequence numbers and a SHA-256 hash chain, so every node holds the same
-//     chain.
+//     chain. Keyed appends (AppendKeyed) are idempotent: a record whose key
+//     is among the last JournalKeyWindow records' keys is dropped, so a retry
+//     after a lost answer stores nothing twice.
 //   - Membership: bootstrap, add and remove voters, a node removing itself
 //     (Leave, authenticated by its own certificate), status.
 //

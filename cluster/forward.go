@@ -288,6 +288,17 @@ func encodeResult(r interface{}) ([]byte, error) {
 		b = binary.AppendUvarint(b, v.Revision)
 		return binary.AppendVarint(b, int64(v.FailedCompare)), nil
 	case AppendResult:
+		if v.Seqs != nil {
+			b := []byte{5}
+			b = binary.AppendUvarint(b, v.First)
+			b = binary.AppendUvarint(b, v.Last)
+			b = binary.AppendUvarint(b, uint64(v.Duplicates))
+			b = binary.AppendUvarint(b, uint64(len(v.Seqs)))
+			for _, s := range v.Seqs {
+				b = binary.AppendUvarint(b, s)
+			}
+			return b, nil
+		}
 		b := []byte{3}
 		b = binary.AppendUvarint(b, v.First)
 		return binary.AppendUvarint(b, v.Last), nil
@@ -319,6 +330,17 @@ func decodeResult(b []byte) (interface{}, error) {
 		return r, nil
 	case 3:
 		r := AppendResult{First: d.uvarint(), Last: d.uvarint()}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	case 5:
+		r := AppendResult{First: d.uvarint(), Last: d.uvarint(), Duplicates: int(d.uvarint())}
+		n := d.count(MaxAppendRecs, "seq")
+		r.Seqs = make([]uint64, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			r.Seqs = append(r.Seqs, d.uvarint())
+		}
 		if d.err != nil {
 			return nil, d.err
 		}

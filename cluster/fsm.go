@@ -31,6 +31,11 @@ var (
 // AppendResult reports the sequence numbers a journal append received.
 type AppendResult struct {
 	First, Last uint64
+	// Seqs, for AppendKeyed only, holds each record's sequence number: the
+	// one it received, or the one already holding a repeat of its key.
+	// Duplicates counts the records dropped as repeats.
+	Seqs       []uint64
+	Duplicates int
 }
 
 // fsm is the replicated state machine. Its state lives in bbolt, and the last
@@ -54,6 +59,10 @@ type fsm struct {
 
 	sigMu     sync.Mutex    // guards appliedCh
 	appliedCh chan struct{} // closed and replaced after every apply
+
+	// keys indexes the journal's recent idempotency keys. Guarded by
+	// applyMu (and replaced by open under dbMu as well).
+	keys *keyIndex
 }
 
 var (
@@ -81,7 +90,7 @@ func (f *fsm) open() error {
 	}
 	var applied, rev uint64
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketKV, bucketJournal} {
+		for _, b := range [][]byte{bucketMeta, bucketKV, bucketJournal, bucketJKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -89,6 +98,7 @@ func (f *fsm) open() error {
 		m := tx.Bucket(bucketMeta)
 		applied = getU64(m, metaApplied)
 		rev = getU64(m, metaRevision)
+		f.keys = loadKeyIndex(tx)
 		return nil
 	})
 	if err != nil {
@@ -146,7 +156,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	var events []Event
 	applied := f.applied.Load()
 	err := f.db.Update(func(tx *bolt.Tx) error {
-		st := newTxState(tx)
+		st := newTxState(tx, f.keys)
 		for i, l := range logs {
 			if l.Index <= applied {
 				continue // already in the state file: replay after restart
@@ -190,13 +200,17 @@ func (f *fsm) appliedSignal() <-chan struct{} {
 // txState applies commands inside one bbolt write transaction.
 type txState struct {
 	meta, kv, journal *bolt.Bucket
+	jkeys             *bolt.Bucket
+	keys              *keyIndex
 	rev, seq          uint64
 	hash              [32]byte
 	hasher            hash.Hash // chains records; reused
 }
 
-func newTxState(tx *bolt.Tx) *txState {
-	st := &txState{meta: tx.Bucket(bucketMeta), kv: tx.Bucket(bucketKV), journal: tx.Bucket(bucketJournal), hasher: sha256.New()}
+func newTxState(tx *bolt.Tx, keys *keyIndex) *txState {
+	st := &txState{meta: tx.Bucket(bucketMeta), kv: tx.Bucket(bucketKV), journal: tx.Bucket(bucketJournal),
+		jkeys: tx.Bucket(bucketJKeys), keys: keys, hasher: sha256.New()}
+	st.jkeys.FillPercent = 1.0
 	// The journal only grows at its end (keys are increasing sequence
 	// numbers), so full pages waste nothing: half as many pages to write.
 	st.journal.FillPercent = 1.0
@@ -235,6 +249,15 @@ func (st *txState) apply(c *command, events *[]Event) interface{} {
 			return fmt.Errorf("%w: empty append", ErrInvalid)
 		}
 		r, err := st.applyAppend(c.records)
+		if err != nil {
+			panic(fmt.Sprintf("cluster: appending to journal: %v", err))
+		}
+		return r
+	case cmdAppendKeyed:
+		if len(c.keyed) == 0 {
+			return fmt.Errorf("%w: empty append", ErrInvalid)
+		}
+		r, err := st.applyAppendKeyed(c.keyed)
 		if err != nil {
 			panic(fmt.Sprintf("cluster: appending to journal: %v", err))
 		}
@@ -356,6 +379,9 @@ func (st *txState) applyTrim(before uint64) (TrimResult, error) {
 		n++
 	}
 	if err := putU64(st.meta, metaFirst, before); err != nil {
+		return TrimResult{}, err
+	}
+	if err := st.trimKeys(before); err != nil {
 		return TrimResult{}, err
 	}
 	return TrimResult{First: before, Removed: n}, nil

@@ -19,6 +19,9 @@ func newTestFSM(t *testing.T, n int) (*fsm, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n == 0 {
+		return f, path
+	}
 	var recs [][]byte
 	for i := 1; i <= n; i++ {
 		recs = append(recs, []byte(fmt.Sprintf("record %d", i)))

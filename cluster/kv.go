@@ -90,6 +90,34 @@ func (n *Node) Append(ctx context.Context, records [][]byte) (AppendResult, erro
 	return r, nil
 }
 
+// AppendKeyed adds records to the journal through the leader, dropping
+// each record whose non-empty Key the journal already holds among its last
+// JournalKeyWindow records, so that a writer may retry an append whose
+// outcome it does not know without storing anything twice. The result's
+// Seqs name, for each record, the sequence number holding it.
+func (n *Node) AppendKeyed(ctx context.Context, records []KeyedRecord) (AppendResult, error) {
+	if len(records) == 0 || len(records) > MaxAppendRecs {
+		return AppendResult{}, fmt.Errorf("%w: append of %d records (want 1 to %d)", ErrInvalid, len(records), MaxAppendRecs)
+	}
+	for i, r := range records {
+		switch {
+		case len(r.Data) > MaxRecordLen:
+			return AppendResult{}, fmt.Errorf("%w: record %d longer than %d bytes", ErrInvalid, i, MaxRecordLen)
+		case len(r.Key) > MaxJournalKeyLen:
+			return AppendResult{}, fmt.Errorf("%w: record %d: key longer than %d bytes", ErrInvalid, i, MaxJournalKeyLen)
+		}
+	}
+	res, err := n.propose(ctx, encodeAppendKeyed(nil, records))
+	if err != nil {
+		return AppendResult{}, err
+	}
+	r, ok := res.(AppendResult)
+	if !ok {
+		return AppendResult{}, fmt.Errorf("cluster: unexpected append result %T", res)
+	}
+	return r, nil
+}
+
 // TrimJournal drops journal records with sequence numbers below before,
 // through the leader. The last record always stays, and the first kept
 // record's PrevHash anchors verification of what remains; callers keep
