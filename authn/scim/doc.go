@@ -18,9 +18,10 @@
 //   - Binding: a SCIM user is bound to ferry's user record by its
 //     externalId, which must be the value the identity provider puts in
 //     the ID token's user ID claim (Okta: the user's ID, which is sub;
-//     Entra ID: the objectId, with oidc.user_id_claim: oid). The ferry user
-//     ID is Config.UserKey(externalId). externalId is required and cannot
-//     change: a different externalId is a different person.
+//     Entra ID: the objectId, with oidc.user_id_claim: oid). The ferry
+//     user ID is authn.UserKey(Config.Issuer, externalId). externalId is
+//     required and cannot change: a different externalId is a different
+//     person.
 //   - Every change reaches authn through its domain operations: attributes
 //     and groups through Users.Provision, active: false and delete through
 //     Users.SetDisabled, which ends the user's sessions in the same

@@ -58,10 +58,10 @@ type Config struct {
 	// Recorder receives an event for every write and every refusal.
 	// Required.
 	Recorder audit.Recorder
-	// UserKey turns a SCIM externalId into the ferry user ID that a
-	// sign-in of the same person produces (authn's key of issuer and
-	// subject). Required.
-	UserKey func(externalID string) string
+	// Issuer is the OIDC issuer whose subjects the provider's externalIds
+	// are: a SCIM user is ferry's user authn.UserKey(Issuer, externalId),
+	// the same record that person's sign-ins reach. Required.
+	Issuer string
 	// GroupName is the group attribute whose value becomes the user's group
 	// name: GroupNameDisplayName (default) or GroupNameExternalID. It must
 	// match what the ID token's groups claim carries.
@@ -86,8 +86,8 @@ func (c *Config) Validate() error {
 		return errors.New("scim config: users: required")
 	case c.Recorder == nil:
 		return errors.New("scim config: recorder: required")
-	case c.UserKey == nil:
-		return errors.New("scim config: user_key: required")
+	case c.Issuer == "":
+		return errors.New("scim config: issuer: required")
 	}
 	switch c.GroupName {
 	case "", GroupNameDisplayName, GroupNameExternalID:
@@ -103,7 +103,7 @@ type Service struct {
 	key       seal.Key
 	users     *authn.Users
 	rec       audit.Recorder
-	userKey   func(string) string
+	issuer    string
 	groupName string
 	log       *slog.Logger
 	now       func() time.Time
@@ -116,7 +116,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		store: cfg.Store, key: cfg.Key, users: cfg.Users, rec: cfg.Recorder, userKey: cfg.UserKey,
+		store: cfg.Store, key: cfg.Key, users: cfg.Users, rec: cfg.Recorder, issuer: cfg.Issuer,
 		groupName: cfg.GroupName, log: cfg.Logger, now: cfg.Now,
 	}
 	if s.groupName == "" {

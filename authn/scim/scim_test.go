@@ -22,7 +22,7 @@ import (
 
 const testIssuer = "https://idp.example.com"
 
-func userKey(ext string) string { return testIssuer + "|" + ext }
+func userKey(ext string) string { return authn.UserKey(testIssuer, ext) }
 
 type env struct {
 	svc   *scim.Service
@@ -41,7 +41,7 @@ func newEnv(t testing.TB) *env {
 	}
 	rec := &authntest.Recorder{}
 	users := authn.NewUsers(c.Node(0), nil, rec)
-	svc, err := scim.New(scim.Config{Store: c.Node(0), Key: key, Users: users, Recorder: rec, UserKey: userKey})
+	svc, err := scim.New(scim.Config{Store: c.Node(0), Key: key, Users: users, Recorder: rec, Issuer: testIssuer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func newEnvNoToken(t *testing.T) *env {
 	key, _ := seal.GenerateKey()
 	rec := &authntest.Recorder{}
 	users := authn.NewUsers(c.Node(0), nil, rec)
-	svc, err := scim.New(scim.Config{Store: c.Node(0), Key: key, Users: users, Recorder: rec, UserKey: userKey})
+	svc, err := scim.New(scim.Config{Store: c.Node(0), Key: key, Users: users, Recorder: rec, Issuer: testIssuer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func (h userHandler) Create(r *http.Request, in scim.ResourceAttributes) (scim.R
 	}
 	now := h.s.now().UTC().Round(0)
 	ext := str(attrs, "externalId")
-	rec := resource{V: recordVersion, ID: id, Attrs: attrs, Created: now, Modified: now, User: h.s.userKey(ext)}
+	rec := resource{V: recordVersion, ID: id, Attrs: attrs, Created: now, Modified: now, User: authn.UserKey(h.s.issuer, ext)}
 	ri := reqInfo(r)
 	ri.action, ri.scimID, ri.user = action, id, rec.User
 	res, err := h.s.store.Txn(r.Context(), cluster.Txn{
@@ -310,7 +310,7 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 	ri.user = rec.User
 	// Disable first: a failure after it leaves the user disabled, never a
 	// deleted resource whose person still has access.
-	if err := h.s.users.SetDisabled(r.Context(), rec.User, true, Actor, authn.Source{}); err != nil && !errors.Is(err, authn.ErrUnknownUser) {
+	if err := h.s.disable(r, rec); err != nil {
 		return fail(r, action, err)
 	}
 	res, err := h.s.store.Txn(r.Context(), cluster.Txn{
@@ -333,18 +333,52 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 	return nil
 }
 
-// syncUser pushes a SCIM user's state to its ferry user record.
+// syncUser pushes a SCIM user's state to its ferry user record: its
+// attributes and groups through Users.Provision (which notes a change of
+// groups for the entitlement watcher), its active state through
+// Users.SetDisabled, the one path that disables (ending sessions; the
+// watcher revokes peers).
 func (s *Service) syncUser(r *http.Request, rec resource) error {
-	groups, err := s.groupsOf(r.Context(), rec.ID)
+	ctx := r.Context()
+	groups, err := s.groupsOf(ctx, rec.ID)
 	if err != nil {
 		return err
 	}
-	_, err = s.users.Provision(r.Context(), authn.Provisioned{
-		UserID: rec.User, Email: primaryEmail(rec.Attrs), Name: displayName(rec.Attrs),
-		Groups: groups, Active: active(rec.Attrs),
-	}, Actor, authn.Source{Addr: sourceOf(r).Addr})
+	id := authn.Identity{
+		UserID: rec.User, Issuer: s.issuer, Subject: str(rec.Attrs, "externalId"),
+		Email: primaryEmail(rec.Attrs), Name: displayName(rec.Attrs), Groups: groups,
+	}
+	// SCIM says nothing of verification: a verified email stays verified
+	// while it is unchanged.
+	if cur, ok, err := s.users.Get(ctx, rec.User); err != nil {
+		return err
+	} else if ok && strings.EqualFold(cur.Email, id.Email) {
+		id.EmailVerified = cur.EmailVerified
+	}
+	u, err := s.users.Provision(ctx, id, "SCIM")
 	if errors.Is(err, authn.ErrInvalidInput) {
-		return badPatch(scimerrors.ScimTypeInvalidValue, strings.TrimPrefix(err.Error(), authn.ErrInvalidInput.Error()+": "))
+		return badPatch(scimerrors.ScimTypeInvalidValue, strings.TrimPrefix(err.Error(), "resolving user: "))
+	}
+	if err != nil {
+		return err
+	}
+	if u.Disabled == !active(rec.Attrs) {
+		return nil
+	}
+	return s.users.SetDisabled(ctx, u.ID, !active(rec.Attrs), Actor, authn.Source{Addr: sourceOf(r).Addr})
+}
+
+// disable disables the ferry user of a SCIM user (deleted at the
+// provider). A user stored before keys named the issuer keeps its bare
+// subject as ID.
+func (s *Service) disable(r *http.Request, rec resource) error {
+	src := authn.Source{Addr: sourceOf(r).Addr}
+	err := s.users.SetDisabled(r.Context(), rec.User, true, Actor, src)
+	if errors.Is(err, authn.ErrUnknownUser) {
+		err = s.users.SetDisabled(r.Context(), str(rec.Attrs, "externalId"), true, Actor, src)
+	}
+	if errors.Is(err, authn.ErrUnknownUser) {
+		return nil
 	}
 	return err
 }
