@@ -45,12 +45,7 @@ type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session
 // details.
 func (h *handler) authed(next sessionHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
-			if c, err := r.Cookie(authn.SessionCookie); err == nil {
-				tok = c.Value
-			}
-		}
+		tok := sessionToken(r)
 		if tok == "" {
 			writeError(w, http.StatusUnauthorized, "not signed in")
 			return
@@ -71,8 +66,20 @@ func (h *handler) admin(next sessionHandler) http.HandlerFunc {
 		if s.Role != authn.RoleAdmin {
 			return errorf(http.StatusForbidden, "admin role required")
 		}
-		return next(w, r, s)
+		return next(w, withAdminProof(r), s)
 	})
+}
+
+// sessionToken is the caller's session token: the bearer token, else the
+// session cookie.
+func sessionToken(r *http.Request) string {
+	if tok := bearer(r); tok != "" {
+		return tok
+	}
+	if c, err := r.Cookie(authn.SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
 }
 
 func bearer(r *http.Request) string {

@@ -120,7 +120,8 @@ func (h *handler) members(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusConflict, "addr %s is already the address of member %q", m.Addr, m.ID)
 		}
 	}
-	if err := h.node.AddVoter(r.Context(), req.NodeID, req.Addr); err != nil {
+	ctx := cluster.WithProof(r.Context(), []byte(joinProofPrefix+req.Token))
+	if err := h.node.AddVoter(ctx, req.NodeID, req.Addr); err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, cluster.ErrInvalid) {
 			status = http.StatusBadRequest
