@@ -167,4 +167,3 @@ func truncate(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s, "?")
 }
-
