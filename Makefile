@@ -19,12 +19,15 @@ build:
 run: build
 	./bin/ferryd dev
 
-## test: every test, as CI runs them (root-only tests skip without root)
+## test: every test, as CI runs them (root-only tests skip without root),
+## under the race detector
 # The end-to-end drill of deploy/local runs last and alone: it drives the
 # whole machine (namespaces, nginx, a browser that restarts its requests
-# when other tests add network interfaces).
+# when other tests add network interfaces); it drives the built binaries
+# from outside, so -race would check only its own driver.
+RACE ?= -race
 test:
-	$(GO) test -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/deploy/local$$')
+	$(GO) test $(RACE) -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/deploy/local$$')
 	$(GO) test -count=1 -timeout 15m ./deploy/local
 
 ## bench: run the benchmarks 5 times and print the medians

@@ -132,6 +132,14 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if id.UserID == "" {
 			who = nil
 		}
+		if who != nil && errors.Is(err, ErrForbidden) {
+			// Refused by the sign-in policy (required groups, email
+			// domain): what the IdP now says about a known user is kept,
+			// so the entitlement watcher takes away what they held.
+			if _, _, uerr := f.users.Refused(ctx, id); uerr != nil {
+				f.log.Warn("updating refused user", "err", uerr)
+			}
+		}
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, who, src, err)
 		return
 	}
@@ -140,6 +148,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.internalError(w, r, err)
 		return
 	}
+	id.UserID = user.ID // the key, or a claimed older record's ID
 	if user.Disabled {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return

@@ -295,9 +295,16 @@ func (rp *relyingParty) identity(claims map[string]any) (Identity, error) {
 	if len(uid) > maxClaimLen {
 		return Identity{}, signinFail(frClaims, fmt.Errorf("claim %q longer than %d bytes", rp.cfg.UserIDClaim, maxClaimLen))
 	}
-	id := Identity{UserID: uid}
+	id := Identity{Issuer: rp.cfg.Issuer, Subject: uid, UserID: UserKey(rp.cfg.Issuer, uid)}
+	if err := checkIssuerSubject(id.Issuer, id.Subject); err != nil {
+		return Identity{}, signinFail(frClaims, err)
+	}
 	id.Email, _ = claims[rp.cfg.EmailClaim].(string)
+	id.EmailVerified = claimTrue(claims["email_verified"])
 	id.Name, _ = claims[rp.cfg.NameClaim].(string)
+	if sid, _ := claims["sid"].(string); len(sid) <= maxClaimLen {
+		id.IdPSession = sid
+	}
 	if len(id.Email) > maxClaimLen || len(id.Name) > maxClaimLen {
 		return Identity{}, signinFail(frClaims, fmt.Errorf("email or name longer than %d bytes", maxClaimLen))
 	}
@@ -345,4 +352,16 @@ func (rp *relyingParty) admit(id Identity, claims map[string]any) error {
 		return signinFail(frGroup, fmt.Errorf("%w: in none of the required groups", ErrForbidden))
 	}
 	return nil
+}
+
+// claimTrue reports whether a boolean claim is true. Some providers send
+// booleans as the strings "true" and "false".
+func claimTrue(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true"
+	}
+	return false
 }

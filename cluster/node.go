@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,7 @@ type Node struct {
 	trans    *raft.NetworkTransport
 	mux      *mux
 	fwd      *forwarder
+	authz    *authz
 	batcher  *batcher
 	metrics  *metrics
 	health   *peerHealth
@@ -60,7 +62,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{}), authz: newAuthz()}
+	check := peerChecker(n.checkPeer)
+	n.authz.check.Store(&check)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -80,6 +84,13 @@ func New(cfg Config) (*Node, error) {
 	var err error
 	if n.fsm, err = openFSM(statePath, n.hub); err != nil {
 		return nil, err
+	}
+	configChanged := make(chan struct{}, 1)
+	n.fsm.onConfig = func() {
+		select {
+		case configChanged <- struct{}{}:
+		default:
+		}
 	}
 	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
 	if err != nil {
@@ -107,7 +118,12 @@ func New(cfg Config) (*Node, error) {
 	serverTLS, clientTLS := cfg.tlsConfigs()
 	d := &dialer{clientTLS: clientTLS, dial: cfg.Dial}
 	n.fwd = newForwarder(d)
-	n.mux = newMux(ln, serverTLS, n.log, func(c net.Conn) { serveForward(n.ctx, c, n.handleForward) })
+	n.mux = newMux(ln, serverTLS, n.log, n.acceptRaft, func(c net.Conn, cert *x509.Certificate) {
+		pc := &peerConn{cert: cert}
+		n.authz.track(c, pc)
+		defer n.authz.untrack(c)
+		serveForward(n.ctx, c, cert, n.checkForward, n.handleForward)
+	})
 	n.mux.start()
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, d: d, addr: advertiseAddr(n.advert)},
@@ -173,6 +189,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goRun(func() { n.batcher.run(n.ctx) })
 	n.goRun(func() { n.followLeadership(notify) })
+	n.goRun(func() { n.followRevocations(configChanged) })
+	n.goRun(n.tendMembership)
 	close(n.started)
 	ok = true
 	return n, nil
@@ -416,8 +434,23 @@ func (n *Node) waitRetry(ctx context.Context) error {
 	}
 }
 
+// checkForward is the per-request check of forwarded requests: the peer
+// must be a current member with a valid, unrevoked certificate.
+func (n *Node) checkForward(req forwardRequest) error {
+	select {
+	case <-n.started:
+	case <-n.ctx.Done():
+		return ErrNotLeader
+	}
+	if err := n.allowed(req.cert, false); err != nil {
+		n.refused(req.cert, req.remote, opName(req.kind), err)
+		return err
+	}
+	return nil
+}
+
 // handleForward serves requests forwarded by followers, and leave requests
-// of nodes.
+// of nodes. The peer passed checkForward.
 func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, error) {
 	kind, payload := req.kind, req.payload
 	// A node starting or stopping has done nothing with the request: the
@@ -432,11 +465,23 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 	case <-n.ctx.Done():
 		return nil, ErrNotLeader
 	}
-	if kind == fwdLeave {
-		return nil, n.leave(ctx, req.peer, string(payload))
+	switch kind {
+	case fwdLeave:
+		return nil, n.leave(ctx, req, string(payload))
+	case fwdRenew:
+		return n.renewFor(ctx, req)
 	}
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
+	}
+	var proof []byte
+	if adminKinds[kind] {
+		d := &decoder{b: payload}
+		proof = d.bytes(maxProofLen, "proof")
+		if d.err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, d.err)
+		}
+		payload = d.b
 	}
 	switch kind {
 	case fwdApply:
@@ -461,19 +506,40 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 			return nil, err
 		}
 		return u64Key(idx), nil
-	case fwdAddVoter:
+	case fwdAddVoter, fwdAddNonvoter:
 		d := &decoder{b: payload}
 		id, addr := string(d.bytes(MaxKeyLen, "id")), string(d.bytes(MaxKeyLen, "addr"))
 		if d.err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, d.err)
 		}
-		return nil, n.addVoterLocal(ctx, id, addr)
+		if err := n.authorizeForward(ctx, req, id, proof); err != nil {
+			return nil, err
+		}
+		return nil, n.addNonvoterLocal(ctx, id, addr)
 	case fwdRemove:
-		return nil, n.removeLocal(ctx, string(payload))
+		id := string(payload)
+		if err := n.authorizeForward(ctx, req, id, proof); err != nil {
+			return nil, err
+		}
+		return nil, n.removeLocal(ctx, id)
 	case fwdRestore:
+		if err := n.authorizeForward(ctx, req, "", proof); err != nil {
+			return nil, err
+		}
 		return nil, n.restoreLocal(ctx, req.stream)
-	case fwdLeaveChecked:
-		return nil, n.leaveLocal(ctx, string(payload))
+	case fwdPromote:
+		return nil, n.promoteLocal(ctx, req)
 	}
 	return nil, fmt.Errorf("%w: unknown forward kind %d", ErrInvalid, kind)
+}
+
+// maxProofLen bounds the proof a forwarded request carries.
+const maxProofLen = 4 << 10
+
+// acceptRaft wraps an accepted Raft connection so that every read checks
+// its peer, and tracks it so that it is closed when the peer is removed.
+func (n *Node) acceptRaft(c net.Conn, cert *x509.Certificate) net.Conn {
+	cc := &checkedConn{Conn: c, n: n, cert: cert, remote: c.RemoteAddr().String()}
+	n.authz.track(cc, &peerConn{cert: cert, raft: true})
+	return cc
 }

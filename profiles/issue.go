@@ -98,13 +98,13 @@ func (s *Store) Issue(ctx context.Context, sess authn.Session, req IssueRequest)
 // choose picks the requested profile, checking it is assigned to the user.
 func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Profile, error) {
 	id := sess.Identity
-	allowed, err := s.Allowed(ctx, id.UserID, id.Email, id.Groups)
+	allowed, err := s.Allowed(ctx, id)
 	if err != nil {
 		return Profile{}, err
 	}
 	if name == "" {
 		if len(allowed) == 0 {
-			return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.UserID)
+			return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.Display())
 		}
 		return allowed[0], nil
 	}
@@ -113,7 +113,7 @@ func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Pr
 			return p, nil
 		}
 	}
-	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.UserID)
+	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.Display())
 }
 
 func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile, consistency cluster.Consistency) (Peer, error) {
@@ -133,7 +133,7 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 		devs.Peers = map[string]string{}
 	}
 	peer := Peer{
-		UserID: id.UserID, Email: id.Email, Device: req.Device, PublicKey: req.PublicKey,
+		UserID: id.UserID, Email: id.Email, Name: id.Name, Device: req.Device, PublicKey: req.PublicKey,
 		Profile: prof.Name, ProfileVersion: prof.Version, Issued: now,
 		Expires: now.Add(prof.MaxSession), SessionID: sess.ID, Node: req.Node, ServerKey: req.ServerKey,
 	}

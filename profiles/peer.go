@@ -10,6 +10,7 @@ type Peer struct {
 	ID             string     `json:"id"`
 	UserID         string     `json:"user_id"`
 	Email          string     `json:"email,omitempty"`
+	Name           string     `json:"name,omitempty"`
 	Device         string     `json:"device"`
 	PublicKey      string     `json:"public_key"` // base64; the private key never leaves the device
 	Address        netip.Addr `json:"address"`
@@ -41,4 +42,16 @@ func (p *Peer) State(now time.Time) string {
 		return "expired"
 	}
 	return "active"
+}
+
+// owner names the peer's owner for people: email or name, never the
+// opaque user key.
+func (p *Peer) owner() string {
+	switch {
+	case p.Email != "":
+		return p.Email
+	case p.Name != "":
+		return p.Name
+	}
+	return "its owner"
 }

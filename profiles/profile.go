@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ferryvpn/ferry/authn"
 )
 
 // Errors callers compare with errors.Is.
@@ -307,27 +309,37 @@ func (p *Profile) Validate(pool netip.Prefix) error {
 		}
 	}
 	for i, u := range p.Users {
-		if u == "" || len(u) > 256 {
-			return bad(fmt.Sprintf("users[%d]", i), "empty or longer than 256 characters")
+		if u == "" || len(u) > 512 {
+			return bad(fmt.Sprintf("users[%d]", i), "empty or longer than 512 characters")
 		}
 	}
 	return nil
 }
 
-// AssignedTo reports whether the profile is assigned to the user directly
-// or through one of their groups.
-func (p *Profile) AssignedTo(userID, email string, groups []string) bool {
+// AssignedTo reports whether the profile is assigned to id, and how:
+// "user" (users names the user ID), "group <g>", or "email" (users names
+// the email address, which counts only when byEmail is set, the operator's
+// opt-in, and the identity provider said the email is verified). An email
+// is a claim any account can make; only a verified one identifies.
+func (p *Profile) AssignedTo(id authn.Identity, byEmail bool) (via string, ok bool) {
 	for _, u := range p.Users {
-		if u == userID || (email != "" && strings.EqualFold(u, email)) {
-			return true
+		if u == id.UserID {
+			return "user", true
 		}
 	}
-	for _, g := range groups {
+	for _, g := range id.Groups {
 		if slices.Contains(p.Groups, g) {
-			return true
+			return "group " + g, true
 		}
 	}
-	return false
+	if byEmail && id.EmailVerified && id.Email != "" {
+		for _, u := range p.Users {
+			if strings.Contains(u, "@") && strings.EqualFold(u, id.Email) {
+				return "email", true
+			}
+		}
+	}
+	return "", false
 }
 
 // AllowedIPs returns what the client routes into the tunnel: the union of

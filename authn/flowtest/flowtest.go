@@ -269,6 +269,10 @@ func (e *Env) TOTP(username string) string {
 	return code
 }
 
+// UserID returns ferry's user ID for the OP's subject sub (see
+// authn.UserKey).
+func (e *Env) UserID(sub string) string { return authn.UserKey(e.OPURL, sub) }
+
 // Enrolled records username's otpauth URI, as an authenticator app would.
 func (e *Env) Enrolled(username, uri string) {
 	e.mu.Lock()

@@ -82,6 +82,13 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		return err
 	}
 	ccfg.NoSync = opts.noSync
+	// Refusals and forwarded membership changes on the cluster port go to
+	// the audit log once it runs; forwarded changes need an
+	// administrator's session (api.ClusterAuthorizer).
+	peers := newPeerAudit(log)
+	refs := &late{}
+	ccfg.OnPeerEvent = peers.observe
+	ccfg.Authorize = api.ClusterAuthorizer(refs.node.Load, master, refs.sessions.Load)
 	node, err := cluster.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("starting cluster node: %w", err)
@@ -92,6 +99,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		}
 		log.Info("stopped")
 	}()
+	refs.node.Store(node)
 
 	// 4. The cluster CA in the store, on the first start of the first node.
 	if err := publishCA(ctx, cfg, node, master, log); err != nil {
@@ -110,6 +118,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		return err
 	}
 	defer svc.close(log)
+	refs.sessions.Store(svc.sessions)
+	pctx, stopPeers := context.WithCancel(context.Background())
+	peers.start(pctx, svc.audit)
+	defer peers.wait()
+	defer stopPeers()
 
 	// 6. The HTTPS API and the metrics listener.
 	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log, Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}})

@@ -138,7 +138,10 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 
 	// 4. Profiles and the configuration issued clients receive.
-	if s.profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log}); err != nil {
+	if s.profiles, err = profiles.New(profiles.Config{
+		Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log,
+		AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
+	}); err != nil {
 		return nil, err
 	}
 	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,81 +44,79 @@ func (h *handler) mountUsers(mux *http.ServeMux) {
 	}
 }
 
-func (h *handler) me(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) me(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	writeJSON(w, http.StatusOK, wire.Me{
 		UserID: s.Identity.UserID, Email: s.Identity.Email, Name: s.Identity.Name, Groups: s.Identity.Groups,
 		Role: s.Role, SessionID: s.ID, AuthTime: s.AuthTime, Expires: s.Expires, MFAMethod: s.MFAMethod,
 	})
+	return nil
 }
 
 // logout ends the caller's own session.
-func (h *handler) logout(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	if err := h.users.Sessions.Revoke(r.Context(), s.ID, actor(s)); err != nil && !errors.Is(err, authn.ErrSessionInvalid) {
-		h.fail(w, r, err)
-		return
+func (h *handler) logout(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	if err := h.users.Sessions.Revoke(r.Context(), s.ID, actor(s)); err != nil && !errors.Is(err, authn.ErrSessionInvalid) && !errors.Is(err, authn.ErrUnknownSession) {
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // listProfiles lists the caller's profiles; admins may ask for all.
-func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	var ps []profiles.Profile
 	var err error
 	if r.URL.Query().Get("all") == "1" {
 		if s.Role != authn.RoleAdmin {
-			writeError(w, http.StatusForbidden, "admin role required to list every profile")
-			return
+			return errorf(http.StatusForbidden, "admin role required to list every profile")
 		}
 		ps, err = h.users.Profiles.List(r.Context())
 	} else {
-		ps, err = h.users.Profiles.Allowed(r.Context(), s.Identity.UserID, s.Identity.Email, s.Identity.Groups)
+		ps, err = h.users.Profiles.Allowed(r.Context(), s.Identity)
 	}
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	out := wire.ProfileList{Profiles: []wire.Profile{}}
 	for _, p := range ps {
 		out.Profiles = append(out.Profiles, profileToWire(p))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (h *handler) getProfile(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) getProfile(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	p, err := h.users.Profiles.Get(r.Context(), r.PathValue("name"))
-	if err == nil && s.Role != authn.RoleAdmin && !p.AssignedTo(s.Identity.UserID, s.Identity.Email, s.Identity.Groups) {
+	if err == nil && s.Role != authn.RoleAdmin && !h.users.Profiles.Assigned(&p, s.Identity) {
 		err = profiles.ErrNotFound // do not reveal profiles that are not yours
 	}
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, profileToWire(p))
+	return nil
 }
 
-func (h *handler) createProfile(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	h.putProfile(w, r, s, "", 0)
+func (h *handler) createProfile(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	return h.putProfile(w, r, s, "", 0)
 }
 
 // updateProfile replaces a profile; If-Match carries the version the
 // caller edited, so concurrent edits conflict instead of overwriting.
-func (h *handler) updateProfile(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) updateProfile(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	v, err := strconv.ParseUint(strings.Trim(r.Header.Get("If-Match"), `"`), 10, 64)
 	if err != nil || v == 0 {
-		writeError(w, http.StatusPreconditionRequired, "If-Match: the version of the profile being edited is required")
-		return
+		return errorf(http.StatusPreconditionRequired, "If-Match: the version of the profile being edited is required")
 	}
-	h.putProfile(w, r, s, r.PathValue("name"), v)
+	return h.putProfile(w, r, s, r.PathValue("name"), v)
 }
 
-func (h *handler) putProfile(w http.ResponseWriter, r *http.Request, s authn.Session, name string, version uint64) {
+func (h *handler) putProfile(w http.ResponseWriter, r *http.Request, s authn.Session, name string, version uint64) error {
 	var in wire.Profile
-	if !decode(w, r, &in) {
-		return
+	if err := decode(w, r, &in); err != nil {
+		return err
 	}
 	if name != "" && in.Name != name {
-		writeError(w, http.StatusBadRequest, "name: the body names "+strconv.Quote(in.Name)+" but the path "+strconv.Quote(name))
-		return
+		return errorf(http.StatusBadRequest, "name: the body names %q but the path %q", in.Name, name)
 	}
 	p, err := profileFromWire(in)
 	if err == nil {
@@ -127,38 +124,34 @@ func (h *handler) putProfile(w http.ResponseWriter, r *http.Request, s authn.Ses
 	}
 	if err != nil {
 		if version == 0 && errors.Is(err, profiles.ErrConflict) {
-			err = errors.New("profile " + strconv.Quote(in.Name) + " already exists")
-			writeError(w, http.StatusConflict, err.Error())
-			return
+			return errorf(http.StatusConflict, "profile %q already exists", in.Name)
 		}
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, profileToWire(p))
+	return nil
 }
 
-func (h *handler) deleteProfile(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) deleteProfile(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	if err := h.users.Profiles.Delete(r.Context(), r.PathValue("name"), actor(s)); err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (h *handler) applyProfiles(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) applyProfiles(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	var in wire.ApplyRequest
-	if !decodeLimit(w, r, &in, maxApplyBytes) {
-		return
+	if err := decodeLimit(w, r, &in, maxApplyBytes); err != nil {
+		return err
 	}
 	want, err := profiles.ParseFile([]byte(in.File), h.users.Profiles.Pool())
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	plan, err := h.users.Profiles.Apply(r.Context(), want, in.DryRun, actor(s))
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	conv := func(cs []profiles.Change) []wire.Change {
 		out := []wire.Change{}
@@ -168,49 +161,48 @@ func (h *handler) applyProfiles(w http.ResponseWriter, r *http.Request, s authn.
 		return out
 	}
 	writeJSON(w, http.StatusOK, wire.ApplyResponse{Create: conv(plan.Create), Update: conv(plan.Update), Delete: conv(plan.Delete), Diff: plan.String()})
+	return nil
 }
 
 // issue gives the caller's device a peer and its configuration.
-func (h *handler) issue(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) issue(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	var in wire.IssueRequest
-	if !decode(w, r, &in) {
-		return
+	if err := decode(w, r, &in); err != nil {
+		return err
 	}
 	peer, prof, err := h.users.Profiles.Issue(r.Context(), s, profiles.IssueRequest{
 		PublicKey: in.PublicKey, Device: in.Device, Profile: in.Profile, Source: auditSource(r), Node: h.users.NodeID,
 	})
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, wire.IssueResponse{
 		Peer:   peerToWire(peer, h.now()),
 		Config: profiles.RenderConfig(peer, prof, h.users.Server, ""),
 	})
+	return nil
 }
 
 // listPeers lists the caller's peers; admins see every peer, filtered.
-func (h *handler) listPeers(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) listPeers(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	q := r.URL.Query()
 	f := profiles.PeerFilter{UserID: q.Get("user"), Profile: q.Get("profile"), Node: q.Get("node")}
 	if s.Role == authn.RoleAdmin && f.UserID != "" {
-		id, ok := h.resolveUser(w, r, f.UserID)
-		if !ok {
-			return
+		u, err := h.users.Users.Resolve(r.Context(), f.UserID)
+		if err != nil {
+			return err
 		}
-		f.UserID = id
+		f.UserID = u.ID
 	}
 	if s.Role != authn.RoleAdmin {
-		if f.UserID != "" && f.UserID != s.Identity.UserID {
-			writeError(w, http.StatusForbidden, "you may list only your own devices")
-			return
+		if f.UserID != "" && f.UserID != s.Identity.UserID && !strings.EqualFold(f.UserID, s.Identity.Email) {
+			return errorf(http.StatusForbidden, "you may list only your own devices")
 		}
 		f.UserID = s.Identity.UserID
 	}
 	ps, err := h.users.Profiles.Peers(r.Context(), f)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	out := wire.PeerList{Peers: []wire.Peer{}}
 	now := h.now()
@@ -218,85 +210,89 @@ func (h *handler) listPeers(w http.ResponseWriter, r *http.Request, s authn.Sess
 		out.Peers = append(out.Peers, peerToWire(p, now))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // ownPeer loads a peer the caller may see: their own, or any for admins.
 // Another user's peer is reported as not found.
-func (h *handler) ownPeer(w http.ResponseWriter, r *http.Request, s authn.Session) (profiles.Peer, bool) {
+func (h *handler) ownPeer(r *http.Request, s authn.Session) (profiles.Peer, error) {
 	p, err := h.users.Profiles.Peer(r.Context(), r.PathValue("id"))
 	if err == nil && s.Role != authn.RoleAdmin && p.UserID != s.Identity.UserID {
 		err = profiles.ErrNotFound
 	}
+	return p, err
+}
+
+func (h *handler) getPeer(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	p, err := h.ownPeer(r, s)
 	if err != nil {
-		h.fail(w, r, err)
-		return p, false
+		return err
 	}
-	return p, true
+	writeJSON(w, http.StatusOK, peerToWire(p, h.now()))
+	return nil
 }
 
-func (h *handler) getPeer(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	if p, ok := h.ownPeer(w, r, s); ok {
-		writeJSON(w, http.StatusOK, peerToWire(p, h.now()))
-	}
-}
-
-func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	p, ok := h.ownPeer(w, r, s)
-	if !ok {
-		return
+func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	p, err := h.ownPeer(r, s)
+	if err != nil {
+		return err
 	}
 	if p.Revoked != nil { // revoking again is a no-op, for scripts
 		writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: 0})
-		return
+		return nil
 	}
 	var in wire.RevokeRequest
-	if r.ContentLength != 0 && !decode(w, r, &in) {
-		return
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &in); err != nil {
+			return err
+		}
 	}
 	reason := in.Reason
 	if reason == "" {
 		reason = "revoked by " + s.Identity.UserID
 	}
 	if err := h.users.Profiles.RevokePeer(r.Context(), p.ID, reason, actor(s)); err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: 1})
+	return nil
 }
 
-// revokePeers revokes every device of a user (?user=) or every peer issued
-// under a profile (?profile=).
-func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Session) {
+// revokePeers revokes every device of a user (?user=, an ID or an email
+// address) or every peer issued under a profile (?profile=).
+func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	q := r.URL.Query()
 	user, prof := q.Get("user"), q.Get("profile")
 	if (user == "") == (prof == "") {
-		writeError(w, http.StatusBadRequest, "give exactly one of ?user= or ?profile=")
-		return
+		return errorf(http.StatusBadRequest, "give exactly one of ?user= or ?profile=")
 	}
 	var in wire.RevokeRequest
-	if r.ContentLength != 0 && !decode(w, r, &in) {
-		return
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &in); err != nil {
+			return err
+		}
 	}
 	reason := in.Reason
 	if reason == "" {
 		reason = "revoked by " + s.Identity.UserID
 	}
 	var n int
-	var err error
 	if user != "" {
-		id, ok := h.resolveUser(w, r, user)
-		if !ok {
-			return
+		u, err := h.users.Users.Resolve(r.Context(), user)
+		if err != nil {
+			return err
 		}
-		n, err = h.users.Profiles.RevokeUser(r.Context(), id, reason, actor(s))
+		if n, err = h.users.Profiles.RevokeUser(r.Context(), u.ID, reason, actor(s)); err != nil {
+			return err
+		}
 	} else {
-		n, err = h.users.Profiles.RevokeProfile(r.Context(), prof, reason, actor(s))
-	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
+		var err error
+		if n, err = h.users.Profiles.RevokeProfile(r.Context(), prof, reason, actor(s)); err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, wire.RevokeResponse{Revoked: n})
+	return nil
 }
 
 func (h *handler) userToWire(r *http.Request, u authn.User) (wire.User, error) {
@@ -305,141 +301,100 @@ func (h *handler) userToWire(r *http.Request, u authn.User) (wire.User, error) {
 		MFAEnrolled: enrolled, Created: u.Created, LastLogin: u.LastLogin}, err
 }
 
-func (h *handler) listUsers(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) listUsers(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	us, err := h.users.Users.List(r.Context())
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	out := wire.UserList{Users: []wire.User{}}
 	for _, u := range us {
 		wu, err := h.userToWire(r, u)
 		if err != nil {
-			h.fail(w, r, err)
-			return
+			return err
 		}
 		out.Users = append(out.Users, wu)
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (h *handler) writeUser(w http.ResponseWriter, r *http.Request, id string) {
-	u, ok, err := h.users.Users.Get(r.Context(), id)
-	if err == nil && !ok {
-		err = profiles.ErrNotFound
-	}
-	var wu wire.User
-	if err == nil {
-		wu, err = h.userToWire(r, u)
-	}
+// writeUser answers with the current record of the user named by ID or
+// email address.
+func (h *handler) writeUser(w http.ResponseWriter, r *http.Request, idOrEmail string) error {
+	u, err := h.users.Users.Resolve(r.Context(), idOrEmail)
 	if err != nil {
-		if errors.Is(err, profiles.ErrNotFound) {
-			writeError(w, http.StatusNotFound, "no user "+strconv.Quote(id))
-			return
-		}
-		h.fail(w, r, err)
-		return
+		return err
+	}
+	wu, err := h.userToWire(r, u)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, wu)
+	return nil
 }
 
-func (h *handler) getUser(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	if id, ok := h.resolveUser(w, r, r.PathValue("id")); ok {
-		h.writeUser(w, r, id)
-	}
-}
-
-// resolveUser maps what an administrator named, a user ID or an email
-// address, to a user ID. It answers 404 when no user matches, and 409 when
-// several users share the address, and then reports false.
-func (h *handler) resolveUser(w http.ResponseWriter, r *http.Request, v string) (string, bool) {
-	_, ok, err := h.users.Users.Get(r.Context(), v)
-	if err != nil {
-		h.fail(w, r, err)
-		return "", false
-	}
-	if ok {
-		return v, true
-	}
-	var ids []string
-	if strings.Contains(v, "@") {
-		us, err := h.users.Users.List(r.Context())
-		if err != nil {
-			h.fail(w, r, err)
-			return "", false
-		}
-		for _, u := range us {
-			if strings.EqualFold(u.Email, v) {
-				ids = append(ids, u.ID)
-			}
-		}
-	}
-	switch len(ids) {
-	case 0:
-		writeError(w, http.StatusNotFound, "no user "+strconv.Quote(v)+" (give a user ID or email address; ferryctl user list shows them)")
-		return "", false
-	case 1:
-		return ids[0], true
-	}
-	writeError(w, http.StatusConflict, fmt.Sprintf("several users have the email %q: give one of their IDs %s", v, strings.Join(ids, ", ")))
-	return "", false
+func (h *handler) getUser(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	return h.writeUser(w, r, r.PathValue("id"))
 }
 
 // setDisabled disables (ending every session and revoking every device of
 // the user) or enables a user.
 func (h *handler) setDisabled(disabled bool) sessionHandler {
-	return func(w http.ResponseWriter, r *http.Request, s authn.Session) {
-		id, ok := h.resolveUser(w, r, r.PathValue("id"))
-		if !ok {
-			return
+	return func(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+		u, err := h.users.Users.Resolve(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
 		}
-		if err := h.users.Users.SetDisabled(r.Context(), id, disabled, actor(s), source(r)); err != nil {
-			h.fail(w, r, err)
-			return
+		if err := h.users.Users.SetDisabled(r.Context(), u.ID, disabled, actor(s), source(r)); err != nil {
+			return err
 		}
 		if disabled {
-			if _, err := h.users.Profiles.RevokeUser(r.Context(), id, "user disabled", actor(s)); err != nil {
-				h.fail(w, r, err)
-				return
+			if _, err := h.users.Profiles.RevokeUser(r.Context(), u.ID, "user disabled", actor(s)); err != nil {
+				return err
 			}
 		}
-		h.writeUser(w, r, id)
+		return h.writeUser(w, r, u.ID)
 	}
 }
 
-func (h *handler) resetMFA(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	id, ok := h.resolveUser(w, r, r.PathValue("id"))
-	if !ok {
-		return
-	}
-	if err := h.users.MFA.Reset(r.Context(), id, actor(s), source(r)); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	h.writeUser(w, r, id)
-}
-
-func (h *handler) listSessions(w http.ResponseWriter, r *http.Request, s authn.Session) {
-	ss, err := h.users.Sessions.List(r.Context(), r.URL.Query().Get("user"))
+func (h *handler) resetMFA(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	u, err := h.users.Users.Resolve(r.Context(), r.PathValue("id"))
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
+	}
+	if err := h.users.MFA.Reset(r.Context(), u.ID, actor(s), source(r)); err != nil {
+		return err
+	}
+	return h.writeUser(w, r, u.ID)
+}
+
+// listSessions lists the valid sessions, of one user (?user=, an ID or an
+// email address) or of everyone.
+func (h *handler) listSessions(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	id := r.URL.Query().Get("user")
+	if id != "" {
+		u, err := h.users.Users.Resolve(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		id = u.ID
+	}
+	ss, err := h.users.Sessions.List(r.Context(), id)
+	if err != nil {
+		return err
 	}
 	out := wire.SessionList{Sessions: []wire.Session{}}
 	for _, x := range ss {
 		out.Sessions = append(out.Sessions, sessionToWire(x))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (h *handler) killSession(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) killSession(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	if err := h.users.Sessions.Revoke(r.Context(), r.PathValue("id"), actor(s)); err != nil {
-		if errors.Is(err, authn.ErrSessionInvalid) {
-			writeError(w, http.StatusNotFound, "no session "+strconv.Quote(r.PathValue("id")))
-			return
-		}
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }

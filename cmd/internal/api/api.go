@@ -111,8 +111,8 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
-	route(mux, http.MethodPost, wire.PathJoin, h.join)
-	route(mux, http.MethodPost, wire.PathMembers, h.members)
+	route(mux, http.MethodPost, wire.PathJoin, h.handle(h.join))
+	route(mux, http.MethodPost, wire.PathMembers, h.handle(h.members))
 	if h.users != nil {
 		h.mountUsers(mux)
 		h.mountCluster(mux)

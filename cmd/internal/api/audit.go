@@ -61,16 +61,14 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 
 // auditRecords streams the journal: an export with its signed trailer, or
 // with follow=1 every new record as it commits.
-func (h *handler) auditRecords(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) auditRecords(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	f, err := auditFilter(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return errorf(http.StatusBadRequest, "%s", err.Error())
 	}
 	format, ok := audit.FormatByName(r.URL.Query().Get("format"))
 	if !ok {
-		writeError(w, http.StatusBadRequest, "format: want json, cef, ocsf or syslog")
-		return
+		return errorf(http.StatusBadRequest, "format: want json, cef, ocsf or syslog")
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	node := h.node
@@ -78,7 +76,7 @@ func (h *handler) auditRecords(w http.ResponseWriter, r *http.Request, s authn.S
 		if _, err := audit.Export(r.Context(), w, node, audit.ExportOptions{Filter: f, Format: format, Signer: h.audit.Signer}); err != nil {
 			h.log.Warn("audit export ended early", "err", err)
 		}
-		return
+		return nil
 	}
 	bw := bufio.NewWriter(w)
 	flusher, _ := w.(http.Flusher)
@@ -105,29 +103,30 @@ func (h *handler) auditRecords(w http.ResponseWriter, r *http.Request, s authn.S
 	if err != nil && !errors.Is(err, context.Canceled) {
 		h.log.Warn("audit tail ended", "err", err)
 	}
+	return nil
 }
 
-func (h *handler) auditKey(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) auditKey(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	pub := h.audit.Signer.Public()
 	writeJSON(w, http.StatusOK, audit.PublicKeyRecord{KeyID: audit.KeyID(pub), PublicKey: pub})
+	return nil
 }
 
 // auditVerify checks this node's journal whole: chain, signatures and head.
-func (h *handler) auditVerify(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) auditVerify(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	keys, err := audit.LoadKeys(r.Context(), h.node)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	rep, err := audit.VerifyLive(r.Context(), h.node, audit.VerifyOptions{Keys: keys})
 	out := wire.AuditVerifyResponse{Node: h.node.ID(), OK: err == nil, Records: rep.Records, First: rep.First, Last: rep.Last, Signed: rep.Signed, Anchored: rep.Anchored}
 	if err != nil {
 		var te *audit.TamperError
 		if !errors.As(err, &te) && !errors.Is(err, audit.ErrTampered) {
-			h.fail(w, r, err)
-			return
+			return err
 		}
 		out.Problem = err.Error()
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }

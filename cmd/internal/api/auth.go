@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
-	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/profiles"
 )
 
@@ -38,46 +36,50 @@ func (u *Users) validate() error {
 	return nil
 }
 
-// sessionHandler is a handler that runs with the caller's session.
-type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session)
+// sessionHandler is a handler that runs with the caller's session. It
+// returns its error for fail to translate (errors.go).
+type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session) error
 
 // authed authenticates the caller by bearer token or session cookie. It
 // says little on failure: the sign-in flow and the session store audit the
 // details.
 func (h *handler) authed(next sessionHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
-			if c, err := r.Cookie(authn.SessionCookie); err == nil {
-				tok = c.Value
-			}
-		}
+		tok := sessionToken(r)
 		if tok == "" {
 			writeError(w, http.StatusUnauthorized, "not signed in")
 			return
 		}
 		s, err := h.users.Sessions.Validate(r.Context(), authn.SessionToken(tok))
-		if err != nil {
-			if errors.Is(err, authn.ErrSessionInvalid) {
-				writeError(w, http.StatusUnauthorized, "not signed in or session expired")
-				return
-			}
-			h.fail(w, r, err)
-			return
+		if err == nil {
+			err = next(w, r, s)
 		}
-		next(w, r, s)
+		if err != nil {
+			h.fail(w, r, err)
+		}
 	}
 }
 
 // admin is authed plus the admin role.
 func (h *handler) admin(next sessionHandler) http.HandlerFunc {
-	return h.authed(func(w http.ResponseWriter, r *http.Request, s authn.Session) {
+	return h.authed(func(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 		if s.Role != authn.RoleAdmin {
-			writeError(w, http.StatusForbidden, "admin role required")
-			return
+			return errorf(http.StatusForbidden, "admin role required")
 		}
-		next(w, r, s)
+		return next(w, withAdminProof(r), s)
 	})
+}
+
+// sessionToken is the caller's session token: the bearer token, else the
+// session cookie.
+func sessionToken(r *http.Request) string {
+	if tok := bearer(r); tok != "" {
+		return tok
+	}
+	if c, err := r.Cookie(authn.SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
 }
 
 func bearer(r *http.Request) string {
@@ -106,29 +108,4 @@ func source(r *http.Request) authn.Source {
 func auditSource(r *http.Request) audit.Source {
 	s := source(r)
 	return audit.Source{Addr: s.Addr, Port: s.Port, UserAgent: s.UserAgent}
-}
-
-// fail answers a domain error with a fitting status; unexpected errors are
-// logged and answered generically.
-func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, profiles.ErrInvalid), errors.Is(err, cluster.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, profiles.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, profiles.ErrNotAllowed):
-		writeError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, profiles.ErrConflict), errors.Is(err, profiles.ErrTooManyDevices):
-		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, authn.ErrNotEnrolled):
-		writeError(w, http.StatusConflict, "the user has no second factor enrolled")
-	case errors.Is(err, profiles.ErrPoolExhausted):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-	case errors.Is(err, cluster.ErrNoQuorum), errors.Is(err, cluster.ErrOutcomeUnknown), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "cluster unavailable; try again")
-		h.log.Warn("request failed: cluster unavailable", "path", r.URL.Path, "err", err)
-	default:
-		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
-	}
 }

@@ -47,7 +47,7 @@ func (h *handler) mountCluster(mux *http.ServeMux) {
 	route(mux, http.MethodPost, wire.PathClusterJoinTokens, h.admin(h.joinToken))
 }
 
-func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	st := h.node.Status()
 	out := wire.ClusterStatus{Node: st.NodeID, State: st.State, LeaderID: st.LeaderID, Term: st.Term,
 		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, JournalSeq: st.JournalSeq, Ready: true, Members: []wire.ClusterMember{}}
@@ -58,43 +58,45 @@ func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.
 		out.Members = append(out.Members, wire.ClusterMember{ID: m.ID, Addr: m.Addr, Voter: m.Voter, Leader: m.Leader, Healthy: m.Healthy})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
-func (h *handler) removeMember(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) removeMember(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	id := r.PathValue("id")
 	if !h.isMember(id) {
-		writeError(w, http.StatusNotFound, "no member "+strconv.Quote(id))
-		return
+		return errorf(http.StatusNotFound, "no member %q", id)
 	}
 	err := h.node.RemoveServer(r.Context(), id)
 	h.recordOp(r, s, actionRemove, audit.Target{Node: id}, err, nil)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	h.log.Info("removed cluster member", "id", id, "by", s.Identity.UserID)
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // backup streams a consistent copy of the answering node's state.
-func (h *handler) backup(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) backup(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	h.extendDeadlines(w)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="ferry-backup.snap"`)
 	idx, err := h.node.Backup(w)
 	h.recordOp(r, s, actionBackup, audit.Target{Node: h.node.ID()}, err, map[string]string{"index": strconv.FormatUint(idx, 10)})
 	if err != nil {
+		// The body has begun: the client sees a cut stream, the log why.
 		h.log.Error("backup failed", "err", err)
-		return
+		return nil
 	}
 	h.log.Info("backup taken", "index", idx, "by", s.Identity.UserID)
+	return nil
 }
 
 // restore replaces the whole cluster's state with an uploaded backup. Any
 // node takes it: a follower streams it to the leader over the cluster's
 // mutual TLS (cluster.Node.Restore), so it works behind a load balancer. A
 // damaged backup changes nothing.
-func (h *handler) restore(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) restore(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	h.extendDeadlines(w)
 	body := http.MaxBytesReader(w, r.Body, maxRestoreBytes)
 	err := h.node.Restore(r.Context(), body)
@@ -102,64 +104,58 @@ func (h *handler) restore(w http.ResponseWriter, r *http.Request, s authn.Sessio
 	if errors.As(err, &maxErr) {
 		err = errors.New("backup is larger than " + strconv.FormatInt(maxErr.Limit, 10) + " bytes")
 		h.recordOp(r, s, actionRestore, audit.Target{}, err, nil)
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
-		return
+		return errorf(http.StatusRequestEntityTooLarge, "%s", err.Error())
 	}
 	// A restored journal is the backup's: the record of a success goes
 	// into it, the record of a failure into the state that stays.
 	h.recordOp(r, s, actionRestore, audit.Target{}, err, nil)
-	switch {
-	case errors.Is(err, cluster.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	case errors.Is(err, cluster.ErrNotLeader):
+	if errors.Is(err, cluster.ErrNotLeader) {
 		// The backup is read once, so a restore is not retried.
-		writeError(w, http.StatusServiceUnavailable, "the leader changed during the restore; check the cluster's state and try again")
-		return
-	case err != nil:
-		h.fail(w, r, err)
-		return
+		return errorf(http.StatusServiceUnavailable, "the leader changed during the restore; check the cluster's state and try again")
+	}
+	if err != nil {
+		return err
 	}
 	h.log.Warn("cluster state restored from a backup", "by", s.Identity.UserID)
 	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // joinToken mints a join token, as "ferryd token" does on a node. The
 // token is recorded as minted (never its text) before it is answered.
-func (h *handler) joinToken(w http.ResponseWriter, r *http.Request, s authn.Session) {
+func (h *handler) joinToken(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	var in wire.JoinTokenRequest
-	if r.ContentLength != 0 && !decode(w, r, &in) {
-		return
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &in); err != nil {
+			return err
+		}
 	}
 	ttl := DefaultJoinTokenTTL
 	if in.TTLSeconds != 0 {
 		if in.TTLSeconds < 0 || in.TTLSeconds > int64(MaxJoinTokenTTL/time.Second) {
-			writeError(w, http.StatusBadRequest, "ttl_seconds: want 1 to "+strconv.FormatInt(int64(MaxJoinTokenTTL/time.Second), 10)+" (a day)")
-			return
+			return errorf(http.StatusBadRequest, "ttl_seconds: want 1 to %d (a day)", int64(MaxJoinTokenTTL/time.Second))
 		}
 		ttl = time.Duration(in.TTLSeconds) * time.Second
 	}
 	caCert, err := clusterca.Cert(r.Context(), h.node, cluster.Local)
 	if err != nil {
-		h.unavailable(w, r, "join-token", err)
-		return
+		return h.caUnavailable(r, "join-token", err)
 	}
 	expires := h.now().Add(ttl).UTC().Truncate(time.Second)
 	tok, err := NewJoinToken(h.master, caCert, expires)
 	details := map[string]string{"ttl": ttl.String(), "expires": expires.Format(time.RFC3339)}
 	if err != nil {
 		h.recordOp(r, s, actionJoinToken, audit.Target{}, err, details)
-		h.fail(w, r, err)
-		return
+		return err
 	}
 	if err := h.recordOp(r, s, actionJoinToken, audit.Target{}, nil, details); err != nil {
 		// A token that is not on record is not handed out.
 		h.log.Error("join token not issued: recording it failed", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "cannot record the join token in the audit log; try again")
-		return
+		return errorf(http.StatusServiceUnavailable, "cannot record the join token in the audit log; try again")
 	}
 	h.log.Info("join token issued", "by", s.Identity.UserID, "expires", expires)
 	writeJSON(w, http.StatusOK, wire.JoinTokenResponse{Token: tok, Expires: expires})
+	return nil
 }
 
 // recordOp records a cluster operation by s: success when opErr is nil,

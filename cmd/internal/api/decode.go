@@ -15,19 +15,18 @@ import (
 // errTrailing reports data after the request's JSON object.
 var errTrailing = errors.New("unexpected data after the JSON object")
 
-// decode reads the JSON object of r's body into v. On failure it answers
-// with a message naming the problem and returns false.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// decode reads the JSON object of r's body into v. On failure it returns
+// an error answered with a message naming the problem.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return decodeLimit(w, r, v, wire.MaxBodyBytes)
 }
 
 // decodeLimit is decode with a body limit of its own.
-func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		// Browsers cannot send application/json across origins without a
 		// preflight, so requiring it also closes off form-post CSRF.
-		writeError(w, http.StatusUnsupportedMediaType, "request body must be application/json")
-		return false
+		return errorf(http.StatusUnsupportedMediaType, "request body must be application/json")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
@@ -36,7 +35,7 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) boo
 	if err == nil {
 		// Exactly one object: anything after it is a client bug.
 		if _, err = dec.Token(); err == io.EOF {
-			return true
+			return nil
 		}
 		var maxErr *http.MaxBytesError
 		if !errors.As(err, &maxErr) {
@@ -44,8 +43,7 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) boo
 		}
 	}
 	status, msg := describeDecodeError(err)
-	writeError(w, status, msg)
-	return false
+	return &statusError{status: status, msg: msg}
 }
 
 // describeDecodeError turns a JSON decoding error into a status and a

@@ -46,100 +46,88 @@ func NewJoinToken(master seal.Key, caCert *x509.Certificate, expires time.Time) 
 }
 
 // join issues the certificates of a new node.
-func (h *handler) join(w http.ResponseWriter, r *http.Request) {
+func (h *handler) join(w http.ResponseWriter, r *http.Request) error {
 	var req wire.JoinRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	// Authenticate with the public certificate first: the CA key is
 	// unsealed for authenticated requests only.
 	caCert, err := clusterca.Cert(r.Context(), h.node, cluster.Local)
 	if err != nil {
-		h.unavailable(w, r, "join", err)
-		return
+		return h.caUnavailable(r, "join", err)
 	}
-	if !h.verifyToken(w, r, "join", caCert, req.Token, req.NodeID) {
-		return
+	if err := h.verifyToken(r, "join", caCert, req.Token, req.NodeID); err != nil {
+		return err
 	}
 	ca, err := clusterca.Load(r.Context(), h.node, h.master)
 	if err != nil {
-		h.unavailable(w, r, "join", err)
-		return
+		return h.caUnavailable(r, "join", err)
 	}
 	if err := pki.ValidNodeID(req.NodeID); err != nil {
-		writeError(w, http.StatusBadRequest, "node_id: "+strings.TrimPrefix(err.Error(), "pki: "))
-		return
+		return errorf(http.StatusBadRequest, "%s", "node_id: "+strings.TrimPrefix(err.Error(), "pki: "))
 	}
 	if h.isMember(req.NodeID) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("node_id %q is already a member of the cluster; remove it first or choose another ID", req.NodeID))
-		return
+		return errorf(http.StatusConflict, "node_id %q is already a member of the cluster; remove it first or choose another ID", req.NodeID)
 	}
 	csr, err := base64.StdEncoding.DecodeString(req.CSR)
 	if err != nil || len(csr) == 0 {
-		writeError(w, http.StatusBadRequest, "csr: want a DER certificate request in standard base64")
-		return
+		return errorf(http.StatusBadRequest, "%s", "csr: want a DER certificate request in standard base64")
 	}
 	now := h.now()
 	certPEM, err := ca.IssueNode(csr, req.NodeID, []string{cluster.DefaultServerName}, nil, h.nodeTTL, now)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "csr: "+err.Error())
-		return
+		return errorf(http.StatusBadRequest, "%s", "csr: "+err.Error())
 	}
 	apiCSR, err := parseAPICSR(req.APICSR)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "api_csr: "+err.Error())
-		return
+		return errorf(http.StatusBadRequest, "%s", "api_csr: "+err.Error())
 	}
 	apiPEM, err := ca.IssueServer(apiCSR.PublicKey, apiCSR.DNSNames, apiCSR.IPAddresses, h.apiTTL, now)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "api_csr: "+err.Error())
-		return
+		return errorf(http.StatusBadRequest, "%s", "api_csr: "+err.Error())
 	}
 	h.log.Info("issued certificates to joining node", "node_id", req.NodeID, "remote", r.RemoteAddr,
 		"api_dns_names", apiCSR.DNSNames, "api_ips", apiCSR.IPAddresses)
 	writeJSON(w, http.StatusOK, wire.JoinResponse{CAPEM: string(ca.CertPEM()), CertPEM: string(certPEM), APICertPEM: string(apiPEM)})
+	return nil
 }
 
 // members adds a running node as a voter.
-func (h *handler) members(w http.ResponseWriter, r *http.Request) {
+func (h *handler) members(w http.ResponseWriter, r *http.Request) error {
 	var req wire.MembersRequest
-	if !decode(w, r, &req) {
-		return
+	if err := decode(w, r, &req); err != nil {
+		return err
 	}
 	caCert, err := clusterca.Cert(r.Context(), h.node, cluster.Local)
 	if err != nil {
-		h.unavailable(w, r, "members", err)
-		return
+		return h.caUnavailable(r, "members", err)
 	}
-	if !h.verifyToken(w, r, "members", caCert, req.Token, req.NodeID) {
-		return
+	if err := h.verifyToken(r, "members", caCert, req.Token, req.NodeID); err != nil {
+		return err
 	}
 	if err := pki.ValidNodeID(req.NodeID); err != nil {
-		writeError(w, http.StatusBadRequest, "node_id: "+strings.TrimPrefix(err.Error(), "pki: "))
-		return
+		return errorf(http.StatusBadRequest, "%s", "node_id: "+strings.TrimPrefix(err.Error(), "pki: "))
 	}
 	if err := checkPeerAddr(req.Addr); err != nil {
-		writeError(w, http.StatusBadRequest, "addr: "+err.Error())
-		return
+		return errorf(http.StatusBadRequest, "%s", "addr: "+err.Error())
 	}
 	for _, m := range h.node.Status().Members {
 		switch {
 		case m.ID == req.NodeID && m.Addr != req.Addr:
-			writeError(w, http.StatusConflict, fmt.Sprintf("node_id %q is already a member at %s; remove it first", m.ID, m.Addr))
-			return
+			return errorf(http.StatusConflict, "node_id %q is already a member at %s; remove it first", m.ID, m.Addr)
 		case m.ID != req.NodeID && m.Addr == req.Addr:
-			writeError(w, http.StatusConflict, fmt.Sprintf("addr %s is already the address of member %q", m.Addr, m.ID))
-			return
+			return errorf(http.StatusConflict, "addr %s is already the address of member %q", m.Addr, m.ID)
 		}
 	}
-	if err := h.node.AddVoter(r.Context(), req.NodeID, req.Addr); err != nil {
+	ctx := cluster.WithProof(r.Context(), []byte(joinProofPrefix+req.Token))
+	if err := h.node.AddVoter(ctx, req.NodeID, req.Addr); err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, cluster.ErrInvalid) {
 			status = http.StatusBadRequest
 		}
 		h.log.Warn("adding voter failed", "node_id", req.NodeID, "addr", req.Addr, "err", err)
-		writeError(w, status, "adding the node failed: "+err.Error())
-		return
+		return errorf(status, "%s", "adding the node failed: "+err.Error())
 	}
 	h.log.Info("added node to the cluster", "node_id", req.NodeID, "addr", req.Addr, "remote", r.RemoteAddr)
 	var resp wire.MembersResponse
@@ -147,29 +135,29 @@ func (h *handler) members(w http.ResponseWriter, r *http.Request) {
 		resp.Members = append(resp.Members, wire.Member{ID: m.ID, Addr: m.Addr, Voter: m.Voter})
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
-// verifyToken checks a join token and answers 401 if it fails. The client
+// verifyToken checks a join token; its error is answered 401. The client
 // learns only that the token was refused; the log says why, without the
 // token.
-func (h *handler) verifyToken(w http.ResponseWriter, r *http.Request, op string, caCert *x509.Certificate, tok, nodeID string) bool {
+func (h *handler) verifyToken(r *http.Request, op string, caCert *x509.Certificate, tok, nodeID string) error {
 	err := pki.VerifyJoinToken(h.tokenKey, pki.Fingerprint(caCert), tok, h.now())
 	if err == nil {
-		return true
+		return nil
 	}
 	h.log.Warn("join token refused", "op", op, "remote", r.RemoteAddr, "node_id", truncate(nodeID, 64), "reason", err)
-	writeError(w, http.StatusUnauthorized, "join token refused: it is malformed, expired or not from this cluster")
-	return false
+	return errorf(http.StatusUnauthorized, "%s", joinTokenRefused)
 }
 
-// unavailable answers when this node cannot read or unseal the CA.
-func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, op string, err error) {
+// caUnavailable is the error answered when this node cannot read or
+// unseal the CA; the log keeps the cause.
+func (h *handler) caUnavailable(r *http.Request, op string, err error) error {
 	h.log.Error("cluster CA unavailable", "op", op, "remote", r.RemoteAddr, "err", err)
 	if errors.Is(err, clusterca.ErrNotFound) {
-		writeError(w, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node")
-		return
+		return errorf(http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node")
 	}
-	writeError(w, http.StatusInternalServerError, "this node cannot use the cluster CA; see its log")
+	return errorf(http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log")
 }
 
 // isMember reports whether id is in the cluster configuration.

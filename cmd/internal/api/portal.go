@@ -94,7 +94,7 @@ func (h *handler) portal(w http.ResponseWriter, r *http.Request, s authn.Session
 
 func (h *handler) renderPortal(w http.ResponseWriter, r *http.Request, status int, s authn.Session, tok, msg string) {
 	id := s.Identity
-	ps, err := h.users.Profiles.Allowed(r.Context(), id.UserID, id.Email, id.Groups)
+	ps, err := h.users.Profiles.Allowed(r.Context(), id)
 	if err != nil {
 		h.log.Error("portal: listing profiles", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -114,12 +114,7 @@ func (h *handler) renderPortal(w http.ResponseWriter, r *http.Request, status in
 	writePage(w, status, d)
 }
 
-func who(id authn.Identity) string {
-	if id.Email != "" {
-		return id.Email
-	}
-	return id.UserID
-}
+func who(id authn.Identity) string { return id.Display() }
 
 func writePage(w http.ResponseWriter, status int, d portalData) {
 	var buf bytes.Buffer

@@ -7,15 +7,18 @@ package apitest
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
@@ -59,16 +62,35 @@ func Start(t testing.TB) *Server {
 // the cluster's nodes.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second})
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Forwarded membership changes and restores need an administrator's
+	// session, checked on the leader as ferryd does.
+	refs := map[string]*lateRefs{}
+	for i := 0; i < n; i++ {
+		refs[fmt.Sprintf("n%d", i+1)] = &lateRefs{}
+	}
+	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second, Tune: func(cfg *cluster.Config) {
+		r := refs[cfg.NodeID]
+		cfg.Authorize = api.ClusterAuthorizer(r.node.Load, key, r.sessions.Load)
+	}})
 	var out []*Server
 	for i := 0; i < n; i++ {
-		out = append(out, serve(t, c, i, key))
+		s := serve(t, c, i, key)
+		r := refs[c.ID(i)]
+		r.node.Store(c.Node(i))
+		r.sessions.Store(s.Sessions)
+		out = append(out, s)
 	}
 	return out
+}
+
+// lateRefs hands a node's authorizer what exists only after it starts.
+type lateRefs struct {
+	node     atomic.Pointer[cluster.Node]
+	sessions atomic.Pointer[authn.Sessions]
 }
 
 // serve runs the API on node i of c.

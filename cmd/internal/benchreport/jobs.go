@@ -18,6 +18,9 @@ type Job struct {
 // jobs are what `make bench` runs, in order.
 var jobs = []Job{
 	{Pkg: "./cluster", Bench: "^BenchmarkCommit$", Benchtime: "3s", Count: 5},
+	// Nine interleaved pairs of rounds, checked and unchecked, on one
+	// cluster; the metric is the median of the nine per-pair costs.
+	{Pkg: "./cluster", Bench: "^BenchmarkMembershipCheck$", Benchtime: "9x", Count: 1},
 	// Each iteration kills a leader; the metric is the median of its five.
 	{Pkg: "./cluster", Bench: "^BenchmarkFailover$", Benchtime: "5x", Count: 1},
 	{Pkg: "./authn", Bench: "^Benchmark(TOTPVerify|SessionCreate)$", Benchtime: "300x", Count: 5},
@@ -42,6 +45,7 @@ var figures = []Figure{
 	{Label: "cluster commits, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "commits/s", Goal: ">= 2000"},
 	{Label: "cluster commit p50, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p50-ms"},
 	{Label: "cluster commit p99, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p99-ms", Goal: "< 25"},
+	{Label: "membership check cost, 64 writers (vs check off)", Pkg: "/cluster", Bench: "BenchmarkMembershipCheck", Unit: "check-cost-%", Goal: "< 2"},
 	{Label: "leader kill to next write, default timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/default", Unit: "failover-s", Goal: "< 3"},
 	{Label: "leader kill to next write, tuned timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/tuned", Unit: "failover-s"},
 	{Label: "sign-in server cost p50", Pkg: "/authn", Bench: "BenchmarkSignIn/fsync", Unit: "p50-ms"},

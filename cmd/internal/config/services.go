@@ -58,6 +58,10 @@ type Profiles struct {
 	// Pool is the client address pool; its first address is the servers'
 	// tunnel address. Default 100.64.0.0/16.
 	Pool string `yaml:"pool,omitempty"`
+	// AssignByVerifiedEmail lets a profile's users list name email
+	// addresses, matched only when the IdP says email_verified. Off by
+	// default: assign by user ID or group.
+	AssignByVerifiedEmail bool `yaml:"assign_by_verified_email,omitempty"`
 }
 
 // WireGuard configures the data plane.

@@ -39,6 +39,107 @@ var clientSide = []string{"cmd/ferry", "cmd/ferryctl", "cmd/internal/wire", "cmd
 // link.
 var serverOnly = []string{"github.com/hashicorp/raft", "go.etcd.io/bbolt", "github.com/boltdb/bolt"}
 
+// clientBanned are modules of the server's data plane and identity
+// provider side that no client-side package may link.
+var clientBanned = []string{"github.com/hashicorp/raft", "go.etcd.io/bbolt", "github.com/boltdb", "github.com/google/nftables", "github.com/ti-mo/conntrack", "github.com/zitadel", "github.com/coreos/go-oidc"}
+
+// depRule narrows what one package may link, directly or indirectly,
+// beyond its layer's rule. It replaces the per-package deps tests that
+// used to live beside the packages.
+type depRule struct {
+	// pkg is the module-relative package the rule is about.
+	pkg string
+	// project lists the module-relative packages (and their subtrees,
+	// when they end in "/...") the package may link; the package itself
+	// is always allowed.
+	project []string
+	// stdlibOnly forbids every dependency outside the standard library.
+	stdlibOnly bool
+	// banned are module paths (and their subpackages) it must not link.
+	banned []string
+	// why is printed with every breach.
+	why string
+}
+
+// depRules are the package-specific rules (STYLE.md §1).
+var depRules = []depRule{
+	{pkg: "authn/devop", project: []string{}, why: "devop stands alone, so ferryd dev and tests can run it without the rest"},
+	{pkg: "audit", project: []string{"audit/...", "cluster/..."}, why: "audit sits on layer 2: it may link only cluster"},
+	{pkg: "audit/audittest", project: []string{"audit/...", "cluster/..."}, why: "audit sits on layer 2: it may link only cluster"},
+	{pkg: "audit/auditfile", stdlibOnly: true, why: "clients link auditfile to verify exports offline: standard library only"},
+	{
+		pkg:     "cmd/ferryctl",
+		project: []string{"cmd/internal/cli", "cmd/internal/client", "cmd/internal/wire", "cmd/internal/loginflow", "audit/auditfile"},
+		banned:  append([]string{"golang.zx2c4.com/wireguard"}, clientBanned...),
+		why:     "ferryctl speaks to ferryd through the HTTP API only",
+	},
+	{
+		pkg:     "cmd/ferry",
+		project: []string{"cmd/internal/cli", "cmd/internal/client", "cmd/internal/wire", "cmd/internal/loginflow"},
+		banned:  clientBanned, // WireGuard itself it may link: it runs the tunnel
+		why:     "ferry speaks to ferryd through the HTTP API only",
+	},
+	{
+		pkg:     "cmd/internal/cli",
+		project: []string{"cmd/internal/client", "cmd/internal/wire"},
+		banned:  append([]string{"golang.zx2c4.com/wireguard"}, clientBanned...),
+		why:     "the client-CLI package is linked into both clients",
+	},
+	{
+		pkg:     "cmd/internal/loginflow",
+		project: []string{"cmd/internal/wire"},
+		banned:  append([]string{"golang.zx2c4.com/wireguard"}, clientBanned...),
+		why:     "loginflow is linked into both clients",
+	},
+}
+
+// isStd reports whether an import path is of the standard library (its
+// first element has no dot).
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+// depViolations returns every breach of the package-specific rules.
+func depViolations(pkgs []pkg) []string {
+	var out []string
+	for _, p := range pkgs {
+		r := rel(p.ImportPath)
+		for _, rule := range depRules {
+			if r != rule.pkg {
+				continue
+			}
+			for _, d := range p.Deps {
+				dr := rel(d)
+				switch {
+				case dr == r:
+				case rule.stdlibOnly && !isStd(d):
+					out = append(out, fmt.Sprintf("%s links %s: %s", r, d, rule.why))
+				case dr != "" && rule.project != nil && !allowedIn(dr, rule.project):
+					out = append(out, fmt.Sprintf("%s links %s: %s (allowed of the project: %v)", r, dr, rule.why, rule.project))
+				}
+				for _, b := range rule.banned {
+					if under(d, b) {
+						out = append(out, fmt.Sprintf("%s links %s: %s", r, d, rule.why))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// allowedIn reports whether the module-relative path r is one of the
+// patterns ("x" or "x/...").
+func allowedIn(r string, patterns []string) bool {
+	for _, p := range patterns {
+		if tree, ok := strings.CutSuffix(p, "/..."); ok && under(r, tree) || r == p {
+			return true
+		}
+	}
+	return false
+}
+
 // pkg is what the test needs of `go list -json`.
 type pkg struct {
 	ImportPath   string
@@ -46,6 +147,8 @@ type pkg struct {
 	TestImports  []string
 	XTestImports []string
 	Deps         []string
+	Error        *struct{ Err string }
+	DepsErrors   []struct{ Err string }
 }
 
 // rel returns path relative to the module, or "" if it is outside it.
@@ -110,7 +213,7 @@ func violations(pkgs []pkg) []string {
 
 // TestLayering checks the module's real packages.
 func TestLayering(t *testing.T) {
-	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports,Deps", module+"/...")
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports,Deps,Error,DepsErrors", module+"/...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -128,11 +231,75 @@ func TestLayering(t *testing.T) {
 		}
 		pkgs = append(pkgs, p)
 	}
-	if len(pkgs) == 0 {
-		t.Fatal("go list found no packages")
+	// Fail loudly: a package go list cannot load would otherwise pass
+	// every rule unseen.
+	for _, p := range pkgs {
+		if p.Error != nil {
+			t.Fatalf("go list cannot load %s: %s", p.ImportPath, p.Error.Err)
+		}
+		for _, e := range p.DepsErrors {
+			t.Fatalf("go list cannot load a dependency of %s: %s", p.ImportPath, e.Err)
+		}
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages of %s/...: the rules would check nothing", len(pkgs), module)
+	}
+	for _, rule := range depRules {
+		if !slices.ContainsFunc(pkgs, func(p pkg) bool { return rel(p.ImportPath) == rule.pkg }) && rule.pkg != "cmd/internal/cli" {
+			t.Errorf("rule for %s: no such package (remove the rule or fix its path)", rule.pkg)
+		}
 	}
 	for _, v := range violations(pkgs) {
 		t.Error(v)
+	}
+	for _, v := range depViolations(pkgs) {
+		t.Error(v)
+	}
+}
+
+// TestDepViolations checks that the package-specific rules catch what
+// they should.
+func TestDepViolations(t *testing.T) {
+	m := func(r string) string { return module + "/" + r }
+	tests := []struct {
+		name string
+		pkgs []pkg
+		want []string
+	}{
+		{
+			name: "allowed",
+			pkgs: []pkg{
+				{ImportPath: m("audit"), Deps: []string{"fmt", m("cluster"), m("cluster/seal"), m("audit/auditfile")}},
+				{ImportPath: m("audit/auditfile"), Deps: []string{"crypto/sha256", m("audit/auditfile")}},
+				{ImportPath: m("cmd/ferry"), Deps: []string{m("cmd/internal/client"), "golang.zx2c4.com/wireguard/device"}},
+			},
+		},
+		{
+			name: "devop links the project",
+			pkgs: []pkg{{ImportPath: m("authn/devop"), Deps: []string{m("cluster")}}},
+			want: []string{"authn/devop links cluster: devop stands alone, so ferryd dev and tests can run it without the rest (allowed of the project: [])"},
+		},
+		{
+			name: "auditfile links a module",
+			pkgs: []pkg{{ImportPath: m("audit/auditfile"), Deps: []string{"github.com/x/y"}}},
+			want: []string{"audit/auditfile links github.com/x/y: clients link auditfile to verify exports offline: standard library only"},
+		},
+		{
+			name: "ferryctl links raft through a domain package",
+			pkgs: []pkg{{ImportPath: m("cmd/ferryctl"), Deps: []string{m("authn"), "github.com/hashicorp/raft"}}},
+			want: []string{
+				"cmd/ferryctl links authn: ferryctl speaks to ferryd through the HTTP API only (allowed of the project: [cmd/internal/cli cmd/internal/client cmd/internal/wire cmd/internal/loginflow audit/auditfile])",
+				"cmd/ferryctl links github.com/hashicorp/raft: ferryctl speaks to ferryd through the HTTP API only",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := depViolations(tt.pkgs)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }
 

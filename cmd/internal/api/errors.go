@@ -1,0 +1,169 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/audit/auditfile"
+	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/pki"
+	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
+	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/tunnel"
+)
+
+// statusError is an answer a handler chose itself: a status and a message
+// for the client. Handlers return it (errorf) like any other error.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// errorf returns an error answered with status and the formatted message.
+func errorf(status int, format string, args ...any) error {
+	return &statusError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// sentinel is one row of the error table.
+type sentinel struct {
+	err    error
+	status int
+	// msg, when set, replaces the error's text in the answer: the client
+	// learns what it can act on, the log keeps the details.
+	msg string
+}
+
+// unavailableMsg answers errors that a retry, here or on another node,
+// may cure.
+const unavailableMsg = "cluster unavailable; try again"
+
+// sentinels maps every exported sentinel error of the domain packages
+// (and of the cmd/internal packages handlers call) to the status it is
+// answered with. It is the API's one error table: handlers return errors
+// and fail translates them here. TestEveryDomainSentinelIsMapped walks the
+// domain packages' source and fails when a sentinel is missing here, so a
+// new sentinel is never answered as a 500. The first match wins: more
+// specific sentinels come before the ones they wrap.
+var sentinels = []sentinel{
+	// cluster: availability is the caller's to retry.
+	{cluster.ErrNoQuorum, http.StatusServiceUnavailable, unavailableMsg},
+	{cluster.ErrNotLeader, http.StatusServiceUnavailable, unavailableMsg},
+	{cluster.ErrOutcomeUnknown, http.StatusServiceUnavailable, "cluster unavailable: the change may or may not have been made; check, then try again"},
+	{cluster.ErrClosed, http.StatusServiceUnavailable, "this node is shutting down; try again"},
+	{cluster.ErrInvalid, http.StatusBadRequest, ""},
+	// A broken journal on this node: another node's copy may serve.
+	{cluster.ErrJournalCorrupt, http.StatusServiceUnavailable, "this node's journal failed its integrity check; ask another node and see this node's log"},
+	{cluster.ErrNotMember, http.StatusForbidden, ""},
+	{cluster.ErrWouldLoseQuorum, http.StatusConflict, ""},
+	{cluster.ErrForbidden, http.StatusForbidden, ""},
+	{cluster.ErrPeerRefused, http.StatusForbidden, ""},
+	{cluster.ErrWrongPeer, http.StatusBadRequest, ""},
+	{ErrNoAdminProof, http.StatusForbidden, ""},
+	{pki.ErrInvalidNodeID, http.StatusBadRequest, ""},
+	{pki.ErrPinMismatch, http.StatusBadGateway, ""},
+	{pki.ErrTokenMalformed, http.StatusUnauthorized, joinTokenRefused},
+	{pki.ErrTokenInvalid, http.StatusUnauthorized, joinTokenRefused},
+	{pki.ErrTokenExpired, http.StatusUnauthorized, joinTokenRefused},
+	{seal.ErrDecrypt, http.StatusBadRequest, "a sealed value could not be opened"},
+	{seal.ErrVersion, http.StatusBadRequest, "a sealed value has an unknown format"},
+	{seal.ErrZeroKey, http.StatusServiceUnavailable, "this node has no master key loaded; see its log"},
+	{clusterca.ErrNotFound, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
+	{clusterca.ErrMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
+
+	// audit
+	{audit.ErrInvalidEvent, http.StatusBadRequest, ""},
+	{audit.ErrClosed, http.StatusServiceUnavailable, "this node's audit log is closed; try again"},
+	{auditfile.ErrTampered, http.StatusUnprocessableEntity, ""},
+	{auditfile.ErrNoKey, http.StatusServiceUnavailable, "the audit signing key is not available yet; try again"},
+	{auditfile.ErrMalformed, http.StatusBadRequest, ""},
+	{audit.ErrTampered, http.StatusUnprocessableEntity, ""},
+	{audit.ErrNoKey, http.StatusServiceUnavailable, "the audit signing key is not available yet; try again"},
+	{audit.ErrMalformed, http.StatusBadRequest, ""},
+
+	// authn: authentication failures say little.
+	{authn.ErrSessionInvalid, http.StatusUnauthorized, "not signed in or session expired"},
+	{authn.ErrBadCode, http.StatusUnauthorized, "wrong code"},
+	{authn.ErrReplayed, http.StatusUnauthorized, "wrong code"},
+	{authn.ErrLocked, http.StatusTooManyRequests, "too many failed attempts; the account is locked for a while"},
+	{authn.ErrNotEnrolled, http.StatusConflict, "the user has no second factor enrolled"},
+	{authn.ErrUserDisabled, http.StatusForbidden, "the user is disabled"},
+	{authn.ErrForbidden, http.StatusForbidden, ""},
+	{authn.ErrAlreadyEnrolled, http.StatusConflict, ""},
+	{authn.ErrUnknownUser, http.StatusNotFound, ""},
+	{authn.ErrAmbiguousUser, http.StatusConflict, ""},
+	{authn.ErrUnknownSession, http.StatusNotFound, ""},
+	{authn.ErrInvalidInput, http.StatusBadRequest, ""},
+	{authn.ErrContended, http.StatusServiceUnavailable, "too many concurrent changes; try again"},
+	// A damaged record on this node: another node's copy may serve.
+	{authn.ErrCorrupt, http.StatusServiceUnavailable, "a stored record failed its check on this node; ask another node and see this node's log"},
+
+	// profiles
+	{profiles.ErrInvalid, http.StatusBadRequest, ""},
+	{profiles.ErrNotFound, http.StatusNotFound, ""},
+	{profiles.ErrNotAllowed, http.StatusForbidden, ""},
+	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
+	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
+	{profiles.ErrConflict, http.StatusConflict, ""},
+
+	// tunnel
+	{tunnel.ErrRunning, http.StatusConflict, ""},
+	{tunnel.ErrClosed, http.StatusServiceUnavailable, "this node's data plane is stopped; try again"},
+
+	// Not sentinels of ours, but the same kind of answer.
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, unavailableMsg},
+}
+
+// joinTokenRefused tells a joining node little; the log says why.
+const joinTokenRefused = "join token refused: it is malformed, expired or not from this cluster"
+
+// statusOf returns the status and message err is answered with; ok is
+// false for an error the table does not know (an internal error).
+func statusOf(err error) (status int, msg string, ok bool) {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status, se.msg, true
+	}
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxErr.Limit), true
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			if s.msg != "" {
+				return s.status, s.msg, true
+			}
+			return s.status, err.Error(), true
+		}
+	}
+	return http.StatusInternalServerError, "internal error", false
+}
+
+// fail answers err: a status of the table with its message, or a logged
+// 500 for an error nobody expected. Server-side failures (5xx) are logged
+// with the details the client does not get.
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg, ok := statusOf(err)
+	switch {
+	case !ok:
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case status >= 500:
+		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeError(w, status, msg)
+}
+
+// handle adapts a handler that returns an error.
+func (h *handler) handle(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			h.fail(w, r, err)
+		}
+	}
+}
