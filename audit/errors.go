@@ -25,6 +25,9 @@ var (
 	// ErrMalformed is returned when an export line or stored value cannot
 	// be decoded. It is auditfile.ErrMalformed.
 	ErrMalformed = auditfile.ErrMalformed
+	// ErrUnsigned is returned by file verification when records after
+	// the last signature are not covered by any (auditfile.ErrUnsigned).
+	ErrUnsigned = auditfile.ErrUnsigned
 )
 
 // Tamper names what verification found wrong with a record
@@ -39,6 +42,8 @@ const (
 	Truncated = auditfile.Truncated
 	Forged    = auditfile.Forged
 	Malformed = auditfile.Malformed
+	// DuplicateID: an event ID stored twice (not tampering).
+	DuplicateID = auditfile.DuplicateID
 )
 
 // TamperError describes the first problem verification found

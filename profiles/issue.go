@@ -95,23 +95,35 @@ func (s *Store) Issue(ctx context.Context, sess authn.Session, req IssueRequest)
 	return fail(fmt.Errorf("%w: gave up after %d attempts", ErrConflict, maxIssueAttempts))
 }
 
-// choose picks the requested profile, checking it is assigned to the user.
+// choose picks the requested profile, checking with Entitle that the user
+// may hold it, on their current record when the store knows Users.
 func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Profile, error) {
 	id := sess.Identity
-	allowed, err := s.Allowed(ctx, id)
+	u := authn.User{ID: id.UserID, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email,
+		EmailVerified: id.EmailVerified, Name: id.Name, Groups: id.Groups}
+	if s.users != nil {
+		stored, ok, err := s.users.Get(ctx, id.UserID)
+		if err != nil {
+			return Profile{}, err
+		}
+		if ok {
+			u = stored
+		}
+	}
+	if ok, why := s.policy.Admit(u); !ok {
+		return Profile{}, fmt.Errorf("%w: %s: %s", ErrNotAllowed, id.Display(), why)
+	}
+	all, err := s.List(ctx)
 	if err != nil {
 		return Profile{}, err
 	}
-	if name == "" {
-		if len(allowed) == 0 {
-			return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.Display())
+	for i := range all {
+		if ok, _, _ := s.Entitle(u, &all[i]); ok && (name == "" || all[i].Name == name) {
+			return all[i], nil
 		}
-		return allowed[0], nil
 	}
-	for _, p := range allowed {
-		if p.Name == name {
-			return p, nil
-		}
+	if name == "" {
+		return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.Display())
 	}
 	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.Display())
 }

@@ -180,6 +180,9 @@ type Profile struct {
 	// the profile); peers and audit events record it. Set by the store.
 	Version uint64    `json:"version,omitempty" yaml:"-"`
 	Updated time.Time `json:"updated,omitempty" yaml:"-"`
+	// UpdatedBy names who made the last edit (set by the store), so that
+	// a revocation the edit causes can say by whom.
+	UpdatedBy string `json:"updated_by,omitempty" yaml:"-"`
 }
 
 var (

@@ -141,6 +141,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	if s.profiles, err = profiles.New(profiles.Config{
 		Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log,
 		AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
+		Policy:                s.sessions.Policy(), Users: s.users,
 	}); err != nil {
 		return nil, err
 	}
@@ -169,7 +170,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
 	}
 
-	// 6. Housekeeping on the leader: expired peers, sessions and sign-ins.
+	// 6. The entitlement watcher: every change to users or profiles is
+	// re-decided and enforced on live peers (the leader writes).
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.profiles.RunEntitlements(bg); err != nil {
+			log.Error("entitlement watcher stopped", "err", err)
+		}
+	}()
+
+	// 7. Housekeeping on the leader: expired peers, sessions and sign-ins.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -110,9 +110,22 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
 		t.Fatal(err)
 	}
-	if s.Profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log}); err != nil {
+	if s.Profiles, err = profiles.New(profiles.Config{
+		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
+		Policy: s.Sessions.Policy(), Users: s.Users,
+	}); err != nil {
 		t.Fatal(err)
 	}
+	// The entitlement watcher, as ferryd runs it.
+	ectx, ecancel := context.WithCancel(context.Background())
+	edone := make(chan struct{})
+	go func() {
+		defer close(edone)
+		if err := s.Profiles.RunEntitlements(ectx); err != nil {
+			t.Logf("entitlement watcher: %v", err)
+		}
+	}()
+	t.Cleanup(func() { ecancel(); <-edone })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {

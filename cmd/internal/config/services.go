@@ -248,7 +248,7 @@ func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
 func (c *Config) SessionConfig() authn.SessionConfig {
 	return authn.SessionConfig{
 		Lifetime: c.Sessions.Lifetime.D(), IdleTimeout: c.Sessions.IdleTimeout.D(),
-		AdminGroups: c.Sessions.AdminGroups,
+		AdminGroups: c.Sessions.AdminGroups, RequiredGroups: c.OIDC.RequiredGroups,
 	}
 }
 
