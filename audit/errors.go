@@ -11,6 +11,11 @@ var (
 	// ErrInvalidEvent is returned by Record when an event is malformed or
 	// too large to store; it wraps a message naming the field.
 	ErrInvalidEvent = errors.New("audit: invalid event")
+	// ErrSinkMisconfigured is returned by a sink whose receiver cannot do
+	// what the sink's configuration asks (an HEC receiver without indexer
+	// acknowledgement for a sink with ack: true). Resending cannot help:
+	// the sink stops sending until its configuration changes.
+	ErrSinkMisconfigured = errors.New("audit: sink misconfigured")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("audit: closed")
 	// ErrTampered is returned by verification when a record was edited,

@@ -349,7 +349,7 @@ func (s *Store) enforce(ctx context.Context, st *entState) error {
 		if !revoke {
 			continue
 		}
-		if _, err := s.revoke(ctx, pe.peer, pe.version, reason, EntitlementActor); err != nil {
+		if _, err := s.revoke(ctx, pe.peer, pe.version, reason, EntitlementActor, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -98,5 +98,6 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled boo
 	if !disabled {
 		return 0, nil
 	}
-	return s.RevokeUser(ctx, userID, "no longer entitled: user disabled by "+actorName(actor), actor)
+	return s.revokeWhere(ctx, func(p *Peer) bool { return p.UserID == userID },
+		"no longer entitled: user disabled by "+actorName(actor), actor, false)
 }

@@ -301,7 +301,14 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 			}
 			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
 		case "hec":
-			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index})
+			var tc *tls.Config
+			if c.CAFile != "" || c.CertFile != "" {
+				if tc, err = sinkTLS(c); err != nil {
+					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
+				}
+			}
+			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index, TLS: tc,
+				SourceType: hecSourceType(f)})
 		default:
 			err = fmt.Errorf("unknown type %q", c.Type)
 		}
@@ -313,16 +320,25 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 	return out, nil
 }
 
+// hecSourceType names the HEC sourcetype per format, so a SIEM parses
+// JSON lines and OCSF with different rules.
+func hecSourceType(f audit.Format) string {
+	return "ferry:audit:" + f.Name()
+}
+
 func sinkTLS(c config.Sink) (*tls.Config, error) {
-	pem, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file: %w", err)
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca_file: no PEM certificate in " + c.CAFile)
+		}
+		tc.RootCAs = pool
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("ca_file: no PEM certificate in " + c.CAFile)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: c.ServerName}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {

@@ -113,6 +113,7 @@ var sentinels = []sentinel{
 	{profiles.ErrNotAllowed, http.StatusForbidden, ""},
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
+	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel
