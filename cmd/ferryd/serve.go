@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	defer stopPeers()
 
 	// 6. The HTTPS API and the metrics listener.
-	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log, Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}})
+	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log, Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
 	if err != nil {
 		return err
 	}

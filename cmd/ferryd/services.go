@@ -20,6 +20,8 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
+	"github.com/ferryvpn/ferry/authn/signals"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
@@ -49,6 +51,8 @@ type services struct {
 	mfa      *authn.MFA
 	flow     *authn.Flow // nil without oidc.issuer
 	profiles *profiles.Store
+	scim     *scim.Service     // nil unless scim.enabled
+	signals  *signals.Receiver // nil without back-channel logout or ssf
 	wgKey    wgtypes.Key
 	server   profiles.Server
 	gateway  *tunnel.Gateway // nil while the data plane is off
@@ -147,6 +151,12 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}
 
+	// 4b. What the identity provider pushes: SCIM, back-channel logout,
+	// Shared Signals. Each disables and revokes through profiles.
+	if err := s.startIdP(cfg, node, master, log); err != nil {
+		return nil, err
+	}
+
 	// 5. The data plane, when enabled.
 	if cfg.WireGuard.Enabled {
 		if err := tunnel.Available(); err != nil {
@@ -212,6 +222,9 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 		}
 		jctx, cancel := context.WithTimeout(ctx, janitorTimeout)
 		sweeps := map[string]func(context.Context) (int, error){"peers": s.profiles.Sweep, "sessions": s.sessions.Sweep}
+		if s.signals != nil {
+			sweeps["idp token claims"] = s.signals.Sweep
+		}
 		if s.flow != nil {
 			sweeps["sign-ins"] = s.flow.Sweep
 		}

@@ -54,6 +54,9 @@ type Config struct {
 	Users *Users
 	// Audit, when set with Users, adds the audit endpoints.
 	Audit *Audit
+	// IdP, when set with Users, adds the identity provider's endpoints
+	// (SCIM, back-channel logout, Shared Signals) and their administration.
+	IdP *IdP
 }
 
 // Validate checks the configuration.
@@ -83,6 +86,7 @@ type handler struct {
 	apiTTL   time.Duration
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
+	idp      *IdP   // nil: no identity provider endpoints
 }
 
 // New returns the API handler.
@@ -93,7 +97,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, tokenKey: seal.DeriveKey(cfg.MasterKey, joinTokenPurpose),
 		log: cfg.Logger, now: cfg.Now, nodeTTL: cfg.NodeCertValidity, apiTTL: cfg.APICertValidity,
-		users: cfg.Users, audit: cfg.Audit,
+		users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -118,6 +122,9 @@ func New(cfg Config) (http.Handler, error) {
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+		}
+		if h.idp != nil {
+			h.mountIdP(mux)
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cluster/pki"
@@ -26,6 +27,9 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/profiles"
 )
+
+// Issuer is the OIDC issuer SCIM-provisioned users belong to.
+const Issuer = "https://idp.example.com"
 
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
@@ -44,7 +48,10 @@ type Server struct {
 	Users    *authn.Users
 	MFA      *authn.MFA
 	Profiles *profiles.Store
-	Signer   *audit.Signer
+	// SCIM serves /scim/v2 for users of Issuer; mint its token with
+	// SCIM.RotateToken.
+	SCIM   *scim.Service
+	Signer *audit.Signer
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -131,10 +138,16 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
 		t.Fatal(err)
 	}
+	// SCIM provisioning, as ferryd runs it with scim.enabled.
+	if s.SCIM, err = scim.New(scim.Config{
+		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
+	}); err != nil {
+		t.Fatal(err)
+	}
 	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}})
+	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}
