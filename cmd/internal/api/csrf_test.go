@@ -63,4 +63,3 @@ func TestPortalOriginCheck(t *testing.T) {
 		t.Errorf("same-origin post: %d", resp.StatusCode)
 	}
 }
-
