@@ -88,6 +88,10 @@ type Identity struct {
 	EmailVerified bool     `json:"email_verified,omitempty"`
 	Name          string   `json:"name,omitempty"`
 	Groups        []string `json:"groups,omitempty"`
+	// IdPSession is the identity provider's session ID (the ID token's
+	// sid claim), so a back-channel logout naming only the IdP session
+	// finds the sessions it began (Sessions.EndIdPSession).
+	IdPSession string `json:"idp_sid,omitempty"`
 }
 
 // Display returns how to name the person to people: "Name <email>", the

@@ -302,6 +302,9 @@ func (rp *relyingParty) identity(claims map[string]any) (Identity, error) {
 	id.Email, _ = claims[rp.cfg.EmailClaim].(string)
 	id.EmailVerified = claimTrue(claims["email_verified"])
 	id.Name, _ = claims[rp.cfg.NameClaim].(string)
+	if sid, _ := claims["sid"].(string); len(sid) <= maxClaimLen {
+		id.IdPSession = sid
+	}
 	if len(id.Email) > maxClaimLen || len(id.Name) > maxClaimLen {
 		return Identity{}, signinFail(frClaims, fmt.Errorf("email or name longer than %d bytes", maxClaimLen))
 	}

@@ -35,6 +35,13 @@ type Config struct {
 	// email address, to identities whose IdP says email_verified. Off by
 	// default: profiles are assigned by user ID or group.
 	AssignByVerifiedEmail bool
+	// Policy is authn's admission and role policy (Sessions.Policy), the
+	// part of the entitlement decision authn owns.
+	Policy authn.Policy
+	// Users, when set, is where Issue reads the user's current groups
+	// (rather than those their session was created with) and what the
+	// entitlement watcher (RunEntitlements) follows.
+	Users *authn.Users
 }
 
 // Validate checks the configuration.
@@ -63,6 +70,8 @@ type Store struct {
 	keep time.Duration
 	// byEmail is Config.AssignByVerifiedEmail.
 	byEmail bool
+	policy  authn.Policy
+	users   *authn.Users
 }
 
 // New returns a Store.
@@ -70,7 +79,8 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{c: cfg.Cluster, pool: cfg.Pool.Masked(), rec: cfg.Recorder, now: cfg.Now, log: cfg.Logger, keep: cfg.Retention, byEmail: cfg.AssignByVerifiedEmail}
+	s := &Store{c: cfg.Cluster, pool: cfg.Pool.Masked(), rec: cfg.Recorder, now: cfg.Now, log: cfg.Logger, keep: cfg.Retention,
+		byEmail: cfg.AssignByVerifiedEmail, policy: cfg.Policy, users: cfg.Users}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -154,6 +164,7 @@ func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor aud
 	}
 	p.Version = 0
 	p.Updated = s.now().UTC()
+	p.UpdatedBy = actorName(actor)
 	data, err := json.Marshal(p)
 	if err != nil {
 		return Profile{}, err

@@ -55,6 +55,11 @@ type Config struct {
 	Key seal.Key
 	// Users receives what the provider pushes. Required.
 	Users *authn.Users
+	// Disabler, when set, disables and enables users instead of
+	// Users.SetDisabled: profiles.Store.SetUserDisabled, which also
+	// revokes the user's devices before it returns. Without it the
+	// entitlement watcher revokes them.
+	Disabler Disabler
 	// Recorder receives an event for every write and every refusal.
 	// Required.
 	Recorder audit.Recorder
@@ -97,11 +102,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Disabler disables (or enables) a user, ending what they hold.
+type Disabler interface {
+	SetUserDisabled(ctx context.Context, userID string, disabled bool, actor audit.Actor, src authn.Source) (int, error)
+}
+
 // Service serves SCIM and keeps its token. It is safe for concurrent use.
 type Service struct {
 	store     *cluster.Node
 	key       seal.Key
 	users     *authn.Users
+	disabler  Disabler
 	rec       audit.Recorder
 	issuer    string
 	groupName string
@@ -116,7 +127,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		store: cfg.Store, key: cfg.Key, users: cfg.Users, rec: cfg.Recorder, issuer: cfg.Issuer,
+		store: cfg.Store, key: cfg.Key, users: cfg.Users, disabler: cfg.Disabler, rec: cfg.Recorder, issuer: cfg.Issuer,
 		groupName: cfg.GroupName, log: cfg.Logger, now: cfg.Now,
 	}
 	if s.groupName == "" {

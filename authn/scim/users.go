@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -365,7 +366,15 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 	if u.Disabled == !active(rec.Attrs) {
 		return nil
 	}
-	return s.users.SetDisabled(ctx, u.ID, !active(rec.Attrs), Actor, authn.Source{Addr: sourceOf(r).Addr})
+	return s.setDisabled(ctx, u.ID, !active(rec.Attrs), authn.Source{Addr: sourceOf(r).Addr})
+}
+
+func (s *Service) setDisabled(ctx context.Context, userID string, disabled bool, src authn.Source) error {
+	if s.disabler != nil {
+		_, err := s.disabler.SetUserDisabled(ctx, userID, disabled, Actor, src)
+		return err
+	}
+	return s.users.SetDisabled(ctx, userID, disabled, Actor, src)
 }
 
 // disable disables the ferry user of a SCIM user (deleted at the
@@ -373,9 +382,9 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 // subject as ID.
 func (s *Service) disable(r *http.Request, rec resource) error {
 	src := authn.Source{Addr: sourceOf(r).Addr}
-	err := s.users.SetDisabled(r.Context(), rec.User, true, Actor, src)
+	err := s.setDisabled(r.Context(), rec.User, true, src)
 	if errors.Is(err, authn.ErrUnknownUser) {
-		err = s.users.SetDisabled(r.Context(), str(rec.Attrs, "externalId"), true, Actor, src)
+		err = s.setDisabled(r.Context(), str(rec.Attrs, "externalId"), true, src)
 	}
 	if errors.Is(err, authn.ErrUnknownUser) {
 		return nil

@@ -154,7 +154,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 
 	// 6. The HTTPS API and the metrics listener.
 	handler, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
-		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}})
+		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
 	if err != nil {
 		return err
 	}

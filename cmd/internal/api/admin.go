@@ -345,13 +345,8 @@ func (h *handler) setDisabled(disabled bool) sessionHandler {
 		if err != nil {
 			return err
 		}
-		if err := h.users.Users.SetDisabled(r.Context(), u.ID, disabled, actor(s), source(r)); err != nil {
+		if _, err := h.users.Profiles.SetUserDisabled(r.Context(), u.ID, disabled, actor(s), source(r)); err != nil {
 			return err
-		}
-		if disabled {
-			if _, err := h.users.Profiles.RevokeUser(r.Context(), u.ID, "user disabled", actor(s)); err != nil {
-				return err
-			}
 		}
 		return h.writeUser(w, r, u.ID)
 	}

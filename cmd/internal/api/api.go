@@ -58,6 +58,9 @@ type Config struct {
 	Users *Users
 	// Audit, when set with Users, adds the audit endpoints.
 	Audit *Audit
+	// IdP, when set with Users, adds the identity provider's endpoints
+	// (SCIM, back-channel logout, Shared Signals) and their administration.
+	IdP *IdP
 }
 
 // Validate checks the configuration.
@@ -86,6 +89,7 @@ type handler struct {
 	now      func() time.Time
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
+	idp      *IdP   // nil: no identity provider endpoints
 }
 
 // New returns the API handler.
@@ -95,7 +99,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
-		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit,
+		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -136,6 +140,9 @@ func New(cfg Config) (http.Handler, error) {
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+		}
+		if h.idp != nil {
+			h.mountIdP(mux)
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
@@ -110,6 +111,8 @@ var sentinels = []sentinel{
 	{authn.ErrContended, http.StatusServiceUnavailable, "too many concurrent changes; try again"},
 	// A damaged record on this node: another node's copy may serve.
 	{authn.ErrCorrupt, http.StatusServiceUnavailable, "a stored record failed its check on this node; ask another node and see this node's log"},
+	// authn/scim: its damaged token record reaches /v1/idp.
+	{scim.ErrCorrupt, http.StatusServiceUnavailable, "a stored SCIM record failed its check on this node; see this node's log"},
 
 	// profiles
 	{profiles.ErrInvalid, http.StatusBadRequest, ""},
@@ -117,6 +120,7 @@ var sentinels = []sentinel{
 	{profiles.ErrNotAllowed, http.StatusForbidden, ""},
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
+	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel

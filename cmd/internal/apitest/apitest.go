@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
@@ -26,6 +27,9 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/profiles"
 )
+
+// Issuer is the OIDC issuer SCIM-provisioned users belong to.
+const Issuer = "https://idp.example.com"
 
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
@@ -44,8 +48,11 @@ type Server struct {
 	Users    *authn.Users
 	MFA      *authn.MFA
 	Profiles *profiles.Store
-	Signer   *audit.Signer
-	Admit    *admit.Admitter
+	// SCIM serves /scim/v2 for users of Issuer; mint its token with
+	// SCIM.RotateToken.
+	SCIM   *scim.Service
+	Signer *audit.Signer
+	Admit  *admit.Admitter
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -111,12 +118,31 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
 		t.Fatal(err)
 	}
-	if s.Profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log}); err != nil {
+	if s.Profiles, err = profiles.New(profiles.Config{
+		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
+		Policy: s.Sessions.Policy(), Users: s.Users,
+	}); err != nil {
 		t.Fatal(err)
 	}
+	// The entitlement watcher, as ferryd runs it.
+	ectx, ecancel := context.WithCancel(context.Background())
+	edone := make(chan struct{})
+	go func() {
+		defer close(edone)
+		if err := s.Profiles.RunEntitlements(ectx); err != nil {
+			t.Logf("entitlement watcher: %v", err)
+		}
+	}()
+	t.Cleanup(func() { ecancel(); <-edone })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
+		t.Fatal(err)
+	}
+	// SCIM provisioning, as ferryd runs it with scim.enabled.
+	if s.SCIM, err = scim.New(scim.Config{
+		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if s.Admit, err = admit.New(admit.Config{
@@ -128,7 +154,7 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}})
+	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,8 @@ type Config struct {
 	Profiles  Profiles  `yaml:"profiles,omitempty"`
 	WireGuard WireGuard `yaml:"wireguard,omitempty"`
 	Audit     Audit     `yaml:"audit,omitempty"`
+	SCIM      SCIM      `yaml:"scim,omitempty"`
+	SSF       SSF       `yaml:"ssf,omitempty"`
 }
 
 // Cluster configures the node-to-node listener and Raft.

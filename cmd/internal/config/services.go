@@ -42,6 +42,10 @@ type OIDC struct {
 	// AllowedEmailDomains and RequiredGroups narrow who may sign in.
 	AllowedEmailDomains []string `yaml:"allowed_email_domains,omitempty"`
 	RequiredGroups      []string `yaml:"required_groups,omitempty"`
+	// BackChannelLogout serves OpenID Connect Back-Channel Logout at
+	// api.public_url + /oidc/backchannel-logout (register that URL at the
+	// provider): a logout token ends the user's sessions and devices.
+	BackChannelLogout bool `yaml:"backchannel_logout,omitempty"`
 }
 
 // Sessions configures sign-in sessions.
@@ -126,6 +130,7 @@ func (c *Config) servicePaths() []*string {
 }
 
 func (c *Config) setServiceDefaults() {
+	c.setIdPDefaults()
 	if c.Profiles.Pool == "" {
 		c.Profiles.Pool = DefaultPool
 	}
@@ -144,6 +149,9 @@ func (c *Config) setServiceDefaults() {
 }
 
 func (c *Config) validateServices() error {
+	if err := c.validateIdP(); err != nil {
+		return err
+	}
 	if o := c.OIDC; o.Issuer != "" {
 		if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fieldErr("oidc.issuer", "%.200q: want the provider's issuer URL", o.Issuer)
@@ -240,7 +248,7 @@ func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
 func (c *Config) SessionConfig() authn.SessionConfig {
 	return authn.SessionConfig{
 		Lifetime: c.Sessions.Lifetime.D(), IdleTimeout: c.Sessions.IdleTimeout.D(),
-		AdminGroups: c.Sessions.AdminGroups,
+		AdminGroups: c.Sessions.AdminGroups, RequiredGroups: c.OIDC.RequiredGroups,
 	}
 }
 
