@@ -239,11 +239,14 @@ func (s *Service) syncMembers(r *http.Request, ids []string) error {
 	return nil
 }
 
-// groupsOf returns the names of the groups listing SCIM user id, sorted.
-func (s *Service) groupsOf(ctx context.Context, id string) ([]string, error) {
+// groupsOf returns the names of the groups listing SCIM user id, sorted;
+// managed is false when the provider pushes no groups at all (Okta
+// without Push Groups, Entra ID scoped to users), and then group
+// membership stays what sign-ins say.
+func (s *Service) groupsOf(ctx context.Context, id string) (names []string, managed bool, err error) {
 	groups, err := s.list(ctx, prefixGroups)
-	if err != nil {
-		return nil, err
+	if err != nil || len(groups) == 0 {
+		return nil, false, err
 	}
 	out := []string{}
 	for _, g := range groups {
@@ -257,7 +260,7 @@ func (s *Service) groupsOf(ctx context.Context, id string) ([]string, error) {
 		out = append(out, name)
 	}
 	sort.Strings(out)
-	return slices.Compact(out), nil
+	return slices.Compact(out), true, nil
 }
 
 // dropMember removes a deleted user from every group listing it.
