@@ -1,14 +1,19 @@
 package cluster_test
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/cluster/pki"
 )
 
 // events collects a cluster's PeerEvents.
@@ -204,4 +209,111 @@ func TestMemberWithoutAdminProofRefused(t *testing.T) {
 		}
 	}
 	t.Fatalf("no event records the forwarded removal with its actor: %+v", ev.all)
+}
+
+// clock is a fake clock: the real time plus an offset the test moves.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *clock) set(d time.Duration)     { c.offset.Store(int64(d)) }
+
+// An expired node certificate is refused, also on a connection opened while
+// it was valid; members renew theirs before they expire with no operator
+// action, and the cluster goes on past the old certificates' expiry.
+func TestExpiredCertificateRefusedAndMembersRenew(t *testing.T) {
+	clk := &clock{}
+	var ca *pki.CA
+	var mu sync.Mutex
+	renewed := map[string]int{}
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, Tune: func(cfg *cluster.Config) {
+		cfg.Now = clk.Now
+		cfg.Renew = func(_ context.Context, id string, csr []byte) ([]byte, error) {
+			return ca.IssueNode(csr, id, []string{cluster.DefaultServerName}, nil, 24*time.Hour, clk.Now())
+		}
+		id := cfg.NodeID
+		cfg.OnRenewed = func(certPEM, keyPEM []byte) error {
+			mu.Lock()
+			renewed[id]++
+			mu.Unlock()
+			return nil
+		}
+	}})
+	ca = c.CA
+	leader := c.Leader(5 * time.Second)
+	member := (leader + 1) % 3
+	readIndex := cluster.ForwardKinds("", "", "")[1]
+
+	// A member's certificate valid for an hour, used on a connection that
+	// stays open.
+	short := issueFor(t, c.CA, c.ID(member), time.Hour)
+	pc, err := cluster.DialPeer(ctxT(t, 10*time.Second), short, c.CA.Pool(), c.Node(leader).Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if err := pc.Send(readIndex); err != nil {
+		t.Fatalf("valid certificate: %v", err)
+	}
+	clk.advance(2 * time.Hour)
+	if err := pc.Send(readIndex); !errors.Is(err, cluster.ErrPeerRefused) {
+		t.Fatalf("expired certificate on an open connection: got %v, want ErrPeerRefused", err)
+	}
+	if pc2, err := cluster.DialPeer(ctxT(t, 10*time.Second), short, c.CA.Pool(), c.Node(leader).Addr()); err == nil {
+		if err := pc2.Send(readIndex); err == nil {
+			t.Fatal("expired certificate served on a new connection")
+		}
+		pc2.Close()
+	}
+
+	// Two thirds into the nodes' 24-hour certificates, every member renews.
+	before := map[string]time.Time{}
+	for i := 0; i < 3; i++ {
+		before[c.ID(i)] = c.Node(i).CertNotAfter()
+	}
+	clk.set(17 * time.Hour)
+	clustertest.WaitFor(t, 20*time.Second, "every member renewed its certificate", func() error {
+		for i := 0; i < 3; i++ {
+			if !c.Node(i).CertNotAfter().After(before[c.ID(i)]) {
+				return fmt.Errorf("%s still has its first certificate", c.ID(i))
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	if len(renewed) != 3 {
+		t.Errorf("renewals kept by %v, want all three nodes", renewed)
+	}
+	mu.Unlock()
+
+	// Past the first certificates' expiry the cluster still works: old
+	// connections are refused and replaced by ones with the new
+	// certificates.
+	clk.set(25 * time.Hour)
+	if _, err := c.Node(member).Put(ctxT(t, 20*time.Second), "after-expiry", []byte("ok")); err != nil {
+		t.Fatalf("write after the first certificates expired: %v", err)
+	}
+}
+
+// issueFor issues a node certificate for id valid for ttl.
+func issueFor(t *testing.T, ca *pki.CA, id string, ttl time.Duration) tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.IssueNode(csr, id, []string{cluster.DefaultServerName}, nil, ttl, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.KeyPEM(key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }

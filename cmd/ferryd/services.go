@@ -49,7 +49,8 @@ type services struct {
 	sessions *authn.Sessions
 	users    *authn.Users
 	mfa      *authn.MFA
-	flow     *authn.Flow // nil without oidc.issuer
+	flow     *authn.Flow        // nil without oidc.issuer
+	reval    *authn.Revalidator // nil without oidc.issuer
 	profiles *profiles.Store
 	scim     *scim.Service     // nil unless scim.enabled
 	signals  *signals.Receiver // nil without back-channel logout or ssf
@@ -132,8 +133,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		if err != nil {
 			return nil, err
 		}
+		// Revalidation with the refresh token of each sign-in; the leader
+		// redeems them (step 6).
+		if s.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
+			OIDC: ocfg, Store: node, Users: s.users, Recorder: s.audit, Key: master, Logger: log,
+			Interval: cfg.OIDC.RevalidateInterval.D(), Grace: cfg.OIDC.RevalidateGrace.D(),
+		}); err != nil {
+			return nil, err
+		}
 		if s.flow, err = authn.NewFlow(authn.FlowConfig{
 			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
+			Revalidator: s.reval,
 		}); err != nil {
 			return nil, err
 		}
@@ -189,6 +199,13 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			log.Error("entitlement watcher stopped", "err", err)
 		}
 	}()
+	if s.reval != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.reval.Run(bg)
+		}()
+	}
 
 	// 7. Housekeeping on the leader: expired peers, sessions and sign-ins.
 	s.wg.Add(1)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,17 @@ type OIDC struct {
 	// api.public_url + /oidc/backchannel-logout (register that URL at the
 	// provider): a logout token ends the user's sessions and devices.
 	BackChannelLogout bool `yaml:"backchannel_logout,omitempty"`
+	// OfflineAccess asks for the offline_access scope, which most
+	// providers (Okta, Entra ID, Keycloak, Dex) need before they grant
+	// the refresh token revalidation uses.
+	OfflineAccess bool `yaml:"offline_access,omitempty"`
+	// RevalidateInterval is how often each user's refresh token is
+	// redeemed to learn what the provider says now (groups, disabled);
+	// default 15m. RevalidateGrace is how long access stays while the
+	// provider cannot be reached; then it is revoked (fail closed);
+	// default 1h.
+	RevalidateInterval Duration `yaml:"revalidate_interval,omitempty"`
+	RevalidateGrace    Duration `yaml:"revalidate_grace,omitempty"`
 }
 
 // Sessions configures sign-in sessions.
@@ -171,6 +183,12 @@ func (c *Config) validateServices() error {
 			return fieldErr(fmt.Sprintf("sessions.admin_groups[%d]", i), "empty")
 		}
 	}
+	if c.OIDC.RevalidateInterval < 0 || (c.OIDC.RevalidateInterval > 0 && c.OIDC.RevalidateInterval < Duration(time.Second)) {
+		return fieldErr("oidc.revalidate_interval", "%s: want at least 1s", c.OIDC.RevalidateInterval.D())
+	}
+	if c.OIDC.RevalidateGrace < 0 {
+		return fieldErr("oidc.revalidate_grace", "must not be negative")
+	}
 	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 {
 		return fieldErr("sessions", "durations must not be negative")
 	}
@@ -237,9 +255,10 @@ func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
 	}
 	return authn.OIDCConfig{
 		Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: authn.NewClientSecret(secret),
-		RedirectURL: o.RedirectURL, Scopes: o.Scopes,
+		RedirectURL: o.RedirectURL,
 		UserIDClaim: o.UserIDClaim, EmailClaim: o.EmailClaim, NameClaim: o.NameClaim, GroupsClaim: o.GroupsClaim,
 		AllowedEmailDomains: o.AllowedEmailDomains, RequiredGroups: o.RequiredGroups,
+		Scopes: scopes(o),
 	}, nil
 }
 
@@ -254,3 +273,16 @@ func (c *Config) SessionConfig() authn.SessionConfig {
 
 // PoolPrefix returns the validated client address pool.
 func (c *Config) PoolPrefix() netip.Prefix { return netip.MustParsePrefix(c.Profiles.Pool) }
+
+// scopes returns the scopes to ask for: oidc.scopes (default openid,
+// email, profile) plus offline_access when oidc.offline_access is set.
+func scopes(o OIDC) []string {
+	sc := o.Scopes
+	if len(sc) == 0 && o.OfflineAccess {
+		sc = []string{"openid", "email", "profile"}
+	}
+	if o.OfflineAccess && !slices.Contains(sc, "offline_access") {
+		sc = append(slices.Clone(sc), "offline_access")
+	}
+	return sc
+}

@@ -201,19 +201,30 @@ const (
 	PathClusterJoinTokens = "/v1/cluster/join-tokens"
 )
 
-// JoinTokenRequest asks for a join token that admits new nodes until it
-// expires.
+// Lifetimes of join tokens, the same for ferryd token, ferryctl cluster
+// join and the API (cluster/admit holds the rule; a test keeps these equal).
+const (
+	DefaultJoinTokenTTL = time.Hour
+	MaxJoinTokenTTL     = 24 * time.Hour
+)
+
+// JoinTokenRequest asks for a join token that admits one new node.
 type JoinTokenRequest struct {
 	// TTLSeconds is the token's lifetime; 0 takes the server's default
-	// (15 minutes). At most one day.
+	// (an hour). At most one day.
 	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// NodeID, when set, is the only node the token admits.
+	NodeID string `json:"node_id,omitempty"`
 }
 
 // JoinTokenResponse carries a join token. The token is a secret: anyone
-// holding it can add a node to the cluster until Expires.
+// holding it can add one node to the cluster until Expires.
 type JoinTokenResponse struct {
-	Token   string    `json:"token"`
+	Token string `json:"token"`
+	// ID names the token in the audit log; not secret.
+	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
+	NodeID  string    `json:"node_id,omitempty"`
 }
 
 // ClusterMember is one server of the cluster.
@@ -223,6 +234,9 @@ type ClusterMember struct {
 	Voter   bool   `json:"voter"`
 	Leader  bool   `json:"leader"`
 	Healthy *bool  `json:"healthy,omitempty"` // known on the leader only
+	// CertNotAfter is when the member's node certificate expires, as
+	// recorded when it was issued or last renewed.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 }
 
 // ClusterStatus is the answering node's view of the cluster.
