@@ -34,7 +34,8 @@
 // /Me, password changes, or enterprise extension attributes beyond
 // storing what is sent. Group names given to users are the groups'
 // displayName (or externalId, see Config.GroupName), so they match what
-// the ID token's groups claim carries.
+// the ID token's groups claim carries. Once the provider pushes any group,
+// SCIM decides every provisioned user's groups; until then, sign-ins do.
 //
 // Stored records (all under scim/, owned by this package):
 //

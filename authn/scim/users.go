@@ -341,7 +341,7 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 // watcher revokes peers).
 func (s *Service) syncUser(r *http.Request, rec resource) error {
 	ctx := r.Context()
-	groups, err := s.groupsOf(ctx, rec.ID)
+	groups, managed, err := s.groupsOf(ctx, rec.ID)
 	if err != nil {
 		return err
 	}
@@ -350,11 +350,16 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 		Email: primaryEmail(rec.Attrs), Name: displayName(rec.Attrs), Groups: groups,
 	}
 	// SCIM says nothing of verification: a verified email stays verified
-	// while it is unchanged.
-	if cur, ok, err := s.users.Get(ctx, rec.User); err != nil {
+	// while it is unchanged. Without pushed groups, sign-ins' stand.
+	cur, ok, err := s.users.Get(ctx, rec.User)
+	if err != nil {
 		return err
-	} else if ok && strings.EqualFold(cur.Email, id.Email) {
+	}
+	if ok && strings.EqualFold(cur.Email, id.Email) {
 		id.EmailVerified = cur.EmailVerified
+	}
+	if !managed {
+		id.Groups = cur.Groups
 	}
 	u, err := s.users.Provision(ctx, id, "SCIM")
 	if errors.Is(err, authn.ErrInvalidInput) {
