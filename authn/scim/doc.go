@@ -26,7 +26,8 @@
 //     and groups through Users.Provision, active: false and delete through
 //     Users.SetDisabled, which ends the user's sessions in the same
 //     transaction; watchers of users/ revoke the user's peers and the data
-//     plane drops them on every node.
+//     plane drops them on every node. active: true enables only a user
+//     SCIM disabled: an administrator's disable sticks.
 //   - Every write, and every refused request, is an audit event (admin,
 //     action scim.*).
 //

@@ -368,10 +368,22 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 	if err != nil {
 		return err
 	}
-	if u.Disabled == !active(rec.Attrs) {
-		return nil
+	src := authn.Source{Addr: sourceOf(r).Addr}
+	switch want := active(rec.Attrs); {
+	case !want && !u.Disabled:
+		return s.setDisabled(ctx, u.ID, true, src)
+	case want && u.Disabled && disabledBySCIM(u):
+		return s.setDisabled(ctx, u.ID, false, src)
 	}
-	return s.setDisabled(ctx, u.ID, !active(rec.Attrs), authn.Source{Addr: sourceOf(r).Addr})
+	// An administrator's disable (or anyone's but SCIM's) sticks: the
+	// provider saying active again does not undo it.
+	return nil
+}
+
+// disabledBySCIM reports whether the user's last change was SCIM's (its
+// disable), which SCIM may therefore undo.
+func disabledBySCIM(u authn.User) bool {
+	return u.Change != nil && u.Change.By == Actor.UserID
 }
 
 func (s *Service) setDisabled(ctx context.Context, userID string, disabled bool, src authn.Source) error {
