@@ -3,7 +3,6 @@ package continuous_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -167,9 +166,9 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		p, err = e.prof.Peer(ctx, req.ID)
 		b, _ := json.Marshal(p)
 		resp.Text = string(b)
-	case "access.waitgone":
+	case "access.waitgone", "access.waitpresent":
 		start := time.Now()
-		err = waitGone(ctx, req.Addr, req.Timeout)
+		err = waitClient(ctx, req.Addr, req.Op == "access.waitpresent", req.Timeout)
 		resp.Elapsed = time.Since(start)
 	default:
 		return resp, false, nil
@@ -177,9 +176,10 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 	return resp, true, err
 }
 
-// waitGone polls this node's client map over netlink until addr leaves
-// it: the moment the kernel stops accepting the client.
-func waitGone(ctx context.Context, addr string, within time.Duration) error {
+// waitClient polls this node's client map over netlink until addr is in
+// it (want) or has left it: the moment the kernel stops accepting the
+// client.
+func waitClient(ctx context.Context, addr string, want bool, within time.Duration) error {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return err
@@ -204,7 +204,7 @@ func waitGone(ctx context.Context, addr string, within time.Duration) error {
 				break
 			}
 		}
-		if !present {
+		if present == want {
 			return nil
 		}
 		select {
@@ -213,7 +213,7 @@ func waitGone(ctx context.Context, addr string, within time.Duration) error {
 		case <-tick.C:
 		}
 	}
-	return errors.New("client " + addr + " still in the client map after " + within.String())
+	return fmt.Errorf("client %s: in the client map is still %v after %s", addr, !want, within)
 }
 
 var _ audit.Recorder = (*tunneltest.Recorder)(nil)
