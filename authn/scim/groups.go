@@ -115,7 +115,7 @@ func (h groupHandler) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Pa
 			delete(recs[i].Attrs, keyOf(recs[i].Attrs, "members"))
 		}
 	}
-	return page(recs, p, h.toResource), nil
+	return page(recs, p, groupFilters, h.toResource), nil
 }
 
 func (h groupHandler) Replace(r *http.Request, id string, in scim.ResourceAttributes) (scim.Resource, error) {

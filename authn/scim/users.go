@@ -167,7 +167,7 @@ func (h userHandler) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Pag
 		}
 		recs = all
 	}
-	return page(recs, p, h.toResource), nil
+	return page(recs, p, userFilters, h.toResource), nil
 }
 
 // userNameEquality reports whether the filter is exactly userName eq "x".
@@ -185,7 +185,7 @@ func userNameEquality(p scim.ListRequestParams) (string, bool) {
 }
 
 // page filters, then cuts one page (startIndex is 1-based).
-func page(recs []resource, p scim.ListRequestParams, conv func(resource) scim.Resource) scim.Page {
+func page(recs []resource, p scim.ListRequestParams, fs filterSchema, conv func(resource) scim.Resource) scim.Page {
 	out := scim.Page{Resources: []scim.Resource{}}
 	for _, rec := range recs {
 		res := conv(rec)
@@ -195,7 +195,7 @@ func page(recs []resource, p scim.ListRequestParams, conv func(resource) scim.Re
 				full[k] = v
 			}
 			full["id"] = rec.ID
-			if err := p.FilterValidator.PassesFilter(full); err != nil {
+			if !fs.passes(full, p.FilterValidator.GetFilter()) {
 				continue
 			}
 		}
