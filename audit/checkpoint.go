@@ -48,8 +48,8 @@ type CheckpointerConfig struct {
 	// Every is the number of records after which a checkpoint is due;
 	// default 1000.
 	Every uint64
-	// Interval is the longest time new records stay unsigned; default 5
-	// minutes. A checkpoint is appended after Every records or Interval,
+	// Interval is the longest time new records stay unsigned; default 1
+	// minute. A checkpoint is appended after Every records or Interval,
 	// whichever comes first, and never for an idle journal.
 	Interval time.Duration
 	// Poll is how often the leader looks at the journal head; default
@@ -79,7 +79,7 @@ func (c *CheckpointerConfig) setDefaults() {
 		c.Every = 1000
 	}
 	if c.Interval == 0 {
-		c.Interval = 5 * time.Minute
+		c.Interval = time.Minute
 	}
 	if c.Poll == 0 {
 		c.Poll = 100 * time.Millisecond

@@ -18,7 +18,7 @@
 // SHA-256(prev || seq || data), identically on every node.
 //
 // A [Checkpointer] on the leader appends a signed [Checkpoint] (ed25519, the
-// cluster audit key) every N records or 5 minutes, whichever comes first.
+// cluster audit key) every N records (default 1,000) or minute, whichever comes first.
 // The key is generated once per cluster by [LoadSigner] and stored sealed
 // under the master key at sys/audit/key (written with an absent-key
 // compare, so exactly one key ever wins); the public key is stored in clear
@@ -26,14 +26,18 @@
 //
 // # Export and verification
 //
-// The native format ([JSONLines]) carries each record's seq, prev_hash and
-// hash and the record's exact bytes, so [VerifyFile] recomputes the chain
-// offline and checks every checkpoint's signature; a pull export ([Export])
-// adds a header and a signed trailer so truncation and, for filtered
+// Records are stored in RFC 8785 canonical JSON, so the hash covers a form
+// that any receiver's re-encoding (escapes, key order, whitespace)
+// canonicalizes back to. The native format ([JSONLines]) carries each
+// record's seq, prev_hash and hash and the record's bytes, so [VerifyFile]
+// recomputes the chain offline — canonicalizing a re-encoded record — and
+// checks every checkpoint's signature; a pull export ([Export]) adds a
+// signed header and a signed trailer so truncation and, for filtered
 // exports, dropped records are detected too. [VerifyLive] checks a node's
-// journal the same way. Both name the first problem as a [TamperError]:
-// edited, missing, reordered, truncated, forged or malformed, with the
-// record's sequence number. [Filter], [Scan] and [Tail] serve `ferryctl audit
+// journal the same way. Both report every problem, with ranges and counts
+// (edited, missing, reordered, truncated, forged, malformed, event IDs
+// stored twice); the error names the first as a [TamperError]. Records
+// after the last signature are reported as unsigned (ErrUnsigned). [Filter], [Scan] and [Tail] serve `ferryctl audit
 // export` and `tail -f`.
 //
 // The format, the keys' public side and the verifier live in the

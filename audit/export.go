@@ -47,8 +47,9 @@ type ExportOptions struct {
 	// Format is the output format; default JSONLines. Only JSONLines
 	// exports get a header and a signed trailer.
 	Format Format
-	// Signer signs the trailer. Without one a JSONLines export has no
-	// trailer and verification cannot detect truncation.
+	// Signer signs the header and the trailer. Without one a JSONLines
+	// export has an unsigned header and no trailer, and verification
+	// cannot detect truncation.
 	Signer *Signer
 	// Now stamps the header and trailer; default time.Now.
 	Now func() time.Time
@@ -78,7 +79,11 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 	var buf []byte
 	if native {
 		var err error
-		if buf, err = auditfile.AppendLine(buf, &auditfile.Line{Export: &Header{Version: 1, Filter: filter, Time: now().UTC()}}); err != nil {
+		h := &Header{Version: 1, Filter: filter, Time: now().UTC()}
+		if opts.Signer != nil {
+			opts.Signer.SignHeader(h)
+		}
+		if buf, err = auditfile.AppendLine(buf, &auditfile.Line{Export: h}); err != nil {
 			return ExportStats{}, err
 		}
 		bw.Write(append(buf, '\n'))

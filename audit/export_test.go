@@ -161,7 +161,7 @@ func TestSyslogTLSToRsyslog(t *testing.T) {
 		}
 		bodies.WriteString(m.Msg + "\n")
 	}
-	rep, err := audit.VerifyFile(&bodies, audit.VerifyOptions{Keys: signer.Keys()})
+	rep, err := audit.VerifyFile(&bodies, audit.VerifyOptions{Keys: signer.Keys(), AcceptUnsignedTail: true})
 	if err != nil {
 		t.Fatalf("what rsyslog received does not verify: %v", err)
 	}

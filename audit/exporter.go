@@ -120,6 +120,37 @@ type Exporter struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
+
+	errMu    sync.Mutex        // guards sinkErrs
+	sinkErrs map[string]string // sink → configuration error that stopped it
+}
+
+// SinkState is what the exporter knows of one sink on this node.
+type SinkState struct {
+	Name string
+	// ConfigError is set while the sink is stopped on a configuration
+	// error (ErrSinkMisconfigured).
+	ConfigError string
+}
+
+// Sinks reports the state of each sink.
+func (x *Exporter) Sinks() []SinkState {
+	x.errMu.Lock()
+	defer x.errMu.Unlock()
+	out := make([]SinkState, 0, len(x.cfg.Sinks))
+	for _, s := range x.cfg.Sinks {
+		out = append(out, SinkState{Name: s.Name(), ConfigError: x.sinkErrs[s.Name()]})
+	}
+	return out
+}
+
+func (x *Exporter) setSinkError(name string, err error) {
+	x.errMu.Lock()
+	defer x.errMu.Unlock()
+	if x.sinkErrs == nil {
+		x.sinkErrs = map[string]string{}
+	}
+	x.sinkErrs[name] = err.Error()
 }
 
 // NewExporter starts an exporter.
@@ -191,6 +222,16 @@ func (x *Exporter) run(ctx context.Context, s Sink) {
 		if errors.Is(err, errCursorMoved) {
 			log.Info("audit sink cursor moved; reading it again")
 			continue
+		}
+		if errors.Is(err, ErrSinkMisconfigured) {
+			// Re-sending cannot help: say so once, loudly, and send
+			// nothing more until the configuration changes.
+			x.metrics.errors.WithLabelValues(s.Name()).Inc()
+			x.metrics.misconf.WithLabelValues(s.Name()).Set(1)
+			x.setSinkError(s.Name(), err)
+			log.Error("audit sink misconfigured; export to it stopped until its configuration changes", "err", err)
+			<-ctx.Done()
+			return
 		}
 		x.metrics.errors.WithLabelValues(s.Name()).Inc()
 		d := bo.next()

@@ -48,6 +48,7 @@ type exportMetrics struct {
 	cursor   *prometheus.GaugeVec
 	exported *prometheus.CounterVec
 	errors   *prometheus.CounterVec
+	misconf  *prometheus.GaugeVec
 }
 
 func newExportMetrics() *exportMetrics {
@@ -68,11 +69,15 @@ func newExportMetrics() *exportMetrics {
 			Name: "ferry_audit_export_errors_total",
 			Help: "Failed deliveries to the sink.",
 		}, []string{"sink"}),
+		misconf: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_audit_sink_config_error",
+			Help: "1 while the sink is stopped on a configuration error (such as HEC ack: true against a receiver without indexer acknowledgement); nothing is sent until it is fixed.",
+		}, []string{"sink"}),
 	}
 }
 
 func (m *exportMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors}
+	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors, m.misconf}
 }
 
 type trimMetrics struct {

@@ -84,6 +84,15 @@ type HECSink struct {
 	last    uint64
 	body    bytes.Buffer
 	msg     []byte
+	stopped error // a configuration error: nothing is sent any more
+}
+
+// misconfigured stops the sink for good (until it is built again from a
+// changed configuration) and returns err.
+func (s *HECSink) misconfigured(err error) error {
+	s.stopped = err
+	s.pending = nil
+	return err
 }
 
 var _ Sink = (*HECSink)(nil)
@@ -162,6 +171,9 @@ func (s *HECSink) Name() string { return s.cfg.Name }
 
 // Send posts entries in batches and, with Ack, polls for acknowledgements.
 func (s *HECSink) Send(ctx context.Context, entries []Entry) (uint64, error) {
+	if s.stopped != nil {
+		return s.last, s.stopped
+	}
 	for len(entries) > 0 {
 		n, err := s.post(ctx, entries)
 		if err != nil {
@@ -224,7 +236,14 @@ func (s *HECSink) post(ctx context.Context, entries []Entry) (int, error) {
 	}
 	last := entries[n-1].Seq
 	if s.cfg.Ack {
-		s.pending = append(s.pending, pendingBatch{last: last, at: time.Now().UnixNano(), ack: resp.AckID})
+		if resp.AckID == nil {
+			// The receiver took the batch but gives no ack ID: it does
+			// not implement indexer acknowledgement, so no batch would
+			// ever be confirmed. Waiting and re-sending would repeat the
+			// backlog forever.
+			return 0, s.misconfigured(fmt.Errorf("%w: %s: ack is on, but the receiver answered without an ackId: it does not implement indexer acknowledgement (turn ack off for this sink, or enable acknowledgement on the receiver's token)", ErrSinkMisconfigured, s.cfg.Name))
+		}
+		s.pending = append(s.pending, pendingBatch{last: last, at: time.Now().UnixNano(), ack: *resp.AckID})
 	} else {
 		s.last = last
 	}
@@ -236,9 +255,9 @@ func hecTime(t time.Time) json.Number {
 }
 
 type hecResponse struct {
-	Text  string `json:"text"`
-	Code  int    `json:"code"`
-	AckID uint64 `json:"ackId"`
+	Text  string  `json:"text"`
+	Code  int     `json:"code"`
+	AckID *uint64 `json:"ackId"`
 }
 
 // pollAcks asks which batches are indexed and confirms the oldest ones in
@@ -256,6 +275,11 @@ func (s *HECSink) pollAcks(ctx context.Context) error {
 		Acks map[string]bool `json:"acks"`
 	}
 	if err := s.do(ctx, "/services/collector/ack", body, &resp); err != nil {
+		var he *HECError
+		if errors.As(err, &he) && (he.Status == http.StatusBadRequest || he.Status == http.StatusNotFound) {
+			return s.misconfigured(fmt.Errorf("%w: %s: ack is on, but the receiver's ack endpoint answers HTTP %d (%s, code %d): it does not implement indexer acknowledgement (turn ack off for this sink, or enable acknowledgement on the receiver's token)",
+				ErrSinkMisconfigured, s.cfg.Name, he.Status, he.Text, he.Code))
+		}
 		return err
 	}
 	for len(s.pending) > 0 && resp.Acks[strconv.FormatUint(s.pending[0].ack, 10)] {

@@ -71,10 +71,44 @@ const (
 
 // Identity is who the identity provider says a person is.
 type Identity struct {
-	UserID string   `json:"user_id"` // the IdP subject (or configured claim)
-	Email  string   `json:"email,omitempty"`
-	Name   string   `json:"name,omitempty"`
-	Groups []string `json:"groups,omitempty"`
+	// UserID is ferry's key for the person: UserKey(Issuer, Subject) for
+	// identities from an identity provider (see the package doc), or a
+	// record's older ID (the bare subject) kept for users stored before
+	// keys named the issuer.
+	UserID string `json:"user_id"`
+	// Issuer and Subject are the IdP's issuer URL and its subject (or the
+	// configured user ID claim) for this person; empty for identities not
+	// made from an ID token.
+	Issuer  string `json:"iss,omitempty"`
+	Subject string `json:"sub,omitempty"`
+	Email   string `json:"email,omitempty"`
+	// EmailVerified reports whether the IdP said email_verified: true.
+	// Only a verified email may assign profiles (and only where the
+	// operator opted in).
+	EmailVerified bool     `json:"email_verified,omitempty"`
+	Name          string   `json:"name,omitempty"`
+	Groups        []string `json:"groups,omitempty"`
+	// IdPSession is the identity provider's session ID (the ID token's
+	// sid claim), so a back-channel logout naming only the IdP session
+	// finds the sessions it began (Sessions.EndIdPSession).
+	IdPSession string `json:"idp_sid,omitempty"`
+}
+
+// Display returns how to name the person to people: "Name <email>", the
+// email, the name, or "this account". It never returns the opaque subject
+// or user key.
+func (id Identity) Display() string { return displayPerson(id.Name, id.Email) }
+
+func displayPerson(name, email string) string {
+	switch {
+	case name != "" && email != "":
+		return name + " <" + email + ">"
+	case email != "":
+		return email
+	case name != "":
+		return name
+	}
+	return "this account"
 }
 
 // SessionToken is a bearer secret: 256 random bits, base64url. Only its

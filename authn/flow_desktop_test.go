@@ -154,7 +154,7 @@ func TestTokenEndpointRejects(t *testing.T) {
 	t.Run("redeem once, replay refused", func(t *testing.T) {
 		d := signInDesktop(t, e, "alice", false)
 		r := redeem(t, e, ctJSON, d.request())
-		if r.status != http.StatusOK || r.body["token"] == "" || r.body["role"] != authn.RoleUser || r.body["user_id"] != "devop-alice" {
+		if r.status != http.StatusOK || r.body["token"] == "" || r.body["role"] != authn.RoleUser || r.body["user_id"] != e.UserID("devop-alice") {
 			t.Fatalf("redeem: %+v", r)
 		}
 		if _, err := e.Sessions[2].Validate(t.Context(), authn.SessionToken(r.body["token"])); err != nil {
@@ -234,7 +234,7 @@ func TestTokenEndpointRejects(t *testing.T) {
 	})
 
 	t.Run("admin=1 refused for a non-admin", func(t *testing.T) {
-		before, err := e.Sessions[0].List(t.Context(), "devop-alice")
+		before, err := e.Sessions[0].List(t.Context(), e.UserID("devop-alice"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,10 +244,10 @@ func TestTokenEndpointRejects(t *testing.T) {
 			t.Fatalf("%+v", r)
 		}
 		ev := e.WantEvent(audit.TypeLogin, "not admin")
-		if ev.Actor.UserID != "devop-alice" {
+		if ev.Actor.UserID != e.UserID("devop-alice") {
 			t.Errorf("actor %q", ev.Actor.UserID)
 		}
-		if after, err := e.Sessions[0].List(t.Context(), "devop-alice"); err != nil || len(after) != len(before) {
+		if after, err := e.Sessions[0].List(t.Context(), e.UserID("devop-alice")); err != nil || len(after) != len(before) {
 			t.Errorf("a refused admin login left a session: %d sessions before, %d after (%v)", len(before), len(after), err)
 		}
 	})

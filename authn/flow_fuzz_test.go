@@ -158,7 +158,7 @@ func TestIdentityClaims(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got.UserID != tt.want.UserID || got.Email != tt.want.Email || got.Name != tt.want.Name || strings.Join(got.Groups, ",") != strings.Join(tt.want.Groups, ",") {
+			if err != nil || got.Subject != tt.want.UserID || got.Email != tt.want.Email || got.Name != tt.want.Name || strings.Join(got.Groups, ",") != strings.Join(tt.want.Groups, ",") {
 				t.Fatalf("identity = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})

@@ -121,7 +121,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
 		return
 	}
-	raw, err := f.rp.exchange(ctx, code, rec.Verifier)
+	raw, refreshToken, err := f.rp.exchange(ctx, code, rec.Verifier)
 	if err != nil {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
 		return
@@ -132,6 +132,14 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if id.UserID == "" {
 			who = nil
 		}
+		if who != nil && errors.Is(err, ErrForbidden) {
+			// Refused by the sign-in policy (required groups, email
+			// domain): what the IdP now says about a known user is kept,
+			// so the entitlement watcher takes away what they held.
+			if _, _, uerr := f.users.Refused(ctx, id); uerr != nil {
+				f.log.Warn("updating refused user", "err", uerr)
+			}
+		}
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, who, src, err)
 		return
 	}
@@ -140,9 +148,18 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.internalError(w, r, err)
 		return
 	}
+	id.UserID = user.ID // the key, or a claimed older record's ID
 	if user.Disabled {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return
+	}
+	if f.reval != nil {
+		// Kept (sealed) for periodic revalidation; a sign-in without one
+		// drops an older token.
+		if err := f.reval.Keep(ctx, user.ID, refreshToken); err != nil {
+			f.internalError(w, r, err)
+			return
+		}
 	}
 	ticket, err := randomToken()
 	if err != nil {

@@ -257,7 +257,8 @@ func (f *Flow) handleContinue(w http.ResponseWriter, r *http.Request) {
 	f.finish(ctx, w, r, st, st.rec.Method)
 }
 
-// displayName names a person on the pages.
+// displayName names a person on the pages: email or name, never the
+// opaque subject.
 func displayName(id *Identity) string {
 	switch {
 	case id.Email != "":
@@ -265,5 +266,5 @@ func displayName(id *Identity) string {
 	case id.Name != "":
 		return id.Name
 	}
-	return id.UserID
+	return "your account"
 }

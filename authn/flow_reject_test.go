@@ -160,7 +160,7 @@ func TestCallbackRejects(t *testing.T) {
 			if ev.Action != authn.ActionLoginOIDC || ev.Source.UserAgent != flowtest.UserAgent {
 				t.Errorf("event %+v: want action %s with the user agent", ev, authn.ActionLoginOIDC)
 			}
-			if strings.Contains(tt.reason, "not allowed") && ev.Actor.UserID != "devop-"+user {
+			if strings.Contains(tt.reason, "not allowed") && ev.Actor.UserID != e.UserID("devop-"+user) {
 				t.Errorf("policy refusal names actor %q, want devop-%s", ev.Actor.UserID, user)
 			}
 			if got := e.Recorder.OfType(audit.TypeLogin, ""); len(got) != 1 {
@@ -194,11 +194,11 @@ func TestCallbackRejects(t *testing.T) {
 		if _, err := e.NewBrowser().SignIn(e.URLOf(authn.PathLogin), "demo", "demo"); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Users[1].SetDisabled(t.Context(), "devop-demo", true, audit.Actor{UserID: "admin"}, authn.Source{}); err != nil {
+		if err := e.Users[1].SetDisabled(t.Context(), e.UserID("devop-demo"), true, audit.Actor{UserID: "admin"}, authn.Source{}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			_ = e.Users[1].SetDisabled(t.Context(), "devop-demo", false, audit.Actor{UserID: "admin"}, authn.Source{})
+			_ = e.Users[1].SetDisabled(t.Context(), e.UserID("devop-demo"), false, audit.Actor{UserID: "admin"}, authn.Source{})
 		})
 		b := e.NewBrowser()
 		authURL, err := b.StartLogin(e.URLOf(authn.PathLogin))

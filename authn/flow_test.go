@@ -64,7 +64,7 @@ func TestBrowserSignIn(t *testing.T) {
 	if len(oidcOK) != 1 || len(login) != 1 {
 		t.Fatalf("want one OIDC success and one session start, got %d and %d", len(oidcOK), len(login))
 	}
-	if ev := login[0]; ev.Actor.UserID != "devop-demo" || ev.Source.UserAgent != flowtest.UserAgent || ev.Source.Addr == "" {
+	if ev := login[0]; ev.Actor.UserID != e.UserID("devop-demo") || ev.Source.UserAgent != flowtest.UserAgent || ev.Source.Addr == "" {
 		t.Errorf("auth.login event = %+v", ev)
 	}
 
@@ -119,7 +119,7 @@ func TestRecoveryCodeSignIn(t *testing.T) {
 	if err != nil || done.Status != http.StatusSeeOther || done.Location != e.URLOf(authn.PathSignedIn) {
 		t.Fatalf("recovery sign-in: %v %+v", err, done)
 	}
-	sessions, err := e.Sessions[0].List(t.Context(), "devop-alice")
+	sessions, err := e.Sessions[0].List(t.Context(), e.UserID("devop-alice"))
 	if err != nil {
 		t.Fatal(err)
 	}

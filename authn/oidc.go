@@ -207,28 +207,29 @@ func (rp *relyingParty) authURL(ctx context.Context, state, nonce, verifier stri
 }
 
 // exchange redeems an authorization code with its PKCE verifier and returns
-// the raw ID token. Failures are *signinError.
-func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (string, error) {
+// the raw ID token and the refresh token, if the provider granted one.
+// Failures are *signinError.
+func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (string, string, error) {
 	oc, _, err := rp.discover(ctx)
 	if err != nil {
-		return "", signinFail(frIdPUnavailable, err)
+		return "", "", signinFail(frIdPUnavailable, err)
 	}
 	tok, err := oc.Exchange(rp.clientCtx(ctx), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && strings.Contains(re.ErrorDescription, "code_verifier") {
-			return "", signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return "", "", signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
 		if errors.As(err, &re) {
-			return "", signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return "", "", signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
-		return "", signinFail(frCodeExchange, err)
+		return "", "", signinFail(frCodeExchange, err)
 	}
 	raw, ok := tok.Extra("id_token").(string)
 	if !ok || raw == "" {
-		return "", signinFail(frNoIDToken, errors.New("token response has no id_token"))
+		return "", "", signinFail(frNoIDToken, errors.New("token response has no id_token"))
 	}
-	return raw, nil
+	return raw, tok.RefreshToken, nil
 }
 
 // verify checks an ID token's signature, issuer, audience and expiry, that
@@ -295,9 +296,16 @@ func (rp *relyingParty) identity(claims map[string]any) (Identity, error) {
 	if len(uid) > maxClaimLen {
 		return Identity{}, signinFail(frClaims, fmt.Errorf("claim %q longer than %d bytes", rp.cfg.UserIDClaim, maxClaimLen))
 	}
-	id := Identity{UserID: uid}
+	id := Identity{Issuer: rp.cfg.Issuer, Subject: uid, UserID: UserKey(rp.cfg.Issuer, uid)}
+	if err := checkIssuerSubject(id.Issuer, id.Subject); err != nil {
+		return Identity{}, signinFail(frClaims, err)
+	}
 	id.Email, _ = claims[rp.cfg.EmailClaim].(string)
+	id.EmailVerified = claimTrue(claims["email_verified"])
 	id.Name, _ = claims[rp.cfg.NameClaim].(string)
+	if sid, _ := claims["sid"].(string); len(sid) <= maxClaimLen {
+		id.IdPSession = sid
+	}
 	if len(id.Email) > maxClaimLen || len(id.Name) > maxClaimLen {
 		return Identity{}, signinFail(frClaims, fmt.Errorf("email or name longer than %d bytes", maxClaimLen))
 	}
@@ -345,4 +353,16 @@ func (rp *relyingParty) admit(id Identity, claims map[string]any) error {
 		return signinFail(frGroup, fmt.Errorf("%w: in none of the required groups", ErrForbidden))
 	}
 	return nil
+}
+
+// claimTrue reports whether a boolean claim is true. Some providers send
+// booleans as the strings "true" and "false".
+func claimTrue(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true"
+	}
+	return false
 }

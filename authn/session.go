@@ -60,8 +60,14 @@ type SessionConfig struct {
 	// once a minute, so a session may end up to a minute early.
 	IdleTimeout time.Duration
 	// AdminGroups: an identity in any of these identity provider groups
-	// gets RoleAdmin, everyone else RoleUser.
+	// gets RoleAdmin, everyone else RoleUser. It is applied again on every
+	// Validate to the user's current groups, so a demoted administrator's
+	// live sessions lose the role at once.
 	AdminGroups []string
+	// RequiredGroups, when set, admits only users in at least one of these
+	// groups (oidc.required_groups): a user who leaves them has every
+	// session refused at once.
+	RequiredGroups []string
 }
 
 // Validate checks the configuration, naming the first bad field.
@@ -90,13 +96,13 @@ func (c *SessionConfig) Validate() error {
 // any node holds on every node as soon as it returns. Sessions is safe for
 // concurrent use.
 type Sessions struct {
-	store       *cluster.Node
-	now         func() time.Time
-	rec         audit.Recorder
-	log         *slog.Logger
-	lifetime    time.Duration
-	idle        time.Duration
-	adminGroups []string
+	store    *cluster.Node
+	now      func() time.Time
+	rec      audit.Recorder
+	log      *slog.Logger
+	lifetime time.Duration
+	idle     time.Duration
+	policy   Policy
 }
 
 // NewSessions returns Sessions for cfg.
@@ -106,7 +112,8 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	}
 	s := &Sessions{
 		store: cfg.Store, now: cfg.Now, rec: cfg.Recorder, log: cfg.Logger,
-		lifetime: cfg.Lifetime, idle: cfg.IdleTimeout, adminGroups: slices.Clone(cfg.AdminGroups),
+		lifetime: cfg.Lifetime, idle: cfg.IdleTimeout,
+		policy: Policy{AdminGroups: slices.Clone(cfg.AdminGroups), RequiredGroups: slices.Clone(cfg.RequiredGroups)},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -123,13 +130,12 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	return s, nil
 }
 
-func (s *Sessions) role(id Identity) string {
-	for _, g := range id.Groups {
-		if slices.Contains(s.adminGroups, g) {
-			return RoleAdmin
-		}
-	}
-	return RoleUser
+func (s *Sessions) role(id Identity) string { return s.policy.Role(id.Groups) }
+
+// Policy returns the admission and role policy sessions apply; the
+// entitlement watcher in profiles applies the same one.
+func (s *Sessions) Policy() Policy {
+	return Policy{AdminGroups: slices.Clone(s.policy.AdminGroups), RequiredGroups: slices.Clone(s.policy.RequiredGroups)}
 }
 
 // Create starts a session for id, who proved a second factor with
@@ -238,9 +244,12 @@ func (s *Sessions) invalid(sess *Session, now time.Time) string {
 }
 
 // Validate returns the session of tok if it is known, unexpired, not idle
-// and its user not disabled; otherwise an error wrapping ErrSessionInvalid
-// that says why. The read is linearizable. Use is recorded in LastSeen at
-// most once a minute.
+// and its user still admitted (not disabled, in a required group);
+// otherwise an error wrapping ErrSessionInvalid that says why. The read is
+// linearizable. The returned session carries the user's current groups,
+// email and name, and its role is re-decided on them: an administrator
+// removed from the admin groups gets RoleUser on the very next request.
+// Use is recorded in LastSeen at most once a minute.
 func (s *Sessions) Validate(ctx context.Context, tok SessionToken) (Session, error) {
 	if len(tok) != tokenLen { // no store access for junk
 		return Session{}, fmt.Errorf("%w: malformed token", ErrSessionInvalid)
@@ -262,12 +271,21 @@ func (s *Sessions) Validate(ctx context.Context, tok SessionToken) (Session, err
 	}
 	// The linearizable read above brought this node up to date; a local
 	// read now is at least as fresh.
-	user, _, _, err := getRecord[userRecord](ctx, s.store, userKey(rec.Identity.UserID), cluster.Local)
+	user, _, known, err := getRecord[userRecord](ctx, s.store, userKey(rec.Identity.UserID), cluster.Local)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: reading user: %w", ErrSessionInvalid, err)
 	}
 	if user.Disabled {
 		return Session{}, fmt.Errorf("%w: user disabled", ErrSessionInvalid)
+	}
+	out := rec.Session
+	if known {
+		if ok, why := s.policy.Admit(user.user()); !ok {
+			return Session{}, fmt.Errorf("%w: %s", ErrSessionInvalid, why)
+		}
+		out.Identity.Groups = slices.Clone(user.Groups)
+		out.Identity.Email, out.Identity.EmailVerified, out.Identity.Name = user.Email, user.EmailVerified, user.Name
+		out.Role = lowerRole(rec.Role, s.policy.Role(user.Groups))
 	}
 	if now.Sub(rec.LastSeen) >= touchInterval {
 		rec.LastSeen = now
@@ -280,7 +298,8 @@ func (s *Sessions) Validate(ctx context.Context, tok SessionToken) (Session, err
 			s.log.Warn("session touch failed", "session", rec.ID, "err", err)
 		}
 	}
-	return rec.Session, nil
+	out.LastSeen = rec.LastSeen
+	return out, nil
 }
 
 // Revoke ends the session with public ID sessionID, as actor, and records

@@ -31,6 +31,7 @@ import (
 //	sessionidx/id/<session ID>        sessionRef: from the public ID to the token hash
 //	sessionidx/user/<user>/<ID>       sessionRef: a user's sessions
 //	sessionidx/gen/<user>             rewritten by every session creation for the user
+//	oidc/refresh/<user>               refreshRecord: the sign-in's refresh token, sealed
 const (
 	prefixUsers       = "users/"
 	prefixMFA         = "mfa/"
@@ -105,8 +106,14 @@ func (r *rounds) conflict() { r.fresh = true }
 const recordVersion = 1
 
 // maxUserIDLen bounds user IDs: they become keys (cluster.MaxKeyLen) and
-// audit fields.
-const maxUserIDLen = 256
+// audit fields. A user key is an issuer URL and a subject of up to 255
+// characters (see UserKey).
+const maxUserIDLen = 512
+
+// maxEscapedIDLen bounds a user ID as it appears, path-escaped, inside
+// store keys, leaving room for the longest prefix and suffix under
+// cluster.MaxKeyLen.
+const maxEscapedIDLen = 900
 
 // checkUserID reports whether id is usable as a user ID: non-empty, short,
 // valid UTF-8 and free of control characters.
@@ -120,6 +127,8 @@ func checkUserID(id string) error {
 		return fmt.Errorf("%w: user_id: not valid UTF-8", ErrInvalidInput)
 	case strings.IndexFunc(id, unicode.IsControl) >= 0:
 		return fmt.Errorf("%w: user_id: contains control characters", ErrInvalidInput)
+	case len(escapeID(id)) > maxEscapedIDLen:
+		return fmt.Errorf("%w: user_id: longer than %d bytes once escaped", ErrInvalidInput, maxEscapedIDLen)
 	}
 	return nil
 }
@@ -182,16 +191,30 @@ func checkVersion(v int) error {
 	return nil
 }
 
-// userRecord is stored under users/<user>.
+// userRecord is stored under users/<user>. Records written before keys
+// named the issuer have no iss/sub; they stay readable, and the first
+// sign-in from the configured issuer with that subject claims them (see
+// Users.Upsert).
 type userRecord struct {
-	V         int       `json:"v"`
-	ID        string    `json:"id"`
-	Email     string    `json:"email,omitempty"`
-	Name      string    `json:"name,omitempty"`
-	Groups    []string  `json:"groups,omitempty"`
-	Disabled  bool      `json:"disabled"`
-	Created   time.Time `json:"created"`
-	LastLogin time.Time `json:"last_login"`
+	V             int       `json:"v"`
+	ID            string    `json:"id"`
+	Issuer        string    `json:"iss,omitempty"`
+	Subject       string    `json:"sub,omitempty"`
+	Email         string    `json:"email,omitempty"`
+	EmailVerified bool      `json:"email_verified,omitempty"`
+	Name          string    `json:"name,omitempty"`
+	Groups        []string  `json:"groups,omitempty"`
+	Disabled      bool      `json:"disabled"`
+	Created       time.Time `json:"created"`
+	LastLogin     time.Time `json:"last_login"`
+	// Change is the last change to what the record grants (groups,
+	// disabled, deprovisioned): the entitlement watcher quotes it as the
+	// reason when it revokes.
+	Change *Change `json:"change,omitempty"`
+	// Suspended, when set, says why the identity provider's word took the
+	// user's access away (a refused refresh token, an unreachable provider
+	// past the grace); the next successful sign-in lifts it.
+	Suspended string `json:"suspended,omitempty"`
 }
 
 func (r *userRecord) check() error {
@@ -371,3 +394,5 @@ type noRecorder struct{}
 func (noRecorder) Record(context.Context, audit.Event) error {
 	return errors.New("authn: no audit recorder configured")
 }
+
+func pathUnescape(s string) (string, error) { return url.PathUnescape(s) }

@@ -56,7 +56,7 @@ func TestUsersUpsert(t *testing.T) {
 	if strings.Join(ids, ",") != "a b,a/b,alice,bob,carol" {
 		t.Errorf("List = %v", ids)
 	}
-	for _, id := range []string{"", strings.Repeat("x", 257), "tab\there"} {
+	for _, id := range []string{"", strings.Repeat("x", 513), "tab\there"} {
 		if _, err := e.users[0].Upsert(ctx, authn.Identity{UserID: id}); !errors.Is(err, authn.ErrInvalidInput) {
 			t.Errorf("Upsert(%q) = %v, want ErrInvalidInput", id, err)
 		}

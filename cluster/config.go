@@ -83,6 +83,32 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the node's Prometheus metrics.
 	Registerer prometheus.Registerer
+
+	// Now is the clock certificates are checked against; default
+	// time.Now.
+	Now func() time.Time
+	// OnPeerEvent, when set, is told of every refused request on the
+	// cluster port and of every forwarded membership change, restore,
+	// promotion and renewal, for the audit trail. It is called on the
+	// serving goroutine: it must return quickly and not call the Node.
+	OnPeerEvent func(PeerEvent)
+	// Authorize, when set, decides forwarded membership changes and
+	// restores: it checks the proof the forwarding node attached
+	// (WithProof) and returns who it names. Without it the leader takes
+	// such requests only from its own callers, never forwarded.
+	Authorize func(ctx context.Context, req AuthRequest) (actor string, err error)
+	// Renew, when set, signs a member's renewed node certificate: it gets
+	// the asking member's ID and its DER certificate request and returns
+	// the certificate in PEM. Without it renewals are refused.
+	Renew func(ctx context.Context, nodeID string, csrDER []byte) ([]byte, error)
+	// OnRenewed, when set, keeps a renewed node certificate and its key
+	// (PEM), as the node's files; the node uses the new certificate only
+	// if it returns nil.
+	OnRenewed func(certPEM, keyPEM []byte) error
+	// NonvoterTimeout is how long the leader keeps a non-voter that has
+	// not been promoted (a node admitted that never started) before
+	// removing it and revoking its certificates; default 10 minutes.
+	NonvoterTimeout time.Duration
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -119,6 +145,7 @@ func (c *Config) Validate() error {
 		"heartbeat_timeout": c.HeartbeatTimeout, "election_timeout": c.ElectionTimeout,
 		"leader_lease_timeout": c.LeaderLeaseTimeout, "write_timeout": c.WriteTimeout,
 		"snapshot_interval": c.SnapshotInterval, "commit_timeout": c.CommitTimeout,
+		"nonvoter_timeout": c.NonvoterTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("cluster config: %s: must not be negative", name)
@@ -168,20 +195,35 @@ func (c *Config) setDefaults() {
 		var d net.Dialer
 		c.Dial = d.DialContext
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NonvoterTimeout == 0 {
+		c.NonvoterTimeout = 10 * time.Minute
+	}
 }
 
-func (c *Config) tlsConfigs() (server, client *tls.Config) {
+// tlsConfigs returns the TLS configurations of the cluster port. current,
+// when set, returns the node's certificate at each handshake (it changes on
+// renewal); otherwise c.Certificate is used.
+func (c *Config) tlsConfigs(current func() *tls.Certificate) (server, client *tls.Config) {
+	if current == nil {
+		cert := c.Certificate
+		current = func() *tls.Certificate { return &cert }
+	}
 	server = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Certificate},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    c.RootCAs,
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current(), nil },
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      c.RootCAs,
+		Time:           c.Now,
 	}
 	client = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Certificate},
-		RootCAs:      c.RootCAs,
-		ServerName:   c.ServerName,
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current(), nil },
+		RootCAs:              c.RootCAs,
+		ServerName:           c.ServerName,
+		Time:                 c.Now,
 		// The CA also issues HTTPS API certificates (server usage only);
 		// only node certificates, which carry client usage too, may
 		// answer as a node.

@@ -3,7 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,12 +30,23 @@ const (
 	// fwdRestore is followed by the backup as a stream of chunk frames
 	// (see forward_restore.go); the connection is not reused.
 	fwdRestore byte = 5
-	// fwdLeave comes from a node asking to be removed (Leave); any node
-	// takes it and checks the asker's certificate names the node.
+	// fwdLeave comes from a node asking to be removed (Leave); the leader
+	// takes it and checks the asker's certificate names the node; other
+	// members answer with the leader's address (stRedirect).
 	fwdLeave byte = 6
-	// fwdLeaveChecked carries a checked fwdLeave to the leader.
-	fwdLeaveChecked byte = 7
+	// 7 was a member's checked leave, which the leader could not verify.
+	// fwdAddNonvoter adds a node that does not vote yet.
+	fwdAddNonvoter byte = 8
+	// fwdPromote comes from a non-voter that has caught up and asks, with
+	// its own certificate, to become a voter.
+	fwdPromote byte = 9
+	// fwdRenew asks for a renewed node certificate (see Config.Renew).
+	fwdRenew byte = 10
 )
+
+// adminKinds change the cluster's shape: forwarded, they carry a proof
+// (WithProof) that the leader checks with Config.Authorize.
+var adminKinds = map[byte]bool{fwdAddVoter: true, fwdAddNonvoter: true, fwdRemove: true, fwdRestore: true}
 
 // Response status codes; they carry the sentinel errors across the wire.
 const (
@@ -48,6 +59,8 @@ const (
 	stNotMember
 	stWouldLoseQuorum
 	stForbidden
+	stRefused
+	stRedirect
 )
 
 // maxFrame bounds one forwarded frame: a full batch of maximal records.
@@ -58,6 +71,10 @@ const maxFrame = 64 << 20
 const maxForwardWait = time.Hour
 
 func statusOf(err error) byte {
+	var re *redirectError
+	if errors.As(err, &re) {
+		return stRedirect
+	}
 	switch {
 	case errors.Is(err, ErrNotLeader):
 		return stNotLeader
@@ -73,6 +90,8 @@ func statusOf(err error) byte {
 		return stWouldLoseQuorum
 	case errors.Is(err, ErrForbidden):
 		return stForbidden
+	case errors.Is(err, ErrPeerRefused):
+		return stRefused
 	}
 	return stOther
 }
@@ -94,6 +113,10 @@ func errorOf(st byte, msg string) error {
 		return &remoteError{sentinel: ErrWouldLoseQuorum, msg: msg}
 	case stForbidden:
 		return &remoteError{sentinel: ErrForbidden, msg: msg}
+	case stRefused:
+		return &remoteError{sentinel: ErrPeerRefused, msg: msg}
+	case stRedirect:
+		return &redirectError{addr: msg}
 	}
 	return fmt.Errorf("cluster: leader: %s", msg)
 }
@@ -107,6 +130,13 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// redirectError sends the asker to the leader at addr; it crosses the
+// wire as stRedirect with the address as its message.
+type redirectError struct{ addr string }
+
+func (e *redirectError) Error() string { return e.addr }
+func (e *redirectError) Unwrap() error { return ErrNotLeader }
 
 func writeFrame(w io.Writer, parts ...[]byte) error {
 	n := 0
@@ -142,8 +172,11 @@ func readFrame(r io.Reader) ([]byte, error) {
 type forwardRequest struct {
 	kind    byte
 	payload []byte
-	// peer is the common name of the asking node's verified certificate.
-	peer string
+	// peer is the common name of the asking node's verified certificate,
+	// cert that certificate and remote the connection's address.
+	peer   string
+	cert   *x509.Certificate
+	remote string
 	// stream is the rest of a fwdRestore request; nil for other kinds.
 	stream io.Reader
 }
@@ -152,35 +185,37 @@ type forwardRequest struct {
 type forwardHandler func(ctx context.Context, req forwardRequest) ([]byte, error)
 
 // serveForward answers requests on one connection until it closes or base
-// ends.
-func serveForward(base context.Context, c net.Conn, h forwardHandler) {
+// ends. check runs before each request; a refused request is answered
+// stRefused and the connection closed.
+func serveForward(base context.Context, c net.Conn, cert *x509.Certificate, check func(forwardRequest) error, h forwardHandler) {
 	defer c.Close()
-	var peer string
-	if tc, ok := c.(*tls.Conn); ok {
-		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
-			peer = chains[0][0].Subject.CommonName
-		}
-	}
+	tmpl := forwardRequest{peer: certID(cert), cert: cert, remote: c.RemoteAddr().String()}
 	br := bufio.NewReader(c)
 	for {
-		req, err := readFrame(br)
+		frame, err := readFrame(br)
 		if err != nil {
 			return
 		}
-		d := &decoder{b: req}
+		d := &decoder{b: frame}
 		kind := d.byte()
 		ms := d.uvarint()
 		if d.err != nil || ms > uint64(maxForwardWait/time.Millisecond) {
 			writeFrame(c, []byte{stInvalid}, []byte("malformed request"))
 			return
 		}
+		req := tmpl
+		req.kind, req.payload = kind, d.b
+		if err := check(req); err != nil {
+			writeFrame(c, []byte{statusOf(err)}, []byte(err.Error()))
+			return
+		}
 		ctx, cancel := context.WithTimeout(base, time.Duration(ms)*time.Millisecond)
 		if kind == fwdRestore {
-			serveRestore(ctx, c, br, forwardRequest{kind: kind, payload: d.b, peer: peer}, h)
+			serveRestore(ctx, c, br, req, h)
 			cancel()
 			return
 		}
-		out, err := h(ctx, forwardRequest{kind: kind, payload: d.b, peer: peer})
+		out, err := h(ctx, req)
 		cancel()
 		if err != nil {
 			err = writeFrame(c, []byte{statusOf(err)}, []byte(err.Error()))
@@ -211,16 +246,17 @@ func newForwarder(d *dialer) *forwarder {
 	return &forwarder{d: d, idle: make(map[string][]net.Conn)}
 }
 
-func (f *forwarder) get(ctx context.Context, addr string) (net.Conn, error) {
+func (f *forwarder) get(ctx context.Context, addr string, fresh bool) (net.Conn, bool, error) {
 	f.mu.Lock()
-	if cs := f.idle[addr]; len(cs) > 0 {
+	if cs := f.idle[addr]; len(cs) > 0 && !fresh {
 		c := cs[len(cs)-1]
 		f.idle[addr] = cs[:len(cs)-1]
 		f.mu.Unlock()
-		return c, nil
+		return c, true, nil
 	}
 	f.mu.Unlock()
-	return f.d.dialProto(ctx, addr, protoForward)
+	c, err := f.d.dialProto(ctx, addr, protoForward)
+	return c, false, err
 }
 
 func (f *forwarder) put(addr string, c net.Conn) {
@@ -236,9 +272,22 @@ func (f *forwarder) put(addr string, c net.Conn) {
 // call sends one request to addr and waits for the answer. Errors wrapping
 // errNotSent are safe to retry; others may have taken effect.
 func (f *forwarder) call(ctx context.Context, addr string, kind byte, payload []byte) ([]byte, error) {
-	c, err := f.get(ctx, addr)
+	out, pooled, err := f.exchange(ctx, addr, kind, payload, false)
+	if pooled && errors.Is(err, ErrPeerRefused) {
+		// A pooled connection was opened with the certificate this node
+		// had then; since renewed, a fresh connection presents the new
+		// one. A refused request changed nothing.
+		out, _, err = f.exchange(ctx, addr, kind, payload, true)
+	}
+	return out, err
+}
+
+// exchange sends one request on a pooled (unless fresh) or new connection
+// and reports whether the connection was pooled.
+func (f *forwarder) exchange(ctx context.Context, addr string, kind byte, payload []byte, fresh bool) ([]byte, bool, error) {
+	c, pooled, err := f.get(ctx, addr, fresh)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dialing leader %s: %v", errNotSent, addr, err)
+		return nil, false, fmt.Errorf("%w: dialing leader %s: %v", errNotSent, addr, err)
 	}
 	ms := uint64(time.Minute / time.Millisecond)
 	if dl, ok := ctx.Deadline(); ok {
@@ -250,19 +299,23 @@ func (f *forwarder) call(ctx context.Context, addr string, kind byte, payload []
 		c.Close()
 		// A pooled connection may have been closed by the leader since;
 		// nothing reached it.
-		return nil, fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
+		return nil, pooled, fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
 	}
 	resp, err := readFrame(c)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w: reading from leader %s: %v", ErrOutcomeUnknown, addr, err)
+		return nil, pooled, fmt.Errorf("%w: reading from leader %s: %v", ErrOutcomeUnknown, addr, err)
 	}
 	c.SetDeadline(time.Time{})
+	if resp[0] == stRefused {
+		c.Close() // the leader closes it too
+		return nil, pooled, errorOf(resp[0], string(resp[1:]))
+	}
 	f.put(addr, c)
 	if resp[0] != stOK {
-		return nil, errorOf(resp[0], string(resp[1:]))
+		return nil, pooled, errorOf(resp[0], string(resp[1:]))
 	}
-	return resp[1:], nil
+	return resp[1:], pooled, nil
 }
 
 func (f *forwarder) close() {

@@ -100,7 +100,8 @@ func (n *Node) restoreVia(ctx context.Context, addr string, r io.Reader) error {
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, max(time.Until(dl), time.Millisecond))
 	}
-	if err := writeFrame(c, binary.AppendUvarint([]byte{fwdRestore}, uint64(wait/time.Millisecond))); err != nil {
+	hdr := binary.AppendUvarint([]byte{fwdRestore}, uint64(wait/time.Millisecond))
+	if err := writeFrame(c, hdr, appendBytes(nil, proofFrom(ctx))); err != nil {
 		return fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
 	}
 

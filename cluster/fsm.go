@@ -63,6 +63,10 @@ type fsm struct {
 	// keys indexes the journal's recent idempotency keys. Guarded by
 	// applyMu (and replaced by open under dbMu as well).
 	keys *keyIndex
+
+	// onConfig, when set, is called after a batch that held a Raft
+	// configuration entry; it must not block.
+	onConfig func()
 }
 
 var (
@@ -155,6 +159,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	results := make([]interface{}, len(logs))
 	var events []Event
 	applied := f.applied.Load()
+	configChanged := false
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		st := newTxState(tx, f.keys)
 		for i, l := range logs {
@@ -170,6 +175,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 				}
 				results[i] = st.apply(&cmd, &events)
 			}
+			configChanged = configChanged || l.Type == raft.LogConfiguration
 			applied = l.Index
 		}
 		return st.finish(applied)
@@ -180,6 +186,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.applied.Store(applied)
 	f.hub.dispatch(events)
 	f.signalApplied()
+	if configChanged && f.onConfig != nil {
+		f.onConfig()
+	}
 	return results
 }
 

@@ -15,18 +15,13 @@ import (
 
 // A node leaves the cluster (scale-in, instance replacement) by asking any
 // member, usually its own running node, over the cluster listener with its
-// own node certificate: a fwdLeave request naming itself. The member that
-// takes it checks that the certificate's common name is the node to remove
-// (ErrForbidden otherwise), then hands the removal to the leader
-// (fwdLeaveChecked), which refuses it when the voters that remain would
+// own node certificate: a fwdLeave request naming itself. A member that does
+// not lead answers with the leader's address, and the node asks the leader,
+// which checks that the certificate's common name is the node to remove
+// (ErrForbidden otherwise) and refuses when the voters that remain would
 // have no live majority (ErrWouldLoseQuorum). A leader that is asked to
 // remove itself first hands leadership to a live voter, which then removes
-// it.
-//
-// The check of the certificate guards against removing the wrong node by
-// mistake. It is not a wall between nodes: every node certificate is
-// trusted with Raft and with forwarding the administrators' membership
-// changes (RemoveServer), so a node's key must be kept like the cluster's.
+// it. The removal revokes the node's certificates.
 
 // LeaveConfig configures Leave.
 type LeaveConfig struct {
@@ -65,15 +60,20 @@ func Leave(ctx context.Context, cfg LeaveConfig) error {
 	}
 	ncfg := Config{Certificate: cfg.Certificate, RootCAs: cfg.RootCAs, ServerName: cfg.ServerName, Dial: cfg.Dial}
 	ncfg.setDefaults()
-	_, clientTLS := ncfg.tlsConfigs()
+	_, clientTLS := ncfg.tlsConfigs(nil)
 	d := &dialer{clientTLS: clientTLS, dial: ncfg.Dial}
 	mayHaveLeft := false // an earlier attempt may have taken effect
+	addr := cfg.Addr
 	for {
-		err := leaveOnce(ctx, d, cfg.Addr, cfg.NodeID)
+		err := leaveOnce(ctx, d, addr, cfg.NodeID)
+		var re *redirectError
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, ErrNotMember) && mayHaveLeft:
+		case errors.As(err, &re) && re.addr != "":
+			addr = re.addr
+			continue
+		case (errors.Is(err, ErrNotMember) || errors.Is(err, ErrPeerRefused)) && mayHaveLeft:
 			return nil
 		case errors.Is(err, ErrOutcomeUnknown):
 			mayHaveLeft = true
@@ -126,20 +126,38 @@ func leaveOnce(ctx context.Context, d *dialer, addr, id string) error {
 }
 
 // leave serves a node's request to remove id, asked with the certificate
-// of peer, on any member.
-func (n *Node) leave(ctx context.Context, peer, id string) error {
+// of req.peer: the leader removes it, other members send the node to the
+// leader.
+func (n *Node) leave(ctx context.Context, req forwardRequest, id string) error {
 	if !nodeIDPattern.MatchString(id) {
 		return fmt.Errorf("%w: node id %q", ErrInvalid, id)
 	}
-	if peer != id {
-		n.log.Warn("refused a node's request to remove another node", "peer", peer, "id", id)
-		return fmt.Errorf("%w: the certificate of node %q cannot remove node %q", ErrForbidden, peer, id)
+	ev := PeerEvent{Peer: req.peer, Serial: certSerial(req.cert), Remote: req.remote, Op: "leave", Target: id}
+	if req.peer != id {
+		err := fmt.Errorf("%w: the certificate of node %q cannot remove node %q", ErrForbidden, req.peer, id)
+		n.log.Warn("refused a node's request to remove another node", "peer", req.peer, "id", id)
+		ev.Refused, ev.Reason = true, err.Error()
+		n.event(ev)
+		return err
 	}
 	if _, ok := n.member(id); !ok {
 		return fmt.Errorf("%w: node %q is not in this node's configuration", ErrNotMember, id)
 	}
+	if n.raft.State() != raft.Leader {
+		if _, addr := n.Leader(); addr != "" {
+			return &redirectError{addr: addr}
+		}
+		return ErrNotLeader
+	}
 	n.log.Info("node asks to leave the cluster", "id", id)
-	return n.onLeader(ctx, fwdLeaveChecked, []byte(id), func(ctx context.Context) error { return n.leaveLocal(ctx, id) })
+	err := n.leaveLocal(ctx, id)
+	if err == nil || !errors.Is(err, ErrNotLeader) {
+		if err != nil {
+			ev.Reason = err.Error()
+		}
+		n.event(ev)
+	}
+	return err
 }
 
 // member returns id's entry in this node's latest configuration.

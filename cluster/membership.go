@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -100,21 +101,101 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// AddVoter adds (or updates the address of) a voting member. It runs on the
-// leader, forwarded if needed. The new node must already be running with a
-// certificate from the cluster CA.
+// AddVoter adds a voting member through the non-voter path: it checks that
+// addr answers with id's node certificate (ErrWrongPeer otherwise), adds
+// the node as a non-voter, and waits until the node, once it has caught up,
+// has had itself promoted to voter with its own certificate. A node that
+// never catches up never votes, so adding a wrong or dead address cannot
+// cost the cluster its quorum; the leader removes a non-voter that was not
+// promoted within Config.NonvoterTimeout. Forwarded to the leader, the
+// change carries the proof of ctx (WithProof).
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if err := checkMemberArgs(id, addr); err != nil {
+		return err
+	}
+	if m, ok := n.member(id); ok && string(m.Address) == addr && m.Suffrage == raft.Voter {
+		return nil // already a voter: joining is idempotent
+	}
+	if err := n.probe(ctx, id, addr); err != nil {
+		return err
+	}
+	if err := n.AddNonvoter(ctx, id, addr); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, max(n.cfg.WriteTimeout, promoteWait))
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if m, ok := n.member(id); ok && m.Suffrage == raft.Voter {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%w: node %q was added as a non-voter but has not caught up and asked to vote: %v", ErrNoQuorum, id, wctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// promoteWait is the least AddVoter waits for the new node to promote
+// itself.
+const promoteWait = 30 * time.Second
+
+// AddNonvoter adds (or updates the address of) a member that receives the
+// log but does not vote; a voter stays a voter. The node promotes itself
+// once it has caught up (see AddVoter). It runs on the leader, forwarded
+// with the proof of ctx if needed.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	if err := checkMemberArgs(id, addr); err != nil {
+		return err
+	}
+	p := appendBytes(appendBytes(nil, []byte(id)), []byte(addr))
+	return n.onLeader(ctx, fwdAddNonvoter, p, func(ctx context.Context) error { return n.addNonvoterLocal(ctx, id, addr) })
+}
+
+func checkMemberArgs(id, addr string) error {
 	if !nodeIDPattern.MatchString(id) {
 		return fmt.Errorf("%w: node id %q", ErrInvalid, id)
 	}
 	if addr == "" || len(addr) > MaxKeyLen {
 		return fmt.Errorf("%w: node address %q", ErrInvalid, addr)
 	}
-	p := appendBytes(appendBytes(nil, []byte(id)), []byte(addr))
-	return n.onLeader(ctx, fwdAddVoter, p, func(ctx context.Context) error { return n.addVoterLocal(ctx, id, addr) })
+	return nil
 }
 
-// RemoveServer removes a member. Removing the leader makes it step down.
+// probe checks that addr answers with a valid, unrevoked node certificate
+// for id.
+func (n *Node) probe(ctx context.Context, id, addr string) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	c, err := n.fwd.d.dialProto(pctx, addr, protoProbe)
+	if err != nil {
+		return fmt.Errorf("%w: %s (for node %q): %v", ErrWrongPeer, addr, id, err)
+	}
+	defer c.Close()
+	tc, ok := c.(*tls.Conn)
+	if !ok || len(tc.ConnectionState().PeerCertificates) == 0 {
+		return fmt.Errorf("%w: %s showed no certificate", ErrWrongPeer, addr)
+	}
+	cert := tc.ConnectionState().PeerCertificates[0]
+	if got := cert.Subject.CommonName; got != id {
+		return fmt.Errorf("%w: %s answers as node %q, not %q", ErrWrongPeer, addr, got, id)
+	}
+	if t, ok := n.RevokedAt(id); ok && !cert.NotBefore.After(t) {
+		return fmt.Errorf("%w: %s answers with a revoked certificate of %q", ErrWrongPeer, addr, id)
+	}
+	return nil
+}
+
+// probeTimeout bounds the probe of a new member's address.
+const probeTimeout = 5 * time.Second
+
+// RemoveServer removes a member and revokes its certificates. Removing the
+// leader makes it hand leadership to a live voter first, which then
+// removes it. Forwarded to the leader, it carries the proof of ctx.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if !nodeIDPattern.MatchString(id) {
 		return fmt.Errorf("%w: node id %q", ErrInvalid, id)
@@ -132,7 +213,11 @@ func (n *Node) onLeader(ctx context.Context, kind byte, payload []byte, local fu
 		if n.raft.State() == raft.Leader {
 			err = local(ctx)
 		} else if _, addr := n.Leader(); addr != "" {
-			_, err = n.fwd.call(ctx, addr, kind, payload)
+			p := payload
+			if adminKinds[kind] {
+				p = append(appendBytes(nil, proofFrom(ctx)), payload...)
+			}
+			_, err = n.fwd.call(ctx, addr, kind, p)
 		} else {
 			err = ErrNotLeader
 		}
@@ -159,29 +244,153 @@ func raftErr(err error) error {
 	return err
 }
 
-func (n *Node) addVoterLocal(ctx context.Context, id, addr string) error {
+func (n *Node) addNonvoterLocal(ctx context.Context, id, addr string) error {
+	if m, ok := n.member(id); ok && string(m.Address) == addr {
+		return nil // already a member: joining is idempotent
+	}
+	if err := raftErr(n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeLeft(ctx)).Error()); err != nil {
+		return fmt.Errorf("adding non-voter %s: %w", id, err)
+	}
+	n.log.Info("added non-voter", "id", id, "addr", addr)
+	return nil
+}
+
+// promoteLocal makes the non-voter that asks, with its own certificate, a
+// voter.
+func (n *Node) promoteLocal(ctx context.Context, req forwardRequest) error {
+	id := req.peer
+	m, ok := n.member(id)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: node %q", ErrNotMember, id)
+	case m.Suffrage == raft.Voter:
+		return nil
+	}
+	if err := raftErr(n.raft.AddVoter(m.ID, m.Address, 0, timeLeft(ctx)).Error()); err != nil {
+		return fmt.Errorf("promoting %s: %w", id, err)
+	}
+	n.log.Info("promoted non-voter to voter", "id", id, "addr", m.Address)
+	n.event(PeerEvent{Peer: id, Serial: certSerial(req.cert), Remote: req.remote, Op: "promote", Target: id})
+	return nil
+}
+
+// removeLocal removes id on the leader and revokes its certificates. The
+// leader removing itself hands leadership to a live voter first and
+// answers ErrNotLeader, so that the caller asks the new leader.
+func (n *Node) removeLocal(ctx context.Context, id string) error {
+	if id == n.cfg.NodeID {
+		return n.handOver(id)
+	}
+	if err := raftErr(n.raft.RemoveServer(raft.ServerID(id), 0, timeLeft(ctx)).Error()); err != nil {
+		return fmt.Errorf("removing %s: %w", id, err)
+	}
+	n.log.Info("removed server", "id", id)
+	n.sweep()
+	return n.revoke(ctx, id)
+}
+
+// handOver transfers leadership to a live voter so that it removes id, this
+// node.
+func (n *Node) handOver(id string) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
 	}
 	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id && string(s.Address) == addr && s.Suffrage == raft.Voter {
-			return nil // already a member: joining is idempotent
+		if string(s.ID) == id || s.Suffrage != raft.Voter || !n.health.healthy(string(s.ID)) {
+			continue
 		}
+		n.log.Info("transferring leadership before being removed", "to", s.ID)
+		if err := n.raft.LeadershipTransferToServer(s.ID, s.Address).Error(); err != nil {
+			return fmt.Errorf("transferring leadership to %s before removing %s: %w", s.ID, id, raftErr(err))
+		}
+		return fmt.Errorf("%w: handed leadership to %s to remove %s", ErrNotLeader, s.ID, id)
 	}
-	if err := raftErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeLeft(ctx)).Error()); err != nil {
-		return fmt.Errorf("adding voter %s: %w", id, err)
-	}
-	n.log.Info("added voter", "id", id, "addr", addr)
-	return nil
+	return fmt.Errorf("%w: no live voter to hand leadership to", ErrWouldLoseQuorum)
 }
 
-func (n *Node) removeLocal(ctx context.Context, id string) error {
-	if err := raftErr(n.raft.RemoveServer(raft.ServerID(id), 0, timeLeft(ctx)).Error()); err != nil {
-		return fmt.Errorf("removing %s: %w", id, err)
+// tendMembership runs for the node's life: the node renews its certificate
+// when due, a non-voter that has caught up asks the leader to promote it,
+// and a leader removes non-voters that were
+// never promoted within Config.NonvoterTimeout (a join token redeemed by a
+// node that never started).
+func (n *Node) tendMembership() {
+	t := time.NewTicker(tendInterval)
+	defer t.Stop()
+	firstSeen := map[raft.ServerID]time.Time{}
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.maybeRenew()
+		servers := n.raft.GetConfiguration().Configuration().Servers
+		if n.raft.State() != raft.Leader {
+			clear(firstSeen)
+			n.promoteSelf(servers)
+			continue
+		}
+		now := n.cfg.Now()
+		seen := map[raft.ServerID]bool{}
+		for _, s := range servers {
+			if s.Suffrage == raft.Voter {
+				continue
+			}
+			seen[s.ID] = true
+			first, ok := firstSeen[s.ID]
+			if !ok {
+				firstSeen[s.ID] = now
+				continue
+			}
+			if now.Sub(first) < n.cfg.NonvoterTimeout {
+				continue
+			}
+			n.log.Warn("removing a non-voter that never caught up", "id", s.ID, "since", first)
+			ctx, cancel := n.writeCtx(n.ctx)
+			err := n.removeLocal(ctx, string(s.ID))
+			cancel()
+			if err != nil {
+				n.log.Warn("removing a stale non-voter failed", "id", s.ID, "err", err)
+				continue
+			}
+			n.event(PeerEvent{Peer: n.cfg.NodeID, Op: "remove", Target: string(s.ID), Reason: "non-voter not promoted within " + n.cfg.NonvoterTimeout.String()})
+		}
+		for id := range firstSeen {
+			if !seen[id] {
+				delete(firstSeen, id)
+			}
+		}
 	}
-	n.log.Info("removed server", "id", id)
-	return nil
+}
+
+// tendInterval is how often tendMembership looks at the configuration.
+const tendInterval = 200 * time.Millisecond
+
+// promoteSelf asks the leader to make this node a voter once it is a
+// caught-up non-voter.
+func (n *Node) promoteSelf(servers []raft.Server) {
+	var me *raft.Server
+	for i := range servers {
+		if string(servers[i].ID) == n.cfg.NodeID {
+			me = &servers[i]
+		}
+	}
+	if me == nil || me.Suffrage == raft.Voter {
+		return
+	}
+	_, addr := n.Leader()
+	if addr == "" || n.raft.CommitIndex() == 0 || n.raft.AppliedIndex() < n.raft.CommitIndex() ||
+		time.Since(n.raft.LastContact()) > 2*n.cfg.HeartbeatTimeout {
+		return
+	}
+	ctx, cancel := n.writeCtx(n.ctx)
+	defer cancel()
+	if _, err := n.fwd.call(ctx, addr, fwdPromote, nil); err != nil {
+		n.log.Info("asking to become a voter failed; will retry", "err", err)
+		return
+	}
+	n.log.Info("caught up; the leader made this node a voter")
 }
 
 // leaderReadIndex returns an index that covers every write acknowledged

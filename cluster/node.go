@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,11 +36,17 @@ type Node struct {
 	trans    *raft.NetworkTransport
 	mux      *mux
 	fwd      *forwarder
-	batcher  *batcher
-	metrics  *metrics
-	health   *peerHealth
-	peerLog  *peerLog // Raft's failures to reach peers, one line per interval
-	dirLock  *dirLock // held from before the first read of DataDir until cleanup
+	authz    *authz
+	// cert is the node's current certificate; renewal swaps it.
+	cert atomic.Pointer[tls.Certificate]
+	// renewAfter delays the next renewal attempt after a failure; only
+	// tendMembership touches it.
+	renewAfter time.Time
+	batcher    *batcher
+	metrics    *metrics
+	health     *peerHealth
+	peerLog    *peerLog // Raft's failures to reach peers, one line per interval
+	dirLock    *dirLock // held from before the first read of DataDir until cleanup
 
 	// leaderReady reports whether this node leads and has committed an
 	// entry of its own term, so its commit index is current (needed for
@@ -64,7 +72,18 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{}), authz: newAuthz()}
+	check := peerChecker(n.checkPeer)
+	n.authz.check.Store(&check)
+	cert := cfg.Certificate
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errNoLeaf, err)
+		}
+		cert.Leaf = leaf
+	}
+	n.cert.Store(&cert)
 	n.peerLog = newPeerLog(n.log, DefaultPeerLogInterval, nil)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -91,6 +110,13 @@ func New(cfg Config) (*Node, error) {
 	if n.fsm, err = openFSM(statePath, n.hub); err != nil {
 		return nil, err
 	}
+	configChanged := make(chan struct{}, 1)
+	n.fsm.onConfig = func() {
+		select {
+		case configChanged <- struct{}{}:
+		default:
+		}
+	}
 	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"), NoSync: cfg.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("opening raft log: %w", err)
@@ -114,10 +140,15 @@ func New(cfg Config) (*Node, error) {
 	if n.advert == "" {
 		n.advert = ln.Addr().String()
 	}
-	serverTLS, clientTLS := cfg.tlsConfigs()
+	serverTLS, clientTLS := cfg.tlsConfigs(n.certificate)
 	d := &dialer{clientTLS: clientTLS, dial: cfg.Dial}
 	n.fwd = newForwarder(d)
-	n.mux = newMux(ln, serverTLS, n.log, func(c net.Conn) { serveForward(n.ctx, c, n.handleForward) })
+	n.mux = newMux(ln, serverTLS, n.log, n.acceptRaft, func(c net.Conn, cert *x509.Certificate) {
+		pc := &peerConn{cert: cert}
+		n.authz.track(c, pc)
+		defer n.authz.untrack(c)
+		serveForward(n.ctx, c, cert, n.checkForward, n.handleForward)
+	})
 	n.mux.start()
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, d: d, addr: advertiseAddr(n.advert)},
@@ -183,6 +214,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.goRun(func() { n.batcher.run(n.ctx) })
 	n.goRun(func() { n.followLeadership(notify) })
+	n.goRun(func() { n.followRevocations(configChanged) })
+	n.goRun(n.tendMembership)
 	n.goRun(n.probeLeader)
 	close(n.started)
 	ok = true
@@ -428,8 +461,23 @@ func (n *Node) waitRetry(ctx context.Context) error {
 	}
 }
 
+// checkForward is the per-request check of forwarded requests: the peer
+// must be a current member with a valid, unrevoked certificate.
+func (n *Node) checkForward(req forwardRequest) error {
+	select {
+	case <-n.started:
+	case <-n.ctx.Done():
+		return ErrNotLeader
+	}
+	if err := n.allowed(req.cert, false); err != nil {
+		n.refused(req.cert, req.remote, opName(req.kind), err)
+		return err
+	}
+	return nil
+}
+
 // handleForward serves requests forwarded by followers, and leave requests
-// of nodes.
+// of nodes. The peer passed checkForward.
 func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, error) {
 	kind, payload := req.kind, req.payload
 	// A node starting or stopping has done nothing with the request: the
@@ -444,11 +492,23 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 	case <-n.ctx.Done():
 		return nil, ErrNotLeader
 	}
-	if kind == fwdLeave {
-		return nil, n.leave(ctx, req.peer, string(payload))
+	switch kind {
+	case fwdLeave:
+		return nil, n.leave(ctx, req, string(payload))
+	case fwdRenew:
+		return n.renewFor(ctx, req)
 	}
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
+	}
+	var proof []byte
+	if adminKinds[kind] {
+		d := &decoder{b: payload}
+		proof = d.bytes(maxProofLen, "proof")
+		if d.err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, d.err)
+		}
+		payload = d.b
 	}
 	switch kind {
 	case fwdApply:
@@ -473,19 +533,40 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 			return nil, err
 		}
 		return u64Key(idx), nil
-	case fwdAddVoter:
+	case fwdAddVoter, fwdAddNonvoter:
 		d := &decoder{b: payload}
 		id, addr := string(d.bytes(MaxKeyLen, "id")), string(d.bytes(MaxKeyLen, "addr"))
 		if d.err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, d.err)
 		}
-		return nil, n.addVoterLocal(ctx, id, addr)
+		if err := n.authorizeForward(ctx, req, id, proof); err != nil {
+			return nil, err
+		}
+		return nil, n.addNonvoterLocal(ctx, id, addr)
 	case fwdRemove:
-		return nil, n.removeLocal(ctx, string(payload))
+		id := string(payload)
+		if err := n.authorizeForward(ctx, req, id, proof); err != nil {
+			return nil, err
+		}
+		return nil, n.removeLocal(ctx, id)
 	case fwdRestore:
+		if err := n.authorizeForward(ctx, req, "", proof); err != nil {
+			return nil, err
+		}
 		return nil, n.restoreLocal(ctx, req.stream)
-	case fwdLeaveChecked:
-		return nil, n.leaveLocal(ctx, string(payload))
+	case fwdPromote:
+		return nil, n.promoteLocal(ctx, req)
 	}
 	return nil, fmt.Errorf("%w: unknown forward kind %d", ErrInvalid, kind)
+}
+
+// maxProofLen bounds the proof a forwarded request carries.
+const maxProofLen = 4 << 10
+
+// acceptRaft wraps an accepted Raft connection so that every read checks
+// its peer, and tracks it so that it is closed when the peer is removed.
+func (n *Node) acceptRaft(c net.Conn, cert *x509.Certificate) net.Conn {
+	cc := &checkedConn{Conn: c, n: n, cert: cert, remote: c.RemoteAddr().String()}
+	n.authz.track(cc, &peerConn{cert: cert, raft: true})
+	return cc
 }

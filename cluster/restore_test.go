@@ -66,7 +66,7 @@ func TestRestoreThroughFollower(t *testing.T) {
 	}
 	for _, d := range refused {
 		t.Run(d.name, func(t *testing.T) {
-			err := follower.Restore(ctxT(t, 30*time.Second), d.r)
+			err := follower.Restore(clustertest.AsAdmin(ctxT(t, 30*time.Second)), d.r)
 			if !errors.Is(err, d.want) {
 				t.Fatalf("got %v, want %v", err, d.want)
 			}
@@ -78,7 +78,7 @@ func TestRestoreThroughFollower(t *testing.T) {
 		t.Fatalf("a refused restore changed state: %v", err)
 	}
 
-	if err := follower.Restore(ctxT(t, 30*time.Second), bytes.NewReader(backup.Bytes())); err != nil {
+	if err := follower.Restore(clustertest.AsAdmin(ctxT(t, 30*time.Second)), bytes.NewReader(backup.Bytes())); err != nil {
 		t.Fatalf("restore through a follower: %v", err)
 	}
 	dst.WaitConverged(15 * time.Second)

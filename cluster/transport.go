@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,9 @@ import (
 const (
 	protoRaft    byte = 'R'
 	protoForward byte = 'F'
+	// protoProbe only proves which node certificate answers at an
+	// address, before the node is added (see AddVoter).
+	protoProbe byte = 'P'
 )
 
 // handshakeTimeout bounds how long an unauthenticated peer may hold a
@@ -32,7 +36,11 @@ type mux struct {
 	serverTLS *tls.Config
 	log       *slog.Logger
 	raftCh    chan net.Conn
-	forward   func(net.Conn)
+	// raft wraps an accepted Raft connection (the per-request check);
+	// forward serves a forwarding connection. Both get the peer's
+	// verified certificate.
+	raft    func(c net.Conn, cert *x509.Certificate) net.Conn
+	forward func(c net.Conn, cert *x509.Certificate)
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -41,9 +49,9 @@ type mux struct {
 	conns map[net.Conn]struct{}
 }
 
-func newMux(ln net.Listener, serverTLS *tls.Config, log *slog.Logger, forward func(net.Conn)) *mux {
+func newMux(ln net.Listener, serverTLS *tls.Config, log *slog.Logger, raft func(net.Conn, *x509.Certificate) net.Conn, forward func(net.Conn, *x509.Certificate)) *mux {
 	return &mux{
-		ln: ln, serverTLS: serverTLS, log: log, forward: forward,
+		ln: ln, serverTLS: serverTLS, log: log, raft: raft, forward: forward,
 		raftCh: make(chan net.Conn), done: make(chan struct{}),
 		conns: make(map[net.Conn]struct{}),
 	}
@@ -97,11 +105,13 @@ func (m *mux) handle(raw net.Conn) {
 	}
 	// RequireAndVerifyClientCert already refused peers without a cluster
 	// certificate; this is a second lock on the same door.
-	if len(c.ConnectionState().VerifiedChains) == 0 {
+	chains := c.ConnectionState().VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
 		m.log.Warn("cluster connection refused", "remote", raw.RemoteAddr().String(), "err", "no verified client certificate")
 		raw.Close()
 		return
 	}
+	cert := chains[0][0]
 	var p [1]byte
 	if _, err := c.Read(p[:]); err != nil {
 		c.Close()
@@ -110,15 +120,20 @@ func (m *mux) handle(raw net.Conn) {
 	c.SetDeadline(time.Time{})
 	switch p[0] {
 	case protoRaft:
+		rc := m.raft(c, cert)
 		select {
-		case m.raftCh <- c:
+		case m.raftCh <- rc:
 		case <-m.done:
-			c.Close()
+			rc.Close()
 		}
 	case protoForward:
 		m.track(c, true)
 		defer m.track(c, false)
-		m.forward(c)
+		m.forward(c, cert)
+	case protoProbe:
+		// Answers "is this the node I think it is?": the handshake
+		// already showed the certificate; nothing more is said.
+		c.Close()
 	default:
 		m.log.Warn("cluster connection refused", "remote", raw.RemoteAddr().String(), "err", fmt.Sprintf("unknown protocol byte %#x", p[0]))
 		c.Close()

@@ -31,9 +31,17 @@ var (
 	// ErrWouldLoseQuorum is returned by Leave when removing the node would
 	// leave voters without a live majority, or no voter at all.
 	ErrWouldLoseQuorum = errors.New("cluster: leaving would lose quorum")
-	// ErrForbidden is returned by Leave when the certificate that asks is
-	// not that of the node to be removed.
-	ErrForbidden = errors.New("cluster: a node may remove only itself")
+	// ErrForbidden is returned when a node asks for what it may not: Leave
+	// with a certificate that is not the leaving node's, or a forwarded
+	// membership change or restore whose proof the leader does not accept.
+	ErrForbidden = errors.New("cluster: not allowed for this node")
+	// ErrPeerRefused is returned to a peer whose certificate does not
+	// speak for the cluster: its node is not a current member, or the
+	// certificate expired or was revoked.
+	ErrPeerRefused = errors.New("cluster: refused: not a current member with a valid certificate")
+	// ErrWrongPeer is returned by AddVoter when the address does not answer
+	// with the node's certificate.
+	ErrWrongPeer = errors.New("cluster: the address does not answer as that node")
 )
 
 // Limits on what a single write may carry; they keep one request from

@@ -215,7 +215,7 @@ func (s *Store) Apply(ctx context.Context, want []Profile, dryRun bool, actor au
 }
 
 // diffFields names the fields (by their JSON names) in which two profiles
-// differ, ignoring the store's own version and time.
+// differ, ignoring the store's own version, time and author.
 func diffFields(a, b Profile) []string {
 	var out []string
 	ta := reflect.TypeOf(a)
@@ -223,7 +223,7 @@ func diffFields(a, b Profile) []string {
 	for i := 0; i < ta.NumField(); i++ {
 		f := ta.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "version" || name == "updated" {
+		if name == "version" || name == "updated" || name == "updated_by" {
 			continue
 		}
 		x, _ := json.Marshal(va.Field(i).Interface())

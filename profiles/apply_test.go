@@ -111,7 +111,7 @@ func TestRenderConfigGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer := profiles.Peer{
-		UserID: "alice", Device: "laptop", Address: netip.MustParseAddr("100.64.3.7"),
+		UserID: "https://idp.example.com#CiQwOGE4", Email: "alice@example.com", Device: "laptop", Address: netip.MustParseAddr("100.64.3.7"),
 		ProfileVersion: 42, Expires: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC),
 	}
 	srv := profiles.Server{PublicKey: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=", Endpoint: "vpn.example.com:51820"}

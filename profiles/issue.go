@@ -95,25 +95,37 @@ func (s *Store) Issue(ctx context.Context, sess authn.Session, req IssueRequest)
 	return fail(fmt.Errorf("%w: gave up after %d attempts", ErrConflict, maxIssueAttempts))
 }
 
-// choose picks the requested profile, checking it is assigned to the user.
+// choose picks the requested profile, checking with Entitle that the user
+// may hold it, on their current record when the store knows Users.
 func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Profile, error) {
 	id := sess.Identity
-	allowed, err := s.Allowed(ctx, id.UserID, id.Email, id.Groups)
+	u := authn.User{ID: id.UserID, Issuer: id.Issuer, Subject: id.Subject, Email: id.Email,
+		EmailVerified: id.EmailVerified, Name: id.Name, Groups: id.Groups}
+	if s.users != nil {
+		stored, ok, err := s.users.Get(ctx, id.UserID)
+		if err != nil {
+			return Profile{}, err
+		}
+		if ok {
+			u = stored
+		}
+	}
+	if ok, why := s.policy.Admit(u); !ok {
+		return Profile{}, fmt.Errorf("%w: %s: %s", ErrNotAllowed, id.Display(), why)
+	}
+	all, err := s.List(ctx)
 	if err != nil {
 		return Profile{}, err
 	}
+	for i := range all {
+		if ok, _, _ := s.Entitle(u, &all[i]); ok && (name == "" || all[i].Name == name) {
+			return all[i], nil
+		}
+	}
 	if name == "" {
-		if len(allowed) == 0 {
-			return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.UserID)
-		}
-		return allowed[0], nil
+		return Profile{}, fmt.Errorf("%w: no profile is assigned to %s", ErrNotAllowed, id.Display())
 	}
-	for _, p := range allowed {
-		if p.Name == name {
-			return p, nil
-		}
-	}
-	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.UserID)
+	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.Display())
 }
 
 func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile, consistency cluster.Consistency) (Peer, error) {
@@ -133,17 +145,37 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 		devs.Peers = map[string]string{}
 	}
 	peer := Peer{
-		UserID: id.UserID, Email: id.Email, Device: req.Device, PublicKey: req.PublicKey,
+		UserID: id.UserID, Email: id.Email, Name: id.Name, Device: req.Device, PublicKey: req.PublicKey,
 		Profile: prof.Name, ProfileVersion: prof.Version, Issued: now,
 		Expires: now.Add(prof.MaxSession), SessionID: sess.ID, Node: req.Node, ServerKey: req.ServerKey,
 	}
 	txn := cluster.Txn{Compares: []cluster.Compare{cluster.IfVersion(devicesKey(id.UserID), devKV.Version)}}
 
-	if oldID, ok := devs.Peers[req.Device]; ok {
-		// The same device again: rotate its key, keep its address.
+	// max_devices holds on every path: count the user's live devices under
+	// this profile, except the one being reissued if it is one of them.
+	oldID, reissue := devs.Peers[req.Device]
+	valid := 0
+	for dev, pid := range devs.Peers {
+		if dev == req.Device {
+			continue
+		}
+		if p, _, err := s.getPeer(ctx, pid); err == nil && p.Valid(now) && p.Profile == prof.Name {
+			valid++
+		}
+	}
+	if valid >= prof.MaxDevices {
+		return Peer{}, fmt.Errorf("%w: %s holds %d devices under profile %q (max %d)", ErrTooManyDevices, id.Display(), valid, prof.Name, prof.MaxDevices)
+	}
+	if reissue {
+		// The same device again: rotate its key, keep its address, unless
+		// an administrator revoked it.
 		old, kv, err := s.getPeer(ctx, oldID)
 		if err != nil {
 			return Peer{}, err
+		}
+		if old.Revoked != nil && old.RevokedByAdmin {
+			return Peer{}, fmt.Errorf("%w: device %q was revoked by %s (%s); ask an administrator to clear it, or use another device name",
+				ErrRevokedByAdmin, req.Device, nonEmpty(old.RevokedBy, "an administrator"), old.RevokedReason)
 		}
 		peer.ID, peer.Address = old.ID, old.Address
 		txn.Compares = append(txn.Compares, cluster.IfVersion(peerKey(old.ID), kv.Version))
@@ -152,15 +184,6 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 			txn.Ops = append(txn.Ops, cluster.Delete(pubkeyKey(old.PublicKey)), cluster.Put(pubkeyKey(req.PublicKey), []byte(old.ID)))
 		}
 	} else {
-		valid := 0
-		for _, pid := range devs.Peers {
-			if p, _, err := s.getPeer(ctx, pid); err == nil && p.Valid(now) && p.Profile == prof.Name {
-				valid++
-			}
-		}
-		if valid >= prof.MaxDevices {
-			return Peer{}, fmt.Errorf("%w: %s holds %d devices under profile %q (max %d)", ErrTooManyDevices, id.UserID, valid, prof.Name, prof.MaxDevices)
-		}
 		addr, err := s.pickAddress(ctx)
 		if err != nil {
 			return Peer{}, err

@@ -10,6 +10,7 @@ type Peer struct {
 	ID             string     `json:"id"`
 	UserID         string     `json:"user_id"`
 	Email          string     `json:"email,omitempty"`
+	Name           string     `json:"name,omitempty"`
 	Device         string     `json:"device"`
 	PublicKey      string     `json:"public_key"` // base64; the private key never leaves the device
 	Address        netip.Addr `json:"address"`
@@ -24,6 +25,11 @@ type Peer struct {
 	// janitor removes it so that listings can show why.
 	Revoked       *time.Time `json:"revoked,omitempty"`
 	RevokedReason string     `json:"revoked_reason,omitempty"`
+	// RevokedByAdmin is set when an administrator revoked the device: its
+	// owner cannot reissue it under the same name until an administrator
+	// clears it (Store.ClearRevocation). RevokedBy names who revoked it.
+	RevokedByAdmin bool   `json:"revoked_by_admin,omitempty"`
+	RevokedBy      string `json:"revoked_by,omitempty"`
 }
 
 // Valid reports whether the peer may use the tunnel at now. Expiry needs no
@@ -41,4 +47,16 @@ func (p *Peer) State(now time.Time) string {
 		return "expired"
 	}
 	return "active"
+}
+
+// owner names the peer's owner for people: email or name, never the
+// opaque user key.
+func (p *Peer) owner() string {
+	switch {
+	case p.Email != "":
+		return p.Email
+	case p.Name != "":
+		return p.Name
+	}
+	return "its owner"
 }

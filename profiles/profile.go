@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ferryvpn/ferry/authn"
 )
 
 // Errors callers compare with errors.Is.
@@ -28,6 +30,10 @@ var (
 	// ErrTooManyDevices is returned when a user holds the profile's maximum
 	// number of devices.
 	ErrTooManyDevices = errors.New("profiles: device limit reached")
+	// ErrRevokedByAdmin is returned when a user asks to reissue a device
+	// an administrator revoked; an administrator must clear it first, or
+	// the user picks another device name (counted against max_devices).
+	ErrRevokedByAdmin = errors.New("profiles: device revoked by an administrator")
 	// ErrConflict is returned when a concurrent change won a race; the
 	// caller may retry.
 	ErrConflict = errors.New("profiles: concurrent change")
@@ -178,6 +184,9 @@ type Profile struct {
 	// the profile); peers and audit events record it. Set by the store.
 	Version uint64    `json:"version,omitempty" yaml:"-"`
 	Updated time.Time `json:"updated,omitempty" yaml:"-"`
+	// UpdatedBy names who made the last edit (set by the store), so that
+	// a revocation the edit causes can say by whom.
+	UpdatedBy string `json:"updated_by,omitempty" yaml:"-"`
 }
 
 var (
@@ -307,27 +316,37 @@ func (p *Profile) Validate(pool netip.Prefix) error {
 		}
 	}
 	for i, u := range p.Users {
-		if u == "" || len(u) > 256 {
-			return bad(fmt.Sprintf("users[%d]", i), "empty or longer than 256 characters")
+		if u == "" || len(u) > 512 {
+			return bad(fmt.Sprintf("users[%d]", i), "empty or longer than 512 characters")
 		}
 	}
 	return nil
 }
 
-// AssignedTo reports whether the profile is assigned to the user directly
-// or through one of their groups.
-func (p *Profile) AssignedTo(userID, email string, groups []string) bool {
+// AssignedTo reports whether the profile is assigned to id, and how:
+// "user" (users names the user ID), "group <g>", or "email" (users names
+// the email address, which counts only when byEmail is set, the operator's
+// opt-in, and the identity provider said the email is verified). An email
+// is a claim any account can make; only a verified one identifies.
+func (p *Profile) AssignedTo(id authn.Identity, byEmail bool) (via string, ok bool) {
 	for _, u := range p.Users {
-		if u == userID || (email != "" && strings.EqualFold(u, email)) {
-			return true
+		if u == id.UserID {
+			return "user", true
 		}
 	}
-	for _, g := range groups {
+	for _, g := range id.Groups {
 		if slices.Contains(p.Groups, g) {
-			return true
+			return "group " + g, true
 		}
 	}
-	return false
+	if byEmail && id.EmailVerified && id.Email != "" {
+		for _, u := range p.Users {
+			if strings.Contains(u, "@") && strings.EqualFold(u, id.Email) {
+				return "email", true
+			}
+		}
+	}
+	return "", false
 }
 
 // AllowedIPs returns what the client routes into the tunnel: the union of

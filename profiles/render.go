@@ -31,7 +31,7 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 		mtu = 1420
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# ferry profile %q (version %d) for %s on %s\n", prof.Name, p.ProfileVersion, p.UserID, p.Device)
+	fmt.Fprintf(&b, "# ferry profile %q (version %d) for %s on %s\n", prof.Name, p.ProfileVersion, p.owner(), p.Device)
 	fmt.Fprintf(&b, "# expires %s\n", p.Expires.UTC().Format("2006-01-02T15:04:05Z"))
 	b.WriteString("[Interface]\n")
 	if privateKey != "" {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
 )
 
@@ -30,6 +31,17 @@ type Config struct {
 	// Retention is how long expired and revoked peer records stay for
 	// listings before the janitor removes them; default 24h.
 	Retention time.Duration
+	// AssignByVerifiedEmail lets a profile's users list assign it by
+	// email address, to identities whose IdP says email_verified. Off by
+	// default: profiles are assigned by user ID or group.
+	AssignByVerifiedEmail bool
+	// Policy is authn's admission and role policy (Sessions.Policy), the
+	// part of the entitlement decision authn owns.
+	Policy authn.Policy
+	// Users, when set, is where Issue reads the user's current groups
+	// (rather than those their session was created with) and what the
+	// entitlement watcher (RunEntitlements) follows.
+	Users *authn.Users
 }
 
 // Validate checks the configuration.
@@ -56,6 +68,10 @@ type Store struct {
 	now  func() time.Time
 	log  *slog.Logger
 	keep time.Duration
+	// byEmail is Config.AssignByVerifiedEmail.
+	byEmail bool
+	policy  authn.Policy
+	users   *authn.Users
 }
 
 // New returns a Store.
@@ -63,7 +79,8 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{c: cfg.Cluster, pool: cfg.Pool.Masked(), rec: cfg.Recorder, now: cfg.Now, log: cfg.Logger, keep: cfg.Retention}
+	s := &Store{c: cfg.Cluster, pool: cfg.Pool.Masked(), rec: cfg.Recorder, now: cfg.Now, log: cfg.Logger, keep: cfg.Retention,
+		byEmail: cfg.AssignByVerifiedEmail, policy: cfg.Policy, users: cfg.Users}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -121,12 +138,19 @@ func decodeProfile(kv cluster.KV) (Profile, error) {
 }
 
 // Allowed returns the profiles assigned to a person, by name.
-func (s *Store) Allowed(ctx context.Context, userID, email string, groups []string) ([]Profile, error) {
+func (s *Store) Allowed(ctx context.Context, id authn.Identity) ([]Profile, error) {
 	all, err := s.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(all, func(p Profile) bool { return !p.AssignedTo(userID, email, groups) }), nil
+	return slices.DeleteFunc(all, func(p Profile) bool { _, ok := p.AssignedTo(id, s.byEmail); return !ok }), nil
+}
+
+// Assigned reports whether p is assigned to id under this store's
+// policy (see Profile.AssignedTo).
+func (s *Store) Assigned(p *Profile, id authn.Identity) bool {
+	_, ok := p.AssignedTo(id, s.byEmail)
+	return ok
 }
 
 // Put creates or replaces a profile. With ifVersion set (non-nil) it
@@ -140,6 +164,7 @@ func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor aud
 	}
 	p.Version = 0
 	p.Updated = s.now().UTC()
+	p.UpdatedBy = actorName(actor)
 	data, err := json.Marshal(p)
 	if err != nil {
 		return Profile{}, err

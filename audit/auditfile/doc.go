@@ -14,14 +14,18 @@
 //
 // An export is JSON lines, one object per line:
 //
-//	{"export":{"version":1,"filter":"seq>=1","time":"..."}}       header (pull exports)
+//	{"export":{"version":2,"filter":"seq>=1","time":"...","sig":...}} signed header (pull exports)
 //	{"seq":1,"prev_hash":"<hex>","hash":"<hex>","record":{...}}   one per record
 //	{"seq":7,"prev_hash":"<hex>","hash":"<hex>","data":"<b64>"}   a record that is not JSON
 //	{"end":{"first":1,"last":900,"count":900,...,"sig":"<b64>"}}  trailer (pull exports)
 //
 // "record" holds the journal record verbatim: the bytes between `"record":`
 // and the line's closing brace are exactly the bytes that were hashed, so a
-// verifier recomputes the chain without re-encoding anything. Records that
+// verifier recomputes the chain without re-encoding anything. Records are
+// stored in RFC 8785 canonical form, so when a receiver re-encoded the
+// line (jq, Python, a SIEM pipeline), the verifier canonicalizes the
+// record and recovers the hashed bytes. Older records (format 1, written
+// by encoding/json) verify as written. Records that
 // are not JSON, or hold a line break, travel base64-encoded in "data"
 // instead. Checkpoints are records like any other ({"checkpoint":{...}}).
 //

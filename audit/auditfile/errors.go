@@ -15,6 +15,11 @@ var (
 	// ErrNoKey is returned when verification was given no audit key, or a
 	// record is signed by a key the verifier was not given.
 	ErrNoKey = errors.New("audit: no audit key")
+	// ErrUnsigned is returned by verification when nothing was tampered
+	// with but records after the last checkpoint or trailer are not
+	// covered by any signature (they could have been forged), unless
+	// VerifyOptions.AcceptUnsignedTail.
+	ErrUnsigned = errors.New("audit: records not covered by a signature")
 	// ErrMalformed is returned when an export line, key record or stored
 	// value cannot be decoded.
 	ErrMalformed = errors.New("audit: malformed input")
@@ -38,6 +43,9 @@ const (
 	Forged
 	// Malformed: a line is not an audit export line at all.
 	Malformed
+	// DuplicateID: two records carry the same event ID. Not tampering
+	// (both are chained and signed), but the event was stored twice.
+	DuplicateID
 )
 
 func (t Tamper) String() string {
@@ -54,9 +62,25 @@ func (t Tamper) String() string {
 		return "forged"
 	case Malformed:
 		return "malformed"
+	case DuplicateID:
+		return "duplicate event id"
 	}
 	return fmt.Sprintf("tamper(%d)", uint8(t))
 }
+
+// Problem is one problem verification found: Count records from First to
+// Last (sequence numbers; 0 when none applies), first seen on Line.
+// Consecutive records with the same problem are reported as one range.
+type Problem struct {
+	Kind        Tamper
+	First, Last uint64
+	Count       uint64
+	Line        int
+	Detail      string
+}
+
+// MaxProblems bounds the problems a report lists; the rest are counted.
+const MaxProblems = 1000
 
 // TamperError describes the first problem verification found. Seq is the
 // record it concerns (0 when none applies) and Line the 1-based line of an
@@ -66,12 +90,17 @@ type TamperError struct {
 	Seq    uint64
 	Line   int
 	Detail string
+	// More counts the further problems found (listed in the Report).
+	More int
 }
 
 func (e *TamperError) Error() string {
 	s := "audit: " + e.Detail
 	if e.Line > 0 {
 		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	if e.More > 0 {
+		s += fmt.Sprintf(", and %d more problems", e.More)
 	}
 	return s
 }

@@ -16,11 +16,23 @@ import (
 	"time"
 )
 
-// Header opens a pull export.
+// Header opens a pull export. From version 2 on it is signed by the
+// cluster audit key (Signer.SignHeader), so its filter cannot be changed
+// to pass gaps off as filtering, even in an export without a trailer.
 type Header struct {
 	Version int       `json:"version"`
 	Filter  string    `json:"filter"`
 	Time    time.Time `json:"time"`
+	KeyID   string    `json:"key_id,omitempty"`
+	Sig     []byte    `json:"sig,omitempty"`
+}
+
+// HeaderVersion is the version of the header Export writes.
+const HeaderVersion = 2
+
+func (h *Header) signedBytes() []byte {
+	return fmt.Appendf(nil, "ferry-audit-export-header/v2\nversion=%d\nfilter=%q\ntime=%d\nkey=%s\n",
+		h.Version, h.Filter, h.Time.UnixNano(), h.KeyID)
 }
 
 // Trailer closes a pull export. Its signature (Signer.SignTrailer) covers
@@ -127,6 +139,59 @@ func appendObject(dst []byte, open string, v any) ([]byte, error) {
 	dst = append(dst, open...)
 	dst = append(dst, b...)
 	return append(dst, '}'), nil
+}
+
+// parseAnyLine decodes one line, taking the fast path for lines as
+// AppendLine writes them, a loose scan for record lines a receiver
+// re-encoded (other key order, whitespace, escapes), and encoding/json for
+// the rest.
+// fast reports that the line is as AppendLine writes it.
+func parseAnyLine(b []byte) (l Line, fast bool, err error) {
+	if l, ok := parseFast(b); ok {
+		return l, true, nil
+	}
+	if l, ok := parseLoose(b); ok {
+		return l, false, nil
+	}
+	l, err = ParseLine(b)
+	return l, false, err
+}
+
+// parseLoose reads a record line in any key order and spacing. The record
+// value is kept as it stands: the verifier canonicalizes it when needed.
+func parseLoose(b []byte) (Line, bool) {
+	var l Line
+	var have [4]bool
+	ok := objectMembers(b, func(k, v []byte) bool {
+		switch string(k) {
+		case "seq":
+			n, err := strconv.ParseUint(string(v), 10, 64)
+			if err != nil || n == 0 {
+				return false
+			}
+			l.Seq, have[0] = n, true
+		case "prev_hash", "hash":
+			if len(v) != 66 || v[0] != '"' || !isLowerHex(v[1:65]) {
+				return false
+			}
+			dst := &l.Hash
+			if string(k) == "prev_hash" {
+				dst, have[1] = &l.PrevHash, true
+			} else {
+				have[2] = true
+			}
+			hex.Decode(dst[:], v[1:65])
+		case "record":
+			if len(v) == 0 || v[0] != '{' {
+				return false
+			}
+			l.Record, have[3] = v, true
+		default:
+			return false
+		}
+		return true
+	})
+	return l, ok && have[0] && have[1] && have[2] && have[3]
 }
 
 // ParseLine decodes one line (without its newline). Record lines as

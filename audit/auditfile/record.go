@@ -79,26 +79,31 @@ type checkpointRecord struct {
 	Checkpoint *Checkpoint `json:"checkpoint"`
 }
 
-// Record prefixes: events (audit.Event) are JSON objects whose first field
-// is "id"; checkpoints are objects whose only field is "checkpoint". Both
-// are produced by encoding/json from fixed structs, so the encoding of a
-// value is deterministic.
+// Record prefixes: checkpoints are objects whose only field is
+// "checkpoint"; events (audit.Event) are other JSON objects. Records are
+// stored in RFC 8785 canonical form (Canonical) since format 2; older
+// events were written by encoding/json with "id" as their first field.
 var (
-	eventPrefix      = []byte(`{"id":`)
 	checkpointPrefix = []byte(`{"checkpoint":`)
 )
 
 // IsEvent reports whether the journal record data is stored as an audit
-// event: a JSON object whose first field is "id".
-func IsEvent(data []byte) bool { return bytes.HasPrefix(data, eventPrefix) }
+// event: a JSON object that is not a checkpoint.
+func IsEvent(data []byte) bool {
+	return len(data) > 1 && data[0] == '{' && data[1] == '"' && !IsCheckpoint(data)
+}
 
 // IsCheckpoint reports whether the journal record data is stored as a
 // checkpoint. Such a record that DecodeCheckpoint rejects is malformed.
 func IsCheckpoint(data []byte) bool { return bytes.HasPrefix(data, checkpointPrefix) }
 
-// EncodeCheckpoint returns the journal record for c.
+// EncodeCheckpoint returns the journal record for c, in canonical form.
 func EncodeCheckpoint(c *Checkpoint) ([]byte, error) {
-	return json.Marshal(checkpointRecord{Checkpoint: c})
+	b, err := json.Marshal(checkpointRecord{Checkpoint: c})
+	if err != nil {
+		return nil, err
+	}
+	return Canonical(b)
 }
 
 // DecodeCheckpoint decodes a checkpoint record, returning an error wrapping

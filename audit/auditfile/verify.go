@@ -22,6 +22,10 @@ type VerifyOptions struct {
 	// as every pull export does. Files with a header always need one;
 	// files written by sinks have neither.
 	RequireTrailer bool
+	// AcceptUnsignedTail accepts records after the last signature (the
+	// newest records of a sink file, until the next checkpoint).
+	// Otherwise they fail verification with ErrUnsigned.
+	AcceptUnsignedTail bool
 }
 
 // Report summarises a successful (or partial) verification.
@@ -45,6 +49,23 @@ type Report struct {
 	// Filtered reports a filtered export: its records are checked one by
 	// one and as a set through the trailer, not link by link.
 	Filtered bool
+	// Reencoded counts records whose bytes differ from the hashed ones
+	// but whose canonical form (RFC 8785) matches: copies re-encoded by a
+	// receiver.
+	Reencoded uint64
+	// HeaderSigned reports a pull export whose header carries a valid
+	// signature (format version 2).
+	HeaderSigned bool
+	// Unsigned counts the records after the last one a signature covers
+	// (checkpoint records excluded); UnsignedFirst is the first of them.
+	Unsigned, UnsignedFirst uint64
+	// DuplicateIDs counts event records whose event ID an earlier record
+	// of the file already carries (a record stored twice in the journal).
+	DuplicateIDs uint64
+	// Problems lists every problem found, with ranges and counts, in the
+	// order found (at most MaxProblems; ProblemsOmitted counts the rest).
+	Problems        []Problem
+	ProblemsOmitted uint64
 }
 
 // Summary describes a successful verification for people: "12 records
@@ -55,206 +76,85 @@ func (r Report) Summary() string {
 	if r.Duplicates > 0 {
 		s += fmt.Sprintf("; %d repeated deliveries", r.Duplicates)
 	}
+	if r.Reencoded > 0 {
+		s += fmt.Sprintf("; %d re-encoded records matched in canonical form", r.Reencoded)
+	}
+	if r.Unsigned > 0 {
+		s += fmt.Sprintf("; %d records from %d on not covered by a signature", r.Unsigned, r.UnsignedFirst)
+	}
 	return s
 }
 
-// ringSize bounds how far back a checkpoint may point and still be checked
-// against the record it covers: a checkpoint covers the journal head when
-// it was signed, a few batches before the checkpoint itself.
-const ringSize = 1 << 17
-
-type ringSlot struct {
-	seq uint64
-	h   Hash
-}
-
-// Verifier checks a stream of records in journal order: each record
-// against its hash and its predecessor, and each checkpoint's signature
-// and the hash it signs. VerifyFile feeds it from a file; package audit
-// feeds it from a node's journal. A Verifier is not safe for concurrent
-// use.
-type Verifier struct {
-	opts     VerifyOptions
-	rep      Report
-	started  bool
-	filtered bool
-	first    Hash // prev hash of the first record
-	prev     Hash // hash of record rep.Last
-	ring     []ringSlot
-	gap      *gap
-	digest   *Digest
-}
-
-type gap struct {
-	expect, got uint64
-	line        int
-}
-
-// NewVerifier returns a Verifier. It fails with ErrNoKey when opts holds
-// no key and does not skip signatures.
-func NewVerifier(opts VerifyOptions) (*Verifier, error) {
-	if !opts.SkipSignatures && len(opts.Keys) == 0 {
-		return nil, fmt.Errorf("%w: verification needs the audit public key", ErrNoKey)
-	}
-	return &Verifier{opts: opts, ring: make([]ringSlot, ringSize), digest: NewDigest()}, nil
-}
-
-// Report returns what was verified so far.
-func (v *Verifier) Report() Report { return v.rep }
-
-// LastHash returns the hash of the last record added (Report().Last).
-func (v *Verifier) LastHash() Hash { return v.prev }
-
-// Add checks the next record. At the first problem it returns a
-// *TamperError naming the record; the Verifier must not be used after.
-func (v *Verifier) Add(seq uint64, prev, h Hash, data []byte) error {
-	return v.add(seq, prev, h, data, 0)
-}
-
-// Finish checks the end of the stream: a gap before the last record added
-// is reported as missing records.
-func (v *Verifier) Finish() error {
-	if v.gap != nil {
-		return missing(v.gap)
-	}
-	return nil
-}
-
-func (v *Verifier) lookup(seq uint64) (Hash, bool) {
-	s := v.ring[seq%ringSize]
-	return s.h, s.seq == seq && seq != 0
-}
-
-// add checks one record read from line ln (0: not from a file).
-func (v *Verifier) add(seq uint64, prev, h Hash, data []byte, ln int) error {
-	if g := v.gap; g != nil {
-		v.gap = nil
-		if seq >= g.expect && seq < g.got {
-			return tamper(Reordered, seq, ln, "records out of order at %d: record %d comes before it", seq, g.got)
-		}
-		return missing(g)
-	}
-	if ChainHash(prev, seq, data) != h {
-		// A record moved from elsewhere still matches its hash under its
-		// own sequence number.
-		for d := uint64(1); d <= 16; d++ {
-			for _, other := range []uint64{seq + d, seq - d} {
-				if other != 0 && other < seq+17 && ChainHash(prev, other, data) == h {
-					return tamper(Reordered, seq, ln, "records out of order at %d: record %d is in its place", seq, other)
-				}
-			}
-		}
-		return tamper(Edited, seq, ln, "record %d edited: its contents do not match its hash", seq)
-	}
-	switch {
-	case !v.started:
-		v.started = true
-		v.rep.First, v.first = seq, prev
-		if seq == 1 && prev != (Hash{}) {
-			return tamper(Edited, seq, ln, "record 1 edited: it does not start the chain")
-		}
-		v.rep.Anchored = seq == 1
-	case seq <= v.rep.Last:
-		if old, ok := v.lookup(seq); ok && old == h {
-			v.rep.Duplicates++
-			return nil
-		} else if ok {
-			return tamper(Edited, seq, ln, "record %d edited: it appears twice with different contents", seq)
-		}
-		return tamper(Reordered, seq, ln, "records out of order at %d: it comes after record %d", seq, v.rep.Last)
-	case v.filtered:
-	case seq > v.rep.Last+1:
-		v.gap = &gap{expect: v.rep.Last + 1, got: seq, line: ln}
-	case prev != v.prev:
-		return tamper(Edited, seq-1, ln, "record %d edited: record %d no longer follows it", seq-1, seq)
-	}
-	v.rep.Last, v.prev = seq, h
-	v.ring[seq%ringSize] = ringSlot{seq: seq, h: h}
-	v.rep.Records++
-	v.digest.Add(seq, h)
-	switch {
-	case IsCheckpoint(data):
-		v.rep.Checkpoints++
-		c, err := DecodeCheckpoint(data)
-		if err != nil {
-			return tamper(Malformed, seq, ln, "record %d: undecodable checkpoint", seq)
-		}
-		return v.checkpoint(seq, c, ln)
-	case IsEvent(data):
-		v.rep.Events++
-	}
-	return nil
-}
-
-func missing(g *gap) error {
-	if g.got-g.expect == 1 {
-		return tamper(Missing, g.expect, g.line, "record %d missing", g.expect)
-	}
-	return tamper(Missing, g.expect, g.line, "records %d to %d missing", g.expect, g.got-1)
-}
-
-// checkpoint checks a checkpoint stored as record seq.
-func (v *Verifier) checkpoint(seq uint64, c *Checkpoint, ln int) error {
-	if !v.opts.SkipSignatures {
-		ok, err := v.opts.Keys.verify(c.KeyID, c.signedBytes(), c.Sig)
-		if err != nil {
-			return tamper(Forged, seq, ln, "checkpoint at %d: signed by unknown key %q", seq, c.KeyID)
-		}
-		if !ok {
-			return tamper(Forged, seq, ln, "checkpoint at %d: invalid signature", seq)
-		}
-	}
-	switch h, ok := v.lookup(c.Seq); {
-	case c.Seq >= seq:
-		return tamper(Forged, seq, ln, "checkpoint at %d covers later record %d", seq, c.Seq)
-	case c.Seq+1 == v.rep.First && c.Hash == v.first:
-		v.rep.Anchored = true
-	case ok && h != c.Hash:
-		return tamper(Edited, c.Seq, ln, "record %d edited: checkpoint at %d signs a different hash", c.Seq, seq)
-	case ok && !v.opts.SkipSignatures:
-		v.rep.Signed = max(v.rep.Signed, c.Seq)
-	}
-	return nil
-}
-
 // trailer checks a pull export's trailer against what was read.
-func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) error {
+func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) {
 	if !v.opts.SkipSignatures {
 		ok, err := v.opts.Keys.verify(t.KeyID, t.signedBytes(), t.Sig)
 		if err != nil {
-			return tamper(Forged, 0, ln, "trailer signed by unknown key %q", t.KeyID)
+			v.problem(Forged, 0, ln, "trailer signed by unknown key %q", t.KeyID)
+			return
 		}
 		if !ok {
-			return tamper(Forged, 0, ln, "trailer: invalid signature")
+			v.problem(Forged, 0, ln, "trailer: invalid signature")
+			return
 		}
 	}
 	if hdr != nil && hdr.Filter != t.Filter {
-		return tamper(Forged, 0, ln, "header filter %q differs from the signed trailer's %q", hdr.Filter, t.Filter)
+		v.problem(Forged, 0, ln, "header filter %q differs from the signed trailer's %q", hdr.Filter, t.Filter)
+		return
 	}
 	if filterContiguous(t.Filter) == v.filtered {
-		return tamper(Forged, 0, ln, "header does not match the export's filter %q", t.Filter)
+		v.problem(Forged, 0, ln, "header does not match the export's filter %q", t.Filter)
+		return
+	}
+	v.flushMissing()
+	bad := len(v.rep.Problems)
+	reported := false
+	for _, p := range v.rep.Problems {
+		reported = reported || p.Kind == Missing
 	}
 	switch {
 	case v.rep.Last < t.Last && v.rep.Records > 0:
-		return tamper(Truncated, v.rep.Last, ln, "export truncated after record %d: the trailer covers records up to %d", v.rep.Last, t.Last)
+		v.problem(Truncated, v.rep.Last, ln, "export truncated after record %d: the trailer covers records up to %d", v.rep.Last, t.Last)
 	case v.rep.Records == 0 && t.Count > 0:
-		return tamper(Truncated, 0, ln, "export truncated: no records, the trailer covers %d to %d", t.First, t.Last)
+		v.problem(Truncated, 0, ln, "export truncated: no records, the trailer covers %d to %d", t.First, t.Last)
 	case v.rep.Last > t.Last:
-		return tamper(Forged, v.rep.Last, ln, "record %d follows the trailer's last record %d", v.rep.Last, t.Last)
+		v.problem(Forged, v.rep.Last, ln, "record %d follows the trailer's last record %d", v.rep.Last, t.Last)
 	case v.rep.First != t.First && t.Count > 0:
-		return tamper(Missing, t.First, ln, "export starts at record %d: the trailer says it starts at %d", v.rep.First, t.First)
+		v.problem(Missing, t.First, ln, "export starts at record %d: the trailer says it starts at %d", v.rep.First, t.First)
+	case v.digest.Count() != t.Count && !reported:
+		v.problem(Missing, 0, ln, "%d records missing: the trailer counts %d, the export holds %d", int64(t.Count)-int64(v.digest.Count()), t.Count, v.digest.Count())
 	case v.digest.Count() != t.Count:
-		return tamper(Missing, 0, ln, "%d records missing: the trailer counts %d, the export holds %d", int64(t.Count)-int64(v.digest.Count()), t.Count, v.digest.Count())
 	case v.prev != t.LastHash:
-		return tamper(Edited, v.rep.Last, ln, "record %d edited: the trailer signs a different hash", v.rep.Last)
+		v.problem(Edited, v.rep.Last, ln, "record %d edited: the trailer signs a different hash", v.rep.Last)
 	case v.digest.Sum() != t.Digest:
-		return tamper(Edited, 0, ln, "records edited or reordered: the trailer's digest does not match the export")
+		v.problem(Edited, 0, ln, "records edited or reordered: the trailer's digest does not match the export")
+	}
+	if len(v.rep.Problems) > bad {
+		return
 	}
 	if !v.opts.SkipSignatures {
-		v.rep.Signed = t.Last
+		v.sign(t.Last)
 	}
 	v.rep.Trailer = true
-	return nil
+}
+
+// header checks a pull export's header: from version 2 on it is signed.
+func (v *Verifier) header(h *Header, ln int) {
+	if h.Version < 2 {
+		return
+	}
+	if v.opts.SkipSignatures {
+		return
+	}
+	ok, err := v.opts.Keys.verify(h.KeyID, h.signedBytes(), h.Sig)
+	switch {
+	case err != nil:
+		v.problem(Forged, 0, ln, "export header signed by unknown key %q", h.KeyID)
+	case !ok:
+		v.problem(Forged, 0, ln, "export header: invalid signature")
+	default:
+		v.rep.HeaderSigned = true
+	}
 }
 
 // filterContiguous reports whether a filter's canonical string (the
@@ -270,12 +170,16 @@ func filterContiguous(s string) bool {
 }
 
 // VerifyFile checks an export or sink file in the native format: every
-// record against its hash and its predecessor, every checkpoint's signature
-// and the hash it signs, and the trailer if there is one. It returns the
-// report and, at the first problem, a *TamperError (wrapping ErrTampered)
-// that names the record: "record 1234 edited", "record 1235 missing",
-// "records out of order at 77", "export truncated after record 900: the
-// trailer covers records up to 950".
+// record against its hash (verbatim, or in RFC 8785 canonical form when a
+// receiver re-encoded the line) and its neighbours, every checkpoint's
+// signature and the hash it signs, the header's signature, event IDs for
+// repeats, and the trailer if there is one. It does not stop at the first
+// problem: the report lists every one, with ranges and counts. The error
+// is nil, a *TamperError (wrapping ErrTampered) naming the first problem
+// and counting the rest — "record 1234 edited", "records 1235 to 1240
+// missing", "export truncated after record 900" — or, when nothing was
+// tampered with but records after the last signature remain, an error
+// wrapping ErrUnsigned (unless opts.AcceptUnsignedTail).
 func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 	v, err := NewVerifier(opts)
 	if err != nil {
@@ -290,6 +194,10 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 			break
 		}
 		if err != nil {
+			if errors.Is(err, ErrMalformed) {
+				v.problem(Malformed, 0, ln, "line %d: %v", ln, err)
+				break
+			}
 			return v.rep, fmt.Errorf("reading line %d: %w", ln, err)
 		}
 		complete := len(b) > 0 && b[len(b)-1] == '\n'
@@ -298,42 +206,38 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 			continue
 		}
 		if done {
-			return v.rep, tamper(Malformed, 0, ln, "data after the export's trailer")
+			v.problem(Malformed, 0, ln, "data after the export's trailer")
+			continue
 		}
-		l, perr := ParseLine(b)
+		l, fast, perr := parseAnyLine(b)
 		if perr != nil {
 			if !complete {
-				return v.rep, tamper(Truncated, v.rep.Last, ln, "export truncated after record %d: the last line is cut off", v.rep.Last)
+				v.problem(Truncated, v.rep.Last, ln, "export truncated after record %d: the last line is cut off", v.rep.Last)
+			} else {
+				v.problem(Malformed, 0, ln, "not an audit export line: %v", perr)
 			}
-			return v.rep, tamper(Malformed, 0, ln, "not an audit export line: %v", perr)
+			continue
 		}
 		switch {
 		case l.Export != nil:
 			if ln != 1 || v.started {
-				return v.rep, tamper(Malformed, 0, ln, "export header in the middle of the file")
+				v.problem(Malformed, 0, ln, "export header in the middle of the file")
+				continue
 			}
 			hdr = l.Export
 			v.filtered = !filterContiguous(hdr.Filter)
 			v.rep.Filtered = v.filtered
+			v.header(hdr, ln)
 		case l.End != nil:
-			if err := v.Finish(); err != nil {
-				return v.rep, err
-			}
-			if err := v.trailer(l.End, hdr, ln); err != nil {
-				return v.rep, err
-			}
+			v.trailer(l.End, hdr, ln)
 			done = true
 		default:
-			if err := v.add(l.Seq, l.PrevHash, l.Hash, l.Bytes(), ln); err != nil {
-				return v.rep, err
-			}
+			v.add(l.Seq, l.PrevHash, l.Hash, l.Bytes(), l.Record != nil, !fast, ln)
 		}
 	}
-	if err := v.Finish(); err != nil {
-		return v.rep, err
-	}
 	if !done && (opts.RequireTrailer || hdr != nil) {
-		return v.rep, tamper(Truncated, v.rep.Last, 0, "export truncated after record %d: its signed trailer is missing", v.rep.Last)
+		v.problem(Truncated, v.rep.Last, 0, "export truncated after record %d: its signed trailer is missing", v.rep.Last)
 	}
-	return v.rep, nil
+	err = v.Finish()
+	return v.rep, err
 }

@@ -22,6 +22,10 @@ type HECOptions struct {
 	// become true after AckAfterPolls polls of /services/collector/ack.
 	Ack           bool
 	AckAfterPolls int
+	// AckEndpointStatus, when set, is the status every ack request gets
+	// (400 or 404: a receiver without indexer acknowledgement), with
+	// {"text":"ACK is disabled","code":14}.
+	AckEndpointStatus int
 }
 
 // HEC is an HTTP Event Collector that follows Splunk's protocol: batches
@@ -45,6 +49,7 @@ type HEC struct {
 	acks     map[string]map[uint64]int // channel -> ack ID -> polls so far
 	pending  map[uint64][]json.RawMessage
 	posts    int
+	ackPosts int
 	gzipped  int
 	statuses map[int]int
 }
@@ -223,6 +228,11 @@ func (h *HEC) serveAck(w http.ResponseWriter, r *http.Request) {
 	if !h.auth(w, r) {
 		return
 	}
+	h.ackPosts++
+	if h.opts.AckEndpointStatus != 0 {
+		h.reply(w, h.opts.AckEndpointStatus, 14, "ACK is disabled", nil)
+		return
+	}
 	channel := r.Header.Get("X-Splunk-Request-Channel")
 	if channel == "" {
 		h.reply(w, http.StatusBadRequest, 10, "Data channel is missing", nil)
@@ -261,3 +271,10 @@ func mustJSON(v any) []byte {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Requests returns how many event posts and ack requests arrived.
+func (h *HEC) Requests() (events, acks int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.posts, h.ackPosts
+}

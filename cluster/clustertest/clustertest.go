@@ -6,6 +6,7 @@ package clustertest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +24,7 @@ import (
 // NewCA returns a fresh cluster CA.
 func NewCA(t testing.TB) *pki.CA {
 	t.Helper()
-	ca, err := pki.NewCA("ferry test CA", 24*time.Hour, time.Now())
+	ca, err := pki.NewCA("ferry test CA", 10*365*24*time.Hour, time.Now())
 	if err != nil {
 		t.Fatalf("creating CA: %v", err)
 	}
@@ -54,6 +55,24 @@ func NodeCert(t testing.TB, ca *pki.CA, id string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// adminProof is the proof AsAdmin attaches; test clusters accept it as an
+// administrator's.
+const adminProof = "clustertest-admin"
+
+// AsAdmin returns ctx carrying the proof that test clusters accept for
+// forwarded membership changes and restores, as ferryd accepts an
+// administrator's session.
+func AsAdmin(ctx context.Context) context.Context {
+	return cluster.WithProof(ctx, []byte(adminProof))
+}
+
+func authorizeTestAdmin(_ context.Context, req cluster.AuthRequest) (string, error) {
+	if string(req.Proof) != adminProof {
+		return "", errors.New("no administrator's proof")
+	}
+	return "test-admin", nil
 }
 
 // Options tune a test cluster.
@@ -143,6 +162,7 @@ func (c *Cluster) config(m *member, ln net.Listener) cluster.Config {
 		Bootstrap:     m.first,
 		WriteTimeout:  c.opts.WriteTimeout,
 		Logger:        c.opts.Logger.With("test_node", m.id),
+		Authorize:     authorizeTestAdmin,
 	}
 	if c.opts.Fast {
 		cfg.HeartbeatTimeout = TimeScale * 300 * time.Millisecond

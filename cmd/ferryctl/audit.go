@@ -231,16 +231,23 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
-	var live, noTrailer bool
+	var live, noTrailer, acceptUnsigned bool
 	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "verify FILE | --live",
 		Short: "Verify an audit export offline, or the live audit journal",
 		Long: `verify FILE checks an export on this machine, without the cluster: it
-recomputes the hash chain, checks the checkpoints' and the trailer's
-signatures with the audit public key, and names the first record that was
-edited, deleted, reordered or cut off. It exits with status 1 when it
-finds one.
+recomputes the hash chain, checks the header's, the checkpoints' and the
+trailer's signatures with the audit public key, and lists every problem it
+finds — records edited, missing, reordered, cut off, or stored twice under
+one event ID — with ranges and counts, not just the first. Records are
+hashed over their RFC 8785 canonical form, so a SIEM's copy that was
+re-encoded (jq, Python, other key order or escapes) still verifies.
+
+Exit status: 0 verified; 1 tampering found (or another error); 3 nothing
+tampered with, but records after the last checkpoint are not covered by a
+signature (anyone could have forged them) — accept that with
+--accept-unsigned-tail, as for the newest records of a sink file.
 
 Which key it uses:
   --key KEY.json  the audit public key record, as "ferryctl audit key"
@@ -254,8 +261,9 @@ Which key it uses:
                   not a compromised cluster. Not signed in: an error.
 
 Files written by the file sink have no header or trailer: use --no-trailer
-for them. Checkpoints then vouch for the records; records after the last
-checkpoint are unsigned, and a cut-off end goes unnoticed.
+for them. Checkpoints (at least every minute) then vouch for the records;
+records after the last checkpoint are reported as not covered by a
+signature, and a cut-off end goes unnoticed.
 
 verify --live instead asks the node that answers to recompute its whole
 journal: every record's hash, its link to the one before, the checkpoint
@@ -263,7 +271,7 @@ signatures, and that nothing was cut from the end.`,
 		Example: `  ferryctl audit key > audit-key.json
   ferryctl audit export --output export.jsonl
   ferryctl audit verify export.jsonl --key audit-key.json
-  ferryctl audit verify /var/lib/ferry/audit/audit.jsonl --key audit-key.json --no-trailer
+  ferryctl audit verify /var/lib/ferry/audit/audit.jsonl --key audit-key.json --no-trailer --accept-unsigned-tail
   ferryctl audit verify --live
   ferryctl --server https://node2.internal:8443 audit verify --live`,
 		Args: cobra.MaximumNArgs(1),
@@ -271,19 +279,20 @@ signatures, and that nothing was cut from the end.`,
 			switch {
 			case live && len(args) > 0:
 				return errors.New("give an export FILE or --live, not both")
-			case live && (keyFile != "" || noTrailer):
-				return errors.New("--key and --no-trailer apply to an export FILE, not --live")
+			case live && (keyFile != "" || noTrailer || acceptUnsigned):
+				return errors.New("--key, --no-trailer and --accept-unsigned-tail apply to an export FILE, not --live")
 			case live:
 				return verifyLive(cmd.Context(), g)
 			case len(args) == 0:
 				return errors.New("give an export FILE to verify offline (with --key KEY.json), or --live to verify the cluster's journal")
 			}
-			return verifyFile(cmd.Context(), g, args[0], keyFile, noTrailer)
+			return verifyFile(cmd.Context(), g, args[0], keyFile, auditfile.VerifyOptions{RequireTrailer: !noTrailer, AcceptUnsignedTail: acceptUnsigned})
 		},
 	}
 	cmd.Flags().BoolVar(&live, "live", false, "verify the journal stored in the cluster")
 	cmd.Flags().StringVar(&keyFile, "key", "", "the audit public key record (JSON) to verify FILE with (default: the signed-in server's)")
 	cmd.Flags().BoolVar(&noTrailer, "no-trailer", false, "accept a FILE without a signed trailer (file sink output)")
+	cmd.Flags().BoolVar(&acceptUnsigned, "accept-unsigned-tail", false, "accept records after the last checkpoint, which no signature covers (exit 0 instead of 3)")
 	return cmd
 }
 
@@ -316,11 +325,20 @@ type fileVerification struct {
 	OK   bool   `json:"ok"`
 	// Problem names the first record found tampered with; Kind is edited,
 	// missing, reordered, truncated, forged or malformed, Seq the record
-	// and Line the line of the file.
-	Problem string `json:"problem,omitempty"`
-	Kind    string `json:"kind,omitempty"`
-	Seq     uint64 `json:"seq,omitempty"`
-	Line    int    `json:"line,omitempty"`
+	// and Line the line of the file. Problems lists every problem.
+	Problem  string        `json:"problem,omitempty"`
+	Kind     string        `json:"kind,omitempty"`
+	Seq      uint64        `json:"seq,omitempty"`
+	Line     int           `json:"line,omitempty"`
+	Problems []fileProblem `json:"problems,omitempty"`
+	// Unsigned counts records after the last signature, from
+	// UnsignedFirst; Reencoded records matched in canonical form;
+	// DuplicateIDs events stored twice.
+	Unsigned      uint64 `json:"unsigned"`
+	UnsignedFirst uint64 `json:"unsigned_first,omitempty"`
+	Reencoded     uint64 `json:"reencoded"`
+	DuplicateIDs  uint64 `json:"duplicate_ids"`
+	HeaderSigned  bool   `json:"header_signed"`
 	// KeyID is the key verified with; KeyFrom the --key file, or the
 	// server it was fetched from.
 	KeyID       string `json:"key_id"`
@@ -337,9 +355,32 @@ type fileVerification struct {
 	Filtered    bool   `json:"filtered"`
 }
 
+// fileProblem is one problem in -o json.
+type fileProblem struct {
+	Kind   string `json:"kind"`
+	First  uint64 `json:"first,omitempty"`
+	Last   uint64 `json:"last,omitempty"`
+	Count  uint64 `json:"count"`
+	Line   int    `json:"line,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// exitError carries a process exit status other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitUnsigned is the exit status of a file that verifies but ends with
+// records no signature covers.
+const exitUnsigned = 3
+
 // verifyFile verifies an export file with the key of keyFile, or else
 // the signed-in server's, the way "ferryd audit verify" does.
-func verifyFile(ctx context.Context, g *globals, path, keyFile string, noTrailer bool) error {
+func verifyFile(ctx context.Context, g *globals, path, keyFile string, opts auditfile.VerifyOptions) error {
 	keys, from, err := g.auditKeys(ctx, keyFile)
 	if err != nil {
 		return err
@@ -349,15 +390,21 @@ func verifyFile(ctx context.Context, g *globals, path, keyFile string, noTrailer
 		return err
 	}
 	defer f.Close()
-	rep, verr := auditfile.VerifyFile(f, auditfile.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer})
+	opts.Keys = keys
+	rep, verr := auditfile.VerifyFile(f, opts)
 	var te *auditfile.TamperError
-	if verr != nil && !errors.As(verr, &te) {
+	unsigned := errors.Is(verr, auditfile.ErrUnsigned)
+	if verr != nil && !errors.As(verr, &te) && !unsigned {
 		return fmt.Errorf("verifying %s: %w", path, verr)
 	}
 	if g.json() {
 		out := fileVerification{File: path, OK: verr == nil, KeyFrom: from,
 			Records: rep.Records, Events: rep.Events, Checkpoints: rep.Checkpoints, Duplicates: rep.Duplicates,
-			First: rep.First, Last: rep.Last, Signed: rep.Signed, Anchored: rep.Anchored, Trailer: rep.Trailer, Filtered: rep.Filtered}
+			First: rep.First, Last: rep.Last, Signed: rep.Signed, Anchored: rep.Anchored, Trailer: rep.Trailer, Filtered: rep.Filtered,
+			Unsigned: rep.Unsigned, UnsignedFirst: rep.UnsignedFirst, Reencoded: rep.Reencoded, DuplicateIDs: rep.DuplicateIDs, HeaderSigned: rep.HeaderSigned}
+		for _, p := range rep.Problems {
+			out.Problems = append(out.Problems, fileProblem{Kind: p.Kind.String(), First: p.First, Last: p.Last, Count: p.Count, Line: p.Line, Detail: p.Detail})
+		}
 		for id := range keys {
 			out.KeyID = id
 		}
@@ -367,10 +414,21 @@ func verifyFile(ctx context.Context, g *globals, path, keyFile string, noTrailer
 		if err := writeJSON(g.con.out, out); err != nil {
 			return err
 		}
-	} else if verr == nil {
-		fmt.Fprintf(g.con.out, "%s: %s\n", path, rep.Summary())
+	} else {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(g.con.out, "%s: %s: %s\n", path, p.Kind, p.Detail)
+		}
+		if rep.ProblemsOmitted > 0 {
+			fmt.Fprintf(g.con.out, "%s: %d more problems not listed\n", path, rep.ProblemsOmitted)
+		}
+		if verr == nil || unsigned {
+			fmt.Fprintf(g.con.out, "%s: %s\n", path, rep.Summary())
+		}
 	}
-	if verr != nil {
+	switch {
+	case unsigned:
+		return &exitError{code: exitUnsigned, err: fmt.Errorf("%s: %w", path, verr)}
+	case verr != nil:
 		return fmt.Errorf("%s FAILED verification: %w", path, verr)
 	}
 	return nil

@@ -34,6 +34,10 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferryctl:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -102,6 +106,7 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newSessionCmd(g),
 		newAuditCmd(g),
 		newClusterCmd(g),
+		newSCIMCmd(g),
 		newVersionCmd(g),
 	)
 	return explain(root.ExecuteContext(ctx))

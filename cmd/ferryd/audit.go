@@ -17,7 +17,7 @@ func newAuditCmd(stdout io.Writer) *cobra.Command {
 		Short: "Offline audit tools",
 	}
 	var keyFile string
-	var noTrailer bool
+	var noTrailer, acceptUnsigned bool
 	verify := &cobra.Command{
 		Use:   "verify FILE --key KEY.json",
 		Short: "Verify an audit export offline",
@@ -46,7 +46,10 @@ Files written by the file sink have no trailer: use --no-trailer for them.`,
 				return err
 			}
 			defer f.Close()
-			rep, err := auditfile.VerifyFile(f, auditfile.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer})
+			rep, err := auditfile.VerifyFile(f, auditfile.VerifyOptions{Keys: keys, RequireTrailer: !noTrailer, AcceptUnsignedTail: acceptUnsigned})
+			for _, p := range rep.Problems {
+				fmt.Fprintf(stdout, "%s: %s: %s\n", args[0], p.Kind, p.Detail)
+			}
 			if err != nil {
 				return fmt.Errorf("%s FAILED verification: %w", args[0], err)
 			}
@@ -56,6 +59,7 @@ Files written by the file sink have no trailer: use --no-trailer for them.`,
 	}
 	verify.Flags().StringVar(&keyFile, "key", "", "the audit public key record (JSON)")
 	verify.Flags().BoolVar(&noTrailer, "no-trailer", false, "accept a file without a signed trailer (sink output)")
+	verify.Flags().BoolVar(&acceptUnsigned, "accept-unsigned-tail", false, "accept records after the last checkpoint, which no signature covers")
 	cmd.AddCommand(verify)
 	return cmd
 }

@@ -60,7 +60,7 @@ func startDevIdP(cfg *config.Config, dir, apiAddr string, log *slog.Logger) (*de
 		ln.Close()
 		return nil, fmt.Errorf("dev identity provider: %w", err)
 	}
-	cfg.OIDC = config.OIDC{Issuer: issuer, ClientID: "ferry-dev", ClientSecretFile: secretFile, RedirectURL: redirect}
+	cfg.OIDC = config.OIDC{Issuer: issuer, ClientID: "ferry-dev", ClientSecretFile: secretFile, RedirectURL: redirect, OfflineAccess: true}
 	cfg.Sessions.AdminGroups = []string{devAdminGroup}
 	d := &devIdP{issuer: issuer, done: make(chan error, 1),
 		srv: &http.Server{Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}}

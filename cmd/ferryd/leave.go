@@ -109,8 +109,8 @@ func ownClusterAddr(cfg *config.Config) string {
 // explainLeave says what a refused or failed leave means for the operator.
 func explainLeave(id, addr string, err error) error {
 	switch {
-	case errors.Is(err, cluster.ErrNotMember):
-		return fmt.Errorf("node %s is not a member of the cluster (never added, or already removed): %w", id, err)
+	case errors.Is(err, cluster.ErrNotMember), errors.Is(err, cluster.ErrPeerRefused):
+		return fmt.Errorf("node %s is not a member of the cluster (never added, or already removed and its certificates revoked): %w", id, err)
 	case errors.Is(err, cluster.ErrWouldLoseQuorum):
 		return fmt.Errorf("refused, nothing changed: %w", err)
 	case errors.Is(err, cluster.ErrForbidden):

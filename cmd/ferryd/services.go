@@ -20,6 +20,8 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
+	"github.com/ferryvpn/ferry/authn/signals"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
@@ -47,8 +49,11 @@ type services struct {
 	sessions *authn.Sessions
 	users    *authn.Users
 	mfa      *authn.MFA
-	flow     *authn.Flow // nil without oidc.issuer
+	flow     *authn.Flow        // nil without oidc.issuer
+	reval    *authn.Revalidator // nil without oidc.issuer
 	profiles *profiles.Store
+	scim     *scim.Service     // nil unless scim.enabled
+	signals  *signals.Receiver // nil without back-channel logout or ssf
 	wgKey    wgtypes.Key
 	server   profiles.Server
 	gateway  *tunnel.Gateway // nil while the data plane is off
@@ -128,8 +133,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		if err != nil {
 			return nil, err
 		}
+		// Revalidation with the refresh token of each sign-in; the leader
+		// redeems them (step 6).
+		if s.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
+			OIDC: ocfg, Store: node, Users: s.users, Recorder: s.audit, Key: master, Logger: log,
+			Interval: cfg.OIDC.RevalidateInterval.D(), Grace: cfg.OIDC.RevalidateGrace.D(),
+		}); err != nil {
+			return nil, err
+		}
 		if s.flow, err = authn.NewFlow(authn.FlowConfig{
 			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
+			Revalidator: s.reval,
 		}); err != nil {
 			return nil, err
 		}
@@ -138,10 +152,20 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 
 	// 4. Profiles and the configuration issued clients receive.
-	if s.profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log}); err != nil {
+	if s.profiles, err = profiles.New(profiles.Config{
+		Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log,
+		AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
+		Policy:                s.sessions.Policy(), Users: s.users,
+	}); err != nil {
 		return nil, err
 	}
 	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}
+
+	// 4b. What the identity provider pushes: SCIM, back-channel logout,
+	// Shared Signals. Each disables and revokes through profiles.
+	if err := s.startIdP(cfg, node, master, log); err != nil {
+		return nil, err
+	}
 
 	// 5. The data plane, when enabled.
 	if cfg.WireGuard.Enabled {
@@ -166,7 +190,24 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
 	}
 
-	// 6. Housekeeping on the leader: expired peers, sessions and sign-ins.
+	// 6. The entitlement watcher: every change to users or profiles is
+	// re-decided and enforced on live peers (the leader writes).
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.profiles.RunEntitlements(bg); err != nil {
+			log.Error("entitlement watcher stopped", "err", err)
+		}
+	}()
+	if s.reval != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.reval.Run(bg)
+		}()
+	}
+
+	// 7. Housekeeping on the leader: expired peers, sessions and sign-ins.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -198,6 +239,9 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 		}
 		jctx, cancel := context.WithTimeout(ctx, janitorTimeout)
 		sweeps := map[string]func(context.Context) (int, error){"peers": s.profiles.Sweep, "sessions": s.sessions.Sweep}
+		if s.signals != nil {
+			sweeps["idp token claims"] = s.signals.Sweep
+		}
 		if s.flow != nil {
 			sweeps["sign-ins"] = s.flow.Sweep
 		}
@@ -274,7 +318,14 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 			}
 			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
 		case "hec":
-			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index})
+			var tc *tls.Config
+			if c.CAFile != "" || c.CertFile != "" {
+				if tc, err = sinkTLS(c); err != nil {
+					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
+				}
+			}
+			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index, TLS: tc,
+				SourceType: hecSourceType(f)})
 		default:
 			err = fmt.Errorf("unknown type %q", c.Type)
 		}
@@ -286,16 +337,25 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 	return out, nil
 }
 
+// hecSourceType names the HEC sourcetype per format, so a SIEM parses
+// JSON lines and OCSF with different rules.
+func hecSourceType(f audit.Format) string {
+	return "ferry:audit:" + f.Name()
+}
+
 func sinkTLS(c config.Sink) (*tls.Config, error) {
-	pem, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file: %w", err)
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca_file: no PEM certificate in " + c.CAFile)
+		}
+		tc.RootCAs = pool
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("ca_file: no PEM certificate in " + c.CAFile)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: c.ServerName}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {

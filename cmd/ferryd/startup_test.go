@@ -32,12 +32,13 @@ func startThree(t *testing.T) ([]*node, *http.Client) {
 	n1.proc = start(t, "n1", "run", "--config", n1.config(), "--log-format", "text")
 	https := httpsClient(t, filepath.Join(n1.dir, "tls", "ca.crt"))
 	waitFor(t, "n1 ready", 30*time.Second, allReady(https, nodes[:1]))
-	tok, errOut, err := ferryd(t, "token", "--config", n1.config(), "--ttl", "10m")
-	if err != nil {
-		t.Fatalf("token: %v\n%s", err, errOut)
-	}
 	master := filepath.Join(n1.dir, "master.key")
 	for _, n := range nodes[1:] {
+		// A token admits one node.
+		tok, errOut, err := ferryd(t, "token", "--config", n1.config(), "--ttl", "10m")
+		if err != nil {
+			t.Fatalf("token: %v\n%s", err, errOut)
+		}
 		n.proc = start(t, n.id, "join", "--server", "https://"+n1.apiAddr, "--token", strings.TrimSpace(tok), "--dir", n.dir,
 			"--node-id", n.id, "--cluster-addr", n.clusterAddr, "--api-addr", n.apiAddr, "--metrics-addr", n.metricsAddr,
 			"--master-key-file", master, "--log-format", "text")

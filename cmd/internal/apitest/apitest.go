@@ -7,22 +7,29 @@ package apitest
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/profiles"
 )
+
+// Issuer is the OIDC issuer SCIM-provisioned users belong to.
+const Issuer = "https://idp.example.com"
 
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
@@ -41,7 +48,11 @@ type Server struct {
 	Users    *authn.Users
 	MFA      *authn.MFA
 	Profiles *profiles.Store
-	Signer   *audit.Signer
+	// SCIM serves /scim/v2 for users of Issuer; mint its token with
+	// SCIM.RotateToken.
+	SCIM   *scim.Service
+	Signer *audit.Signer
+	Admit  *admit.Admitter
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -59,16 +70,35 @@ func Start(t testing.TB) *Server {
 // the cluster's nodes.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second})
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Forwarded membership changes and restores need an administrator's
+	// session, checked on the leader as ferryd does.
+	refs := map[string]*lateRefs{}
+	for i := 0; i < n; i++ {
+		refs[fmt.Sprintf("n%d", i+1)] = &lateRefs{}
+	}
+	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second, Tune: func(cfg *cluster.Config) {
+		r := refs[cfg.NodeID]
+		cfg.Authorize = api.ClusterAuthorizer(r.admit.Load, r.sessions.Load)
+	}})
 	var out []*Server
 	for i := 0; i < n; i++ {
-		out = append(out, serve(t, c, i, key))
+		s := serve(t, c, i, key)
+		r := refs[c.ID(i)]
+		r.admit.Store(s.Admit)
+		r.sessions.Store(s.Sessions)
+		out = append(out, s)
 	}
 	return out
+}
+
+// lateRefs hands a node's authorizer what exists only after it starts.
+type lateRefs struct {
+	admit    atomic.Pointer[admit.Admitter]
+	sessions atomic.Pointer[authn.Sessions]
 }
 
 // serve runs the API on node i of c.
@@ -88,18 +118,43 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
 		t.Fatal(err)
 	}
-	if s.Profiles, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log}); err != nil {
+	if s.Profiles, err = profiles.New(profiles.Config{
+		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
+		Policy: s.Sessions.Policy(), Users: s.Users,
+	}); err != nil {
 		t.Fatal(err)
 	}
+	// The entitlement watcher, as ferryd runs it.
+	ectx, ecancel := context.WithCancel(context.Background())
+	edone := make(chan struct{})
+	go func() {
+		defer close(edone)
+		if err := s.Profiles.RunEntitlements(ectx); err != nil {
+			t.Logf("entitlement watcher: %v", err)
+		}
+	}()
+	t.Cleanup(func() { ecancel(); <-edone })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
+	// SCIM provisioning, as ferryd runs it with scim.enabled.
+	if s.SCIM, err = scim.New(scim.Config{
+		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Admit, err = admit.New(admit.Config{
+		Node: node, MasterKey: key, APINames: []string{"localhost", "127.0.0.1"},
+		Record: api.AdmitRecorder(func() audit.Recorder { return log }),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}})
+	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +177,7 @@ func (s *Server) PublishCA(t testing.TB) *pki.CA {
 	ca := clustertest.NewCA(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := clusterca.Publish(ctx, s.Cluster.Node(s.Node), s.MasterKey, ca); err != nil {
+	if _, err := admit.PublishCA(ctx, s.Cluster.Node(s.Node), s.MasterKey, ca); err != nil {
 		t.Fatal(err)
 	}
 	return ca

@@ -89,7 +89,7 @@ func TestLogin(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Login: %v", err)
 			}
-			if res.Role != tt.wantRole || res.UserID != "devop-"+tt.user {
+			if res.Role != tt.wantRole || res.UserID != e.UserID("devop-"+tt.user) {
 				t.Errorf("signed in as %s/%s, want devop-%s/%s", res.UserID, res.Role, tt.user, tt.wantRole)
 			}
 			sess, err := e.Sessions[1].Validate(t.Context(), authn.SessionToken(res.Token))

@@ -1,0 +1,410 @@
+package auditfile
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"slices"
+)
+
+// ringSize bounds how far back a checkpoint may point and still be checked
+// against the record it covers (a checkpoint covers the journal head when
+// it was signed, a few batches before the checkpoint itself), and how far
+// back a repeated record is compared with its first copy.
+const ringSize = 1 << 17
+
+type ringSlot struct {
+	seq  uint64
+	prev Hash
+	h    Hash
+}
+
+// span is a run of sequence numbers, from..to inclusive.
+type span struct {
+	from, to uint64
+	line     int // where record from was read
+}
+
+// Verifier checks a stream of records in journal order: each record
+// against its hash (verbatim, or in canonical form when a receiver
+// re-encoded it) and its neighbours, each checkpoint's signature and the
+// hash it signs, and event IDs for repeats. It does not stop at the first
+// problem: every problem is collected, with ranges and counts, in the
+// Report. VerifyFile feeds it from a file; package audit feeds it from a
+// node's journal. A Verifier is not safe for concurrent use.
+type Verifier struct {
+	opts      VerifyOptions
+	rep       Report
+	started   bool
+	filtered  bool
+	first     Hash // prev hash of the first record
+	prev      Hash // hash of record rep.Last
+	ring      []ringSlot
+	seen      []span            // sequence numbers seen, sorted and merged
+	unsigned  []span            // non-checkpoint records after rep.Signed
+	ids       map[uint64]uint64 // FNV-64 of an event ID → its record
+	digest    *Digest
+	canon     []byte // scratch for canonical forms
+	cz        canon
+	mergeable []bool // per problem: a range that may grow
+	// missingDone is the last sequence number up to which gaps were
+	// reported.
+	missingDone uint64
+}
+
+// NewVerifier returns a Verifier. It fails with ErrNoKey when opts holds
+// no key and does not skip signatures.
+func NewVerifier(opts VerifyOptions) (*Verifier, error) {
+	if !opts.SkipSignatures && len(opts.Keys) == 0 {
+		return nil, fmt.Errorf("%w: verification needs the audit public key", ErrNoKey)
+	}
+	return &Verifier{opts: opts, ring: make([]ringSlot, ringSize), digest: NewDigest(), ids: make(map[uint64]uint64)}, nil
+}
+
+// Report returns what was verified so far.
+func (v *Verifier) Report() Report { return v.rep }
+
+// LastHash returns the hash of the last record added (Report().Last).
+func (v *Verifier) LastHash() Hash { return v.prev }
+
+// Add checks the next record, collecting any problem in the Report.
+func (v *Verifier) Add(seq uint64, prev, h Hash, data []byte) {
+	v.add(seq, prev, h, data, false, false, 0)
+}
+
+// Problem records a problem found outside the stream of records (by the
+// caller: a journal head that disagrees, a missing trailer).
+func (v *Verifier) Problem(kind Tamper, seq uint64, format string, args ...any) {
+	v.problem(kind, seq, 0, format, args...)
+}
+
+// Finish ends the stream: records never seen between the first and the
+// last are reported missing, and the unsigned tail is counted. It returns
+// nil when nothing is wrong; a *TamperError (wrapping ErrTampered) naming
+// the first problem and counting the others when something was tampered
+// with; or an error wrapping ErrUnsigned when only records after the last
+// signature remain unproven and the options do not accept that.
+func (v *Verifier) Finish() error {
+	v.flushMissing()
+	v.rep.Unsigned, v.rep.UnsignedFirst = 0, 0
+	for _, s := range v.unsigned {
+		v.rep.Unsigned += s.to - s.from + 1
+	}
+	if len(v.unsigned) > 0 {
+		v.rep.UnsignedFirst = v.unsigned[0].from
+	}
+	return v.err()
+}
+
+// flushMissing reports the gaps between the records seen so far that
+// were not reported yet.
+func (v *Verifier) flushMissing() {
+	if v.filtered || !v.started {
+		return
+	}
+	at := max(v.rep.First, v.missingDone+1)
+	for _, s := range v.seen {
+		if s.to < at {
+			continue
+		}
+		if s.from > at {
+			v.missing(at, s.from-1, s.line)
+		}
+		at = s.to + 1
+	}
+	v.missingDone = at - 1
+}
+
+func (v *Verifier) err() error {
+	var first *Problem
+	more := int(v.rep.ProblemsOmitted)
+	for i := range v.rep.Problems {
+		p := &v.rep.Problems[i]
+		if p.Kind == DuplicateID {
+			continue
+		}
+		if first == nil {
+			first = p
+		} else {
+			more++
+		}
+	}
+	if first != nil {
+		return &TamperError{Kind: first.Kind, Seq: first.First, Line: first.Line, Detail: first.Detail, More: more}
+	}
+	if v.rep.Unsigned > 0 && !v.opts.AcceptUnsignedTail {
+		return fmt.Errorf("%w: %d records from record %d on are not covered by a signature (forgeable until the next checkpoint)",
+			ErrUnsigned, v.rep.Unsigned, v.rep.UnsignedFirst)
+	}
+	return nil
+}
+
+func (v *Verifier) lookup(seq uint64) (ringSlot, bool) {
+	s := v.ring[seq%ringSize]
+	return s, s.seq == seq && seq != 0
+}
+
+// problem adds a problem that stands alone.
+func (v *Verifier) problem(kind Tamper, seq uint64, ln int, format string, args ...any) {
+	v.push(Problem{Kind: kind, First: seq, Last: seq, Count: 1, Line: ln, Detail: fmt.Sprintf(format, args...)}, false)
+}
+
+func (v *Verifier) push(p Problem, mergeable bool) {
+	if len(v.rep.Problems) >= MaxProblems {
+		v.rep.ProblemsOmitted++
+		return
+	}
+	v.rep.Problems = append(v.rep.Problems, p)
+	v.mergeable = append(v.mergeable, mergeable)
+}
+
+// rangeProblem adds a problem about record seq, merged with the previous
+// problem when that is the same kind of problem about record seq-1.
+func (v *Verifier) rangeProblem(kind Tamper, seq uint64, ln int) {
+	v.rangeProblemDetail(kind, seq, ln, rangeDetail(kind, seq, seq))
+}
+
+// rangeProblemDetail is rangeProblem with the detail of a single record.
+func (v *Verifier) rangeProblemDetail(kind Tamper, seq uint64, ln int, detail string) {
+	if n := len(v.rep.Problems); n > 0 && v.mergeable[n-1] {
+		p := &v.rep.Problems[n-1]
+		if p.Kind == kind && p.Last+1 == seq {
+			p.Last, p.Count = seq, p.Count+1
+			p.Detail = rangeDetail(kind, p.First, p.Last)
+			return
+		}
+	}
+	v.push(Problem{Kind: kind, First: seq, Last: seq, Count: 1, Line: ln, Detail: detail}, true)
+}
+
+func rangeDetail(kind Tamper, first, last uint64) string {
+	if first == last {
+		switch kind {
+		case Edited:
+			return fmt.Sprintf("record %d edited: its contents do not match its hash", first)
+		case Reordered:
+			return fmt.Sprintf("records out of order at %d: it comes after a later record", first)
+		case Missing:
+			return fmt.Sprintf("record %d missing", first)
+		}
+	}
+	n := last - first + 1
+	switch kind {
+	case Edited:
+		return fmt.Sprintf("records %d to %d edited (%d records): their contents do not match their hashes", first, last, n)
+	case Reordered:
+		return fmt.Sprintf("records out of order from %d to %d (%d records): they come after later records", first, last, n)
+	case Missing:
+		return fmt.Sprintf("records %d to %d missing (%d records)", first, last, n)
+	}
+	return fmt.Sprintf("%s: records %d to %d (%d records)", kind, first, last, n)
+}
+
+func (v *Verifier) missing(from, to uint64, ln int) {
+	v.push(Problem{Kind: Missing, First: from, Last: to, Count: to - from + 1, Line: ln, Detail: rangeDetail(Missing, from, to)}, false)
+}
+
+// matches reports whether data, verbatim or in canonical form when
+// canonical may be tried, hashes to h as record seq after prev. It returns
+// the bytes that matched.
+//
+// A line a receiver re-encoded (reencoded: it did not take the fast
+// path) is tried in canonical form first.
+func (v *Verifier) matches(seq uint64, prev, h Hash, data []byte, canonical, reencoded bool) ([]byte, bool) {
+	if !reencoded && ChainHash(prev, seq, data) == h {
+		return data, true
+	}
+	if canonical {
+		c, err := v.cz.append(v.canon[:0], data)
+		if err == nil {
+			v.canon = c
+			if ChainHash(prev, seq, c) == h {
+				if !bytes.Equal(c, data) {
+					v.rep.Reencoded++
+				}
+				return c, true
+			}
+		}
+	}
+	if reencoded && ChainHash(prev, seq, data) == h {
+		return data, true
+	}
+	return data, false
+}
+
+// add checks one record read from line ln (0: not from a file); canonical
+// reports that data is JSON that a receiver may have re-encoded.
+func (v *Verifier) add(seq uint64, prev, h Hash, data []byte, canonical, reencoded bool, ln int) {
+	data, ok := v.matches(seq, prev, h, data, canonical, reencoded)
+	if !ok {
+		// A record moved from elsewhere still matches its hash under its
+		// own sequence number.
+		moved := uint64(0)
+		for d := uint64(1); d <= 16 && moved == 0; d++ {
+			for _, other := range []uint64{seq + d, seq - d} {
+				if other != 0 && other < seq+17 && ChainHash(prev, other, data) == h {
+					moved = other
+					break
+				}
+			}
+		}
+		if moved != 0 {
+			v.problem(Reordered, seq, ln, "records out of order at %d: record %d is in its place", seq, moved)
+		} else {
+			v.rangeProblem(Edited, seq, ln)
+		}
+	}
+	if v.started && v.contains(seq) {
+		if old, inRing := v.lookup(seq); inRing && old.h != h {
+			v.problem(Edited, seq, ln, "record %d edited: it appears twice with different contents", seq)
+		} else {
+			v.rep.Duplicates++
+		}
+		return
+	}
+	switch {
+	case !v.started:
+		v.started = true
+		v.rep.First, v.first = seq, prev
+		if seq == 1 && prev != (Hash{}) {
+			v.problem(Edited, seq, ln, "record 1 edited: it does not start the chain")
+		}
+		v.rep.Anchored = seq == 1
+	case seq < v.rep.Last && !v.filtered:
+		v.rangeProblemDetail(Reordered, seq, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", seq, v.rep.Last))
+	case seq < v.rep.First:
+		v.rep.First, v.first = seq, prev
+	}
+	if !v.filtered && ok {
+		if p, known := v.lookup(seq - 1); known && p.h != prev {
+			v.problem(Edited, seq-1, ln, "record %d edited: record %d no longer follows it", seq-1, seq)
+		}
+		if n, known := v.lookup(seq + 1); known && n.prev != h {
+			v.problem(Edited, seq, ln, "record %d edited: record %d no longer follows it", seq, seq+1)
+		}
+	}
+	if seq > v.rep.Last {
+		v.rep.Last, v.prev = seq, h
+	}
+	v.ring[seq%ringSize] = ringSlot{seq: seq, prev: prev, h: h}
+	v.seen = addSpan(v.seen, seq, ln)
+	v.rep.Records++
+	v.digest.Add(seq, h)
+	switch {
+	case IsCheckpoint(data):
+		v.rep.Checkpoints++
+		c, err := DecodeCheckpoint(data)
+		if err != nil {
+			v.problem(Malformed, seq, ln, "record %d: undecodable checkpoint", seq)
+			return
+		}
+		v.checkpoint(seq, c, ln)
+		return
+	case IsEvent(data):
+		v.rep.Events++
+		if id := eventID(data); len(id) > 0 {
+			f := fnv.New64a()
+			f.Write(id)
+			k := f.Sum64()
+			if other, dup := v.ids[k]; dup {
+				v.rep.DuplicateIDs++
+				v.problem(DuplicateID, seq, ln, "event %s stored twice: records %d and %d", id, other, seq)
+			} else {
+				v.ids[k] = seq
+			}
+		}
+	}
+	if seq > v.rep.Signed {
+		v.unsigned = addSpan(v.unsigned, seq, ln)
+	}
+}
+
+// checkpoint checks a checkpoint stored as record seq.
+func (v *Verifier) checkpoint(seq uint64, c *Checkpoint, ln int) {
+	if !v.opts.SkipSignatures {
+		ok, err := v.opts.Keys.verify(c.KeyID, c.signedBytes(), c.Sig)
+		if err != nil {
+			v.problem(Forged, seq, ln, "checkpoint at %d: signed by unknown key %q", seq, c.KeyID)
+			return
+		}
+		if !ok {
+			v.problem(Forged, seq, ln, "checkpoint at %d: invalid signature", seq)
+			return
+		}
+	}
+	if c.Seq >= seq {
+		v.problem(Forged, seq, ln, "checkpoint at %d covers later record %d", seq, c.Seq)
+		return
+	}
+	if c.Seq+1 == v.rep.First && c.Hash == v.first {
+		v.rep.Anchored = true
+	}
+	switch s, ok := v.lookup(c.Seq); {
+	case ok && s.h != c.Hash:
+		v.problem(Edited, c.Seq, ln, "record %d edited: checkpoint at %d signs a different hash", c.Seq, seq)
+	case ok && !v.opts.SkipSignatures:
+		v.sign(c.Seq)
+	}
+}
+
+// sign notes that a signature covers every record up to seq.
+func (v *Verifier) sign(seq uint64) {
+	if seq <= v.rep.Signed {
+		return
+	}
+	v.rep.Signed = seq
+	i := 0
+	for i < len(v.unsigned) && v.unsigned[i].to <= seq {
+		i++
+	}
+	v.unsigned = v.unsigned[i:]
+	if len(v.unsigned) > 0 && v.unsigned[0].from <= seq {
+		v.unsigned[0].from = seq + 1
+	}
+}
+
+// contains reports whether seq was seen.
+func (v *Verifier) contains(seq uint64) bool {
+	i, _ := slices.BinarySearchFunc(v.seen, seq, func(s span, x uint64) int {
+		switch {
+		case s.to < x:
+			return -1
+		case s.from > x:
+			return 1
+		}
+		return 0
+	})
+	return i < len(v.seen) && v.seen[i].from <= seq && seq <= v.seen[i].to
+}
+
+// addSpan adds seq (not yet in spans) to the sorted spans, merging
+// neighbours. Appending in order is O(1).
+func addSpan(spans []span, seq uint64, ln int) []span {
+	n := len(spans)
+	if n > 0 && spans[n-1].to+1 == seq {
+		spans[n-1].to = seq
+		return spans
+	}
+	if n == 0 || spans[n-1].to < seq {
+		return append(spans, span{seq, seq, ln})
+	}
+	i, _ := slices.BinarySearchFunc(spans, seq, func(s span, x uint64) int {
+		if s.to < x {
+			return -1
+		}
+		return 1
+	})
+	// spans[i] is the first span after seq.
+	switch {
+	case i > 0 && spans[i-1].to+1 == seq && spans[i].from == seq+1:
+		spans[i-1].to = spans[i].to
+		return slices.Delete(spans, i, i+1)
+	case i > 0 && spans[i-1].to+1 == seq:
+		spans[i-1].to = seq
+	case spans[i].from == seq+1:
+		spans[i].from, spans[i].line = seq, ln
+	default:
+		spans = slices.Insert(spans, i, span{seq, seq, ln})
+	}
+	return spans
+}
