@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,7 +60,7 @@ type accessExt struct {
 	prof   *profiles.Store
 	reval  *authn.Revalidator
 	scim   *scim.Service // SCIM as ferryd serves it with scim.enabled
-	offset atomic.Int64 // added to the revalidator's clock
+	offset atomic.Int64  // added to the revalidator's clock
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -190,9 +189,9 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		w := httptest.NewRecorder()
 		e.scim.ServeHTTP(w, r)
 		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
-	case "access.waitgone":
+	case "access.waitgone", "access.waitpresent":
 		start := time.Now()
-		err = waitGone(ctx, req.Addr, req.Timeout)
+		err = waitClient(ctx, req.Addr, req.Op == "access.waitpresent", req.Timeout)
 		resp.Elapsed = time.Since(start)
 	default:
 		return resp, false, nil
@@ -200,9 +199,10 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 	return resp, true, err
 }
 
-// waitGone polls this node's client map over netlink until addr leaves
-// it: the moment the kernel stops accepting the client.
-func waitGone(ctx context.Context, addr string, within time.Duration) error {
+// waitClient polls this node's client map over netlink until addr is in
+// it (want) or has left it: the moment the kernel stops accepting the
+// client.
+func waitClient(ctx context.Context, addr string, want bool, within time.Duration) error {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return err
@@ -227,7 +227,7 @@ func waitGone(ctx context.Context, addr string, within time.Duration) error {
 				break
 			}
 		}
-		if !present {
+		if present == want {
 			return nil
 		}
 		select {
@@ -236,7 +236,7 @@ func waitGone(ctx context.Context, addr string, within time.Duration) error {
 		case <-tick.C:
 		}
 	}
-	return errors.New("client " + addr + " still in the client map after " + within.String())
+	return fmt.Errorf("client %s: in the client map is still %v after %s", addr, !want, within)
 }
 
 var _ audit.Recorder = (*tunneltest.Recorder)(nil)
