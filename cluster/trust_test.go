@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -372,5 +373,40 @@ func TestNonvoterThatNeverStartsIsRemoved(t *testing.T) {
 	})
 	if n := len(memberIDs(c.Node(leader))); n != 3 {
 		t.Fatalf("%d members, want 3", n)
+	}
+}
+
+// A backup restored into another cluster brings the old cluster's nodes
+// along in its state, but not their standing: every node the backup knew
+// that is not a member here is revoked, so a later node re-admitted under
+// such an ID is not joined by the old machine's certificate.
+func TestRestoreIntoNewClusterRevokesOldNodes(t *testing.T) {
+	src := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := src.Leader(5 * time.Second)
+	if _, err := src.Node(leader).Put(ctxT(t, 10*time.Second), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	src.WaitConverged(10 * time.Second)
+	var backup bytes.Buffer
+	if _, err := src.Node(leader).Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	dst := clustertest.Start(t, 1, clustertest.Options{Fast: true})
+	if err := dst.Node(0).Restore(ctxT(t, 20*time.Second), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 10*time.Second, "the backup's other nodes revoked", func() error {
+		for _, id := range []string{"n2", "n3"} {
+			if _, ok := dst.Node(0).RevokedAt(id); !ok {
+				return fmt.Errorf("%s not revoked", id)
+			}
+		}
+		return nil
+	})
+	if _, ok := dst.Node(0).RevokedAt("n1"); ok {
+		t.Fatal("the restoring cluster's own member was revoked")
+	}
+	if _, err := dst.Node(0).Put(ctxT(t, 10*time.Second), "after", []byte("restore")); err != nil {
+		t.Fatal(err)
 	}
 }
