@@ -17,8 +17,10 @@ const (
 	PathUserDisable  = "/v1/users/{id}/disable"
 	PathUserEnable   = "/v1/users/{id}/enable"
 	PathUserResetMFA = "/v1/users/{id}/reset-mfa"
-	PathSessions     = "/v1/sessions"      // GET (admin; ?user=)
-	PathSession      = "/v1/sessions/{id}" // DELETE (admin)
+	PathUserUnlock   = "/v1/users/{id}/unlock"           // POST (admin): end a lockout, keep MFA
+	PathPeerClear    = "/v1/peers/{id}/clear-revocation" // POST (admin): let the owner reissue the device
+	PathSessions     = "/v1/sessions"                    // GET (admin; ?user=)
+	PathSession      = "/v1/sessions/{id}"               // DELETE (admin)
 )
 
 // Me describes the caller's session.
@@ -141,6 +143,56 @@ type User struct {
 	MFAEnrolled bool      `json:"mfa_enrolled"`
 	Created     time.Time `json:"created"`
 	LastLogin   time.Time `json:"last_login,omitempty"`
+	// Issuer is the identity provider that vouches for the user.
+	Issuer string `json:"iss,omitempty"`
+	// Suspended says why the identity provider's word took the user's
+	// access away (refused refresh token, unreachable past the grace).
+	Suspended string `json:"suspended,omitempty"`
+	// LastChange is the last change to what the user holds, and by whom.
+	LastChange *UserChange `json:"last_change,omitempty"`
+	// The following are filled in by GET /v1/users/{id} only.
+	// Grants say, per profile and for the admin role, whether the user
+	// holds it and why (or why not).
+	Grants []Grant `json:"grants,omitempty"`
+	// Revoked lists the user's revoked devices and why.
+	Revoked []Revocation `json:"revoked,omitempty"`
+	// Lockout is the second-factor lockout state.
+	Lockout *Lockout `json:"lockout,omitempty"`
+}
+
+// UserChange is a change to what a user holds.
+type UserChange struct {
+	What string    `json:"what"`
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+}
+
+// Grant says whether a user holds a profile (or, with Role set, a role)
+// and how, or why not.
+type Grant struct {
+	Profile string `json:"profile,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Held    bool   `json:"held"`
+	Via     string `json:"via,omitempty"`
+	Why     string `json:"why,omitempty"`
+}
+
+// Revocation is one revoked device of a user.
+type Revocation struct {
+	Peer    string    `json:"peer"`
+	Device  string    `json:"device"`
+	Profile string    `json:"profile"`
+	Revoked time.Time `json:"revoked"`
+	Reason  string    `json:"reason"`
+	// ByAdmin: the owner cannot reissue the device until an administrator
+	// clears it.
+	ByAdmin bool `json:"by_admin,omitempty"`
+}
+
+// Lockout is a user's second-factor lockout state.
+type Lockout struct {
+	Failures    int       `json:"failures"`
+	LockedUntil time.Time `json:"locked_until,omitempty"`
 }
 
 // UserList is a list of users.
