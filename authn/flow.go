@@ -80,6 +80,9 @@ type FlowConfig struct {
 	// the PROXY protocol); default the connection's remote address and the
 	// User-Agent header.
 	ClientSource func(*http.Request) Source
+	// Revalidator, when set, keeps the refresh token of each sign-in for
+	// periodic revalidation.
+	Revalidator *Revalidator
 }
 
 // Validate reports the first missing or malformed field.
@@ -114,6 +117,7 @@ type Flow struct {
 	now      func() time.Time
 	source   func(*http.Request) Source
 	handler  http.Handler
+	reval    *Revalidator
 }
 
 // NewFlow returns a Flow for cfg. It does not contact the IdP: discovery
@@ -127,7 +131,7 @@ func NewFlow(cfg FlowConfig) (*Flow, error) {
 		return nil, err
 	}
 	f := &Flow{
-		rp: rp, store: cfg.Store, mfa: cfg.MFA, sessions: cfg.Sessions, users: cfg.Users,
+		rp: rp, store: cfg.Store, mfa: cfg.MFA, sessions: cfg.Sessions, users: cfg.Users, reval: cfg.Revalidator,
 		rec: cfg.Recorder, log: cfg.Logger, now: cfg.Now, source: cfg.ClientSource,
 	}
 	if f.log == nil {

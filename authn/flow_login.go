@@ -121,7 +121,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
 		return
 	}
-	raw, err := f.rp.exchange(ctx, code, rec.Verifier)
+	raw, refreshToken, err := f.rp.exchange(ctx, code, rec.Verifier)
 	if err != nil {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
 		return
@@ -152,6 +152,14 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if user.Disabled {
 		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return
+	}
+	if f.reval != nil {
+		// Kept (sealed) for periodic revalidation; a sign-in without one
+		// drops an older token.
+		if err := f.reval.Keep(ctx, user.ID, refreshToken); err != nil {
+			f.internalError(w, r, err)
+			return
+		}
 	}
 	ticket, err := randomToken()
 	if err != nil {

@@ -108,3 +108,46 @@ func (m *MFA) refuseLocked(ctx context.Context, id Identity, src Source, st *mfa
 		map[string]string{"locked_until": st.lock.LockedUntil.Format(time.RFC3339)})
 	return failWith(ErrLocked, auditErr)
 }
+
+// Lockout is a user's lockout state: consecutive failed codes and, while
+// locked, when the lock ends.
+type Lockout struct {
+	Failures    int       `json:"failures"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+	// LockedUntil is set while the lock holds.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+}
+
+// Lockout returns userID's lockout state, read linearizably.
+func (m *MFA) Lockout(ctx context.Context, userID string) (Lockout, error) {
+	if err := checkUserID(userID); err != nil {
+		return Lockout{}, err
+	}
+	rec, _, _, err := getRecord[lockRecord](ctx, m.store, lockKey(userID), cluster.Linearizable)
+	if err != nil {
+		return Lockout{}, fmt.Errorf("reading lockout state: %w", err)
+	}
+	out := Lockout{Failures: rec.Failures, LastFailure: rec.LastFailure}
+	if rec.locked(m.now()) {
+		out.LockedUntil = rec.LockedUntil
+	}
+	return out, nil
+}
+
+// Unlock ends userID's lockout and clears the failure count, as actor,
+// recorded as auth.lockout with action lockout.clear. The TOTP enrollment,
+// replay guard and recovery codes stay: unlike Reset, the user signs in
+// with the authenticator they have.
+func (m *MFA) Unlock(ctx context.Context, userID string, actor audit.Actor, src Source) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	if _, err := m.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.Delete(lockKey(userID))}}); err != nil {
+		return fmt.Errorf("clearing lockout: %w", err)
+	}
+	return recordEvent(ctx, m.rec, audit.Event{Type: audit.TypeLockout, Action: ActionUnlock, Actor: actor,
+		Source: auditSource(src), Target: audit.Target{User: userID}, Outcome: audit.Success})
+}
+
+// ActionUnlock marks an administrator ending a lockout.
+const ActionUnlock = "lockout.clear"

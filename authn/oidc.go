@@ -207,28 +207,29 @@ func (rp *relyingParty) authURL(ctx context.Context, state, nonce, verifier stri
 }
 
 // exchange redeems an authorization code with its PKCE verifier and returns
-// the raw ID token. Failures are *signinError.
-func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (string, error) {
+// the raw ID token and the refresh token, if the provider granted one.
+// Failures are *signinError.
+func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (string, string, error) {
 	oc, _, err := rp.discover(ctx)
 	if err != nil {
-		return "", signinFail(frIdPUnavailable, err)
+		return "", "", signinFail(frIdPUnavailable, err)
 	}
 	tok, err := oc.Exchange(rp.clientCtx(ctx), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && strings.Contains(re.ErrorDescription, "code_verifier") {
-			return "", signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return "", "", signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
 		if errors.As(err, &re) {
-			return "", signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return "", "", signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
-		return "", signinFail(frCodeExchange, err)
+		return "", "", signinFail(frCodeExchange, err)
 	}
 	raw, ok := tok.Extra("id_token").(string)
 	if !ok || raw == "" {
-		return "", signinFail(frNoIDToken, errors.New("token response has no id_token"))
+		return "", "", signinFail(frNoIDToken, errors.New("token response has no id_token"))
 	}
-	return raw, nil
+	return raw, tok.RefreshToken, nil
 }
 
 // verify checks an ID token's signature, issuer, audience and expiry, that

@@ -39,6 +39,9 @@ func (p Policy) Admit(u User) (ok bool, why string) {
 		}
 		return false, why
 	}
+	if u.Suspended != "" {
+		return false, "suspended: " + u.Suspended
+	}
 	if len(p.RequiredGroups) > 0 && !slices.ContainsFunc(u.Groups, func(g string) bool {
 		return slices.Contains(p.RequiredGroups, g)
 	}) {

@@ -31,6 +31,7 @@ import (
 //	sessionidx/id/<session ID>        sessionRef: from the public ID to the token hash
 //	sessionidx/user/<user>/<ID>       sessionRef: a user's sessions
 //	sessionidx/gen/<user>             rewritten by every session creation for the user
+//	oidc/refresh/<user>               refreshRecord: the sign-in's refresh token, sealed
 const (
 	prefixUsers       = "users/"
 	prefixMFA         = "mfa/"
@@ -210,6 +211,10 @@ type userRecord struct {
 	// disabled, deprovisioned): the entitlement watcher quotes it as the
 	// reason when it revokes.
 	Change *Change `json:"change,omitempty"`
+	// Suspended, when set, says why the identity provider's word took the
+	// user's access away (a refused refresh token, an unreachable provider
+	// past the grace); the next successful sign-in lifts it.
+	Suspended string `json:"suspended,omitempty"`
 }
 
 func (r *userRecord) check() error {
@@ -389,3 +394,5 @@ type noRecorder struct{}
 func (noRecorder) Record(context.Context, audit.Event) error {
 	return errors.New("authn: no audit recorder configured")
 }
+
+func pathUnescape(s string) (string, error) { return url.PathUnescape(s) }

@@ -31,6 +31,9 @@ type User struct {
 	LastLogin     time.Time `json:"last_login"`
 	// Change is the last change to what the record grants, if known.
 	Change *Change `json:"change,omitempty"`
+	// Suspended, when set, says why the identity provider's word took the
+	// user's access away (see Users.Suspend); a sign-in lifts it.
+	Suspended string `json:"suspended,omitempty"`
 }
 
 // Change says what last changed a user's access and who changed it; the
@@ -57,7 +60,7 @@ func (r *userRecord) user() User {
 	u := User{
 		ID: r.ID, Issuer: r.Issuer, Subject: r.Subject, Email: r.Email, EmailVerified: r.EmailVerified,
 		Name: r.Name, Groups: append([]string(nil), r.Groups...),
-		Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin,
+		Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin, Suspended: r.Suspended,
 	}
 	if r.Change != nil {
 		c := *r.Change
@@ -191,6 +194,11 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 		rec.Groups = append([]string(nil), id.Groups...)
 		if login && !rec.Disabled {
 			rec.LastLogin = now
+		}
+		if login && rec.Suspended != "" {
+			// The provider has just vouched for the user again.
+			rec.Suspended = ""
+			rec.Change = &Change{What: "suspension lifted by a sign-in", By: "identity provider " + id.Issuer, At: now}
 		}
 		res, err := u.store.Txn(ctx, cluster.Txn{
 			Compares: append(compares, cluster.IfVersion(key, ver)),
@@ -327,4 +335,63 @@ func actorName(a audit.Actor) string {
 		return a.UserID
 	}
 	return "system"
+}
+
+// Suspend takes a user's access away on the identity provider's word
+// (why: "identity provider refused the refresh token", ...), as by: the
+// record says so, every session of the user ends in the same transaction,
+// and the entitlement watcher revokes their devices. The user's next
+// successful sign-in lifts it. It returns ErrUnknownUser for a user with
+// no record. Identity provider events (SCIM, Shared Signals, back-channel
+// logout) may use it as well as revalidation.
+func (u *Users) Suspend(ctx context.Context, userID, why, by string) error {
+	return u.suspend(ctx, userID, why, by, true)
+}
+
+// lift clears a suspension whose reason starts with prefix.
+func (u *Users) lift(ctx context.Context, userID, prefix, by string) error {
+	return u.suspend(ctx, userID, prefix, by, false)
+}
+
+func (u *Users) suspend(ctx context.Context, userID, why, by string, on bool) error {
+	if err := checkUserID(userID); err != nil {
+		return err
+	}
+	key := userKey(userID)
+	for range maxCASAttempts {
+		rec, ver, ok, err := getRecord[userRecord](ctx, u.store, key, cluster.Linearizable)
+		if err != nil {
+			return fmt.Errorf("reading user: %w", err)
+		}
+		if !ok {
+			return ErrUnknownUser
+		}
+		now := utcNow(u.now)
+		compares := []cluster.Compare{cluster.IfVersion(key, ver)}
+		var ops []cluster.Op
+		if on {
+			rec.Suspended = why
+			rec.Change = &Change{What: "suspended: " + why, By: by, At: now}
+			end, err := endUserSessions(ctx, u.store, userID)
+			if err != nil {
+				return err
+			}
+			compares, ops = append(compares, end.compares...), end.ops
+		} else {
+			if rec.Suspended == "" || !strings.HasPrefix(rec.Suspended, why) {
+				return nil
+			}
+			rec.Suspended = ""
+			rec.Change = &Change{What: "suspension lifted", By: by, At: now}
+		}
+		ops = append(ops, cluster.Put(key, encodeRecord(&rec)))
+		res, err := u.store.Txn(ctx, cluster.Txn{Compares: compares, Ops: ops})
+		if err != nil {
+			return fmt.Errorf("storing user: %w", err)
+		}
+		if res.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("suspending user %q: %w", userID, ErrContended)
 }

@@ -98,6 +98,10 @@ type Config struct {
 	// the asking member's ID and its DER certificate request and returns
 	// the certificate in PEM. Without it renewals are refused.
 	Renew func(ctx context.Context, nodeID string, csrDER []byte) ([]byte, error)
+	// OnRenewed, when set, keeps a renewed node certificate and its key
+	// (PEM), as the node's files; the node uses the new certificate only
+	// if it returns nil.
+	OnRenewed func(certPEM, keyPEM []byte) error
 	// NonvoterTimeout is how long the leader keeps a non-voter that has
 	// not been promoted (a node admitted that never started) before
 	// removing it and revoking its certificates; default 10 minutes.
@@ -193,20 +197,27 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func (c *Config) tlsConfigs() (server, client *tls.Config) {
+// tlsConfigs returns the TLS configurations of the cluster port. current,
+// when set, returns the node's certificate at each handshake (it changes on
+// renewal); otherwise c.Certificate is used.
+func (c *Config) tlsConfigs(current func() *tls.Certificate) (server, client *tls.Config) {
+	if current == nil {
+		cert := c.Certificate
+		current = func() *tls.Certificate { return &cert }
+	}
 	server = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Certificate},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    c.RootCAs,
-		Time:         c.Now,
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current(), nil },
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      c.RootCAs,
+		Time:           c.Now,
 	}
 	client = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Certificate},
-		RootCAs:      c.RootCAs,
-		ServerName:   c.ServerName,
-		Time:         c.Now,
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current(), nil },
+		RootCAs:              c.RootCAs,
+		ServerName:           c.ServerName,
+		Time:                 c.Now,
 		// The CA also issues HTTPS API certificates (server usage only);
 		// only node certificates, which carry client usage too, may
 		// answer as a node.

@@ -50,7 +50,7 @@ type PeerConn struct{ c net.Conn }
 func DialPeer(ctx context.Context, cert tls.Certificate, roots *x509.CertPool, addr string) (*PeerConn, error) {
 	cfg := Config{Certificate: cert, RootCAs: roots}
 	cfg.setDefaults()
-	_, client := cfg.tlsConfigs()
+	_, client := cfg.tlsConfigs(nil)
 	d := &dialer{clientTLS: client, dial: cfg.Dial}
 	c, err := d.dialProto(ctx, addr, protoForward)
 	if err != nil {
@@ -88,7 +88,7 @@ func (p *PeerConn) Close() error { return p.c.Close() }
 func RequestVoteAs(cert tls.Certificate, roots *x509.CertPool, id, addr string) error {
 	cfg := Config{Certificate: cert, RootCAs: roots}
 	cfg.setDefaults()
-	_, client := cfg.tlsConfigs()
+	_, client := cfg.tlsConfigs(nil)
 	d := &dialer{clientTLS: client, dial: cfg.Dial}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: &dialOnly{d: d, done: make(chan struct{})}, MaxPool: 1, Timeout: 5 * time.Second,

@@ -246,16 +246,17 @@ func newForwarder(d *dialer) *forwarder {
 	return &forwarder{d: d, idle: make(map[string][]net.Conn)}
 }
 
-func (f *forwarder) get(ctx context.Context, addr string) (net.Conn, error) {
+func (f *forwarder) get(ctx context.Context, addr string, fresh bool) (net.Conn, bool, error) {
 	f.mu.Lock()
-	if cs := f.idle[addr]; len(cs) > 0 {
+	if cs := f.idle[addr]; len(cs) > 0 && !fresh {
 		c := cs[len(cs)-1]
 		f.idle[addr] = cs[:len(cs)-1]
 		f.mu.Unlock()
-		return c, nil
+		return c, true, nil
 	}
 	f.mu.Unlock()
-	return f.d.dialProto(ctx, addr, protoForward)
+	c, err := f.d.dialProto(ctx, addr, protoForward)
+	return c, false, err
 }
 
 func (f *forwarder) put(addr string, c net.Conn) {
@@ -271,9 +272,22 @@ func (f *forwarder) put(addr string, c net.Conn) {
 // call sends one request to addr and waits for the answer. Errors wrapping
 // errNotSent are safe to retry; others may have taken effect.
 func (f *forwarder) call(ctx context.Context, addr string, kind byte, payload []byte) ([]byte, error) {
-	c, err := f.get(ctx, addr)
+	out, pooled, err := f.exchange(ctx, addr, kind, payload, false)
+	if pooled && errors.Is(err, ErrPeerRefused) {
+		// A pooled connection was opened with the certificate this node
+		// had then; since renewed, a fresh connection presents the new
+		// one. A refused request changed nothing.
+		out, _, err = f.exchange(ctx, addr, kind, payload, true)
+	}
+	return out, err
+}
+
+// exchange sends one request on a pooled (unless fresh) or new connection
+// and reports whether the connection was pooled.
+func (f *forwarder) exchange(ctx context.Context, addr string, kind byte, payload []byte, fresh bool) ([]byte, bool, error) {
+	c, pooled, err := f.get(ctx, addr, fresh)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dialing leader %s: %v", errNotSent, addr, err)
+		return nil, false, fmt.Errorf("%w: dialing leader %s: %v", errNotSent, addr, err)
 	}
 	ms := uint64(time.Minute / time.Millisecond)
 	if dl, ok := ctx.Deadline(); ok {
@@ -285,19 +299,23 @@ func (f *forwarder) call(ctx context.Context, addr string, kind byte, payload []
 		c.Close()
 		// A pooled connection may have been closed by the leader since;
 		// nothing reached it.
-		return nil, fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
+		return nil, pooled, fmt.Errorf("%w: writing to leader %s: %v", errNotSent, addr, err)
 	}
 	resp, err := readFrame(c)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w: reading from leader %s: %v", ErrOutcomeUnknown, addr, err)
+		return nil, pooled, fmt.Errorf("%w: reading from leader %s: %v", ErrOutcomeUnknown, addr, err)
 	}
 	c.SetDeadline(time.Time{})
+	if resp[0] == stRefused {
+		c.Close() // the leader closes it too
+		return nil, pooled, errorOf(resp[0], string(resp[1:]))
+	}
 	f.put(addr, c)
 	if resp[0] != stOK {
-		return nil, errorOf(resp[0], string(resp[1:]))
+		return nil, pooled, errorOf(resp[0], string(resp[1:]))
 	}
-	return resp[1:], nil
+	return resp[1:], pooled, nil
 }
 
 func (f *forwarder) close() {

@@ -60,7 +60,7 @@ func Leave(ctx context.Context, cfg LeaveConfig) error {
 	}
 	ncfg := Config{Certificate: cfg.Certificate, RootCAs: cfg.RootCAs, ServerName: cfg.ServerName, Dial: cfg.Dial}
 	ncfg.setDefaults()
-	_, clientTLS := ncfg.tlsConfigs()
+	_, clientTLS := ncfg.tlsConfigs(nil)
 	d := &dialer{clientTLS: clientTLS, dial: ncfg.Dial}
 	mayHaveLeft := false // an earlier attempt may have taken effect
 	addr := cfg.Addr

@@ -244,7 +244,7 @@ func (n *Node) addNonvoterLocal(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("adding non-voter %s: %w", id, err)
 	}
 	n.log.Info("added non-voter", "id", id, "addr", addr)
-	return nil
+	return n.noteKnown(ctx, id)
 }
 
 // promoteLocal makes the non-voter that asks, with its own certificate, a
@@ -301,8 +301,9 @@ func (n *Node) handOver(id string) error {
 	return fmt.Errorf("%w: no live voter to hand leadership to", ErrWouldLoseQuorum)
 }
 
-// tendMembership runs for the node's life: a non-voter that has caught up
-// asks the leader to promote it, and a leader removes non-voters that were
+// tendMembership runs for the node's life: the node renews its certificate
+// when due, a non-voter that has caught up asks the leader to promote it,
+// and a leader removes non-voters that were
 // never promoted within Config.NonvoterTimeout (a join token redeemed by a
 // node that never started).
 func (n *Node) tendMembership() {
@@ -315,6 +316,7 @@ func (n *Node) tendMembership() {
 			return
 		case <-t.C:
 		}
+		n.maybeRenew()
 		servers := n.raft.GetConfiguration().Configuration().Servers
 		if n.raft.State() != raft.Leader {
 			clear(firstSeen)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,9 +37,14 @@ type Node struct {
 	mux      *mux
 	fwd      *forwarder
 	authz    *authz
-	batcher  *batcher
-	metrics  *metrics
-	health   *peerHealth
+	// cert is the node's current certificate; renewal swaps it.
+	cert atomic.Pointer[tls.Certificate]
+	// renewAfter delays the next renewal attempt after a failure; only
+	// tendMembership touches it.
+	renewAfter time.Time
+	batcher    *batcher
+	metrics    *metrics
+	health     *peerHealth
 
 	// leaderReady reports whether this node leads and has committed an
 	// entry of its own term, so its commit index is current (needed for
@@ -65,6 +71,15 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{}), authz: newAuthz()}
 	check := peerChecker(n.checkPeer)
 	n.authz.check.Store(&check)
+	cert := cfg.Certificate
+	if cert.Leaf == nil {
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errNoLeaf, err)
+		}
+		cert.Leaf = leaf
+	}
+	n.cert.Store(&cert)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -115,7 +130,7 @@ func New(cfg Config) (*Node, error) {
 	if n.advert == "" {
 		n.advert = ln.Addr().String()
 	}
-	serverTLS, clientTLS := cfg.tlsConfigs()
+	serverTLS, clientTLS := cfg.tlsConfigs(n.certificate)
 	d := &dialer{clientTLS: clientTLS, dial: cfg.Dial}
 	n.fwd = newForwarder(d)
 	n.mux = newMux(ln, serverTLS, n.log, n.acceptRaft, func(c net.Conn, cert *x509.Certificate) {
@@ -295,6 +310,11 @@ func (n *Node) followLeadership(notify <-chan bool) {
 			}
 			if n.raft.State() == raft.Leader {
 				n.leaderReady.Store(true)
+				ctx, cancel := n.writeCtx(n.ctx)
+				if err := n.noteKnown(ctx, n.memberIDs()...); err != nil {
+					n.log.Warn("recording the members as admitted failed", "err", err)
+				}
+				cancel()
 			}
 		}
 	}
@@ -542,4 +562,13 @@ func (n *Node) acceptRaft(c net.Conn, cert *x509.Certificate) net.Conn {
 	cc := &checkedConn{Conn: c, n: n, cert: cert, remote: c.RemoteAddr().String()}
 	n.authz.track(cc, &peerConn{cert: cert, raft: true})
 	return cc
+}
+
+// memberIDs returns the IDs in this node's latest configuration.
+func (n *Node) memberIDs() []string {
+	var ids []string
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return ids
 }

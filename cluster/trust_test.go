@@ -1,14 +1,20 @@
 package cluster_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/cluster/pki"
 )
 
 // events collects a cluster's PeerEvents.
@@ -204,4 +210,203 @@ func TestMemberWithoutAdminProofRefused(t *testing.T) {
 		}
 	}
 	t.Fatalf("no event records the forwarded removal with its actor: %+v", ev.all)
+}
+
+// clock is a fake clock: the real time plus an offset the test moves.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *clock) set(d time.Duration)     { c.offset.Store(int64(d)) }
+
+// An expired node certificate is refused, also on a connection opened while
+// it was valid; members renew theirs before they expire with no operator
+// action, and the cluster goes on past the old certificates' expiry.
+func TestExpiredCertificateRefusedAndMembersRenew(t *testing.T) {
+	clk := &clock{}
+	var ca *pki.CA
+	var mu sync.Mutex
+	renewed := map[string]int{}
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, Tune: func(cfg *cluster.Config) {
+		cfg.Now = clk.Now
+		cfg.Renew = func(_ context.Context, id string, csr []byte) ([]byte, error) {
+			return ca.IssueNode(csr, id, []string{cluster.DefaultServerName}, nil, 24*time.Hour, clk.Now())
+		}
+		id := cfg.NodeID
+		cfg.OnRenewed = func(certPEM, keyPEM []byte) error {
+			mu.Lock()
+			renewed[id]++
+			mu.Unlock()
+			return nil
+		}
+	}})
+	ca = c.CA
+	leader := c.Leader(5 * time.Second)
+	member := (leader + 1) % 3
+	readIndex := cluster.ForwardKinds("", "", "")[1]
+
+	// A member's certificate valid for an hour, used on a connection that
+	// stays open.
+	short := issueFor(t, c.CA, c.ID(member), time.Hour)
+	pc, err := cluster.DialPeer(ctxT(t, 10*time.Second), short, c.CA.Pool(), c.Node(leader).Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if err := pc.Send(readIndex); err != nil {
+		t.Fatalf("valid certificate: %v", err)
+	}
+	clk.advance(2 * time.Hour)
+	if err := pc.Send(readIndex); !errors.Is(err, cluster.ErrPeerRefused) {
+		t.Fatalf("expired certificate on an open connection: got %v, want ErrPeerRefused", err)
+	}
+	if pc2, err := cluster.DialPeer(ctxT(t, 10*time.Second), short, c.CA.Pool(), c.Node(leader).Addr()); err == nil {
+		if err := pc2.Send(readIndex); err == nil {
+			t.Fatal("expired certificate served on a new connection")
+		}
+		pc2.Close()
+	}
+
+	// Two thirds into the nodes' 24-hour certificates, every member renews.
+	before := map[string]time.Time{}
+	for i := 0; i < 3; i++ {
+		before[c.ID(i)] = c.Node(i).CertNotAfter()
+	}
+	clk.set(17 * time.Hour)
+	clustertest.WaitFor(t, 20*time.Second, "every member renewed its certificate", func() error {
+		for i := 0; i < 3; i++ {
+			if !c.Node(i).CertNotAfter().After(before[c.ID(i)]) {
+				return fmt.Errorf("%s still has its first certificate", c.ID(i))
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	if len(renewed) != 3 {
+		t.Errorf("renewals kept by %v, want all three nodes", renewed)
+	}
+	mu.Unlock()
+
+	// Past the first certificates' expiry the cluster still works: old
+	// connections are refused and replaced by ones with the new
+	// certificates.
+	clk.set(25 * time.Hour)
+	if _, err := c.Node(member).Put(ctxT(t, 20*time.Second), "after-expiry", []byte("ok")); err != nil {
+		t.Fatalf("write after the first certificates expired: %v", err)
+	}
+}
+
+// issueFor issues a node certificate for id valid for ttl.
+func issueFor(t *testing.T, ca *pki.CA, id string, ttl time.Duration) tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.IssueNode(csr, id, []string{cluster.DefaultServerName}, nil, ttl, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.KeyPEM(key)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// Adding a voter at an address that does not answer with that node's
+// certificate is refused before anything changes, so a bogus voter can
+// never cost the cluster its quorum (one did, on a small cluster, before).
+func TestAddVoterAtWrongAddressRefused(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := c.Leader(5 * time.Second)
+	other := (leader + 1) % 3
+	members := memberIDs(c.Node(leader))
+	for name, addr := range map[string]string{
+		"another member's address": c.Node(other).Addr(),
+		"nothing listening":        "127.0.0.1:1",
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := c.Node(leader).AddVoter(clustertest.AsAdmin(ctxT(t, 10*time.Second)), "n9", addr)
+			if !errors.Is(err, cluster.ErrWrongPeer) {
+				t.Fatalf("got %v, want ErrWrongPeer", err)
+			}
+			if got := memberIDs(c.Node(leader)); !slices.Equal(got, members) {
+				t.Fatalf("members %v, want %v", got, members)
+			}
+			if _, err := c.Node(other).Put(ctxT(t, 10*time.Second), "still", []byte("writable")); err != nil {
+				t.Fatalf("write after the refusal: %v", err)
+			}
+		})
+	}
+}
+
+// A node admitted as a non-voter that never starts (a join token redeemed
+// by a machine that never came up) is removed by the leader after
+// NonvoterTimeout, and its certificates are revoked.
+func TestNonvoterThatNeverStartsIsRemoved(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, Tune: func(cfg *cluster.Config) {
+		cfg.NonvoterTimeout = 500 * time.Millisecond
+	}})
+	leader := c.Leader(5 * time.Second)
+	if err := c.Node(leader).AddNonvoter(ctxT(t, 10*time.Second), "n9", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberIDs(c.Node(leader)); !slices.Contains(got, "n9") {
+		t.Fatalf("members %v: n9 not added", got)
+	}
+	clustertest.WaitFor(t, 15*time.Second, "the never-started non-voter removed and revoked", func() error {
+		for i := 0; i < 3; i++ {
+			if slices.Contains(memberIDs(c.Node(i)), "n9") {
+				return fmt.Errorf("%s still has n9", c.ID(i))
+			}
+			if _, ok := c.Node(i).RevokedAt("n9"); !ok {
+				return fmt.Errorf("%s has no revocation of n9", c.ID(i))
+			}
+		}
+		return nil
+	})
+	if n := len(memberIDs(c.Node(leader))); n != 3 {
+		t.Fatalf("%d members, want 3", n)
+	}
+}
+
+// A backup restored into another cluster brings the old cluster's nodes
+// along in its state, but not their standing: every node the backup knew
+// that is not a member here is revoked, so a later node re-admitted under
+// such an ID is not joined by the old machine's certificate.
+func TestRestoreIntoNewClusterRevokesOldNodes(t *testing.T) {
+	src := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := src.Leader(5 * time.Second)
+	if _, err := src.Node(leader).Put(ctxT(t, 10*time.Second), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	src.WaitConverged(10 * time.Second)
+	var backup bytes.Buffer
+	if _, err := src.Node(leader).Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	dst := clustertest.Start(t, 1, clustertest.Options{Fast: true})
+	if err := dst.Node(0).Restore(ctxT(t, 20*time.Second), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 10*time.Second, "the backup's other nodes revoked", func() error {
+		for _, id := range []string{"n2", "n3"} {
+			if _, ok := dst.Node(0).RevokedAt(id); !ok {
+				return fmt.Errorf("%s not revoked", id)
+			}
+		}
+		return nil
+	})
+	if _, ok := dst.Node(0).RevokedAt("n1"); ok {
+		t.Fatal("the restoring cluster's own member was revoked")
+	}
+	if _, err := dst.Node(0).Put(ctxT(t, 10*time.Second), "after", []byte("restore")); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -51,11 +51,18 @@ type Grant struct {
 func (s *Store) Explain(u authn.User, all []Profile) []Grant {
 	var out []Grant
 	role := s.policy.Role(u.Groups)
-	g := Grant{Role: role, Held: true, Via: "groups"}
+	g := Grant{Role: authn.RoleAdmin, Held: role == authn.RoleAdmin}
 	if ok, why := s.policy.Admit(u); !ok {
 		g.Held, g.Why = false, why
-	} else if role != authn.RoleAdmin {
-		g.Via = "in no admin group"
+	} else if g.Held {
+		for _, gr := range u.Groups {
+			if s.policy.Role([]string{gr}) == authn.RoleAdmin {
+				g.Via = "group " + gr
+				break
+			}
+		}
+	} else {
+		g.Why = "in no admin group"
 	}
 	out = append(out, g)
 	for i := range all {
@@ -98,5 +105,6 @@ func (s *Store) SetUserDisabled(ctx context.Context, userID string, disabled boo
 	if !disabled {
 		return 0, nil
 	}
-	return s.RevokeUser(ctx, userID, "no longer entitled: user disabled by "+actorName(actor), actor)
+	return s.revokeWhere(ctx, func(p *Peer) bool { return p.UserID == userID },
+		"no longer entitled: user disabled by "+actorName(actor), actor, false)
 }

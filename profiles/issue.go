@@ -151,11 +151,31 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 	}
 	txn := cluster.Txn{Compares: []cluster.Compare{cluster.IfVersion(devicesKey(id.UserID), devKV.Version)}}
 
-	if oldID, ok := devs.Peers[req.Device]; ok {
-		// The same device again: rotate its key, keep its address.
+	// max_devices holds on every path: count the user's live devices under
+	// this profile, except the one being reissued if it is one of them.
+	oldID, reissue := devs.Peers[req.Device]
+	valid := 0
+	for dev, pid := range devs.Peers {
+		if dev == req.Device {
+			continue
+		}
+		if p, _, err := s.getPeer(ctx, pid); err == nil && p.Valid(now) && p.Profile == prof.Name {
+			valid++
+		}
+	}
+	if valid >= prof.MaxDevices {
+		return Peer{}, fmt.Errorf("%w: %s holds %d devices under profile %q (max %d)", ErrTooManyDevices, id.Display(), valid, prof.Name, prof.MaxDevices)
+	}
+	if reissue {
+		// The same device again: rotate its key, keep its address, unless
+		// an administrator revoked it.
 		old, kv, err := s.getPeer(ctx, oldID)
 		if err != nil {
 			return Peer{}, err
+		}
+		if old.Revoked != nil && old.RevokedByAdmin {
+			return Peer{}, fmt.Errorf("%w: device %q was revoked by %s (%s); ask an administrator to clear it, or use another device name",
+				ErrRevokedByAdmin, req.Device, nonEmpty(old.RevokedBy, "an administrator"), old.RevokedReason)
 		}
 		peer.ID, peer.Address = old.ID, old.Address
 		txn.Compares = append(txn.Compares, cluster.IfVersion(peerKey(old.ID), kv.Version))
@@ -164,15 +184,6 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 			txn.Ops = append(txn.Ops, cluster.Delete(pubkeyKey(old.PublicKey)), cluster.Put(pubkeyKey(req.PublicKey), []byte(old.ID)))
 		}
 	} else {
-		valid := 0
-		for _, pid := range devs.Peers {
-			if p, _, err := s.getPeer(ctx, pid); err == nil && p.Valid(now) && p.Profile == prof.Name {
-				valid++
-			}
-		}
-		if valid >= prof.MaxDevices {
-			return Peer{}, fmt.Errorf("%w: %s holds %d devices under profile %q (max %d)", ErrTooManyDevices, id.UserID, valid, prof.Name, prof.MaxDevices)
-		}
 		addr, err := s.pickAddress(ctx)
 		if err != nil {
 			return Peer{}, err

@@ -25,6 +25,11 @@ type Peer struct {
 	// janitor removes it so that listings can show why.
 	Revoked       *time.Time `json:"revoked,omitempty"`
 	RevokedReason string     `json:"revoked_reason,omitempty"`
+	// RevokedByAdmin is set when an administrator revoked the device: its
+	// owner cannot reissue it under the same name until an administrator
+	// clears it (Store.ClearRevocation). RevokedBy names who revoked it.
+	RevokedByAdmin bool   `json:"revoked_by_admin,omitempty"`
+	RevokedBy      string `json:"revoked_by,omitempty"`
 }
 
 // Valid reports whether the peer may use the tunnel at now. Expiry needs no

@@ -30,6 +30,10 @@ var (
 	// ErrTooManyDevices is returned when a user holds the profile's maximum
 	// number of devices.
 	ErrTooManyDevices = errors.New("profiles: device limit reached")
+	// ErrRevokedByAdmin is returned when a user asks to reissue a device
+	// an administrator revoked; an administrator must clear it first, or
+	// the user picks another device name (counted against max_devices).
+	ErrRevokedByAdmin = errors.New("profiles: device revoked by an administrator")
 	// ErrConflict is returned when a concurrent change won a race; the
 	// caller may retry.
 	ErrConflict = errors.New("profiles: concurrent change")

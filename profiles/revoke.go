@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
 )
 
@@ -70,8 +71,16 @@ func (s *Store) RevokeProfile(ctx context.Context, name, reason string, actor au
 
 // RevokeWhere revokes every not yet revoked peer that match selects and
 // returns how many it revoked. Each is a compare-and-swap, so a concurrent
-// re-issue is not overwritten blindly.
+// re-issue is not overwritten blindly. A revocation by an administrator
+// (actor.Role admin, not the device's owner) sticks: the owner cannot
+// reissue that device until an administrator clears it (ClearRevocation).
 func (s *Store) RevokeWhere(ctx context.Context, match func(*Peer) bool, reason string, actor audit.Actor) (int, error) {
+	return s.revokeWhere(ctx, match, reason, actor, true)
+}
+
+// revokeWhere is RevokeWhere; with mayStick false no revocation sticks
+// (disabling a user: enabling them again restores their devices' names).
+func (s *Store) revokeWhere(ctx context.Context, match func(*Peer) bool, reason string, actor audit.Actor, mayStick bool) (int, error) {
 	kvs, _, err := s.c.List(ctx, PeerPrefix, cluster.Linearizable)
 	if err != nil {
 		return 0, err
@@ -85,7 +94,7 @@ func (s *Store) RevokeWhere(ctx context.Context, match func(*Peer) bool, reason 
 		if p.Revoked != nil || !match(&p) {
 			continue
 		}
-		ok, err := s.revoke(ctx, p, kv.Version, reason, actor)
+		ok, err := s.revoke(ctx, p, kv.Version, reason, actor, mayStick && sticks(actor, &p))
 		if err != nil {
 			return n, err
 		}
@@ -96,10 +105,19 @@ func (s *Store) RevokeWhere(ctx context.Context, match func(*Peer) bool, reason 
 	return n, nil
 }
 
-func (s *Store) revoke(ctx context.Context, p Peer, version uint64, reason string, actor audit.Actor) (bool, error) {
+// sticks reports whether actor's revocation of p sticks: an
+// administrator revoking someone else's device.
+func sticks(actor audit.Actor, p *Peer) bool {
+	return actor.Role == authn.RoleAdmin && actor.UserID != p.UserID
+}
+
+func (s *Store) revoke(ctx context.Context, p Peer, version uint64, reason string, actor audit.Actor, sticky bool) (bool, error) {
 	for attempt := 0; attempt < maxIssueAttempts; attempt++ {
 		now := s.now().UTC()
-		p.Revoked, p.RevokedReason = &now, reason
+		p.Revoked, p.RevokedReason, p.RevokedByAdmin = &now, reason, sticky
+		if sticky {
+			p.RevokedBy = actorName(actor)
+		}
 		data, err := json.Marshal(p)
 		if err != nil {
 			return false, err
@@ -146,6 +164,9 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 		var p Peer
 		if err := json.Unmarshal(kv.Value, &p); err != nil {
 			return n, fmt.Errorf("decoding peer %s: %w", kv.Key, err)
+		}
+		if p.Revoked != nil && p.RevokedByAdmin {
+			continue // kept until an administrator clears it: the name stays blocked
 		}
 		ended := p.Expires
 		if p.Revoked != nil && p.Revoked.Before(ended) {
@@ -206,4 +227,38 @@ func (s *Store) RunJanitor(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// ClearRevocation lets the owner of a device an administrator revoked
+// reissue it under the same name; the peer stays revoked. Only an
+// administrator's call should reach it.
+func (s *Store) ClearRevocation(ctx context.Context, id string, actor audit.Actor) error {
+	for attempt := 0; attempt < maxIssueAttempts; attempt++ {
+		p, kv, err := s.getPeer(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !p.RevokedByAdmin {
+			return nil
+		}
+		p.RevokedByAdmin = false
+		data, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		r, err := s.c.Txn(ctx, cluster.Txn{
+			Compares: []cluster.Compare{cluster.IfVersion(peerKey(p.ID), kv.Version)},
+			Ops:      []cluster.Op{cluster.Put(peerKey(p.ID), data)},
+		})
+		if err != nil {
+			return err
+		}
+		if r.Succeeded {
+			s.record(ctx, audit.Event{Type: audit.TypePeerRevoke, Action: "peer.revocation.clear", Actor: actor,
+				Target:  audit.Target{Peer: p.ID, Device: p.Device, Profile: p.Profile, User: p.UserID},
+				Outcome: audit.Success, Reason: "an administrator cleared the revocation: the device may be reissued"})
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: clearing revocation of peer %s", ErrConflict, id)
 }

@@ -172,8 +172,11 @@ func New(cfg Config) (*Provider, error) {
 		CodeMethodS256:     true,
 		AuthMethodPost:     true,
 		SupportedUILocales: []language.Tag{language.English},
-		SupportedScopes:    []string{"openid", "profile", "email", scopeGroups},
-		SupportedClaims:    []string{"sub", "iss", "aud", "exp", "iat", "nonce", "email", "email_verified", "name", "preferred_username", claimGroups},
+		SupportedScopes:    []string{"openid", "profile", "email", "offline_access", scopeGroups},
+		// Refresh tokens, for the offline_access scope: ferry revalidates
+		// with them.
+		GrantTypeRefreshToken: true,
+		SupportedClaims:       []string{"sub", "iss", "aud", "exp", "iat", "nonce", "email", "email_verified", "name", "preferred_username", claimGroups},
 	}
 	// The dev issuer is plain http on loopback: the OP refuses that unless
 	// told otherwise.
@@ -198,3 +201,15 @@ func (p *Provider) Handler() http.Handler { return p.handler }
 
 // Issuer returns the issuer URL exactly as it appears in tokens.
 func (p *Provider) Issuer() string { return p.issuer }
+
+// SetGroups replaces a user's groups, as an administrator at the identity
+// provider would; later ID tokens (a sign-in or a refresh) carry them.
+func (p *Provider) SetGroups(username string, groups []string) error {
+	return p.storage.setGroups(username, groups)
+}
+
+// SetDisabled disables or enables a user: a disabled user cannot sign in
+// and their refresh tokens are refused with invalid_grant.
+func (p *Provider) SetDisabled(username string, disabled bool) error {
+	return p.storage.setDisabled(username, disabled)
+}

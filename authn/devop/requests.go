@@ -75,6 +75,28 @@ func (a *authRequest) GetAMR() []string {
 	return nil
 }
 
+// refreshToken is a refresh token and what it was issued for. It
+// implements op.RefreshTokenRequest.
+type refreshToken struct {
+	token    string
+	clientID string
+	subject  string
+	scopes   []string
+	amr      []string
+	authTime time.Time
+	expires  time.Time
+}
+
+var _ op.RefreshTokenRequest = (*refreshToken)(nil)
+
+func (r *refreshToken) GetAMR() []string                 { return r.amr }
+func (r *refreshToken) GetAudience() []string            { return []string{r.clientID} }
+func (r *refreshToken) GetAuthTime() time.Time           { return r.authTime }
+func (r *refreshToken) GetClientID() string              { return r.clientID }
+func (r *refreshToken) GetScopes() []string              { return r.scopes }
+func (r *refreshToken) GetSubject() string               { return r.subject }
+func (r *refreshToken) SetCurrentScopes(scopes []string) { r.scopes = scopes }
+
 // accessToken is an opaque bearer token for /userinfo.
 type accessToken struct {
 	id       string
@@ -113,7 +135,9 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 
-func (c *client) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *client) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+}
 
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -28,18 +29,25 @@ var (
 // them).
 const accessTokenTTL = 5 * time.Minute
 
+// refreshTokenTTL is the lifetime of refresh tokens (issued with the
+// offline_access scope).
+const refreshTokenTTL = 30 * 24 * time.Hour
+
 // storage keeps the provider's state in memory. It implements op.Storage.
 type storage struct {
 	client *client
 	key    signingKey
 
-	users map[string]User // by username; read-only after construction
-	subs  map[string]User // by subject; read-only after construction
+	umu      sync.RWMutex    // guards users, subs and disabled
+	users    map[string]User // by username
+	subs     map[string]User // by subject
+	disabled map[string]bool // by subject
 
-	mu       sync.Mutex // guards requests, codes, tokens
+	mu       sync.Mutex // guards requests, codes, tokens, refresh
 	requests map[string]*authRequest
 	codes    map[string]string // code -> request ID
 	tokens   map[string]*accessToken
+	refresh  map[string]*refreshToken
 }
 
 var (
@@ -56,6 +64,8 @@ func newStorage(users []User, c *client, key signingKey) *storage {
 		requests: make(map[string]*authRequest),
 		codes:    make(map[string]string),
 		tokens:   make(map[string]*accessToken),
+		refresh:  make(map[string]*refreshToken),
+		disabled: make(map[string]bool),
 	}
 	for _, u := range users {
 		if u.Subject == "" {
@@ -77,7 +87,12 @@ func newStorage(users []User, c *client, key signingKey) *storage {
 // checkLogin marks request id as authenticated by username if the password
 // matches.
 func (s *storage) checkLogin(id, username, password string) error {
+	s.umu.RLock()
 	u, ok := s.users[username]
+	if ok && s.disabled[u.Subject] {
+		ok = false
+	}
+	s.umu.RUnlock()
 	// Compare even for unknown users, so timing says little.
 	want := u.Password
 	if !ok {
@@ -212,12 +227,54 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 	return t.id, t.expires, nil
 }
 
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, errUnsupported
+// CreateAccessAndRefreshTokens issues an access token and a refresh
+// token; a refresh rotates the refresh token (the old one dies).
+func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, r op.TokenRequest, current string) (string, string, time.Time, error) {
+	access, exp, err := s.CreateAccessToken(ctx, r)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	rt := &refreshToken{
+		token: randomID(), subject: r.GetSubject(), clientID: s.client.id, scopes: append([]string(nil), r.GetScopes()...),
+		expires: time.Now().Add(refreshTokenTTL), authTime: time.Now(), amr: []string{"pwd"},
+	}
+	if a, ok := r.(op.AuthRequest); ok {
+		rt.authTime, rt.amr = a.GetAuthTime(), a.GetAMR()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if current != "" {
+		old, ok := s.refresh[current]
+		if !ok {
+			return "", "", time.Time{}, op.ErrInvalidRefreshToken
+		}
+		rt.authTime, rt.amr = old.authTime, old.amr
+		delete(s.refresh, current)
+	}
+	s.refresh[rt.token] = rt
+	return access, rt.token, exp, nil
 }
 
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, errUnsupported
+// TokenRequestByRefreshToken returns what a refresh token was issued for.
+// A token of a disabled or removed user is refused, which the library
+// answers with invalid_grant.
+func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (op.RefreshTokenRequest, error) {
+	s.mu.Lock()
+	rt, ok := s.refresh[token]
+	s.mu.Unlock()
+	if !ok || time.Now().After(rt.expires) {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	s.umu.RLock()
+	_, known := s.subs[rt.subject]
+	off := s.disabled[rt.subject]
+	s.umu.RUnlock()
+	if !known || off {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	c := *rt
+	c.scopes = append([]string(nil), rt.scopes...)
+	return &c, nil
 }
 
 func (s *storage) TerminateSession(_ context.Context, userID, clientID string) error {
@@ -243,8 +300,40 @@ func (s *storage) RevokeToken(_ context.Context, tokenOrID, _, clientID string) 
 	return nil
 }
 
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
+func (s *storage) GetRefreshTokenInfo(_ context.Context, _ string, token string) (string, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt, ok := s.refresh[token]; ok {
+		return rt.subject, rt.token, nil
+	}
 	return "", "", op.ErrInvalidRefreshToken
+}
+
+// setGroups replaces username's groups, as an administrator at the IdP
+// would.
+func (s *storage) setGroups(username string, groups []string) error {
+	s.umu.Lock()
+	defer s.umu.Unlock()
+	u, ok := s.users[username]
+	if !ok {
+		return fmt.Errorf("devop: no user %q", username)
+	}
+	u.Groups = append([]string(nil), groups...)
+	s.users[username], s.subs[u.Subject] = u, u
+	return nil
+}
+
+// setDisabled disables or enables username: a disabled user cannot sign
+// in, and their refresh tokens are refused (invalid_grant).
+func (s *storage) setDisabled(username string, off bool) error {
+	s.umu.Lock()
+	defer s.umu.Unlock()
+	u, ok := s.users[username]
+	if !ok {
+		return fmt.Errorf("devop: no user %q", username)
+	}
+	s.disabled[u.Subject] = off
+	return nil
 }
 
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) { return s.key, nil }
@@ -295,7 +384,9 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, t
 }
 
 func (s *storage) setUserinfo(info *oidc.UserInfo, subject string, scopes []string) error {
+	s.umu.RLock()
 	u, ok := s.subs[subject]
+	s.umu.RUnlock()
 	if !ok {
 		return errUnknownToken
 	}

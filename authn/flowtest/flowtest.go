@@ -51,6 +51,12 @@ type Options struct {
 	OIDC func(*authn.OIDCConfig)
 	// Users of the OP; default devop.DemoUsers().
 	Users []devop.User
+	// Revalidate asks for refresh tokens (offline_access) and gives every
+	// node's Flow an authn.Revalidator (Env.Revalidators).
+	Revalidate bool
+	// RequiredGroups and AdminGroups set the sign-in policy of every node
+	// (AdminGroups default: AdminGroup).
+	RequiredGroups []string
 }
 
 // Hit is one request the load balancer passed on.
@@ -73,11 +79,12 @@ type Env struct {
 	OPKey   *rsa.PrivateKey
 	OPKeyID string
 
-	Flows    []*authn.Flow
-	MFA      []*authn.MFA
-	Sessions []*authn.Sessions
-	Users    []*authn.Users
-	NodeURLs []string
+	Flows        []*authn.Flow
+	Revalidators []*authn.Revalidator
+	MFA          []*authn.MFA
+	Sessions     []*authn.Sessions
+	Users        []*authn.Users
+	NodeURLs     []string
 
 	// URL is the load balancer: the public address of the service.
 	URL string
@@ -85,6 +92,7 @@ type Env struct {
 	ClientTLS *tls.Config
 
 	rpSkew  atomic.Int64 // nanoseconds added to the RP's ID token clock
+	opDown  atomic.Bool  // the RP's connections to the OP fail
 	rewrite atomic.Pointer[Rewrite]
 	route   atomic.Pointer[func(path string) int]
 
@@ -171,7 +179,8 @@ func Start(t testing.TB, o Options) *Env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sess, err := authn.NewSessions(authn.SessionConfig{Store: node, Now: e.Clock.Now, Recorder: e.Recorder, AdminGroups: []string{AdminGroup}})
+		sess, err := authn.NewSessions(authn.SessionConfig{Store: node, Now: e.Clock.Now, Recorder: e.Recorder,
+			AdminGroups: []string{AdminGroup}, RequiredGroups: o.RequiredGroups})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,12 +190,25 @@ func Start(t testing.TB, o Options) *Env {
 			RedirectURL: lb.URL + authn.PathCallback, HTTPClient: rpClient,
 			Now: func() time.Time { return time.Now().Add(time.Duration(e.rpSkew.Load())) },
 		}
+		oc.RequiredGroups = o.RequiredGroups
+		if o.Revalidate {
+			oc.Scopes = []string{"openid", "email", "profile", "offline_access"}
+		}
 		if o.OIDC != nil {
 			o.OIDC(&oc)
 		}
+		var reval *authn.Revalidator
+		if o.Revalidate {
+			if reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
+				OIDC: oc, Store: node, Users: users, Recorder: e.Recorder, Key: mkey, Now: e.Clock.Now,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			e.Revalidators = append(e.Revalidators, reval)
+		}
 		flow, err := authn.NewFlow(authn.FlowConfig{
 			OIDC: oc, Store: node, MFA: mfa, Sessions: sess, Users: users,
-			Recorder: e.Recorder, Now: e.Clock.Now,
+			Recorder: e.Recorder, Now: e.Clock.Now, Revalidator: reval,
 		})
 		if err != nil {
 			t.Fatalf("NewFlow on node %d: %v", i, err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,13 @@ import (
 // it, as a forger or a broken IdP would: it gets the claims and returns
 // the claims to sign, and the key and key ID to sign them with.
 type Rewrite func(claims map[string]any) (out map[string]any, key *rsa.PrivateKey, kid string)
+
+// errOPDown is what the relying party gets while SetOPDown(true).
+var errOPDown = errors.New("flowtest: identity provider unreachable (SetOPDown)")
+
+// SetOPDown makes the identity provider unreachable for the relying party
+// (its connections fail), or reachable again.
+func (e *Env) SetOPDown(down bool) { e.opDown.Store(down) }
 
 // SetRewrite makes every later token response carry an ID token made by
 // rw (nil: pass them through).
@@ -64,6 +72,9 @@ type rewriter struct {
 }
 
 func (rt *rewriter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if rt.env.opDown.Load() {
+		return nil, errOPDown
+	}
 	resp, err := rt.next.RoundTrip(r)
 	rw := rt.env.rewrite.Load()
 	if err != nil || rw == nil || r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/token") || resp.StatusCode != http.StatusOK {

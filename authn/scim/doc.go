@@ -26,7 +26,8 @@
 //     and groups through Users.Provision, active: false and delete through
 //     Users.SetDisabled, which ends the user's sessions in the same
 //     transaction; watchers of users/ revoke the user's peers and the data
-//     plane drops them on every node.
+//     plane drops them on every node. active: true enables only a user
+//     SCIM disabled: an administrator's disable sticks.
 //   - Every write, and every refused request, is an audit event (admin,
 //     action scim.*).
 //
@@ -34,7 +35,8 @@
 // /Me, password changes, or enterprise extension attributes beyond
 // storing what is sent. Group names given to users are the groups'
 // displayName (or externalId, see Config.GroupName), so they match what
-// the ID token's groups claim carries.
+// the ID token's groups claim carries. Once the provider pushes any group,
+// SCIM decides every provisioned user's groups; until then, sign-ins do.
 //
 // Stored records (all under scim/, owned by this package):
 //

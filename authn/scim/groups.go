@@ -115,7 +115,7 @@ func (h groupHandler) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Pa
 			delete(recs[i].Attrs, keyOf(recs[i].Attrs, "members"))
 		}
 	}
-	return page(recs, p, h.toResource), nil
+	return page(recs, p, groupFilters, h.toResource), nil
 }
 
 func (h groupHandler) Replace(r *http.Request, id string, in scim.ResourceAttributes) (scim.Resource, error) {
@@ -174,9 +174,13 @@ func (h groupHandler) update(r *http.Request, action, id string, change func(map
 		if !res.Succeeded {
 			continue
 		}
-		// A rename changes every member's group names, so all members are
-		// recomputed, not only those added or removed.
-		if err := h.s.syncMembers(r, union(members(rec.Attrs), members(attrs))); err != nil {
+		// Members added or removed are recomputed; a rename changes every
+		// member's group names, so then all are.
+		touched := changed(members(rec.Attrs), members(attrs))
+		if str(rec.Attrs, h.s.groupName) != str(attrs, h.s.groupName) || str(rec.Attrs, "displayName") != str(attrs, "displayName") {
+			touched = union(members(rec.Attrs), members(attrs))
+		}
+		if err := h.s.syncMembers(r, touched); err != nil {
 			return scim.Resource{}, fail(r, action, err)
 		}
 		return h.toResource(next), nil
@@ -211,6 +215,30 @@ func (h groupHandler) Delete(r *http.Request, id string) error {
 	return h.s.syncMembers(r, members(rec.Attrs))
 }
 
+// changed returns the IDs in exactly one of a and b.
+func changed(a, b []string) []string {
+	in := func(l []string) map[string]bool {
+		m := make(map[string]bool, len(l))
+		for _, x := range l {
+			m[x] = true
+		}
+		return m
+	}
+	ia, ib := in(a), in(b)
+	var out []string
+	for _, x := range a {
+		if !ib[x] {
+			out = append(out, x)
+		}
+	}
+	for _, x := range b {
+		if !ia[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func union(a, b []string) []string {
 	out := append(slices.Clone(a), b...)
 	sort.Strings(out)
@@ -239,11 +267,14 @@ func (s *Service) syncMembers(r *http.Request, ids []string) error {
 	return nil
 }
 
-// groupsOf returns the names of the groups listing SCIM user id, sorted.
-func (s *Service) groupsOf(ctx context.Context, id string) ([]string, error) {
+// groupsOf returns the names of the groups listing SCIM user id, sorted;
+// managed is false when the provider pushes no groups at all (Okta
+// without Push Groups, Entra ID scoped to users), and then group
+// membership stays what sign-ins say.
+func (s *Service) groupsOf(ctx context.Context, id string) (names []string, managed bool, err error) {
 	groups, err := s.list(ctx, prefixGroups)
-	if err != nil {
-		return nil, err
+	if err != nil || len(groups) == 0 {
+		return nil, false, err
 	}
 	out := []string{}
 	for _, g := range groups {
@@ -257,7 +288,7 @@ func (s *Service) groupsOf(ctx context.Context, id string) ([]string, error) {
 		out = append(out, name)
 	}
 	sort.Strings(out)
-	return slices.Compact(out), nil
+	return slices.Compact(out), true, nil
 }
 
 // dropMember removes a deleted user from every group listing it.

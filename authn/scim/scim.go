@@ -55,6 +55,11 @@ type Config struct {
 	Key seal.Key
 	// Users receives what the provider pushes. Required.
 	Users *authn.Users
+	// Disabler, when set, disables and enables users instead of
+	// Users.SetDisabled: profiles.Store.SetUserDisabled, which also
+	// revokes the user's devices before it returns. Without it the
+	// entitlement watcher revokes them.
+	Disabler Disabler
 	// Recorder receives an event for every write and every refusal.
 	// Required.
 	Recorder audit.Recorder
@@ -97,17 +102,24 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Disabler disables (or enables) a user, ending what they hold.
+type Disabler interface {
+	SetUserDisabled(ctx context.Context, userID string, disabled bool, actor audit.Actor, src authn.Source) (int, error)
+}
+
 // Service serves SCIM and keeps its token. It is safe for concurrent use.
 type Service struct {
 	store     *cluster.Node
 	key       seal.Key
 	users     *authn.Users
+	disabler  Disabler
 	rec       audit.Recorder
 	issuer    string
 	groupName string
 	log       *slog.Logger
 	now       func() time.Time
 	server    scim.Server
+	refusals  budget // bounds refused-request records
 }
 
 // New returns the service for cfg.
@@ -116,7 +128,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		store: cfg.Store, key: cfg.Key, users: cfg.Users, rec: cfg.Recorder, issuer: cfg.Issuer,
+		store: cfg.Store, key: cfg.Key, users: cfg.Users, disabler: cfg.Disabler, rec: cfg.Recorder, issuer: cfg.Issuer,
 		groupName: cfg.GroupName, log: cfg.Logger, now: cfg.Now,
 	}
 	if s.groupName == "" {
@@ -209,12 +221,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if why != "" {
-		if err := s.rec.Record(r.Context(), audit.Event{
-			Type: audit.TypeAdmin, Action: ActionRefused, Actor: audit.Actor{}, Source: src,
-			Outcome: audit.Failure, Reason: why,
-			Details: map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 200)},
-		}); err != nil {
-			s.log.Error("recording refused scim request", "err", err)
+		details := map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 200)}
+		if s.refusals.allow(s.now(), details) {
+			if err := s.rec.Record(r.Context(), audit.Event{
+				Type: audit.TypeAdmin, Action: ActionRefused, Actor: audit.Actor{}, Source: src,
+				Outcome: audit.Failure, Reason: why, Details: details,
+			}); err != nil {
+				s.log.Error("recording refused scim request", "err", err)
+			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry-scim"`)
 		writeError(w, scimerrors.ScimError{Status: http.StatusUnauthorized, Detail: "Authorization failure. The authorization header is invalid or missing."})

@@ -3,6 +3,7 @@ package scim_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -221,4 +222,67 @@ func newEnvNoToken(t *testing.T) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &env{svc: svc, users: users, rec: rec, srv: srv}
+}
+
+// TestSignInGroupsStandWithoutPushedGroups: a provider that pushes users
+// but no groups leaves sign-ins' groups alone; once it pushes groups, SCIM
+// decides them.
+func TestSignInGroupsStandWithoutPushedGroups(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.users.Upsert(t.Context(), authn.Identity{UserID: userKey("s1"), Issuer: testIssuer, Subject: "s1", Groups: []string{"eng"}}); err != nil {
+		t.Fatal(err)
+	}
+	user := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"s1@example.com","externalId":"s1"}`
+	status, got := e.do(t, http.MethodPost, "/Users", []byte(user), e.token.Reveal())
+	if status != 201 {
+		t.Fatalf("create: %d %s", status, got)
+	}
+	if u, _, _ := e.users.Get(t.Context(), userKey("s1")); !slices.Equal(u.Groups, []string{"eng"}) {
+		t.Errorf("groups %q after a user push without groups, want [eng]", u.Groups)
+	}
+	var res struct{ ID string }
+	json.Unmarshal(got, &res)
+	group := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"ops","members":[{"value":"` + res.ID + `"}]}`
+	if status, got := e.do(t, http.MethodPost, "/Groups", []byte(group), e.token.Reveal()); status != 201 {
+		t.Fatalf("group: %d %s", status, got)
+	}
+	if u, _, _ := e.users.Get(t.Context(), userKey("s1")); !slices.Equal(u.Groups, []string{"ops"}) {
+		t.Errorf("groups %q once groups are pushed, want [ops]", u.Groups)
+	}
+}
+
+// TestAdminDisableSticks: the provider saying active: true does not undo
+// an administrator's disable; it undoes its own.
+func TestAdminDisableSticks(t *testing.T) {
+	e := newEnv(t)
+	user := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"d@example.com","externalId":"d","active":true}`
+	status, got := e.do(t, http.MethodPost, "/Users", []byte(user), e.token.Reveal())
+	if status != 201 {
+		t.Fatalf("create: %d %s", status, got)
+	}
+	var res struct{ ID string }
+	json.Unmarshal(got, &res)
+	patch := func(active bool) {
+		t.Helper()
+		body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":%v}]}`, active)
+		if status, got := e.do(t, http.MethodPatch, "/Users/"+res.ID, []byte(body), e.token.Reveal()); status != 200 {
+			t.Fatalf("patch: %d %s", status, got)
+		}
+	}
+	disabled := func() bool {
+		u, _, _ := e.users.Get(t.Context(), userKey("d"))
+		return u.Disabled
+	}
+	patch(false)
+	patch(true)
+	if disabled() {
+		t.Error("SCIM could not undo its own disable")
+	}
+	if err := e.users.SetDisabled(t.Context(), userKey("d"), true, audit.Actor{UserID: "admin", Email: "admin@example.com"}, authn.Source{}); err != nil {
+		t.Fatal(err)
+	}
+	patch(true)
+	if !disabled() {
+		t.Error("SCIM active: true undid an administrator's disable")
+	}
 }

@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -166,7 +167,7 @@ func (h userHandler) GetAll(r *http.Request, p scim.ListRequestParams) (scim.Pag
 		}
 		recs = all
 	}
-	return page(recs, p, h.toResource), nil
+	return page(recs, p, userFilters, h.toResource), nil
 }
 
 // userNameEquality reports whether the filter is exactly userName eq "x".
@@ -184,7 +185,7 @@ func userNameEquality(p scim.ListRequestParams) (string, bool) {
 }
 
 // page filters, then cuts one page (startIndex is 1-based).
-func page(recs []resource, p scim.ListRequestParams, conv func(resource) scim.Resource) scim.Page {
+func page(recs []resource, p scim.ListRequestParams, fs filterSchema, conv func(resource) scim.Resource) scim.Page {
 	out := scim.Page{Resources: []scim.Resource{}}
 	for _, rec := range recs {
 		res := conv(rec)
@@ -194,7 +195,7 @@ func page(recs []resource, p scim.ListRequestParams, conv func(resource) scim.Re
 				full[k] = v
 			}
 			full["id"] = rec.ID
-			if err := p.FilterValidator.PassesFilter(full); err != nil {
+			if !fs.passes(full, p.FilterValidator.GetFilter()) {
 				continue
 			}
 		}
@@ -340,7 +341,7 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 // watcher revokes peers).
 func (s *Service) syncUser(r *http.Request, rec resource) error {
 	ctx := r.Context()
-	groups, err := s.groupsOf(ctx, rec.ID)
+	groups, managed, err := s.groupsOf(ctx, rec.ID)
 	if err != nil {
 		return err
 	}
@@ -349,11 +350,16 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 		Email: primaryEmail(rec.Attrs), Name: displayName(rec.Attrs), Groups: groups,
 	}
 	// SCIM says nothing of verification: a verified email stays verified
-	// while it is unchanged.
-	if cur, ok, err := s.users.Get(ctx, rec.User); err != nil {
+	// while it is unchanged. Without pushed groups, sign-ins' stand.
+	cur, ok, err := s.users.Get(ctx, rec.User)
+	if err != nil {
 		return err
-	} else if ok && strings.EqualFold(cur.Email, id.Email) {
+	}
+	if ok && strings.EqualFold(cur.Email, id.Email) {
 		id.EmailVerified = cur.EmailVerified
+	}
+	if !managed {
+		id.Groups = cur.Groups
 	}
 	u, err := s.users.Provision(ctx, id, "SCIM")
 	if errors.Is(err, authn.ErrInvalidInput) {
@@ -362,10 +368,30 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 	if err != nil {
 		return err
 	}
-	if u.Disabled == !active(rec.Attrs) {
-		return nil
+	src := authn.Source{Addr: sourceOf(r).Addr}
+	switch want := active(rec.Attrs); {
+	case !want && !u.Disabled:
+		return s.setDisabled(ctx, u.ID, true, src)
+	case want && u.Disabled && disabledBySCIM(u):
+		return s.setDisabled(ctx, u.ID, false, src)
 	}
-	return s.users.SetDisabled(ctx, u.ID, !active(rec.Attrs), Actor, authn.Source{Addr: sourceOf(r).Addr})
+	// An administrator's disable (or anyone's but SCIM's) sticks: the
+	// provider saying active again does not undo it.
+	return nil
+}
+
+// disabledBySCIM reports whether the user's last change was SCIM's (its
+// disable), which SCIM may therefore undo.
+func disabledBySCIM(u authn.User) bool {
+	return u.Change != nil && u.Change.By == Actor.UserID
+}
+
+func (s *Service) setDisabled(ctx context.Context, userID string, disabled bool, src authn.Source) error {
+	if s.disabler != nil {
+		_, err := s.disabler.SetUserDisabled(ctx, userID, disabled, Actor, src)
+		return err
+	}
+	return s.users.SetDisabled(ctx, userID, disabled, Actor, src)
 }
 
 // disable disables the ferry user of a SCIM user (deleted at the
@@ -373,9 +399,9 @@ func (s *Service) syncUser(r *http.Request, rec resource) error {
 // subject as ID.
 func (s *Service) disable(r *http.Request, rec resource) error {
 	src := authn.Source{Addr: sourceOf(r).Addr}
-	err := s.users.SetDisabled(r.Context(), rec.User, true, Actor, src)
+	err := s.setDisabled(r.Context(), rec.User, true, src)
 	if errors.Is(err, authn.ErrUnknownUser) {
-		err = s.users.SetDisabled(r.Context(), str(rec.Attrs, "externalId"), true, Actor, src)
+		err = s.setDisabled(r.Context(), str(rec.Attrs, "externalId"), true, src)
 	}
 	if errors.Is(err, authn.ErrUnknownUser) {
 		return nil

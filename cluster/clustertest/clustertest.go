@@ -24,7 +24,7 @@ import (
 // NewCA returns a fresh cluster CA.
 func NewCA(t testing.TB) *pki.CA {
 	t.Helper()
-	ca, err := pki.NewCA("ferry test CA", 24*time.Hour, time.Now())
+	ca, err := pki.NewCA("ferry test CA", 10*365*24*time.Hour, time.Now())
 	if err != nil {
 		t.Fatalf("creating CA: %v", err)
 	}

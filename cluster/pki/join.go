@@ -117,6 +117,87 @@ func NewJoinToken(secret []byte, caFingerprint string, expires time.Time) (strin
 	return joinPrefix + caFingerprint[:joinPinLen] + "." + joinEncoding().EncodeToString(payload), nil
 }
 
+// JoinTokenInfo is what a verified join token says.
+type JoinTokenInfo struct {
+	// ID names the token in audit records and in the record of its use:
+	// the hex of its nonce. It is not secret; the MAC is.
+	ID string
+	// Expires is when the token stops admitting.
+	Expires time.Time
+	// NodeID is the only node the token admits, or empty for any node.
+	NodeID string
+}
+
+// NewJoinTokenFor is NewJoinToken for a token that admits only the node
+// nodeID (which must satisfy ValidNodeID), or any node when nodeID is empty.
+// The binding is in the MAC: the token's text does not show it.
+func NewJoinTokenFor(secret []byte, caFingerprint string, expires time.Time, nodeID string) (string, error) {
+	if nodeID != "" {
+		if err := ValidNodeID(nodeID); err != nil {
+			return "", err
+		}
+	}
+	if err := checkJoinArgs(secret, caFingerprint); err != nil {
+		return "", err
+	}
+	exp := expires.Unix()
+	if exp <= 0 {
+		return "", fmt.Errorf("pki: join token expiry %s is not after 1970", expires.UTC().Format(time.RFC3339))
+	}
+	payload := make([]byte, joinPayloadLen)
+	binary.BigEndian.PutUint64(payload[:joinExpiryLen], uint64(exp))
+	if _, err := io.ReadFull(rand.Reader, payload[joinExpiryLen:joinSignedLen]); err != nil {
+		return "", fmt.Errorf("pki: generating join token nonce: %w", err)
+	}
+	copy(payload[joinSignedLen:], joinMACFor(secret, payload[:joinSignedLen], caFingerprint, nodeID))
+	return joinPrefix + caFingerprint[:joinPinLen] + "." + joinEncoding().EncodeToString(payload), nil
+}
+
+// VerifyJoinTokenFor checks tok as VerifyJoinToken does, for the node
+// nodeID that presents it: a token bound to another node fails with
+// ErrTokenWrongNode. It returns what the token says.
+func VerifyJoinTokenFor(secret []byte, caFingerprint, tok, nodeID string, now time.Time) (JoinTokenInfo, error) {
+	if err := checkJoinArgs(secret, caFingerprint); err != nil {
+		return JoinTokenInfo{}, err
+	}
+	pin, payload, err := splitJoinToken(tok)
+	if err != nil {
+		return JoinTokenInfo{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(pin), []byte(caFingerprint[:joinPinLen])) != 1 {
+		return JoinTokenInfo{}, fmt.Errorf("%w: the token was made for another cluster (its CA pin is %s)", ErrTokenInvalid, pin)
+	}
+	signed, mac := payload[:joinSignedLen], payload[joinSignedLen:]
+	info := JoinTokenInfo{ID: fmt.Sprintf("%x", signed[joinExpiryLen:joinSignedLen])}
+	switch {
+	case hmac.Equal(mac, joinMAC(secret, signed, caFingerprint)):
+	case nodeID != "" && hmac.Equal(mac, joinMACFor(secret, signed, caFingerprint, nodeID)):
+		info.NodeID = nodeID
+	default:
+		return JoinTokenInfo{}, fmt.Errorf("%w: its signature does not verify (tampered with, bound to another node, or not made by this cluster)", ErrTokenInvalid)
+	}
+	exp := int64(binary.BigEndian.Uint64(signed[:joinExpiryLen]))
+	info.Expires = time.Unix(exp, 0).UTC()
+	if now.Unix() >= exp {
+		return JoinTokenInfo{}, fmt.Errorf("%w at %s", ErrTokenExpired, info.Expires.Format(time.RFC3339))
+	}
+	return info, nil
+}
+
+// joinMACFor binds the MAC to a node ID; the unbound MAC (joinMAC) stays
+// what it was, so tokens made before binding existed still verify.
+func joinMACFor(secret, signed []byte, caFingerprint, nodeID string) []byte {
+	if nodeID == "" {
+		return joinMAC(secret, signed, caFingerprint)
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(signed)
+	io.WriteString(m, caFingerprint)
+	io.WriteString(m, "\x00node:")
+	io.WriteString(m, nodeID)
+	return m.Sum(nil)
+}
+
 // VerifyJoinToken checks that tok was made by NewJoinToken with secret for
 // the CA with fingerprint caFingerprint, and that it has not expired at now.
 // It returns nil or an error wrapping ErrTokenMalformed, ErrTokenInvalid or

@@ -27,30 +27,28 @@ A node that is still running leaves by itself with "ferryd leave".`,
 	return cmd
 }
 
-// maxJoinTTL is the longest join token the server mints.
-const maxJoinTTL = 24 * time.Hour
-
 func newClusterJoinCmd(g *globals) *cobra.Command {
 	var (
-		ttl time.Duration
-		out string
+		ttl    time.Duration
+		out    string
+		nodeID string
 	)
 	cmd := &cobra.Command{
-		Use:   "join [--ttl 15m] [--output FILE]",
-		Short: "Make a join token for a new node, and print how to use it",
+		Use:   "join [--ttl 1h] [--node-id ID] [--output FILE]",
+		Short: "Make a join token for one new node, and print how to use it",
 		Long: `join asks the cluster for a join token and prints it, with the ferryd join
-command to run on the new machine. Anyone holding the token can add a node
-to the cluster until it expires, and it cannot be revoked: keep the lifetime
-short, pass it over a secure channel, and prefer --output, which writes it
-to a new file readable by you only instead of printing it. The token pins the
-cluster's CA, so the new machine can reach the cluster through any node or
-the load balancer.`,
-		Example: `  ferryctl cluster join
-  ferryctl cluster join --ttl 1h --output n4.token`,
+command to run on the new machine. The token admits one node, once (with
+--node-id, only that node), until it expires; the audit log records who
+minted it and which node used it. Pass it over a secure channel, and prefer
+--output, which writes it to a new file readable by you only instead of
+printing it. The token pins the cluster's CA, so the new machine can reach
+the cluster through any node or the load balancer.`,
+		Example: `  ferryctl cluster join --node-id n4 --output n4.token
+  ferryctl cluster join --ttl 15m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ttl < time.Second || ttl > maxJoinTTL || ttl%time.Second != 0 {
-				return fmt.Errorf("--ttl %s: want whole seconds from 1s to %s", ttl, maxJoinTTL)
+			if ttl < time.Second || ttl > wire.MaxJoinTokenTTL || ttl%time.Second != 0 {
+				return fmt.Errorf("--ttl %s: want whole seconds from 1s to %s", ttl, wire.MaxJoinTokenTTL)
 			}
 			server, _, _, err := g.target()
 			if err != nil {
@@ -69,7 +67,7 @@ the load balancer.`,
 					return fmt.Errorf("--output: %w", err)
 				}
 			}
-			tok, err := c.JoinToken(cmd.Context(), ttl)
+			tok, err := c.JoinToken(cmd.Context(), ttl, nodeID)
 			if err == nil && f != nil {
 				_, err = fmt.Fprintln(f, tok.Token)
 				if cerr := f.Close(); err == nil {
@@ -92,26 +90,33 @@ the load balancer.`,
 				fmt.Fprintf(g.con.out, "Join token, valid until %s (anyone holding it can add a node):\n\n%s\n\n", tok.Expires.UTC().Format(time.RFC3339), tok.Token)
 				fmt.Fprintf(g.con.out, "On the new machine, save it to a file readable by root only (FILE), then run:\n\n")
 			}
-			fmt.Fprintf(g.con.out, "%s\n", joinCommand(server, tokenFile))
+			fmt.Fprintf(g.con.out, "%s\n", joinCommand(server, tokenFile, nodeID))
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token admits nodes (at most 24h)")
+	cmd.Flags().DurationVar(&ttl, "ttl", wire.DefaultJoinTokenTTL, fmt.Sprintf("how long the token admits a node (at most %s)", wire.MaxJoinTokenTTL))
+	cmd.Flags().StringVar(&nodeID, "node-id", "", "admit only the node with this ID")
 	cmd.Flags().StringVar(&out, "output", "", "write the token to this new file (0600) instead of printing it")
 	return cmd
 }
 
 // joinCommand is the ferryd join command line for a new machine; the
 // values in capitals are the operator's to fill in.
-func joinCommand(server, tokenFile string) string {
+func joinCommand(server, tokenFile, nodeID string) string {
+	if nodeID == "" {
+		nodeID = "NODE-ID"
+	}
 	return "  ferryd join --server " + server + " --token-file " + tokenFile + ` \
-      --dir /etc/ferry --data-dir /var/lib/ferry --node-id NODE-ID \
+      --dir /etc/ferry --data-dir /var/lib/ferry --node-id ` + nodeID + ` \
       --cluster-addr THIS-HOST:7946 --api-addr 0.0.0.0:8443 --api-name THIS-HOST \
       --master-key-file /etc/ferry/master.key
 
 NODE-ID is the new node's name, unique in the cluster; THIS-HOST its address
-other nodes and clients reach; master.key a copy of the cluster's master key
-(mode 0600). See "ferryd join --help".`
+other nodes and clients reach (--api-name only names the cluster is
+configured for: api.public_url and api.names); master.key a copy of the
+cluster's master key (mode 0600). The node joins as a non-voter and votes
+once it has caught up; with two voters, losing either stops writes, so join
+a third soon. See "ferryd join --help".`
 }
 
 func newClusterStatusCmd(g *globals) *cobra.Command {
@@ -147,11 +152,19 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(g.con.out)
 			rows := make([][]string, 0, len(st.Members))
 			for _, m := range st.Members {
-				rows = append(rows, []string{m.ID, m.Addr, yesNo(m.Voter), yesNo(m.Leader), health(m)})
+				rows = append(rows, []string{m.ID, m.Addr, yesNo(m.Voter), yesNo(m.Leader), health(m), certExpiry(m)})
 			}
-			return writeTable(g.con.out, []string{"MEMBER", "ADDRESS", "VOTER", "LEADER", "HEALTHY"}, rows)
+			return writeTable(g.con.out, []string{"MEMBER", "ADDRESS", "VOTER", "LEADER", "HEALTHY", "CERT EXPIRES"}, rows)
 		},
 	}
+}
+
+// certExpiry is when the member's node certificate expires, as recorded.
+func certExpiry(m wire.ClusterMember) string {
+	if m.CertNotAfter == nil {
+		return "(not recorded)"
+	}
+	return m.CertNotAfter.UTC().Format(time.RFC3339)
 }
 
 func health(m wire.ClusterMember) string {

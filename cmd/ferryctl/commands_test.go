@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
@@ -134,7 +135,7 @@ func TestCommands(t *testing.T) {
 		other := issue(t, srv, aliceTok, "laptop2", "eng")
 		var wp wire.Peer
 		ctlJSON(t, &wp, "peer", "revoke", other.ID)
-		if wp.ID != other.ID || wp.State != "revoked" || wp.RevokedReason != "revoked by admin" {
+		if wp.ID != other.ID || wp.State != "revoked" || wp.RevokedReason != "revoked by admin@example.com" {
 			t.Errorf("revoke -o json: %+v", wp)
 		}
 		// Every device of a user at once, and the selector is checked.
@@ -247,6 +248,33 @@ func TestCommands(t *testing.T) {
 		ctlJSON(t, &u, "user", "reset-mfa", "alice")
 		if u.MFAEnrolled {
 			t.Errorf("reset-mfa -o json: %+v", u)
+		}
+	})
+
+	t.Run("user show explains access and lockout; unlock keeps MFA", func(t *testing.T) {
+		out := mustCtl(t, "user", "show", "alice")
+		for _, want := range []string{"profile eng: held (group engineering)", "role admin: not held: in no admin group", "Lockout", "not locked", `revoked`, "laptop stolen"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("user show lacks %q:\n%s", want, out)
+			}
+		}
+		enrollTOTP(t, srv, alice)
+		for range authn.MaxFailures {
+			_ = srv.MFA.Verify(t.Context(), alice, "000000", authn.Source{Addr: "127.0.0.1"})
+		}
+		if out := mustCtl(t, "user", "show", "alice"); !strings.Contains(out, "LOCKED until") {
+			t.Fatalf("user show after %d failures:\n%s", authn.MaxFailures, out)
+		}
+		if out := mustCtl(t, "user", "unlock", "alice"); !strings.HasPrefix(out, "Unlocked alice@example.com") {
+			t.Errorf("output %q", out)
+		}
+		var u wire.User
+		ctlJSON(t, &u, "user", "show", "alice")
+		if u.Lockout == nil || !u.Lockout.LockedUntil.IsZero() || u.Lockout.Failures != 0 || !u.MFAEnrolled {
+			t.Errorf("after unlock: lockout %+v, enrolled %v: want unlocked and still enrolled", u.Lockout, u.MFAEnrolled)
+		}
+		if err := srv.MFA.Reset(t.Context(), alice.UserID, audit.Actor{UserID: "admin"}, authn.Source{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 

@@ -106,6 +106,7 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newSessionCmd(g),
 		newAuditCmd(g),
 		newClusterCmd(g),
+		newSCIMCmd(g),
 		newVersionCmd(g),
 	)
 	return explain(root.ExecuteContext(ctx))

@@ -37,6 +37,11 @@ ended: they sign in afresh.`,
 enroll a new authenticator at their next sign-in. Their current sessions stay
 valid; disable the user as well if the phone may be in other hands.`,
 			(*client.Client).ResetMFA, "Reset the MFA of %s: they enroll a new authenticator at their next sign-in.\n"),
+		newUserActionCmd(g, "unlock", "End a user's second-factor lockout, keeping their enrollment",
+			`unlock ends the lockout that too many wrong codes started, and clears the
+failure count. Unlike reset-mfa, the user keeps their authenticator and
+recovery codes.`,
+			(*client.Client).UnlockUser, "Unlocked %s: they may sign in with their authenticator again.\n"),
 	)
 	return cmd
 }
@@ -77,7 +82,7 @@ func newUserListCmd(g *globals) *cobra.Command {
 func newUserShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "show ID",
-		Short:   "Show a user",
+		Short:   "Show a user, why they hold (or lost) each profile and role, and their lockout",
 		Example: "  ferryctl user show alice@example.com\n  ferryctl user show devop-alice -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -99,7 +104,7 @@ func (g *globals) printUser(u wire.User) error {
 	if g.json() {
 		return writeJSON(g.con.out, u)
 	}
-	return writeFields(g.con.out, []field{
+	fields := []field{
 		{"ID", []string{u.ID}},
 		{"Email", []string{u.Email}},
 		{"Name", []string{u.Name}},
@@ -108,7 +113,47 @@ func (g *globals) printUser(u wire.User) error {
 		{"Disabled", []string{yesNo(u.Disabled)}},
 		{"Created", []string{fmtTime(u.Created)}},
 		{"Last login", []string{fmtTime(u.LastLogin)}},
-	})
+	}
+	if u.Suspended != "" {
+		fields = append(fields, field{"Suspended", []string{u.Suspended}})
+	}
+	if c := u.LastChange; c != nil {
+		fields = append(fields, field{"Last change", []string{fmt.Sprintf("%s, by %s, %s", c.What, c.By, fmtTime(c.At))}})
+	}
+	if lk := u.Lockout; lk != nil {
+		state := fmt.Sprintf("not locked (%d failed codes)", lk.Failures)
+		if !lk.LockedUntil.IsZero() {
+			state = fmt.Sprintf("LOCKED until %s (%d failed codes); ferryctl user unlock ends it", fmtTime(lk.LockedUntil), lk.Failures)
+		}
+		fields = append(fields, field{"Lockout", []string{state}})
+	}
+	var grants []string
+	for _, gr := range u.Grants {
+		name := "profile " + gr.Profile
+		if gr.Role != "" {
+			name = "role " + gr.Role
+		}
+		if gr.Held {
+			grants = append(grants, fmt.Sprintf("%s: held (%s)", name, gr.Via))
+		} else {
+			grants = append(grants, fmt.Sprintf("%s: not held: %s", name, gr.Why))
+		}
+	}
+	if len(grants) > 0 {
+		fields = append(fields, field{"Access", grants})
+	}
+	var lost []string
+	for _, rv := range u.Revoked {
+		line := fmt.Sprintf("device %q (%s) revoked %s: %s", rv.Device, rv.Profile, fmtTime(rv.Revoked), rv.Reason)
+		if rv.ByAdmin {
+			line += fmt.Sprintf(" [by an administrator: reissue blocked until ferryctl peer clear %s]", rv.Peer)
+		}
+		lost = append(lost, line)
+	}
+	if len(lost) > 0 {
+		fields = append(fields, field{"Revoked", lost})
+	}
+	return writeFields(g.con.out, fields)
 }
 
 // newUserActionCmd makes disable, enable and reset-mfa, which differ only
@@ -148,7 +193,7 @@ and the profile it was issued under, until it expires or is revoked.`,
 		Example: `  ferryctl peer list --user alice@example.com
   ferryctl peer revoke 4f1c2a --reason "laptop stolen"`,
 	}
-	cmd.AddCommand(newPeerListCmd(g), newPeerRevokeCmd(g))
+	cmd.AddCommand(newPeerListCmd(g), newPeerRevokeCmd(g), newPeerClearCmd(g))
 	return cmd
 }
 
@@ -329,6 +374,30 @@ func newSessionKillCmd(g *globals) *cobra.Command {
 				return writeJSON(g.con.out, killed{ID: args[0], Killed: true})
 			}
 			fmt.Fprintf(g.con.out, "Ended session %s.\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newPeerClearCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "clear ID",
+		Short: "Let the owner reissue a device an administrator revoked",
+		Long: `A device an administrator revoked cannot be reissued by its owner under the
+same name (a new name counts against the profile's max_devices). clear lifts
+that; the peer itself stays revoked.`,
+		Example: "  ferryctl peer clear 4f1c2a9e0b7d6c5a3e21",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connectAdmin(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.ClearRevocation(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.con.out, "Cleared the revocation of peer %s: its owner may reissue the device.\n", args[0])
 			return nil
 		},
 	}

@@ -60,8 +60,11 @@ func startDevIdP(cfg *config.Config, dir, apiAddr string, log *slog.Logger) (*de
 		ln.Close()
 		return nil, fmt.Errorf("dev identity provider: %w", err)
 	}
-	cfg.OIDC = config.OIDC{Issuer: issuer, ClientID: "ferry-dev", ClientSecretFile: secretFile, RedirectURL: redirect}
+	cfg.OIDC = config.OIDC{Issuer: issuer, ClientID: "ferry-dev", ClientSecretFile: secretFile, RedirectURL: redirect, OfflineAccess: true}
 	cfg.Sessions.AdminGroups = []string{devAdminGroup}
+	// SCIM too, so ferryctl scim rotate-token and a SCIM client can be
+	// tried against the development provider's subjects (devop-NAME).
+	cfg.SCIM.Enabled = true
 	d := &devIdP{issuer: issuer, done: make(chan error, 1),
 		srv: &http.Server{Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { d.done <- d.srv.Serve(ln) }()

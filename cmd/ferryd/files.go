@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
-	"github.com/ferryvpn/ferry/cmd/internal/api"
 )
 
 // Files of a node directory, relative to it, as written by init and join.
@@ -123,7 +123,7 @@ func splitNames(names []string) (dns []string, ips []net.IP, err error) {
 			ips = append(ips, ip)
 			continue
 		}
-		if err := api.CheckAPIName(n); err != nil {
+		if err := admit.CheckAPIName(n); err != nil {
 			return nil, nil, fmt.Errorf("--api-name: %w", err)
 		}
 		dns = append(dns, strings.ToLower(n))

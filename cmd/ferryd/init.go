@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
-	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/spf13/cobra"
 )
@@ -42,12 +42,15 @@ func newInitCmd(stdout io.Writer) *cobra.Command {
                  it seals secrets in the store and signs join tokens.
   tls/ca.crt     the cluster CA certificate.
   tls/ca.key     the CA key (mode 0600). The first node uploads it, sealed under
-                 the master key, into the replicated store at its first start;
-                 then any node can sign certificates for joining nodes, and you
-                 may delete this file (keep an offline backup of master.key).
+                 the master key, into the replicated store at its first start,
+                 then deletes this file; any node can then sign certificates
+                 for joining nodes (keep an offline backup of master.key).
   tls/node.*     the first node's cluster certificate and key.
   tls/api.*      the HTTPS API certificate for the --api-name names and its key.
-  ferryd.yaml    the first node's config, with bootstrap: true.
+  ferryd.yaml    the first node's config, with bootstrap: true. Its api.names
+                 (the --api-name values) and the host of --public-url are the
+                 only names joining nodes get API certificates for: list every
+                 name and address clients or health checks use.
 
 init refuses to overwrite a directory that already holds a node.`,
 		Example: `  ferryd init --dir /etc/ferry --data-dir /var/lib/ferry --node-id n1 \
@@ -86,7 +89,8 @@ func createCluster(o initOptions, now time.Time) (_ *nodeDir, _ *pki.CA, err err
 	if err := pki.ValidNodeID(o.nodeID); err != nil {
 		return nil, nil, fmt.Errorf("--node-id: %w", err)
 	}
-	dns, ips, err := splitNames(apiNames(o.apiNames, o.apiAddr))
+	names := apiNames(o.apiNames, o.apiAddr)
+	dns, ips, err := splitNames(names)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,7 +141,7 @@ func createCluster(o initOptions, now time.Time) (_ *nodeDir, _ *pki.CA, err err
 	if err != nil {
 		return nil, nil, err
 	}
-	nodePEM, err := ca.IssueNode(csr, o.nodeID, []string{cluster.DefaultServerName}, nil, api.DefaultNodeCertValidity, now)
+	nodePEM, err := ca.IssueNode(csr, o.nodeID, []string{cluster.DefaultServerName}, nil, admit.DefaultNodeCertTTL, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,7 +157,7 @@ func createCluster(o initOptions, now time.Time) (_ *nodeDir, _ *pki.CA, err err
 	if err != nil {
 		return nil, nil, err
 	}
-	apiPEM, err := ca.IssueServer(apiKey.Public(), dns, ips, api.DefaultAPICertValidity, now)
+	apiPEM, err := ca.IssueServer(apiKey.Public(), dns, ips, admit.DefaultAPICertTTL, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -169,7 +173,7 @@ func createCluster(o initOptions, now time.Time) (_ *nodeDir, _ *pki.CA, err err
 		NodeID: o.nodeID, DataDir: o.dataDir, MasterKeyFile: fileMasterKey,
 		Cluster: config.Cluster{BindAddr: o.clusterAddr, Bootstrap: true},
 		TLS:     config.TLS{CAFile: fileCACert, CertFile: fileNodeCert, KeyFile: fileNodeKey, CAKeyFile: fileCAKey},
-		API:     config.API{ListenAddr: o.apiAddr, CertFile: fileAPICert, KeyFile: fileAPIKey, PublicURL: o.publicURL},
+		API:     config.API{ListenAddr: o.apiAddr, CertFile: fileAPICert, KeyFile: fileAPIKey, PublicURL: o.publicURL, Names: names},
 		Metrics: config.Metrics{ListenAddr: o.metricsAddr},
 		Log:     config.Log{Level: config.DefaultLogLevel, Format: o.logFormat},
 	}
@@ -199,18 +203,21 @@ func printInit(w io.Writer, o initOptions, d *nodeDir, ca *pki.CA) {
   %-13s config of node %s (bootstrap: true)
   %-13s cluster master key: copy it to every node over a secure channel, keep an offline backup
   %-13s cluster CA certificate, SHA-256 %s
-  %-13s CA key: uploaded sealed into the cluster at the first start of %s; delete it afterwards
+  %-13s CA key: sealed into the cluster at the first start of %s, then deleted
   %-13s %s's cluster certificate and key
   %-13s HTTPS API certificate and key
 
 Next steps:
   1. Start the first node:
        ferryd run --config %s
-  2. Make a join token (valid 1h by default):
-       ferryd token --config %s
-  3. On each other node, with a copy of master.key:
-       ferryd join --server %s --token TOKEN --dir DIR --node-id n2 \
+  2. For each other node, make a join token (one node each, valid 1h by
+     default), and keep it in a file only you can read:
+       (umask 077; ferryd token --config %s --node-id n2 >n2.token)
+  3. On that node, with copies of master.key and the token file:
+       ferryd join --server %s --token-file n2.token --dir DIR --node-id n2 \
          --cluster-addr HOST:PORT --api-addr HOST:PORT --master-key-file PATH
+     The node joins as a non-voter and votes once it has caught up. With two
+     voters, losing either stops writes: join a third node soon after.
 `,
 		d.dir, fileConfig, o.nodeID, fileMasterKey, fileCACert, pki.Fingerprint(ca.Cert),
 		fileCAKey, o.nodeID, "tls/node.*", o.nodeID, "tls/api.*",

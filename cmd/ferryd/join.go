@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,8 @@ type joinOptions struct {
 	apiNames      []string
 	metricsAddr   string
 	masterKeyFile string
+	publicURL     string
+	oidcSecret    string
 	logFormat     string
 	wait          time.Duration
 }
@@ -54,16 +57,27 @@ func newJoinCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `join adds a new node to an existing cluster:
 
  1. It makes the node's keys here (they never leave this machine) and sends
-    certificate requests, with the token, to the cluster's API at --server. The
-    server is authenticated by the CA pin inside the token.
+    certificate requests and --cluster-addr, with the token, to the cluster's
+    API at --server. The server is authenticated by the CA pin inside the
+    token and must present a certificate for the --server host. The cluster
+    consumes the token (it admits one node), issues the certificates and adds
+    the node as a non-voter in the same step.
  2. It writes DIR/tls/* (the CA, the node's and the API's certificates and keys)
-    and DIR/ferryd.yaml, which points at --master-key-file (a copy of the
-    cluster's master key, mode 0600).
- 3. It starts the node, asks the cluster to add it as a voter, and keeps
-    running like "ferryd run". Later, start it with
+    and DIR/ferryd.yaml: a complete config with the cluster's public URL, API
+    names and sign-in settings, pointing at --master-key-file (a copy of the
+    cluster's master key, mode 0600) and, when the cluster signs users in with
+    OIDC, at --oidc-client-secret-file (a copy of the client secret).
+ 3. It starts the node, which catches up and then has itself made a voter,
+    and keeps running like "ferryd run". Later, start it with
     "ferryd run --config DIR/ferryd.yaml".
 
-If the node cannot be added, join removes what it wrote, so it can be retried.`,
+If the token is refused, join removes what it wrote. A node admitted that
+never starts is removed by the cluster after 10 minutes. The node
+certificate is short-lived (7 days) and renewed by the running node.
+
+When the cluster has a single voter, the second node to join makes two
+voters: until a third joins, losing either stops writes. Join the third node
+right after the second.`,
 		Example: `  ferryd join --server https://10.0.1.5:8443 --token "$TOKEN" \
       --dir /etc/ferry --data-dir /var/lib/ferry --node-id n2 --cluster-addr 10.0.1.6:7946 \
       --api-addr 0.0.0.0:8443 --api-name vpn.example.com --api-name 10.0.1.6 \
@@ -85,6 +99,8 @@ If the node cannot be added, join removes what it wrote, so it can be retried.`,
 	f.StringSliceVar(&o.apiNames, "api-name", nil, "DNS name or IP address clients use for the API (repeat; default the host of --api-addr)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", o.metricsAddr, "host:port of the plain-HTTP metrics listener")
 	f.StringVar(&o.masterKeyFile, "master-key-file", "", "the cluster master key, copied from the first node (mode 0600)")
+	f.StringVar(&o.publicURL, "public-url", "", "api.public_url of the new config; default the cluster's")
+	f.StringVar(&o.oidcSecret, "oidc-client-secret-file", "", "copy of the OIDC client secret, when the cluster signs users in with OIDC")
 	f.StringVar(&o.logFormat, "log-format", o.logFormat, "json or text")
 	f.DurationVar(&o.wait, "wait", o.wait, "how long to keep trying while the server is unreachable or has no quorum")
 	for _, name := range []string{"server", "dir", "node-id", "cluster-addr", "api-addr", "master-key-file"} {
@@ -127,7 +143,11 @@ func joinCluster(ctx context.Context, o joinOptions, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	c, err := client.New(client.Config{BaseURL: o.server, TLS: pinnedTLS(tok.CAPin)})
+	serverURL, err := url.Parse(o.server)
+	if err != nil || serverURL.Scheme != "https" || serverURL.Hostname() == "" {
+		return fmt.Errorf("--server %q: want an https:// URL", o.server)
+	}
+	c, err := client.New(client.Config{BaseURL: o.server, TLS: pinnedTLS(tok.CAPin, serverURL.Hostname())})
 	if err != nil {
 		return fmt.Errorf("--server: %w", err)
 	}
@@ -168,7 +188,7 @@ func joinCluster(ctx context.Context, o joinOptions, stdout, stderr io.Writer) e
 
 	// 3. Ask the cluster for the certificates and check what it answers.
 	req := wire.JoinRequest{
-		Token: tok.Reveal(), NodeID: o.nodeID,
+		Token: tok.Reveal(), NodeID: o.nodeID, Addr: o.clusterAddr,
 		CSR: base64.StdEncoding.EncodeToString(csr), APICSR: base64.StdEncoding.EncodeToString(apiCSR),
 	}
 	var resp wire.JoinResponse
@@ -207,13 +227,12 @@ func joinCluster(ctx context.Context, o joinOptions, stdout, stderr io.Writer) e
 	if rel, err := filepath.Rel(d.dir, masterPath); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
 		masterPath = rel
 	}
-	cfg := config.Config{
-		NodeID: o.nodeID, DataDir: o.dataDir, MasterKeyFile: masterPath,
-		Cluster: config.Cluster{BindAddr: o.clusterAddr},
-		TLS:     config.TLS{CAFile: fileCACert, CertFile: fileNodeCert, KeyFile: fileNodeKey},
-		API:     config.API{ListenAddr: o.apiAddr, CertFile: fileAPICert, KeyFile: fileAPIKey},
-		Metrics: config.Metrics{ListenAddr: o.metricsAddr},
-		Log:     config.Log{Level: config.DefaultLogLevel, Format: o.logFormat},
+	cfg := joinedConfig(o, masterPath, resp.Settings)
+	secretMissing := false
+	if cfg.OIDC.Issuer != "" {
+		if _, err := os.Stat(cfg.OIDC.ClientSecretFile); err != nil {
+			secretMissing = true
+		}
 	}
 	header := fmt.Sprintf("ferryd configuration of node %s, written by ferryd join.\n"+
 		"See deploy/ferryd.example.yaml in the ferry repository for every field.", o.nodeID)
@@ -221,36 +240,90 @@ func joinCluster(ctx context.Context, o joinOptions, stdout, stderr io.Writer) e
 		return err
 	}
 	cfgPath := d.path(fileConfig)
+	// The cluster admitted the node: its files stay, whatever happens next.
+	joined = true
+	if secretMissing {
+		fmt.Fprintf(stdout, "Admitted to the cluster as %s. The cluster signs users in with OIDC (%s): copy the client secret to\n  %s\nthen start this node, within 10 minutes or the cluster removes it, with:\n  ferryd run --config %s\n",
+			o.nodeID, cfg.OIDC.Issuer, cfg.OIDC.ClientSecretFile, cfgPath)
+		return nil
+	}
 	loaded, err := config.Load(cfgPath, config.Overrides{})
 	if err != nil {
 		return err
 	}
 
-	// 5. Run the node; once it listens, ask to become a voter.
+	// 5. Run the node; once it has caught up it becomes a voter.
 	return serve(ctx, loaded, stderr, serveOptions{member: func(ctx context.Context, r *running) error {
-		if err := addSelf(ctx, c, o, wire.MembersRequest{Token: tok.Reveal(), NodeID: o.nodeID, Addr: r.node.Addr()}, r); err != nil {
+		voters, err := waitVoter(ctx, r, o.wait)
+		if err != nil {
 			return err
 		}
-		joined = true
 		fmt.Fprintf(stdout, "Joined the cluster as %s. Start this node from now on with:\n  ferryd run --config %s\n", o.nodeID, cfgPath)
+		if voters == 2 {
+			fmt.Fprintf(stdout, "Warning: the cluster has two voters now; losing either stops writes until a third node joins. Join the third node now.\n")
+		}
 		return nil
 	}})
 }
 
-// addSelf asks the cluster to add this node as a voter, retrying while the
-// cluster has no quorum.
-func addSelf(ctx context.Context, c *client.Client, o joinOptions, req wire.MembersRequest, r *running) error {
-	err := retry(ctx, o.wait, func(err error) {
-		r.log.Warn("adding this node to the cluster failed; retrying", "err", err)
-	}, func(ctx context.Context) error {
-		_, err := c.AddMember(ctx, req)
-		return err
-	})
-	if err != nil {
-		return explainClientError("adding this node", o.server, err)
+// waitVoter waits until the running node has caught up and the cluster
+// made it a voter, and returns the number of voters then.
+func waitVoter(ctx context.Context, r *running, wait time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		voters, me := 0, false
+		for _, m := range r.node.Status().Members {
+			if m.Voter {
+				voters++
+				me = me || m.ID == r.cfg.NodeID
+			}
+		}
+		if me {
+			r.log.Info("joined the cluster as a voter", "node_id", r.cfg.NodeID, "voters", voters)
+			return voters, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("this node was admitted but has not become a voter within %s; is the cluster reachable from %s? (%w)", wait, r.node.Addr(), ctx.Err())
+		case <-t.C:
+		}
 	}
-	r.log.Info("joined the cluster", "node_id", req.NodeID, "addr", req.Addr)
-	return nil
+}
+
+// joinedConfig is the new node's config: its own addresses and files, and
+// the cluster-wide settings the answering node sent.
+func joinedConfig(o joinOptions, masterPath string, st wire.JoinSettings) config.Config {
+	cfg := config.Config{
+		NodeID: o.nodeID, DataDir: o.dataDir, MasterKeyFile: masterPath,
+		Cluster: config.Cluster{BindAddr: o.clusterAddr},
+		TLS:     config.TLS{CAFile: fileCACert, CertFile: fileNodeCert, KeyFile: fileNodeKey},
+		API:     config.API{ListenAddr: o.apiAddr, CertFile: fileAPICert, KeyFile: fileAPIKey, PublicURL: st.PublicURL, Names: st.APINames},
+		Metrics: config.Metrics{ListenAddr: o.metricsAddr},
+		Log:     config.Log{Level: config.DefaultLogLevel, Format: o.logFormat},
+	}
+	if o.publicURL != "" {
+		cfg.API.PublicURL = o.publicURL
+	}
+	if st.OIDCIssuer != "" {
+		secret := o.oidcSecret
+		if secret == "" {
+			secret = filepath.Join(o.dir, "oidc-client-secret")
+		}
+		if abs, err := filepath.Abs(secret); err == nil {
+			secret = abs
+		}
+		cfg.OIDC = config.OIDC{
+			Issuer: st.OIDCIssuer, ClientID: st.OIDCClientID, ClientSecretFile: secret, Scopes: st.OIDCScopes,
+			UserIDClaim: st.OIDCUserIDClaim, EmailClaim: st.OIDCEmailClaim, NameClaim: st.OIDCNameClaim,
+			GroupsClaim: st.OIDCGroupsClaim, AllowedEmailDomains: st.OIDCAllowedEmailDomains, RequiredGroups: st.OIDCRequiredGroups,
+		}
+	}
+	cfg.Sessions.AdminGroups = st.AdminGroups
+	cfg.Profiles.Pool = st.ProfilesPool
+	return cfg
 }
 
 // retry calls f until it succeeds, fails for good, or wait has passed. It
@@ -289,7 +362,7 @@ func transient(err error) bool {
 func explainClientError(step, server string, err error) error {
 	var ce *client.Error
 	if errors.As(err, &ce) && ce.Status == http.StatusUnauthorized {
-		return fmt.Errorf("%s refused by %s: %s; make a new one with 'ferryd token'", step, server, ce.Message)
+		return fmt.Errorf("%s refused by %s: join token refused: %s; make a new one with 'ferryd token'", step, server, ce.Message)
 	}
 	if errors.Is(err, pki.ErrPinMismatch) {
 		return fmt.Errorf("%s via %s: the server is not part of the cluster the token names: %w", step, server, err)
@@ -298,15 +371,27 @@ func explainClientError(step, server string, err error) error {
 }
 
 // pinnedTLS authenticates the server by the CA pin of a join token instead
-// of the system roots, which do not know the cluster CA.
-func pinnedTLS(pin string) *tls.Config {
+// of the system roots, which do not know the cluster CA, and checks that its
+// certificate is for host (the --server host), as TLS would.
+func pinnedTLS(pin, host string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Replaced by VerifyPeerCertificate: the server must present a
-		// certificate issued by the pinned CA, followed by that CA.
+		// certificate issued by the pinned CA, followed by that CA, for
+		// the name dialled.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			return pki.VerifyPin(raw, pin)
+			if err := pki.VerifyPin(raw, pin); err != nil {
+				return err
+			}
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			if err := leaf.VerifyHostname(host); err != nil {
+				return fmt.Errorf("%w: %v", pki.ErrPinMismatch, err)
+			}
+			return nil
 		},
 	}
 }

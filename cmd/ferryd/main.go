@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/spf13/cobra"
 )
@@ -111,24 +111,29 @@ SIGINT or SIGTERM. Flags override values of the config file.`,
 
 func newTokenCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		path string
-		ttl  time.Duration
+		path   string
+		ttl    time.Duration
+		nodeID string
 	)
 	cmd := &cobra.Command{
-		Use:   "token --config FILE [--ttl 1h]",
-		Short: "Print a join token that admits new nodes until it expires",
-		Long: `token prints a join token on standard output. Anyone holding it can add a node
-to the cluster until it expires, so pass it over a secure channel and keep the
-lifetime short. Tokens are stateless: they are signed with a key derived from
-the master key and carry a pin of the CA certificate, with which the joining
-node authenticates the cluster. token needs the config's master key and CA
-certificate files; it does not contact the cluster.`,
-		Example: `  ferryd token --config /etc/ferry/ferryd.yaml
+		Use:   "token --config FILE [--ttl 1h] [--node-id ID]",
+		Short: "Print a join token that admits one new node",
+		Long: `token prints a join token on standard output. The token admits one node: the
+cluster consumes it when the node joins, and refuses it after that or once it
+expires. With --node-id it admits only that node. Pass it over a secure
+channel, in a file only you can read (ferryd join --token-file).
+
+token needs the config's master key and CA certificate files; it does not
+contact the cluster. The token carries a pin of the CA certificate, with which
+the joining node authenticates the cluster. The cluster's audit log records
+its use (by the token's ID, printed on standard error); "ferryctl cluster
+join" mints one through the API, which also records who minted it.`,
+		Example: `  (umask 077; ferryd token --config /etc/ferry/ferryd.yaml --node-id n2 >n2.token)
   TOKEN=$(ferryd token --config ferryd.yaml --ttl 15m)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ttl <= 0 || ttl > maxTokenTTL {
-				return fmt.Errorf("--ttl %s: want a duration above 0 and at most %s", ttl, maxTokenTTL)
+			if err := admit.CheckTokenTTL(ttl); err != nil {
+				return fmt.Errorf("--ttl %s: want a duration above 0 and at most %s", ttl, admit.MaxTokenTTL)
 			}
 			cfg, err := config.Load(path, config.Overrides{})
 			if err != nil {
@@ -142,25 +147,25 @@ certificate files; it does not contact the cluster.`,
 			if err != nil {
 				return err
 			}
-			expires := time.Now().Add(ttl)
-			tok, err := api.NewJoinToken(master, caCert, expires)
+			tok, err := admit.MintToken(master, caCert, ttl, nodeID, time.Now())
 			if err != nil {
-				return err
+				return fmt.Errorf("--node-id: %w", err)
 			}
-			fmt.Fprintln(stdout, tok)
-			fmt.Fprintf(stderr, "The token admits nodes until %s.\n", expires.UTC().Format(time.RFC3339))
+			fmt.Fprintln(stdout, tok.Text)
+			who := "one node"
+			if nodeID != "" {
+				who = "node " + nodeID
+			}
+			fmt.Fprintf(stderr, "The token (ID %s) admits %s, once, until %s.\n", tok.ID, who, tok.Expires.Format(time.RFC3339))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "config file of any node of the cluster")
-	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
+	cmd.Flags().DurationVar(&ttl, "ttl", admit.DefaultTokenTTL, fmt.Sprintf("how long the token is valid (at most %s)", admit.MaxTokenTTL))
+	cmd.Flags().StringVar(&nodeID, "node-id", "", "admit only the node with this ID")
 	cmd.MarkFlagRequired("config")
 	return cmd
 }
-
-// maxTokenTTL bounds a join token's lifetime: a leaked token admits nodes
-// until it expires, and there is no revocation.
-const maxTokenTTL = 7 * 24 * time.Hour
 
 func newVersionCmd(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{

@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 )
 
 // peerAudit turns what the cluster port reports (cluster.PeerEvent: every
@@ -126,6 +127,7 @@ func peerEventToAudit(e cluster.PeerEvent) audit.Event {
 // late hands the node and the session store to the cluster's authorizer,
 // which the node holds before either exists.
 type late struct {
-	node     atomic.Pointer[cluster.Node]
+	admit    atomic.Pointer[admit.Admitter]
 	sessions atomic.Pointer[authn.Sessions]
+	audit    atomic.Pointer[audit.Log]
 }

@@ -106,12 +106,17 @@ func TestThreeNodeCluster(t *testing.T) {
 	https := httpsClient(t, filepath.Join(n1.dir, "tls", "ca.crt"))
 	waitFor(t, "n1 ready", 30*time.Second, allReady(https, nodes[:1]))
 
-	// 2. A token, and the master key copied for the other nodes.
+	// 2. A token per node (one binds its node), and the master key
+	// copied for the other nodes.
 	tok, errOut, err := ferryd(t, "token", "--config", n1.config(), "--ttl", "10m")
 	if err != nil {
 		t.Fatalf("token: %v\n%s", err, errOut)
 	}
 	tok = strings.TrimSpace(tok)
+	tok3, errOut, err := ferryd(t, "token", "--config", n1.config(), "--node-id", "n3")
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, errOut)
+	}
 	key, err := os.ReadFile(filepath.Join(n1.dir, "master.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +126,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	if err := os.WriteFile(master, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokFile, []byte(tok3), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -166,6 +171,18 @@ func TestThreeNodeCluster(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(badDir, "ferryd.yaml")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("a refused join left a config: %v", err)
+		}
+		if err := votersAre(nodes, "3")(); err != nil {
+			t.Errorf("membership changed: %v", err)
+		}
+	})
+
+	t.Run("join with a used token", func(t *testing.T) {
+		badDir := filepath.Join(dir, "n5")
+		_, errOut, err := ferryd(t, "join", "--server", "https://"+n1.apiAddr, "--token", tok, "--dir", badDir,
+			"--node-id", "n5", "--cluster-addr", addrs[9], "--api-addr", addrs[10], "--master-key-file", master)
+		if err == nil || !strings.Contains(errOut, "already used") {
+			t.Fatalf("second use of a token: %v\n%s", err, errOut)
 		}
 		if err := votersAre(nodes, "3")(); err != nil {
 			t.Errorf("membership changed: %v", err)

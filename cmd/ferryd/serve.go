@@ -10,16 +10,21 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"time"
 
+	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
+	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 )
 
 // Bounds of the start-up and shutdown of a node.
@@ -88,7 +93,17 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	peers := newPeerAudit(log)
 	refs := &late{}
 	ccfg.OnPeerEvent = peers.observe
-	ccfg.Authorize = api.ClusterAuthorizer(refs.node.Load, master, refs.sessions.Load)
+	ccfg.Authorize = api.ClusterAuthorizer(refs.admit.Load, refs.sessions.Load)
+	// Members renew their short-lived certificates over the cluster port;
+	// the leader signs (admit), this node keeps its new files.
+	ccfg.Renew = func(ctx context.Context, id string, csr []byte) ([]byte, error) {
+		a := refs.admit.Load()
+		if a == nil {
+			return nil, errors.New("this node is starting")
+		}
+		return a.Renew(ctx, id, csr)
+	}
+	ccfg.OnRenewed = func(certPEM, keyPEM []byte) error { return keepNodeCert(cfg, certPEM, keyPEM) }
 	node, err := cluster.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("starting cluster node: %w", err)
@@ -99,7 +114,19 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		}
 		log.Info("stopped")
 	}()
-	refs.node.Store(node)
+	admitter, err := admit.New(admit.Config{
+		Node: node, MasterKey: master, APINames: cfg.APINames(), Logger: log,
+		Record: api.AdmitRecorder(func() audit.Recorder {
+			if l := refs.audit.Load(); l != nil {
+				return l
+			}
+			return nil
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	refs.admit.Store(admitter)
 
 	// 4. The cluster CA in the store, on the first start of the first node.
 	if err := publishCA(ctx, cfg, node, master, log); err != nil {
@@ -119,13 +146,20 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	}
 	defer svc.close(log)
 	refs.sessions.Store(svc.sessions)
+	refs.audit.Store(svc.audit)
+	if leaf := ccfg.Certificate.Leaf; leaf != nil {
+		if err := admitter.NoteCert(ctx, cfg.NodeID, leaf); err != nil {
+			log.Warn("recording this node's certificate expiry failed", "err", err)
+		}
+	}
 	pctx, stopPeers := context.WithCancel(context.Background())
 	peers.start(pctx, svc.audit)
 	defer peers.wait()
 	defer stopPeers()
 
 	// 6. The HTTPS API and the metrics listener.
-	handler, err := api.New(api.Config{Node: node, MasterKey: master, Logger: log, Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}})
+	handler, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
+		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
 	if err != nil {
 		return err
 	}
@@ -133,6 +167,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	if err != nil {
 		return fmt.Errorf("api.listen_addr: %w", err)
 	}
+	// A cap on open API connections: beyond it, new ones wait in the
+	// kernel's backlog instead of exhausting file descriptors.
+	apiLn = netutil.LimitListener(apiLn, maxAPIConns)
 	metricsLn, err := net.Listen("tcp", cfg.Metrics.ListenAddr)
 	if err != nil {
 		apiLn.Close()
@@ -141,7 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // TLS probes by load balancers are noise
 	apiSrv := &http.Server{
 		Handler:           handler,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}},
+		TLSConfig:         apiTLS(apiCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -152,6 +189,9 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	metricsSrv := &http.Server{
 		Handler:           api.MetricsHandler(reg, log),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
 		ErrorLog:          errLog,
 	}
 	errc := make(chan error, 2)
@@ -193,16 +233,19 @@ func publishCA(ctx context.Context, cfg *config.Config, node *cluster.Node, mast
 		return nil
 	}
 	// A restarted node finds the CA in its local state: no quorum needed.
-	_, err := clusterca.Cert(ctx, node, cluster.Local)
+	_, err := admit.CACert(ctx, node, cluster.Local)
 	if err == nil {
-		return nil
+		return removeCAKey(cfg, log)
 	}
-	if !errors.Is(err, clusterca.ErrNotFound) {
+	if !errors.Is(err, admit.ErrNoCA) {
 		return err
 	}
 	ca, err := cfg.LoadCA()
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w; the cluster store holds no CA yet, so no node could join", err)
+		// Deleted once sealed into the store: a restart that rebuilds
+		// its state from the Raft log finds the CA there again.
+		log.Warn("the CA key file is gone (it is deleted once sealed into the store); the CA comes from the replicated store", "file", cfg.TLS.CAKeyFile)
+		return nil
 	}
 	if err != nil {
 		return err
@@ -212,14 +255,65 @@ func publishCA(ctx context.Context, cfg *config.Config, node *cluster.Node, mast
 	if err := node.WaitLeader(ctx); err != nil {
 		return fmt.Errorf("storing the cluster CA: %w", err)
 	}
-	stored, err := clusterca.Publish(ctx, node, master, ca)
+	stored, err := admit.PublishCA(ctx, node, master, ca)
 	if err != nil {
 		return fmt.Errorf("storing the cluster CA: %w", err)
 	}
 	if stored {
-		log.Info("stored the cluster CA, its key sealed; the CA key file is no longer needed", "file", cfg.TLS.CAKeyFile)
+		log.Info("stored the cluster CA, its key sealed", "file", cfg.TLS.CAKeyFile)
+	}
+	return removeCAKey(cfg, log)
+}
+
+// removeCAKey deletes the CA key file once the key is sealed in the store:
+// a copy in clear on one machine's disk is one more thing to steal.
+func removeCAKey(cfg *config.Config, log *slog.Logger) error {
+	err := os.Remove(cfg.TLS.CAKeyFile)
+	switch {
+	case err == nil:
+		log.Info("deleted the CA key file: the key is sealed in the cluster store", "file", cfg.TLS.CAKeyFile)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("deleting the CA key file %s after sealing it into the store: %w", cfg.TLS.CAKeyFile, err)
 	}
 	return nil
+}
+
+// maxAPIConns caps the API listener's open connections.
+const maxAPIConns = 4096
+
+// apiTLS is the API's TLS configuration: TLS 1.2 offers AEAD suites with
+// forward secrecy only (TLS 1.3's are all AEAD).
+func apiTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
+// keepNodeCert writes a renewed node certificate and key over the node's
+// files, the key first, each replaced atomically.
+func keepNodeCert(cfg *config.Config, certPEM, keyPEM []byte) error {
+	if err := pki.WriteFile(cfg.TLS.KeyFile, keyPEM, 0o600); err != nil {
+		return err
+	}
+	return pki.WriteFile(cfg.TLS.CertFile, certPEM, 0o644)
+}
+
+// joinSettings are what a joining node's config takes from this one.
+func joinSettings(cfg *config.Config) wire.JoinSettings {
+	return wire.JoinSettings{
+		PublicURL: cfg.API.PublicURL, APINames: cfg.API.Names,
+		OIDCIssuer: cfg.OIDC.Issuer, OIDCClientID: cfg.OIDC.ClientID, OIDCScopes: cfg.OIDC.Scopes,
+		OIDCUserIDClaim: cfg.OIDC.UserIDClaim, OIDCEmailClaim: cfg.OIDC.EmailClaim, OIDCNameClaim: cfg.OIDC.NameClaim,
+		OIDCGroupsClaim: cfg.OIDC.GroupsClaim, OIDCAllowedEmailDomains: cfg.OIDC.AllowedEmailDomains,
+		OIDCRequiredGroups: cfg.OIDC.RequiredGroups, AdminGroups: cfg.Sessions.AdminGroups, ProfilesPool: cfg.Profiles.Pool,
+	}
 }
 
 // buildInfo reports ferry's version as a metric.

@@ -20,6 +20,8 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
+	"github.com/ferryvpn/ferry/authn/signals"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
@@ -47,8 +49,11 @@ type services struct {
 	sessions *authn.Sessions
 	users    *authn.Users
 	mfa      *authn.MFA
-	flow     *authn.Flow // nil without oidc.issuer
+	flow     *authn.Flow        // nil without oidc.issuer
+	reval    *authn.Revalidator // nil without oidc.issuer
 	profiles *profiles.Store
+	scim     *scim.Service     // nil unless scim.enabled
+	signals  *signals.Receiver // nil without back-channel logout or ssf
 	wgKey    wgtypes.Key
 	server   profiles.Server
 	gateway  *tunnel.Gateway // nil while the data plane is off
@@ -128,8 +133,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		if err != nil {
 			return nil, err
 		}
+		// Revalidation with the refresh token of each sign-in; the leader
+		// redeems them (step 6).
+		if s.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
+			OIDC: ocfg, Store: node, Users: s.users, Recorder: s.audit, Key: master, Logger: log,
+			Interval: cfg.OIDC.RevalidateInterval.D(), Grace: cfg.OIDC.RevalidateGrace.D(),
+		}); err != nil {
+			return nil, err
+		}
 		if s.flow, err = authn.NewFlow(authn.FlowConfig{
 			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
+			Revalidator: s.reval,
 		}); err != nil {
 			return nil, err
 		}
@@ -146,6 +160,12 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		return nil, err
 	}
 	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}
+
+	// 4b. What the identity provider pushes: SCIM, back-channel logout,
+	// Shared Signals. Each disables and revokes through profiles.
+	if err := s.startIdP(cfg, node, master, log); err != nil {
+		return nil, err
+	}
 
 	// 5. The data plane, when enabled.
 	if cfg.WireGuard.Enabled {
@@ -179,6 +199,13 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			log.Error("entitlement watcher stopped", "err", err)
 		}
 	}()
+	if s.reval != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.reval.Run(bg)
+		}()
+	}
 
 	// 7. Housekeeping on the leader: expired peers, sessions and sign-ins.
 	s.wg.Add(1)
@@ -212,6 +239,9 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 		}
 		jctx, cancel := context.WithTimeout(ctx, janitorTimeout)
 		sweeps := map[string]func(context.Context) (int, error){"peers": s.profiles.Sweep, "sessions": s.sessions.Sweep}
+		if s.signals != nil {
+			sweeps["idp token claims"] = s.signals.Sweep
+		}
 		if s.flow != nil {
 			sweeps["sign-ins"] = s.flow.Sweep
 		}

@@ -214,6 +214,7 @@ api:
   cert_file: tls/api.crt
   key_file: tls/api.key
   public_url: https://$PUBLIC_LB
+  names: [$PUBLIC_LB, $(node_addr n1), $(node_addr n2), $(node_addr n3)]
 metrics:
   listen_addr: $addr:$METRICS_PORT
 log:
@@ -283,20 +284,21 @@ node_config n1 first >"$DIR/n1/ferryd.yaml"
 start_node n1
 wait_until 60 "n1 to become ready (see $DIR/n1/ferryd.log)" node_ready n1
 
-(umask 077 && "$FERRYD" token --config "$DIR/n1/ferryd.yaml" --ttl 15m >"$DIR/token" 2>/dev/null)
-
 for n in n2 n3; do
 	log "$n: ferryd join, then ferryd run"
 	addr="$(node_addr "$n")"
-	# join keeps running the node once it has joined, with the minimal
-	# config it wrote; stop it there and restart with the whole config, as
-	# an operator hands a joined node over to systemd.
+	# A token admits one node, once: one per node, bound to it.
+	(umask 077 && "$FERRYD" token --config "$DIR/n1/ferryd.yaml" --ttl 15m --node-id "$n" >"$DIR/$n.token" 2>/dev/null)
+	# join keeps running the node once it has joined, with the config it
+	# wrote; stop it there and restart with deploy/local's (data plane,
+	# audit sinks), as an operator hands a joined node over to systemd.
 	ip netns exec "ferry-$n" env SSL_CERT_FILE="$DIR/idp/trust.pem" \
-		"$FERRYD" join --server "https://$(node_addr n1):$API_PORT" --token-file "$DIR/token" \
+		"$FERRYD" join --server "https://$(node_addr n1):$API_PORT" --token-file "$DIR/$n.token" \
 		--dir "$DIR/$n" --data-dir data --node-id "$n" \
 		--cluster-addr "$addr:$CLUSTER_PORT" --api-addr "$addr:$API_PORT" \
 		--api-name "$PUBLIC_LB" --api-name "$addr" --metrics-addr "$addr:$METRICS_PORT" \
-		--master-key-file "$DIR/master.key" --log-format text >"$DIR/$n.join.out" 2>"$DIR/$n.join.log" </dev/null &
+		--master-key-file "$DIR/master.key" --oidc-client-secret-file "$DIR/idp/client-secret" \
+		--log-format text >"$DIR/$n.join.out" 2>"$DIR/$n.join.log" </dev/null &
 	join_pid=$!
 	echo "$join_pid" >"$DIR/pids/$n.pid"
 	wait_until 120 "$n to join (see $DIR/$n.join.log)" grep -q "Joined the cluster" "$DIR/$n.join.out"

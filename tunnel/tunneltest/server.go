@@ -44,6 +44,10 @@ type ServerConfig struct {
 	// Preload is written to the store before the gateway starts, in
 	// transactions of one slice each.
 	Preload [][]KV `json:"preload,omitempty"`
+	// Extension names a registered Extension (RegisterExtension) to run
+	// beside the gateway, with ExtensionConfig as its configuration.
+	Extension       string          `json:"extension,omitempty"`
+	ExtensionConfig json.RawMessage `json:"extension_config,omitempty"`
 }
 
 // KV is one key and value to write.
@@ -101,6 +105,7 @@ type server struct {
 	iface   string
 	reg     *prometheus.Registry
 	done    chan error
+	ext     Extension // nil without ServerConfig.Extension
 }
 
 func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*server, error) {
@@ -173,6 +178,13 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		return nil, fmt.Errorf("starting gateway: %w", err)
 	}
 	s.iface = cfg.Interface
+	if cfg.Extension != "" {
+		if s.ext, err = startExtension(ctx, node, cfg.Extension, cfg.ExtensionConfig); err != nil {
+			s.gw.Close()
+			node.Close()
+			return nil, fmt.Errorf("starting extension %s: %w", cfg.Extension, err)
+		}
+	}
 	s.started = time.Now()
 	wg.Add(1)
 	go func() {
@@ -183,11 +195,19 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 }
 
 func (s *server) close() {
+	if s.ext != nil {
+		s.ext.Close()
+	}
 	s.gw.Close()
 	s.node.Close()
 }
 
 func (s *server) handle(ctx context.Context, req Request) (Response, bool, error) {
+	if s.ext != nil {
+		if resp, ok, err := s.ext.Handle(ctx, req); ok {
+			return resp, ok, err
+		}
+	}
 	switch req.Op {
 	case "put":
 		rev, err := s.node.Put(ctx, req.Key, req.Value)

@@ -34,6 +34,8 @@ func (h *handler) mountUsers(mux *http.ServeMux) {
 	route(mux, http.MethodPost, wire.PathUserDisable, h.admin(h.setDisabled(true)))
 	route(mux, http.MethodPost, wire.PathUserEnable, h.admin(h.setDisabled(false)))
 	route(mux, http.MethodPost, wire.PathUserResetMFA, h.admin(h.resetMFA))
+	route(mux, http.MethodPost, wire.PathUserUnlock, h.admin(h.unlockUser))
+	route(mux, http.MethodPost, wire.PathPeerClear, h.admin(h.clearRevocation))
 	route(mux, http.MethodGet, wire.PathSessions, h.admin(h.listSessions))
 	route(mux, http.MethodDelete, wire.PathSession, h.admin(h.killSession))
 	h.mountPortal(mux)
@@ -249,7 +251,7 @@ func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Ses
 	}
 	reason := in.Reason
 	if reason == "" {
-		reason = "revoked by " + s.Identity.UserID
+		reason = "revoked by " + s.Identity.Display()
 	}
 	if err := h.users.Profiles.RevokePeer(r.Context(), p.ID, reason, actor(s)); err != nil {
 		return err
@@ -274,7 +276,7 @@ func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Se
 	}
 	reason := in.Reason
 	if reason == "" {
-		reason = "revoked by " + s.Identity.UserID
+		reason = "revoked by " + s.Identity.Display()
 	}
 	var n int
 	if user != "" {
@@ -297,8 +299,63 @@ func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Se
 
 func (h *handler) userToWire(r *http.Request, u authn.User) (wire.User, error) {
 	enrolled, err := h.users.MFA.Enrolled(r.Context(), u.ID)
-	return wire.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: u.Groups, Disabled: u.Disabled,
-		MFAEnrolled: enrolled, Created: u.Created, LastLogin: u.LastLogin}, err
+	out := wire.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: u.Groups, Disabled: u.Disabled,
+		MFAEnrolled: enrolled, Created: u.Created, LastLogin: u.LastLogin, Issuer: u.Issuer, Suspended: u.Suspended}
+	if c := u.Change; c != nil {
+		out.LastChange = &wire.UserChange{What: c.What, By: c.By, At: c.At}
+	}
+	return out, err
+}
+
+// userDetail is userToWire plus why the user holds (or lost) each
+// profile and role, and their lockout state.
+func (h *handler) userDetail(r *http.Request, u authn.User) (wire.User, error) {
+	out, err := h.userToWire(r, u)
+	if err != nil {
+		return out, err
+	}
+	all, err := h.users.Profiles.List(r.Context())
+	if err != nil {
+		return out, err
+	}
+	for _, g := range h.users.Profiles.Explain(u, all) {
+		out.Grants = append(out.Grants, wire.Grant{Profile: g.Profile, Role: g.Role, Held: g.Held, Via: g.Via, Why: g.Why})
+	}
+	peers, err := h.users.Profiles.Peers(r.Context(), profiles.PeerFilter{UserID: u.ID})
+	if err != nil {
+		return out, err
+	}
+	for _, p := range peers {
+		if p.Revoked != nil {
+			out.Revoked = append(out.Revoked, wire.Revocation{Peer: p.ID, Device: p.Device, Profile: p.Profile,
+				Revoked: *p.Revoked, Reason: p.RevokedReason, ByAdmin: p.RevokedByAdmin})
+		}
+	}
+	lk, err := h.users.MFA.Lockout(r.Context(), u.ID)
+	if err != nil {
+		return out, err
+	}
+	out.Lockout = &wire.Lockout{Failures: lk.Failures, LockedUntil: lk.LockedUntil}
+	return out, nil
+}
+
+func (h *handler) unlockUser(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	u, err := h.users.Users.Resolve(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := h.users.MFA.Unlock(r.Context(), u.ID, actor(s), source(r)); err != nil {
+		return err
+	}
+	return h.writeUser(w, r, u.ID)
+}
+
+func (h *handler) clearRevocation(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	if err := h.users.Profiles.ClearRevocation(r.Context(), r.PathValue("id"), actor(s)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 func (h *handler) listUsers(w http.ResponseWriter, r *http.Request, s authn.Session) error {
@@ -325,7 +382,7 @@ func (h *handler) writeUser(w http.ResponseWriter, r *http.Request, idOrEmail st
 	if err != nil {
 		return err
 	}
-	wu, err := h.userToWire(r, u)
+	wu, err := h.userDetail(r, u)
 	if err != nil {
 		return err
 	}

@@ -12,24 +12,20 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
-
-// Default certificate lifetimes. Certificates are not renewed yet, so they
-// outlive a typical maintenance cycle; renewal will shorten them.
-const (
-	DefaultNodeCertValidity = 365 * 24 * time.Hour
-	DefaultAPICertValidity  = 365 * 24 * time.Hour
 )
 
 // Config configures the API handler.
@@ -39,14 +35,22 @@ type Config struct {
 	// MasterKey is the cluster master key: it unseals the CA key and derives
 	// the key that join tokens are verified with. Required.
 	MasterKey seal.Key
+	// Admit admits joining nodes; default an admit.Admitter built from
+	// Node, MasterKey, APINames, the certificate lifetimes and Audit.
+	Admit *admit.Admitter
+	// APINames are the names API certificates may carry (api.public_url's
+	// host and api.names), for the default Admit.
+	APINames []string
+	// Settings are handed to joining nodes for their config.
+	Settings wire.JoinSettings
 	// Logger receives the handler's logs; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for token expiry and certificate validity; default
 	// time.Now.
 	Now func() time.Time
 	// NodeCertValidity and APICertValidity are the lifetimes of the
-	// certificates issued to joining nodes; defaults DefaultNodeCertValidity
-	// and DefaultAPICertValidity.
+	// certificates the default Admit issues; defaults
+	// admit.DefaultNodeCertTTL and admit.DefaultAPICertTTL.
 	NodeCertValidity time.Duration
 	APICertValidity  time.Duration
 	// Users, when set, adds the user and administration API and the
@@ -54,6 +58,9 @@ type Config struct {
 	Users *Users
 	// Audit, when set with Users, adds the audit endpoints.
 	Audit *Audit
+	// IdP, when set with Users, adds the identity provider's endpoints
+	// (SCIM, back-channel logout, Shared Signals) and their administration.
+	IdP *IdP
 }
 
 // Validate checks the configuration.
@@ -76,13 +83,13 @@ func (c *Config) Validate() error {
 type handler struct {
 	node     *cluster.Node
 	master   seal.Key
-	tokenKey []byte // seal.DeriveKey(master, joinTokenPurpose)
+	admit    *admit.Admitter
+	settings wire.JoinSettings
 	log      *slog.Logger
 	now      func() time.Time
-	nodeTTL  time.Duration
-	apiTTL   time.Duration
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
+	idp      *IdP   // nil: no identity provider endpoints
 }
 
 // New returns the API handler.
@@ -91,9 +98,8 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	h := &handler{
-		node: cfg.Node, master: cfg.MasterKey, tokenKey: seal.DeriveKey(cfg.MasterKey, joinTokenPurpose),
-		log: cfg.Logger, now: cfg.Now, nodeTTL: cfg.NodeCertValidity, apiTTL: cfg.APICertValidity,
-		users: cfg.Users, audit: cfg.Audit,
+		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
+		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -101,23 +107,42 @@ func New(cfg Config) (http.Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.nodeTTL == 0 {
-		h.nodeTTL = DefaultNodeCertValidity
-	}
-	if h.apiTTL == 0 {
-		h.apiTTL = DefaultAPICertValidity
+	if h.admit == nil {
+		record := AdmitRecorder(func() audit.Recorder {
+			if h.audit != nil {
+				return h.audit.Recorder
+			}
+			return nil
+		})
+		a, err := admit.New(admit.Config{
+			Node: cfg.Node, MasterKey: cfg.MasterKey, APINames: cfg.APINames, Now: h.now, Logger: h.log,
+			NodeCertTTL: cfg.NodeCertValidity, APICertTTL: cfg.APICertValidity,
+			Record: func(ctx context.Context, e admit.Event) error {
+				if err := record(ctx, e); err != errNoRecorder {
+					return err
+				}
+				h.log.Info("admission event (no audit log configured)", "action", e.Action, "node_id", e.NodeID, "token", e.TokenID, "serial", e.Serial)
+				return nil
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		h.admit = a
 	}
 
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
 	route(mux, http.MethodPost, wire.PathJoin, h.handle(h.join))
-	route(mux, http.MethodPost, wire.PathMembers, h.handle(h.members))
 	if h.users != nil {
 		h.mountUsers(mux)
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+		}
+		if h.idp != nil {
+			h.mountIdP(mux)
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

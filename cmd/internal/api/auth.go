@@ -40,8 +40,12 @@ func (u *Users) validate() error {
 // returns its error for fail to translate (errors.go).
 type sessionHandler func(w http.ResponseWriter, r *http.Request, s authn.Session) error
 
-// authed authenticates the caller by bearer token or session cookie. It
-// says little on failure: the sign-in flow and the session store audit the
+// authed authenticates the caller by bearer token only. The browser's
+// session cookie is not accepted here: a browser attaches it to any
+// request, including a form another site posts (CSRF), whereas a bearer
+// token must be set by code that holds it. The portal, which does use the
+// cookie, checks a CSRF token and the Origin on every change. authed says
+// little on failure: the sign-in flow and the session store audit the
 // details.
 func (h *handler) authed(next sessionHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -70,17 +74,9 @@ func (h *handler) admin(next sessionHandler) http.HandlerFunc {
 	})
 }
 
-// sessionToken is the caller's session token: the bearer token, else the
-// session cookie.
-func sessionToken(r *http.Request) string {
-	if tok := bearer(r); tok != "" {
-		return tok
-	}
-	if c, err := r.Cookie(authn.SessionCookie); err == nil {
-		return c.Value
-	}
-	return ""
-}
+// sessionToken is the caller's session token on the /v1 API: the bearer
+// token, never the cookie (see authed).
+func sessionToken(r *http.Request) string { return bearer(r) }
 
 func bearer(r *http.Request) string {
 	v := r.Header.Get("Authorization")

@@ -10,7 +10,6 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
 
@@ -22,21 +21,12 @@ const maxRestoreBytes = 8 << 30
 // several gigabytes needs longer, and only an administrator gets it.
 const transferTimeout = time.Hour
 
-// Lifetimes of join tokens minted through the API. A token admits nodes
-// until it expires and cannot be revoked, so a leaked one is a standing
-// invitation: the default is the time an operator needs to start the new
-// machine, and the maximum a day.
-const (
-	DefaultJoinTokenTTL = 15 * time.Minute
-	MaxJoinTokenTTL     = 24 * time.Hour
-)
-
 // Actions of the cluster operations' audit events (type cluster).
 const (
-	actionJoinToken = "join_token.create"
-	actionRemove    = "member.remove"
-	actionBackup    = "backup"
-	actionRestore   = "restore"
+	actionAdd     = "member.add"
+	actionRemove  = "member.remove"
+	actionBackup  = "backup"
+	actionRestore = "restore"
 )
 
 func (h *handler) mountCluster(mux *http.ServeMux) {
@@ -45,6 +35,7 @@ func (h *handler) mountCluster(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathClusterBackup, h.admin(h.backup))
 	route(mux, http.MethodPost, wire.PathClusterRestore, h.admin(h.restore))
 	route(mux, http.MethodPost, wire.PathClusterJoinTokens, h.admin(h.joinToken))
+	route(mux, http.MethodPost, wire.PathMembers, h.admin(h.members))
 }
 
 func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.Session) error {
@@ -54,8 +45,16 @@ func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.
 	if err := h.node.Ready(); err != nil {
 		out.Ready, out.NotReady = false, err.Error()
 	}
+	expiry, err := h.admit.CertExpiry(r.Context())
+	if err != nil {
+		return err
+	}
 	for _, m := range st.Members {
-		out.Members = append(out.Members, wire.ClusterMember{ID: m.ID, Addr: m.Addr, Voter: m.Voter, Leader: m.Leader, Healthy: m.Healthy})
+		cm := wire.ClusterMember{ID: m.ID, Addr: m.Addr, Voter: m.Voter, Leader: m.Leader, Healthy: m.Healthy}
+		if t, ok := expiry[m.ID]; ok {
+			cm.CertNotAfter = &t
+		}
+		out.Members = append(out.Members, cm)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -121,43 +120,6 @@ func (h *handler) restore(w http.ResponseWriter, r *http.Request, s authn.Sessio
 	return nil
 }
 
-// joinToken mints a join token, as "ferryd token" does on a node. The
-// token is recorded as minted (never its text) before it is answered.
-func (h *handler) joinToken(w http.ResponseWriter, r *http.Request, s authn.Session) error {
-	var in wire.JoinTokenRequest
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &in); err != nil {
-			return err
-		}
-	}
-	ttl := DefaultJoinTokenTTL
-	if in.TTLSeconds != 0 {
-		if in.TTLSeconds < 0 || in.TTLSeconds > int64(MaxJoinTokenTTL/time.Second) {
-			return errorf(http.StatusBadRequest, "ttl_seconds: want 1 to %d (a day)", int64(MaxJoinTokenTTL/time.Second))
-		}
-		ttl = time.Duration(in.TTLSeconds) * time.Second
-	}
-	caCert, err := clusterca.Cert(r.Context(), h.node, cluster.Local)
-	if err != nil {
-		return h.caUnavailable(r, "join-token", err)
-	}
-	expires := h.now().Add(ttl).UTC().Truncate(time.Second)
-	tok, err := NewJoinToken(h.master, caCert, expires)
-	details := map[string]string{"ttl": ttl.String(), "expires": expires.Format(time.RFC3339)}
-	if err != nil {
-		h.recordOp(r, s, actionJoinToken, audit.Target{}, err, details)
-		return err
-	}
-	if err := h.recordOp(r, s, actionJoinToken, audit.Target{}, nil, details); err != nil {
-		// A token that is not on record is not handed out.
-		h.log.Error("join token not issued: recording it failed", "err", err)
-		return errorf(http.StatusServiceUnavailable, "cannot record the join token in the audit log; try again")
-	}
-	h.log.Info("join token issued", "by", s.Identity.UserID, "expires", expires)
-	writeJSON(w, http.StatusOK, wire.JoinTokenResponse{Token: tok, Expires: expires})
-	return nil
-}
-
 // recordOp records a cluster operation by s: success when opErr is nil,
 // else failure with opErr as the reason. It returns the recorder's error;
 // without a recorder the operation is logged only, and nil is returned.
@@ -194,4 +156,14 @@ func (h *handler) extendDeadlines(w http.ResponseWriter) {
 	// Errors mean the connection has no deadlines to extend.
 	_ = rc.SetReadDeadline(dl)
 	_ = rc.SetWriteDeadline(dl)
+}
+
+// isMember reports whether id is in the cluster configuration.
+func (h *handler) isMember(id string) bool {
+	for _, m := range h.node.Status().Members {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
-	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
@@ -69,23 +69,23 @@ func TestJoinTokenAPI(t *testing.T) {
 	s := apitest.Start(t)
 	admin := clientFor(t, s, s.Admin(t))
 	alice := clientFor(t, s, s.Token(t, authn.Identity{UserID: "alice"}))
-	if _, err := admin.JoinToken(bg(t), 0); status(err) != http.StatusServiceUnavailable {
+	if _, err := admin.JoinToken(bg(t), 0, ""); status(err) != http.StatusServiceUnavailable {
 		t.Fatalf("join token before the CA is stored: %v", err)
 	}
 	ca := s.PublishCA(t)
-	if _, err := alice.JoinToken(bg(t), 0); status(err) != http.StatusForbidden {
+	if _, err := alice.JoinToken(bg(t), 0, ""); status(err) != http.StatusForbidden {
 		t.Fatalf("non-admin join token: %v", err)
 	}
 	for _, ttl := range []time.Duration{-time.Minute, 25 * time.Hour} {
-		if _, err := admin.JoinToken(bg(t), ttl); status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "ttl_seconds") {
+		if _, err := admin.JoinToken(bg(t), ttl, ""); status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "ttl_seconds") {
 			t.Fatalf("ttl %s: %v", ttl, err)
 		}
 	}
 	for _, tc := range []struct {
 		ttl, want time.Duration
-	}{{0, api.DefaultJoinTokenTTL}, {time.Hour, time.Hour}, {api.MaxJoinTokenTTL, api.MaxJoinTokenTTL}} {
+	}{{0, admit.DefaultTokenTTL}, {time.Minute, time.Minute}, {admit.MaxTokenTTL, admit.MaxTokenTTL}} {
 		start := time.Now()
-		tok, err := admin.JoinToken(bg(t), tc.ttl)
+		tok, err := admin.JoinToken(bg(t), tc.ttl, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestJoinTokenAPI(t *testing.T) {
 			t.Errorf("ttl %s: expires %s, want between %s and %s", tc.ttl, tok.Expires, lo, hi)
 		}
 	}
-	tok, err := admin.JoinToken(bg(t), 0)
+	tok, err := admin.JoinToken(bg(t), 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +111,12 @@ func TestJoinTokenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiCSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "n2"}, DNSNames: []string{"n2.example.com"}}, apiKey)
+	apiCSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "n2"}, DNSNames: []string{"localhost"}}, apiKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := clientFor(t, s, "").Join(bg(t), wire.JoinRequest{
-		Token: tok.Token, NodeID: "n2", CSR: base64.StdEncoding.EncodeToString(csr), APICSR: base64.StdEncoding.EncodeToString(apiCSR),
+		Token: tok.Token, NodeID: "n2", Addr: "127.0.0.1:1", CSR: base64.StdEncoding.EncodeToString(csr), APICSR: base64.StdEncoding.EncodeToString(apiCSR),
 	})
 	if err != nil || resp.CAPEM != string(ca.CertPEM()) {
 		t.Fatalf("joining with the minted token: %v", err)
@@ -131,6 +131,12 @@ func TestJoinTokenAPI(t *testing.T) {
 	}
 	if !strings.Contains(records.String(), `"user_id":"admin"`) {
 		t.Errorf("join token records lack the admin:\n%s", records.String())
+	}
+	// The redemption and both certificates are on record, with serials.
+	for _, want := range []string{`"join_token.redeem"`, `"kind":"node"`, `"kind":"api"`, `"serial":`} {
+		if !strings.Contains(records.String(), want) {
+			t.Errorf("audit records lack %s:\n%s", want, records.String())
+		}
 	}
 	recs, err := s.Cluster.Node(0).JournalRange(1, ^uint64(0), 1<<20)
 	if err != nil {
@@ -195,4 +201,39 @@ func flipByte(b []byte, i int) []byte {
 	out := append([]byte(nil), b...)
 	out[i] ^= 0x40
 	return out
+}
+
+// The clients' idea of a join token's lifetime is the cluster's.
+func TestJoinTokenLimitsAgree(t *testing.T) {
+	if wire.DefaultJoinTokenTTL != admit.DefaultTokenTTL || wire.MaxJoinTokenTTL != admit.MaxTokenTTL {
+		t.Fatalf("wire says %s (max %s), admit %s (max %s)", wire.DefaultJoinTokenTTL, wire.MaxJoinTokenTTL, admit.DefaultTokenTTL, admit.MaxTokenTTL)
+	}
+}
+
+// POST /v1/cluster/members is for administrators only, and refuses an
+// address that does not answer with the named node's certificate: the
+// membership stays as it was and the cluster keeps its quorum.
+func TestAddMemberAPI(t *testing.T) {
+	s := apitest.Start(t)
+	node := s.Cluster.Node(0)
+	before := len(node.Status().Members)
+	alice := clientFor(t, s, s.Token(t, authn.Identity{UserID: "alice"}))
+	if _, err := alice.AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: "127.0.0.1:1"}); status(err) != http.StatusForbidden {
+		t.Fatalf("non-admin: %v", err)
+	}
+	if _, err := clientFor(t, s, "").AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: "127.0.0.1:1"}); status(err) != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %v", err)
+	}
+	admin := clientFor(t, s, s.Admin(t))
+	for _, addr := range []string{"127.0.0.1:1", node.Addr()} {
+		if _, err := admin.AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: addr}); status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "does not answer as that node") {
+			t.Fatalf("admin adding n9 at %s: %v", addr, err)
+		}
+	}
+	if n := len(node.Status().Members); n != before {
+		t.Fatalf("%d members after refusals, want %d", n, before)
+	}
+	if _, err := node.Put(bg(t), "still", []byte("writable")); err != nil {
+		t.Fatal(err)
+	}
 }

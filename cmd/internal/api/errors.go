@@ -9,10 +9,11 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/tunnel"
 )
@@ -68,14 +69,21 @@ var sentinels = []sentinel{
 	{ErrNoAdminProof, http.StatusForbidden, ""},
 	{pki.ErrInvalidNodeID, http.StatusBadRequest, ""},
 	{pki.ErrPinMismatch, http.StatusBadGateway, ""},
-	{pki.ErrTokenMalformed, http.StatusUnauthorized, joinTokenRefused},
-	{pki.ErrTokenInvalid, http.StatusUnauthorized, joinTokenRefused},
-	{pki.ErrTokenExpired, http.StatusUnauthorized, joinTokenRefused},
+	// Token errors say what is wrong with the token (never its text), so
+	// the operator knows whether to mint a new one or fix the command.
+	{pki.ErrTokenMalformed, http.StatusUnauthorized, ""},
+	{pki.ErrTokenInvalid, http.StatusUnauthorized, ""},
+	{pki.ErrTokenExpired, http.StatusUnauthorized, ""},
+	{admit.ErrTokenUsed, http.StatusUnauthorized, "join token already used: a token admits one node; make a new one"},
+	{admit.ErrInvalid, http.StatusBadRequest, ""},
+	{admit.ErrNameNotAllowed, http.StatusForbidden, ""},
+	{admit.ErrAlreadyMember, http.StatusConflict, ""},
+	{admit.ErrNotRecorded, http.StatusServiceUnavailable, "cannot record the issuance in the audit log; try again"},
 	{seal.ErrDecrypt, http.StatusBadRequest, "a sealed value could not be opened"},
 	{seal.ErrVersion, http.StatusBadRequest, "a sealed value has an unknown format"},
 	{seal.ErrZeroKey, http.StatusServiceUnavailable, "this node has no master key loaded; see its log"},
-	{clusterca.ErrNotFound, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
-	{clusterca.ErrMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
+	{admit.ErrNoCA, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
+	{admit.ErrCAMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
 
 	// audit
 	{audit.ErrInvalidEvent, http.StatusBadRequest, ""},
@@ -103,6 +111,8 @@ var sentinels = []sentinel{
 	{authn.ErrContended, http.StatusServiceUnavailable, "too many concurrent changes; try again"},
 	// A damaged record on this node: another node's copy may serve.
 	{authn.ErrCorrupt, http.StatusServiceUnavailable, "a stored record failed its check on this node; ask another node and see this node's log"},
+	// authn/scim: its damaged token record reaches /v1/idp.
+	{scim.ErrCorrupt, http.StatusServiceUnavailable, "a stored SCIM record failed its check on this node; see this node's log"},
 
 	// profiles
 	{profiles.ErrInvalid, http.StatusBadRequest, ""},
@@ -110,6 +120,7 @@ var sentinels = []sentinel{
 	{profiles.ErrNotAllowed, http.StatusForbidden, ""},
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
+	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel
@@ -119,9 +130,6 @@ var sentinels = []sentinel{
 	// Not sentinels of ours, but the same kind of answer.
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, unavailableMsg},
 }
-
-// joinTokenRefused tells a joining node little; the log says why.
-const joinTokenRefused = "join token refused: it is malformed, expired or not from this cluster"
 
 // statusOf returns the status and message err is answered with; ok is
 // false for an error the table does not know (an internal error).

@@ -19,7 +19,7 @@ func FuzzJoinBodies(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	_, good := joinBody(f, tc.token(f, time.Now().Add(time.Hour)))
+	_, good := joinBody(f, tc.token(f, time.Now().Add(time.Hour), ""))
 	f.Add(false, good)
 	f.Add(true, `{"token":"x","node_id":"n2","addr":"127.0.0.1:1"}`)
 	f.Add(false, `{"token": 5}`)

@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 )
 
 // waitFor polls cond until it returns nil or the deadline passes, then
@@ -101,6 +101,12 @@ func startNode(t testing.TB, ca *pki.CA, id string, cert tls.Certificate, bootst
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNodeOn(t, ca, id, cert, bootstrap, ln)
+}
+
+// startNodeOn starts a node on ln.
+func startNodeOn(t testing.TB, ca *pki.CA, id string, cert tls.Certificate, bootstrap bool, ln net.Listener) *cluster.Node {
+	t.Helper()
 	n, err := cluster.New(cluster.Config{
 		NodeID: id, DataDir: t.TempDir(), Listener: ln,
 		Certificate: cert, RootCAs: ca.Pool(), Bootstrap: bootstrap,
@@ -140,11 +146,12 @@ func newTestCluster(t testing.TB) *testCluster {
 	waitFor(t, "n1 ready", 20*time.Second, n.Ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := clusterca.Publish(ctx, n, master, ca); err != nil {
+	if _, err := admit.PublishCA(ctx, n, master, ca); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	tc := &testCluster{ca: ca, master: master, node: n, logs: &syncBuffer{}}
-	h, err := New(Config{Node: n, MasterKey: master, Logger: slog.New(slog.NewTextHandler(tc.logs, nil))})
+	h, err := New(Config{Node: n, MasterKey: master, Logger: slog.New(slog.NewTextHandler(tc.logs, nil)),
+		APINames: []string{"n2.example.com", "localhost", "127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +161,11 @@ func newTestCluster(t testing.TB) *testCluster {
 	return tc
 }
 
-func (tc *testCluster) token(t testing.TB, expires time.Time) string {
+// token returns a join token expiring at expires, bound to nodeID unless
+// it is empty. It is made with pki directly, so that it can be expired.
+func (tc *testCluster) token(t testing.TB, expires time.Time, nodeID string) string {
 	t.Helper()
-	tok, err := NewJoinToken(tc.master, tc.ca.Cert, expires)
+	tok, err := pki.NewJoinTokenFor(seal.DeriveKey(tc.master, "join-token"), pki.Fingerprint(tc.ca.Cert), expires, nodeID)
 	if err != nil {
 		t.Fatal(err)
 	}

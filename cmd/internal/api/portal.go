@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/skip2/go-qrcode"
@@ -88,6 +89,22 @@ func portalCSRF(tok string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// sameOrigin reports whether a state-changing browser request comes from
+// a page of this site: its Origin (or, from browsers that send none, its
+// Referer) names this host. A request with neither is refused: every
+// browser ferry supports sends Origin on a POST.
+func sameOrigin(r *http.Request) bool {
+	from := r.Header.Get("Origin")
+	if from == "" || from == "null" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" || from == "null" {
+		return false
+	}
+	u, err := url.Parse(from)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && (u.Scheme == "https" || u.Scheme == "http")
+}
+
 func (h *handler) portal(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
 	h.renderPortal(w, r, http.StatusOK, s, tok, "")
 }
@@ -135,7 +152,7 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 		h.renderPortal(w, r, http.StatusBadRequest, s, tok, "The form could not be read.")
 		return
 	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(portalCSRF(tok))) {
+	if !sameOrigin(r) || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(portalCSRF(tok))) {
 		h.renderPortal(w, r, http.StatusForbidden, s, tok, "The form expired; please try again.")
 		return
 	}

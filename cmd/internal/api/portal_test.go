@@ -20,8 +20,14 @@ import (
 )
 
 // browser is an HTTP client carrying one session cookie, following no
-// redirect.
+// redirect. Like a browser on the portal's own page, it sends the site's
+// Origin with every POST.
 func browser(t *testing.T, s *apitest.Server, token string) func(method, path string, form url.Values) (*http.Response, string) {
+	return browserFrom(t, s, token, s.URL)
+}
+
+// browserFrom is browser on a page of origin (another site, say).
+func browserFrom(t *testing.T, s *apitest.Server, token, origin string) func(method, path string, form url.Values) (*http.Response, string) {
 	pem, err := os.ReadFile(s.CAFile)
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +49,9 @@ func browser(t *testing.T, s *apitest.Server, token string) func(method, path st
 		}
 		if token != "" {
 			req.AddCookie(&http.Cookie{Name: authn.SessionCookie, Value: token})
+		}
+		if method == http.MethodPost && origin != "" {
+			req.Header.Set("Origin", origin)
 		}
 		resp, err := c.Do(req)
 		if err != nil {

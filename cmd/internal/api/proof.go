@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
-	"github.com/ferryvpn/ferry/cluster/pki"
-	"github.com/ferryvpn/ferry/cluster/seal"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
+	"github.com/ferryvpn/ferry/cluster/admit"
 )
 
 // A membership change or restore that an administrator asks of a follower
@@ -40,32 +37,18 @@ func withAdminProof(r *http.Request) *http.Request {
 // forwarded request carries no valid administrator's session.
 var ErrNoAdminProof = errors.New("api: forwarded request carries no administrator's session")
 
-// joinProofPrefix marks a proof that is a join token: it admits the node
-// it was redeemed for as a non-voter, nothing else.
-const joinProofPrefix = "join:"
-
 // ClusterAuthorizer returns the cluster.Config.Authorize of a node: it
 // accepts a forwarded membership change or restore only with the proof of
 // a valid administrator's session, and names that administrator; a
-// non-voter may also be added with the proof of a valid join token.
-// node and sessions return the node and the session store, or nil while
-// the node is starting.
-func ClusterAuthorizer(node func() *cluster.Node, master seal.Key, sessions func() *authn.Sessions) func(context.Context, cluster.AuthRequest) (string, error) {
-	tokenKey := seal.DeriveKey(master, joinTokenPurpose)
+// non-voter may also be added with the join token that admitted it
+// (admit.Admitter.Authorize). admitter and sessions return the admitter
+// and the session store, or nil while the node is starting.
+func ClusterAuthorizer(admitter func() *admit.Admitter, sessions func() *authn.Sessions) func(context.Context, cluster.AuthRequest) (string, error) {
 	return func(ctx context.Context, req cluster.AuthRequest) (string, error) {
-		if tok, ok := strings.CutPrefix(string(req.Proof), joinProofPrefix); ok && req.Op == "add_nonvoter" {
-			n := node()
-			if n == nil {
-				return "", errors.New("this node is starting")
+		if a := admitter(); a != nil {
+			if actor, handled, err := a.Authorize(ctx, req); handled {
+				return actor, err
 			}
-			caCert, err := clusterca.Cert(ctx, n, cluster.Local)
-			if err != nil {
-				return "", err
-			}
-			if err := pki.VerifyJoinToken(tokenKey, pki.Fingerprint(caCert), tok, time.Now()); err != nil {
-				return "", err
-			}
-			return "join-token", nil
 		}
 		tok, ok := strings.CutPrefix(string(req.Proof), sessionProofPrefix)
 		if !ok || tok == "" {
@@ -85,3 +68,7 @@ func ClusterAuthorizer(node func() *cluster.Node, master seal.Key, sessions func
 		return sess.Identity.UserID, nil
 	}
 }
+
+// errNoRecorder is returned by AdmitRecorder's function while there is no
+// audit log to record into.
+var errNoRecorder = errors.New("api: no audit log to record into yet")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 )
@@ -18,8 +19,7 @@ import (
 func TestClusterAuthorizer(t *testing.T) {
 	ss := apitest.StartCluster(t, 1)
 	s := ss[0]
-	node := s.Cluster.Node(0)
-	authorize := api.ClusterAuthorizer(func() *cluster.Node { return node }, s.MasterKey, func() *authn.Sessions { return s.Sessions })
+	authorize := api.ClusterAuthorizer(func() *admit.Admitter { return s.Admit }, func() *authn.Sessions { return s.Sessions })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for name, proof := range map[string]string{

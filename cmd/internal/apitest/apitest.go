@@ -18,14 +18,18 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
-	"github.com/ferryvpn/ferry/cmd/internal/clusterca"
 	"github.com/ferryvpn/ferry/profiles"
 )
+
+// Issuer is the OIDC issuer SCIM-provisioned users belong to.
+const Issuer = "https://idp.example.com"
 
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
@@ -44,7 +48,11 @@ type Server struct {
 	Users    *authn.Users
 	MFA      *authn.MFA
 	Profiles *profiles.Store
-	Signer   *audit.Signer
+	// SCIM serves /scim/v2 for users of Issuer; mint its token with
+	// SCIM.RotateToken.
+	SCIM   *scim.Service
+	Signer *audit.Signer
+	Admit  *admit.Admitter
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -74,13 +82,13 @@ func StartCluster(t testing.TB, n int) []*Server {
 	}
 	c := clustertest.Start(t, n, clustertest.Options{Fast: true, WriteTimeout: 10 * time.Second, Tune: func(cfg *cluster.Config) {
 		r := refs[cfg.NodeID]
-		cfg.Authorize = api.ClusterAuthorizer(r.node.Load, key, r.sessions.Load)
+		cfg.Authorize = api.ClusterAuthorizer(r.admit.Load, r.sessions.Load)
 	}})
 	var out []*Server
 	for i := 0; i < n; i++ {
 		s := serve(t, c, i, key)
 		r := refs[c.ID(i)]
-		r.node.Store(c.Node(i))
+		r.admit.Store(s.Admit)
 		r.sessions.Store(s.Sessions)
 		out = append(out, s)
 	}
@@ -89,7 +97,7 @@ func StartCluster(t testing.TB, n int) []*Server {
 
 // lateRefs hands a node's authorizer what exists only after it starts.
 type lateRefs struct {
-	node     atomic.Pointer[cluster.Node]
+	admit    atomic.Pointer[admit.Admitter]
 	sessions atomic.Pointer[authn.Sessions]
 }
 
@@ -131,10 +139,22 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
+	// SCIM provisioning, as ferryd runs it with scim.enabled.
+	if s.SCIM, err = scim.New(scim.Config{
+		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Admit, err = admit.New(admit.Config{
+		Node: node, MasterKey: key, APINames: []string{"localhost", "127.0.0.1"},
+		Record: api.AdmitRecorder(func() audit.Recorder { return log }),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}})
+	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +177,7 @@ func (s *Server) PublishCA(t testing.TB) *pki.CA {
 	ca := clustertest.NewCA(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := clusterca.Publish(ctx, s.Cluster.Node(s.Node), s.MasterKey, ca); err != nil {
+	if _, err := admit.PublishCA(ctx, s.Cluster.Node(s.Node), s.MasterKey, ca); err != nil {
 		t.Fatal(err)
 	}
 	return ca

@@ -26,12 +26,21 @@ var jobs = []Job{
 	{Pkg: "./authn", Bench: "^Benchmark(TOTPVerify|SessionCreate)$", Benchtime: "300x", Count: 5},
 	{Pkg: "./authn", Bench: "^BenchmarkSignIn$", Benchtime: "300x", Count: 5},
 	{Pkg: "./profiles", Bench: "^BenchmarkIssue$", Benchtime: "2000x", Count: 5},
+	// One group change re-decided for 10,000 users (100 lose access).
+	{Pkg: "./profiles", Bench: "^BenchmarkReevaluate$", Benchtime: "1x", Count: 3},
 	{Pkg: "./audit", Bench: "^BenchmarkIngest$", Benchtime: "20000x", Count: 3},
 	// One iteration exports or verifies 100,000 records.
 	{Pkg: "./audit", Bench: "^Benchmark(Export|VerifyFile)$", Benchtime: "1x", Count: 3},
 	// The data-plane benchmarks take medians of five interleaved runs
 	// themselves and print their own report.
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
+	// Three API nodes with data planes in a namespace: SCIM active=false
+	// for 100 users to their client map entries gone on every node.
+	{Pkg: "./cmd/internal/apitest", Bench: "^BenchmarkSCIMDeprovision$", Benchtime: "1x", Count: 1, Root: true},
+	// Three nodes with data planes and the development OP: a group removed
+	// at the IdP for 100 users, one by one, to their client map entries
+	// gone on every node; and one revalidation round finding all 100.
+	{Pkg: "./cmd/internal/continuous", Bench: "^BenchmarkIdPGroupRemoval$", Benchtime: "1x", Count: 1, Root: true},
 	// deploy/local's three nodes behind nginx: five rounds of node kill,
 	// leader kill and ten revocations; the metrics are medians and a p99.
 	{Pkg: "./deploy/local", Bench: "^BenchmarkDrill$", Benchtime: "5x", Count: 1, Root: true},
@@ -67,6 +76,14 @@ var figures = []Figure{
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
+	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
+	{Label: "SCIM active=false to client map gone on 3 nodes p50", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p50-ms"},
+	{Label: "SCIM group removal to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "group-removal-p99-ms", Goal: "< 1000"},
+	{Label: "SCIM group removal to client map gone on 3 nodes p50", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "group-removal-p50-ms"},
+	{Label: "IdP group removal to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "group-removal-p99-ms", Goal: "< 1000"},
+	{Label: "IdP group removal to client map gone on 3 nodes p50", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "group-removal-p50-ms"},
+	{Label: "one revalidation round, 100 users removed at the OP, to all gone on 3 nodes", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "revalidation-round-100-ms"},
+	{Label: "re-evaluating 10,000 users after one group change", Pkg: "/profiles", Bench: "BenchmarkReevaluate", Unit: "reevaluate-10k-s", Goal: "< 2"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
 	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},
 	{Label: "behind the LB: revocation on all 3 nodes p99", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "revoke-3-nodes-p99-ms", Goal: "< 1000"},

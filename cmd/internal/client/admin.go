@@ -150,6 +150,19 @@ func (c *Client) ResetMFA(ctx context.Context, id string) (wire.User, error) {
 	return out, c.do(ctx, http.MethodPost, pathWith(wire.PathUserResetMFA, "id", id), struct{}{}, &out)
 }
 
+// UnlockUser ends a user's second-factor lockout without touching their
+// enrollment (admin).
+func (c *Client) UnlockUser(ctx context.Context, id string) (wire.User, error) {
+	var out wire.User
+	return out, c.do(ctx, http.MethodPost, pathWith(wire.PathUserUnlock, "id", id), struct{}{}, &out)
+}
+
+// ClearRevocation lets the owner of a device an administrator revoked
+// reissue it under the same name (admin).
+func (c *Client) ClearRevocation(ctx context.Context, peerID string) error {
+	return c.do(ctx, http.MethodPost, pathWith(wire.PathPeerClear, "id", peerID), struct{}{}, nil)
+}
+
 // Sessions lists sessions (admin), optionally of one user.
 func (c *Client) Sessions(ctx context.Context, user string) ([]wire.Session, error) {
 	var out wire.SessionList

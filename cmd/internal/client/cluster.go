@@ -35,11 +35,12 @@ func (c *Client) Restore(ctx context.Context, backup io.Reader) error {
 	return c.stream(ctx, http.MethodPost, wire.PathClusterRestore, backup, io.Discard)
 }
 
-// JoinToken mints a join token valid for ttl (0: the server's default).
+// JoinToken mints a join token valid for ttl (0: the server's default),
+// admitting only nodeID unless it is empty.
 // The answer holds a secret: never log it.
-func (c *Client) JoinToken(ctx context.Context, ttl time.Duration) (wire.JoinTokenResponse, error) {
+func (c *Client) JoinToken(ctx context.Context, ttl time.Duration, nodeID string) (wire.JoinTokenResponse, error) {
 	var out wire.JoinTokenResponse
-	in := wire.JoinTokenRequest{TTLSeconds: int64(ttl / time.Second)}
+	in := wire.JoinTokenRequest{TTLSeconds: int64(ttl / time.Second), NodeID: nodeID}
 	return out, c.do(ctx, http.MethodPost, wire.PathClusterJoinTokens, in, &out)
 }
 

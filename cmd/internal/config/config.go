@@ -14,6 +14,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -76,6 +77,8 @@ type Config struct {
 	Profiles  Profiles  `yaml:"profiles,omitempty"`
 	WireGuard WireGuard `yaml:"wireguard,omitempty"`
 	Audit     Audit     `yaml:"audit,omitempty"`
+	SCIM      SCIM      `yaml:"scim,omitempty"`
+	SSF       SSF       `yaml:"ssf,omitempty"`
 }
 
 // Cluster configures the node-to-node listener and Raft.
@@ -121,6 +124,20 @@ type API struct {
 	// PublicURL is the https:// URL clients use, usually the load
 	// balancer's. Optional for now.
 	PublicURL string `yaml:"public_url,omitempty"`
+	// Names are the DNS names and IP addresses API certificates of the
+	// cluster may carry, besides the host of PublicURL: joining nodes get
+	// API certificates for these only. Compared case-insensitively.
+	Names []string `yaml:"names,omitempty"`
+}
+
+// APINames returns the names API certificates may carry: the host of
+// api.public_url and api.names.
+func (c *Config) APINames() []string {
+	out := append([]string(nil), c.API.Names...)
+	if u, err := url.Parse(c.API.PublicURL); err == nil && u.Hostname() != "" {
+		out = append(out, u.Hostname())
+	}
+	return out
 }
 
 // Metrics configures the Prometheus listener.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,21 @@ type OIDC struct {
 	// AllowedEmailDomains and RequiredGroups narrow who may sign in.
 	AllowedEmailDomains []string `yaml:"allowed_email_domains,omitempty"`
 	RequiredGroups      []string `yaml:"required_groups,omitempty"`
+	// BackChannelLogout serves OpenID Connect Back-Channel Logout at
+	// api.public_url + /oidc/backchannel-logout (register that URL at the
+	// provider): a logout token ends the user's sessions and devices.
+	BackChannelLogout bool `yaml:"backchannel_logout,omitempty"`
+	// OfflineAccess asks for the offline_access scope, which most
+	// providers (Okta, Entra ID, Keycloak, Dex) need before they grant
+	// the refresh token revalidation uses.
+	OfflineAccess bool `yaml:"offline_access,omitempty"`
+	// RevalidateInterval is how often each user's refresh token is
+	// redeemed to learn what the provider says now (groups, disabled);
+	// default 15m. RevalidateGrace is how long access stays while the
+	// provider cannot be reached; then it is revoked (fail closed);
+	// default 1h.
+	RevalidateInterval Duration `yaml:"revalidate_interval,omitempty"`
+	RevalidateGrace    Duration `yaml:"revalidate_grace,omitempty"`
 }
 
 // Sessions configures sign-in sessions.
@@ -130,6 +146,7 @@ func (c *Config) servicePaths() []*string {
 }
 
 func (c *Config) setServiceDefaults() {
+	c.setIdPDefaults()
 	if c.Profiles.Pool == "" {
 		c.Profiles.Pool = DefaultPool
 	}
@@ -148,6 +165,9 @@ func (c *Config) setServiceDefaults() {
 }
 
 func (c *Config) validateServices() error {
+	if err := c.validateIdP(); err != nil {
+		return err
+	}
 	if o := c.OIDC; o.Issuer != "" {
 		if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return fieldErr("oidc.issuer", "%.200q: want the provider's issuer URL", o.Issuer)
@@ -166,6 +186,12 @@ func (c *Config) validateServices() error {
 		if strings.TrimSpace(g) == "" {
 			return fieldErr(fmt.Sprintf("sessions.admin_groups[%d]", i), "empty")
 		}
+	}
+	if c.OIDC.RevalidateInterval < 0 || (c.OIDC.RevalidateInterval > 0 && c.OIDC.RevalidateInterval < Duration(time.Second)) {
+		return fieldErr("oidc.revalidate_interval", "%s: want at least 1s", c.OIDC.RevalidateInterval.D())
+	}
+	if c.OIDC.RevalidateGrace < 0 {
+		return fieldErr("oidc.revalidate_grace", "must not be negative")
 	}
 	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 {
 		return fieldErr("sessions", "durations must not be negative")
@@ -233,9 +259,10 @@ func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
 	}
 	return authn.OIDCConfig{
 		Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: authn.NewClientSecret(secret),
-		RedirectURL: o.RedirectURL, Scopes: o.Scopes,
+		RedirectURL: o.RedirectURL,
 		UserIDClaim: o.UserIDClaim, EmailClaim: o.EmailClaim, NameClaim: o.NameClaim, GroupsClaim: o.GroupsClaim,
 		AllowedEmailDomains: o.AllowedEmailDomains, RequiredGroups: o.RequiredGroups,
+		Scopes: scopes(o),
 	}, nil
 }
 
@@ -250,3 +277,16 @@ func (c *Config) SessionConfig() authn.SessionConfig {
 
 // PoolPrefix returns the validated client address pool.
 func (c *Config) PoolPrefix() netip.Prefix { return netip.MustParsePrefix(c.Profiles.Pool) }
+
+// scopes returns the scopes to ask for: oidc.scopes (default openid,
+// email, profile) plus offline_access when oidc.offline_access is set.
+func scopes(o OIDC) []string {
+	sc := o.Scopes
+	if len(sc) == 0 && o.OfflineAccess {
+		sc = []string{"openid", "email", "profile"}
+	}
+	if o.OfflineAccess && !slices.Contains(sc, "offline_access") {
+		sc = append(slices.Clone(sc), "offline_access")
+	}
+	return sc
+}

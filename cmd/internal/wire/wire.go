@@ -29,6 +29,9 @@ type JoinRequest struct {
 	Token string `json:"token"`
 	// NodeID is the new node's ID.
 	NodeID string `json:"node_id"`
+	// Addr is the host:port other nodes dial to reach the new node's
+	// cluster listener: it is added as a non-voter there at once.
+	Addr string `json:"addr"`
 	// CSR is the node's certificate request (DER, standard base64), with
 	// common name NodeID.
 	CSR string `json:"csr"`
@@ -45,12 +48,35 @@ type JoinResponse struct {
 	CertPEM string `json:"cert_pem"`
 	// APICertPEM is the HTTPS API server certificate.
 	APICertPEM string `json:"api_cert_pem"`
+	// Settings are the cluster-wide settings the new node's config needs.
+	Settings JoinSettings `json:"settings"`
 }
 
-// MembersRequest adds a node, already running with its certificate, to the
-// cluster as a voter.
+// JoinSettings are the answering node's cluster-wide settings, so that a
+// joined node starts with the same public URL, names and sign-in. No
+// secrets: the OIDC client secret file is the operator's to copy, like the
+// master key.
+type JoinSettings struct {
+	PublicURL string   `json:"public_url,omitempty"`
+	APINames  []string `json:"api_names,omitempty"`
+	// OIDC, when the cluster signs users in, without the secret.
+	OIDCIssuer              string   `json:"oidc_issuer,omitempty"`
+	OIDCClientID            string   `json:"oidc_client_id,omitempty"`
+	OIDCScopes              []string `json:"oidc_scopes,omitempty"`
+	OIDCUserIDClaim         string   `json:"oidc_user_id_claim,omitempty"`
+	OIDCEmailClaim          string   `json:"oidc_email_claim,omitempty"`
+	OIDCNameClaim           string   `json:"oidc_name_claim,omitempty"`
+	OIDCGroupsClaim         string   `json:"oidc_groups_claim,omitempty"`
+	OIDCAllowedEmailDomains []string `json:"oidc_allowed_email_domains,omitempty"`
+	OIDCRequiredGroups      []string `json:"oidc_required_groups,omitempty"`
+	AdminGroups             []string `json:"admin_groups,omitempty"`
+	ProfilesPool            string   `json:"profiles_pool,omitempty"`
+}
+
+// MembersRequest adds a node, already running with its node certificate,
+// to the cluster (administrators only): as a non-voter, promoted once it
+// has caught up.
 type MembersRequest struct {
-	Token  string `json:"token"`
 	NodeID string `json:"node_id"`
 	// Addr is the host:port other nodes dial to reach the new node.
 	Addr string `json:"addr"`

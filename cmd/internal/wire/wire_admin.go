@@ -17,8 +17,10 @@ const (
 	PathUserDisable  = "/v1/users/{id}/disable"
 	PathUserEnable   = "/v1/users/{id}/enable"
 	PathUserResetMFA = "/v1/users/{id}/reset-mfa"
-	PathSessions     = "/v1/sessions"      // GET (admin; ?user=)
-	PathSession      = "/v1/sessions/{id}" // DELETE (admin)
+	PathUserUnlock   = "/v1/users/{id}/unlock"           // POST (admin): end a lockout, keep MFA
+	PathPeerClear    = "/v1/peers/{id}/clear-revocation" // POST (admin): let the owner reissue the device
+	PathSessions     = "/v1/sessions"                    // GET (admin; ?user=)
+	PathSession      = "/v1/sessions/{id}"               // DELETE (admin)
 )
 
 // Me describes the caller's session.
@@ -141,6 +143,56 @@ type User struct {
 	MFAEnrolled bool      `json:"mfa_enrolled"`
 	Created     time.Time `json:"created"`
 	LastLogin   time.Time `json:"last_login,omitempty"`
+	// Issuer is the identity provider that vouches for the user.
+	Issuer string `json:"iss,omitempty"`
+	// Suspended says why the identity provider's word took the user's
+	// access away (refused refresh token, unreachable past the grace).
+	Suspended string `json:"suspended,omitempty"`
+	// LastChange is the last change to what the user holds, and by whom.
+	LastChange *UserChange `json:"last_change,omitempty"`
+	// The following are filled in by GET /v1/users/{id} only.
+	// Grants say, per profile and for the admin role, whether the user
+	// holds it and why (or why not).
+	Grants []Grant `json:"grants,omitempty"`
+	// Revoked lists the user's revoked devices and why.
+	Revoked []Revocation `json:"revoked,omitempty"`
+	// Lockout is the second-factor lockout state.
+	Lockout *Lockout `json:"lockout,omitempty"`
+}
+
+// UserChange is a change to what a user holds.
+type UserChange struct {
+	What string    `json:"what"`
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+}
+
+// Grant says whether a user holds a profile (or, with Role set, a role)
+// and how, or why not.
+type Grant struct {
+	Profile string `json:"profile,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Held    bool   `json:"held"`
+	Via     string `json:"via,omitempty"`
+	Why     string `json:"why,omitempty"`
+}
+
+// Revocation is one revoked device of a user.
+type Revocation struct {
+	Peer    string    `json:"peer"`
+	Device  string    `json:"device"`
+	Profile string    `json:"profile"`
+	Revoked time.Time `json:"revoked"`
+	Reason  string    `json:"reason"`
+	// ByAdmin: the owner cannot reissue the device until an administrator
+	// clears it.
+	ByAdmin bool `json:"by_admin,omitempty"`
+}
+
+// Lockout is a user's second-factor lockout state.
+type Lockout struct {
+	Failures    int       `json:"failures"`
+	LockedUntil time.Time `json:"locked_until,omitempty"`
 }
 
 // UserList is a list of users.
@@ -201,19 +253,30 @@ const (
 	PathClusterJoinTokens = "/v1/cluster/join-tokens"
 )
 
-// JoinTokenRequest asks for a join token that admits new nodes until it
-// expires.
+// Lifetimes of join tokens, the same for ferryd token, ferryctl cluster
+// join and the API (cluster/admit holds the rule; a test keeps these equal).
+const (
+	DefaultJoinTokenTTL = time.Hour
+	MaxJoinTokenTTL     = 24 * time.Hour
+)
+
+// JoinTokenRequest asks for a join token that admits one new node.
 type JoinTokenRequest struct {
 	// TTLSeconds is the token's lifetime; 0 takes the server's default
-	// (15 minutes). At most one day.
+	// (an hour). At most one day.
 	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// NodeID, when set, is the only node the token admits.
+	NodeID string `json:"node_id,omitempty"`
 }
 
 // JoinTokenResponse carries a join token. The token is a secret: anyone
-// holding it can add a node to the cluster until Expires.
+// holding it can add one node to the cluster until Expires.
 type JoinTokenResponse struct {
-	Token   string    `json:"token"`
+	Token string `json:"token"`
+	// ID names the token in the audit log; not secret.
+	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
+	NodeID  string    `json:"node_id,omitempty"`
 }
 
 // ClusterMember is one server of the cluster.
@@ -223,6 +286,9 @@ type ClusterMember struct {
 	Voter   bool   `json:"voter"`
 	Leader  bool   `json:"leader"`
 	Healthy *bool  `json:"healthy,omitempty"` // known on the leader only
+	// CertNotAfter is when the member's node certificate expires, as
+	// recorded when it was issued or last renewed.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 }
 
 // ClusterStatus is the answering node's view of the cluster.

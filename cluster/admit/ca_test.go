@@ -1,4 +1,4 @@
-package clusterca
+package admit
 
 import (
 	"bytes"
@@ -29,25 +29,25 @@ func TestPublishAndLoad(t *testing.T) {
 	master, _ := seal.GenerateKey()
 	ca := newCA(t)
 
-	if _, err := Load(ctx, c.Node(1), master); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Load before Publish: %v, want ErrNotFound", err)
+	if _, err := LoadCA(ctx, c.Node(1), master); !errors.Is(err, ErrNoCA) {
+		t.Fatalf("Load before Publish: %v, want ErrNoCA", err)
 	}
-	stored, err := Publish(ctx, c.Node(0), master, ca)
+	stored, err := PublishCA(ctx, c.Node(0), master, ca)
 	if err != nil || !stored {
 		t.Fatalf("Publish: stored=%v err=%v", stored, err)
 	}
-	if stored, err := Publish(ctx, c.Node(0), master, ca); err != nil || stored {
+	if stored, err := PublishCA(ctx, c.Node(0), master, ca); err != nil || stored {
 		t.Errorf("second Publish: stored=%v err=%v, want false, nil", stored, err)
 	}
-	if _, err := Publish(ctx, c.Node(0), master, newCA(t)); !errors.Is(err, ErrMismatch) {
-		t.Errorf("Publish of another CA: %v, want ErrMismatch", err)
+	if _, err := PublishCA(ctx, c.Node(0), master, newCA(t)); !errors.Is(err, ErrCAMismatch) {
+		t.Errorf("Publish of another CA: %v, want ErrCAMismatch", err)
 	}
 
 	// Every node can load it once replicated, and the store holds the key
 	// sealed only.
 	c.WaitConverged(10 * time.Second)
 	for i := range 3 {
-		got, err := Load(ctx, c.Node(i), master)
+		got, err := LoadCA(ctx, c.Node(i), master)
 		if err != nil {
 			t.Fatalf("Load on node %d: %v", i, err)
 		}
@@ -55,7 +55,7 @@ func TestPublishAndLoad(t *testing.T) {
 			t.Errorf("node %d loaded another CA", i)
 		}
 	}
-	kv, _, err := c.Node(2).Get(ctx, KeyKey, cluster.Local)
+	kv, _, err := c.Node(2).Get(ctx, KeyCAKey, cluster.Local)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestPublishAndLoad(t *testing.T) {
 		t.Error("the store holds the CA key in clear")
 	}
 	other, _ := seal.GenerateKey()
-	if _, err := Load(ctx, c.Node(2), other); !errors.Is(err, seal.ErrDecrypt) {
+	if _, err := LoadCA(ctx, c.Node(2), other); !errors.Is(err, seal.ErrDecrypt) {
 		t.Errorf("Load with another master key: %v, want seal.ErrDecrypt", err)
 	}
 }
@@ -84,7 +84,7 @@ func TestPublishRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stored[i], results[i] = Publish(context.Background(), c.Node(i), master, cas[i])
+			stored[i], results[i] = PublishCA(context.Background(), c.Node(i), master, cas[i])
 		}()
 	}
 	wg.Wait()
@@ -93,7 +93,7 @@ func TestPublishRace(t *testing.T) {
 		switch {
 		case results[i] == nil && stored[i]:
 			winners++
-		case errors.Is(results[i], ErrMismatch):
+		case errors.Is(results[i], ErrCAMismatch):
 		default:
 			t.Errorf("node %d: stored=%v err=%v", i, stored[i], results[i])
 		}

@@ -1,0 +1,242 @@
+package continuous_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/tunnel"
+	"github.com/ferryvpn/ferry/tunnel/tunneltest"
+)
+
+// extName is the tunneltest extension that runs authn and profiles on a
+// server agent's node.
+const extName = "access"
+
+// accessConfig configures the extension on every node.
+type accessConfig struct {
+	MasterKey    string   `json:"master_key_file"`
+	Issuer       string   `json:"issuer"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	OPSocket     string   `json:"op_socket"` // the test serves the OP here
+	AdminGroups  []string `json:"admin_groups"`
+	Pool         string   `json:"pool"`
+}
+
+// issueReq asks the extension for a peer.
+type issueReq struct {
+	Identity  authn.Identity `json:"identity"`
+	PublicKey string         `json:"public_key"`
+	Device    string         `json:"device"`
+}
+
+// accessExt is authn and profiles beside a gateway, as ferryd assembles
+// them: users, sessions, profiles with the entitlement watcher, and
+// revalidation whose clock the test can move forward.
+type accessExt struct {
+	node   *cluster.Node
+	users  *authn.Users
+	sess   *authn.Sessions
+	prof   *profiles.Store
+	reval  *authn.Revalidator
+	scim   *scim.Service // SCIM as ferryd serves it with scim.enabled
+	offset atomic.Int64  // added to the revalidator's clock
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startAccess(ctx context.Context, node *cluster.Node, raw json.RawMessage) (tunneltest.Extension, error) {
+	var cfg accessConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	key, err := seal.LoadKeyFile(cfg.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rec := &tunneltest.Recorder{}
+	e := &accessExt{node: node, done: make(chan struct{})}
+	e.users = authn.NewUsers(node, time.Now, rec)
+	if e.sess, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: rec, AdminGroups: cfg.AdminGroups}); err != nil {
+		return nil, err
+	}
+	if e.prof, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix(cfg.Pool), Recorder: rec, Logger: log,
+		Policy: e.sess.Policy(), Users: e.users}); err != nil {
+		return nil, err
+	}
+	op := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.OPSocket)
+		},
+	}}
+	if e.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
+		OIDC: authn.OIDCConfig{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: authn.ClientSecret(cfg.ClientSecret),
+			RedirectURL: "http://127.0.0.1/callback", HTTPClient: op},
+		Store: node, Users: e.users, Recorder: rec, Key: key, Logger: log,
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+	}); err != nil {
+		return nil, err
+	}
+	if e.scim, err = scim.New(scim.Config{Store: node, Key: key, Users: e.users, Disabler: e.prof, Recorder: rec, Issuer: cfg.Issuer, Logger: log}); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
+	go func() {
+		defer close(e.done)
+		if err := e.prof.RunEntitlements(wctx); err != nil {
+			fmt.Println("entitlement watcher:", err)
+		}
+	}()
+	return e, nil
+}
+
+func (e *accessExt) Close() {
+	e.cancel()
+	<-e.done
+}
+
+func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunneltest.Response, bool, error) {
+	var resp tunneltest.Response
+	var err error
+	switch req.Op {
+	case "access.upsert", "access.provision":
+		var id authn.Identity
+		if err = json.Unmarshal(req.Value, &id); err != nil {
+			break
+		}
+		var u authn.User
+		if req.Op == "access.upsert" {
+			u, err = e.users.Upsert(ctx, id)
+		} else {
+			u, err = e.users.Provision(ctx, id, req.Key)
+		}
+		resp.Text = u.ID
+	case "access.keep":
+		err = e.reval.Keep(ctx, req.ID, string(req.Value))
+	case "access.session":
+		var id authn.Identity
+		if err = json.Unmarshal(req.Value, &id); err != nil {
+			break
+		}
+		var tok authn.SessionToken
+		tok, _, err = e.sess.Create(ctx, id, authn.MethodTOTP, authn.Source{})
+		resp.Text = tok.Reveal()
+	case "access.validate":
+		var s authn.Session
+		s, err = e.sess.Validate(ctx, authn.SessionToken(req.Key))
+		resp.Text = s.Role
+	case "access.issue":
+		var in issueReq
+		if err = json.Unmarshal(req.Value, &in); err != nil {
+			break
+		}
+		tok, s, cerr := e.sess.Create(ctx, in.Identity, authn.MethodTOTP, authn.Source{})
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		_ = tok
+		var p profiles.Peer
+		if p, _, err = e.prof.Issue(ctx, s, profiles.IssueRequest{PublicKey: in.PublicKey, Device: in.Device}); err == nil {
+			b, _ := json.Marshal(p)
+			resp.Text = string(b)
+		}
+	case "access.advance":
+		e.offset.Add(int64(req.Timeout))
+	case "access.revalidate":
+		var rep authn.RevalidateReport
+		rep, err = e.reval.RunOnce(ctx)
+		b, _ := json.Marshal(rep)
+		resp.Text = string(b)
+	case "access.peer":
+		var p profiles.Peer
+		p, err = e.prof.Peer(ctx, req.ID)
+		b, _ := json.Marshal(p)
+		resp.Text = string(b)
+	case "access.scimtoken":
+		var tok scim.Token
+		tok, err = e.scim.RotateToken(ctx, audit.Actor{UserID: "admin"})
+		resp.Text = tok.Reveal()
+	case "access.scim":
+		// Key is "METHOD PATH", ID the bearer token, Value the body; the
+		// answer is the status, a newline and the body.
+		method, path, _ := strings.Cut(req.Key, " ")
+		r := httptest.NewRequestWithContext(ctx, method, path, bytes.NewReader(req.Value))
+		r.Header.Set("Authorization", "Bearer "+req.ID)
+		r.Header.Set("Content-Type", "application/scim+json")
+		w := httptest.NewRecorder()
+		e.scim.ServeHTTP(w, r)
+		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
+	case "access.waitgone", "access.waitpresent":
+		start := time.Now()
+		err = waitClient(ctx, req.Addr, req.Op == "access.waitpresent", req.Timeout)
+		resp.Elapsed = time.Since(start)
+	default:
+		return resp, false, nil
+	}
+	return resp, true, err
+}
+
+// waitClient polls this node's client map over netlink until addr is in
+// it (want) or has left it: the moment the kernel stops accepting the
+// client.
+func waitClient(ctx context.Context, addr string, want bool, within time.Duration) error {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	set := &nftables.Set{Table: &nftables.Table{Name: tunnel.DefaultTable, Family: nftables.TableFamilyIPv4}, Name: "clients"}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		els, err := conn.GetSetElements(set)
+		if err != nil {
+			return err
+		}
+		present := false
+		for _, e := range els {
+			if b, ok := netip.AddrFromSlice(e.Key); ok && b == a {
+				present = true
+				break
+			}
+		}
+		if present == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return fmt.Errorf("client %s: in the client map is still %v after %s", addr, !want, within)
+}
+
+var _ audit.Recorder = (*tunneltest.Recorder)(nil)
