@@ -29,3 +29,15 @@ func TestDemotedAdminRefusedOnOldSession(t *testing.T) {
 		}
 	}
 }
+
+// A user key (issuer#subject, with slashes and '#') works as a path
+// element of the user API.
+func TestUserKeyInPath(t *testing.T) {
+	s := apitest.Start(t)
+	key := authn.UserKey("https://idp.example.com/oauth2/default", "00u1/ab#c")
+	s.Token(t, authn.Identity{UserID: key, Email: "kay@example.com"})
+	u, err := clientFor(t, s, s.Admin(t)).User(bg(t), key)
+	if err != nil || u.ID != key || u.Email != "kay@example.com" {
+		t.Fatalf("User(%q) = %+v, %v", key, u, err)
+	}
+}
