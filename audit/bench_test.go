@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/audit/audittest"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 )
@@ -190,13 +191,19 @@ func newSyslogCounter(b *testing.B) *syslogCounter {
 }
 
 // BenchmarkExport measures the exporter draining a journal of records into
-// a sink: a synced file, and a syslog receiver over TCP.
+// a sink: a synced file, a syslog receiver over TCP, and a real rsyslogd
+// over RELP/TLS (imrelp), done when its cursor — which passes only
+// acknowledged records — reaches the head.
 func BenchmarkExport(b *testing.B) {
 	const records = 100000
 	node := preloaded(b, records)
 	head, _, _ := node.JournalHead()
-	for _, kind := range []string{"file", "syslog"} {
+	for _, kind := range []string{"file", "syslog", "relp"} {
 		b.Run(kind, func(b *testing.B) {
+			var relp *audittest.Rsyslog
+			if kind == "relp" {
+				relp = audittest.StartRsyslog(b, audittest.RsyslogOptions{RELP: true, Buffered: true})
+			}
 			var total time.Duration
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -214,8 +221,11 @@ func BenchmarkExport(b *testing.B) {
 					done = func() bool { c, _, _ := audit.ReadCursor(context.Background(), node, name); return c == head }
 				case "syslog":
 					rcv := newSyslogCounter(b)
-					sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: name, Addr: rcv.ln.Addr().String(), ConfirmDelay: time.Millisecond})
+					sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: name, Addr: rcv.ln.Addr().String(), ResendAge: time.Millisecond})
 					done = func() bool { return rcv.frames.Load() >= int64(head) }
+				case "relp":
+					sink, err = audit.NewRELPSink(audit.RELPSinkConfig{Name: name, Addr: relp.Addr, TLS: relp.CA.ClientTLS(b, "ferry-node")})
+					done = func() bool { c, _, _ := audit.ReadCursor(context.Background(), node, name); return c == head }
 				}
 				if err != nil {
 					b.Fatal(err)

@@ -82,7 +82,7 @@ func TestSyslogTLSToRsyslog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp.Close()
-	sink, err := audit.NewSyslogSink(audit.SyslogSinkConfig{Addr: rs.Addr, TLS: rs.CA.ClientTLS(t, "ferry-node"), ConfirmDelay: 200 * time.Millisecond})
+	sink, err := audit.NewSyslogSink(audit.SyslogSinkConfig{Addr: rs.Addr, TLS: rs.CA.ClientTLS(t, "ferry-node"), ResendAge: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,11 @@ type ExporterConfig struct {
 	// MinBackoff and MaxBackoff bound the wait after a failed delivery;
 	// defaults 100ms and 30s. The wait doubles per failure, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// StallAfter is how long a sink may go without a successful delivery
+	// or contact before ferry_audit_sink_stalled{sink} is 1; default 5m.
+	// Sinks contact their receiver even with nothing to send, so a dead
+	// receiver is noticed on a quiet cluster too.
+	StallAfter time.Duration
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the export metrics, among them
@@ -97,6 +102,9 @@ func (c *ExporterConfig) setDefaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
+	if c.StallAfter == 0 {
+		c.StallAfter = 5 * time.Minute
+	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = c.MinBackoff
 	}
@@ -121,8 +129,9 @@ type Exporter struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 
-	errMu    sync.Mutex        // guards sinkErrs
-	sinkErrs map[string]string // sink → configuration error that stopped it
+	errMu    sync.Mutex           // guards sinkErrs and lastOK
+	sinkErrs map[string]string    // sink → configuration error that stopped it
+	lastOK   map[string]time.Time // sink → last successful Send
 }
 
 // SinkState is what the exporter knows of one sink on this node.
@@ -236,8 +245,70 @@ func (x *Exporter) run(ctx context.Context, s Sink) {
 		x.metrics.errors.WithLabelValues(s.Name()).Inc()
 		d := bo.next()
 		log.Warn("audit export failed; backing off", "err", err, "retry_in", d)
-		sleep(ctx, d)
+		x.backOff(ctx, s.Name(), d)
 	}
+}
+
+// backOff waits d after a failure, keeping the lag and stall metrics live
+// meanwhile (the journal grows while the sink is down).
+func (x *Exporter) backOff(ctx context.Context, name string, d time.Duration) {
+	end := time.Now().Add(d)
+	for ctx.Err() == nil {
+		x.observe(ctx, name)
+		left := time.Until(end)
+		if left <= 0 {
+			return
+		}
+		sleep(ctx, min(left, time.Second))
+	}
+}
+
+// observe updates the lag (journal head minus the stored cursor) and the
+// stall state of a sink this node exports to.
+func (x *Exporter) observe(ctx context.Context, name string) {
+	if !x.store.IsLeader() {
+		return
+	}
+	head, _, err := x.store.JournalHead()
+	if err != nil {
+		return
+	}
+	kv, ok, err := x.store.Get(ctx, CursorKey(name), cluster.Local)
+	var cur uint64
+	if err == nil && ok {
+		cur, _ = strconv.ParseUint(string(kv.Value), 10, 64)
+	}
+	x.metrics.lag.WithLabelValues(name).Set(float64(head - min(cur, head)))
+	x.checkStall(name)
+}
+
+// contact notes that the sink delivered or reached its receiver.
+func (x *Exporter) contact(name string) {
+	x.errMu.Lock()
+	if x.lastOK == nil {
+		x.lastOK = map[string]time.Time{}
+	}
+	x.lastOK[name] = time.Now()
+	x.errMu.Unlock()
+	x.metrics.lastOK.WithLabelValues(name).SetToCurrentTime()
+	x.checkStall(name)
+}
+
+func (x *Exporter) checkStall(name string) {
+	x.errMu.Lock()
+	last, ok := x.lastOK[name]
+	if !ok {
+		if x.lastOK == nil {
+			x.lastOK = map[string]time.Time{}
+		}
+		x.lastOK[name], last = time.Now(), time.Now() // the clock starts with the exporter
+	}
+	x.errMu.Unlock()
+	stalled := 0.0
+	if time.Since(last) > x.cfg.StallAfter {
+		stalled = 1
+	}
+	x.metrics.stalled.WithLabelValues(name).Set(stalled)
 }
 
 // lead exports to s while this node leads. It returns nil when leadership
@@ -301,6 +372,7 @@ func (x *Exporter) lead(ctx context.Context, s Sink, bo *backoff, log *slog.Logg
 		if serr != nil {
 			return serr
 		}
+		x.contact(s.Name())
 		bo.reset()
 		if len(entries) > 0 {
 			sent = entries[len(entries)-1].Seq

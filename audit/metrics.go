@@ -49,6 +49,8 @@ type exportMetrics struct {
 	exported *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	misconf  *prometheus.GaugeVec
+	stalled  *prometheus.GaugeVec
+	lastOK   *prometheus.GaugeVec
 }
 
 func newExportMetrics() *exportMetrics {
@@ -73,11 +75,19 @@ func newExportMetrics() *exportMetrics {
 			Name: "ferry_audit_sink_config_error",
 			Help: "1 while the sink is stopped on a configuration error (such as HEC ack: true against a receiver without indexer acknowledgement); nothing is sent until it is fixed.",
 		}, []string{"sink"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_audit_sink_stalled",
+			Help: "1 when the sink has neither delivered nor reached its receiver for longer than the stall limit (default 5m), even with nothing to send; set on the leader.",
+		}, []string{"sink"}),
+		lastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_audit_sink_last_success_timestamp_seconds",
+			Help: "When the sink last delivered or reached its receiver (Unix time).",
+		}, []string{"sink"}),
 	}
 }
 
 func (m *exportMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors, m.misconf}
+	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors, m.misconf, m.stalled, m.lastOK}
 }
 
 type trimMetrics struct {

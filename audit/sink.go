@@ -2,8 +2,11 @@ package audit
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"regexp"
+	"syscall"
 )
 
 // Sink delivers entries to one destination (a file, a syslog receiver, a
@@ -46,4 +49,34 @@ type pendingBatch struct {
 	last uint64 // last sequence number in the batch
 	at   int64  // when it was written (unix nanoseconds), or its ack ID
 	ack  uint64
+}
+
+// explainTLS turns what a TLS receiver's refusal of the client certificate
+// looks like on the wire — an alert, or with TLS 1.3 often only a broken
+// pipe or reset on the first write after the handshake — into an error
+// that says so, instead of a bare "broken pipe".
+func explainTLS(err error, cfg *tls.Config) error {
+	if err == nil || cfg == nil {
+		return err
+	}
+	hasCert := len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		switch alert {
+		case 116: // certificate_required
+			return fmt.Errorf("the receiver requires a client certificate and none is configured (set cert_file and key_file): %w", err)
+		case 42, 43, 44, 45, 46, 48, 49: // bad, unsupported, revoked, expired, unknown certificate; unknown CA; access denied
+			if !hasCert {
+				return fmt.Errorf("the receiver refused the connection for want of a client certificate (set cert_file and key_file): %w", err)
+			}
+			return fmt.Errorf("the receiver rejected ferry's client certificate (is it issued by a CA the receiver trusts, and still valid?): %w", err)
+		}
+	}
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		if !hasCert {
+			return fmt.Errorf("the receiver closed the TLS connection; if it requires client certificates, none is configured (cert_file, key_file): %w", err)
+		}
+		return fmt.Errorf("the receiver closed the TLS connection; it may have rejected ferry's client certificate: %w", err)
+	}
+	return err
 }

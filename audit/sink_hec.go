@@ -56,6 +56,9 @@ type HECSinkConfig struct {
 	Client *http.Client
 	// Timeout bounds each request; default 30s.
 	Timeout time.Duration
+	// HealthEvery is how long the sink may go without hearing from the
+	// receiver before it asks /services/collector/health; default 30s.
+	HealthEvery time.Duration
 }
 
 // HECError is the collector's answer to a failed request.
@@ -77,14 +80,15 @@ func (e *HECError) Error() string {
 // nothing is skipped. With Ack, delivery waits for indexer
 // acknowledgement.
 type HECSink struct {
-	cfg     HECSinkConfig
-	client  *http.Client
-	token   string
-	pending []pendingBatch // with Ack: sent, not yet acknowledged
-	last    uint64
-	body    bytes.Buffer
-	msg     []byte
-	stopped error // a configuration error: nothing is sent any more
+	cfg       HECSinkConfig
+	client    *http.Client
+	token     string
+	pending   []pendingBatch // with Ack: sent, not yet acknowledged
+	last      uint64
+	body      bytes.Buffer
+	msg       []byte
+	stopped   error     // a configuration error: nothing is sent any more
+	contacted time.Time // last answer from the receiver
 }
 
 // misconfigured stops the sink for good (until it is built again from a
@@ -133,6 +137,9 @@ func NewHECSink(cfg HECSinkConfig) (*HECSink, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.HealthEvery <= 0 {
+		cfg.HealthEvery = 30 * time.Second
 	}
 	s := &HECSink{cfg: cfg, client: cfg.Client}
 	if s.client == nil {
@@ -186,7 +193,34 @@ func (s *HECSink) Send(ctx context.Context, entries []Entry) (uint64, error) {
 			return s.last, err
 		}
 	}
+	if time.Since(s.contacted) > s.cfg.HealthEvery {
+		// Nothing was exchanged for a while (a quiet cluster): ask the
+		// receiver's health endpoint, so a dead one is noticed.
+		if err := s.health(ctx); err != nil {
+			return s.last, err
+		}
+	}
 	return s.last, nil
+}
+
+// health asks HEC's health endpoint whether the receiver takes events.
+func (s *HECSink) health(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.URL+"/services/collector/health", nil)
+	if err != nil {
+		return err
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("splunk HEC health: %w", err)
+	}
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	// Receivers without the endpoint (404) still answered: they live.
+	if res.StatusCode >= 500 {
+		return &HECError{Status: res.StatusCode, Text: http.StatusText(res.StatusCode)}
+	}
+	s.contacted = time.Now()
+	return nil
 }
 
 // hecEvent is one event object of a batch.
@@ -325,6 +359,7 @@ func (s *HECSink) do(ctx context.Context, path string, body []byte, out any) err
 	if err != nil {
 		return fmt.Errorf("splunk HEC: reading answer: %w", err)
 	}
+	s.contacted = time.Now()
 	if res.StatusCode != http.StatusOK {
 		he := &HECError{Status: res.StatusCode, Text: http.StatusText(res.StatusCode)}
 		var r hecResponse

@@ -27,10 +27,14 @@ type SyslogSinkConfig struct {
 	// DialTimeout bounds connecting; default 5s. WriteTimeout bounds
 	// writing one batch; default 10s.
 	DialTimeout, WriteTimeout time.Duration
-	// ConfirmDelay is how long a message must have been on a connection
-	// that is still open before it counts as delivered; default 1s. See
-	// SyslogSink.
-	ConfirmDelay time.Duration
+	// ResendRecords and ResendAge bound the re-send window: the records
+	// sent before a broken connection that are sent again on the next
+	// one. A record leaves the window (counts as delivered, and the
+	// cursor passes it) once ResendAge has passed since it was sent or
+	// ResendRecords later records were sent, whichever comes first.
+	// Defaults: 10,000 records, 2 minutes. See SyslogSink.
+	ResendRecords uint64
+	ResendAge     time.Duration
 	// Dial opens the TCP connection; default net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -39,19 +43,26 @@ type SyslogSinkConfig struct {
 // framing ("LEN SP MSG", RFC 5425 section 4.3), which keeps messages intact
 // whatever bytes they hold.
 //
-// Syslog has no acknowledgements, so the sink infers delivery: a batch
-// counts as delivered once it has sat for ConfirmDelay on a connection that
-// is then found still open (a non-blocking read neither sees the receiver
-// close it nor a reset). A receiver that stops closes its connections, and
-// whatever it had not read is then sent again on a new connection. This
-// covers receivers that stop or crash; it cannot cover one that read a
-// message and then lost it (configure the receiver's queue to survive
-// restarts, or use RELP-style acknowledgement when ferry gains it).
+// Syslog has no acknowledgements: a successful TCP write only means the
+// bytes reached a socket buffer, and a receiver that is frozen, then killed,
+// loses whatever it had not read. So the sink keeps a re-send window: a
+// record counts as delivered only once it is older than ResendAge or
+// ResendRecords later records followed it. When the connection breaks (the
+// receiver closes or resets it, or a write times out) the exporter starts
+// again from the cursor, which still lies before every record of the
+// window, so those records are sent again on the new connection. Repeats
+// carry the same event ID and sequence number.
+//
+// Delivery over plain syslog/TLS is therefore at least once only within
+// that window: a receiver that stays silent for longer than ResendAge
+// after it stopped reading (and before its connection breaks) can still
+// lose records. RELP (RELPSink) has acknowledgements and no such limit.
 type SyslogSink struct {
 	cfg     SyslogSinkConfig
 	conn    net.Conn
-	pending []pendingBatch
-	last    uint64 // highest confirmed
+	pending []pendingBatch // in the re-send window; ack holds the records sent up to it
+	sent    uint64         // records written on this sink so far
+	last    uint64         // highest confirmed
 	buf     []byte
 	msg     []byte
 }
@@ -78,8 +89,11 @@ func NewSyslogSink(cfg SyslogSinkConfig) (*SyslogSink, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
 	}
-	if cfg.ConfirmDelay <= 0 {
-		cfg.ConfirmDelay = time.Second
+	if cfg.ResendRecords == 0 {
+		cfg.ResendRecords = 10000
+	}
+	if cfg.ResendAge <= 0 {
+		cfg.ResendAge = 2 * time.Minute
 	}
 	if cfg.Dial == nil {
 		var d net.Dialer
@@ -100,15 +114,11 @@ func (s *SyslogSink) Send(ctx context.Context, entries []Entry) (uint64, error) 
 		}
 	} else if err := s.probe(); err != nil {
 		s.Reset()
-		return s.last, fmt.Errorf("syslog receiver %s: connection lost: %w", s.cfg.Addr, err)
+		return s.last, fmt.Errorf("syslog receiver %s: connection lost: %w", s.cfg.Addr, explainTLS(err, s.cfg.TLS))
 	}
 	now := time.Now()
-	cut := now.Add(-s.cfg.ConfirmDelay).UnixNano()
-	for len(s.pending) > 0 && s.pending[0].at <= cut {
-		s.last = s.pending[0].last
-		s.pending = s.pending[1:]
-	}
 	if len(entries) == 0 {
+		s.confirm(now)
 		return s.last, nil
 	}
 	s.buf = s.buf[:0]
@@ -124,10 +134,22 @@ func (s *SyslogSink) Send(ctx context.Context, entries []Entry) (uint64, error) 
 	s.conn.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
 	if _, err := s.conn.Write(s.buf); err != nil {
 		s.Reset()
-		return s.last, fmt.Errorf("writing to syslog receiver %s: %w", s.cfg.Addr, err)
+		return s.last, fmt.Errorf("writing to syslog receiver %s: %w", s.cfg.Addr, explainTLS(err, s.cfg.TLS))
 	}
-	s.pending = append(s.pending, pendingBatch{last: entries[len(entries)-1].Seq, at: now.UnixNano()})
+	s.sent += uint64(len(entries))
+	s.pending = append(s.pending, pendingBatch{last: entries[len(entries)-1].Seq, at: now.UnixNano(), ack: s.sent})
+	s.confirm(now)
 	return s.last, nil
+}
+
+// confirm lets batches out of the re-send window: those sent ResendAge
+// ago, or followed by ResendRecords records.
+func (s *SyslogSink) confirm(now time.Time) {
+	cut := now.Add(-s.cfg.ResendAge).UnixNano()
+	for len(s.pending) > 0 && (s.pending[0].at <= cut || s.sent-s.pending[0].ack >= s.cfg.ResendRecords) {
+		s.last = s.pending[0].last
+		s.pending = s.pending[1:]
+	}
 }
 
 func (s *SyslogSink) connect(ctx context.Context) error {
@@ -145,7 +167,7 @@ func (s *SyslogSink) connect(ctx context.Context) error {
 		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
-			return fmt.Errorf("TLS handshake with syslog receiver %s: %w", s.cfg.Addr, err)
+			return fmt.Errorf("TLS handshake with syslog receiver %s: %w", s.cfg.Addr, explainTLS(err, cfg))
 		}
 		c = tc
 	}

@@ -1,6 +1,7 @@
 package authn_test
 
 import (
+	"crypto/rsa"
 	"errors"
 	"net/http"
 	"strings"
@@ -143,5 +144,55 @@ func TestRevalidationUnreachable(t *testing.T) {
 	u, _, _ := e.Users[0].Get(ctx, e.UserID("devop-alice"))
 	if u.Suspended != "" {
 		t.Errorf("still suspended: %+v", u)
+	}
+}
+
+// With required_groups, a user removed from them at the IdP is refused at
+// the next sign-in; the refusal updates her stored groups, so her live
+// session is refused too (and the entitlement watcher revokes her devices).
+func TestRequiredGroupsRefusalUpdatesUser(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{RequiredGroups: []string{"engineering"}})
+	ctx := t.Context()
+	tok := sessionToken(t, e, "alice")
+	if err := e.OP.SetGroups("alice", []string{"sales"}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.NewBrowser()
+	authURL, err := b.StartLogin(e.URLOf(authn.PathLogin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.IdPLogin(authURL, "alice", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := b.Get(cb); err != nil || p.Status != http.StatusForbidden {
+		t.Fatalf("sign-in outside the required groups: %v %+v", err, p)
+	}
+	u, _, _ := e.Users[1].Get(ctx, e.UserID("devop-alice"))
+	if strings.Join(u.Groups, ",") != "sales" || u.Change == nil || !strings.Contains(u.Change.What, "refused sign-in") {
+		t.Fatalf("stored user after the refusal: %+v", u)
+	}
+	if _, err := e.Sessions[2].Validate(ctx, tok); !errors.Is(err, authn.ErrSessionInvalid) {
+		t.Fatalf("earlier session after the refusal: %v, want refused", err)
+	}
+}
+
+// A provider that sends no ID token on refresh is asked at its userinfo
+// endpoint; the groups there go through the same path.
+func TestRevalidationByUserinfo(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{Revalidate: true})
+	ctx := t.Context()
+	tok := sessionToken(t, e, "demo")
+	e.SetRewrite(func(map[string]any) (map[string]any, *rsa.PrivateKey, string) { return nil, nil, "" })
+	if err := e.OP.SetGroups("demo", []string{"engineering"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(authn.DefaultRevalidateInterval)
+	if rep := revalidate(t, e, 0); rep.OK != 1 {
+		t.Fatalf("round: %+v", rep)
+	}
+	if s, err := e.Sessions[1].Validate(ctx, tok); err != nil || s.Role != authn.RoleUser {
+		t.Fatalf("session after userinfo said the admin group is gone: role %q, %v", s.Role, err)
 	}
 }

@@ -59,6 +59,44 @@ type PeerEvent struct {
 // refused. The prefix belongs to this package; domain code never writes it.
 const revocationPrefix = "sys/cluster/revoked/"
 
+// knownPrefix records every node ID ever admitted (one key per ID), so that
+// a restore into another cluster can revoke the certificates of the
+// backup's nodes that are not members here.
+const knownPrefix = "sys/cluster/known/"
+
+// noteKnown records ids as admitted, those not recorded yet.
+func (n *Node) noteKnown(ctx context.Context, ids ...string) error {
+	for _, id := range ids {
+		if _, ok, err := n.fsm.get(knownPrefix + id); err != nil || ok {
+			continue
+		}
+		if _, err := n.Put(ctx, knownPrefix+id, nil); err != nil {
+			return fmt.Errorf("recording node %s as admitted: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// revokeStrangers revokes the certificates of every node the state knows as
+// admitted that is not in the current configuration: after a restore, the
+// nodes of the cluster the backup came from.
+func (n *Node) revokeStrangers(ctx context.Context) error {
+	kvs, _, err := n.fsm.list(knownPrefix)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		id := strings.TrimPrefix(kv.Key, knownPrefix)
+		if _, member := n.member(id); member {
+			continue
+		}
+		if err := n.revoke(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // opNames names the forward kinds in PeerEvents.
 var opNames = map[byte]string{
 	fwdApply: "apply", fwdReadIndex: "read_index", fwdAddVoter: "add_voter", fwdRemove: "remove",

@@ -16,14 +16,23 @@
 //     chain. Keyed appends (AppendKeyed) are idempotent: a record whose key
 //     is among the last JournalKeyWindow records' keys is dropped, so a retry
 //     after a lost answer stores nothing twice.
-//   - Membership: bootstrap, add and remove voters, a node removing itself
-//     (Leave, authenticated by its own certificate), status.
+//   - Membership: bootstrap; nodes added as non-voters that promote
+//     themselves once caught up (AddNonvoter, AddVoter after probing the
+//     address); removal, which revokes the node's certificates; a node
+//     removing itself (Leave, authenticated by its own certificate); status.
+//   - Trust (authz.go): only current members speak for the cluster. Raft
+//     RPCs and forwarded requests are served per request only for a peer
+//     certificate naming a member of the latest configuration that has not
+//     expired or been revoked; refusals are reported (Config.OnPeerEvent).
+//     Forwarded restores and membership changes carry the caller's proof,
+//     which the leader checks (Config.Authorize). Members renew their
+//     short-lived certificates over the cluster port (Config.Renew).
 //
 // Writes, and restores of backups, on any node are forwarded to the leader
-// over mutual TLS, so callers never need to know who leads. Raft traffic and forwarded writes share one
-// listener and are refused from any peer without a certificate from the
-// cluster CA.
+// over mutual TLS, so callers never need to know who leads. Raft traffic and
+// forwarded writes share one listener.
 //
-// The package does not know about users, profiles or HTTP; it does not issue
-// certificates (see cluster/pki) or seal secrets (see cluster/seal).
+// The package does not know about users, profiles, audit or HTTP; it does
+// not issue certificates (see cluster/admit and cluster/pki) or seal secrets
+// (see cluster/seal).
 package cluster

@@ -232,5 +232,10 @@ func (n *Node) restoreLocal(ctx context.Context, r io.Reader) error {
 	if err := n.raft.Restore(meta, tmp, timeLeft(ctx)); err != nil {
 		return fmt.Errorf("restoring backup: %w", err)
 	}
-	return nil
+	// The backup may come from another cluster: its nodes are no members
+	// here, and their certificates must not come back with a reused ID.
+	if err := n.revokeStrangers(ctx); err != nil {
+		return fmt.Errorf("restored, but revoking the backup's other nodes failed: %w", err)
+	}
+	return n.noteKnown(ctx, n.memberIDs()...)
 }

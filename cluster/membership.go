@@ -252,7 +252,7 @@ func (n *Node) addNonvoterLocal(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("adding non-voter %s: %w", id, err)
 	}
 	n.log.Info("added non-voter", "id", id, "addr", addr)
-	return nil
+	return n.noteKnown(ctx, id)
 }
 
 // promoteLocal makes the non-voter that asks, with its own certificate, a

@@ -321,6 +321,11 @@ func (n *Node) followLeadership(notify <-chan bool) {
 			}
 			if n.raft.State() == raft.Leader {
 				n.leaderReady.Store(true)
+				ctx, cancel := n.writeCtx(n.ctx)
+				if err := n.noteKnown(ctx, n.memberIDs()...); err != nil {
+					n.log.Warn("recording the members as admitted failed", "err", err)
+				}
+				cancel()
 			}
 		}
 	}
@@ -569,4 +574,13 @@ func (n *Node) acceptRaft(c net.Conn, cert *x509.Certificate) net.Conn {
 	cc := &checkedConn{Conn: c, n: n, cert: cert, remote: c.RemoteAddr().String()}
 	n.authz.track(cc, &peerConn{cert: cert, raft: true})
 	return cc
+}
+
+// memberIDs returns the IDs in this node's latest configuration.
+func (n *Node) memberIDs() []string {
+	var ids []string
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		ids = append(ids, string(s.ID))
+	}
+	return ids
 }

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -316,4 +317,96 @@ func issueFor(t *testing.T, ca *pki.CA, id string, ttl time.Duration) tls.Certif
 		t.Fatal(err)
 	}
 	return cert
+}
+
+// Adding a voter at an address that does not answer with that node's
+// certificate is refused before anything changes, so a bogus voter can
+// never cost the cluster its quorum (one did, on a small cluster, before).
+func TestAddVoterAtWrongAddressRefused(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := c.Leader(5 * time.Second)
+	other := (leader + 1) % 3
+	members := memberIDs(c.Node(leader))
+	for name, addr := range map[string]string{
+		"another member's address": c.Node(other).Addr(),
+		"nothing listening":        "127.0.0.1:1",
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := c.Node(leader).AddVoter(clustertest.AsAdmin(ctxT(t, 10*time.Second)), "n9", addr)
+			if !errors.Is(err, cluster.ErrWrongPeer) {
+				t.Fatalf("got %v, want ErrWrongPeer", err)
+			}
+			if got := memberIDs(c.Node(leader)); !slices.Equal(got, members) {
+				t.Fatalf("members %v, want %v", got, members)
+			}
+			if _, err := c.Node(other).Put(ctxT(t, 10*time.Second), "still", []byte("writable")); err != nil {
+				t.Fatalf("write after the refusal: %v", err)
+			}
+		})
+	}
+}
+
+// A node admitted as a non-voter that never starts (a join token redeemed
+// by a machine that never came up) is removed by the leader after
+// NonvoterTimeout, and its certificates are revoked.
+func TestNonvoterThatNeverStartsIsRemoved(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, Tune: func(cfg *cluster.Config) {
+		cfg.NonvoterTimeout = 500 * time.Millisecond
+	}})
+	leader := c.Leader(5 * time.Second)
+	if err := c.Node(leader).AddNonvoter(ctxT(t, 10*time.Second), "n9", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberIDs(c.Node(leader)); !slices.Contains(got, "n9") {
+		t.Fatalf("members %v: n9 not added", got)
+	}
+	clustertest.WaitFor(t, 15*time.Second, "the never-started non-voter removed and revoked", func() error {
+		for i := 0; i < 3; i++ {
+			if slices.Contains(memberIDs(c.Node(i)), "n9") {
+				return fmt.Errorf("%s still has n9", c.ID(i))
+			}
+			if _, ok := c.Node(i).RevokedAt("n9"); !ok {
+				return fmt.Errorf("%s has no revocation of n9", c.ID(i))
+			}
+		}
+		return nil
+	})
+	if n := len(memberIDs(c.Node(leader))); n != 3 {
+		t.Fatalf("%d members, want 3", n)
+	}
+}
+
+// A backup restored into another cluster brings the old cluster's nodes
+// along in its state, but not their standing: every node the backup knew
+// that is not a member here is revoked, so a later node re-admitted under
+// such an ID is not joined by the old machine's certificate.
+func TestRestoreIntoNewClusterRevokesOldNodes(t *testing.T) {
+	src := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := src.Leader(5 * time.Second)
+	if _, err := src.Node(leader).Put(ctxT(t, 10*time.Second), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	src.WaitConverged(10 * time.Second)
+	var backup bytes.Buffer
+	if _, err := src.Node(leader).Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	dst := clustertest.Start(t, 1, clustertest.Options{Fast: true})
+	if err := dst.Node(0).Restore(ctxT(t, 20*time.Second), bytes.NewReader(backup.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 10*time.Second, "the backup's other nodes revoked", func() error {
+		for _, id := range []string{"n2", "n3"} {
+			if _, ok := dst.Node(0).RevokedAt(id); !ok {
+				return fmt.Errorf("%s not revoked", id)
+			}
+		}
+		return nil
+	})
+	if _, ok := dst.Node(0).RevokedAt("n1"); ok {
+		t.Fatal("the restoring cluster's own member was revoked")
+	}
+	if _, err := dst.Node(0).Put(ctxT(t, 10*time.Second), "after", []byte("restore")); err != nil {
+		t.Fatal(err)
+	}
 }

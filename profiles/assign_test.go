@@ -2,6 +2,7 @@ package profiles_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/ferryvpn/ferry/authn"
@@ -53,5 +54,29 @@ func TestIssueRefusesEmailClaim(t *testing.T) {
 		UserID: authn.UserKey("https://idp.example.com", "mallory-sub"), Email: "alice@example.com"}}
 	if _, _, err := s.Issue(ctx(t), mallory, profiles.IssueRequest{PublicKey: pubkey(t), Device: "laptop"}); err == nil {
 		t.Fatal("an account claiming alice's email was issued alice's profile")
+	}
+}
+
+// People see email and name, never the opaque subject: not in the refusal
+// of an issuance, not in the configuration's header.
+func TestNoSubjectShownToPeople(t *testing.T) {
+	e := newEnv(t, 1, "100.64.0.0/24")
+	s := e.stores[0]
+	const sub = "CiQwOGE4Njg0Yi1kYjg4"
+	id := authn.Identity{UserID: authn.UserKey("https://dex.example.com", sub), Issuer: "https://dex.example.com", Subject: sub,
+		Email: "alice@example.com", Name: "Alice"}
+	_, _, err := s.Issue(ctx(t), authn.Session{ID: "s1", Role: authn.RoleUser, Identity: id}, profiles.IssueRequest{PublicKey: pubkey(t), Device: "laptop"})
+	if err == nil || strings.Contains(err.Error(), sub) || !strings.Contains(err.Error(), "alice@example.com") {
+		t.Errorf("no-profile refusal %q: want the email, not the subject", err)
+	}
+	e.putProfile(t, "eng", "engineering")
+	id.Groups = []string{"engineering"}
+	p, prof, err := s.Issue(ctx(t), authn.Session{ID: "s1", Role: authn.RoleUser, Identity: id}, profiles.IssueRequest{PublicKey: pubkey(t), Device: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := profiles.RenderConfig(p, prof, profiles.Server{PublicKey: pubkey(t), Endpoint: "vpn.example.com:51820"}, "")
+	if strings.Contains(conf, sub) || !strings.Contains(conf, "alice@example.com") {
+		t.Errorf("config header shows the subject or not the email:\n%s", conf)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
@@ -42,17 +43,48 @@ const (
 // The tunnel package on every node follows the revoked peers and cuts
 // their connections. RunEntitlements needs Config.Users; it returns when
 // ctx ends.
+//
+// If a watch fails (the store closing under it, say), the watcher starts
+// over from fresh listings after a second, so enforcement never stops
+// while ctx lives.
 func (s *Store) RunEntitlements(ctx context.Context) error {
 	if s.users == nil {
 		return errors.New("profiles: entitlement watcher: config has no Users")
 	}
+	for {
+		err := s.runEntitlements(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("entitlement watcher failed; starting over", "err", err)
+		t := time.NewTimer(leaderPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) runEntitlements(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan entMsg, 64)
 	errc := make(chan error, 3)
-	go func() { errc <- s.pumpUsers(ctx, msgs) }()
-	go func() { errc <- s.pumpPrefix(ctx, ProfilePrefix, msgs) }()
-	go func() { errc <- s.pumpPrefix(ctx, PeerPrefix, msgs) }()
+	for _, pump := range []func(context.Context, chan<- entMsg) error{
+		s.pumpUsers,
+		func(ctx context.Context, out chan<- entMsg) error { return s.pumpPrefix(ctx, ProfilePrefix, out) },
+		func(ctx context.Context, out chan<- entMsg) error { return s.pumpPrefix(ctx, PeerPrefix, out) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- pump(ctx, msgs)
+		}()
+	}
 
 	st := newEntState()
 	poll := time.NewTicker(leaderPoll)
@@ -345,7 +377,17 @@ func (s *Store) enforce(ctx context.Context, st *entState) error {
 		if pe == nil || !pe.peer.Valid(now) {
 			continue
 		}
-		reason, revoke := st.decide(s, &pe.peer)
+		if _, revoke := st.decide(s, &pe.peer); !revoke {
+			continue
+		}
+		// The three watches are not ordered with each other: a peer
+		// issued right after its user gained a group can arrive before
+		// that change. So a revocation is decided again on fresh reads.
+		reason, revoke, err := s.recheck(ctx, &pe.peer)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if !revoke {
 			continue
 		}
@@ -356,18 +398,44 @@ func (s *Store) enforce(ctx context.Context, st *entState) error {
 	return errors.Join(errs...)
 }
 
-// decide applies Entitle to one live peer and, if it no longer
-// qualifies, says why: the decision, the change that caused it and who
-// made it.
+// decide applies Entitle to one live peer on the mirrored state.
 func (st *entState) decide(s *Store, p *Peer) (reason string, revoke bool) {
 	u, known := st.users[p.UserID]
+	return s.decide(p, u, known, st.deleted[p.UserID], st.profiles[p.Profile])
+}
+
+// recheck decides for p again on linearizable reads of its user and
+// profile.
+func (s *Store) recheck(ctx context.Context, p *Peer) (reason string, revoke bool, err error) {
+	u, known, err := s.users.Get(ctx, p.UserID)
+	if err != nil {
+		return "", false, err
+	}
+	var prof *Profile
+	got, err := s.Get(ctx, p.Profile) // local, after the linearizable read
+	switch {
+	case err == nil:
+		prof = &got
+	case !errors.Is(err, ErrNotFound):
+		return "", false, err
+	}
+	// A user record that is gone now was deleted (peers are issued only
+	// to stored users, by Issue).
+	reason, revoke = s.decide(p, u, known, !known, prof)
+	return reason, revoke, nil
+}
+
+// decide applies Entitle to one live peer and, if it no longer
+// qualifies, says why: the decision, the change that caused it and who
+// made it. known reports whether the user has a record; deleted whether
+// it was deleted.
+func (s *Store) decide(p *Peer, u authn.User, known, deleted bool, prof *Profile) (reason string, revoke bool) {
 	if !known {
-		if st.deleted[p.UserID] {
+		if deleted {
 			return "no longer entitled: user deleted", true
 		}
 		return "", false // a peer of no stored user: nothing to decide on
 	}
-	prof := st.profiles[p.Profile]
 	ok, _, why := s.Entitle(u, prof)
 	if ok {
 		return "", false

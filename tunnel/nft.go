@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -203,7 +204,7 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 	}
 	set := &nftables.Set{Table: f.table, Name: name, Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
-	if err := c.AddSet(set, nil); err != nil {
+	if err := addSet(c, set); err != nil {
 		return "", fmt.Errorf("adding set %s: %w", name, err)
 	}
 	for part := range chunks(p.Boxes) {
@@ -245,6 +246,18 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 	return name, nil
 }
 
+// setIDMu serialises AddSet across every connection of the process:
+// google/nftables (v0.3.0) numbers sets from a package-level counter that
+// it increments without a lock, so two gateways in one process (tests run
+// three nodes in one) raced on it.
+var setIDMu sync.Mutex
+
+func addSet(c *nftables.Conn, s *nftables.Set) error {
+	setIDMu.Lock()
+	defer setIDMu.Unlock()
+	return c.AddSet(s, nil)
+}
+
 // base adds the table with its counters, sets and fixed chains.
 func (f *nftFirewall) base() error {
 	c := f.conn
@@ -253,11 +266,11 @@ func (f *nftFirewall) base() error {
 		c.AddObj(&nftables.NamedObj{Table: t, Name: r, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
 	clients := f.clientsSet()
-	if err := c.AddSet(clients, nil); err != nil {
+	if err := addSet(c, clients); err != nil {
 		return fmt.Errorf("adding client map: %w", err)
 	}
 	denied := f.deniedSet()
-	if err := c.AddSet(denied, nil); err != nil {
+	if err := addSet(c, denied); err != nil {
 		return fmt.Errorf("adding denied set: %w", err)
 	}
 

@@ -20,6 +20,13 @@ type RsyslogOptions struct {
 	// (StreamDriver.AuthMode "x509/certvalid"); otherwise any client may
 	// connect ("anon").
 	ClientCert bool
+	// RELP makes it a RELP receiver (imrelp over TLS, Debian's
+	// rsyslog-relp) instead of RFC 5425 syslog/TLS (imtcp). It always
+	// requires a client certificate from CA.
+	RELP bool
+	// Buffered lets rsyslog buffer its output file (for benchmarks: what
+	// it acknowledged may be lost when it is killed).
+	Buffered bool
 }
 
 // Rsyslog is a real rsyslogd receiving RFC 5425 syslog over TLS (imtcp with
@@ -71,6 +78,17 @@ func StartRsyslog(t testing.TB, opts RsyslogOptions) *Rsyslog {
 	if !found {
 		t.Skip("rsyslog's gtls stream driver not installed (apt-get install rsyslog-gnutls)")
 	}
+	if opts.RELP {
+		found = false
+		for _, p := range gtlsPaths {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), "imrelp.so")); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			t.Skip("rsyslog's imrelp not installed (apt-get install rsyslog-relp)")
+		}
+	}
 	dir := t.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,6 +103,20 @@ func StartRsyslog(t testing.TB, opts RsyslogOptions) *Rsyslog {
 	if opts.ClientCert {
 		auth = "x509/certvalid"
 	}
+	input := fmt.Sprintf(`module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%q)
+input(type="imtcp" port=%q ruleset="ferry")`, auth, port)
+	if opts.RELP {
+		// librelp without an auth mode runs anonymous TLS, which Go's
+		// TLS does not speak: RELP always checks client certificates.
+		relpAuth := `tls.authMode="certvalid"`
+		input = fmt.Sprintf(`module(load="imrelp")
+input(type="imrelp" port=%q ruleset="ferry" maxDataSize="256k" tls="on" tls.caCert=%q tls.myCert=%q tls.myPrivKey=%q %s)`,
+			port, caFile, certFile, keyFile, relpAuth)
+	}
+	buffered := ""
+	if opts.Buffered {
+		buffered = ` ioBufferSize="1m" flushOnTXEnd="off" asyncWriting="on" flushInterval="1"`
+	}
 	conf := fmt.Sprintf(`global(
   workDirectory=%[1]q
   maxMessageSize="256k"
@@ -96,8 +128,7 @@ func StartRsyslog(t testing.TB, opts RsyslogOptions) *Rsyslog {
 # Direct: the receiving thread writes each message before reading the next,
 # so a stop loses nothing rsyslog has read.
 main_queue(queue.type="Direct")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode=%[5]q)
-input(type="imtcp" port=%[6]q ruleset="ferry")
+%[8]s
 template(name="ferryjson" type="list" option.jsonf="on") {
   property(outname="app" name="app-name" format="jsonf")
   property(outname="msgid" name="msgid" format="jsonf")
@@ -105,9 +136,9 @@ template(name="ferryjson" type="list" option.jsonf="on") {
   property(outname="msg" name="msg" format="jsonf")
 }
 ruleset(name="ferry" queue.type="Direct") {
-  action(type="omfile" file=%[7]q template="ferryjson")
+  action(type="omfile" file=%[7]q template="ferryjson"%[9]s)
 }
-`, dir, caFile, certFile, keyFile, auth, port, r.Out)
+`, dir, caFile, certFile, keyFile, auth, port, r.Out, input, buffered)
 	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +201,28 @@ func (r *Rsyslog) Stop() {
 		r.cmd.Process.Kill()
 		<-r.done
 	}
+	r.cmd = nil
+}
+
+// Freeze stops rsyslogd with SIGSTOP: its connections stay open and the
+// kernel keeps accepting bytes into socket buffers that nobody reads.
+func (r *Rsyslog) Freeze() {
+	r.t.Helper()
+	if r.cmd == nil {
+		r.t.Fatal("rsyslogd not running")
+	}
+	r.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Kill kills rsyslogd with SIGKILL (frozen or not) and waits for it:
+// whatever it had not read is lost, as in a crash.
+func (r *Rsyslog) Kill() {
+	r.t.Helper()
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Kill()
+	<-r.done
 	r.cmd = nil
 }
 

@@ -119,6 +119,7 @@ type Service struct {
 	log       *slog.Logger
 	now       func() time.Time
 	server    scim.Server
+	refusals  budget // bounds refused-request records
 }
 
 // New returns the service for cfg.
@@ -220,12 +221,14 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if why != "" {
-		if err := s.rec.Record(r.Context(), audit.Event{
-			Type: audit.TypeAdmin, Action: ActionRefused, Actor: audit.Actor{}, Source: src,
-			Outcome: audit.Failure, Reason: why,
-			Details: map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 200)},
-		}); err != nil {
-			s.log.Error("recording refused scim request", "err", err)
+		details := map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 200)}
+		if s.refusals.allow(s.now(), details) {
+			if err := s.rec.Record(r.Context(), audit.Event{
+				Type: audit.TypeAdmin, Action: ActionRefused, Actor: audit.Actor{}, Source: src,
+				Outcome: audit.Failure, Reason: why, Details: details,
+			}); err != nil {
+				s.log.Error("recording refused scim request", "err", err)
+			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry-scim"`)
 		writeError(w, scimerrors.ScimError{Status: http.StatusUnauthorized, Detail: "Authorization failure. The authorization header is invalid or missing."})

@@ -40,11 +40,16 @@ func (r *Receiver) serveLogout(w http.ResponseWriter, req *http.Request) {
 		ref, status = &refusal{reason: "internal error", err: err}, http.StatusInternalServerError
 	}
 	e.Outcome, e.Reason = audit.Failure, ref.reason
-	if ref.err != nil {
-		e.Details = map[string]string{"detail": truncate(ref.err.Error(), 300)}
+	if e.Details == nil {
+		e.Details = map[string]string{}
 	}
-	if rerr := r.cfg.Recorder.Record(req.Context(), e); rerr != nil {
-		r.log.Error("recording refused back-channel logout", "err", rerr)
+	if ref.err != nil {
+		e.Details["detail"] = truncate(ref.err.Error(), 300)
+	}
+	if status != http.StatusBadRequest || r.refusals.allow(r.cfg.Now(), e.Details) {
+		if rerr := r.cfg.Recorder.Record(req.Context(), e); rerr != nil {
+			r.log.Error("recording refused back-channel logout", "err", rerr)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -67,8 +67,10 @@ func (r *Receiver) serveSET(w http.ResponseWriter, req *http.Request) {
 	if ref.err != nil {
 		e.Details["detail"] = truncate(ref.err.Error(), 300)
 	}
-	if rerr := r.cfg.Recorder.Record(req.Context(), e); rerr != nil {
-		r.log.Error("recording refused security event", "err", rerr)
+	if status != http.StatusBadRequest || r.refusals.allow(r.cfg.Now(), e.Details) {
+		if rerr := r.cfg.Recorder.Record(req.Context(), e); rerr != nil {
+			r.log.Error("recording refused security event", "err", rerr)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

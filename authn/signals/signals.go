@@ -148,6 +148,9 @@ type Receiver struct {
 	logout *verifier // nil: back-channel logout off
 	set    *verifier // nil: Shared Signals off
 	log    *slog.Logger
+	// refusals bounds the records of refused tokens (anyone can send
+	// one); both endpoints share it.
+	refusals budget
 }
 
 // New returns a receiver for cfg. Keys are fetched on first use, so ferryd

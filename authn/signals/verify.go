@@ -99,7 +99,7 @@ func refuse(reason string, err error) error { return &refusal{reason: reason, er
 // verify checks raw and returns its claims. typ, when not empty, is the
 // media type the JOSE typ header must name if present.
 func (v *verifier) verify(ctx context.Context, raw, typ string) (map[string]any, error) {
-	jws, err := jose.ParseSigned(raw, toJoseAlgs(algs))
+	jws, err := jose.ParseSignedCompact(raw, toJoseAlgs(algs))
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, refuse(reasonMalformed, err)
 	}

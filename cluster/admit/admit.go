@@ -445,3 +445,20 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// NoteCert records the node certificate a node runs with, when the store
+// does not hold it yet (the first node's, issued offline by ferryd init), so
+// that every member's expiry is known.
+func (a *Admitter) NoteCert(ctx context.Context, nodeID string, cert *x509.Certificate) error {
+	kv, ok, err := a.cfg.Node.Get(ctx, certPrefix+nodeID, cluster.Local)
+	if err != nil {
+		return err
+	}
+	var r certRecord
+	if ok && json.Unmarshal(kv.Value, &r) == nil && (r.Serial == serialHex(cert) || r.NotAfter.After(cert.NotAfter)) {
+		return nil
+	}
+	rec, _ := json.Marshal(certRecord{Serial: serialHex(cert), NotAfter: cert.NotAfter})
+	_, err = a.cfg.Node.Put(ctx, certPrefix+nodeID, rec)
+	return err
+}

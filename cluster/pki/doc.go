@@ -12,7 +12,9 @@
 //   - [CA.IssueServer] signs an HTTPS API certificate, valid for server
 //     authentication only, so it can never pass as a node's client
 //     certificate.
-//   - Join tokens ([NewJoinToken], [ParseJoinToken], [VerifyJoinToken]) are
+//   - Join tokens ([NewJoinToken], [NewJoinTokenFor], [ParseJoinToken],
+//     [VerifyJoinToken], [VerifyJoinTokenFor]; optionally bound to a node ID
+//     through the MAC) are
 //     stateless, in the manner of kubeadm's bootstrap token and discovery
 //     hash. A token carries a pin of the CA certificate's SHA-256
 //     fingerprint, an expiry and an HMAC under a secret derived from the
@@ -21,10 +23,11 @@
 //     HMAC and expiry to authenticate the joining node.
 //
 // What it does not do:
-//   - Revocation: there are no CRLs or OCSP. Node certificates should be
-//     short-lived, and a removed node's ID refused by the cluster layer.
+//   - Revocation: there are no CRLs or OCSP. Node certificates are
+//     short-lived (cluster/admit), and the cluster layer refuses removed
+//     and revoked nodes.
 //   - Single-use join tokens: a token verifies any number of times until it
-//     expires. A caller that wants one-time tokens must remember used ones.
+//     expires; cluster/admit consumes each once, in the replicated store.
 //   - Storage or replication of the CA key, or encryption of it at rest; see
 //     package seal.
 //   - Name policy for DNS names and IP addresses: the caller decides which

@@ -97,7 +97,7 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.con.out, "Signed in to %s as %s.\n", server, who(res.Email, res.UserID))
+			fmt.Fprintf(g.con.out, "Signed in to %s as %s.\n", server, who(res.Email, res.Name))
 			g.printPeer(st.Peer, filepath.Join(dir, fileConfig))
 			if g.con.linkExists(ifaceName) {
 				fmt.Fprintf(g.con.out, "The tunnel is up with this device's previous key: reconnect with sudo ferry down && sudo ferry up\n")
@@ -187,12 +187,16 @@ func deviceName(h string) string {
 	return strings.TrimRight(h, " ")
 }
 
-// who names a person by email when known.
-func who(email, id string) string {
-	if email != "" {
+// who names a person by email, else name: never by the user ID, which
+// holds the identity provider's opaque subject.
+func who(email, name string) string {
+	switch {
+	case email != "":
 		return email
+	case name != "":
+		return name
 	}
-	return id
+	return "your account"
 }
 
 // fmtTime shows a time to a person, in local time to the minute.

@@ -115,7 +115,7 @@ func TestEnrollRefusals(t *testing.T) {
 	srv := server(t)
 	c := signedIn(t, srv, dir)
 	_, err := enroll(t.Context(), c, dir, enrollment{Server: srv.URL, Device: "laptop", Profile: "secret"})
-	if err == nil || !strings.Contains(err.Error(), `profile "secret" is not assigned to alice`) {
+	if err == nil || !strings.Contains(err.Error(), `profile "secret" is not assigned to Alice <alice@example.com>`) {
 		t.Errorf("unassigned profile: %v", err)
 	}
 	_, err = enroll(t.Context(), c, dir, enrollment{Server: srv.URL, Device: "bad/name"})

@@ -135,7 +135,7 @@ func TestCommands(t *testing.T) {
 		other := issue(t, srv, aliceTok, "laptop2", "eng")
 		var wp wire.Peer
 		ctlJSON(t, &wp, "peer", "revoke", other.ID)
-		if wp.ID != other.ID || wp.State != "revoked" || wp.RevokedReason != "revoked by admin" {
+		if wp.ID != other.ID || wp.State != "revoked" || wp.RevokedReason != "revoked by admin@example.com" {
 			t.Errorf("revoke -o json: %+v", wp)
 		}
 		// Every device of a user at once, and the selector is checked.

@@ -62,6 +62,9 @@ func startDevIdP(cfg *config.Config, dir, apiAddr string, log *slog.Logger) (*de
 	}
 	cfg.OIDC = config.OIDC{Issuer: issuer, ClientID: "ferry-dev", ClientSecretFile: secretFile, RedirectURL: redirect, OfflineAccess: true}
 	cfg.Sessions.AdminGroups = []string{devAdminGroup}
+	// SCIM too, so ferryctl scim rotate-token and a SCIM client can be
+	// tried against the development provider's subjects (devop-NAME).
+	cfg.SCIM.Enabled = true
 	d := &devIdP{issuer: issuer, done: make(chan error, 1),
 		srv: &http.Server{Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { d.done <- d.srv.Serve(ln) }()

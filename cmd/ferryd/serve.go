@@ -224,6 +224,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	}()
 	refs.sessions.Store(svc.sessions)
 	refs.audit.Store(svc.audit)
+	if leaf := ccfg.Certificate.Leaf; leaf != nil {
+		if err := admitter.NoteCert(ctx, cfg.NodeID, leaf); err != nil {
+			log.Warn("recording this node's certificate expiry failed", "err", err)
+		}
+	}
 	pctx, stopPeers := context.WithCancel(context.Background())
 	peers.start(pctx, svc.audit)
 	defer peers.wait()

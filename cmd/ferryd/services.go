@@ -316,7 +316,16 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
 				}
 			}
-			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
+			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f},
+				ResendRecords: c.ResendRecords, ResendAge: c.ResendAge.D()})
+		case "relp":
+			var tc *tls.Config
+			if c.CAFile != "" {
+				if tc, err = sinkTLS(c); err != nil {
+					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
+				}
+			}
+			sink, err = audit.NewRELPSink(audit.RELPSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
 		case "hec":
 			var tc *tls.Config
 			if c.CAFile != "" || c.CertFile != "" {

@@ -251,7 +251,7 @@ func (h *handler) revokePeer(w http.ResponseWriter, r *http.Request, s authn.Ses
 	}
 	reason := in.Reason
 	if reason == "" {
-		reason = "revoked by " + s.Identity.UserID
+		reason = "revoked by " + s.Identity.Display()
 	}
 	if err := h.users.Profiles.RevokePeer(r.Context(), p.ID, reason, actor(s)); err != nil {
 		return err
@@ -276,7 +276,7 @@ func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Se
 	}
 	reason := in.Reason
 	if reason == "" {
-		reason = "revoked by " + s.Identity.UserID
+		reason = "revoked by " + s.Identity.Display()
 	}
 	var n int
 	if user != "" {

@@ -209,3 +209,31 @@ func TestJoinTokenLimitsAgree(t *testing.T) {
 		t.Fatalf("wire says %s (max %s), admit %s (max %s)", wire.DefaultJoinTokenTTL, wire.MaxJoinTokenTTL, admit.DefaultTokenTTL, admit.MaxTokenTTL)
 	}
 }
+
+// POST /v1/cluster/members is for administrators only, and refuses an
+// address that does not answer with the named node's certificate: the
+// membership stays as it was and the cluster keeps its quorum.
+func TestAddMemberAPI(t *testing.T) {
+	s := apitest.Start(t)
+	node := s.Cluster.Node(0)
+	before := len(node.Status().Members)
+	alice := clientFor(t, s, s.Token(t, authn.Identity{UserID: "alice"}))
+	if _, err := alice.AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: "127.0.0.1:1"}); status(err) != http.StatusForbidden {
+		t.Fatalf("non-admin: %v", err)
+	}
+	if _, err := clientFor(t, s, "").AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: "127.0.0.1:1"}); status(err) != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %v", err)
+	}
+	admin := clientFor(t, s, s.Admin(t))
+	for _, addr := range []string{"127.0.0.1:1", node.Addr()} {
+		if _, err := admin.AddMember(bg(t), wire.MembersRequest{NodeID: "n9", Addr: addr}); status(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "does not answer as that node") {
+			t.Fatalf("admin adding n9 at %s: %v", addr, err)
+		}
+	}
+	if n := len(node.Status().Members); n != before {
+		t.Fatalf("%d members after refusals, want %d", n, before)
+	}
+	if _, err := node.Put(bg(t), "still", []byte("writable")); err != nil {
+		t.Fatal(err)
+	}
+}

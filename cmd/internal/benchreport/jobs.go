@@ -21,6 +21,7 @@ var jobs = []Job{
 	// Nine interleaved pairs of rounds, checked and unchecked, on one
 	// cluster; the metric is the median of the nine per-pair costs.
 	{Pkg: "./cluster", Bench: "^BenchmarkMembershipCheck$", Benchtime: "9x", Count: 1},
+	{Pkg: "./cluster", Bench: "^BenchmarkPeerCheck$", Benchtime: "200000x", Count: 5},
 	// Each iteration kills a leader; the metric is the median of its five.
 	{Pkg: "./cluster", Bench: "^BenchmarkFailover$", Benchtime: "5x", Count: 1},
 	{Pkg: "./authn", Bench: "^Benchmark(TOTPVerify|SessionCreate)$", Benchtime: "300x", Count: 5},
@@ -55,6 +56,7 @@ var figures = []Figure{
 	{Label: "cluster commit p50, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p50-ms"},
 	{Label: "cluster commit p99, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p99-ms", Goal: "< 25"},
 	{Label: "membership check cost, 64 writers (vs check off)", Pkg: "/cluster", Bench: "BenchmarkMembershipCheck", Unit: "check-cost-%", Goal: "< 2"},
+	{Label: "membership check alone, per request", Pkg: "/cluster", Bench: "BenchmarkPeerCheck", Unit: "ns/check"},
 	{Label: "leader kill to next write, default timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/default", Unit: "failover-s", Goal: "< 3"},
 	{Label: "leader kill to next write, tuned timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/tuned", Unit: "failover-s"},
 	{Label: "sign-in server cost p50", Pkg: "/authn", Bench: "BenchmarkSignIn/fsync", Unit: "p50-ms"},
@@ -66,6 +68,7 @@ var figures = []Figure{
 	{Label: "audit append p99", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "p99-ms", Goal: "< 50"},
 	{Label: "audit export to file", Pkg: "/audit", Bench: "BenchmarkExport/file", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit export to syslog", Pkg: "/audit", Bench: "BenchmarkExport/syslog", Unit: "events/s", Goal: ">= 50000"},
+	{Label: "audit export over RELP/TLS to rsyslog (acknowledged)", Pkg: "/audit", Bench: "BenchmarkExport/relp", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit offline verification", Pkg: "/audit", Bench: "BenchmarkVerifyFile/verbatim", Unit: "records/s", Goal: ">= 200000"},
 	{Label: "audit offline verification, re-encoded by a SIEM", Pkg: "/audit", Bench: "BenchmarkVerifyFile/reencoded", Unit: "records/s", Goal: ">= 200000"},
 	{Label: "data plane: ferry / stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "ferry/stock", Goal: ">= 1.0"},

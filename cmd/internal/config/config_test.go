@@ -159,7 +159,7 @@ func TestParseBad(t *testing.T) {
 		{"audit retention too short", base + "audit:\n  retention: 1h\n", Overrides{}, "audit.retention: 1h0m0s: want at least 24h0m0s"},
 		{"audit retention negative", base + "audit:\n  retention: -5s\n", Overrides{}, "audit.retention: -5s: want at least"},
 		{"audit retention in weeks", base + "audit:\n  retention: 52w\n", Overrides{}, `audit.retention (line 17): "52w" is not a duration`},
-		{"bad sink type", base + "audit:\n  sinks:\n    - {name: s, type: kafka}\n", Overrides{}, `audit.sinks[0].type: "kafka": want file, syslog or hec`},
+		{"bad sink type", base + "audit:\n  sinks:\n    - {name: s, type: kafka}\n", Overrides{}, `audit.sinks[0].type: "kafka": want file, syslog, relp or hec`},
 		{"duplicate sink", base + "audit:\n  sinks:\n    - {name: s, type: file, path: a}\n    - {name: s, type: file, path: b}\n", Overrides{}, `audit.sinks[1].name: "s": required and unique`},
 		{"hec token inline", base + "audit:\n  sinks:\n    - {name: s, type: hec, url: https://splunk:8088}\n", Overrides{}, "audit.sinks[0].token_file: required"},
 		{"node id uppercase", edit("node_id: n1", "node_id: N1"), Overrides{}, `node_id: "N1": want 1 to 63`},

@@ -112,19 +112,23 @@ const MinRetention = 24 * time.Hour
 // Sink is one audit export destination.
 type Sink struct {
 	Name   string `yaml:"name"`
-	Type   string `yaml:"type"`             // file, syslog or hec
+	Type   string `yaml:"type"`             // file, syslog, relp or hec
 	Format string `yaml:"format,omitempty"` // json, cef, ocsf (syslog wraps it in RFC 5424)
 	// file
 	Path     string `yaml:"path,omitempty"`
 	MaxBytes int64  `yaml:"max_bytes,omitempty"`
 	MaxFiles int    `yaml:"max_files,omitempty"`
-	// syslog: Addr host:port; TLS when CAFile is set (RFC 5425), with an
-	// optional client certificate.
+	// syslog, relp: Addr host:port; TLS when CAFile is set (RFC 5425 for
+	// syslog), with an optional client certificate.
 	Addr       string `yaml:"addr,omitempty"`
 	CAFile     string `yaml:"ca_file,omitempty"`
 	CertFile   string `yaml:"cert_file,omitempty"`
 	KeyFile    string `yaml:"key_file,omitempty"`
 	ServerName string `yaml:"server_name,omitempty"`
+	// syslog: the re-send window after a broken connection (default
+	// 10000 records, 2m).
+	ResendRecords uint64   `yaml:"resend_records,omitempty"`
+	ResendAge     Duration `yaml:"resend_age,omitempty"`
 	// hec
 	URL       string `yaml:"url,omitempty"`
 	TokenFile string `yaml:"token_file,omitempty"`
@@ -222,7 +226,7 @@ func (c *Config) validateServices() error {
 			if s.Path == "" {
 				return fieldErr(path+".path", "required for a file sink")
 			}
-		case "syslog":
+		case "syslog", "relp":
 			if _, _, err := splitAddr(path+".addr", s.Addr); err != nil {
 				return err
 			}
@@ -234,7 +238,7 @@ func (c *Config) validateServices() error {
 				return fieldErr(path+".token_file", "required for a hec sink (the token is read from a file)")
 			}
 		default:
-			return fieldErr(path+".type", "%q: want file, syslog or hec", s.Type)
+			return fieldErr(path+".type", "%q: want file, syslog, relp or hec", s.Type)
 		}
 		switch s.Format {
 		case "", "json", "cef", "ocsf":

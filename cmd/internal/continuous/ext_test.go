@@ -1,6 +1,7 @@
 package continuous_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,7 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/profiles"
@@ -54,7 +59,8 @@ type accessExt struct {
 	sess   *authn.Sessions
 	prof   *profiles.Store
 	reval  *authn.Revalidator
-	offset atomic.Int64 // added to the revalidator's clock
+	scim   *scim.Service // SCIM as ferryd serves it with scim.enabled
+	offset atomic.Int64  // added to the revalidator's clock
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -90,6 +96,9 @@ func startAccess(ctx context.Context, node *cluster.Node, raw json.RawMessage) (
 		Store: node, Users: e.users, Recorder: rec, Key: key, Logger: log,
 		Now: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 	}); err != nil {
+		return nil, err
+	}
+	if e.scim, err = scim.New(scim.Config{Store: node, Key: key, Users: e.users, Disabler: e.prof, Recorder: rec, Issuer: cfg.Issuer, Logger: log}); err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -166,6 +175,20 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		p, err = e.prof.Peer(ctx, req.ID)
 		b, _ := json.Marshal(p)
 		resp.Text = string(b)
+	case "access.scimtoken":
+		var tok scim.Token
+		tok, err = e.scim.RotateToken(ctx, audit.Actor{UserID: "admin"})
+		resp.Text = tok.Reveal()
+	case "access.scim":
+		// Key is "METHOD PATH", ID the bearer token, Value the body; the
+		// answer is the status, a newline and the body.
+		method, path, _ := strings.Cut(req.Key, " ")
+		r := httptest.NewRequestWithContext(ctx, method, path, bytes.NewReader(req.Value))
+		r.Header.Set("Authorization", "Bearer "+req.ID)
+		r.Header.Set("Content-Type", "application/scim+json")
+		w := httptest.NewRecorder()
+		e.scim.ServeHTTP(w, r)
+		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
 	case "access.waitgone", "access.waitpresent":
 		start := time.Now()
 		err = waitClient(ctx, req.Addr, req.Op == "access.waitpresent", req.Timeout)

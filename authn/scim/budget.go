@@ -1,0 +1,45 @@
+package scim
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Refusals of unauthenticated requests are evidence, but anyone can cause
+// them: at most refusalBudget a minute are recorded per node, and the
+// next one recorded says how many were not (details "suppressed"), so the
+// journal cannot be flooded through this endpoint.
+const (
+	refusalBudget = 120
+	refusalWindow = time.Minute
+)
+
+// budget counts refusals recorded in the current window. It is safe for
+// concurrent use.
+type budget struct {
+	mu         sync.Mutex // guards the fields below
+	start      time.Time
+	used       int
+	suppressed int
+}
+
+// allow reports whether a refusal at now may be recorded; when it may,
+// details receives the count of those suppressed since the last one.
+func (b *budget) allow(now time.Time, details map[string]string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.start) >= refusalWindow {
+		b.start, b.used = now, 0
+	}
+	if b.used >= refusalBudget {
+		b.suppressed++
+		return false
+	}
+	b.used++
+	if b.suppressed > 0 {
+		details["suppressed"] = strconv.Itoa(b.suppressed)
+		b.suppressed = 0
+	}
+	return true
+}
