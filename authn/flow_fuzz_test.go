@@ -175,6 +175,8 @@ func TestOIDCConfigValidate(t *testing.T) {
 		{"good", func(*OIDCConfig) {}, true},
 		{"http issuer on loopback", func(c *OIDCConfig) { c.Issuer = "http://127.0.0.1:5556" }, true},
 		{"http issuer elsewhere", func(c *OIDCConfig) { c.Issuer = "http://idp.example.com" }, false},
+		{"issuer with a fragment", func(c *OIDCConfig) { c.Issuer = "https://idp.example.com#x" }, false},
+		{"issuer with a query", func(c *OIDCConfig) { c.Issuer = "https://idp.example.com?tenant=x" }, false},
 		{"no issuer", func(c *OIDCConfig) { c.Issuer = "" }, false},
 		{"no client ID", func(c *OIDCConfig) { c.ClientID = "" }, false},
 		{"no secret", func(c *OIDCConfig) { c.ClientSecret = "" }, false},

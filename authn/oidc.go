@@ -97,6 +97,11 @@ func (c *OIDCConfig) Validate() error {
 	if iu.Scheme == "http" && !isLoopbackHost(iu.Hostname()) {
 		return fmt.Errorf("authn: oidc: issuer %q: http is allowed on loopback only", c.Issuer)
 	}
+	if iu.RawQuery != "" || strings.Contains(c.Issuer, "#") {
+		// OpenID Connect Discovery 1.0, section 3; and '#' ends the
+		// issuer in a user key (UserKey).
+		return fmt.Errorf("authn: oidc: issuer %q: must have no query or fragment", c.Issuer)
+	}
 	ru, err := url.Parse(c.RedirectURL)
 	switch {
 	case err != nil || ru.Host == "" || (ru.Scheme != "https" && ru.Scheme != "http"):

@@ -1,6 +1,7 @@
 package authn_test
 
 import (
+	"crypto/rsa"
 	"errors"
 	"net/http"
 	"strings"
@@ -174,5 +175,24 @@ func TestRequiredGroupsRefusalUpdatesUser(t *testing.T) {
 	}
 	if _, err := e.Sessions[2].Validate(ctx, tok); !errors.Is(err, authn.ErrSessionInvalid) {
 		t.Fatalf("earlier session after the refusal: %v, want refused", err)
+	}
+}
+
+// A provider that sends no ID token on refresh is asked at its userinfo
+// endpoint; the groups there go through the same path.
+func TestRevalidationByUserinfo(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{Revalidate: true})
+	ctx := t.Context()
+	tok := sessionToken(t, e, "demo")
+	e.SetRewrite(func(map[string]any) (map[string]any, *rsa.PrivateKey, string) { return nil, nil, "" })
+	if err := e.OP.SetGroups("demo", []string{"engineering"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(authn.DefaultRevalidateInterval)
+	if rep := revalidate(t, e, 0); rep.OK != 1 {
+		t.Fatalf("round: %+v", rep)
+	}
+	if s, err := e.Sessions[1].Validate(ctx, tok); err != nil || s.Role != authn.RoleUser {
+		t.Fatalf("session after userinfo said the admin group is gone: role %q, %v", s.Role, err)
 	}
 }

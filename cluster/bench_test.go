@@ -66,7 +66,7 @@ func BenchmarkCommit(b *testing.B) {
 // the median over the rounds of 1 - (checked / unchecked throughput). One
 // iteration is one pair of rounds.
 func BenchmarkMembershipCheck(b *testing.B) {
-	const writers, perRound = 64, 3000
+	const writers, perRound = 64, 10000
 	c := clustertest.Start(b, 3, clustertest.Options{WriteTimeout: 10 * time.Second})
 	defer c.Close()
 	value := make([]byte, 128)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
@@ -42,17 +43,48 @@ const (
 // The tunnel package on every node follows the revoked peers and cuts
 // their connections. RunEntitlements needs Config.Users; it returns when
 // ctx ends.
+//
+// If a watch fails (the store closing under it, say), the watcher starts
+// over from fresh listings after a second, so enforcement never stops
+// while ctx lives.
 func (s *Store) RunEntitlements(ctx context.Context) error {
 	if s.users == nil {
 		return errors.New("profiles: entitlement watcher: config has no Users")
 	}
+	for {
+		err := s.runEntitlements(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("entitlement watcher failed; starting over", "err", err)
+		t := time.NewTimer(leaderPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) runEntitlements(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msgs := make(chan entMsg, 64)
 	errc := make(chan error, 3)
-	go func() { errc <- s.pumpUsers(ctx, msgs) }()
-	go func() { errc <- s.pumpPrefix(ctx, ProfilePrefix, msgs) }()
-	go func() { errc <- s.pumpPrefix(ctx, PeerPrefix, msgs) }()
+	for _, pump := range []func(context.Context, chan<- entMsg) error{
+		s.pumpUsers,
+		func(ctx context.Context, out chan<- entMsg) error { return s.pumpPrefix(ctx, ProfilePrefix, out) },
+		func(ctx context.Context, out chan<- entMsg) error { return s.pumpPrefix(ctx, PeerPrefix, out) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- pump(ctx, msgs)
+		}()
+	}
 
 	st := newEntState()
 	poll := time.NewTicker(leaderPoll)

@@ -17,7 +17,8 @@ import (
 
 // Rewrite edits the ID token the OP returns before the relying party sees
 // it, as a forger or a broken IdP would: it gets the claims and returns
-// the claims to sign, and the key and key ID to sign them with.
+// the claims to sign, and the key and key ID to sign them with; nil claims
+// drop the ID token from the response.
 type Rewrite func(claims map[string]any) (out map[string]any, key *rsa.PrivateKey, kid string)
 
 // errOPDown is what the relying party gets while SetOPDown(true).
@@ -103,7 +104,10 @@ func (rt *rewriter) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	out, key, kid := (*rw)(claims)
-	if tr["id_token"], err = SignIDToken(out, key, kid); err != nil {
+	if out == nil {
+		// No ID token at all, as some providers answer a refresh.
+		delete(tr, "id_token")
+	} else if tr["id_token"], err = SignIDToken(out, key, kid); err != nil {
 		return nil, err
 	}
 	body, err = json.Marshal(tr)

@@ -21,6 +21,7 @@ var jobs = []Job{
 	// Nine interleaved pairs of rounds, checked and unchecked, on one
 	// cluster; the metric is the median of the nine per-pair costs.
 	{Pkg: "./cluster", Bench: "^BenchmarkMembershipCheck$", Benchtime: "9x", Count: 1},
+	{Pkg: "./cluster", Bench: "^BenchmarkPeerCheck$", Benchtime: "200000x", Count: 5},
 	// Each iteration kills a leader; the metric is the median of its five.
 	{Pkg: "./cluster", Bench: "^BenchmarkFailover$", Benchtime: "5x", Count: 1},
 	{Pkg: "./authn", Bench: "^Benchmark(TOTPVerify|SessionCreate)$", Benchtime: "300x", Count: 5},
@@ -55,6 +56,7 @@ var figures = []Figure{
 	{Label: "cluster commit p50, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p50-ms"},
 	{Label: "cluster commit p99, 64 writers", Pkg: "/cluster", Bench: "BenchmarkCommit/writers=64", Unit: "p99-ms", Goal: "< 25"},
 	{Label: "membership check cost, 64 writers (vs check off)", Pkg: "/cluster", Bench: "BenchmarkMembershipCheck", Unit: "check-cost-%", Goal: "< 2"},
+	{Label: "membership check alone, per request", Pkg: "/cluster", Bench: "BenchmarkPeerCheck", Unit: "ns/check"},
 	{Label: "leader kill to next write, default timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/default", Unit: "failover-s", Goal: "< 3"},
 	{Label: "leader kill to next write, tuned timeouts", Pkg: "/cluster", Bench: "BenchmarkFailover/tuned", Unit: "failover-s"},
 	{Label: "sign-in server cost p50", Pkg: "/authn", Bench: "BenchmarkSignIn/fsync", Unit: "p50-ms"},

@@ -84,7 +84,8 @@ func (c *Client) Join(ctx context.Context, req wire.JoinRequest) (wire.JoinRespo
 	return resp, err
 }
 
-// AddMember adds a running node to the cluster as a voter.
+// AddMember adds a node that runs with its node certificate to the cluster
+// (administrators only): as a non-voter, a voter once it has caught up.
 func (c *Client) AddMember(ctx context.Context, req wire.MembersRequest) (wire.MembersResponse, error) {
 	var resp wire.MembersResponse
 	err := c.do(ctx, http.MethodPost, wire.PathMembers, req, &resp)
