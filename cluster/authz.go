@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Only members speak for the cluster. The CA signs certificates for nodes
@@ -112,9 +114,10 @@ func opName(kind byte) string {
 }
 
 // peerChecker decides whether a peer certificate may speak for the
-// cluster right now; raft reports whether the request is a Raft RPC. It is
+// cluster right now; raft reports whether the request is a Raft RPC, kind
+// is the forward kind otherwise (0 for the connection as a whole). It is
 // swapped only by tests that measure its cost.
-type peerChecker func(cert *x509.Certificate, raft bool) error
+type peerChecker func(cert *x509.Certificate, raft bool, kind byte) error
 
 // authz holds what the per-request check reads: revocations, swapped
 // atomically so the hot path takes no lock.
@@ -140,7 +143,7 @@ func newAuthz() *authz {
 }
 
 // checkPeer is the production peerChecker.
-func (n *Node) checkPeer(cert *x509.Certificate, raftRPC bool) error {
+func (n *Node) checkPeer(cert *x509.Certificate, raftRPC bool, kind byte) error {
 	id := cert.Subject.CommonName
 	if now := n.cfg.Now(); now.After(cert.NotAfter) {
 		return fmt.Errorf("%w: the certificate of %q expired at %s", ErrPeerRefused, id, cert.NotAfter.UTC().Format(time.RFC3339))
@@ -159,19 +162,29 @@ func (n *Node) checkPeer(cert *x509.Certificate, raftRPC bool) error {
 		return fmt.Errorf("%w: this node is in no cluster yet", ErrPeerRefused)
 	}
 	for _, s := range servers {
-		if string(s.ID) == id {
-			return nil
+		if string(s.ID) != id {
+			continue
 		}
+		if s.Suffrage != raft.Voter && kind != 0 && !nonvoterKinds[kind] {
+			return fmt.Errorf("%w: %q is a non-voter, admitted but not yet caught up and promoted", ErrPeerRefused, id)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: %q is not a member of the cluster", ErrPeerRefused, id)
 }
 
-// allowed runs the current checker.
-func (n *Node) allowed(cert *x509.Certificate, raftRPC bool) error {
+// nonvoterKinds are what a non-voter may forward: a node admitted with a
+// join token writes nothing until it has caught up and been promoted, so a
+// redeemed token is no back door into the store.
+var nonvoterKinds = map[byte]bool{fwdPromote: true, fwdLeave: true, fwdRenew: true, fwdReadIndex: true}
+
+// allowed runs the current checker for a Raft RPC (raftRPC) or a forwarded
+// request of kind (0: any the peer may send).
+func (n *Node) allowed(cert *x509.Certificate, raftRPC bool, kind byte) error {
 	if cert == nil {
 		return fmt.Errorf("%w: no verified node certificate", ErrPeerRefused)
 	}
-	return (*n.authz.check.Load())(cert, raftRPC)
+	return (*n.authz.check.Load())(cert, raftRPC, kind)
 }
 
 // refused reports a refusal to the configured observer.
@@ -221,7 +234,7 @@ func (n *Node) sweep() {
 	var drop []net.Conn
 	var why []error
 	for c, pc := range n.authz.conns {
-		if err := n.allowed(pc.cert, pc.raft); err != nil {
+		if err := n.allowed(pc.cert, pc.raft, 0); err != nil {
 			drop = append(drop, c)
 			why = append(why, err)
 		}
@@ -247,7 +260,7 @@ type checkedConn struct {
 }
 
 func (c *checkedConn) Read(p []byte) (int, error) {
-	if err := c.n.allowed(c.cert, true); err != nil {
+	if err := c.n.allowed(c.cert, true, 0); err != nil {
 		c.once.Do(func() { c.n.refused(c.cert, c.remote, "raft", err) })
 		c.Conn.Close()
 		return 0, err

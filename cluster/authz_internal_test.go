@@ -50,7 +50,7 @@ func BenchmarkPeerCheck(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := n.allowed(member, false); err != nil {
+		if err := n.allowed(member, false, fwdApply); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -112,7 +112,7 @@ func RequestVoteAs(cert tls.Certificate, roots *x509.CertPool, id, addr string) 
 func SetMembershipCheck(n *Node, on bool) {
 	check := peerChecker(n.checkPeer)
 	if !on {
-		check = func(*x509.Certificate, bool) error { return nil }
+		check = func(*x509.Certificate, bool, byte) error { return nil }
 	}
 	n.authz.check.Store(&check)
 }

@@ -258,6 +258,12 @@ func (n *Node) promoteLocal(ctx context.Context, req forwardRequest) error {
 	case m.Suffrage == raft.Voter:
 		return nil
 	}
+	// The node must answer at its configured address with its certificate:
+	// a certificate used from elsewhere cannot make a dead address vote.
+	if err := n.probe(ctx, id, string(m.Address)); err != nil {
+		n.event(PeerEvent{Peer: id, Serial: certSerial(req.cert), Remote: req.remote, Op: "promote", Target: id, Refused: true, Reason: err.Error()})
+		return fmt.Errorf("%w: promoting %s: %v", ErrForbidden, id, err)
+	}
 	if err := raftErr(n.raft.AddVoter(m.ID, m.Address, 0, timeLeft(ctx)).Error()); err != nil {
 		return fmt.Errorf("promoting %s: %w", id, err)
 	}

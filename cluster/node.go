@@ -462,7 +462,7 @@ func (n *Node) checkForward(req forwardRequest) error {
 	case <-n.ctx.Done():
 		return ErrNotLeader
 	}
-	if err := n.allowed(req.cert, false); err != nil {
+	if err := n.allowed(req.cert, false, req.kind); err != nil {
 		n.refused(req.cert, req.remote, opName(req.kind), err)
 		return err
 	}

@@ -410,3 +410,47 @@ func TestRestoreIntoNewClusterRevokesOldNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A node admitted as a non-voter (a redeemed join token) writes nothing
+// until it has caught up and been promoted, and its certificate cannot
+// promote it from elsewhere: the leader promotes only a node that answers
+// at its configured address.
+func TestNonvoterCannotWriteOrPromoteFromElsewhere(t *testing.T) {
+	c, ev := startWatched(t)
+	leader := c.Leader(5 * time.Second)
+	if err := c.Node(leader).AddNonvoter(ctxT(t, 10*time.Second), "n9", "127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	cert := clustertest.NodeCert(t, c.CA, "n9")
+	kinds := map[string]cluster.ForwardKind{}
+	for _, k := range cluster.ForwardKinds(c.ID((leader+1)%3), "evil", "127.0.0.1:1") {
+		kinds[k.Name] = k
+	}
+	send := func(k cluster.ForwardKind) error {
+		pc, err := cluster.DialPeer(ctxT(t, 10*time.Second), cert, c.CA.Pool(), c.Node(leader).Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		return pc.Send(k)
+	}
+	for _, name := range []string{"apply", "remove", "restore", "add_nonvoter"} {
+		if err := send(kinds[name]); !errors.Is(err, cluster.ErrPeerRefused) {
+			t.Errorf("%s from a non-voter: got %v, want ErrPeerRefused", name, err)
+		}
+	}
+	if err := send(kinds["promote"]); !errors.Is(err, cluster.ErrForbidden) {
+		t.Errorf("promote from elsewhere: got %v, want ErrForbidden", err)
+	}
+	for _, m := range c.Node(leader).Status().Members {
+		if m.ID == "n9" && m.Voter {
+			t.Fatal("n9 was promoted without answering at its address")
+		}
+	}
+	if _, ok, _ := c.Node(leader).Get(ctxT(t, 5*time.Second), "evil", cluster.Linearizable); ok {
+		t.Fatal("the non-voter's write landed")
+	}
+	if len(ev.refused("n9", "apply")) == 0 || len(ev.refused("n9", "promote")) == 0 {
+		t.Fatal("refusals not reported")
+	}
+}
