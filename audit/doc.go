@@ -48,7 +48,9 @@
 //
 // # Sinks
 //
-// An [Exporter] runs on every node; only the leader exports. Each [Sink] has
+// An [Exporter] runs on every node; only the leader exports to network
+// sinks, while node-local sinks ([NodeLocal], the file sink) run on every
+// node from its own copy of the journal and their own cursor. Each [Sink] has
 // a cursor at audit/cursor/<name>, read linearizably when a node becomes
 // leader and advanced by compare-and-swap after the sink confirms delivery,
 // so a new leader resumes where the old one was confirmed. Delivery is at

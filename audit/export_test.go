@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -175,12 +177,19 @@ func TestExportResumesAfterLeaderFailover(t *testing.T) {
 	h := audittest.NewHEC(t, audittest.HECOptions{Ack: true})
 	tok := tokenFile(t, h.Token())
 	exporters := make([]*audit.Exporter, 3)
+	files := make([]string, 3)
 	for i := range exporters {
 		sink, err := audit.NewHECSink(audit.HECSinkConfig{URL: h.URL, TokenFile: tok, Ack: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		exporters[i], err = audit.NewExporter(audit.ExporterConfig{Store: c.Node(i), Sinks: []audit.Sink{sink}, BatchSize: 100,
+		// Every node also keeps the whole trail in its own file.
+		files[i] = filepath.Join(t.TempDir(), "audit", "audit.jsonl")
+		fs, err := audit.NewFileSink(audit.FileSinkConfig{Name: "local", Path: files[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exporters[i], err = audit.NewExporter(audit.ExporterConfig{Store: c.Node(i), Sinks: []audit.Sink{sink, fs}, BatchSize: 100,
 			Poll: 10 * time.Millisecond, CursorInterval: 50 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: quietLogger()})
 		if err != nil {
 			t.Fatal(err)
@@ -230,6 +239,21 @@ func TestExportResumesAfterLeaderFailover(t *testing.T) {
 	}
 	if cursorAtKill >= head {
 		t.Fatalf("export had finished (cursor %d of %d) before the leader died", cursorAtKill, head)
+	}
+	for i := range files {
+		if i == li {
+			continue // killed with its node
+		}
+		var rep audit.Report
+		waitFor(t, 20*time.Second, func() (bool, string) {
+			f, err := os.Open(files[i])
+			if err != nil {
+				return false, err.Error()
+			}
+			defer f.Close()
+			rep, err = audit.VerifyFile(f, audit.VerifyOptions{SkipSignatures: true, AcceptUnsignedTail: true})
+			return err == nil && rep.First == 1 && rep.Last == head && rep.Records == head, fmt.Sprintf("node %d's file: %+v, %v", i, rep, err)
+		})
 	}
 	t.Logf("cursor %d at the kill; %d events indexed for %d records", cursorAtKill, len(h.Events()), head)
 }

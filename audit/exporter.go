@@ -214,6 +214,10 @@ func ReadCursor(ctx context.Context, store *cluster.Node, sink string) (seq, ver
 }
 
 func (x *Exporter) run(ctx context.Context, s Sink) {
+	if nl, ok := s.(NodeLocal); ok {
+		x.runLocal(ctx, nl)
+		return
+	}
 	defer s.Close()
 	log := x.log.With("sink", s.Name())
 	bo := backoff{min: x.cfg.MinBackoff, max: x.cfg.MaxBackoff}
@@ -246,6 +250,62 @@ func (x *Exporter) run(ctx context.Context, s Sink) {
 		d := bo.next()
 		log.Warn("audit export failed; backing off", "err", err, "retry_in", d)
 		x.backOff(ctx, s.Name(), d)
+	}
+}
+
+// runLocal feeds a node-local sink from this node's journal, from the
+// sink's own cursor, leader or not.
+func (x *Exporter) runLocal(ctx context.Context, s NodeLocal) {
+	defer s.Close()
+	log := x.log.With("sink", s.Name())
+	bo := backoff{min: x.cfg.MinBackoff, max: x.cfg.MaxBackoff}
+	var entries []Entry
+	for ctx.Err() == nil {
+		err := func() error {
+			cur, err := s.Cursor()
+			if err != nil {
+				return err
+			}
+			head, _, err := x.store.JournalHead()
+			if err != nil {
+				return fmt.Errorf("reading journal head: %w", err)
+			}
+			x.metrics.lag.WithLabelValues(s.Name()).Set(float64(head - min(cur, head)))
+			if cur >= head {
+				x.contact(s.Name())
+				sleep(ctx, x.cfg.Poll)
+				return nil
+			}
+			recs, err := x.store.JournalRange(cur+1, head, x.cfg.BatchSize)
+			if err != nil {
+				return fmt.Errorf("reading journal from %d: %w", cur+1, err)
+			}
+			entries = entries[:0]
+			for _, r := range recs {
+				entries = append(entries, entryFromRecord(r))
+			}
+			if len(entries) == 0 {
+				sleep(ctx, x.cfg.Poll)
+				return nil
+			}
+			c, err := s.Send(ctx, entries)
+			if err != nil {
+				return err
+			}
+			x.metrics.exported.WithLabelValues(s.Name()).Add(float64(len(entries)))
+			x.metrics.cursor.WithLabelValues(s.Name()).Set(float64(c))
+			x.contact(s.Name())
+			bo.reset()
+			return nil
+		}()
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		s.Reset()
+		x.metrics.errors.WithLabelValues(s.Name()).Inc()
+		d := bo.next()
+		log.Warn("audit export to a node-local sink failed; backing off", "err", err, "retry_in", d)
+		sleep(ctx, d)
 	}
 }
 

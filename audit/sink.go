@@ -34,6 +34,15 @@ type Sink interface {
 	Close() error
 }
 
+// NodeLocal is a sink that runs on every node, leader or not, from the
+// node's own copy of the journal, keeping its own cursor: Cursor returns
+// the last record it holds. Its cursor is not in the cluster and does not
+// hold back retention.
+type NodeLocal interface {
+	Sink
+	Cursor() (uint64, error)
+}
+
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 func checkSinkName(n string) error {

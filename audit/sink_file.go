@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,6 +38,12 @@ type FileSinkConfig struct {
 
 // FileSink appends entries to a local file, one line each, and confirms a
 // batch once it is written and synced.
+//
+// A file sink is node-local (NodeLocal): it runs on every node, from that
+// node's own copy of the journal, with a cursor kept beside the file
+// (Path.cursor) rather than in the cluster, so every machine holds the
+// whole trail for a local log shipper, whoever leads. It creates the
+// file's directory (0700) when missing.
 type FileSink struct {
 	cfg  FileSinkConfig
 	f    *os.File
@@ -45,7 +52,36 @@ type FileSink struct {
 	buf  []byte
 }
 
-var _ Sink = (*FileSink)(nil)
+var _ NodeLocal = (*FileSink)(nil)
+
+// Cursor returns the last record this node's file holds, from Path.cursor
+// (0 when there is none yet).
+func (s *FileSink) Cursor() (uint64, error) {
+	b, err := os.ReadFile(s.cfg.Path + ".cursor")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading file sink cursor: %w", err)
+	}
+	seq, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s.cursor: %v", ErrMalformed, s.cfg.Path, err)
+	}
+	return seq, nil
+}
+
+// saveCursor records seq as written, atomically.
+func (s *FileSink) saveCursor(seq uint64) error {
+	tmp := s.cfg.Path + ".cursor.tmp"
+	if err := os.WriteFile(tmp, strconv.AppendUint(nil, seq, 10), 0o600); err != nil {
+		return fmt.Errorf("writing file sink cursor: %w", err)
+	}
+	if err := os.Rename(tmp, s.cfg.Path+".cursor"); err != nil {
+		return fmt.Errorf("writing file sink cursor: %w", err)
+	}
+	return nil
+}
 
 // NewFileSink returns a file sink. The file is opened at the first Send.
 func NewFileSink(cfg FileSinkConfig) (*FileSink, error) {
@@ -116,10 +152,16 @@ func (s *FileSink) Send(ctx context.Context, entries []Entry) (uint64, error) {
 		}
 	}
 	s.last = entries[len(entries)-1].Seq
+	if err := s.saveCursor(s.last); err != nil {
+		return s.last, err
+	}
 	return s.last, nil
 }
 
 func (s *FileSink) open() error {
+	if err := os.MkdirAll(filepath.Dir(s.cfg.Path), 0o700); err != nil {
+		return fmt.Errorf("creating audit file directory: %w", err)
+	}
 	f, err := os.OpenFile(s.cfg.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening audit file: %w", err)

@@ -150,7 +150,7 @@ func TestFileSinkRotates(t *testing.T) {
 			t.Fatalf("send: %d, %v", got, err)
 		}
 	}
-	files, _ := filepath.Glob(path + ".*")
+	files, _ := filepath.Glob(path + ".*Z") // rotated files, not the cursor
 	sort.Strings(files)
 	if len(files) < 3 {
 		t.Fatalf("%d rotated files, want several", len(files))
@@ -173,7 +173,30 @@ func TestFileSinkRotates(t *testing.T) {
 	s2, _ := audit.NewFileSink(audit.FileSinkConfig{Path: path, MaxBytes: 8 << 10, MaxFiles: 2})
 	s2.Send(context.Background(), all[:60])
 	s2.Close()
-	if files, _ := filepath.Glob(path + ".*"); len(files) != 2 {
+	if files, _ := filepath.Glob(path + ".*Z"); len(files) != 2 {
 		t.Fatalf("%d rotated files kept, want 2", len(files))
+	}
+}
+
+// The file sink creates its directory (0700) and keeps its cursor beside
+// the file; a new sink on the same path resumes after the last record.
+func TestFileSinkCreatesDirAndKeepsCursor(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "missing", "audit")
+	path := filepath.Join(dir, "audit.jsonl")
+	s, err := audit.NewFileSink(audit.FileSinkConfig{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Send(context.Background(), entries(1, 10)); err != nil || c != 10 {
+		t.Fatalf("send: %d, %v", c, err)
+	}
+	s.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("directory: %v, %v; want created with 0700", fi, err)
+	}
+	s2, _ := audit.NewFileSink(audit.FileSinkConfig{Path: path})
+	if c, err := s2.Cursor(); err != nil || c != 10 {
+		t.Fatalf("cursor %d, %v; want 10", c, err)
 	}
 }

@@ -72,6 +72,9 @@ type Config struct {
 	// SnapshotInterval is how often Raft checks whether to snapshot;
 	// default 2 minutes.
 	SnapshotInterval time.Duration
+	// ReadyLag is how many entries a follower may trail the leader's
+	// applied index and still report ready; default DefaultReadyLag.
+	ReadyLag uint64
 	// NoSync disables fsync of the Raft log. Unsafe: only for throwaway
 	// development nodes and benchmarks that measure its cost.
 	NoSync bool
@@ -181,6 +184,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = 2 * time.Minute
+	}
+	if c.ReadyLag == 0 {
+		c.ReadyLag = DefaultReadyLag
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -70,8 +70,12 @@ func (n *Node) Status() Status {
 }
 
 // Ready returns nil when this node can serve: it knows a leader, has heard
-// from it recently, and has applied everything the leader has committed that
-// it knows of. Load balancers take a node out while it returns an error.
+// from it recently, and has caught up with it: a follower has applied up to
+// within ReadyLag entries of the leader's applied index, which it asks the
+// leader for (a restarted follower knows no commit index until the leader
+// sends it entries); a leader has committed an entry of its term and
+// applied what it committed. Load balancers take a node out while it
+// returns an error.
 func (n *Node) Ready() error {
 	if n.ctx.Err() != nil {
 		return ErrClosed
@@ -83,6 +87,10 @@ func (n *Node) Ready() error {
 	if st != raft.Leader {
 		if since := time.Since(n.raft.LastContact()); since > 2*n.cfg.HeartbeatTimeout {
 			return fmt.Errorf("no contact with the leader for %s", since.Round(time.Millisecond))
+		}
+		// Ready means caught up with the leader, not merely in touch.
+		if err := n.followerLag(); err != nil {
+			return err
 		}
 	} else if !n.leaderReady.Load() {
 		return errors.New("new leader has not committed its first entry")
@@ -465,7 +473,12 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
-// peerHealth follows the leader's heartbeat observations.
+// peerHealth follows the leader's heartbeat observations. A peer is
+// unhealthy from a failed heartbeat until a heartbeat to it resumes. Raft
+// reports a resumed heartbeat only from the replication that saw it fail,
+// which ends with the leadership: so every change of leader starts afresh,
+// and a node that leads again does not keep a live peer marked unhealthy
+// from its previous term.
 type peerHealth struct {
 	obs *raft.Observer
 	ch  chan raft.Observation
@@ -475,12 +488,12 @@ type peerHealth struct {
 	failed map[string]bool
 }
 
-func newPeerHealth(r *raft.Raft) *peerHealth {
+func newPeerHealth(r *raft.Raft, peers *peerLog) *peerHealth {
 	ch := make(chan raft.Observation, 64)
 	h := &peerHealth{ch: ch, failed: make(map[string]bool)}
 	h.obs = raft.NewObserver(ch, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation, raft.PeerObservation:
 			return true
 		}
 		return false
@@ -490,17 +503,27 @@ func newPeerHealth(r *raft.Raft) *peerHealth {
 	go func() {
 		defer h.wg.Done()
 		for o := range ch {
-			h.mu.Lock()
-			switch d := o.Data.(type) {
-			case raft.FailedHeartbeatObservation:
-				h.failed[string(d.PeerID)] = true
-			case raft.ResumedHeartbeatObservation:
-				delete(h.failed, string(d.PeerID))
+			if p, ok := o.Data.(raft.PeerObservation); ok && peers != nil {
+				peers.learn(string(p.Peer.ID), string(p.Peer.Address))
 			}
-			h.mu.Unlock()
+			h.observe(o.Data)
 		}
 	}()
 	return h
+}
+
+// observe updates the view with one observation.
+func (h *peerHealth) observe(data any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch d := data.(type) {
+	case raft.FailedHeartbeatObservation:
+		h.failed[string(d.PeerID)] = true
+	case raft.ResumedHeartbeatObservation:
+		delete(h.failed, string(d.PeerID))
+	case raft.LeaderObservation:
+		clear(h.failed)
+	}
 }
 
 func (h *peerHealth) healthy(id string) bool {

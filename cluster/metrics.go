@@ -13,6 +13,7 @@ type metrics struct {
 	applyLatency prometheus.Histogram
 	forwarded    prometheus.Counter
 	state        prometheus.Collector
+	peerFailures prometheus.Collector
 }
 
 func newMetrics(n *Node) *metrics {
@@ -26,13 +27,14 @@ func newMetrics(n *Node) *metrics {
 			Name: "ferry_cluster_forwarded_writes_total",
 			Help: "Writes this node forwarded to the leader.",
 		}),
-		state: &stateCollector{n: n},
+		state:        &stateCollector{n: n},
+		peerFailures: n.peerLog.failures,
 	}
 	return m
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.applyLatency, m.forwarded, m.state}
+	return []prometheus.Collector{m.applyLatency, m.forwarded, m.state, m.peerFailures}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

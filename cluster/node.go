@@ -45,11 +45,15 @@ type Node struct {
 	batcher    *batcher
 	metrics    *metrics
 	health     *peerHealth
+	peerLog    *peerLog // Raft's failures to reach peers, one line per interval
+	dirLock    *dirLock // held from before the first read of DataDir until cleanup
 
 	// leaderReady reports whether this node leads and has committed an
 	// entry of its own term, so its commit index is current (needed for
 	// linearizable reads).
 	leaderReady atomic.Bool
+	// leaderIdx is the leader's index as this follower last learned it.
+	leaderIdx leaderIndex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -80,6 +84,7 @@ func New(cfg Config) (*Node, error) {
 		cert.Leaf = leaf
 	}
 	n.cert.Store(&cert)
+	n.peerLog = newPeerLog(n.log, DefaultPeerLogInterval, nil)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -89,14 +94,19 @@ func New(cfg Config) (*Node, error) {
 	}()
 
 	// 1. Stores: the state file, the Raft log and stable store, snapshots.
+	// The data directory's lock comes first: a second process must not
+	// read, let alone discard, the files of a running node.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	var err error
+	if n.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	statePath := filepath.Join(cfg.DataDir, "state.db")
 	if err := n.discardUncleanState(statePath); err != nil {
 		return nil, err
 	}
-	var err error
 	if n.fsm, err = openFSM(statePath, n.hub); err != nil {
 		return nil, err
 	}
@@ -144,13 +154,13 @@ func New(cfg Config) (*Node, error) {
 		Stream:  &streamLayer{m: n.mux, d: d, addr: advertiseAddr(n.advert)},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
-		Logger:  newHclog(n.log, "raft-net"),
+		Logger:  newPeerHclog(n.log, "raft-net", n.peerLog),
 	})
 
 	// 3. Raft itself.
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = newHclog(n.log, "raft")
+	rc.Logger = newPeerHclog(n.log, "raft", n.peerLog)
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
@@ -195,7 +205,7 @@ func New(cfg Config) (*Node, error) {
 
 	// 4. Background work: batching writes, following leadership, metrics.
 	n.batcher = newBatcher(n.raft)
-	n.health = newPeerHealth(n.raft)
+	n.health = newPeerHealth(n.raft, n.peerLog)
 	n.metrics = newMetrics(n)
 	if cfg.Registerer != nil {
 		if err := n.metrics.register(cfg.Registerer); err != nil {
@@ -206,6 +216,7 @@ func New(cfg Config) (*Node, error) {
 	n.goRun(func() { n.followLeadership(notify) })
 	n.goRun(func() { n.followRevocations(configChanged) })
 	n.goRun(n.tendMembership)
+	n.goRun(n.probeLeader)
 	close(n.started)
 	ok = true
 	return n, nil
@@ -393,6 +404,7 @@ func (n *Node) cleanup() {
 			n.markClean()
 		}
 	}
+	n.dirLock.release()
 }
 
 // writeCtx bounds ctx by the configured write timeout.

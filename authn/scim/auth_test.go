@@ -205,3 +205,20 @@ func TestBodyLimit(t *testing.T) {
 		t.Errorf("oversized body: %d", status)
 	}
 }
+
+func TestExternalIDBounds(t *testing.T) {
+	e := newEnv(t)
+	for name, ext := range map[string]string{"too long": strings.Repeat("x", 300), "control character": "a\u0007b"} {
+		js, _ := json.Marshal(ext)
+		body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"u@example.com","externalId":%s}`, js)
+		status, got := e.do(t, http.MethodPost, "/Users", []byte(body), e.token.Reveal())
+		if status != 400 || !strings.Contains(string(got), "invalidValue") {
+			t.Errorf("%s: %d %s", name, status, got)
+		}
+	}
+	// Nothing was kept: the userName is free.
+	body := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"u@example.com","externalId":"ok"}`
+	if status, got := e.do(t, http.MethodPost, "/Users", []byte(body), e.token.Reveal()); status != 201 {
+		t.Errorf("create after refusals: %d %s", status, got)
+	}
+}

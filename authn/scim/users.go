@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
@@ -63,7 +65,10 @@ func (h userHandler) toResource(rec resource) scim.Resource {
 }
 
 // checkUser checks what ferry needs of a user resource.
-func checkUser(attrs map[string]any) error {
+func (s *Service) checkUser(attrs map[string]any) error {
+	if ext := str(attrs, "externalId"); len(authn.UserKey(s.issuer, ext)) > maxUserKey || strings.IndexFunc(ext, unicode.IsControl) >= 0 || !utf8.ValidString(ext) {
+		return badPatch(scimerrors.ScimTypeInvalidValue, "externalId: too long or not printable text")
+	}
 	if str(attrs, "userName") == "" {
 		return badPatch(scimerrors.ScimTypeInvalidValue, "userName is required")
 	}
@@ -78,6 +83,9 @@ func checkUser(attrs map[string]any) error {
 	return nil
 }
 
+// maxUserKey is authn's bound on user IDs (the key issuer#externalId).
+const maxUserKey = 256
+
 func active(attrs map[string]any) bool {
 	b, ok := lookup(attrs, "active").(bool)
 	return !ok || b
@@ -89,7 +97,7 @@ func (h userHandler) Create(r *http.Request, in scim.ResourceAttributes) (scim.R
 	if err != nil {
 		return scim.Resource{}, fail(r, action, err)
 	}
-	if err := checkUser(attrs); err != nil {
+	if err := h.s.checkUser(attrs); err != nil {
 		return scim.Resource{}, fail(r, action, err)
 	}
 	id, err := newID()
@@ -122,6 +130,13 @@ func (h userHandler) Create(r *http.Request, in scim.ResourceAttributes) (scim.R
 		})
 	}
 	if err := h.s.syncUser(r, rec); err != nil {
+		// Undo the resource, so the provider's retry starts afresh rather
+		// than meeting a user that never reached ferry's record.
+		if _, derr := h.s.store.Txn(r.Context(), cluster.Txn{Ops: []cluster.Op{
+			cluster.Delete(userKey(id)), cluster.Delete(userNameKey(str(attrs, "userName"))), cluster.Delete(externalKey(ext)),
+		}}); derr != nil {
+			h.s.log.Error("removing a SCIM user that failed to reach its ferry record", "scim_id", id, "err", derr)
+		}
 		return scim.Resource{}, fail(r, action, err)
 	}
 	return h.toResource(rec), nil
@@ -247,7 +262,7 @@ func (h userHandler) update(r *http.Request, action, id string, change func(map[
 		if err != nil {
 			return scim.Resource{}, fail(r, action, err)
 		}
-		if err := checkUser(attrs); err != nil {
+		if err := h.s.checkUser(attrs); err != nil {
 			return scim.Resource{}, fail(r, action, err)
 		}
 		if str(attrs, "externalId") != str(rec.Attrs, "externalId") {

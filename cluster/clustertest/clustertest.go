@@ -165,9 +165,9 @@ func (c *Cluster) config(m *member, ln net.Listener) cluster.Config {
 		Authorize:     authorizeTestAdmin,
 	}
 	if c.opts.Fast {
-		cfg.HeartbeatTimeout = 300 * time.Millisecond
-		cfg.ElectionTimeout = 300 * time.Millisecond
-		cfg.LeaderLeaseTimeout = 250 * time.Millisecond
+		cfg.HeartbeatTimeout = TimeScale * 300 * time.Millisecond
+		cfg.ElectionTimeout = TimeScale * 300 * time.Millisecond
+		cfg.LeaderLeaseTimeout = TimeScale * 250 * time.Millisecond
 	}
 	if c.opts.Tune != nil {
 		c.opts.Tune(&cfg)

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
@@ -29,8 +31,9 @@ import (
 
 // Bounds of the start-up and shutdown of a node.
 const (
-	publishTimeout  = 30 * time.Second // first start: wait for leadership, store the CA
-	shutdownTimeout = 10 * time.Second // in-flight requests finish within it
+	publishTimeout     = 30 * time.Second // first start: wait for leadership, store the CA
+	shutdownTimeout    = 10 * time.Second // in-flight requests finish within it
+	catchUpLogInterval = 5 * time.Second  // progress lines while a node catches up
 )
 
 // running is a started node, handed to serveOptions.started.
@@ -139,30 +142,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 		}
 	}
 
-	// 5. The domain services: audit, sign-in, profiles.
-	svc, err := startServices(ctx, cfg, node, master, log, reg)
-	if err != nil {
-		return err
-	}
-	defer svc.close(log)
-	refs.sessions.Store(svc.sessions)
-	refs.audit.Store(svc.audit)
-	if leaf := ccfg.Certificate.Leaf; leaf != nil {
-		if err := admitter.NoteCert(ctx, cfg.NodeID, leaf); err != nil {
-			log.Warn("recording this node's certificate expiry failed", "err", err)
-		}
-	}
-	pctx, stopPeers := context.WithCancel(context.Background())
-	peers.start(pctx, svc.audit)
-	defer peers.wait()
-	defer stopPeers()
-
-	// 6. The HTTPS API and the metrics listener.
-	handler, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
-		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
-	if err != nil {
-		return err
-	}
+	// 5. The HTTPS API and the metrics listener, serving at once: while the
+	// node catches up and its services start, /healthz says it is alive,
+	// /readyz says what it waits for, and other requests get 503.
+	var handler atomic.Pointer[http.Handler]
+	starting := api.Starting(node)
+	handler.Store(&starting)
 	apiLn, err := net.Listen("tcp", cfg.API.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("api.listen_addr: %w", err)
@@ -177,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // TLS probes by load balancers are noise
 	apiSrv := &http.Server{
-		Handler:           handler,
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
 		TLSConfig:         apiTLS(apiCert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -197,10 +182,67 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("api server: %w", apiSrv.ServeTLS(apiLn, "", "")) }()
 	go func() { errc <- fmt.Errorf("metrics server: %w", metricsSrv.Serve(metricsLn)) }()
+	// Shut down in reverse: stop taking requests, then close the services,
+	// then leave the cluster node to the deferred Close.
+	var stopOnce sync.Once
+	stopServing := func() {
+		stopOnce.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := apiSrv.Shutdown(sctx); err != nil {
+				log.Warn("api server shutdown", "err", err)
+			}
+			if err := metricsSrv.Shutdown(sctx); err != nil {
+				log.Warn("metrics server shutdown", "err", err)
+			}
+		})
+	}
+	defer stopServing()
+	log.Info("listening", "node_id", cfg.NodeID, "cluster_addr", node.Addr(),
+		"api_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
+
+	// 6. Catch up with the cluster before reading its secrets: however
+	// long the leader takes to reach this node (a restart after a crash
+	// meets the leader in its back-off), the node waits and logs why,
+	// and a signal still stops it.
+	if err := node.CatchUp(ctx, catchUpLogInterval); err != nil {
+		if ctx.Err() != nil {
+			log.Info("shutting down before catching up", "reason", context.Cause(ctx))
+			return nil
+		}
+		return err
+	}
+
+	// 7. The domain services: audit, sign-in, profiles; then the full API.
+	svc, err := startServices(ctx, cfg, node, master, log, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopServing()
+		svc.close(log)
+	}()
+	refs.sessions.Store(svc.sessions)
+	refs.audit.Store(svc.audit)
+	if leaf := ccfg.Certificate.Leaf; leaf != nil {
+		if err := admitter.NoteCert(ctx, cfg.NodeID, leaf); err != nil {
+			log.Warn("recording this node's certificate expiry failed", "err", err)
+		}
+	}
+	pctx, stopPeers := context.WithCancel(context.Background())
+	peers.start(pctx, svc.audit)
+	defer peers.wait()
+	defer stopPeers()
+	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
+		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
+	if err != nil {
+		return err
+	}
+	handler.Store(&full)
 	log.Info("serving", "node_id", cfg.NodeID, "cluster_addr", node.Addr(),
 		"api_addr", apiLn.Addr().String(), "metrics_addr", metricsLn.Addr().String())
 
-	// 7. Whatever the command does once the node serves; then wait.
+	// 8. Whatever the command does once the node serves; then wait.
 	var runErr error
 	if opts.started != nil {
 		runErr = opts.started(ctx, &running{cfg: cfg, log: log, node: node, apiAddr: apiLn.Addr(), metricsAddr: metricsLn.Addr(), svc: svc})
@@ -211,17 +253,6 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 			log.Info("shutting down", "reason", context.Cause(ctx))
 		case runErr = <-errc:
 		}
-	}
-
-	// 8. Shut down in reverse: stop taking requests, then leave the cluster
-	// node to the deferred Close.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := apiSrv.Shutdown(sctx); err != nil {
-		log.Warn("api server shutdown", "err", err)
-	}
-	if err := metricsSrv.Shutdown(sctx); err != nil {
-		log.Warn("metrics server shutdown", "err", err)
 	}
 	return runErr
 }

@@ -105,11 +105,16 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		if s.exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: sinks, Logger: log, Registerer: reg}); err != nil {
 			return nil, err
 		}
-		// Retention: the leader trims what every sink has confirmed.
-		names := make([]string, len(sinks))
-		for i, sk := range sinks {
-			names[i] = sk.Name()
+	}
+	// Retention: the leader trims what every network sink has confirmed
+	// (file sinks are node-local, with cursors outside the cluster).
+	var names []string
+	for _, sk := range sinks {
+		if _, local := sk.(audit.NodeLocal); !local {
+			names = append(names, sk.Name())
 		}
+	}
+	if len(names) > 0 {
 		if s.trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
 			Store: node, Recorder: s.audit, Logger: log, Registerer: reg,
 			Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention.D(), Sinks: names},

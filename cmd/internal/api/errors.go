@@ -64,6 +64,7 @@ var sentinels = []sentinel{
 	{cluster.ErrNotMember, http.StatusForbidden, ""},
 	{cluster.ErrWouldLoseQuorum, http.StatusConflict, ""},
 	{cluster.ErrForbidden, http.StatusForbidden, ""},
+	{cluster.ErrDataDirLocked, http.StatusServiceUnavailable, "this node's data directory is in use by another process; see its log"},
 	{cluster.ErrPeerRefused, http.StatusForbidden, ""},
 	{cluster.ErrWrongPeer, http.StatusBadRequest, ""},
 	{ErrNoAdminProof, http.StatusForbidden, ""},
@@ -94,6 +95,9 @@ var sentinels = []sentinel{
 	{audit.ErrTampered, http.StatusUnprocessableEntity, ""},
 	{audit.ErrNoKey, http.StatusServiceUnavailable, "the audit signing key is not available yet; try again"},
 	{audit.ErrMalformed, http.StatusBadRequest, ""},
+	{auditfile.ErrUnsigned, http.StatusUnprocessableEntity, ""},
+	{audit.ErrUnsigned, http.StatusUnprocessableEntity, ""},
+	{audit.ErrSinkMisconfigured, http.StatusServiceUnavailable, "an audit sink is misconfigured; see this node's log"},
 
 	// authn: authentication failures say little.
 	{authn.ErrSessionInvalid, http.StatusUnauthorized, "not signed in or session expired"},
