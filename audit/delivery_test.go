@@ -73,8 +73,8 @@ func TestReceiverFrozenThenKilledLosesNothing(t *testing.T) {
 				return len(seqs) == int(head), fmt.Sprintf("%d of %d records received before the freeze", len(seqs), head)
 			})
 
-			frozenAt, _, _ := node.JournalHead()
 			rs.Freeze()
+			frozenAt, _, _ := node.JournalHead()
 			sentBefore := counterValue(t, reg, "ferry_audit_exported_records_total", "siem")
 			ingest(t, l, 300, 400)
 			// Wait until the sink has written what was produced into the

@@ -58,7 +58,7 @@ func TestHECAckWithoutIndexerAckIsAConfigError(t *testing.T) {
 				ingest(t, l, round*100, 50)
 				head, _, _ := node.JournalHead()
 				waitFor(t, 10*time.Second, func() (bool, string) {
-					cur, _, err := audit.ReadCursor(context.Background(), node, "file")
+					cur, err := file.Cursor()
 					return err == nil && cur >= head, "file sink behind"
 				})
 			}

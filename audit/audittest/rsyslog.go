@@ -212,6 +212,23 @@ func (r *Rsyslog) Freeze() {
 		r.t.Fatal("rsyslogd not running")
 	}
 	r.cmd.Process.Signal(syscall.SIGSTOP)
+	// The signal is asynchronous: wait until the kernel reports the
+	// process stopped ("T"), so nothing is read after Freeze returns.
+	stat := fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			r.t.Fatalf("reading %s: %v", stat, err)
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("rsyslogd not stopped 10s after SIGSTOP")
+		}
+		time.Sleep(time.Millisecond) // polling /proc: there is no event to wait on
+	}
 }
 
 // Kill kills rsyslogd with SIGKILL (frozen or not) and waits for it:
