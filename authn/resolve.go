@@ -62,3 +62,8 @@ func (e unknownUserError) Error() string {
 }
 
 func (e unknownUserError) Unwrap() error { return ErrUnknownUser }
+
+// HSTS is the one Strict-Transport-Security policy of every ferry page and
+// API answer: an origin that sends two policies leaves the browser with
+// whichever it saw last.
+const HSTS = "max-age=63072000; includeSubDomains"

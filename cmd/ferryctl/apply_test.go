@@ -55,12 +55,12 @@ func TestApply(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"dry run creates", []string{"-f", file, "--dry-run"}, "+ profile eng\n+ profile ops\n"},
-		{"dry run again, still nothing applied", []string{"-f", file, "--dry-run"}, "+ profile eng\n+ profile ops\n"},
+		{"dry run creates", []string{"-f", file, "--dry-run"}, "Dry run: nothing was changed.\nwould create profile eng\nwould create profile ops\nRun again without --dry-run to apply.\n"},
+		{"dry run again, still nothing applied", []string{"-f", file, "--dry-run"}, "Dry run: nothing was changed.\nwould create profile eng\nwould create profile ops\nRun again without --dry-run to apply.\n"},
 		{"apply", []string{"-f", file}, "+ profile eng\n+ profile ops\n"},
 		{"apply again", []string{"-f", file}, "no changes\n"},
-		{"dry run of the same file", []string{"-f", file, "--dry-run"}, "no changes\n"},
-		{"dry run of a change", []string{"-f", changed, "--dry-run"}, "~ profile eng: max_session\n- profile ops\n"},
+		{"dry run of the same file", []string{"-f", file, "--dry-run"}, "Dry run: nothing was changed.\nApplying this file would change nothing.\n"},
+		{"dry run of a change", []string{"-f", changed, "--dry-run"}, "Dry run: nothing was changed.\nwould update profile eng: max_session\nwould delete profile ops and revoke its devices\nRun again without --dry-run to apply.\n"},
 		{"apply the change", []string{"-f", changed}, "~ profile eng: max_session\n- profile ops\n"},
 		{"apply the change again", []string{"-f", changed}, "no changes\n"},
 	}
@@ -152,7 +152,7 @@ func TestBinaryExitCodes(t *testing.T) {
 		stdout     string
 		stderrPref string // and, for errors, one line
 	}{
-		{"dry run", []string{"profile", "apply", "-f", good, "--dry-run"}, 0, "+ profile eng\n+ profile ops\n", ""},
+		{"dry run", []string{"profile", "apply", "-f", good, "--dry-run"}, 0, "Dry run: nothing was changed.\nwould create profile eng\nwould create profile ops\nRun again without --dry-run to apply.\n", ""},
 		{"bad file", []string{"profile", "apply", "-f", bad}, 1, "", "ferryctl: profiles: invalid: rules: ports: line 5: "},
 		{"bad flag", []string{"profile", "list", "--bogus"}, 1, "", "ferryctl: unknown flag: --bogus (see ferryctl profile list --help)"},
 		{"bad output", []string{"profile", "list", "-o", "yaml"}, 1, "", `ferryctl: -o "yaml": want table or json`},

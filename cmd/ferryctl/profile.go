@@ -565,6 +565,10 @@ input.
 			if g.json() {
 				return writeJSON(g.con.out, res)
 			}
+			if dryRun {
+				fmt.Fprint(g.con.out, dryRunText(res))
+				return nil
+			}
 			fmt.Fprint(g.con.out, planText(res))
 			return nil
 		},
@@ -624,6 +628,28 @@ func planText(res wire.ApplyResponse) string {
 	for _, c := range res.Delete {
 		fmt.Fprintf(&b, "- profile %s\n", c.Name)
 	}
+	return b.String()
+}
+
+// dryRunText says what apply would do, in words that cannot be mistaken
+// for a change made.
+func dryRunText(res wire.ApplyResponse) string {
+	var b strings.Builder
+	b.WriteString("Dry run: nothing was changed.\n")
+	if len(res.Create)+len(res.Update)+len(res.Delete) == 0 {
+		b.WriteString("Applying this file would change nothing.\n")
+		return b.String()
+	}
+	for _, c := range res.Create {
+		fmt.Fprintf(&b, "would create profile %s\n", c.Name)
+	}
+	for _, c := range res.Update {
+		fmt.Fprintf(&b, "would update profile %s: %s\n", c.Name, strings.Join(c.Fields, ", "))
+	}
+	for _, c := range res.Delete {
+		fmt.Fprintf(&b, "would delete profile %s and revoke its devices\n", c.Name)
+	}
+	b.WriteString("Run again without --dry-run to apply.\n")
 	return b.String()
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
@@ -146,6 +147,12 @@ func New(cfg Config) (http.Handler, error) {
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// The server's bare address is where a person lands first: the
+		// portal (which sends them to sign in when they are not).
+		if r.URL.Path == "/" && h.users != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			http.Redirect(w, r, pathPortal, http.StatusSeeOther)
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	return secureHeaders(mux), nil
@@ -170,7 +177,7 @@ func route(mux *http.ServeMux, method, path string, f http.HandlerFunc) {
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		h.Set("Strict-Transport-Security", authn.HSTS)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")

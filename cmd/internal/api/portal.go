@@ -187,7 +187,7 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 	conf := profiles.RenderConfig(peer, prof, h.users.Server, priv.String())
 	w.Header().Set("Cache-Control", "no-store")
 	if r.PostForm.Get("as") == "file" {
-		name := "ferry-" + prof.Name + ".conf"
+		name := confFileName(prof.Name)
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", "attachment; filename=\""+url.PathEscape(name)+"\"")
 		w.Write([]byte(conf))
@@ -202,4 +202,29 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 		Title: "WireGuard profile for " + peer.Device, QR: base64.StdEncoding.EncodeToString(png),
 		Device: peer.Device, Profile: prof.Name, Address: peer.Address.String(), Expires: peer.Expires.UTC().Format(time.RFC3339),
 	})
+}
+
+// maxIfaceName is Linux's limit on interface names (IFNAMSIZ - 1), which
+// wg-quick takes from the configuration file's name.
+const maxIfaceName = 15
+
+// confFileName names a downloaded configuration so that wg-quick accepts
+// it: the interface name (the file name without .conf) keeps to the
+// characters wg-quick allows and to maxIfaceName.
+func confFileName(profile string) string {
+	var b strings.Builder
+	b.WriteString("ferry-")
+	for _, r := range profile {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '=', r == '+', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := b.String()
+	if len(name) > maxIfaceName {
+		name = name[:maxIfaceName]
+	}
+	return name + ".conf"
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"os"
@@ -260,7 +261,7 @@ func (c *Config) validateServices() error {
 // secret file.
 func (c *Config) OIDCConfig() (authn.OIDCConfig, error) {
 	o := c.OIDC
-	secret, err := os.ReadFile(o.ClientSecretFile)
+	secret, err := readSecretFile(o.ClientSecretFile)
 	if err != nil {
 		return authn.OIDCConfig{}, fmt.Errorf("oidc.client_secret_file: %w", err)
 	}
@@ -296,4 +297,27 @@ func scopes(o OIDC) []string {
 		sc = append(slices.Clone(sc), "offline_access")
 	}
 	return sc
+}
+
+// readSecretFile reads a secret from a regular file that only its owner
+// may access (mode 0600 or narrower), as the master key must be: a secret
+// that group or other can read is refused, naming the fix. The error
+// never contains the file's contents.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode())
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %#o, which group or other can access; run chmod 600 %s", path, perm, path)
+	}
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }
