@@ -78,7 +78,7 @@ func cefSeverity(ev *Event) int {
 		return 5
 	case ev.Outcome == Failure:
 		return 6
-	case ev.Type == TypeFlowDeny:
+	case ev.Type == TypeFlowDeny, ev.privileged():
 		return 5
 	}
 	return 3

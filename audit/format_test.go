@@ -409,3 +409,41 @@ func FuzzVerifyFile(f *testing.F) {
 		_ = fmt.Sprint(rep)
 	})
 }
+
+// A profile delete is an OCSF Delete, not an Update; a profile put an
+// Update.
+func TestOCSFProfileActivities(t *testing.T) {
+	for action, want := range map[string]string{"profile.delete": "Delete", "profile.put": "Update"} {
+		ent := entryFor(audit.Event{Type: audit.TypeProfileChange, Action: action, Outcome: audit.Success, Target: audit.Target{Profile: "eng"}}, 1)
+		b, err := audit.OCSF{}.Append(nil, &ent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o map[string]any
+		json.Unmarshal(b, &o)
+		if o["activity_name"] != want {
+			t.Errorf("%s: activity %v, want %s", action, o["activity_name"], want)
+		}
+	}
+}
+
+// Privileged changes and security failures rank above informational.
+func TestSeverityByEventClass(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		ev       audit.Event
+		pri, cef string
+	}{
+		{"login", loginEvent(1), "<110>", "|3|"},
+		{"admin change", audit.Event{Type: audit.TypeAdmin, Action: "profile.delete", Outcome: audit.Success}, "<109>", "|5|"},
+		{"profile change", audit.Event{Type: audit.TypeProfileChange, Action: "profile.put", Outcome: audit.Success}, "<109>", "|5|"},
+		{"refused call", audit.Event{Type: audit.TypeAdmin, Action: "access.denied", Outcome: audit.Failure}, "<108>", "|6|"},
+	} {
+		ent := entryFor(tt.ev, 1)
+		sl, _ := (&audit.Syslog{}).Append(nil, &ent)
+		cef, _ := audit.CEF{}.Append(nil, &ent)
+		if !strings.HasPrefix(string(sl), tt.pri) || !strings.Contains(string(cef), tt.cef) {
+			t.Errorf("%s: syslog %.6s, cef %.60s; want %s and %s", tt.name, sl, cef, tt.pri, tt.cef)
+		}
+	}
+}

@@ -82,13 +82,18 @@ func classify(ev *Event) ocsfClass {
 	case TypeSessionEnd:
 		return mk(4014, "Tunnel Activity", catNetwork, 2, "Close")
 	}
+	// The action names the verb when there is one (profile.change with
+	// action profile.delete is a delete), the type otherwise.
 	verb := ev.FullType()
+	if ev.Action != "" {
+		verb = ev.Action
+	}
 	switch {
 	case ev.Type == TypePeerIssue || hasVerb(verb, "create", "add", "issue", "join"):
 		return mk(6003, "API Activity", catApp, 1, "Create")
 	case ev.Type == TypePeerRevoke || hasVerb(verb, "delete", "remove", "revoke", "kill"):
 		return mk(6003, "API Activity", catApp, 4, "Delete")
-	case ev.Type == TypeProfileChange || hasVerb(verb, "update", "edit", "apply", "change", "set", "reset", "disable", "enable"):
+	case ev.Type == TypeProfileChange || hasVerb(verb, "update", "edit", "apply", "change", "set", "reset", "disable", "enable", "put"):
 		return mk(6003, "API Activity", catApp, 3, "Update")
 	case hasVerb(verb, "read", "list", "show", "get", "export", "backup"):
 		return mk(6003, "API Activity", catApp, 2, "Read")

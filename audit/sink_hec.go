@@ -56,6 +56,8 @@ type HECSinkConfig struct {
 	Client *http.Client
 	// Timeout bounds each request; default 30s.
 	Timeout time.Duration
+	// Host fills each event's host field; default the event's node.
+	Host string
 	// HealthEvery is how long the sink may go without hearing from the
 	// receiver before it asks /services/collector/health; default 30s.
 	HealthEvery time.Duration
@@ -256,6 +258,9 @@ func (s *HECSink) post(ctx context.Context, entries []Entry) (int, error) {
 			ev.Time, ev.Host = hecTime(e.Checkpoint.Time), e.Checkpoint.Node
 		default:
 			ev.Time = "0"
+		}
+		if s.cfg.Host != "" {
+			ev.Host = s.cfg.Host
 		}
 		b, err := json.Marshal(ev)
 		if err != nil {

@@ -123,15 +123,26 @@ func (s *Syslog) Append(dst []byte, e *Entry) ([]byte, error) {
 	return inner.Append(dst, e)
 }
 
+// privileged reports whether e records a privileged change: an
+// administrator's or the cluster's action, a profile change, a user's
+// disable, enable or MFA reset, or a revocation.
+func (e *Event) privileged() bool {
+	switch e.Type {
+	case TypeAdmin, TypeCluster, TypeProfileChange, TypeUserDisable, TypeUserEnable, TypeMFAReset, TypePeerRevoke:
+		return true
+	}
+	return false
+}
+
 // syslogSeverity maps an event to a syslog severity.
 func syslogSeverity(ev *Event) int {
 	switch {
 	case ev.Type == TypeLockout:
 		return 2 // critical
-	case ev.Outcome == Failure:
-		return 4 // warning
-	case ev.Type == TypeFlowDeny:
-		return 5 // notice
+	case ev.Outcome == Failure && ev.Type != TypeFlowDeny:
+		return 4 // warning: security failures, refused access
+	case ev.privileged(), ev.Type == TypeFlowDeny:
+		return 5 // notice: privileged changes, denied flows
 	}
 	return 6 // informational
 }

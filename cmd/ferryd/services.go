@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,7 +98,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}); err != nil {
 		return nil, err
 	}
-	sinks, err := buildSinks(cfg.Audit.Sinks)
+	sinks, err := buildSinks(cfg.Audit)
 	if err != nil {
 		return nil, err
 	}
@@ -302,9 +303,17 @@ func wireguardEndpoint(cfg *config.Config) string {
 }
 
 // buildSinks turns the configured audit sinks into audit.Sinks.
-func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
+func buildSinks(ac config.Audit) ([]audit.Sink, error) {
 	var out []audit.Sink
-	for i, c := range cs {
+	host := ac.Hostname
+	if host == "" {
+		host = fqdn()
+	}
+	sdid := ""
+	if ac.EnterpriseNumber > 0 {
+		sdid = "ferry@" + strconv.Itoa(ac.EnterpriseNumber)
+	}
+	for i, c := range ac.Sinks {
 		f, ok := audit.FormatByName(c.Format)
 		if !ok {
 			return nil, fmt.Errorf("audit.sinks[%d].format: unknown format %q", i, c.Format)
@@ -321,7 +330,7 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
 				}
 			}
-			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f},
+			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f, Hostname: host, SDID: sdid},
 				ResendRecords: c.ResendRecords, ResendAge: c.ResendAge.D()})
 		case "relp":
 			var tc *tls.Config
@@ -330,7 +339,7 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
 				}
 			}
-			sink, err = audit.NewRELPSink(audit.RELPSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f}})
+			sink, err = audit.NewRELPSink(audit.RELPSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f, Hostname: host, SDID: sdid}})
 		case "hec":
 			var tc *tls.Config
 			if c.CAFile != "" || c.CertFile != "" {
@@ -339,7 +348,7 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 				}
 			}
 			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index, TLS: tc,
-				SourceType: hecSourceType(f)})
+				SourceType: hecSourceType(f), Host: host})
 		default:
 			err = fmt.Errorf("unknown type %q", c.Type)
 		}
@@ -349,6 +358,21 @@ func buildSinks(cs []config.Sink) ([]audit.Sink, error) {
 		out = append(out, sink)
 	}
 	return out, nil
+}
+
+// fqdn returns this machine's fully qualified host name, or its short
+// name when the resolver knows no longer one.
+func fqdn() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	if !strings.Contains(h, ".") {
+		if cname, err := net.LookupCNAME(h); err == nil && strings.Contains(strings.TrimSuffix(cname, "."), ".") {
+			return strings.TrimSuffix(cname, ".")
+		}
+	}
+	return h
 }
 
 // hecSourceType names the HEC sourcetype per format, so a SIEM parses

@@ -98,12 +98,19 @@ type WireGuard struct {
 // Audit configures the audit log and its export.
 type Audit struct {
 	CheckpointEvery    int      `yaml:"checkpoint_every,omitempty"`    // default 1000 records
-	CheckpointInterval Duration `yaml:"checkpoint_interval,omitempty"` // default 5m
+	CheckpointInterval Duration `yaml:"checkpoint_interval,omitempty"` // default 1m
 	// Retention is how long records stay in the cluster's journal: older
 	// ones that every sink has confirmed are trimmed daily by the leader.
 	// Default 400 days (audit.DefaultRetention); at least MinRetention.
 	Retention Duration `yaml:"retention,omitempty"`
 	Sinks     []Sink   `yaml:"sinks,omitempty"`
+	// Hostname is the host name syslog (HOSTNAME) and HEC (host) messages
+	// carry; default this machine's fully qualified name.
+	Hostname string `yaml:"hostname,omitempty"`
+	// EnterpriseNumber is the IANA private enterprise number of the
+	// syslog structured-data ID (ferry@<number>); default 32473, the
+	// number RFC 5612 reserves for examples: set your organisation's.
+	EnterpriseNumber int `yaml:"enterprise_number,omitempty"`
 }
 
 // MinRetention is the shortest audit.retention accepted: trims run daily,
