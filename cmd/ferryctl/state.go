@@ -43,7 +43,7 @@ func (g *globals) check() error {
 	switch g.output {
 	case "table", "json":
 	default:
-		return fmt.Errorf("-o %q: want table or json", g.output)
+		return fmt.Errorf("-o %q: want table or json (-o is always the output format; files are arguments or -f FILE)", g.output)
 	}
 	if g.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: want a duration above 0", g.timeout)
