@@ -79,8 +79,8 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 	var follow bool
 	var lines uint64
 	cmd := &cobra.Command{
-		Use:     "tail",
-		Short:   "Print the newest audit records; -f follows new ones",
+		Use:   "tail",
+		Short: "Print the newest audit records; -f follows new ones",
 		Long: `tail prints the newest audit records, one readable line each (time, sequence
 number, actor, action, target, outcome and its reason). -o json prints the
 native JSON lines instead, and --format json, cef, ocsf or syslog that

@@ -23,7 +23,7 @@ func TestOutputFlagIsAlwaysTheFormat(t *testing.T) {
 
 	var join struct {
 		Token, File, Command string
-		Expires             time.Time
+		Expires              time.Time
 	}
 	ctlJSON(t, &join, "cluster", "join", "--ttl", "10m")
 	if join.Token == "" || join.Command == "" {
