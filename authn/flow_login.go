@@ -113,17 +113,17 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if len(msg) > maxIdPErrorLen {
 			msg = msg[:maxIdPErrorLen]
 		}
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frIdPError, errors.New(msg)))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frIdPError, errors.New(msg)))
 		return
 	}
 	code := q.Get("code")
 	if code == "" {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
 		return
 	}
 	raw, refreshToken, err := f.rp.exchange(ctx, code, rec.Verifier)
 	if err != nil {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
 		return
 	}
 	id, err := f.rp.verify(ctx, raw, rec.NonceHash)
@@ -140,7 +140,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 				f.log.Warn("updating refused user", "err", uerr)
 			}
 		}
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, who, src, err)
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, who, src, err)
 		return
 	}
 	user, err := f.users.Upsert(ctx, id)
@@ -150,7 +150,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	id.UserID = user.ID // the key, or a claimed older record's ID
 	if user.Disabled {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return
 	}
 	if f.reval != nil {
