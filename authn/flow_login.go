@@ -121,12 +121,12 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
 		return
 	}
-	raw, refreshToken, err := f.rp.exchange(ctx, code, rec.Verifier)
+	tokens, err := f.rp.exchange(ctx, code, rec.Verifier)
 	if err != nil {
 		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
 		return
 	}
-	id, err := f.rp.verify(ctx, raw, rec.NonceHash)
+	id, err := f.rp.verify(ctx, tokens.idToken, tokens.accessToken, rec.NonceHash)
 	if err != nil {
 		who := &id
 		if id.UserID == "" {
@@ -149,6 +149,12 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id.UserID = user.ID // the key, or a claimed older record's ID
+	if id.GroupsClaimMissing {
+		// Everyone then signs in as a plain user without group profiles:
+		// say so where the operator looks.
+		f.log.Warn("sign-in without a groups claim: neither the ID token nor userinfo carried it, so this user has no groups (request the groups scope or add a groups mapper at the identity provider)",
+			"claim", f.rp.cfg.GroupsClaim, "user", id.UserID, "email", id.Email)
+	}
 	if user.Disabled {
 		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return
@@ -156,7 +162,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if f.reval != nil {
 		// Kept (sealed) for periodic revalidation; a sign-in without one
 		// drops an older token.
-		if err := f.reval.Keep(ctx, user.ID, refreshToken); err != nil {
+		if err := f.reval.Keep(ctx, user.ID, tokens.refreshToken); err != nil {
 			f.internalError(w, r, err)
 			return
 		}
