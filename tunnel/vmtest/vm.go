@@ -20,7 +20,8 @@ type Config struct {
 	// Modules are loaded (insmod, dependencies first) before Command runs.
 	Modules []string
 	// Tools are host commands (names on PATH or absolute paths) copied to
-	// /usr/bin in the guest with their shared libraries.
+	// /usr/bin in the guest with their shared libraries, and linked from
+	// /bin.
 	Tools []string
 	// Files maps guest paths to host files copied there (executable).
 	Files map[string]string
@@ -106,6 +107,10 @@ mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t tmpfs run /run
 mkdir -p /dev/pts /dev/shm /run/netns
 mount -t devpts devpts /dev/pts
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
 mount -t tmpfs shm /dev/shm
 mount --make-rshared /
 ip link set lo up
@@ -234,9 +239,13 @@ func buildInitramfs(cfg *Config, path string) error {
 		if err != nil {
 			return fmt.Errorf("%w: needs %s on the host: %v", ErrUnavailable, tool, err)
 		}
-		if err := a.addProgram("/usr/bin/"+filepath.Base(tool), src); err != nil {
+		name := filepath.Base(tool)
+		if err := a.addProgram("/usr/bin/"+name, src); err != nil {
 			return err
 		}
+		// Also in /bin, for scripts' #! lines (#!/bin/bash): the host's
+		// tool replaces busybox's applet there.
+		a.addSymlink("/bin/"+name, "/usr/bin/"+name)
 	}
 	for dst, src := range cfg.Files {
 		if err := a.addProgram(dst, src); err != nil {
