@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,9 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			}
 			defer c.Close()
 			st, err := enroll(ctx, c, dir, enrollment{Server: server, CAFile: caFile, Email: res.Email, Device: device, Profile: profile})
+			if noProfile(err) {
+				return fmt.Errorf("signed in to %s as %s, but no VPN profile is assigned to you yet: ask your administrator to add you to one (by group or by name), then run ferry login again", server, who(res.Email, res.Name))
+			}
 			if err != nil {
 				return err
 			}
@@ -121,6 +125,13 @@ func (g *globals) printPeer(p wire.Peer, conf string) {
 	fmt.Fprintf(g.con.out, "Address:  %s\n", p.Address)
 	fmt.Fprintf(g.con.out, "Expires:  %s\n", fmtExpiry(p.Expires, time.Now()))
 	fmt.Fprintf(g.con.out, "Config:   %s\n", conf)
+}
+
+// noProfile reports whether err is the server's refusal to issue because
+// no profile is assigned to the person at all.
+func noProfile(err error) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && ce.Status == http.StatusForbidden && strings.Contains(ce.Message, "no profile is assigned")
 }
 
 // enrollment is what enroll asks the server for.
