@@ -62,6 +62,9 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Refusals tunes how refused calls are recorded and sources that keep
+	// failing are slowed down (refusals.go).
+	Refusals Refusals
 }
 
 // Validate checks the configuration.
@@ -91,6 +94,7 @@ type handler struct {
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
 	idp      *IdP   // nil: no identity provider endpoints
+	refusals *refusals
 }
 
 // New returns the API handler.
@@ -132,6 +136,13 @@ func New(cfg Config) (http.Handler, error) {
 		h.admit = a
 	}
 
+	h.refusals = newRefusals(cfg.Refusals, func() audit.Recorder {
+		if h.audit != nil {
+			return h.audit.Recorder
+		}
+		return nil
+	}, h.now, h.log)
+
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
@@ -155,7 +166,7 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return secureHeaders(mux), nil
+	return secureHeaders(h.guard(mux)), nil
 }
 
 // route serves method on path, and answers other methods on path with a

@@ -168,6 +168,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	h.refuse(w, r, status, msg, err)
 	writeError(w, status, msg)
 }
 
