@@ -170,7 +170,7 @@ func (f *refusals) record(e audit.Event) {
 func (f *refusals) refused(r *http.Request, status int, reason string) {
 	src := auditSource(r)
 	e := audit.Event{Type: audit.TypeAccessDenied, Outcome: audit.Failure, Source: src,
-		Reason: "HTTP " + strconv.Itoa(status) + ": " + reason,
+		Reason:  "HTTP " + strconv.Itoa(status) + ": " + reason,
 		Details: map[string]string{"method": r.Method, "path": r.URL.Path, "status": strconv.Itoa(status)}}
 	now := f.now()
 	f.mu.Lock()
