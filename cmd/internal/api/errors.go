@@ -98,6 +98,9 @@ var sentinels = []sentinel{
 	{auditfile.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrSinkMisconfigured, http.StatusServiceUnavailable, "an audit sink is misconfigured; see this node's log"},
+	{audit.ErrInvalidSink, http.StatusBadRequest, ""},
+	{audit.ErrNoSuchSink, http.StatusNotFound, ""},
+	{audit.ErrSinkExists, http.StatusConflict, ""},
 
 	// authn: authentication failures say little.
 	{authn.ErrSessionInvalid, http.StatusUnauthorized, "not signed in or session expired"},
