@@ -49,17 +49,17 @@ type services struct {
 	sinkStore *audit.SinkStore
 	sinkOpts  audit.SinkOptions
 	netSpecs  []audit.SinkSpec
-	sessions *authn.Sessions
-	users    *authn.Users
-	mfa      *authn.MFA
-	flow     *authn.Flow        // nil without oidc.issuer
-	reval    *authn.Revalidator // nil without oidc.issuer
-	profiles *profiles.Store
-	scim     *scim.Service     // nil unless scim.enabled
-	signals  *signals.Receiver // nil without back-channel logout or ssf
-	wgKey    wgtypes.Key
-	server   profiles.Server
-	gateway  *tunnel.Gateway // nil while the data plane is off
+	sessions  *authn.Sessions
+	users     *authn.Users
+	mfa       *authn.MFA
+	flow      *authn.Flow        // nil without oidc.issuer
+	reval     *authn.Revalidator // nil without oidc.issuer
+	profiles  *profiles.Store
+	scim      *scim.Service     // nil unless scim.enabled
+	signals   *signals.Receiver // nil without back-channel logout or ssf
+	wgKey     wgtypes.Key
+	server    profiles.Server
+	gateway   *tunnel.Gateway // nil while the data plane is off
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -406,4 +406,3 @@ func fqdn() string {
 	}
 	return h
 }
-
