@@ -485,10 +485,13 @@ func TestNotSignedIn(t *testing.T) {
 			t.Errorf("%v with an ended session: %v", args, err)
 		}
 	}
-	// The token is never sent to another server: --server elsewhere
-	// means not signed in there.
+	// The token is never sent to a server outside the cluster: --server
+	// elsewhere with another CA means not signed in there (another node
+	// of the cluster, pinned to its CA, is TestSessionValidOnEveryNode).
 	signIn(t, srv, srv.Admin(t))
-	if _, err := ctl(t, "", "user", "list", "--server", "https://127.0.0.1:1"); err == nil || err.Error() != want {
+	other := filepath.Join(t.TempDir(), "other-ca.pem")
+	writeSelfSignedCA(t, other)
+	if _, err := ctl(t, "", "user", "list", "--server", "https://127.0.0.1:1", "--ca", other); err == nil || err.Error() != want {
 		t.Errorf("--server elsewhere: %v", err)
 	}
 }

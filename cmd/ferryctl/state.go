@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -174,7 +177,45 @@ func (g *globals) target() (server, caFile string, sess *session, err error) {
 	if g.caFile != "" {
 		caFile = g.caFile
 	}
+	// A session is the cluster's, valid on every node. Another node gets
+	// the token only over TLS pinned to the cluster CA the session was
+	// made with: only the cluster's nodes hold API certificates from it,
+	// so the token cannot go to a server outside the cluster.
+	if sess == nil && saved.Token != "" && clusterCA(saved.CAFile) {
+		if caFile == "" {
+			caFile = saved.CAFile
+		}
+		if sameFileContents(caFile, saved.CAFile) {
+			sess = &saved
+		}
+	}
 	return server, caFile, sess, nil
+}
+
+// clusterCA reports whether path holds exactly one certificate, a CA's:
+// a private cluster CA, not a bundle of public roots that would trust
+// servers outside the cluster.
+func clusterCA(path string) bool {
+	if path == "" {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	block, rest := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	return err == nil && cert.IsCA
+}
+
+// sameFileContents reports whether two files hold the same bytes.
+func sameFileContents(a, b string) bool {
+	x, err1 := os.ReadFile(a)
+	y, err2 := os.ReadFile(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // connect returns a client of the server holding the saved administrator

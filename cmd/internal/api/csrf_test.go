@@ -44,7 +44,12 @@ func TestPortalOriginCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := s.Token(t, authn.Identity{UserID: "alice", Email: "alice@example.com", Groups: []string{"engineering"}})
-	_, page := browser(t, s, tok)(http.MethodGet, "/portal", nil)
+	pageResp, page := browser(t, s, tok)(http.MethodGet, "/portal", nil)
+	// Under "no-referrer" browsers send "Origin: null" on the form's POST,
+	// which sameOrigin must refuse: the portal would refuse every browser.
+	if rp := pageResp.Header.Get("Referrer-Policy"); rp != "same-origin" {
+		t.Errorf("portal Referrer-Policy %q, want same-origin so the form's POST carries its Origin", rp)
+	}
 	m := csrfField.FindStringSubmatch(page)
 	if m == nil {
 		t.Fatal("no csrf field")

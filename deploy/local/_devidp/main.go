@@ -38,11 +38,15 @@ func run() error {
 		issuer     = flag.String("issuer", "", "issuer URL, https://host:port (required)")
 		clientID   = flag.String("client-id", "ferry", "the one registered client")
 		secretFile = flag.String("client-secret-file", "", "file holding the client secret (required)")
-		redirect   = flag.String("redirect-uri", "", "the client's redirect URI, https://PUBLIC/callback (required)")
-		certFile   = flag.String("cert", "", "TLS certificate (PEM) for the issuer's host (required)")
-		keyFile    = flag.String("key", "", "TLS key (PEM) (required)")
+		redirects  []string
+		certFile   = flag.String("cert", "", "TLS certificate (PEM) for the issuer's host (required unless the issuer is http://127.0.0.1)")
+		keyFile    = flag.String("key", "", "TLS key (PEM) (required with --cert)")
 		users      = devop.DemoUsers()
 	)
+	flag.Func("redirect-uri", "a redirect URI of the client, https://PUBLIC/callback (required; repeat for several)", func(v string) error {
+		redirects = append(redirects, v)
+		return nil
+	})
 	flag.Func("user", "an extra account NAME:PASSWORD[:GROUP,GROUP...] (repeatable; demo and alice always exist)", func(v string) error {
 		u, err := parseUser(v)
 		if err == nil {
@@ -51,11 +55,20 @@ func run() error {
 		return err
 	})
 	flag.Parse()
-	for name, v := range map[string]string{"addr": *addr, "issuer": *issuer, "client-secret-file": *secretFile,
-		"redirect-uri": *redirect, "cert": *certFile, "key": *keyFile} {
+	// Plain HTTP only on loopback, as ferryd accepts it (the README's
+	// walkthrough on one machine).
+	plain := strings.HasPrefix(*issuer, "http://127.0.0.1:") && strings.HasPrefix(*addr, "127.0.0.1:")
+	required := map[string]string{"addr": *addr, "issuer": *issuer, "client-secret-file": *secretFile}
+	if !plain {
+		required["cert"], required["key"] = *certFile, *keyFile
+	}
+	for name, v := range required {
 		if v == "" {
 			return fmt.Errorf("--%s is required", name)
 		}
+	}
+	if len(redirects) == 0 {
+		return errors.New("--redirect-uri is required")
 	}
 	secret, err := os.ReadFile(*secretFile)
 	if err != nil {
@@ -64,7 +77,7 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	op, err := devop.New(devop.Config{
 		Issuer: *issuer, ClientID: *clientID, ClientSecret: strings.TrimSpace(string(secret)),
-		RedirectURIs: []string{*redirect}, Users: users, Logger: log,
+		RedirectURIs: redirects, Users: users, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -73,7 +86,13 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServeTLS(*certFile, *keyFile) }()
+	go func() {
+		if plain && *certFile == "" {
+			errc <- srv.ListenAndServe()
+			return
+		}
+		errc <- srv.ListenAndServeTLS(*certFile, *keyFile)
+	}()
 	log.Info("serving", "issuer", op.Issuer(), "addr", *addr)
 	select {
 	case err := <-errc:
