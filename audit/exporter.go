@@ -158,13 +158,14 @@ type SinkState struct {
 
 // Sinks reports the state of each sink.
 func (x *Exporter) Sinks() []SinkState {
+	dyn := x.dynamicNames() // before errMu: reconcileStored takes dynMu, then errMu
 	x.errMu.Lock()
 	defer x.errMu.Unlock()
 	out := make([]SinkState, 0, len(x.cfg.Sinks))
 	for _, s := range x.cfg.Sinks {
 		out = append(out, SinkState{Name: s.Name(), ConfigError: x.sinkErrs[s.Name()]})
 	}
-	for _, name := range x.dynamicNames() {
+	for _, name := range dyn {
 		out = append(out, SinkState{Name: name, ConfigError: x.sinkErrs[name]})
 	}
 	return out
