@@ -85,9 +85,14 @@ type Identity struct {
 	// EmailVerified reports whether the IdP said email_verified: true.
 	// Only a verified email may assign profiles (and only where the
 	// operator opted in).
-	EmailVerified bool     `json:"email_verified,omitempty"`
-	Name          string   `json:"name,omitempty"`
-	Groups        []string `json:"groups,omitempty"`
+	EmailVerified bool `json:"email_verified,omitempty"`
+	// GroupsClaimMissing reports whether neither the ID token nor the
+	// userinfo endpoint carried the groups claim at sign-in: the person
+	// then has no groups in ferry, whatever the IdP holds (a scope not
+	// requested, no mapper at the IdP).
+	GroupsClaimMissing bool     `json:"groups_claim_missing,omitempty"`
+	Name               string   `json:"name,omitempty"`
+	Groups             []string `json:"groups,omitempty"`
 	// IdPSession is the identity provider's session ID (the ID token's
 	// sid claim), so a back-channel logout naming only the IdP session
 	// finds the sessions it began (Sessions.EndIdPSession).

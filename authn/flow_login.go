@@ -113,20 +113,20 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		if len(msg) > maxIdPErrorLen {
 			msg = msg[:maxIdPErrorLen]
 		}
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frIdPError, errors.New(msg)))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frIdPError, errors.New(msg)))
 		return
 	}
 	code := q.Get("code")
 	if code == "" {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frBadRequest, errors.New("no code")))
 		return
 	}
-	raw, refreshToken, err := f.rp.exchange(ctx, code, rec.Verifier)
+	tokens, err := f.rp.exchange(ctx, code, rec.Verifier)
 	if err != nil {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, nil, src, err)
 		return
 	}
-	id, err := f.rp.verify(ctx, raw, rec.NonceHash)
+	id, err := f.rp.verify(ctx, tokens.idToken, tokens.accessToken, rec.NonceHash)
 	if err != nil {
 		who := &id
 		if id.UserID == "" {
@@ -140,7 +140,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 				f.log.Warn("updating refused user", "err", uerr)
 			}
 		}
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, who, src, err)
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, who, src, err)
 		return
 	}
 	user, err := f.users.Upsert(ctx, id)
@@ -149,14 +149,20 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id.UserID = user.ID // the key, or a claimed older record's ID
+	if id.GroupsClaimMissing {
+		// Everyone then signs in as a plain user without group profiles:
+		// say so where the operator looks.
+		f.log.Warn("sign-in without a groups claim: neither the ID token nor userinfo carried it, so this user has no groups (request the groups scope or add a groups mapper at the identity provider)",
+			"claim", f.rp.cfg.GroupsClaim, "user", id.UserID, "email", id.Email)
+	}
 	if user.Disabled {
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
+		f.refuseTold(ctx, w, r, rec.Desktop, audit.TypeLogin, ActionLoginOIDC, &id, src, signinFail(frUserDisabled, ErrUserDisabled))
 		return
 	}
 	if f.reval != nil {
 		// Kept (sealed) for periodic revalidation; a sign-in without one
 		// drops an older token.
-		if err := f.reval.Keep(ctx, user.ID, refreshToken); err != nil {
+		if err := f.reval.Keep(ctx, user.ID, tokens.refreshToken); err != nil {
 			f.internalError(w, r, err)
 			return
 		}

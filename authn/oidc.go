@@ -161,7 +161,8 @@ func defaultStr(p *string, v string) {
 type relyingParty struct {
 	cfg OIDCConfig
 
-	mu       sync.Mutex // guards verifier and oauth
+	mu       sync.Mutex // guards provider, verifier and oauth
+	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	oauth    *oauth2.Config
 }
@@ -191,6 +192,7 @@ func (rp *relyingParty) discover(ctx context.Context) (*oauth2.Config, *oidc.IDT
 	if err != nil {
 		return nil, nil, fmt.Errorf("discovering OIDC provider %s: %w", rp.cfg.Issuer, err)
 	}
+	rp.provider = p
 	rp.verifier = p.Verifier(&oidc.Config{ClientID: rp.cfg.ClientID, Now: rp.cfg.Now})
 	rp.oauth = &oauth2.Config{
 		ClientID:     rp.cfg.ClientID,
@@ -211,36 +213,46 @@ func (rp *relyingParty) authURL(ctx context.Context, state, nonce, verifier stri
 	return oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
 }
 
+// exchanged is what the token endpoint answered for a code.
+type exchanged struct {
+	idToken, refreshToken, accessToken string
+}
+
 // exchange redeems an authorization code with its PKCE verifier and returns
-// the raw ID token and the refresh token, if the provider granted one.
-// Failures are *signinError.
-func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (string, string, error) {
+// the raw ID token, the refresh token, if the provider granted one, and
+// the access token (for userinfo). Failures are *signinError.
+func (rp *relyingParty) exchange(ctx context.Context, code, verifier string) (exchanged, error) {
 	oc, _, err := rp.discover(ctx)
 	if err != nil {
-		return "", "", signinFail(frIdPUnavailable, err)
+		return exchanged{}, signinFail(frIdPUnavailable, err)
 	}
 	tok, err := oc.Exchange(rp.clientCtx(ctx), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && strings.Contains(re.ErrorDescription, "code_verifier") {
-			return "", "", signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return exchanged{}, signinFail(frIdPPKCERejected, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
 		if errors.As(err, &re) {
-			return "", "", signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
+			return exchanged{}, signinFail(frCodeExchange, fmt.Errorf("%s: %s", re.ErrorCode, re.ErrorDescription))
 		}
-		return "", "", signinFail(frCodeExchange, err)
+		return exchanged{}, signinFail(frCodeExchange, err)
 	}
 	raw, ok := tok.Extra("id_token").(string)
 	if !ok || raw == "" {
-		return "", "", signinFail(frNoIDToken, errors.New("token response has no id_token"))
+		return exchanged{}, signinFail(frNoIDToken, errors.New("token response has no id_token"))
 	}
-	return raw, tok.RefreshToken, nil
+	return exchanged{idToken: raw, refreshToken: tok.RefreshToken, accessToken: tok.AccessToken}, nil
 }
 
 // verify checks an ID token's signature, issuer, audience and expiry, that
 // its nonce hashes to nonceHash, and that the identity passes the sign-in
 // policy. Failures are *signinError.
-func (rp *relyingParty) verify(ctx context.Context, raw, nonceHash string) (Identity, error) {
+//
+// When the ID token has no groups claim, the groups are asked of the
+// userinfo endpoint with accessToken (some providers put groups only
+// there); when neither has the claim, the identity says so
+// (GroupsClaimMissing) and has no groups.
+func (rp *relyingParty) verify(ctx context.Context, raw, accessToken, nonceHash string) (Identity, error) {
 	_, v, err := rp.discover(ctx)
 	if err != nil {
 		return Identity{}, signinFail(frIdPUnavailable, err)
@@ -256,11 +268,42 @@ func (rp *relyingParty) verify(ctx context.Context, raw, nonceHash string) (Iden
 	if err := tok.Claims(&claims); err != nil {
 		return Identity{}, signinFail(frClaims, err)
 	}
+	missing := false
+	if _, ok := claims[rp.cfg.GroupsClaim]; !ok {
+		if g, ok := rp.userinfoGroups(ctx, accessToken, tok.Subject); ok {
+			claims[rp.cfg.GroupsClaim] = g
+		} else {
+			missing = true
+		}
+	}
 	id, err := rp.identity(claims)
 	if err != nil {
 		return Identity{}, err
 	}
+	id.GroupsClaimMissing = missing
 	return id, rp.admit(id, claims)
+}
+
+// userinfoGroups asks the userinfo endpoint for the groups claim; ok is
+// false when there is no endpoint, no access token, an error, a userinfo
+// answer for another subject, or no such claim.
+func (rp *relyingParty) userinfoGroups(ctx context.Context, accessToken, subject string) (any, bool) {
+	rp.mu.Lock()
+	p := rp.provider
+	rp.mu.Unlock()
+	if p == nil || accessToken == "" || p.UserInfoEndpoint() == "" {
+		return nil, false
+	}
+	ui, err := p.UserInfo(rp.clientCtx(ctx), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken}))
+	if err != nil || ui.Subject != subject {
+		return nil, false
+	}
+	var claims map[string]any
+	if err := ui.Claims(&claims); err != nil {
+		return nil, false
+	}
+	g, ok := claims[rp.cfg.GroupsClaim]
+	return g, ok
 }
 
 // classifyVerifyError names what go-oidc's Verify refused. Verify checks

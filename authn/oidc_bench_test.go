@@ -124,7 +124,7 @@ func benchSignIn(b *testing.B, noSync bool) {
 		return raw
 	}
 	for _, n := range nodes {
-		if _, err := n.rp.verify(ctx, mint(0, "warm"), signinHash("warm")); err != nil {
+		if _, err := n.rp.verify(ctx, mint(0, "warm"), "", signinHash("warm")); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func benchSignIn(b *testing.B, noSync bool) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		id, err := n.rp.verify(ctx, tokens[i], signinHash(nonces[i]))
+		id, err := n.rp.verify(ctx, tokens[i], "", signinHash(nonces[i]))
 		if err != nil {
 			b.Fatal(err)
 		}

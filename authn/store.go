@@ -196,17 +196,20 @@ func checkVersion(v int) error {
 // sign-in from the configured issuer with that subject claims them (see
 // Users.Upsert).
 type userRecord struct {
-	V             int       `json:"v"`
-	ID            string    `json:"id"`
-	Issuer        string    `json:"iss,omitempty"`
-	Subject       string    `json:"sub,omitempty"`
-	Email         string    `json:"email,omitempty"`
-	EmailVerified bool      `json:"email_verified,omitempty"`
-	Name          string    `json:"name,omitempty"`
-	Groups        []string  `json:"groups,omitempty"`
-	Disabled      bool      `json:"disabled"`
-	Created       time.Time `json:"created"`
-	LastLogin     time.Time `json:"last_login"`
+	V             int      `json:"v"`
+	ID            string   `json:"id"`
+	Issuer        string   `json:"iss,omitempty"`
+	Subject       string   `json:"sub,omitempty"`
+	Email         string   `json:"email,omitempty"`
+	EmailVerified bool     `json:"email_verified,omitempty"`
+	Name          string   `json:"name,omitempty"`
+	Groups        []string `json:"groups,omitempty"`
+	// GroupsClaimMissing: see Identity.GroupsClaimMissing, at the last
+	// sign-in.
+	GroupsClaimMissing bool      `json:"groups_claim_missing,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	Created            time.Time `json:"created"`
+	LastLogin          time.Time `json:"last_login"`
 	// Change is the last change to what the record grants (groups,
 	// disabled, deprovisioned): the entitlement watcher quotes it as the
 	// reason when it revokes.

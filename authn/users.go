@@ -19,16 +19,19 @@ import (
 type User struct {
 	// ID is the user key (see UserKey), or the bare subject for records
 	// stored before keys named the issuer.
-	ID            string    `json:"id"`
-	Issuer        string    `json:"iss,omitempty"`
-	Subject       string    `json:"sub,omitempty"`
-	Email         string    `json:"email,omitempty"`
-	EmailVerified bool      `json:"email_verified,omitempty"`
-	Name          string    `json:"name,omitempty"`
-	Groups        []string  `json:"groups,omitempty"`
-	Disabled      bool      `json:"disabled"`
-	Created       time.Time `json:"created"`
-	LastLogin     time.Time `json:"last_login"`
+	ID            string   `json:"id"`
+	Issuer        string   `json:"iss,omitempty"`
+	Subject       string   `json:"sub,omitempty"`
+	Email         string   `json:"email,omitempty"`
+	EmailVerified bool     `json:"email_verified,omitempty"`
+	Name          string   `json:"name,omitempty"`
+	Groups        []string `json:"groups,omitempty"`
+	// GroupsClaimMissing reports whether the last sign-in carried no
+	// groups claim at all (see Identity.GroupsClaimMissing).
+	GroupsClaimMissing bool      `json:"groups_claim_missing,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	Created            time.Time `json:"created"`
+	LastLogin          time.Time `json:"last_login"`
 	// Change is the last change to what the record grants, if known.
 	Change *Change `json:"change,omitempty"`
 	// Suspended, when set, says why the identity provider's word took the
@@ -59,7 +62,7 @@ func (u User) Identity() Identity {
 func (r *userRecord) user() User {
 	u := User{
 		ID: r.ID, Issuer: r.Issuer, Subject: r.Subject, Email: r.Email, EmailVerified: r.EmailVerified,
-		Name: r.Name, Groups: append([]string(nil), r.Groups...),
+		Name: r.Name, Groups: append([]string(nil), r.Groups...), GroupsClaimMissing: r.GroupsClaimMissing,
 		Disabled: r.Disabled, Created: r.Created, LastLogin: r.LastLogin, Suspended: r.Suspended,
 	}
 	if r.Change != nil {
@@ -192,6 +195,9 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 		}
 		rec.Email, rec.EmailVerified, rec.Name = id.Email, id.EmailVerified, id.Name
 		rec.Groups = append([]string(nil), id.Groups...)
+		if login {
+			rec.GroupsClaimMissing = id.GroupsClaimMissing
+		}
 		if login && !rec.Disabled {
 			rec.LastLogin = now
 		}

@@ -80,9 +80,13 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 	var follow bool
 	var lines uint64
 	cmd := &cobra.Command{
-		Use:     "tail",
-		Short:   "Print the newest audit records; -f follows new ones",
-		Example: "  ferryctl audit tail -n 50\n  ferryctl audit tail -f --type 'auth.*'",
+		Use:   "tail",
+		Short: "Print the newest audit records; -f follows new ones",
+		Long: `tail prints the newest audit records, one readable line each (time, sequence
+number, actor, action, target, outcome and its reason). -o json prints the
+native JSON lines instead, and --format json, cef, ocsf or syslog that
+export format.`,
+		Example: "  ferryctl audit tail -n 50\n  ferryctl audit tail -f --type 'auth.*'\n  ferryctl audit tail --format cef",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.connect()
@@ -102,6 +106,11 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				q.FromSeq = st.JournalSeq - lines + 1
 			}
 			q.Follow = follow
+			// People get one readable line per record; scripts (-o json)
+			// and SIEMs (--format) get the export format.
+			if !g.json() && !cmd.Flags().Changed("format") {
+				return c.AuditRecords(cmd.Context(), q, &auditLines{out: g.con.out})
+			}
 			return c.AuditRecords(cmd.Context(), q, g.con.out)
 		},
 	}
@@ -113,14 +122,20 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 
 func newAuditExportCmd(g *globals) *cobra.Command {
 	var f auditFlags
-	var out string
 	cmd := &cobra.Command{
-		Use:   "export",
+		Use:   "export [FILE]",
 		Short: "Export audit records for an auditor or a SIEM",
-		Example: `  ferryctl audit export --since 720h --output audit-2026-11.jsonl
+		Long: `export writes the audit records that match the filters, with a signed
+trailer, to FILE (a new file, mode 0600, with progress on standard error),
+or to standard output without FILE or with "-".`,
+		Example: `  ferryctl audit export --since 720h audit-2026-11.jsonl
   ferryctl audit export --type 'admin.*' --format cef > admin.cef`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := ""
+			if len(args) == 1 {
+				out = args[0]
+			}
 			c, err := g.connect()
 			if err != nil {
 				return err
@@ -151,7 +166,6 @@ func newAuditExportCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&out, "output", "", "write to this new file (0600) and show progress; default standard output")
 	return cmd
 }
 
@@ -270,7 +284,7 @@ verify --live instead asks the node that answers to recompute its whole
 journal: every record's hash, its link to the one before, the checkpoint
 signatures, and that nothing was cut from the end.`,
 		Example: `  ferryctl audit key > audit-key.json
-  ferryctl audit export --output export.jsonl
+  ferryctl audit export export.jsonl
   ferryctl audit verify export.jsonl --key audit-key.json
   ferryctl audit verify /var/lib/ferry/audit/audit.jsonl --key audit-key.json --no-trailer --accept-unsigned-tail
   ferryctl audit verify --live

@@ -38,7 +38,7 @@ func TestAuditVerifyFile(t *testing.T) {
 	// Export through the API; the progress counts records, not the
 	// header and trailer lines.
 	export := filepath.Join(dir, "export.jsonl")
-	_, stderr, err := ctlConsole(t, console{}, "audit", "export", "--output", export)
+	_, stderr, err := ctlConsole(t, console{}, "audit", "export", export)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,16 +34,16 @@ func newClusterJoinCmd(g *globals) *cobra.Command {
 		nodeID string
 	)
 	cmd := &cobra.Command{
-		Use:   "join [--ttl 1h] [--node-id ID] [--output FILE]",
+		Use:   "join [--ttl 1h] [--node-id ID] [-f FILE]",
 		Short: "Make a join token for one new node, and print how to use it",
 		Long: `join asks the cluster for a join token and prints it, with the ferryd join
 command to run on the new machine. The token admits one node, once (with
 --node-id, only that node), until it expires; the audit log records who
 minted it and which node used it. Pass it over a secure channel, and prefer
---output, which writes it to a new file readable by you only instead of
+-f FILE, which writes it to a new file readable by you only instead of
 printing it. The token pins the cluster's CA, so the new machine can reach
 the cluster through any node or the load balancer.`,
-		Example: `  ferryctl cluster join --node-id n4 --output n4.token
+		Example: `  ferryctl cluster join --node-id n4 -f n4.token
   ferryctl cluster join --ttl 15m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,7 +64,7 @@ the cluster through any node or the load balancer.`,
 				// Before asking: a token is not minted for a file that
 				// cannot be written.
 				if f, err = os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600); err != nil {
-					return fmt.Errorf("--output: %w", err)
+					return fmt.Errorf("-f: %w", err)
 				}
 			}
 			tok, err := c.JoinToken(cmd.Context(), ttl, nodeID)
@@ -81,6 +81,22 @@ the cluster through any node or the load balancer.`,
 				}
 				return err
 			}
+			if g.json() {
+				res := struct {
+					Token   string    `json:"token,omitempty"`
+					File    string    `json:"file,omitempty"`
+					Expires time.Time `json:"expires"`
+					Command string    `json:"command"`
+				}{Expires: tok.Expires, File: out}
+				tokenFile := "FILE"
+				if f == nil {
+					res.Token = tok.Token
+				} else {
+					tokenFile = filepath.Base(out)
+				}
+				res.Command = joinCommand(server, tokenFile, nodeID)
+				return writeJSON(g.con.out, res)
+			}
 			tokenFile := "FILE"
 			if f != nil {
 				tokenFile = filepath.Base(out)
@@ -96,7 +112,7 @@ the cluster through any node or the load balancer.`,
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", wire.DefaultJoinTokenTTL, fmt.Sprintf("how long the token admits a node (at most %s)", wire.MaxJoinTokenTTL))
 	cmd.Flags().StringVar(&nodeID, "node-id", "", "admit only the node with this ID")
-	cmd.Flags().StringVar(&out, "output", "", "write the token to this new file (0600) instead of printing it")
+	cmd.Flags().StringVarP(&out, "file", "f", "", "write the token to this new file (0600) instead of printing it")
 	return cmd
 }
 
@@ -199,16 +215,18 @@ func newClusterRemoveCmd(g *globals) *cobra.Command {
 }
 
 func newClusterBackupCmd(g *globals) *cobra.Command {
-	var out string
 	cmd := &cobra.Command{
-		Use:     "backup --output FILE",
-		Short:   "Write a consistent snapshot of the cluster's state to a file",
-		Example: "  ferryctl cluster backup --output ferry-$(date +%F).snap",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out == "" {
-				return fmt.Errorf("--output: required (the backup holds sealed secrets and the audit log; keep it safe)")
+		Use:     "backup FILE",
+		Short:   "Write a consistent snapshot of the cluster's state to a new file (0600)",
+		Example: "  ferryctl cluster backup ferry-$(date +%F).snap",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 || args[0] == "" {
+				return fmt.Errorf("give the backup FILE (the backup holds sealed secrets and the audit log; keep it safe)")
 			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := args[0]
 			c, err := g.connect()
 			if err != nil {
 				return err
@@ -226,12 +244,20 @@ func newClusterBackupCmd(g *globals) *cobra.Command {
 			if err := f.Close(); err != nil {
 				return err
 			}
-			st, _ := os.Stat(out)
+			st, err := os.Stat(out)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(g.con.out, struct {
+					File  string `json:"file"`
+					Bytes int64  `json:"bytes"`
+				}{out, st.Size()})
+			}
 			fmt.Fprintf(g.con.out, "Wrote %s (%d bytes).\n", out, st.Size())
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "output", "", "the new backup file (0600)")
 	return cmd
 }
 

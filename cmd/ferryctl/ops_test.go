@@ -34,12 +34,22 @@ func TestAuditAndClusterCommands(t *testing.T) {
 		}
 	})
 	t.Run("audit tail and export", func(t *testing.T) {
-		out := mustCtl(t, "audit", "tail", "-n", "100", "--type", "profile.*")
+		out := mustCtl(t, "audit", "tail", "-n", "100", "-o", "json", "--type", "profile.*")
 		if !strings.Contains(out, `"profile.change"`) || strings.Contains(out, `"auth.login"`) {
-			t.Errorf("tail --type profile.*:\n%s", out)
+			t.Errorf("tail -o json --type profile.*:\n%s", out)
+		}
+		// For people: one readable line per record, no JSON (issue:
+		// audit tail printed raw JSON even with -o table).
+		out = mustCtl(t, "audit", "tail", "-n", "100", "--type", "profile.*")
+		if !strings.Contains(out, "profile.change") || strings.Contains(out, "{") || !strings.Contains(out, "success") {
+			t.Errorf("tail for people:\n%s", out)
+		}
+		t.Logf("audit tail:\n%s", out)
+		if out := mustCtl(t, "audit", "tail", "-n", "100", "--format", "cef"); !strings.Contains(out, "CEF:") {
+			t.Errorf("tail --format cef:\n%s", out)
 		}
 		file := filepath.Join(dir, "export.jsonl")
-		mustCtl(t, "audit", "export", "--output", file)
+		mustCtl(t, "audit", "export", file)
 		data, err := os.ReadFile(file)
 		if err != nil || !strings.Contains(string(data), "profile.change") || fileMode(t, file) != 0o600 {
 			t.Fatalf("export file: %v\n%s", err, data)
@@ -61,7 +71,7 @@ func TestAuditAndClusterCommands(t *testing.T) {
 	})
 	t.Run("backup and restore", func(t *testing.T) {
 		file := filepath.Join(dir, "backup.snap")
-		if out := mustCtl(t, "cluster", "backup", "--output", file); !strings.Contains(out, "Wrote") {
+		if out := mustCtl(t, "cluster", "backup", file); !strings.Contains(out, "Wrote") {
 			t.Fatalf("backup: %s", out)
 		}
 		mustCtl(t, "profile", "delete", "eng", "--yes")
@@ -95,7 +105,7 @@ func TestAuditAndClusterCommands(t *testing.T) {
 		}
 
 		file := filepath.Join(dir, "n4.token")
-		out = mustCtl(t, "cluster", "join", "--ttl", "1h", "--output", file)
+		out = mustCtl(t, "cluster", "join", "--ttl", "1h", "-f", file)
 		data, err := os.ReadFile(file)
 		if err != nil || fileMode(t, file) != 0o600 {
 			t.Fatalf("token file: %v", err)
@@ -106,10 +116,10 @@ func TestAuditAndClusterCommands(t *testing.T) {
 			t.Fatalf("token of --ttl 1h: %v", verify2)
 		}
 		if strings.Contains(out, tok) || !strings.Contains(out, "--token-file n4.token") {
-			t.Errorf("join --output printed the token or lacks the token file:\n%s", out)
+			t.Errorf("join -f printed the token or lacks the token file:\n%s", out)
 		}
-		if _, err := ctl(t, "", "cluster", "join", "--output", file); err == nil {
-			t.Error("join --output overwrote an existing file")
+		if _, err := ctl(t, "", "cluster", "join", "-f", file); err == nil {
+			t.Error("join -f overwrote an existing file")
 		}
 		for _, ttl := range []string{"0s", "25h", "1.5s"} {
 			if _, err := ctl(t, "", "cluster", "join", "--ttl", ttl); err == nil || !strings.Contains(err.Error(), "--ttl") {
@@ -120,9 +130,9 @@ func TestAuditAndClusterCommands(t *testing.T) {
 	t.Run("refused to non-admins", func(t *testing.T) {
 		signIn(t, srv, srv.Token(t, alice))
 		for _, args := range [][]string{
-			{"cluster", "status"}, {"cluster", "remove", "n9"}, {"cluster", "backup", "--output", filepath.Join(dir, "x")},
+			{"cluster", "status"}, {"cluster", "remove", "n9"}, {"cluster", "backup", filepath.Join(dir, "x")},
 			{"cluster", "restore", filepath.Join(dir, "backup.snap"), "--yes"},
-			{"cluster", "join"}, {"cluster", "join", "--output", filepath.Join(dir, "refused.token")},
+			{"cluster", "join"}, {"cluster", "join", "-f", filepath.Join(dir, "refused.token")},
 			{"audit", "tail"}, {"audit", "export"}, {"audit", "key"}, {"audit", "verify", "--live"},
 		} {
 			if _, err := ctl(t, "", args...); err == nil || err.Error() != msgForbidden {

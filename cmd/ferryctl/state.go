@@ -8,13 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
@@ -43,7 +42,7 @@ func (g *globals) check() error {
 	switch g.output {
 	case "table", "json":
 	default:
-		return fmt.Errorf("-o %q: want table or json", g.output)
+		return fmt.Errorf("-o %q: want table or json (-o is always the output format; files are arguments or -f FILE)", g.output)
 	}
 	if g.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: want a duration above 0", g.timeout)
@@ -137,20 +136,8 @@ func deleteSession() error {
 	return nil
 }
 
-// canonicalServer checks a server URL and returns it as
-// https://host[:port], lowercase, without a trailing slash.
-func canonicalServer(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(s), "/"))
-	switch {
-	case s == "":
-		return "", errors.New("no server: give its URL, https://host[:port]")
-	case err != nil:
-		return "", fmt.Errorf("server URL %q: %w", s, err)
-	case u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return "", fmt.Errorf("server URL %q: want https://host[:port]", s)
-	}
-	return "https://" + strings.ToLower(u.Host), nil
-}
+// canonicalServer checks a server URL (cli.ServerURL).
+var canonicalServer = cli.ServerURL
 
 // target resolves the server and CA file of a command: the flags, else
 // the saved login's. It returns the saved session too when it belongs to

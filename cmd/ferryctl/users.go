@@ -114,6 +114,9 @@ func (g *globals) printUser(u wire.User) error {
 		{"Created", []string{fmtTime(u.Created)}},
 		{"Last login", []string{fmtTime(u.LastLogin)}},
 	}
+	if u.GroupsClaimMissing {
+		fields = append(fields, field{"Groups claim", []string{"missing at the last sign-in: the identity provider sent no groups (request the groups scope or add a groups mapper there; see docs/identity-providers.md)"}})
+	}
 	if u.Suspended != "" {
 		fields = append(fields, field{"Suspended", []string{u.Suspended}})
 	}

@@ -147,7 +147,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		}
 		if s.flow, err = authn.NewFlow(authn.FlowConfig{
 			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
-			Revalidator: s.reval,
+			Revalidator: s.reval, Organization: cfg.Organization,
 		}); err != nil {
 			return nil, err
 		}

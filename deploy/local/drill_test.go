@@ -61,6 +61,7 @@ func TestDrill(t *testing.T) {
 		br.step(t, "portal: a profile for a phone",
 			chromedp.Navigate(lbURL+"/portal"),
 			chromedp.WaitVisible(chromedp.ID("profile")),
+			chromedp.SendKeys(chromedp.ID("device"), "phone"),
 			chromedp.Click(chromedp.CSS(`input[name="server_key"]`)),
 			chromedp.Click(chromedp.ID("get")),
 			chromedp.WaitVisible(chromedp.ID("qr")),
@@ -417,7 +418,7 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 	}
 	// And each acknowledged issuance is on record in the audit journal.
 	events := filepath.Join(e.dir, fmt.Sprintf("peer-issue-%d.jsonl", time.Now().UnixNano()))
-	must(tb, e.ferryctl("audit", "export", "--type", "peer.issue", "--output", events))
+	must(tb, e.ferryctl("audit", "export", "--type", "peer.issue", events))
 	recs, err := readLines(events)
 	if err != nil {
 		tb.Fatal(err)
@@ -597,7 +598,7 @@ func (e *env) revokeEverywhere(tb testing.TB, key string, revoke func()) time.Du
 func (e *env) checkSIEM(tb testing.TB) {
 	tb.Helper()
 	export := filepath.Join(e.dir, "export.jsonl")
-	must(tb, e.ferryctl("audit", "export", "--output", export))
+	must(tb, e.ferryctl("audit", "export", export))
 	want, err := readLines(export)
 	if err != nil {
 		tb.Fatal(err)

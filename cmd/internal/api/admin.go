@@ -300,7 +300,8 @@ func (h *handler) revokePeers(w http.ResponseWriter, r *http.Request, s authn.Se
 func (h *handler) userToWire(r *http.Request, u authn.User) (wire.User, error) {
 	enrolled, err := h.users.MFA.Enrolled(r.Context(), u.ID)
 	out := wire.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: u.Groups, Disabled: u.Disabled,
-		MFAEnrolled: enrolled, Created: u.Created, LastLogin: u.LastLogin, Issuer: u.Issuer, Suspended: u.Suspended}
+		MFAEnrolled: enrolled, Created: u.Created, LastLogin: u.LastLogin, Issuer: u.Issuer, Suspended: u.Suspended,
+		GroupsClaimMissing: u.GroupsClaimMissing}
 	if c := u.Change; c != nil {
 		out.LastChange = &wire.UserChange{What: c.What, By: c.By, At: c.At}
 	}

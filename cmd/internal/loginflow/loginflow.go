@@ -218,7 +218,7 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var res callbackResult
 	switch code, e := q.Get("code"), q.Get("error"); {
 	case e != "":
-		res.err = fmt.Errorf("%w: %s", ErrSignInFailed, e)
+		res.err = fmt.Errorf("%w: %s", ErrSignInFailed, failureReason(e, q.Get("error_description")))
 	case code == "":
 		res.err = fmt.Errorf("%w: no code in the answer", ErrSignInFailed)
 	default:
@@ -231,10 +231,36 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if res.err != nil {
-		page(w, http.StatusOK, "Sign-in failed. Return to the terminal for details.")
+		page(w, http.StatusOK, "Sign-in failed: "+failureReason(q.Get("error"), q.Get("error_description"))+". You can close this window; the terminal says the same.")
 		return
 	}
 	page(w, http.StatusOK, "Signed in. You can close this window and return to the terminal.")
+}
+
+// maxReason bounds the reason shown from a failed sign-in's answer.
+const maxReason = 300
+
+// failureReason is what a failed sign-in's answer says: the server's
+// description for the person when there is one, else the error code, cut
+// to maxReason printable characters (it comes from the network).
+func failureReason(code, desc string) string {
+	s := desc
+	if s == "" {
+		s = code
+	}
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxReason {
+		s = s[:maxReason]
+	}
+	if s == "" {
+		s = "no reason given"
+	}
+	return s
 }
 
 func page(w http.ResponseWriter, status int, msg string) {

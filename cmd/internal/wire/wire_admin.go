@@ -135,14 +135,18 @@ type RevokeResponse struct {
 
 // User is a person known from sign-ins.
 type User struct {
-	ID          string    `json:"id"`
-	Email       string    `json:"email,omitempty"`
-	Name        string    `json:"name,omitempty"`
-	Groups      []string  `json:"groups,omitempty"`
-	Disabled    bool      `json:"disabled"`
-	MFAEnrolled bool      `json:"mfa_enrolled"`
-	Created     time.Time `json:"created"`
-	LastLogin   time.Time `json:"last_login,omitempty"`
+	ID     string   `json:"id"`
+	Email  string   `json:"email,omitempty"`
+	Name   string   `json:"name,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	// GroupsClaimMissing reports that the last sign-in carried no groups
+	// claim at all (ID token and userinfo): check the identity
+	// provider's scopes and mappers.
+	GroupsClaimMissing bool      `json:"groups_claim_missing,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	MFAEnrolled        bool      `json:"mfa_enrolled"`
+	Created            time.Time `json:"created"`
+	LastLogin          time.Time `json:"last_login,omitempty"`
 	// Issuer is the identity provider that vouches for the user.
 	Issuer string `json:"iss,omitempty"`
 	// Suspended says why the identity provider's word took the user's
