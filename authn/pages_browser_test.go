@@ -20,7 +20,10 @@ func TestSignInPagesInChromium(t *testing.T) {
 		t.Run(size.Name, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			e := flowtest.Start(t, flowtest.Options{})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) { t.Helper(); webpagetest.Step(t, ctx, what, a...) }
+			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
+				t.Helper()
+				webpagetest.Step(t, ctx, what, a...)
+			}
 			check := func(name string) { t.Helper(); webpagetest.CheckPage(t, ctx, size.Name+"-"+name) }
 			idpLogin := func() {
 				step("IdP form", chromedp.Navigate(e.URLOf(authn.PathLogin)), chromedp.WaitVisible(chromedp.ID("username")),
