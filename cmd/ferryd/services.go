@@ -148,6 +148,8 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		if s.flow, err = authn.NewFlow(authn.FlowConfig{
 			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
 			Revalidator: s.reval, Organization: cfg.Organization,
+			// A browser sign-in ends on the portal, where it starts.
+			Home: api.PathPortal,
 		}); err != nil {
 			return nil, err
 		}
