@@ -76,6 +76,7 @@ func (f *Flow) renderStep(w http.ResponseWriter, status int, page string, st *si
 	d.CSRF = csrfToken(csrfStep, st.ticket)
 	d.Identity = st.rec.Identity
 	d.Who = displayName(st.rec.Identity)
+	d.Client = clientName(st.rec)
 	f.render(w, status, page, d)
 }
 

@@ -94,6 +94,18 @@ func (f *Flow) leadOn(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	return true
 }
 
+// clientName says which client a sign-in is for, on its code pages.
+func clientName(rec *signinRecord) string {
+	switch {
+	case rec.Desktop == nil:
+		return "this browser"
+	case rec.Admin:
+		return "an administrator session of ferryctl on your computer"
+	default:
+		return "the ferry app on your computer"
+	}
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return "1 " + one

@@ -150,3 +150,22 @@ func TestUsedLinkWhileSignedInLeadsOn(t *testing.T) {
 		t.Errorf("a stranger replaying the link: %+v", p)
 	}
 }
+
+// TestCodePageNamesTheClient: the code page did not say which client
+// (the browser, ferry on this computer, a ferryctl admin session) was
+// being signed in (issue).
+func TestCodePageNamesTheClient(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{})
+	b := e.NewBrowser()
+	pastOIDC(t, e, b, "demo")
+	p, err := b.Get(e.URLOf(authn.PathMFA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Text("client"); !strings.Contains(got, "Signing in:") {
+		t.Errorf("code page: %q\n%s", got, p.Body)
+	}
+	if !strings.Contains(p.Body, "<strong>this browser</strong>") {
+		t.Error("a browser sign-in is not named as this browser")
+	}
+}

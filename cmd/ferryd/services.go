@@ -124,7 +124,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 
 	// 3. Sign-in: users, MFA, sessions and, with an identity provider, the flow.
 	s.users = authn.NewUsers(node, time.Now, s.audit)
-	if s.mfa, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: master, Recorder: s.audit, Logger: log}); err != nil {
+	if s.mfa, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Issuer: mfaIssuer(cfg)}); err != nil {
 		return nil, err
 	}
 	scfg := cfg.SessionConfig()
@@ -407,4 +407,19 @@ func fqdn() string {
 		}
 	}
 	return h
+}
+
+// mfaIssuer is the name authenticator apps show for ferry's codes: the
+// organisation and the server, as "Acme (vpn.example.com)", so a person
+// with several can tell them apart. Colons, which the otpauth label
+// reserves, become spaces.
+func mfaIssuer(cfg *config.Config) string {
+	name := cfg.Organization
+	if name == "" {
+		name = authn.DefaultIssuer
+	}
+	if u, err := url.Parse(cfg.API.PublicURL); err == nil && u.Hostname() != "" {
+		name += " (" + u.Hostname() + ")"
+	}
+	return strings.ReplaceAll(name, ":", " ")
 }
