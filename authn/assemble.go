@@ -33,6 +33,8 @@ type StackConfig struct {
 	// it needs OIDC.
 	Revalidate                          bool
 	RevalidateInterval, RevalidateGrace time.Duration
+	// Organization names the company on the sign-in pages (FlowConfig).
+	Organization string
 }
 
 // Stack is a node's sign-in services, built and wired together in one
@@ -84,7 +86,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	if s.Flow, err = NewFlow(FlowConfig{
 		OIDC: *cfg.OIDC, Store: cfg.Store, MFA: s.MFA, Sessions: s.Sessions, Users: s.Users,
-		Recorder: cfg.Recorder, Logger: cfg.Logger, Now: cfg.Now, Revalidator: s.Revalidator,
+		Recorder: cfg.Recorder, Logger: cfg.Logger, Now: cfg.Now, Revalidator: s.Revalidator, Organization: cfg.Organization,
 	}); err != nil {
 		return nil, err
 	}

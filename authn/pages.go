@@ -2,15 +2,16 @@ package authn
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"html/template"
 	"net/http"
 	"net/url"
+
+	"github.com/ferryvpn/ferry/authn/webpage"
 )
 
-//go:embed templates/*.html templates/style.css
+//go:embed templates/*.html
 var templateFS embed.FS
 
 // Pages of the sign-in flow.
@@ -25,30 +26,15 @@ const (
 	pageLogout    = "logout.html"
 )
 
-// signinPages holds the parsed templates and the stylesheet with its CSP
-// hash. Parsing happens once; a broken template is a build defect, caught
-// by every test.
+// signinPages holds the parsed templates, each wrapped in the layout
+// shared with the portal (package webpage). Parsing happens once; a
+// broken template is a build defect, caught by every test.
 var signinPages = mustParsePages()
 
-type parsedPages struct {
-	pages   map[string]*template.Template
-	css     template.CSS
-	cspHash string
-}
-
-func mustParsePages() parsedPages {
-	css, err := templateFS.ReadFile("templates/style.css")
-	if err != nil {
-		panic("authn: reading style.css: " + err.Error())
-	}
-	sum := sha256.Sum256(css)
-	p := parsedPages{
-		pages:   make(map[string]*template.Template),
-		css:     template.CSS(css),
-		cspHash: "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'",
-	}
+func mustParsePages() map[string]*template.Template {
+	p := make(map[string]*template.Template)
 	for _, name := range []string{pageError, pageEnroll, pageVerify, pageRecovery, pageCodes, pageSignedIn, pageSignedOut, pageLogout} {
-		p.pages[name] = template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/"+name))
+		p[name] = template.Must(webpage.Parse(templateFS, "templates/"+name))
 	}
 	return p
 }
@@ -59,7 +45,8 @@ type pageData struct {
 	Error   string
 	Message string
 	CSRF    string
-	CSS     template.CSS
+	// Org is the organisation's name shown on every page.
+	Org string
 
 	Identity *Identity
 	// Who names the person: email, else name, else user ID.
@@ -82,7 +69,7 @@ type pageData struct {
 // IPv4 loopback; browsers ignore IPv6 literals in CSP, so a step
 // redirecting to [::1] is served without form-action.
 func contentSecurityPolicy(withFormAction bool) string {
-	csp := "default-src 'none'; img-src data:; style-src " + signinPages.cspHash +
+	csp := "default-src 'none'; img-src data:; style-src " + webpage.StyleHash + "; script-src " + webpage.ScriptHash +
 		"; frame-ancestors 'none'; base-uri 'none'"
 	if withFormAction {
 		csp += "; form-action 'self' http://127.0.0.1:*"
@@ -120,9 +107,9 @@ func allowIPv6Loopback(w http.ResponseWriter, d *desktopRequest) {
 // render writes a page. Rendering into a buffer first means a template
 // error becomes a clean 500, not half a page.
 func (f *Flow) render(w http.ResponseWriter, status int, page string, d pageData) {
-	d.CSS = signinPages.css
+	d.Org = f.org
 	var buf bytes.Buffer
-	if err := signinPages.pages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+	if err := signinPages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
 		f.log.Error("rendering sign-in page", "page", page, "err", err)
 		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return

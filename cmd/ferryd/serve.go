@@ -233,7 +233,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	peers.start(pctx, svc.audit)
 	defer peers.wait()
 	defer stopPeers()
-	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
+	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log, Organization: cfg.Organization,
 		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
 	if err != nil {
 		return err

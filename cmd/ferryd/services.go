@@ -128,7 +128,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	// One assembly (authn.NewStack), as the test harnesses build it; with
 	// an identity provider, revalidation with the refresh token of each
 	// sign-in, which the leader redeems (step 6).
-	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig()}
+	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization}
 	if cfg.OIDC.Issuer != "" {
 		ocfg, err := cfg.OIDCConfig()
 		if err != nil {

@@ -62,6 +62,9 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Organization is the organisation's name shown on the portal's and
+	// other HTML pages; default "ferry".
+	Organization string
 }
 
 // Validate checks the configuration.
@@ -91,6 +94,7 @@ type handler struct {
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
 	idp      *IdP   // nil: no identity provider endpoints
+	org      string
 }
 
 // New returns the API handler.
@@ -101,6 +105,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
 		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
+		org: cfg.Organization,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -146,15 +151,7 @@ func New(cfg Config) (http.Handler, error) {
 			h.mountIdP(mux)
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// The server's bare address is where a person lands first: the
-		// portal (which sends them to sign in when they are not).
-		if r.URL.Path == "/" && h.users != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			http.Redirect(w, r, pathPortal, http.StatusSeeOther)
-			return
-		}
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
+	mux.HandleFunc("/", h.frontDoor)
 	return secureHeaders(mux), nil
 }
 

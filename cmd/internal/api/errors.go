@@ -125,6 +125,7 @@ var sentinels = []sentinel{
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
 	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
+	{profiles.ErrDeviceInUse, http.StatusConflict, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel
