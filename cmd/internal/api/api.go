@@ -62,6 +62,9 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Refusals tunes how refused calls are recorded and sources that keep
+	// failing are slowed down (refusals.go).
+	Refusals Refusals
 	// Organization is the organisation's name shown on the portal's and
 	// other HTML pages; default "ferry".
 	Organization string
@@ -94,6 +97,7 @@ type handler struct {
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
 	idp      *IdP   // nil: no identity provider endpoints
+	refusals *refusals
 	org      string
 }
 
@@ -137,6 +141,13 @@ func New(cfg Config) (http.Handler, error) {
 		h.admit = a
 	}
 
+	h.refusals = newRefusals(cfg.Refusals, func() audit.Recorder {
+		if h.audit != nil {
+			return h.audit.Recorder
+		}
+		return nil
+	}, h.now, h.log)
+
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
@@ -152,7 +163,7 @@ func New(cfg Config) (http.Handler, error) {
 		}
 	}
 	mux.HandleFunc("/", h.frontDoor)
-	return secureHeaders(mux), nil
+	return secureHeaders(h.guard(mux)), nil
 }
 
 // route serves method on path, and answers other methods on path with a
