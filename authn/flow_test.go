@@ -150,7 +150,7 @@ func checkEnrollPage(t *testing.T, p *flowtest.Page) {
 	if p.Attr("qr", "alt") == "" {
 		t.Error("QR image has no alt text")
 	}
-	if uri := p.Text("otpauth"); !strings.HasPrefix(uri, "otpauth://totp/") || !strings.Contains(uri, "secret="+p.Text("secret")) {
+	if uri := p.Text("otpauth"); !strings.HasPrefix(uri, "otpauth://totp/") || !strings.Contains(uri, "secret="+strings.ReplaceAll(p.Text("secret"), " ", "")) {
 		t.Errorf("otpauth URI %q / secret %q not shown for manual entry", uri, p.Text("secret"))
 	}
 	for _, want := range []string{`<html lang="en">`, `<label for="code">`, "<h1>"} {

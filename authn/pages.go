@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/ferryvpn/ferry/authn/webpage"
 )
@@ -61,6 +63,18 @@ type pageData struct {
 
 	Session *Session
 	Expires string
+
+	// RecoveryLeft is how many recovery codes remain; -1 unknown.
+	RecoveryLeft int
+	// LockedUntil, when set, is when a lockout ends.
+	LockedUntil time.Time
+	// OTPAuth is URI as a link that opens an authenticator app.
+	OTPAuth template.URL
+	// SecretGroups is Secret in groups of four, for reading aloud or
+	// typing.
+	SecretGroups string
+	// CodesFile is the recovery codes as a text file to download.
+	CodesFile template.URL
 }
 
 // contentSecurityPolicy allows the inline stylesheet by hash, inline
@@ -108,6 +122,14 @@ func allowIPv6Loopback(w http.ResponseWriter, d *desktopRequest) {
 // error becomes a clean 500, not half a page.
 func (f *Flow) render(w http.ResponseWriter, status int, page string, d pageData) {
 	d.Org = f.org
+	if strings.HasPrefix(d.URI, "otpauth://") {
+		d.OTPAuth = template.URL(d.URI)
+	}
+	d.SecretGroups = groupsOfFour(d.Secret)
+	if len(d.RecoveryCodes) > 0 {
+		text := "Recovery codes for " + d.Who + " (" + orgName(f.org) + "). Each works once.\n" + strings.Join(d.RecoveryCodes, "\n") + "\n"
+		d.CodesFile = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
+	}
 	var buf bytes.Buffer
 	if err := signinPages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
 		f.log.Error("rendering sign-in page", "page", page, "err", err)
@@ -125,6 +147,25 @@ func (f *Flow) renderError(w http.ResponseWriter, status int, msg string) {
 		msg = "Sign-in failed. Please start again."
 	}
 	f.render(w, status, pageError, pageData{Title: "Sign-in failed", Message: msg})
+}
+
+// groupsOfFour writes s in groups of four characters.
+func groupsOfFour(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func orgName(org string) string {
+	if org == "" {
+		return "ferry"
+	}
+	return org
 }
 
 // qrDataURI returns png as a data: URI for an img element. The bytes are
