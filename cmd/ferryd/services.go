@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
 )
 
@@ -58,6 +60,7 @@ type services struct {
 	wgKey    wgtypes.Key
 	server   profiles.Server
 	gateway  *tunnel.Gateway // nil while the data plane is off
+	reports  *report.Rollup
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -219,6 +222,16 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		defer s.wg.Done()
 		s.janitor(bg, node, log)
 	}()
+
+	// 8. The reports' rollup: node-local, derived from this node's journal.
+	if s.reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reports.Run(bg)
+	}()
 	return s, nil
 }
 
@@ -271,6 +284,11 @@ func (s *services) close(log *slog.Logger) {
 		}
 	}
 	s.wg.Wait()
+	if s.reports != nil {
+		if err := s.reports.Close(); err != nil {
+			log.Warn("closing report rollup", "err", err)
+		}
+	}
 	if s.trimmer != nil {
 		s.trimmer.Close()
 	}

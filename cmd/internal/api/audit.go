@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/report"
 )
 
 // Audit is what the audit endpoints need; without it they are not served.
@@ -21,6 +22,9 @@ type Audit struct {
 	// itself (join tokens, member removal, backup, restore). A join token
 	// is minted only once its record is stored.
 	Recorder audit.Recorder
+	// Reports, when set, adds the report endpoints, answered from this
+	// node's rollup of its journal.
+	Reports *report.Rollup
 }
 
 // tailPoll is how often a followed stream looks for new records.
