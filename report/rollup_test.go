@@ -77,8 +77,8 @@ var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
 func flowEv(at time.Time, user, device, profile, dst string, port int, deny bool, flows, out, in uint64) audit.Event {
 	e := audit.Event{ID: fmt.Sprintf("ev-%s-%d-%s-%d", user, at.UnixNano(), dst, port), Time: at, Type: audit.TypeFlowAccept, Outcome: audit.Success,
-		Actor:  audit.Actor{UserID: user, Email: user + "@example.com"},
-		Target: audit.Target{User: user, Device: device, Profile: profile, DstAddr: dst, DstPort: port, Protocol: "tcp"},
+		Actor:    audit.Actor{UserID: user, Email: user + "@example.com"},
+		Target:   audit.Target{User: user, Device: device, Profile: profile, DstAddr: dst, DstPort: port, Protocol: "tcp"},
 		BytesOut: out, BytesIn: in, PolicyVersion: 7,
 		Details: map[string]string{"flows": fmt.Sprint(flows), "packets_out": "3", "packets_in": "2",
 			"first": at.Add(-30 * time.Second).Format(time.RFC3339Nano), "last": at.Format(time.RFC3339Nano)}}

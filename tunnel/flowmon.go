@@ -38,6 +38,7 @@ type ctCounters struct {
 // All fields but the injected functions belong to run's goroutine.
 type flowMonitor struct {
 	pool          netip.Prefix
+	pool6         netip.Prefix // the IPv6 client pool; zero when IPv4 only
 	index         *atomic.Pointer[peerIndex]
 	emit          func(audit.Event)
 	now           func() time.Time
@@ -149,7 +150,7 @@ func (fm *flowMonitor) run(ctx context.Context) error {
 // tunnel client (marked with its address by the profile chains).
 func (fm *flowMonitor) client(f *conntrack.Flow) (netip.Addr, bool) {
 	src := f.TupleOrig.IP.SourceAddress.Unmap()
-	return src, fm.pool.Contains(src) && f.Mark == clientMark(src)
+	return src, (fm.pool.Contains(src) || fm.pool6.Contains(src)) && f.Mark == clientMark(src)
 }
 
 func acceptKey(f *conntrack.Flow, src netip.Addr) flowKey {

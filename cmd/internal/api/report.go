@@ -79,7 +79,10 @@ func (h *handler) reportAccess(w http.ResponseWriter, r *http.Request, s authn.S
 func accessReportWire(rep report.AccessReport, query map[string]string, node string) wire.AccessReport {
 	out := wire.AccessReport{Query: query, Rows: make([]wire.AccessRow, 0, len(rep.Rows)),
 		Source: wire.ReportSource{Node: node, FromSeq: rep.Source.FromSeq, ToSeq: rep.Source.ToSeq,
-			Checkpoint: rep.Source.Checkpoint, Unsigned: rep.Source.Unsigned}}
+			Unsigned: rep.Source.Unsigned}}
+	if c := rep.Source.Checkpoint; c != nil {
+		out.Source.Checkpoint = &wire.ReportCheckpoint{Seq: c.Seq, Hash: c.Hash.String(), Time: c.Time, KeyID: c.KeyID}
+	}
 	for _, r := range rep.Rows {
 		out.Rows = append(out.Rows, wire.AccessRow{User: r.User, Email: r.Email, Devices: r.Devices, Profile: r.Profile,
 			Versions: r.Versions, Dst: r.Dst, Protocol: r.Protocol, Port: r.Port, First: r.First, Last: r.Last,

@@ -1,10 +1,6 @@
 package wire
 
-import (
-	"time"
-
-	"github.com/ferryvpn/ferry/audit/auditfile"
-)
+import "time"
 
 // Report endpoints (administrators only).
 const (
@@ -42,9 +38,18 @@ type ReportSource struct {
 	Node       string                `json:"node"`
 	FromSeq    uint64                `json:"from_seq"`
 	ToSeq      uint64                `json:"to_seq"`
-	Checkpoint *auditfile.Checkpoint `json:"checkpoint,omitempty"`
+	Checkpoint *ReportCheckpoint `json:"checkpoint,omitempty"`
 	// Unsigned counts the records after the checkpoint.
 	Unsigned uint64 `json:"unsigned"`
+}
+
+// ReportCheckpoint names a signed audit checkpoint: the record it covers
+// up to, the chain hash there, when it was signed and by which key.
+type ReportCheckpoint struct {
+	Seq   uint64    `json:"seq"`
+	Hash  string    `json:"hash"`
+	Time  time.Time `json:"time"`
+	KeyID string    `json:"key_id"`
 }
 
 // AccessReport is the answer of PathReportAccess.
