@@ -35,9 +35,9 @@ type AccessRow struct {
 // which node, and the last signed checkpoint in it: `ferryctl audit verify`
 // over the same range checks it.
 type ReportSource struct {
-	Node       string                `json:"node"`
-	FromSeq    uint64                `json:"from_seq"`
-	ToSeq      uint64                `json:"to_seq"`
+	Node       string            `json:"node"`
+	FromSeq    uint64            `json:"from_seq"`
+	ToSeq      uint64            `json:"to_seq"`
 	Checkpoint *ReportCheckpoint `json:"checkpoint,omitempty"`
 	// Unsigned counts the records after the checkpoint.
 	Unsigned uint64 `json:"unsigned"`
