@@ -25,8 +25,8 @@ func recordFlows(t *testing.T, srv *apitest.Server) time.Time {
 	at := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
 	rec := func(user, dst string, port int, deny bool, flows, out, in uint64) {
 		e := audit.Event{Time: at, Type: audit.TypeFlowAccept, Outcome: audit.Success,
-			Actor:  audit.Actor{UserID: user, Email: user + "@example.com"},
-			Target: audit.Target{User: user, Device: "laptop", Profile: "eng", DstAddr: dst, DstPort: port, Protocol: "tcp"},
+			Actor:    audit.Actor{UserID: user, Email: user + "@example.com"},
+			Target:   audit.Target{User: user, Device: "laptop", Profile: "eng", DstAddr: dst, DstPort: port, Protocol: "tcp"},
 			BytesOut: out, BytesIn: in, PolicyVersion: 3,
 			Details: map[string]string{"flows": fmt.Sprint(flows), "packets_out": "1", "packets_in": "1",
 				"first": at.Format(time.RFC3339Nano), "last": at.Add(time.Minute).Format(time.RFC3339Nano)}}
