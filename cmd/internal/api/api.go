@@ -62,6 +62,12 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Refusals tunes how refused calls are recorded and sources that keep
+	// failing are slowed down (refusals.go).
+	Refusals Refusals
+	// Organization is the organisation's name shown on the portal's and
+	// other HTML pages; default "ferry".
+	Organization string
 }
 
 // Validate checks the configuration.
@@ -91,6 +97,8 @@ type handler struct {
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
 	idp      *IdP   // nil: no identity provider endpoints
+	refusals *refusals
+	org      string
 }
 
 // New returns the API handler.
@@ -101,6 +109,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
 		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
+		org: cfg.Organization,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -132,6 +141,13 @@ func New(cfg Config) (http.Handler, error) {
 		h.admit = a
 	}
 
+	h.refusals = newRefusals(cfg.Refusals, func() audit.Recorder {
+		if h.audit != nil {
+			return h.audit.Recorder
+		}
+		return nil
+	}, h.now, h.log)
+
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
@@ -149,16 +165,8 @@ func New(cfg Config) (http.Handler, error) {
 			h.mountIdP(mux)
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// The server's bare address is where a person lands first: the
-		// portal (which sends them to sign in when they are not).
-		if r.URL.Path == "/" && h.users != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			http.Redirect(w, r, pathPortal, http.StatusSeeOther)
-			return
-		}
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
-	return secureHeaders(mux), nil
+	mux.HandleFunc("/", h.frontDoor)
+	return secureHeaders(h.guard(mux)), nil
 }
 
 // route serves method on path, and answers other methods on path with a
