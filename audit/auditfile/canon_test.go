@@ -3,8 +3,8 @@ package auditfile_test
 import (
 	"bytes"
 	"errors"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/ferryvpn/ferry/audit/auditfile"
 )
