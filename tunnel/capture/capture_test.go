@@ -28,7 +28,7 @@ func streamFrom(t *testing.T, wg *sync.WaitGroup, open func() (Source, error), l
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := Stream(ctx, src, lim, pw)
+			_, err := Stream(ctx, src, "", lim, pw)
 			pw.CloseWithError(err)
 		}()
 		return pr, nil

@@ -18,8 +18,9 @@ import (
 
 // NodeStream is one node's part of a merged capture.
 type NodeStream struct {
-	// Name is the pcapng interface name, e.g. "node-b/wg0": which node
-	// carried a packet, and on which interface.
+	// Name names the node; the pcapng interface is named Name/IFACE
+	// (e.g. "node-b/ferry0") when the node's stream names its interface:
+	// which node carried a packet, and on which interface.
 	Name string
 	// Open starts the node's capture and returns its record stream
 	// (Stream's output). Cancelling ctx, or closing the stream, must stop
@@ -83,24 +84,35 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 	defer cancel()
 	sum := sha256.New()
 	bw := bufio.NewWriter(io.MultiWriter(w, sum))
-	var ng *pcapgo.NgWriter
 	res := Result{Nodes: make([]NodeResult, len(nodes))}
 	for i, n := range nodes {
+		res.Nodes[i].Name = n.Name
+	}
+	// Interface blocks are written as nodes name their interfaces (or
+	// send their first packet), so ifaceOf maps a node to its block.
+	var ng *pcapgo.NgWriter
+	ifaceOf := make([]int, len(nodes))
+	for i := range ifaceOf {
+		ifaceOf[i] = -1
+	}
+	var werr error
+	addIface := func(i int, name string) {
 		intf := pcapgo.NgInterface{
-			Name: n.Name, Description: "ferry capture, decrypted tunnel traffic", Filter: filter,
+			Name: name, Description: "ferry capture, decrypted tunnel traffic", Filter: filter,
 			OS: "Linux", LinkType: layers.LinkTypeLoop, SnapLength: uint32(lim.Snaplen + loopHeader),
 			TimestampResolution: 9,
 		}
 		var err error
-		if i == 0 {
+		if ng == nil {
 			ng, err = pcapgo.NewNgWriterInterface(bw, intf, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "ferry"}})
+			ifaceOf[i] = 0
 		} else {
-			_, err = ng.AddInterface(intf)
+			ifaceOf[i], err = ng.AddInterface(intf)
 		}
-		if err != nil {
-			return res, fmt.Errorf("capture: writing pcapng header: %w", err)
+		if err != nil && werr == nil {
+			werr = fmt.Errorf("writing an interface block: %w", err)
 		}
-		res.Nodes[i].Name = n.Name
+		res.Nodes[i].Name = name
 	}
 
 	type item struct {
@@ -153,7 +165,6 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 	done := make([]bool, len(nodes))
 	left := len(nodes)
 	var pending []Packet
-	var werr error
 	flush := func(upto time.Time, all bool) {
 		slices.SortStableFunc(pending, func(a, b Packet) int { return a.Time.Compare(b.Time) })
 		k := 0
@@ -217,6 +228,10 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 				stopped = StopBytes
 				cancel()
 			}
+		case it.rec.kind == recHeader:
+			if ifaceOf[it.node] < 0 {
+				addIface(it.node, nodes[it.node].Name+"/"+it.rec.iface)
+			}
 		case it.rec.kind == recMark:
 			if it.rec.mark.After(marks[it.node]) {
 				marks[it.node] = it.rec.mark
@@ -228,7 +243,10 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 				cancel() // stops every node
 				continue
 			}
-			p.Iface = it.node
+			if ifaceOf[it.node] < 0 {
+				addIface(it.node, nodes[it.node].Name)
+			}
+			p.Iface = ifaceOf[it.node]
 			res.Packets++
 			res.Bytes += uint64(len(p.Data))
 			pending = append(pending, p)
@@ -241,7 +259,10 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 		}
 	}
 	flush(time.Time{}, true)
-	if werr == nil {
+	if ng == nil && len(nodes) > 0 {
+		addIface(0, nodes[0].Name) // a valid, empty file
+	}
+	if werr == nil && ng != nil {
 		werr = ng.Flush()
 	}
 	if werr == nil {

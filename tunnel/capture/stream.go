@@ -14,6 +14,7 @@ import (
 // records:
 //
 //	record = kind(1) body
+//	'H' header:    n(uvarint) interface-name(n)   first, optional
 //	'P' packet:    time(varint ns) len(uvarint) n(uvarint) data(n)
 //	'M' watermark: time(varint ns)   every packet up to it was sent
 //	'E' end:       packets bytes dropped (uvarint) reason-len(uvarint) reason
@@ -22,6 +23,7 @@ import (
 // runs, not only at its end.
 
 const (
+	recHeader = 'H'
 	recPacket = 'P'
 	recMark   = 'M'
 	recEnd    = 'E'
@@ -76,10 +78,15 @@ type Stats struct {
 
 // Stream runs a capture from src until ctx ends, lim.Duration passes or
 // lim.MaxBytes were captured, writing its records to w, and closes src.
-// The returned stats are also the stream's end record.
-func Stream(ctx context.Context, src Source, lim Limits, w io.Writer) (Stats, error) {
+// iface, when set, names the interface captured on. The returned stats
+// are also the stream's end record.
+func Stream(ctx context.Context, src Source, iface string, lim Limits, w io.Writer) (Stats, error) {
 	defer src.Close()
 	bw := bufio.NewWriter(w)
+	if iface != "" {
+		bw.Write(binary.AppendUvarint([]byte{recHeader}, uint64(len(iface))))
+		bw.WriteString(iface)
+	}
 	var st Stats
 	timer := time.NewTimer(lim.Duration)
 	defer timer.Stop()
@@ -163,8 +170,9 @@ var ErrStream = errors.New("capture: malformed stream")
 
 // record is one decoded stream record.
 type record struct {
-	kind byte
-	pkt  Packet
+	kind  byte
+	iface string
+	pkt   Packet
 	mark time.Time
 	end  Stats
 }
@@ -182,6 +190,19 @@ func readRecord(r *bufio.Reader) (record, error) {
 		return record{}, fmt.Errorf("%w: %v", ErrStream, err)
 	}
 	switch k {
+	case recHeader:
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return fail(err)
+		}
+		if n > 64 {
+			return fail(errors.New("interface name too long"))
+		}
+		name := make([]byte, n)
+		if _, err := io.ReadFull(r, name); err != nil {
+			return fail(err)
+		}
+		return record{kind: k, iface: string(name)}, nil
 	case recPacket:
 		ns, err := binary.ReadVarint(r)
 		if err != nil {
