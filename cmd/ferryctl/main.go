@@ -106,6 +106,7 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newSessionCmd(g),
 		newAuditCmd(g),
 		newClusterCmd(g),
+		newCaptureCmd(g),
 		newSCIMCmd(g),
 		newVersionCmd(g),
 	)

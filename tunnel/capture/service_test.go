@@ -50,8 +50,10 @@ type fakePlane struct {
 	dev tun.Device
 }
 
-func (p *fakePlane) Capture(f *Filter, snaplen int) (Source, error) { return p.tap.Open(f, snaplen), nil }
-func (p *fakePlane) Interface() string                              { return "wg0" }
+func (p *fakePlane) Capture(f *Filter, snaplen int) (Source, error) {
+	return p.tap.Open(f, snaplen), nil
+}
+func (p *fakePlane) Interface() string { return "wg0" }
 
 // send writes a decrypted packet from a client into the plane.
 func (p *fakePlane) send(t *testing.T, src string, dport uint16) {
@@ -88,7 +90,7 @@ func startCaptureCluster(t *testing.T, caps Caps) *captureCluster {
 		p := &fakePlane{tap: NewTap(nil)}
 		p.dev = p.tap.Wrap(ch.TUN())
 		svc, err := New(Config{Node: n, Local: p, Peers: st, Recorder: cc.rec, Caps: caps,
-			StepUp: func(_ context.Context, user, code string) error {
+			StepUp: func(_ context.Context, _ audit.Actor, code string) error {
 				if code != "123456" {
 					return errors.New("wrong code")
 				}

@@ -173,8 +173,8 @@ type record struct {
 	kind  byte
 	iface string
 	pkt   Packet
-	mark time.Time
-	end  Stats
+	mark  time.Time
+	end   Stats
 }
 
 // readRecord reads one record; io.EOF only before a record starts.

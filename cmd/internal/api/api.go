@@ -25,6 +25,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -62,6 +63,8 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Capture, when set with Users, adds the packet capture endpoints.
+	Capture *capture.Service
 }
 
 // Validate checks the configuration.
@@ -88,9 +91,10 @@ type handler struct {
 	settings wire.JoinSettings
 	log      *slog.Logger
 	now      func() time.Time
-	users    *Users // nil: no user API
-	audit    *Audit // nil: no audit API
-	idp      *IdP   // nil: no identity provider endpoints
+	users    *Users           // nil: no user API
+	audit    *Audit           // nil: no audit API
+	idp      *IdP             // nil: no identity provider endpoints
+	capture  *capture.Service // nil: no packet capture
 }
 
 // New returns the API handler.
@@ -100,7 +104,7 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
-		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
+		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP, capture: cfg.Capture,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -144,6 +148,9 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		if h.idp != nil {
 			h.mountIdP(mux)
+		}
+		if h.capture != nil {
+			h.mountCapture(mux)
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
