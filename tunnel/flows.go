@@ -21,10 +21,25 @@ import (
 
 // The conntrack mark of a connection the policy accepted is its client's
 // address (set by the profile chains), so a client's connections can be
-// found and cut in one kernel operation.
+// found and cut in one kernel operation. A client's IPv6 address carries
+// its IPv4 address in its low 32 bits (profiles.Address6), so both
+// families of one client share one mark: the mark is the address's last
+// four bytes.
 func clientMark(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.NativeEndian.Uint32(b[:])
+	b := a.As16()
+	return binary.NativeEndian.Uint32(b[12:16])
+}
+
+// ctFamilies are the address families whose connections are cut and
+// reported.
+var ctFamilies = []netfilter.ProtoFamily{netfilter.ProtoIPv4, netfilter.ProtoIPv6}
+
+// ctFamily is the conntrack family of an address.
+func ctFamily(a netip.Addr) netfilter.ProtoFamily {
+	if a.Is4() {
+		return netfilter.ProtoIPv4
+	}
+	return netfilter.ProtoIPv6
 }
 
 // peerIndex maps client addresses to the peers that hold (or held) them,
@@ -51,7 +66,7 @@ var _ cutter = (*ctCutter)(nil)
 func (c *ctCutter) cutClients(addrs []netip.Addr) error {
 	var errs []error
 	for _, a := range addrs {
-		f := conntrack.NewFilter().Family(netfilter.ProtoIPv4).Mark(clientMark(a))
+		f := conntrack.NewFilter().Family(ctFamily(a)).Mark(clientMark(a))
 		if err := c.conn.FlushFilter(f); err != nil {
 			errs = append(errs, fmt.Errorf("cutting connections of %s: %w", a, err))
 		}
@@ -60,9 +75,13 @@ func (c *ctCutter) cutClients(addrs []netip.Addr) error {
 }
 
 func (c *ctCutter) cutWhere(clients map[netip.Addr]bool, allowed func(client, dst netip.Addr, proto uint8, dport uint16) bool) error {
-	flows, err := c.conn.DumpFilter(conntrack.NewFilter().Family(netfilter.ProtoIPv4), nil)
-	if err != nil {
-		return fmt.Errorf("listing connections: %w", err)
+	var flows []conntrack.Flow
+	for _, fam := range ctFamilies {
+		fs, err := c.conn.DumpFilter(conntrack.NewFilter().Family(fam), nil)
+		if err != nil {
+			return fmt.Errorf("listing connections: %w", err)
+		}
+		flows = append(flows, fs...)
 	}
 	var errs []error
 	for _, f := range flows {
@@ -85,6 +104,7 @@ func (c *ctCutter) cutWhere(clients map[netip.Addr]bool, allowed func(client, ds
 // flow.accept events, rate limited per window.
 type flowMonitor struct {
 	pool    netip.Prefix
+	pool6   netip.Prefix // the IPv6 client pool; zero when IPv4 only
 	index   *atomic.Pointer[peerIndex]
 	emit    func(audit.Event)
 	now     func() time.Time
@@ -152,7 +172,7 @@ func (fm *flowMonitor) run(ctx context.Context) error {
 				continue
 			}
 			src := f.TupleOrig.IP.SourceAddress.Unmap()
-			if !fm.pool.Contains(src) || f.Mark != clientMark(src) {
+			if !(fm.pool.Contains(src) || fm.pool6.Contains(src)) || f.Mark != clientMark(src) {
 				continue
 			}
 			fm.metrics.flows.WithLabelValues("accept").Inc()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +96,9 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			}
 			defer c.Close()
 			st, err := enroll(ctx, c, dir, enrollment{Server: server, CAFile: caFile, Email: res.Email, Device: device, Profile: profile})
+			if noProfile(err) {
+				return fmt.Errorf("signed in to %s as %s, but no VPN profile is assigned to you yet: ask your administrator to add you to one (by group or by name), then run ferry login again", server, who(res.Email, res.Name))
+			}
 			if err != nil {
 				return err
 			}
@@ -121,6 +126,13 @@ func (g *globals) printPeer(p wire.Peer, conf string) {
 	fmt.Fprintf(g.con.out, "Address:  %s\n", p.Address)
 	fmt.Fprintf(g.con.out, "Expires:  %s\n", fmtExpiry(p.Expires, time.Now()))
 	fmt.Fprintf(g.con.out, "Config:   %s\n", conf)
+}
+
+// noProfile reports whether err is the server's refusal to issue because
+// no profile is assigned to the person at all.
+func noProfile(err error) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && ce.Status == http.StatusForbidden && strings.Contains(ce.Message, "no profile is assigned")
 }
 
 // enrollment is what enroll asks the server for.
@@ -199,34 +211,11 @@ func who(email, name string) string {
 	return "your account"
 }
 
-// fmtTime shows a time to a person, in local time to the minute.
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04 MST")
-}
+// The shared client vocabulary (cmd/internal/cli).
+var (
+	fmtTime     = cli.Time
+	fmtDuration = cli.Duration
+)
 
 // fmtExpiry shows an expiry with the time left.
-func fmtExpiry(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	left := t.Sub(now)
-	if left <= 0 {
-		return fmtTime(t) + " (expired: run ferry login)"
-	}
-	return fmt.Sprintf("%s (in %s)", fmtTime(t), fmtDuration(left))
-}
-
-// fmtDuration rounds a duration for a person: "12h", "11h58m", "4m", "42s".
-func fmtDuration(d time.Duration) string {
-	if d < time.Minute {
-		return d.Round(time.Second).String()
-	}
-	s := strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func fmtExpiry(t, now time.Time) string { return cli.Expiry(t, now, ": run ferry login") }

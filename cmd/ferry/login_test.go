@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
+	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
@@ -305,5 +307,26 @@ func TestStatus(t *testing.T) {
 	tok, _ := loginflow.LoadToken(dir, srv.URL)
 	if strings.Contains(out, strings.TrimSpace(string(key))) || strings.Contains(out, tok) {
 		t.Error("status printed a secret")
+	}
+}
+
+// TestNoProfileYet: signing in before any profile is assigned says so
+// plainly (issue: the browser said "Signed in" and then ferry failed).
+func TestNoProfileYet(t *testing.T) {
+	dir := isolate(t)
+	srv := server(t)
+	tlsConf, err := client.TLSConfig(srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := authn.Identity{UserID: "bob", Email: "bob@example.com", Groups: []string{"sales"}}
+	c, err := client.New(client.Config{BaseURL: srv.URL, TLS: tlsConf, Token: srv.Token(t, bob)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = enroll(t.Context(), c, dir, enrollment{Server: srv.URL, Device: "laptop"})
+	if !noProfile(err) {
+		t.Errorf("no profile assigned: %v, want the server's no-profile refusal", err)
 	}
 }

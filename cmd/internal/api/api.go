@@ -63,6 +63,12 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Refusals tunes how refused calls are recorded and sources that keep
+	// failing are slowed down (refusals.go).
+	Refusals Refusals
+	// Organization is the organisation's name shown on the portal's and
+	// other HTML pages; default "ferry".
+	Organization string
 	// Capture, when set with Users, adds the packet capture endpoints.
 	Capture *capture.Service
 }
@@ -91,9 +97,11 @@ type handler struct {
 	settings wire.JoinSettings
 	log      *slog.Logger
 	now      func() time.Time
-	users    *Users           // nil: no user API
-	audit    *Audit           // nil: no audit API
-	idp      *IdP             // nil: no identity provider endpoints
+	users    *Users // nil: no user API
+	audit    *Audit // nil: no audit API
+	idp      *IdP   // nil: no identity provider endpoints
+	refusals *refusals
+	org      string
 	capture  *capture.Service // nil: no packet capture
 }
 
@@ -104,7 +112,8 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
-		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP, capture: cfg.Capture,
+		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
+		org: cfg.Organization, capture: cfg.Capture,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -136,6 +145,13 @@ func New(cfg Config) (http.Handler, error) {
 		h.admit = a
 	}
 
+	h.refusals = newRefusals(cfg.Refusals, func() audit.Recorder {
+		if h.audit != nil {
+			return h.audit.Recorder
+		}
+		return nil
+	}, h.now, h.log)
+
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
@@ -153,16 +169,8 @@ func New(cfg Config) (http.Handler, error) {
 			h.mountCapture(mux)
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// The server's bare address is where a person lands first: the
-		// portal (which sends them to sign in when they are not).
-		if r.URL.Path == "/" && h.users != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			http.Redirect(w, r, pathPortal, http.StatusSeeOther)
-			return
-		}
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
-	return secureHeaders(mux), nil
+	mux.HandleFunc("/", h.frontDoor)
+	return secureHeaders(h.guard(mux)), nil
 }
 
 // route serves method on path, and answers other methods on path with a

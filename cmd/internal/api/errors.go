@@ -99,6 +99,9 @@ var sentinels = []sentinel{
 	{auditfile.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrSinkMisconfigured, http.StatusServiceUnavailable, "an audit sink is misconfigured; see this node's log"},
+	{audit.ErrInvalidSink, http.StatusBadRequest, ""},
+	{audit.ErrNoSuchSink, http.StatusNotFound, ""},
+	{audit.ErrSinkExists, http.StatusConflict, ""},
 
 	// authn: authentication failures say little.
 	{authn.ErrSessionInvalid, http.StatusUnauthorized, "not signed in or session expired"},
@@ -126,6 +129,7 @@ var sentinels = []sentinel{
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
 	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
+	{profiles.ErrDeviceInUse, http.StatusConflict, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel
@@ -181,6 +185,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	h.refuse(w, r, status, msg, err)
 	writeError(w, status, msg)
 }
 

@@ -151,7 +151,8 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log,
+		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
 	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})

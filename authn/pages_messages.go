@@ -1,0 +1,77 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// What the code pages say when a code is refused: which kind of code, what
+// to do next, how many tries are left once few are, and, when locked, until
+// when. The counts come from MFA's own records; the pages learn nothing an
+// attacker at the form could not count for themselves.
+
+// warnTriesLeft is how few tries left the pages start to warn at.
+const warnTriesLeft = 3
+
+// refusedCodePage is the page data for a code page after a refused code,
+// and whether this refusal started the lock.
+func (f *Flow) refusedCodePage(ctx context.Context, userID, page string, err error) (pageData, bool) {
+	var d pageData
+	switch page {
+	case pageRecovery:
+		d = f.recoveryPage(ctx, userID, "That recovery code was not accepted. Check it against the list you saved: each code works once.")
+	case pageEnroll:
+		d = pageData{Title: "Set up your authenticator", Error: "That code was not accepted. Check that the app shows the code for this account, and enter the code it shows now."}
+	default:
+		d = pageData{Title: "Enter your code", Error: "That code was not accepted. Enter the code your authenticator app shows now."}
+	}
+	if errors.Is(err, ErrReplayed) {
+		d.Error = "That code was already used. Wait for the app to show the next code (at most 30 seconds), then enter it."
+	}
+	if lo, lerr := f.mfa.Lockout(ctx, userID); lerr == nil {
+		if !lo.LockedUntil.IsZero() {
+			return d, true
+		}
+		if left := MaxFailures - lo.Failures; left > 0 && left <= warnTriesLeft {
+			d.Error += fmt.Sprintf(" %s left before sign-in is locked for %s.", plural(left, "try", "tries"), duration(LockoutDuration))
+		}
+	}
+	return d, false
+}
+
+// recoveryPage is the recovery code page, saying how many codes remain.
+func (f *Flow) recoveryPage(ctx context.Context, userID, msg string) pageData {
+	d := pageData{Title: "Use a recovery code", Error: msg, RecoveryLeft: -1}
+	if n, err := f.mfa.RecoveryRemaining(ctx, userID); err == nil {
+		d.RecoveryLeft = n
+	}
+	return d
+}
+
+// renderLocked says until when sign-in is locked and what to do.
+func (f *Flow) renderLocked(ctx context.Context, w http.ResponseWriter, userID string) {
+	d := pageData{Title: "Sign-in locked", Message: "Too many wrong codes, so sign-in to this account is locked for a while. Wait, then sign in again from the start; or ask an administrator to unlock it now."}
+	if lo, err := f.mfa.Lockout(ctx, userID); err == nil && !lo.LockedUntil.IsZero() {
+		d.LockedUntil = lo.LockedUntil
+		d.Message = "Too many wrong codes, so sign-in to this account is locked until"
+	}
+	f.render(w, http.StatusTooManyRequests, pageError, d)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// duration says d in whole minutes or hours.
+func duration(d time.Duration) string {
+	if d >= time.Hour && d%time.Hour == 0 {
+		return plural(int(d/time.Hour), "hour", "hours")
+	}
+	return plural(int(d/time.Minute), "minute", "minutes")
+}
