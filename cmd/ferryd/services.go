@@ -125,37 +125,25 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}
 
 	// 3. Sign-in: users, MFA, sessions and, with an identity provider, the flow.
-	s.users = authn.NewUsers(node, time.Now, s.audit)
-	if s.mfa, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: master, Recorder: s.audit, Logger: log}); err != nil {
-		return nil, err
-	}
-	scfg := cfg.SessionConfig()
-	scfg.Store, scfg.Recorder, scfg.Logger = node, s.audit, log
-	if s.sessions, err = authn.NewSessions(scfg); err != nil {
-		return nil, err
-	}
+	// One assembly (authn.NewStack), as the test harnesses build it; with
+	// an identity provider, revalidation with the refresh token of each
+	// sign-in, which the leader redeems (step 6).
+	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization}
 	if cfg.OIDC.Issuer != "" {
 		ocfg, err := cfg.OIDCConfig()
 		if err != nil {
 			return nil, err
 		}
-		// Revalidation with the refresh token of each sign-in; the leader
-		// redeems them (step 6).
-		if s.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
-			OIDC: ocfg, Store: node, Users: s.users, Recorder: s.audit, Key: master, Logger: log,
-			Interval: cfg.OIDC.RevalidateInterval.D(), Grace: cfg.OIDC.RevalidateGrace.D(),
-		}); err != nil {
-			return nil, err
-		}
-		if s.flow, err = authn.NewFlow(authn.FlowConfig{
-			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
-			Revalidator: s.reval, Organization: cfg.Organization,
-		}); err != nil {
-			return nil, err
-		}
+		stack.OIDC, stack.Revalidate = &ocfg, true
+		stack.RevalidateInterval, stack.RevalidateGrace = cfg.OIDC.RevalidateInterval.D(), cfg.OIDC.RevalidateGrace.D()
 	} else {
 		log.Warn("no oidc.issuer configured: sign-in is off")
 	}
+	st, err := authn.NewStack(stack)
+	if err != nil {
+		return nil, err
+	}
+	s.users, s.mfa, s.sessions, s.reval, s.flow = st.Users, st.MFA, st.Sessions, st.Revalidator, st.Flow
 
 	// 4. Profiles and the configuration issued clients receive.
 	if s.profiles, err = profiles.New(profiles.Config{

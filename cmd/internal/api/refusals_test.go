@@ -230,3 +230,35 @@ func TestRefusedSignInAndWrongTOTPRecordedOnce(t *testing.T) {
 		t.Fatalf("refused sign-in: %d failure records, last %+v; want exactly one login failure with a source address", len(fails)-before, fails[len(fails)-1])
 	}
 }
+
+// Records made while serving a request name its client, whichever package
+// makes them: a profile change recorded by package profiles carries the
+// caller's address and user agent.
+func TestRecordsNameTheirClient(t *testing.T) {
+	s := apitest.Start(t)
+	c := from(t, s, "127.0.0.31")
+	body := strings.NewReader(`{"name":"eng","rules":[{"cidr":"10.20.0.0/16","protocol":"tcp","ports":["22"]}],"groups":["engineering"]}`)
+	req, _ := http.NewRequest(http.MethodPost, s.URL+wire.PathProfiles, body)
+	req.Header.Set("Authorization", "Bearer "+s.Admin(t))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ferryctl/test")
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("create profile: HTTP %d", res.StatusCode)
+	}
+	var found *audit.Event
+	audit.Scan(context.Background(), s.Cluster.Node(s.Node), audit.Filter{}, func(e *audit.Entry) error {
+		if e.Event != nil && e.Event.Type == audit.TypeProfileChange {
+			found = e.Event
+		}
+		return nil
+	})
+	if found == nil || found.Source.Addr != "127.0.0.31" || found.Source.UserAgent != "ferryctl/test" {
+		t.Fatalf("profile change record %+v: want the caller's address and user agent", found)
+	}
+}

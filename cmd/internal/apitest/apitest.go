@@ -111,13 +111,13 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}
 	t.Cleanup(func() { log.Close() })
 	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
-	if s.Sessions, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: log, AdminGroups: []string{AdminGroup}}); err != nil {
+	// The node's sign-in services as ferryd assembles them (no identity
+	// provider: tests mint sessions directly).
+	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.Users = authn.NewUsers(node, time.Now, log)
-	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
-		t.Fatal(err)
-	}
+	s.Sessions, s.Users, s.MFA = st.Sessions, st.Users, st.MFA
 	if s.Profiles, err = profiles.New(profiles.Config{
 		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
 		Policy: s.Sessions.Policy(), Users: s.Users,
