@@ -104,6 +104,7 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newAuditCmd(g),
 		newReportCmd(g),
 		newClusterCmd(g),
+		newCaptureCmd(g),
 		newSCIMCmd(g),
 		newVersionCmd(g),
 	)
