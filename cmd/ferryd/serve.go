@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	defer peers.wait()
 	defer stopPeers()
 	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log, Organization: cfg.Organization,
-		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg)})
+		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg), Capture: svc.capture})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,9 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // Bounds of the services' start-up and of their periodic housekeeping.
@@ -60,6 +63,8 @@ type services struct {
 	wgKey     wgtypes.Key
 	server    profiles.Server
 	gateway   *tunnel.Gateway // nil while the data plane is off
+	reports   *report.Rollup
+	capture   *capture.Service
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -185,6 +190,26 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
 	}
 
+	// 5b. Packet capture: this node's part of every capture (none without
+	// a data plane) and the cluster-wide captures it runs.
+	var plane capture.Local
+	if s.gateway != nil {
+		plane = s.gateway
+	}
+	mfa := s.mfa
+	if s.capture, err = capture.New(capture.Config{
+		Node: node, Local: plane, Peers: s.profiles, Recorder: s.audit, Logger: log,
+		StepUp: func(ctx context.Context, a audit.Actor, code string) error {
+			return mfa.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code, authn.Source{})
+		},
+		Caps: capture.Caps{
+			MaxDuration: cfg.Capture.MaxDuration.D(), MaxBytes: cfg.Capture.MaxBytes, HeaderSnaplen: cfg.Capture.HeaderSnaplen,
+			AllowPayload: cfg.Capture.AllowPayload, MaxConcurrent: cfg.Capture.MaxConcurrent,
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("starting packet capture: %w", err)
+	}
+
 	// 6. The entitlement watcher: every change to users or profiles is
 	// re-decided and enforced on live peers (the leader writes).
 	s.wg.Add(1)
@@ -217,6 +242,16 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			s.importSinks(bg, node, log)
 		}()
 	}
+
+	// 9. The reports' rollup: node-local, derived from this node's journal.
+	if s.reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reports.Run(bg)
+	}()
 	return s, nil
 }
 
@@ -248,7 +283,7 @@ func (s *services) importSinks(ctx context.Context, node *cluster.Node, log *slo
 
 // apiAudit is what the HTTP API's audit endpoints need.
 func (s *services) apiAudit() *api.Audit {
-	return &api.Audit{Signer: s.signer, Recorder: s.audit,
+	return &api.Audit{Signer: s.signer, Recorder: s.audit, Reports: s.reports,
 		Sinks: &api.AuditSinks{Store: s.sinkStore, Options: s.sinkOpts, States: s.exporter.Sinks}}
 }
 
@@ -295,12 +330,20 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 // close stops the services in reverse order of their start.
 func (s *services) close(log *slog.Logger) {
 	s.cancel()
+	if s.capture != nil {
+		s.capture.Close()
+	}
 	if s.gateway != nil {
 		if err := s.gateway.Close(); err != nil {
 			log.Warn("closing data plane", "err", err)
 		}
 	}
 	s.wg.Wait()
+	if s.reports != nil {
+		if err := s.reports.Close(); err != nil {
+			log.Warn("closing report rollup", "err", err)
+		}
+	}
 	if s.trimmer != nil {
 		s.trimmer.Close()
 	}

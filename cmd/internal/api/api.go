@@ -25,6 +25,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -68,6 +69,8 @@ type Config struct {
 	// Organization is the organisation's name shown on the portal's and
 	// other HTML pages; default "ferry".
 	Organization string
+	// Capture, when set with Users, adds the packet capture endpoints.
+	Capture *capture.Service
 }
 
 // Validate checks the configuration.
@@ -99,6 +102,7 @@ type handler struct {
 	idp      *IdP   // nil: no identity provider endpoints
 	refusals *refusals
 	org      string
+	capture  *capture.Service // nil: no packet capture
 }
 
 // New returns the API handler.
@@ -109,7 +113,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
 		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
-		org: cfg.Organization,
+		org: cfg.Organization, capture: cfg.Capture,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -157,9 +161,15 @@ func New(cfg Config) (http.Handler, error) {
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+			if h.audit.Reports != nil {
+				h.mountReports(mux)
+			}
 		}
 		if h.idp != nil {
 			h.mountIdP(mux)
+		}
+		if h.capture != nil {
+			h.mountCapture(mux)
 		}
 	}
 	mux.HandleFunc("/", h.frontDoor)

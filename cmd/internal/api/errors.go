@@ -15,7 +15,9 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // statusError is an answer a handler chose itself: a status and a message
@@ -86,6 +88,10 @@ var sentinels = []sentinel{
 	{admit.ErrNoCA, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
 	{admit.ErrCAMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
 
+	// report
+	{report.ErrInvalidQuery, http.StatusBadRequest, ""},
+	{report.ErrClosed, http.StatusServiceUnavailable, "this node's report index is closed; try again"},
+
 	// audit
 	{audit.ErrInvalidEvent, http.StatusBadRequest, ""},
 	{audit.ErrClosed, http.StatusServiceUnavailable, "this node's audit log is closed; try again"},
@@ -134,6 +140,18 @@ var sentinels = []sentinel{
 	// tunnel
 	{tunnel.ErrRunning, http.StatusConflict, ""},
 	{tunnel.ErrClosed, http.StatusServiceUnavailable, "this node's data plane is stopped; try again"},
+
+	// packet capture
+	{capture.ErrForbidden, http.StatusForbidden, ""},
+	{capture.ErrStepUp, http.StatusForbidden, ""},
+	{capture.ErrInvalid, http.StatusBadRequest, ""},
+	{capture.ErrFilter, http.StatusBadRequest, ""},
+	{capture.ErrLimits, http.StatusBadRequest, ""},
+	{capture.ErrBusy, http.StatusTooManyRequests, ""},
+	{capture.ErrNoClients, http.StatusNotFound, ""},
+	{capture.ErrStream, http.StatusBadGateway, ""},
+	{capture.ErrClosed, http.StatusServiceUnavailable, "the capture was stopped; try again"},
+	{cluster.ErrNoService, http.StatusServiceUnavailable, "a node does not serve this request (is it running an older ferryd?)"},
 
 	// Not sentinels of ours, but the same kind of answer.
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, unavailableMsg},

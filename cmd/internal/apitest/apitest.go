@@ -26,6 +26,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 )
 
 // Issuer is the OIDC issuer SCIM-provisioned users belong to.
@@ -53,6 +54,8 @@ type Server struct {
 	SCIM   *scim.Service
 	Signer *audit.Signer
 	Admit  *admit.Admitter
+	// Reports is the node's rollup the report endpoints answer from.
+	Reports *report.Rollup
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -151,7 +154,11 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log,
+	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reports.Close() })
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
 		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},

@@ -82,6 +82,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit,omitempty"`
 	SCIM      SCIM      `yaml:"scim,omitempty"`
 	SSF       SSF       `yaml:"ssf,omitempty"`
+	Capture   Capture   `yaml:"capture,omitempty"`
 }
 
 // Cluster configures the node-to-node listener and Raft.
