@@ -95,6 +95,22 @@ type WireGuard struct {
 	MTU int `yaml:"mtu,omitempty"`
 }
 
+// Capture bounds packet captures (ferryctl capture). Every node enforces
+// its own caps on its part of a capture, so give every node the same.
+type Capture struct {
+	// MaxDuration of one capture; default 10m.
+	MaxDuration Duration `yaml:"max_duration,omitempty"`
+	// MaxBytes of packet data in one capture; default 100 MB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// HeaderSnaplen is the snap length that keeps headers only, the most
+	// a capture may ask for unless AllowPayload; default 96.
+	HeaderSnaplen int `yaml:"header_snaplen,omitempty"`
+	// AllowPayload lets captures keep payloads (snap lengths up to 65535).
+	AllowPayload bool `yaml:"allow_payload,omitempty"`
+	// MaxConcurrent captures a node runs or serves at once; default 2.
+	MaxConcurrent int `yaml:"max_concurrent,omitempty"`
+}
+
 // Audit configures the audit log and its export.
 type Audit struct {
 	CheckpointEvery    int      `yaml:"checkpoint_every,omitempty"`    // default 1000 records
