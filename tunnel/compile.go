@@ -49,6 +49,8 @@ type policy struct {
 	Name    string
 	Version uint64
 	Boxes   []box
+	// Rules are the profile's rules, to name the one that admitted a flow.
+	Rules []profiles.Rule
 }
 
 // allows reports whether the policy admits a new connection to dst with
@@ -163,7 +165,7 @@ func compile(p profiles.Profile) policy {
 	slices.SortFunc(out, func(a, b box) int {
 		return cmp.Or(cmp.Compare(a.AddrFrom, b.AddrFrom), cmp.Compare(a.ProtoFrom, b.ProtoFrom), cmp.Compare(a.PortFrom, b.PortFrom))
 	})
-	return policy{Name: p.Name, Version: p.Version, Boxes: out}
+	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules}
 }
 
 // mergeServices returns disjoint services covering the same

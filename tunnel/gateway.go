@@ -177,18 +177,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	dm := &denyMonitor{read: g.mon.denied, counters: g.mon.counters, index: &g.index, emit: g.emitter.emit,
-		interval: cfg.DenyInterval, budget: cfg.DenyBudget, log: g.log, metrics: g.metrics}
-	goRun(func() { dm.run(ctx) })
-	if !cfg.NoFlows {
-		fm := &flowMonitor{pool: cfg.Pool, index: &g.index, emit: g.emitter.emit, now: cfg.Now, window: cfg.FlowWindow,
-			budget: cfg.FlowBudget, log: g.log, metrics: g.metrics}
-		goRun(func() {
-			if err := fm.run(ctx); err != nil && ctx.Err() == nil {
-				g.log.Error("flow monitor stopped; flow.accept events are off", "err", err)
-			}
-		})
-	}
+	fm := newFlowMonitor(flowMonitor{pool: cfg.Pool, index: &g.index, emit: g.emitter.emit, now: cfg.Now,
+		interval: cfg.FlowInterval, activeTimeout: cfg.FlowActiveTimeout, denyInterval: cfg.DenyInterval,
+		log: g.log, metrics: g.metrics, denied: g.mon.denied, counters: g.mon.counters, listen: !cfg.NoFlows}, cfg.FlowMaxRecords)
+	goRun(func() {
+		if err := fm.run(ctx); err != nil && ctx.Err() == nil {
+			g.log.Error("flow monitor stopped; flow records are off", "err", err)
+		}
+	})
 
 	r := &reconciler{dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
 		pool: cfg.Pool, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}

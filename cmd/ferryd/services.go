@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
@@ -61,6 +63,7 @@ type services struct {
 	wgKey     wgtypes.Key
 	server    profiles.Server
 	gateway   *tunnel.Gateway // nil while the data plane is off
+	reports   *report.Rollup
 	capture   *capture.Service
 
 	cancel context.CancelFunc
@@ -236,6 +239,16 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			s.importSinks(bg, node, log)
 		}()
 	}
+
+	// 9. The reports' rollup: node-local, derived from this node's journal.
+	if s.reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reports.Run(bg)
+	}()
 	return s, nil
 }
 
@@ -267,7 +280,7 @@ func (s *services) importSinks(ctx context.Context, node *cluster.Node, log *slo
 
 // apiAudit is what the HTTP API's audit endpoints need.
 func (s *services) apiAudit() *api.Audit {
-	return &api.Audit{Signer: s.signer, Recorder: s.audit,
+	return &api.Audit{Signer: s.signer, Recorder: s.audit, Reports: s.reports,
 		Sinks: &api.AuditSinks{Store: s.sinkStore, Options: s.sinkOpts, States: s.exporter.Sinks}}
 }
 
@@ -323,6 +336,11 @@ func (s *services) close(log *slog.Logger) {
 		}
 	}
 	s.wg.Wait()
+	if s.reports != nil {
+		if err := s.reports.Close(); err != nil {
+			log.Warn("closing report rollup", "err", err)
+		}
+	}
 	if s.trimmer != nil {
 		s.trimmer.Close()
 	}

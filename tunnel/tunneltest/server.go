@@ -31,16 +31,18 @@ type ServerConfig struct {
 	CACert    []byte `json:"ca_cert"`
 	CAKey     []byte `json:"ca_key"`
 
-	Interface    string        `json:"interface"`
-	PrivateKey   string        `json:"private_key"`
-	Address      string        `json:"address"` // e.g. 100.64.0.1/16
-	Egress       string        `json:"egress,omitempty"`
-	PollInterval time.Duration `json:"poll_interval,omitempty"`
-	DenyInterval time.Duration `json:"deny_interval,omitempty"`
-	FlowWindow   time.Duration `json:"flow_window,omitempty"`
-	SessionIdle  time.Duration `json:"session_idle,omitempty"`
-	MemoryLimit  int64         `json:"memory_limit,omitempty"`
-	NoFlows      bool          `json:"no_flows,omitempty"`
+	Interface         string        `json:"interface"`
+	PrivateKey        string        `json:"private_key"`
+	Address           string        `json:"address"` // e.g. 100.64.0.1/16
+	Egress            string        `json:"egress,omitempty"`
+	PollInterval      time.Duration `json:"poll_interval,omitempty"`
+	DenyInterval      time.Duration `json:"deny_interval,omitempty"`
+	FlowWindow        time.Duration `json:"flow_window,omitempty"` // the flow records' interval
+	FlowActiveTimeout time.Duration `json:"flow_active_timeout,omitempty"`
+	FlowMaxRecords    int           `json:"flow_max_records,omitempty"`
+	SessionIdle       time.Duration `json:"session_idle,omitempty"`
+	MemoryLimit       int64         `json:"memory_limit,omitempty"`
+	NoFlows           bool          `json:"no_flows,omitempty"`
 	// Kernel lets the gateway use kernel WireGuard where the kernel has
 	// it (the production path); otherwise it always runs the embedded
 	// wireguard-go device.
@@ -175,7 +177,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 	s.gw, err = tunnel.New(tunnel.Config{
 		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
-		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowWindow: cfg.FlowWindow,
+		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
 	})
 	if err != nil {

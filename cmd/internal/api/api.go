@@ -161,6 +161,9 @@ func New(cfg Config) (http.Handler, error) {
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+			if h.audit.Reports != nil {
+				h.mountReports(mux)
+			}
 		}
 		if h.idp != nil {
 			h.mountIdP(mux)

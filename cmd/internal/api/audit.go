@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/report"
 )
 
 // Audit is what the audit endpoints need; without it they are not served.
@@ -24,6 +25,9 @@ type Audit struct {
 	// Sinks, when set, serves the network sinks stored in the cluster
 	// (ferryctl audit sink ...).
 	Sinks *AuditSinks
+	// Reports, when set, adds the report endpoints, answered from this
+	// node's rollup of its journal.
+	Reports *report.Rollup
 }
 
 // tailPoll is how often a followed stream looks for new records.

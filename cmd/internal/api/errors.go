@@ -15,6 +15,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
@@ -86,6 +87,10 @@ var sentinels = []sentinel{
 	{seal.ErrZeroKey, http.StatusServiceUnavailable, "this node has no master key loaded; see its log"},
 	{admit.ErrNoCA, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
 	{admit.ErrCAMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
+
+	// report
+	{report.ErrInvalidQuery, http.StatusBadRequest, ""},
+	{report.ErrClosed, http.StatusServiceUnavailable, "this node's report index is closed; try again"},
 
 	// audit
 	{audit.ErrInvalidEvent, http.StatusBadRequest, ""},

@@ -26,6 +26,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
@@ -57,6 +58,8 @@ type Server struct {
 	// Capture runs packet captures (no data plane here: every node's part
 	// is empty), with real step-up against MFA.
 	Capture *capture.Service
+	// Reports is the node's rollup the report endpoints answer from.
+	Reports *report.Rollup
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -161,7 +164,11 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 		}}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log,
+	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reports.Close() })
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
 		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},

@@ -24,7 +24,8 @@ var allowed = map[string][]string{
 	"authn":    {"cluster", "audit"},
 	"profiles": {"cluster", "audit", "authn"},
 	"tunnel":   {"profiles", "audit", "cluster"},
-	"cmd":      {"cluster", "audit", "authn", "profiles", "tunnel"},
+	"report":   {"cluster", "audit", "authn", "profiles"},
+	"cmd":      {"cluster", "audit", "authn", "profiles", "tunnel", "report"},
 	// deploy holds no library: its one Go package is deploy/local's
 	// end-to-end drill, which drives the built binaries from outside, as
 	// operators and people do, and imports nothing of the project.

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cmd/internal/apitest"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+)
+
+// recordFlows records a known mix of flow records through the real audit
+// log: alice and bob reach the database, bob is denied ssh.
+func recordFlows(t *testing.T, srv *apitest.Server) time.Time {
+	t.Helper()
+	at := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	rec := func(user, dst string, port int, deny bool, flows, out, in uint64) {
+		e := audit.Event{Time: at, Type: audit.TypeFlowAccept, Outcome: audit.Success,
+			Actor:    audit.Actor{UserID: user, Email: user + "@example.com"},
+			Target:   audit.Target{User: user, Device: "laptop", Profile: "eng", DstAddr: dst, DstPort: port, Protocol: "tcp"},
+			BytesOut: out, BytesIn: in, PolicyVersion: 3,
+			Details: map[string]string{"flows": fmt.Sprint(flows), "packets_out": "1", "packets_in": "1",
+				"first": at.Format(time.RFC3339Nano), "last": at.Add(time.Minute).Format(time.RFC3339Nano)}}
+		if deny {
+			e.Type, e.Outcome = audit.TypeFlowDeny, audit.Failure
+		}
+		if err := srv.Audit.Record(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec("alice", "10.0.4.17", 5432, false, 4, 4000, 40000)
+	rec("alice", "10.0.4.17", 5432, false, 1, 1000, 10000)
+	rec("bob", "10.0.4.17", 5432, false, 2, 200, 2000)
+	rec("bob", "10.0.9.1", 22, true, 3, 0, 0)
+	return at
+}
+
+// TestReportAccess: the access report through the API and ferryctl, in
+// JSON, table and CSV, with its journal range; then the HTML file in
+// headless Chromium shows the same rows as the CSV.
+func TestReportAccess(t *testing.T) {
+	isolate(t)
+	srv := apitest.Start(t)
+	signIn(t, srv, srv.Admin(t))
+	recordFlows(t, srv)
+
+	var rep wire.AccessReport
+	ctlJSON(t, &rep, "report", "access", "--dst", "10.0.4.17:5432", "--since", "1d")
+	var got []string
+	for _, r := range rep.Rows {
+		got = append(got, fmt.Sprintf("%s %s:%d flows=%d out=%d in=%d denied=%d", r.User, r.Dst, r.Port, r.Flows, r.BytesOut, r.BytesIn, r.Denied))
+	}
+	want := []string{"alice 10.0.4.17:5432 flows=5 out=5000 in=50000 denied=0", "bob 10.0.4.17:5432 flows=2 out=200 in=2000 denied=0"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("who reached 10.0.4.17:5432:\n got %q\nwant %q", got, want)
+	}
+	head, _, _ := srv.Cluster.Node(srv.Node).JournalHead()
+	if rep.Source.FromSeq != 1 || rep.Source.ToSeq < head-1 || rep.Source.Node == "" {
+		t.Errorf("source %+v (journal head %d)", rep.Source, head)
+	}
+
+	table := mustCtl(t, "report", "access", "--user", "bob@example.com")
+	for _, s := range []string{"10.0.9.1", "22", "3", "computed on node", "from journal records 1-"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("table lacks %q:\n%s", s, table)
+		}
+	}
+	if _, err := ctl(t, "", "report", "access", "--dst", "10.0.4.17/16"); err == nil || !strings.Contains(err.Error(), "dst") {
+		t.Errorf("a CIDR with host bits: %v", err)
+	}
+	if _, err := ctl(t, "", "profile", "list", "-o", "csv"); err == nil {
+		t.Error("-o csv was accepted outside report commands")
+	}
+
+	csvOut := mustCtl(t, "report", "access", "-o", "csv")
+	records, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+	if err != nil || len(records) != 4 {
+		t.Fatalf("csv (%v):\n%s", err, csvOut)
+	}
+
+	html := mustCtl(t, "report", "access", "-o", "html")
+	file := filepath.Join(t.TempDir(), "access.html")
+	if err := os.WriteFile(file, []byte(html), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := chromium(t)
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, chromedp.Navigate("file://"+file)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := chromedp.Run(sctx, chromedp.Evaluate[[][]string](
+		`Array.from(document.querySelectorAll("#access tr")).map(tr => Array.from(tr.children).map(c => c.innerText))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(records) {
+		t.Fatalf("HTML shows %d rows, CSV has %d", len(rows), len(records))
+	}
+	for i := 1; i < len(rows); i++ {
+		if !reflect.DeepEqual(rows[i], records[i]) {
+			t.Errorf("row %d: HTML %q, CSV %q", i, rows[i], records[i])
+		}
+	}
+	src, err := chromedp.Run(sctx, chromedp.Text(chromedp.ID("source")))
+	if err != nil || !strings.Contains(src, "from journal records 1-") {
+		t.Errorf("HTML source line %q (%v)", src, err)
+	}
+}
+
+const chromiumPath = "/usr/bin/chromium"
+
+// chromium starts headless Chromium for the test, or skips it.
+func chromium(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("headless browser test skipped: %s not found (apt-get install chromium)", chromiumPath)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}

@@ -1,0 +1,39 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+)
+
+// AccessFilter filters the access report; zero fields select everything.
+type AccessFilter struct {
+	User, Profile, Dst, Protocol string
+	Port                         int
+	Since, Until                 time.Time
+}
+
+// ReportAccess fetches the access report: who accessed what.
+func (c *Client) ReportAccess(ctx context.Context, f AccessFilter) (wire.AccessReport, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"user": f.User, "profile": f.Profile, "dst": f.Dst, "protocol": f.Protocol} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Port != 0 {
+		q.Set("port", strconv.Itoa(f.Port))
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", f.Until.UTC().Format(time.RFC3339))
+	}
+	var out wire.AccessReport
+	return out, c.doQuery(ctx, http.MethodGet, wire.PathReportAccess, q, nil, &out, nil)
+}
