@@ -35,6 +35,10 @@ type StackConfig struct {
 	RevalidateInterval, RevalidateGrace time.Duration
 	// Organization names the company on the sign-in pages (FlowConfig).
 	Organization string
+	// MFAIssuer is the name authenticator apps show (MFAConfig.Issuer).
+	MFAIssuer string
+	// Home is where a browser goes once signed in (FlowConfig.Home).
+	Home string
 }
 
 // Stack is a node's sign-in services, built and wired together in one
@@ -65,7 +69,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	s := &Stack{Users: NewUsers(cfg.Store, now, cfg.Recorder)}
 	var err error
-	if s.MFA, err = NewMFA(MFAConfig{Store: cfg.Store, Key: cfg.Key, Recorder: cfg.Recorder, Logger: cfg.Logger, Now: cfg.Now}); err != nil {
+	if s.MFA, err = NewMFA(MFAConfig{Store: cfg.Store, Key: cfg.Key, Recorder: cfg.Recorder, Logger: cfg.Logger, Now: cfg.Now, Issuer: cfg.MFAIssuer}); err != nil {
 		return nil, err
 	}
 	scfg := cfg.Session
@@ -87,6 +91,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	if s.Flow, err = NewFlow(FlowConfig{
 		OIDC: *cfg.OIDC, Store: cfg.Store, MFA: s.MFA, Sessions: s.Sessions, Users: s.Users,
 		Recorder: cfg.Recorder, Logger: cfg.Logger, Now: cfg.Now, Revalidator: s.Revalidator, Organization: cfg.Organization,
+		Home: cfg.Home,
 	}); err != nil {
 		return nil, err
 	}

@@ -51,6 +51,9 @@ func (f *Flow) stepFailed(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	f.log.Info("sign-in refused", "action", ActionLoginMFA, "reason", se.reason, "src", src.Addr)
 	_ = f.event(ctx, audit.TypeMFA, ActionLoginMFA, nil, src, audit.Failure, err, nil)
+	if f.leadOn(ctx, w, r) {
+		return
+	}
 	f.renderError(w, http.StatusBadRequest, "Your sign-in has expired or is not valid. Please start again.")
 }
 
@@ -73,6 +76,7 @@ func (f *Flow) renderStep(w http.ResponseWriter, status int, page string, st *si
 	d.CSRF = csrfToken(csrfStep, st.ticket)
 	d.Identity = st.rec.Identity
 	d.Who = displayName(st.rec.Identity)
+	d.Client = clientName(st.rec)
 	f.render(w, status, page, d)
 }
 

@@ -64,6 +64,8 @@ type pageData struct {
 	Session *Session
 	Expires string
 
+	// Client names the client being signed in, on the code pages.
+	Client string
 	// RecoveryLeft is how many recovery codes remain; -1 unknown.
 	RecoveryLeft int
 	// LockedUntil, when set, is when a lockout ends.

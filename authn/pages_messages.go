@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/ferryvpn/ferry/audit"
 )
 
 // What the code pages say when a code is refused: which kind of code, what
@@ -59,6 +61,49 @@ func (f *Flow) renderLocked(ctx context.Context, w http.ResponseWriter, userID s
 		d.Message = "Too many wrong codes, so sign-in to this account is locked until"
 	}
 	f.render(w, http.StatusTooManyRequests, pageError, d)
+}
+
+// refuseOrLeadOn is refuse for a sign-in link that is used up, unknown
+// or expired: recorded the same way, but a browser that is signed in
+// already is told so and led on instead of "Sign-in failed" (Back after
+// signing in, or a link opened twice).
+func (f *Flow) refuseOrLeadOn(ctx context.Context, w http.ResponseWriter, r *http.Request, typ audit.Type, action string, src Source, err error) {
+	f.log.Info("sign-in refused", "action", action, "reason", signinReason(err), "src", src.Addr, "err", err)
+	_ = f.event(ctx, typ, action, nil, src, audit.Failure, err, nil)
+	if f.leadOn(ctx, w, r) {
+		return
+	}
+	f.renderError(w, http.StatusBadRequest, "")
+}
+
+// leadOn answers a used-up sign-in step for a browser that holds a valid
+// session: it names the account and leads to the portal. It reports
+// whether it answered.
+func (f *Flow) leadOn(ctx context.Context, w http.ResponseWriter, r *http.Request) bool {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return false
+	}
+	s, err := f.sessions.Validate(ctx, SessionToken(c.Value))
+	if err != nil {
+		return false
+	}
+	who := displayName(&s.Identity)
+	f.render(w, http.StatusOK, pageError, pageData{Title: "You are signed in", Who: who,
+		Message: "This sign-in link was already used or has expired, but you are signed in as " + who + "."})
+	return true
+}
+
+// clientName says which client a sign-in is for, on its code pages.
+func clientName(rec *signinRecord) string {
+	switch {
+	case rec.Desktop == nil:
+		return "this browser"
+	case rec.Admin:
+		return "an administrator session of ferryctl on your computer"
+	default:
+		return "the ferry app on your computer"
+	}
 }
 
 func plural(n int, one, many string) string {

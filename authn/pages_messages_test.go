@@ -115,3 +115,57 @@ func TestLockoutWarnsAndSaysUntil(t *testing.T) {
 		}
 	}
 }
+
+// TestUsedLinkWhileSignedInLeadsOn: replaying a used sign-in link, or
+// going Back to the code page, while signed in said "Sign-in failed"
+// (issue). It now says who is signed in and leads to the portal.
+func TestUsedLinkWhileSignedInLeadsOn(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{})
+	b := e.NewBrowser()
+	authURL, err := b.StartLogin(e.URLOf(authn.PathLogin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.IdPLogin(authURL, "demo", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(cb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SecondFactor("demo"); err != nil {
+		t.Fatal(err)
+	}
+	for name, u := range map[string]string{"callback again": cb, "back to the code page": e.URLOf(authn.PathMFA)} {
+		p, err := b.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := p.Text("message"); !strings.Contains(msg, "already used") || !strings.Contains(msg, "signed in as demo@example.com") || p.Attr("portal", "href") != "/portal" {
+			t.Errorf("%s: %d %q", name, p.Status, msg)
+		}
+	}
+	// Another browser, not signed in, still gets the plain refusal.
+	if p, _ := e.NewBrowser().Get(cb); p == nil || p.Status != http.StatusBadRequest || strings.Contains(p.Body, "signed in as") {
+		t.Errorf("a stranger replaying the link: %+v", p)
+	}
+}
+
+// TestCodePageNamesTheClient: the code page did not say which client
+// (the browser, ferry on this computer, a ferryctl admin session) was
+// being signed in (issue).
+func TestCodePageNamesTheClient(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{})
+	b := e.NewBrowser()
+	pastOIDC(t, e, b, "demo")
+	p, err := b.Get(e.URLOf(authn.PathMFA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Text("client"); !strings.Contains(got, "Signing in:") {
+		t.Errorf("code page: %q\n%s", got, p.Body)
+	}
+	if !strings.Contains(p.Body, "<strong>this browser</strong>") {
+		t.Error("a browser sign-in is not named as this browser")
+	}
+}

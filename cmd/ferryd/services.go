@@ -131,7 +131,10 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	// One assembly (authn.NewStack), as the test harnesses build it; with
 	// an identity provider, revalidation with the refresh token of each
 	// sign-in, which the leader redeems (step 6).
-	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization}
+	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization,
+		// Authenticator apps name the organisation and server; a browser
+		// sign-in ends on the portal, where it starts.
+		MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal}
 	if cfg.OIDC.Issuer != "" {
 		ocfg, err := cfg.OIDCConfig()
 		if err != nil {
@@ -436,4 +439,19 @@ func fqdn() string {
 		}
 	}
 	return h
+}
+
+// mfaIssuer is the name authenticator apps show for ferry's codes: the
+// organisation and the server, as "Acme (vpn.example.com)", so a person
+// with several can tell them apart. Colons, which the otpauth label
+// reserves, become spaces.
+func mfaIssuer(cfg *config.Config) string {
+	name := cfg.Organization
+	if name == "" {
+		name = authn.DefaultIssuer
+	}
+	if u, err := url.Parse(cfg.API.PublicURL); err == nil && u.Hostname() != "" {
+		name += " (" + u.Hostname() + ")"
+	}
+	return strings.ReplaceAll(name, ":", " ")
 }

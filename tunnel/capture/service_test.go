@@ -280,3 +280,38 @@ func TestServiceNeedsProof(t *testing.T) {
 		t.Fatalf("nodes %+v: want the two other nodes to refuse", res.Nodes)
 	}
 }
+
+// TestServicePayloadWhenAllowed: where the cluster allows payloads, a
+// larger snap length keeps whole packets; the default keeps headers only.
+func TestServicePayloadWhenAllowed(t *testing.T) {
+	cc := startCaptureCluster(t, Caps{AllowPayload: true})
+	for _, tc := range []struct {
+		snaplen int
+		capLen  string
+	}{{0, "100"}, {1500, "332"}} {
+		req := adminReq()
+		req.Snaplen, req.Duration = tc.snaplen, time.Second
+		var out bytes.Buffer
+		done := make(chan error, 1)
+		go func() {
+			_, err := cc.svcs[2].Run(clustertest.AsAdmin(context.Background()), req, &out)
+			done <- err
+		}()
+		clustertest.WaitFor(t, 10*time.Second, "node 2 captures", func() error {
+			if !cc.planes[2].tap.Active() {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		cc.planes[2].send(t, "10.99.0.2", 443)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "p.pcapng")
+		os.WriteFile(file, out.Bytes(), 0o600)
+		lines := tsharkFields(t, file, "frame.cap_len", "frame.len")
+		if len(lines) != 1 || lines[0] != tc.capLen+"\t332" {
+			t.Fatalf("snaplen %d: %q, want cap_len %s of 332", tc.snaplen, lines, tc.capLen)
+		}
+	}
+}

@@ -112,6 +112,7 @@ type server struct {
 	reg     *prometheus.Registry
 	done    chan error
 	ext     Extension // nil without ServerConfig.Extension
+	capt    captures  // packet captures run by capture_start
 }
 
 func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*server, error) {
@@ -238,6 +239,8 @@ func (s *server) handle(ctx context.Context, req Request) (Response, bool, error
 		return Response{}, true, s.node.WaitLeader(c)
 	case "addvoter":
 		return Response{}, true, s.node.AddVoter(ctx, req.ID, req.Addr)
+	case "capture_start", "capture_stop":
+		return s.captureOp(req)
 	case "pubkey":
 		return Response{Text: s.gw.PublicKey().String()}, true, nil
 	case "events":

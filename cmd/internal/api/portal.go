@@ -46,6 +46,9 @@ var portalPages = func() map[string]*template.Template {
 	return m
 }()
 
+// PathPortal is the portal's main page, where a browser sign-in ends.
+const PathPortal = pathPortal
+
 const (
 	pathPortal       = "/portal"
 	pathPortalConfig = "/portal/config"

@@ -27,6 +27,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // Issuer is the OIDC issuer SCIM-provisioned users belong to.
@@ -54,6 +55,9 @@ type Server struct {
 	SCIM   *scim.Service
 	Signer *audit.Signer
 	Admit  *admit.Admitter
+	// Capture runs packet captures (no data plane here: every node's part
+	// is empty), with real step-up against MFA.
+	Capture *capture.Service
 	// Reports is the node's rollup the report endpoints answer from.
 	Reports *report.Rollup
 	// MasterKey is the cluster master key the API was started with.
@@ -154,11 +158,17 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if s.Capture, err = capture.New(capture.Config{Node: node, Peers: s.Profiles, Recorder: log,
+		StepUp: func(ctx context.Context, a audit.Actor, code string) error {
+			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code, authn.Source{})
+		}}); err != nil {
+		t.Fatal(err)
+	}
 	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Reports.Close() })
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
 		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},

@@ -39,6 +39,10 @@ var jobs = []Job{
 	// The data-plane benchmarks take medians of five interleaved runs
 	// themselves and print their own report.
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
+	// Packet capture's cost: the tap on the embedded device, also with
+	// no capture running, is in the data-plane figures above;
+	// BenchmarkCapture (part of the ./tunnel job) adds interleaved rounds
+	// with a capture of another user and of the same user.
 	// Three API nodes with data planes in a namespace: SCIM active=false
 	// for 100 users to their client map entries gone on every node.
 	{Pkg: "./cmd/internal/apitest", Bench: "^BenchmarkSCIMDeprovision$", Benchtime: "1x", Count: 1, Root: true},
@@ -80,6 +84,8 @@ var figures = []Figure{
 	{Label: "data plane: policy cost, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "policy-cost-%", Goal: "<= 5"},
 	{Label: "data plane: 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
+	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
+	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
