@@ -155,8 +155,8 @@ func TestProfileApplyReplay(t *testing.T) {
 	recordFlows(t, srv) // alice and bob used 5432; bob was denied 10.0.9.1:22
 	at := time.Now().UTC().Add(-time.Hour)
 	if err := srv.Audit.Record(t.Context(), audit.Event{Time: at, Type: audit.TypeFlowAccept, Outcome: audit.Success,
-		Actor:  audit.Actor{UserID: "carol", Email: "carol@example.com"},
-		Target: audit.Target{User: "carol", Profile: "eng", DstAddr: "10.0.4.20", DstPort: 443, Protocol: "tcp"},
+		Actor:   audit.Actor{UserID: "carol", Email: "carol@example.com"},
+		Target:  audit.Target{User: "carol", Profile: "eng", DstAddr: "10.0.4.20", DstPort: 443, Protocol: "tcp"},
 		Details: map[string]string{"flows": "9"}}); err != nil {
 		t.Fatal(err)
 	}
