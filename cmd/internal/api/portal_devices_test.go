@@ -191,3 +191,20 @@ func tlsClient(t *testing.T, s *apitest.Server) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
+
+// TestPortalDeviceNameErrorStaysByItsField: a rejected device name was
+// replaced by "phone" and its error shown far from the field (issue).
+func TestPortalDeviceNameErrorStaysByItsField(t *testing.T) {
+	s := apitest.Start(t)
+	if _, err := clientFor(t, s, s.Admin(t)).CreateProfile(bg(t), engProfile); err != nil {
+		t.Fatal(err)
+	}
+	get := browser(t, s, s.Token(t, authn.Identity{UserID: "alice", Email: "alice@example.com", Groups: []string{"engineering"}}))
+	_, page := get(http.MethodGet, "/portal", nil)
+	csrf := csrfField.FindStringSubmatch(page)[1]
+	resp, page := get(http.MethodPost, "/portal/config", url.Values{"csrf": {csrf}, "profile": {"eng"}, "device": {"-bad/name"}, "server_key": {"1"}, "as": {"file"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="device-error"`) || !strings.Contains(page, `value="-bad/name"`) ||
+		!strings.Contains(page, `aria-invalid="true"`) || !strings.Contains(page, `value="file" checked`) {
+		t.Errorf("rejected device name: %d\n%s", resp.StatusCode, page)
+	}
+}
