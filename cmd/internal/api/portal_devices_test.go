@@ -174,6 +174,14 @@ func TestFrontDoor(t *testing.T) {
 	if resp, _ := fetch("/", "application/json"); resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("/ asked for JSON: %s", resp.Header.Get("Content-Type"))
 	}
+	for _, accept := range []string{"", "*/*", browserAccept} {
+		if resp, _ := fetch("/", accept); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/portal" {
+			t.Errorf("/ with Accept %q: %d %q, want 303 to the portal", accept, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if resp, _ := fetch("/nope", "*/*"); resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("/nope with Accept */*: %s, want JSON", resp.Header.Get("Content-Type"))
+	}
 }
 
 var relativeExpiry = regexp.MustCompile(`<dd>in \d+ (hours|minutes|days) \(<time datetime="[^"]+" data-local>`)
