@@ -200,3 +200,52 @@ func writeAccessCSV(w io.Writer, rep wire.AccessReport) error {
 	cw.Flush()
 	return cw.Error()
 }
+
+// writeReplay prints what a proposed profile file would have decided
+// differently over recorded traffic.
+func writeReplay(w io.Writer, since string, rep wire.ReplayResponse) error {
+	fmt.Fprintf(w, "\nReplay of the recorded traffic of the last %s against the proposed profiles:\n", since)
+	if len(rep.Profiles) == 0 {
+		fmt.Fprintln(w, "no profile with recorded traffic changes.")
+	}
+	for _, p := range rep.Profiles {
+		if len(p.WouldDeny) == 0 && len(p.WouldAllow) == 0 {
+			fmt.Fprintf(w, "\nprofile %s: no recorded flow changes its verdict.\n", p.Profile)
+			continue
+		}
+		for _, part := range []struct {
+			title string
+			rows  []wire.ReplayRow
+			count func(wire.ReplayRow) uint64
+			unit  string
+		}{
+			{"would be denied (recorded as allowed)", p.WouldDeny, func(r wire.ReplayRow) uint64 { return r.Flows }, "FLOWS"},
+			{"would be allowed (recorded as denied)", p.WouldAllow, func(r wire.ReplayRow) uint64 { return r.Denied }, "ATTEMPTS"},
+		} {
+			if len(part.rows) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\nprofile %s: %d user/destination pairs %s:\n", p.Profile, len(part.rows), part.title)
+			rows := make([][]string, 0, len(part.rows))
+			for _, r := range part.rows {
+				user := r.User
+				if r.Email != "" {
+					user = r.Email
+				}
+				port := ""
+				if r.Port != 0 {
+					port = strconv.Itoa(int(r.Port))
+				}
+				rows = append(rows, []string{user, r.Dst, r.Protocol, port, strconv.FormatUint(part.count(r), 10), r.Last.UTC().Format(time.RFC3339)})
+			}
+			if err := writeTable(w, []string{"USER", "DESTINATION", "PROTOCOL", "PORT", part.unit, "LAST"}, rows); err != nil {
+				return err
+			}
+		}
+		if p.Folded > 0 {
+			fmt.Fprintf(w, "(%d flows folded under load could not be replayed)\n", p.Folded)
+		}
+	}
+	_, err := fmt.Fprintln(w, "\n"+sourceLine(rep.Source))
+	return err
+}

@@ -9,11 +9,13 @@ import (
 
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
 )
 
 func (h *handler) mountReports(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathReportAccess, h.admin(h.reportAccess))
+	route(mux, http.MethodPost, wire.PathReportReplay, h.admin(h.reportReplay))
 }
 
 // accessQuery parses the access report's filter, naming a bad parameter.
@@ -89,4 +91,59 @@ func accessReportWire(rep report.AccessReport, query map[string]string, node str
 			Flows: r.Flows, PacketsOut: r.PacketsOut, PacketsIn: r.PacketsIn, BytesOut: r.BytesOut, BytesIn: r.BytesIn, Denied: r.Denied})
 	}
 	return out
+}
+
+// reportReplay replays a proposed profile file against recorded traffic:
+// the apply's dry-run plan says which profiles change, the rollup what
+// their recorded traffic would meet. Nothing changes.
+func (h *handler) reportReplay(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	if h.users == nil {
+		return errorf(http.StatusNotFound, "profiles are not served here")
+	}
+	var in wire.ReplayRequest
+	if err := decodeLimit(w, r, &in, maxApplyBytes); err != nil {
+		return err
+	}
+	want, err := profiles.ParseFile([]byte(in.File), h.users.Profiles.Pool())
+	if err != nil {
+		return err
+	}
+	plan, err := h.users.Profiles.Apply(r.Context(), want, true, actor(s))
+	if err != nil {
+		return err
+	}
+	names := func(cs []profiles.Change) []string {
+		out := make([]string, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	if _, err := h.audit.Reports.Sync(r.Context()); err != nil {
+		return err
+	}
+	reps, err := h.audit.Reports.ReplayPlan(r.Context(), want, names(plan.Update), names(plan.Delete), in.Since, in.Until)
+	if err != nil {
+		return err
+	}
+	out := wire.ReplayResponse{Since: in.Since, Until: in.Until, Profiles: []wire.ProfileReplay{}}
+	src, err := h.audit.Reports.Source()
+	if err != nil {
+		return err
+	}
+	out.Source = accessReportWire(report.AccessReport{Source: src}, nil, h.node.ID()).Source
+	conv := func(rows []report.ReplayRow) []wire.ReplayRow {
+		res := make([]wire.ReplayRow, 0, len(rows))
+		for _, r := range rows {
+			res = append(res, wire.ReplayRow{User: r.User, Email: r.Email, Dst: r.Dst, Protocol: r.Protocol, Port: r.Port,
+				Flows: r.Flows, Denied: r.Denied, Last: r.Last})
+		}
+		return res
+	}
+	for _, rep := range reps {
+		out.Profiles = append(out.Profiles, wire.ProfileReplay{Profile: rep.Profile, WouldDeny: conv(rep.WouldDeny),
+			WouldAllow: conv(rep.WouldAllow), Folded: rep.Folded})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

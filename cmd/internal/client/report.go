@@ -37,3 +37,10 @@ func (c *Client) ReportAccess(ctx context.Context, f AccessFilter) (wire.AccessR
 	var out wire.AccessReport
 	return out, c.doQuery(ctx, http.MethodGet, wire.PathReportAccess, q, nil, &out, nil)
 }
+
+// ReplayProfiles replays a proposed profile file against the traffic
+// recorded since (until: zero for now); nothing changes.
+func (c *Client) ReplayProfiles(ctx context.Context, file string, since, until time.Time) (wire.ReplayResponse, error) {
+	var out wire.ReplayResponse
+	return out, c.do(ctx, http.MethodPost, wire.PathReportReplay, wire.ReplayRequest{File: file, Since: since, Until: until}, &out)
+}
