@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
@@ -198,5 +199,44 @@ func TestProfileApplyReplay(t *testing.T) {
 	ctlJSON(t, &p, "profile", "show", "eng")
 	if len(p.Rules) != 1 || len(p.Rules[0].Ports) != 2 {
 		t.Errorf("the replay changed the profile: %+v", p.Rules)
+	}
+}
+
+// TestReportEntitlementsUnused: who can reach what (user → group → profile
+// → rule) and what of it went unused, through ferryctl.
+func TestReportEntitlementsUnused(t *testing.T) {
+	isolate(t)
+	srv := apitest.Start(t)
+	signIn(t, srv, srv.Admin(t))
+	mustCtl(t, "profile", "create", "eng", "--rule", "10.0.4.0/24 tcp 5432", "--rule", "10.0.8.0/24 tcp 22", "--group", "engineering")
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := srv.Users.Upsert(t.Context(), authn.Identity{UserID: u, Email: u + "@example.com", Groups: []string{"engineering"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recordFlows(t, srv) // alice and bob used 10.0.4.17:5432
+
+	var rep wire.EntitlementsReport
+	ctlJSON(t, &rep, "report", "entitlements", "--since", "7d")
+	var got []string
+	for _, r := range rep.Rows {
+		got = append(got, fmt.Sprintf("%s via %s: %s#%d %d", r.User, r.Via, r.Profile, r.Rule, r.Flows))
+	}
+	want := []string{"alice via group engineering: eng#0 5", "alice via group engineering: eng#1 0",
+		"bob via group engineering: eng#0 2", "bob via group engineering: eng#1 0"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("entitlements:\n got %q\nwant %q", got, want)
+	}
+	text := mustCtl(t, "report", "unused", "--since", "7d")
+	for _, s := range []string{"alice@example.com", "bob@example.com", "1: tcp 10.0.8.0/24 22", "(every holder)"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("unused report lacks %q:\n%s", s, text)
+		}
+	}
+	if strings.Contains(text, "5432") {
+		t.Errorf("unused report names the used rule:\n%s", text)
+	}
+	if _, err := ctl(t, "", "report", "unused"); err == nil {
+		t.Error("unused without --since was accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 func (h *handler) mountReports(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathReportAccess, h.admin(h.reportAccess))
 	route(mux, http.MethodPost, wire.PathReportReplay, h.admin(h.reportReplay))
+	route(mux, http.MethodGet, wire.PathReportEntitlements, h.admin(h.reportEntitlements))
 }
 
 // accessQuery parses the access report's filter, naming a bad parameter.
@@ -145,5 +146,42 @@ func (h *handler) reportReplay(w http.ResponseWriter, r *http.Request, s authn.S
 			WouldAllow: conv(rep.WouldAllow), Folded: rep.Folded})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// reportEntitlements answers who can reach what now, with what was used.
+func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	if h.users == nil {
+		return errorf(http.StatusNotFound, "profiles are not served here")
+	}
+	q, _, err := accessQuery(r)
+	if err != nil {
+		return err
+	}
+	users, err := h.users.Users.List(r.Context())
+	if err != nil {
+		return err
+	}
+	all, err := h.users.Profiles.List(r.Context())
+	if err != nil {
+		return err
+	}
+	if _, err := h.audit.Reports.Sync(r.Context()); err != nil {
+		return err
+	}
+	rep, err := h.audit.Reports.Entitlements(r.Context(), users, all, h.users.Profiles.Entitle, q.Since, q.Until, r.URL.Query().Get("unused") == "1")
+	if err != nil {
+		return err
+	}
+	conv := func(rows []report.EntitlementRow) []wire.EntitlementRow {
+		out := make([]wire.EntitlementRow, 0, len(rows))
+		for _, e := range rows {
+			out = append(out, wire.EntitlementRow{User: e.User, Email: e.Email, Via: e.Via, Profile: e.Profile, Version: e.Version,
+				Rule: e.Rule, RuleText: e.RuleText, Flows: e.Flows, Last: e.Last})
+		}
+		return out
+	}
+	writeJSON(w, http.StatusOK, wire.EntitlementsReport{Since: rep.Since, Until: rep.Until, Rows: conv(rep.Rows), UnusedRules: conv(rep.UnusedRules),
+		Source: accessReportWire(report.AccessReport{Source: rep.Source}, nil, h.node.ID()).Source})
 	return nil
 }

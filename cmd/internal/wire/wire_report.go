@@ -102,3 +102,30 @@ type ReplayResponse struct {
 	Profiles []ProfileReplay `json:"profiles"`
 	Source   ReportSource    `json:"source"`
 }
+
+// PathReportEntitlements answers who can reach what now (user → how →
+// profile → rule) with each rule's use in the window. Query: since, until
+// (RFC 3339), unused=1 for only what went unused.
+const PathReportEntitlements = "/v1/reports/entitlements"
+
+// EntitlementRow is one rule of one profile a user holds, with its use.
+type EntitlementRow struct {
+	User     string    `json:"user"`
+	Email    string    `json:"email,omitempty"`
+	Via      string    `json:"via,omitempty"`
+	Profile  string    `json:"profile"`
+	Version  uint64    `json:"profile_version"`
+	Rule     int       `json:"rule"`
+	RuleText string    `json:"rule_text"`
+	Flows    uint64    `json:"flows"`
+	Last     time.Time `json:"last,omitzero"`
+}
+
+// EntitlementsReport answers PathReportEntitlements.
+type EntitlementsReport struct {
+	Since       time.Time        `json:"since,omitzero"`
+	Until       time.Time        `json:"until,omitzero"`
+	Rows        []EntitlementRow `json:"rows"`
+	UnusedRules []EntitlementRow `json:"unused_rules"`
+	Source      ReportSource     `json:"source"`
+}
