@@ -177,6 +177,8 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
 			Pool: pool, Recorder: s.audit, Logger: log, Registerer: reg,
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
+			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
+			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
 		}); err != nil {
 			return nil, fmt.Errorf("starting the data plane: %w", err)
 		}
