@@ -39,10 +39,11 @@ var jobs = []Job{
 	// The data-plane benchmarks take medians of five interleaved runs
 	// themselves and print their own report.
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
-	// Packet capture's cost: the tap on the embedded device, also with
-	// no capture running, is in the data-plane figures above;
-	// BenchmarkCapture (part of the ./tunnel job) adds interleaved rounds
-	// with a capture of another user and of the same user.
+	// Packet capture's cost: BenchmarkCapture (part of the ./tunnel job)
+	// measures throughput in interleaved rounds with a capture of another
+	// user and of the same user; BenchmarkTap the tap's own cost per
+	// packet, idle and capturing, on a TUN device that does nothing.
+	{Pkg: "./tunnel/capture", Bench: "^BenchmarkTap$", Benchtime: "20000x", Count: 5},
 	// Three API nodes with data planes in a namespace: SCIM active=false
 	// for 100 users to their client map entries gone on every node.
 	{Pkg: "./cmd/internal/apitest", Bench: "^BenchmarkSCIMDeprovision$", Benchtime: "1x", Count: 1, Root: true},
@@ -86,6 +87,9 @@ var figures = []Figure{
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
 	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
 	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
+	{Label: "capture tap, no capture running (vs no tap: direct)", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/idle", Unit: "ns/packet"},
+	{Label: "capture tap, capture of another client running", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/other-user", Unit: "ns/packet"},
+	{Label: "capture tap, headers-only capture of the same client", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/same-user", Unit: "ns/packet"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
