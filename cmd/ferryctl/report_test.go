@@ -15,7 +15,9 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
+	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
 
@@ -243,5 +245,51 @@ func TestReportEntitlementsUnused(t *testing.T) {
 	}
 	if _, err := ctl(t, "", "report", "unused"); err == nil {
 		t.Error("unused without --since was accepted")
+	}
+}
+
+// TestReportSameOnEveryNode: each node of a three-node cluster answers the
+// access report from its own rollup of its own journal; once their
+// journals reach the same head, every node gives the same rows and names
+// the same journal range.
+func TestReportSameOnEveryNode(t *testing.T) {
+	srvs := apitest.StartCluster(t, 3)
+	recordFlows(t, srvs[0])
+	var head uint64
+	clustertest.WaitFor(t, 10*time.Second, "journals at one head", func() error {
+		heads := map[uint64]bool{}
+		for _, s := range srvs {
+			h, _, err := s.Cluster.Node(s.Node).JournalHead()
+			if err != nil {
+				return err
+			}
+			heads[h] = true
+			head = h
+		}
+		if len(heads) != 1 {
+			return fmt.Errorf("heads %v", heads)
+		}
+		return nil
+	})
+	token := srvs[0].Admin(t)
+	var first wire.AccessReport
+	for i, s := range srvs {
+		rep, err := userClient(t, s, token).ReportAccess(t.Context(), client.AccessFilter{})
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if len(rep.Rows) != 3 || rep.Source.ToSeq < head {
+			t.Errorf("node %d: %d rows, source %+v (head %d)", i, len(rep.Rows), rep.Source, head)
+		}
+		if i == 0 {
+			first = rep
+			continue
+		}
+		if !reflect.DeepEqual(rep.Rows, first.Rows) {
+			t.Errorf("node %d rows differ from node 0's:\n%+v\n%+v", i, rep.Rows, first.Rows)
+		}
+		if rep.Source.Node == first.Source.Node {
+			t.Errorf("node %d answered as %s", i, rep.Source.Node)
+		}
 	}
 }
