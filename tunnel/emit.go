@@ -17,15 +17,15 @@ const minBulkQueue = 10000
 // emitter hands audit events to the Recorder off the data plane's
 // goroutines, which never wait for replication.
 type emitter struct {
-	rec    audit.Recorder
-	node   string
-	log    *slog.Logger
-	drops  func()
+	rec   audit.Recorder
+	node  string
+	log   *slog.Logger
+	drops func()
 	// maxBulk bounds queued flow records: room for two intervals of
 	// records at the flow monitor's caps, so that records are dropped
 	// (and counted) only when the audit log stalls for an interval.
 	maxBulk int
-	notify chan struct{} // capacity 1
+	notify  chan struct{} // capacity 1
 
 	mu   sync.Mutex // guards prio and bulk
 	prio []audit.Event
