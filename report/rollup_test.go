@@ -183,3 +183,36 @@ func TestRollupResumesAndRebuilds(t *testing.T) {
 		t.Errorf("after replacement: %+v, %v", rep.Rows, err)
 	}
 }
+
+// TestAccessOverTime: the same rows split per day and per hour add up to
+// the totals (packet statistics over time).
+func TestAccessOverTime(t *testing.T) {
+	j := &memJournal{}
+	sampleTraffic(j, t)
+	r := openRollup(t, j, filepath.Join(t.TempDir(), "r.db"))
+	if _, err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		by   string
+		rows int
+	}{{"day", 3}, {"hour", 48}} { // 48 hours from 10:00 span three days
+		rep, err := r.Access(context.Background(), AccessQuery{User: "alice", By: tc.by})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flows uint64
+		for _, row := range rep.Rows {
+			flows += row.Flows
+			if row.Period.IsZero() {
+				t.Errorf("by %s: a row without its period: %+v", tc.by, row)
+			}
+		}
+		if len(rep.Rows) != tc.rows || flows != 96 {
+			t.Errorf("by %s: %d rows, %d flows; want %d rows, 96 flows", tc.by, len(rep.Rows), flows, tc.rows)
+		}
+	}
+	if _, err := r.Access(context.Background(), AccessQuery{By: "week"}); err == nil {
+		t.Error("by week was accepted")
+	}
+}

@@ -43,7 +43,8 @@ func newReportAccessCmd(g *globals) *cobra.Command {
 		Short: "Who accessed what: flows, bytes and denied attempts by user, profile and destination",
 		Example: `  ferryctl report access --dst 10.0.4.17:5432 --since 90d
   ferryctl report access --user alice@example.com --since 2026-10-01T00:00:00Z -o csv
-  ferryctl report access --profile eng --since 7d -o html > access.html`,
+  ferryctl report access --profile eng --since 7d -o html > access.html
+  ferryctl report access --dst 10.0.4.17:5432 --since 30d --by day`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			now := time.Now()
@@ -85,6 +86,7 @@ func newReportAccessCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.Protocol, "protocol", "", "tcp, udp or icmp")
 	fl.StringVar(&since, "since", "", "start: a time (RFC 3339) or an age such as 24h, 7d, 90d (whole hours)")
 	fl.StringVar(&until, "until", "", "end: a time (RFC 3339) or an age (default now)")
+	fl.StringVar(&f.By, "by", "", "one row per hour or day (UTC): bytes, packets, flows and denials over time")
 	return cmd
 }
 
@@ -135,7 +137,7 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 }
 
 // accessColumns are the access report's columns, in every format.
-var accessColumns = []string{"USER", "DEVICES", "PROFILE", "VERSIONS", "DESTINATION", "PROTOCOL", "PORT", "FIRST", "LAST", "FLOWS", "BYTES OUT", "BYTES IN", "DENIED"}
+var accessColumns = []string{"PERIOD", "USER", "DEVICES", "PROFILE", "VERSIONS", "DESTINATION", "PROTOCOL", "PORT", "FIRST", "LAST", "FLOWS", "BYTES OUT", "BYTES IN", "DENIED"}
 
 // accessCells renders a row's cells; times in RFC 3339 UTC so that every
 // format shows the same text.
@@ -157,7 +159,11 @@ func accessCells(r wire.AccessRow) []string {
 		vers[i] = strconv.FormatUint(v, 10)
 	}
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	return []string{user, strings.Join(r.Devices, ","), r.Profile, strings.Join(vers, ","), dst, r.Protocol, port,
+	period := ""
+	if !r.Period.IsZero() {
+		period = r.Period.UTC().Format(time.RFC3339)
+	}
+	return []string{period, user, strings.Join(r.Devices, ","), r.Profile, strings.Join(vers, ","), dst, r.Protocol, port,
 		r.First.UTC().Format(time.RFC3339), r.Last.UTC().Format(time.RFC3339), u(r.Flows), u(r.BytesOut), u(r.BytesIn), u(r.Denied)}
 }
 
@@ -177,10 +183,17 @@ func sourceLine(s wire.ReportSource) string {
 
 func writeAccessTable(w io.Writer, rep wire.AccessReport) error {
 	rows := make([][]string, 0, len(rep.Rows))
+	cols := accessColumns
 	for _, r := range rep.Rows {
 		rows = append(rows, accessCells(r))
 	}
-	if err := writeTable(w, accessColumns, rows); err != nil {
+	if rep.Query["by"] == "" { // no periods: leave the column out
+		cols = cols[1:]
+		for i := range rows {
+			rows[i] = rows[i][1:]
+		}
+	}
+	if err := writeTable(w, cols, rows); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintln(w, "\n"+sourceLine(rep.Source))

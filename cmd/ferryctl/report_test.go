@@ -69,6 +69,11 @@ func TestReportAccess(t *testing.T) {
 		t.Errorf("source %+v (journal head %d)", rep.Source, head)
 	}
 
+	var byHour wire.AccessReport
+	ctlJSON(t, &byHour, "report", "access", "--user", "alice", "--since", "1d", "--by", "hour")
+	if len(byHour.Rows) != 1 || byHour.Rows[0].Period.IsZero() || byHour.Rows[0].Flows != 5 {
+		t.Errorf("by hour: %+v", byHour.Rows)
+	}
 	table := mustCtl(t, "report", "access", "--user", "bob@example.com")
 	for _, s := range []string{"10.0.9.1", "22", "3", "computed on node", "from journal records 1-"} {
 		if !strings.Contains(table, s) {

@@ -22,9 +22,9 @@ func (h *handler) mountReports(mux *http.ServeMux) {
 // accessQuery parses the access report's filter, naming a bad parameter.
 func accessQuery(r *http.Request) (report.AccessQuery, map[string]string, error) {
 	v := r.URL.Query()
-	q := report.AccessQuery{User: v.Get("user"), Profile: v.Get("profile"), Protocol: v.Get("protocol")}
+	q := report.AccessQuery{User: v.Get("user"), Profile: v.Get("profile"), Protocol: v.Get("protocol"), By: v.Get("by")}
 	echo := map[string]string{}
-	for _, k := range []string{"user", "profile", "dst", "port", "protocol", "since", "until"} {
+	for _, k := range []string{"user", "profile", "dst", "port", "protocol", "since", "until", "by"} {
 		if s := v.Get(k); s != "" {
 			echo[k] = s
 		}
@@ -87,7 +87,7 @@ func accessReportWire(rep report.AccessReport, query map[string]string, node str
 		out.Source.Checkpoint = &wire.ReportCheckpoint{Seq: c.Seq, Hash: c.Hash.String(), Time: c.Time, KeyID: c.KeyID}
 	}
 	for _, r := range rep.Rows {
-		out.Rows = append(out.Rows, wire.AccessRow{User: r.User, Email: r.Email, Devices: r.Devices, Profile: r.Profile,
+		out.Rows = append(out.Rows, wire.AccessRow{Period: r.Period, User: r.User, Email: r.Email, Devices: r.Devices, Profile: r.Profile,
 			Versions: r.Versions, Dst: r.Dst, Protocol: r.Protocol, Port: r.Port, First: r.First, Last: r.Last,
 			Flows: r.Flows, PacketsOut: r.PacketsOut, PacketsIn: r.PacketsIn, BytesOut: r.BytesOut, BytesIn: r.BytesIn, Denied: r.Denied})
 	}

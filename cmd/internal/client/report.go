@@ -13,14 +13,16 @@ import (
 // AccessFilter filters the access report; zero fields select everything.
 type AccessFilter struct {
 	User, Profile, Dst, Protocol string
-	Port                         int
-	Since, Until                 time.Time
+	// By splits rows per "hour" or "day".
+	By           string
+	Port         int
+	Since, Until time.Time
 }
 
 // ReportAccess fetches the access report: who accessed what.
 func (c *Client) ReportAccess(ctx context.Context, f AccessFilter) (wire.AccessReport, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"user": f.User, "profile": f.Profile, "dst": f.Dst, "protocol": f.Protocol} {
+	for k, v := range map[string]string{"user": f.User, "profile": f.Profile, "dst": f.Dst, "protocol": f.Protocol, "by": f.By} {
 		if v != "" {
 			q.Set(k, v)
 		}

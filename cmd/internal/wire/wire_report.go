@@ -6,13 +6,16 @@ import "time"
 const (
 	// PathReportAccess answers the access report: who accessed what.
 	// Query: user (ID or email), profile, dst (CIDR or address), port,
-	// protocol, since and until (RFC 3339; whole hours).
+	// protocol, since and until (RFC 3339; whole hours), by (hour or day:
+	// one row per period, for statistics over time).
 	PathReportAccess = "/v1/reports/access"
 )
 
 // AccessRow is one line of the access report: a user's traffic through one
 // profile to one destination service.
 type AccessRow struct {
+	// Period is the hour or day the row covers with by=hour|day.
+	Period     time.Time `json:"period,omitzero"`
 	User       string    `json:"user"`
 	Email      string    `json:"email,omitempty"`
 	Devices    []string  `json:"devices"`
