@@ -90,7 +90,7 @@ func startCaptureCluster(t *testing.T, caps Caps) *captureCluster {
 		p := &fakePlane{tap: NewTap(nil)}
 		p.dev = p.tap.Wrap(ch.TUN())
 		svc, err := New(Config{Node: n, Local: p, Peers: st, Recorder: cc.rec, Caps: caps,
-			StepUp: func(_ context.Context, _ audit.Actor, code string) error {
+			StepUp: func(_ context.Context, _ audit.Actor, _ audit.Source, code string) error {
 				if code != "123456" {
 					return errors.New("wrong code")
 				}
