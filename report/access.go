@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferryvpn/ferry/audit"
 )
@@ -174,7 +175,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 			}
 		})
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return AccessReport{}, ErrClosed
 	}
 	if err != nil {

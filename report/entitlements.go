@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/profiles"
@@ -94,7 +95,7 @@ func (r *Rollup) Entitlements(ctx context.Context, users []authn.User, all []pro
 			u.last = max(u.last, c.Last)
 		})
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return EntitlementsReport{}, ErrClosed
 	}
 	if err != nil {

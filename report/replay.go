@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferryvpn/ferry/profiles"
 )
@@ -102,7 +103,7 @@ func (r *Rollup) Replay(ctx context.Context, proposed profiles.Profile, since, u
 			}
 		})
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ReplayReport{}, ErrClosed
 	}
 	if err != nil {
