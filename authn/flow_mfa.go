@@ -198,6 +198,12 @@ func (f *Flow) codeRefused(ctx context.Context, w http.ResponseWriter, r *http.R
 			f.renderLocked(ctx, w, st.rec.Identity.UserID)
 			return
 		}
+		if page == pageEnroll {
+			// Keep the QR code and key the person just scanned.
+			if enr, perr := f.mfa.PendingEnrollment(ctx, *st.rec.Identity); perr == nil {
+				d.QR, d.URI, d.Secret = qrDataURI(enr.QRPNG), enr.URI, otpauthSecret(enr.URI)
+			}
+		}
 		f.renderStep(w, http.StatusUnauthorized, page, st, d)
 	default:
 		f.internalError(w, r, err)

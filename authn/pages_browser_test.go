@@ -58,6 +58,17 @@ func TestSignInPagesInChromium(t *testing.T) {
 			check("verify")
 			step("recovery page", chromedp.Navigate(e.URLOf(authn.PathMFARecovery)), chromedp.WaitVisible(chromedp.ID("code")))
 			check("recovery")
+
+			// Back after signing in shows where the browser is, not a
+			// resubmitted form or "Sign-in failed" (issue).
+			step("sign in with a code", chromedp.Navigate(e.URLOf(authn.PathMFA)), chromedp.WaitVisible(chromedp.ID("code")),
+				chromedp.SendKeys(chromedp.ID("code"), e.TOTP("demo")), chromedp.Click(chromedp.ID("submit")),
+				chromedp.WaitVisible(chromedp.ID("who")))
+			step("back", chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.ID("message")))
+			check("back-after-sign-in")
+			if msg := webpagetest.Text(t, ctx, "message"); !strings.Contains(msg, "you are signed in as demo@example.com") {
+				t.Errorf("Back after signing in: %q", msg)
+			}
 		})
 	}
 }

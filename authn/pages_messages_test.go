@@ -169,3 +169,35 @@ func TestCodePageNamesTheClient(t *testing.T) {
 		t.Error("a browser sign-in is not named as this browser")
 	}
 }
+
+// TestEnrollmentKeepsTheKeyAfterAWrongCode: enrollment lost its QR code
+// and key after one wrong code (issue); the same key stays on the page.
+func TestEnrollmentKeepsTheKeyAfterAWrongCode(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{})
+	b := e.NewBrowser()
+	pastOIDC(t, e, b, "demo")
+	first, err := b.Get(e.URLOf(authn.PathMFA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := first.Text("otpauth")
+	if !strings.HasPrefix(uri, "otpauth://") {
+		t.Fatalf("no key on the enrollment page:\n%s", first.Body)
+	}
+	wrong, err := b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {first.Field("csrf")}, "code": {"000000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrong.Status != http.StatusUnauthorized || wrong.Text("otpauth") != uri || !strings.HasPrefix(wrong.Attr("qr", "src"), "data:image/png;base64,") {
+		t.Fatalf("after a wrong code: %d, key %q (was %q)\n%s", wrong.Status, wrong.Text("otpauth"), uri, wrong.Body)
+	}
+	if !strings.Contains(wrong.Text("error"), "not accepted") {
+		t.Errorf("error %q", wrong.Text("error"))
+	}
+	// The kept key still confirms.
+	e.Enrolled("demo", uri)
+	ok, err := b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {wrong.Field("csrf")}, "code": {e.TOTP("demo")}})
+	if err != nil || ok.Status != http.StatusOK || !strings.Contains(ok.Body, `id="recovery-codes"`) {
+		t.Fatalf("confirming with the kept key: %v %+v", err, ok)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferryvpn/ferry/audit"
 )
@@ -34,6 +35,9 @@ type AccessQuery struct {
 	// Since (inclusive) and Until (exclusive) bound the time.
 	Since time.Time `json:"since,omitzero"`
 	Until time.Time `json:"until,omitzero"`
+	// By splits rows per "hour" or "day" (UTC) for statistics over time;
+	// empty sums the whole range.
+	By string `json:"by,omitempty"`
 }
 
 // Validate checks the query, naming the bad field.
@@ -41,6 +45,8 @@ func (q *AccessQuery) Validate() error {
 	switch {
 	case q.Dst.IsValid() && q.Dst != q.Dst.Masked():
 		return fmt.Errorf("%w: dst %s: not a network address (did you mean %s?)", ErrInvalidQuery, q.Dst, q.Dst.Masked())
+	case q.By != "" && q.By != "hour" && q.By != "day":
+		return fmt.Errorf("%w: by %q: want hour or day", ErrInvalidQuery, q.By)
 	case !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until):
 		return fmt.Errorf("%w: since %s is not before until %s", ErrInvalidQuery, q.Since.Format(time.RFC3339), q.Until.Format(time.RFC3339))
 	}
@@ -50,6 +56,9 @@ func (q *AccessQuery) Validate() error {
 // AccessRow is one line of the access report: a user's traffic through
 // one profile to one destination service.
 type AccessRow struct {
+	// Period is the hour or day the row covers when the query splits by
+	// time; zero otherwise.
+	Period     time.Time `json:"period,omitzero"`
 	User       string    `json:"user"`
 	Email      string    `json:"email,omitempty"`
 	Devices    []string  `json:"devices"`
@@ -117,6 +126,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 	}
 	rep := AccessReport{Query: q, Rows: []AccessRow{}}
 	type rowKey struct {
+		period                    time.Time
 		user, profile, dst, proto string
 		port                      uint16
 	}
@@ -127,14 +137,21 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		if cur, err = readCursorTx(tx); err != nil {
 			return err
 		}
-		return scanPeriods(ctx, tx, q.Since, q.Until, func(k key, c counts) {
+		return scanPeriodsAt(ctx, tx, q.Since, q.Until, q.By == "hour", func(k key, c counts, at time.Time) {
 			if !q.match(k) {
 				return
 			}
-			rk := rowKey{k.User, k.Profile, k.Dst, k.Proto, k.Port}
+			var period time.Time
+			switch q.By {
+			case "hour":
+				period = at
+			case "day":
+				period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+			}
+			rk := rowKey{period, k.User, k.Profile, k.Dst, k.Proto, k.Port}
 			row := rows[rk]
 			if row == nil {
-				row = &AccessRow{User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port}
+				row = &AccessRow{Period: period, User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port}
 				rows[rk] = row
 			}
 			if k.Device != "" && !slices.Contains(row.Devices, k.Device) {
@@ -158,7 +175,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 			}
 		})
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return AccessReport{}, ErrClosed
 	}
 	if err != nil {
@@ -174,7 +191,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		rep.Rows = append(rep.Rows, *row)
 	}
 	slices.SortFunc(rep.Rows, func(a, b AccessRow) int {
-		return cmp.Or(cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
+		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
 			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
 	})
 	return rep, nil
@@ -225,6 +242,12 @@ func (q *AccessQuery) match(k key) bool {
 // hours; zero leaves a side open), reading daily buckets for whole days and
 // hourly buckets for the hours at the edges.
 func scanPeriods(ctx context.Context, tx *bolt.Tx, since, until time.Time, fn func(key, counts)) error {
+	return scanPeriodsAt(ctx, tx, since, until, false, func(k key, c counts, _ time.Time) { fn(k, c) })
+}
+
+// scanPeriodsAt is scanPeriods that also passes each bucket's start; with
+// hourly set it reads hourly buckets only.
+func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(key, counts, time.Time)) error {
 	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
 	lo, hi, ok := bounds(hours)
 	if !ok {
@@ -246,8 +269,8 @@ func scanPeriods(ctx context.Context, tx *bolt.Tx, since, until time.Time, fn fu
 		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if kk, _, ok := decodeKey(k); ok {
-				fn(kk, decodeCounts(v))
+			if kk, at, ok := decodeKey(k); ok {
+				fn(kk, decodeCounts(v), at)
 			}
 		}
 	}
@@ -255,7 +278,7 @@ func scanPeriods(ctx context.Context, tx *bolt.Tx, since, until time.Time, fn fu
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
+		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
 			scan(days, t)
 			t = t.Add(24 * time.Hour)
 			continue

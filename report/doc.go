@@ -21,6 +21,10 @@
 // the last signed checkpoint folded, so that an auditor can check it with
 // `ferryctl audit verify` over the same range.
 //
+// [Rollup.Replay] replays the recorded traffic of a profile against
+// proposed rules: the accepted flows they would deny and the denied
+// attempts they would allow, by user and destination.
+//
 // The package does not record flows (see tunnel), store or sign the journal
 // (see cluster and audit), or speak HTTP (see cmd/internal/api).
 package report

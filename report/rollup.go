@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferryvpn/ferry/audit"
 )
@@ -133,7 +134,7 @@ func (r *Rollup) readCursor() (cursor, error) {
 		c, err = readCursorTx(tx)
 		return err
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return c, ErrClosed
 	}
 	return c, err
@@ -183,7 +184,7 @@ func (r *Rollup) Sync(ctx context.Context) (uint64, error) {
 		}
 		err := r.db.Update(func(tx *bolt.Tx) error { return foldPage(tx, page, &c) })
 		page = page[:0]
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			return ErrClosed
 		}
 		return err
@@ -219,7 +220,7 @@ func (r *Rollup) Rebuild(ctx context.Context) error {
 func (r *Rollup) resetLocked() error {
 	return r.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta} {
-			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 				return err
 			}
 			if _, err := tx.CreateBucket(b); err != nil {

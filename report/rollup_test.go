@@ -2,75 +2,27 @@ package report
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ferryvpn/ferry/audit"
-	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/report/reporttest"
 )
 
-// memJournal is a journal in memory with the cluster's chaining.
-type memJournal struct {
-	mu   sync.Mutex // guards recs
-	recs []cluster.Record
-}
-
-var _ audit.Journal = (*memJournal)(nil)
+// memJournal is reporttest.Journal with a test's failure on bad input.
+type memJournal struct{ reporttest.Journal }
 
 func (j *memJournal) add(t testing.TB, evs ...audit.Event) {
 	t.Helper()
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for _, e := range evs {
-		data, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var prev [32]byte
-		if n := len(j.recs); n > 0 {
-			prev = j.recs[n-1].Hash
-		}
-		seq := uint64(len(j.recs) + 1)
-		h := sha256.New()
-		h.Write(prev[:])
-		h.Write(binary.BigEndian.AppendUint64(nil, seq))
-		h.Write(data)
-		var sum [32]byte
-		copy(sum[:], h.Sum(nil))
-		j.recs = append(j.recs, cluster.Record{Seq: seq, Data: data, PrevHash: prev, Hash: sum})
+	if err := j.Add(evs...); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func (j *memJournal) JournalRange(from, to uint64, max int) ([]cluster.Record, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var out []cluster.Record
-	for _, r := range j.recs {
-		if r.Seq >= from && r.Seq <= to && len(out) < max {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func (j *memJournal) JournalHead() (uint64, [32]byte, error) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if len(j.recs) == 0 {
-		return 0, [32]byte{}, nil
-	}
-	r := j.recs[len(j.recs)-1]
-	return r.Seq, r.Hash, nil
 }
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -144,8 +96,8 @@ func TestAccessReport(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("rows\n got %q\nwant %q", got, tc.want)
 			}
-			if rep.Source.FromSeq != 1 || rep.Source.ToSeq != uint64(len(j.recs)) {
-				t.Errorf("source %+v, want 1..%d", rep.Source, len(j.recs))
+			if rep.Source.FromSeq != 1 || rep.Source.ToSeq != uint64(j.Len()) {
+				t.Errorf("source %+v, want 1..%d", rep.Source, j.Len())
 			}
 		})
 	}
@@ -212,7 +164,7 @@ func TestRollupResumesAndRebuilds(t *testing.T) {
 	// the cursor has another hash.
 	other := &memJournal{}
 	other.add(t, flowEv(t0, "dave", "pc", "eng", "10.0.4.17", 5432, false, 1, 1, 1))
-	for range len(j.recs) {
+	for range j.Len() {
 		other.add(t, audit.Event{ID: "x", Time: t0, Type: audit.TypeLogin, Outcome: audit.Success})
 	}
 	inc.cfg.Journal = other
@@ -229,5 +181,38 @@ func TestRollupResumesAndRebuilds(t *testing.T) {
 	rep, err := inc.Access(ctx, AccessQuery{})
 	if err != nil || len(rep.Rows) != 1 || rep.Rows[0].User != "dave" {
 		t.Errorf("after replacement: %+v, %v", rep.Rows, err)
+	}
+}
+
+// TestAccessOverTime: the same rows split per day and per hour add up to
+// the totals (packet statistics over time).
+func TestAccessOverTime(t *testing.T) {
+	j := &memJournal{}
+	sampleTraffic(j, t)
+	r := openRollup(t, j, filepath.Join(t.TempDir(), "r.db"))
+	if _, err := r.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		by   string
+		rows int
+	}{{"day", 3}, {"hour", 48}} { // 48 hours from 10:00 span three days
+		rep, err := r.Access(context.Background(), AccessQuery{User: "alice", By: tc.by})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flows uint64
+		for _, row := range rep.Rows {
+			flows += row.Flows
+			if row.Period.IsZero() {
+				t.Errorf("by %s: a row without its period: %+v", tc.by, row)
+			}
+		}
+		if len(rep.Rows) != tc.rows || flows != 96 {
+			t.Errorf("by %s: %d rows, %d flows; want %d rows, 96 flows", tc.by, len(rep.Rows), flows, tc.rows)
+		}
+	}
+	if _, err := r.Access(context.Background(), AccessQuery{By: "week"}); err == nil {
+		t.Error("by week was accepted")
 	}
 }

@@ -70,7 +70,7 @@ func BenchmarkCapture(b *testing.B) {
 	for round := 0; round < benchRounds; round++ {
 		for i, m := range modes {
 			if m.addr != "" {
-				srv.Must(b, tunneltest.Request{Op: "capture_start", Addr: m.addr, Bytes: 96})
+				srv.Must(b, tunneltest.Request{Op: "capture_start", Addr: m.addr, Bytes: 96, Proto: "discard"})
 			}
 			g, err := iperf(e, target)
 			if err != nil {
@@ -79,8 +79,8 @@ func BenchmarkCapture(b *testing.B) {
 			if m.addr != "" {
 				r := srv.Must(b, tunneltest.Request{Op: "capture_stop"})
 				if i == 2 {
-					samePackets = append(samePackets, r.Text)
-					if p, _ := strconv.Atoi(r.Text); p == 0 {
+					samePackets = append(samePackets, strconv.Itoa(r.Conn))
+					if r.Conn == 0 {
 						b.Fatal("the capture of the measured client kept no packets")
 					}
 				}

@@ -110,9 +110,6 @@ func (a *flowAgg) put(k flowKey, d flowCounts) {
 	a.recs[k] = &c
 }
 
-// len returns the number of records held.
-func (a *flowAgg) len() int { return len(a.recs) }
-
 // flush returns the interval's records in a stable order and starts the
 // next interval; folded is how many contributions were folded.
 func (a *flowAgg) flush() (recs []flowRecord, folded uint64) {

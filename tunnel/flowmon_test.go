@@ -28,7 +28,7 @@ type flowHarness struct {
 	denied map[denyKey]uint64
 }
 
-func newFlowHarness(t *testing.T, maxRecords int) *flowHarness {
+func newFlowHarness(t testing.TB, maxRecords int) *flowHarness {
 	t.Helper()
 	h := &flowHarness{clock: &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, denied: map[denyKey]uint64{}}
 	var idx atomic.Pointer[peerIndex]

@@ -94,7 +94,8 @@ func New(cfg Config) (*Gateway, error) {
 	if g.ct, err = conntrack.Dial(nil); err != nil {
 		return nil, fmt.Errorf("opening conntrack netlink: %w", err)
 	}
-	g.emitter = newEmitter(cfg.Recorder, cfg.Cluster.ID(), g.log, g.metrics.auditDrops.Inc)
+	// Two intervals of records at the caps (fine, coarse, and per client).
+	g.emitter = newEmitter(cfg.Recorder, cfg.Cluster.ID(), g.log, g.metrics.auditDrops.Inc, 2*(cfg.FlowMaxRecords*3/2+4096))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("registering tunnel metrics: %w", err)

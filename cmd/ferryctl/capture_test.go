@@ -77,6 +77,17 @@ func TestCapture(t *testing.T) {
 			t.Fatalf("a refused capture left its file: %v", err)
 		}
 	})
+	t.Run("a used code is refused (step-up needs a fresh one)", func(t *testing.T) {
+		_, err := ctl(t, "", "capture", "--user", "alice@example.com", "--reason", "INC-1", "--totp", code(now), "-w", filepath.Join(dir, "replay.pcapng"))
+		if err == nil || !strings.Contains(err.Error(), "fresh TOTP") {
+			t.Fatalf("err %v, want a step-up refusal", err)
+		}
+	})
+	t.Run("status", func(t *testing.T) {
+		if out := mustCtl(t, "capture", "--list"); !strings.Contains(out, "No capture runs") {
+			t.Fatalf("capture --list: %q", out)
+		}
+	})
 	file := filepath.Join(dir, "alice.pcapng")
 	t.Run("an admin with a fresh code gets the file", func(t *testing.T) {
 		out := mustCtl(t, "capture", "--user", "alice@example.com", "--reason", "INC-42 db timeouts", "--filter", "tcp and port 5432",
@@ -115,9 +126,10 @@ func TestCapture(t *testing.T) {
 				stops++
 			}
 		}
-		// Refused: the non-admin, the missing reason, the wrong code.
-		if refusals != 3 || starts != 1 || stops != 1 {
-			t.Fatalf("audit: %d refusals, %d starts, %d stops with the file's SHA-256; want 3, 1, 1", refusals, starts, stops)
+		// Refused: the non-admin, the missing reason, the wrong code, the
+		// used code.
+		if refusals != 4 || starts != 1 || stops != 1 {
+			t.Fatalf("audit: %d refusals, %d starts, %d stops with the file's SHA-256; want 4, 1, 1", refusals, starts, stops)
 		}
 	})
 }

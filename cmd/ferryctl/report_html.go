@@ -16,7 +16,7 @@ var accessHTML = template.Must(template.New("access").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>ferry access report</title>
+<title>ferry {{.Title}}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em; color: #111; }
 table { border-collapse: collapse; font-size: 0.9em; }
@@ -27,13 +27,13 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 </style>
 </head>
 <body>
-<h1>Access report</h1>
+<h1>{{.Heading}}</h1>
 <p>Generated {{.Generated}}.{{if .Query}} Filter:{{range .Query}} {{.}}{{end}}.{{end}}</p>
 <p class="source" id="source">{{.Source}}</p>
 <table id="access">
 <thead><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr></thead>
 <tbody>
-{{range .Rows}}<tr>{{range $i, $c := .}}<td{{if ge $i 9}} class="n"{{end}}>{{$c}}</td>{{end}}</tr>
+{{range .Rows}}<tr>{{range $i, $c := .}}<td>{{$c}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
 <p>{{len .Rows}} rows.</p>
@@ -51,8 +51,13 @@ func writeAccessHTML(w io.Writer, rep wire.AccessReport) error {
 	for _, r := range rep.Rows {
 		rows = append(rows, accessCells(r))
 	}
+	return writeHTML(w, "access report", "Access report", query, sourceLine(rep.Source), accessColumns, rows)
+}
+
+// writeHTML writes one report as a self-contained HTML file.
+func writeHTML(w io.Writer, title, heading string, query []string, source string, columns []string, rows [][]string) error {
 	return accessHTML.Execute(w, map[string]any{
-		"Generated": time.Now().UTC().Format(time.RFC3339), "Query": query,
-		"Source": sourceLine(rep.Source), "Columns": accessColumns, "Rows": rows,
+		"Title": title, "Heading": heading, "Generated": time.Now().UTC().Format(time.RFC3339), "Query": query,
+		"Source": source, "Columns": columns, "Rows": rows,
 	})
 }

@@ -177,6 +177,8 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
 			Pool: pool, Recorder: s.audit, Logger: log, Registerer: reg,
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
+			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
+			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
 		}); err != nil {
 			return nil, fmt.Errorf("starting the data plane: %w", err)
 		}
@@ -199,8 +201,9 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	mfa := s.mfa
 	if s.capture, err = capture.New(capture.Config{
 		Node: node, Local: plane, Peers: s.profiles, Recorder: s.audit, Logger: log,
-		StepUp: func(ctx context.Context, a audit.Actor, code string) error {
-			return mfa.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code, authn.Source{})
+		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
+			return mfa.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
+				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
 		},
 		Caps: capture.Caps{
 			MaxDuration: cfg.Capture.MaxDuration.D(), MaxBytes: cfg.Capture.MaxBytes, HeaderSnaplen: cfg.Capture.HeaderSnaplen,

@@ -176,6 +176,12 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 			}
 		}
 		pending = slices.Delete(pending, 0, k)
+		if k > 0 && !all && werr == nil {
+			// Deliver while the capture runs (wireshark -k -i -).
+			if werr = ng.Flush(); werr == nil {
+				werr = bw.Flush()
+			}
+		}
 	}
 	// watermark is the time up to which every running node has sent all
 	// its packets.
@@ -250,9 +256,6 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 			res.Packets++
 			res.Bytes += uint64(len(p.Data))
 			pending = append(pending, p)
-			if p.Time.After(marks[it.node]) {
-				marks[it.node] = p.Time
-			}
 		}
 		if m, ok := watermark(); ok {
 			flush(m, false)

@@ -108,7 +108,7 @@ type Config struct {
 	Recorder audit.Recorder
 	// StepUp checks a fresh TOTP code of the requester (with its replay
 	// guard and lockout); required.
-	StepUp func(ctx context.Context, requester audit.Actor, code string) error
+	StepUp func(ctx context.Context, requester audit.Actor, src audit.Source, code string) error
 	// Caps are this node's hard limits.
 	Caps Caps
 	// Now is the clock; default time.Now.
@@ -342,7 +342,7 @@ func (s *Service) prepare(ctx context.Context, req Request) (Limits, error) {
 	if req.TOTP == "" {
 		return lim, fmt.Errorf("%w: send the current code of your authenticator", ErrStepUp)
 	}
-	if err := s.cfg.StepUp(ctx, req.Actor, req.TOTP); err != nil {
+	if err := s.cfg.StepUp(ctx, req.Actor, req.Source, req.TOTP); err != nil {
 		return lim, fmt.Errorf("%w: %v", ErrStepUp, err)
 	}
 	return lim, nil

@@ -90,7 +90,7 @@ func startCaptureCluster(t *testing.T, caps Caps) *captureCluster {
 		p := &fakePlane{tap: NewTap(nil)}
 		p.dev = p.tap.Wrap(ch.TUN())
 		svc, err := New(Config{Node: n, Local: p, Peers: st, Recorder: cc.rec, Caps: caps,
-			StepUp: func(_ context.Context, _ audit.Actor, code string) error {
+			StepUp: func(_ context.Context, _ audit.Actor, _ audit.Source, code string) error {
 				if code != "123456" {
 					return errors.New("wrong code")
 				}
@@ -314,4 +314,48 @@ func TestServicePayloadWhenAllowed(t *testing.T) {
 			t.Fatalf("snaplen %d: %q, want cap_len %s of 332", tc.snaplen, lines, tc.capLen)
 		}
 	}
+}
+
+// TestServiceByteCap: the byte cap of a capture ends it on every node.
+func TestServiceByteCap(t *testing.T) {
+	cc := startCaptureCluster(t, Caps{})
+	req := adminReq()
+	req.MaxBytes, req.Duration = 500, time.Minute
+	done := make(chan Result, 1)
+	go func() {
+		res, err := cc.svcs[0].Run(clustertest.AsAdmin(context.Background()), req, io.Discard)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	clustertest.WaitFor(t, 10*time.Second, "every node captures", func() error {
+		for i, p := range cc.planes {
+			if !p.tap.Active() {
+				return fmt.Errorf("node %d not capturing yet", i)
+			}
+		}
+		return nil
+	})
+	var res Result
+	for i := 0; ; i++ {
+		cc.planes[i%3].send(t, "10.99.0.2", uint16(i))
+		select {
+		case res = <-done:
+		case <-time.After(10 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if res.Stopped != StopBytes || res.Bytes > 500 {
+		t.Fatalf("result %+v, want stopped by max_bytes with at most 500 bytes", res)
+	}
+	clustertest.WaitFor(t, 10*time.Second, "every node stopped", func() error {
+		for i, p := range cc.planes {
+			if p.tap.Active() {
+				return fmt.Errorf("node %d still captures", i)
+			}
+		}
+		return nil
+	})
 }

@@ -29,8 +29,12 @@ const (
 	recEnd    = 'E'
 )
 
-// markEvery is how often a node sends a watermark.
-const markEvery = 200 * time.Millisecond
+// markEvery is how often a node sends a watermark, and markSlack how far
+// behind the clock it stays.
+const (
+	markEvery = 200 * time.Millisecond
+	markSlack = 100 * time.Millisecond
+)
 
 // Limits bound one capture.
 type Limits struct {
@@ -92,7 +96,7 @@ func Stream(ctx context.Context, src Source, iface string, lim Limits, w io.Writ
 	defer timer.Stop()
 	tick := time.NewTicker(markEvery)
 	defer tick.Stop()
-	var last time.Time
+	var lastMark time.Time
 	var err error
 loop:
 	for {
@@ -104,10 +108,15 @@ loop:
 			st.Stopped = StopDuration
 			break loop
 		case now := <-tick.C:
-			if now.Before(last) {
-				now = last
+			// A packet stamped a moment ago may still be on its way
+			// from the data path's goroutines: promise only up to
+			// markSlack before now.
+			mark := now.Add(-markSlack)
+			if mark.Before(lastMark) {
+				mark = lastMark
 			}
-			if err = writeMark(bw, now); err == nil {
+			lastMark = mark
+			if err = writeMark(bw, mark); err == nil {
 				err = bw.Flush()
 			}
 			if err != nil {
@@ -125,7 +134,6 @@ loop:
 			}
 			st.Packets++
 			st.Bytes += uint64(len(p.Data))
-			last = p.Time
 			if err = writePacket(bw, p); err != nil {
 				st.Stopped = StopCancelled
 				break loop

@@ -1,27 +1,36 @@
 package tunneltest
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net/netip"
-	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // captures are the packet captures an agent runs on its gateway for
-// tests and benchmarks: capture_start (Addr: the client's tunnel address,
-// Key: the filter, Bytes: the snap length) starts one that keeps counting
-// what it matched, capture_stop ends it and answers the packet count.
+// tests and benchmarks. capture_start (Addr: the client's tunnel address,
+// Key: the filter, Bytes: the snap length, Timeout: the duration, default
+// a minute; Proto "discard" keeps nothing but counts) starts this node's
+// part of a capture as capture.Stream writes it; capture_stop ends it and
+// answers the packet count (Conn) and the stream (Text, base64), which
+// the test merges with capture.Merge.
 type captures struct {
 	mu  sync.Mutex // guards run
 	run *agentCapture
 }
 
 type agentCapture struct {
-	src     capture.Source
-	done    chan struct{}
-	packets uint64
+	cancel context.CancelFunc
+	done   chan struct{}
+	out    bytes.Buffer
+	stats  capture.Stats
+	err    error
 }
 
 func (s *server) captureOp(req Request) (Response, bool, error) {
@@ -40,16 +49,23 @@ func (s *server) captureOp(req Request) (Response, bool, error) {
 		if err != nil {
 			return Response{}, true, err
 		}
-		src, err := s.gw.Capture(f, max(req.Bytes, 1))
+		lim := capture.Limits{Duration: req.Timeout, MaxBytes: 16 << 20, Snaplen: max(req.Bytes, 1)}
+		if lim.Duration <= 0 {
+			lim.Duration = time.Minute
+		}
+		src, err := s.gw.Capture(f, lim.Snaplen)
 		if err != nil {
 			return Response{}, true, err
 		}
-		run := &agentCapture{src: src, done: make(chan struct{})}
+		ctx, cancel := context.WithCancel(context.Background())
+		run := &agentCapture{cancel: cancel, done: make(chan struct{})}
+		var w io.Writer = &run.out
+		if req.Proto == "discard" {
+			w, lim.MaxBytes = io.Discard, 1<<50
+		}
 		go func() {
 			defer close(run.done)
-			for range src.Packets() {
-				run.packets++
-			}
+			run.stats, run.err = capture.Stream(ctx, src, s.iface, lim, w)
 		}()
 		s.capt.run = run
 		return Response{}, true, nil
@@ -59,8 +75,8 @@ func (s *server) captureOp(req Request) (Response, bool, error) {
 			return Response{}, true, fmt.Errorf("no capture runs")
 		}
 		s.capt.run = nil
-		run.src.Close()
+		run.cancel()
 		<-run.done
-		return Response{Text: strconv.FormatUint(run.packets, 10)}, true, nil
+		return Response{Conn: int(run.stats.Packets), Text: base64.StdEncoding.EncodeToString(run.out.Bytes())}, true, run.err
 	}
 }

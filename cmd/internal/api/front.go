@@ -25,15 +25,19 @@ func (h *handler) frontDoor(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// wantsHTML reports whether the request is a browser's: it accepts
-// text/html and does not ask for JSON first. Clients that send no Accept
-// header (curl, Go's http.Client) count as browsers only for "/", which
-// has always led to the portal.
+// wantsHTML reports whether the request is a browser's: it does not
+// prefer JSON, and it names text/html or asks for "/". Clients that send
+// no Accept header or */* (curl, Go's http.Client) count as browsers only
+// for "/", which has always led to the portal.
 func wantsHTML(r *http.Request) bool {
 	accept := r.Header.Get("Accept")
-	if accept == "" {
+	html, json := strings.Index(accept, "text/html"), strings.Index(accept, "application/json")
+	switch {
+	case json >= 0 && (html < 0 || json < html):
+		return false
+	case html >= 0:
+		return true
+	default:
 		return r.URL.Path == "/"
 	}
-	html, json := strings.Index(accept, "text/html"), strings.Index(accept, "application/json")
-	return html >= 0 && (json < 0 || html < json)
 }

@@ -174,6 +174,14 @@ func TestFrontDoor(t *testing.T) {
 	if resp, _ := fetch("/", "application/json"); resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("/ asked for JSON: %s", resp.Header.Get("Content-Type"))
 	}
+	for _, accept := range []string{"", "*/*", browserAccept} {
+		if resp, _ := fetch("/", accept); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/portal" {
+			t.Errorf("/ with Accept %q: %d %q, want 303 to the portal", accept, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if resp, _ := fetch("/nope", "*/*"); resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("/nope with Accept */*: %s, want JSON", resp.Header.Get("Content-Type"))
+	}
 }
 
 var relativeExpiry = regexp.MustCompile(`<dd>in \d+ (hours|minutes|days) \(<time datetime="[^"]+" data-local>`)
@@ -189,5 +197,22 @@ func tlsClient(t *testing.T, s *apitest.Server) *http.Client {
 	return &http.Client{
 		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// TestPortalDeviceNameErrorStaysByItsField: a rejected device name was
+// replaced by "phone" and its error shown far from the field (issue).
+func TestPortalDeviceNameErrorStaysByItsField(t *testing.T) {
+	s := apitest.Start(t)
+	if _, err := clientFor(t, s, s.Admin(t)).CreateProfile(bg(t), engProfile); err != nil {
+		t.Fatal(err)
+	}
+	get := browser(t, s, s.Token(t, authn.Identity{UserID: "alice", Email: "alice@example.com", Groups: []string{"engineering"}}))
+	_, page := get(http.MethodGet, "/portal", nil)
+	csrf := csrfField.FindStringSubmatch(page)[1]
+	resp, page := get(http.MethodPost, "/portal/config", url.Values{"csrf": {csrf}, "profile": {"eng"}, "device": {"-bad/name"}, "server_key": {"1"}, "as": {"file"}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="device-error"`) || !strings.Contains(page, `value="-bad/name"`) ||
+		!strings.Contains(page, `aria-invalid="true"`) || !strings.Contains(page, `value="file" checked`) {
+		t.Errorf("rejected device name: %d\n%s", resp.StatusCode, page)
 	}
 }

@@ -159,8 +159,9 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 		t.Fatal(err)
 	}
 	if s.Capture, err = capture.New(capture.Config{Node: node, Peers: s.Profiles, Recorder: log,
-		StepUp: func(ctx context.Context, a audit.Actor, code string) error {
-			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code, authn.Source{})
+		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
+			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
+				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
 		}}); err != nil {
 		t.Fatal(err)
 	}
