@@ -89,6 +89,7 @@ var figures = []Figure{
 	{Label: "data plane: policy cost in CPU per GB, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-policy-cost-%", Goal: "<= 5"},
 	{Label: "data plane: 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "data plane: stock wireguard-go CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "stock-cpu-s/GB"},
+	{Label: "data plane: ferry / stock, gateway CPU per GB net of each's idle CPU", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-ferry/stock"},
 	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
 	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
 	{Label: "capture tap, no capture running (vs no tap: direct)", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/idle", Unit: "ns/packet"},
