@@ -15,6 +15,11 @@ type Server struct {
 	Endpoint string
 	// MTU of the client interface; default 1420.
 	MTU int
+	// DNS, when set, are the addresses of the nodes' DNS forwarder (the
+	// server's tunnel addresses): clients resolve through it, so answers
+	// for host rules become permissions, and the profile's own DNS
+	// servers are the forwarder's upstreams instead.
+	DNS []netip.Addr
 }
 
 // Keepalive is below the AWS NLB's fixed 120 s UDP idle timeout, so a quiet
@@ -37,10 +42,23 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 	if privateKey != "" {
 		fmt.Fprintf(&b, "PrivateKey = %s\n", privateKey)
 	}
-	fmt.Fprintf(&b, "Address = %s\n", netip.PrefixFrom(p.Address, 32))
-	if len(prof.DNS) > 0 || len(prof.SearchDomains) > 0 {
+	addrs := netip.PrefixFrom(p.Address, 32).String()
+	if p.Address6.IsValid() {
+		addrs += ", " + netip.PrefixFrom(p.Address6, 128).String()
+	}
+	fmt.Fprintf(&b, "Address = %s\n", addrs)
+	servers := prof.DNS
+	if len(srv.DNS) > 0 {
+		servers = nil
+		for _, a := range srv.DNS {
+			if a.Is4() || p.Address6.IsValid() {
+				servers = append(servers, a)
+			}
+		}
+	}
+	if len(servers) > 0 || len(prof.SearchDomains) > 0 {
 		var dns []string
-		for _, a := range prof.DNS {
+		for _, a := range servers {
 			dns = append(dns, a.String())
 		}
 		dns = append(dns, prof.SearchDomains...)
@@ -51,7 +69,15 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 	fmt.Fprintf(&b, "PublicKey = %s\n", srv.PublicKey)
 	fmt.Fprintf(&b, "Endpoint = %s\n", srv.Endpoint)
 	var allowed []string
-	for _, a := range prof.AllowedIPs() {
+	routed := prof.AllowedIPs(p.Address6.IsValid())
+	if len(srv.DNS) > 0 && !prof.FullTunnel {
+		// The forwarder lives on the server's tunnel addresses.
+		for _, a := range servers {
+			routed = append(routed, netip.PrefixFrom(a, a.BitLen()))
+		}
+		routed = mergePrefixes(routed)
+	}
+	for _, a := range routed {
 		allowed = append(allowed, a.String())
 	}
 	fmt.Fprintf(&b, "AllowedIPs = %s\n", strings.Join(allowed, ", "))
