@@ -78,7 +78,11 @@ func New(cfg Config) (*Gateway, error) {
 	if g.mon, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
 		return nil, err
 	}
-	for _, s := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.netfilter.nf_conntrack_acct", "1"}, {"net.netfilter.nf_conntrack_timestamp", "1"}} {
+	sysctls := [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.netfilter.nf_conntrack_acct", "1"}, {"net.netfilter.nf_conntrack_timestamp", "1"}}
+	if cfg.Pool6.IsValid() {
+		sysctls = append(sysctls, [2]string{"net.ipv6.conf.all.forwarding", "1"})
+	}
+	for _, s := range sysctls {
 		if err := setSysctl(s[0], s[1]); err != nil {
 			return nil, err
 		}
@@ -181,7 +185,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		interval: cfg.DenyInterval, budget: cfg.DenyBudget, log: g.log, metrics: g.metrics}
 	goRun(func() { dm.run(ctx) })
 	if !cfg.NoFlows {
-		fm := &flowMonitor{pool: cfg.Pool, index: &g.index, emit: g.emitter.emit, now: cfg.Now, window: cfg.FlowWindow,
+		fm := &flowMonitor{pool: cfg.Pool, pool6: cfg.Pool6, index: &g.index, emit: g.emitter.emit, now: cfg.Now, window: cfg.FlowWindow,
 			budget: cfg.FlowBudget, log: g.log, metrics: g.metrics}
 		goRun(func() {
 			if err := fm.run(ctx); err != nil && ctx.Err() == nil {
@@ -191,7 +195,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 
 	r := &reconciler{dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
-		pool: cfg.Pool, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
+		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
 	r.sess = newSessions(cfg.SessionIdle, g.emitter.emit, r.version, g.metrics)
 	return g.loop(ctx, r, msgs, fatal)
 }
