@@ -4,8 +4,9 @@
 // events.
 //
 // A Gateway follows the replicated peers and profiles (cluster watches on
-// profiles.PeerPrefix and profiles.ProfilePrefix) and converges
-// incrementally:
+// profiles.RecordPrefixes, decoded into typed values by
+// profiles.DecodeRecord and DecodeEvent: the keys and JSON are the
+// profiles package's) and converges incrementally:
 //
 //   - The device, driven through wgctrl only: a kernel WireGuard interface
 //     where the kernel has one, otherwise wireguard-go in this process on a

@@ -174,7 +174,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	cfg := &g.cfg
 	msgs := make(chan watchMsg, 16)
 	fatal := make(chan error, 4)
-	for _, prefix := range []string{profiles.ProfilePrefix, profiles.PeerPrefix} {
+	for _, prefix := range profiles.RecordPrefixes {
 		goRun(func() {
 			if err := g.pump(ctx, prefix, msgs); err != nil && ctx.Err() == nil {
 				fatal <- fmt.Errorf("watching %s: %w", prefix, err)

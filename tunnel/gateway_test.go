@@ -190,7 +190,7 @@ func startTopology(t *testing.T) *topology {
 	server := func(id, bind, iface string, boot bool) *tunneltest.ServerConfig {
 		return &tunneltest.ServerConfig{NodeID: id, DataDir: filepath.Join(t.TempDir(), id), Bind: bind, Bootstrap: boot,
 			CACert: ca.CertPEM(), CAKey: caKey, Interface: iface, PrivateKey: tp.srvKey.String(), Address: "100.64.0.1/16",
-			PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second}
+			PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second, Kernel: *kernelDevice}
 	}
 	tp.vpc = tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{
 		"tcp:0.0.0.0:7001", "udp:10.99.0.1:7002", "udp:10.99.0.1:7003", "tcp:0.0.0.0:7003", "sink:0.0.0.0:7004"}})
@@ -198,6 +198,8 @@ func startTopology(t *testing.T) *topology {
 	tp.s1.Must(t, tunneltest.Request{Op: "leader"})
 	tp.s2 = tunneltest.StartAgent(t, n, ns["fs2"], "s2", tunneltest.AgentConfig{Server: server("n2", "10.200.0.2:7946", n.Name("fw2-"), false)})
 	tp.s1.Must(t, tunneltest.Request{Op: "addvoter", ID: "n2", Addr: "10.200.0.2:7946"})
+	requireKernelLink(t, ns["fs1"], n.Name("fw1-"))
+	requireKernelLink(t, ns["fs2"], n.Name("fw2-"))
 	for _, s := range []string{"fs1", "fs2"} {
 		// Short conntrack timeouts, so DESTROY events come within the test.
 		n.Sysctl(ns[s], "net.netfilter.nf_conntrack_tcp_timeout_time_wait", "1")

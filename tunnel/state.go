@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -27,19 +26,22 @@ func newMirror() *mirror {
 	return &mirror{peers: map[string]*profiles.Peer{}, profiles: map[string]*policy{}}
 }
 
-// replace loads a full listing of one prefix.
+// replace loads a full listing of one of profiles.RecordPrefixes.
 func (m *mirror) replace(prefix string, kvs []cluster.KV) error {
-	switch prefix {
-	case profiles.PeerPrefix:
+	switch {
+	case profiles.IsPeerPrefix(prefix):
 		m.peers = map[string]*profiles.Peer{}
-	case profiles.ProfilePrefix:
+	case profiles.IsProfilePrefix(prefix):
 		m.profiles = map[string]*policy{}
 	}
 	var errs []string
 	for _, kv := range kvs {
-		if err := m.put(kv.Key, kv.Value, kv.Version); err != nil {
+		r, err := profiles.DecodeRecord(kv.Key, kv.Value, kv.Version)
+		if err != nil {
 			errs = append(errs, err.Error())
+			continue
 		}
+		m.set(r)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("skipped undecodable records: %s", strings.Join(errs, "; "))
@@ -47,45 +49,42 @@ func (m *mirror) replace(prefix string, kvs []cluster.KV) error {
 	return nil
 }
 
-// apply applies one committed change.
+// apply applies one committed change. A record that no longer decodes is
+// dropped, so the data plane never keeps what it cannot read.
 func (m *mirror) apply(ev cluster.Event) error {
-	switch ev.Type {
-	case cluster.EventPut:
-		return m.put(ev.Key, ev.Value, ev.Revision)
-	case cluster.EventDelete:
-		if id, ok := strings.CutPrefix(ev.Key, profiles.PeerPrefix); ok {
-			delete(m.peers, id)
-		} else if name, ok := strings.CutPrefix(ev.Key, profiles.ProfilePrefix); ok {
-			delete(m.profiles, name)
-		}
+	c, err := profiles.DecodeEvent(ev)
+	switch {
+	case c.DeletedPeer != "":
+		delete(m.peers, c.DeletedPeer)
+	case c.DeletedProfile != "":
+		delete(m.profiles, c.DeletedProfile)
+	case err != nil:
+		m.drop(ev.Key)
+		return err
+	default:
+		m.set(c.Record)
 	}
 	return nil
 }
 
-func (m *mirror) put(key string, value []byte, version uint64) error {
-	if id, ok := strings.CutPrefix(key, profiles.PeerPrefix); ok {
-		var p profiles.Peer
-		if err := json.Unmarshal(value, &p); err != nil {
-			delete(m.peers, id)
-			return fmt.Errorf("peer %s: %w", id, err)
-		}
-		if p.ID == "" {
-			p.ID = id
-		}
-		m.peers[id] = &p
-		return nil
+// set stores a decoded record.
+func (m *mirror) set(r profiles.Record) {
+	switch {
+	case r.Peer != nil:
+		m.peers[r.Peer.ID] = r.Peer
+	case r.Profile != nil:
+		pol := compile(*r.Profile)
+		m.profiles[r.Profile.Name] = &pol
 	}
-	if name, ok := strings.CutPrefix(key, profiles.ProfilePrefix); ok {
-		var p profiles.Profile
-		if err := json.Unmarshal(value, &p); err != nil {
-			delete(m.profiles, name)
-			return fmt.Errorf("profile %s: %w", name, err)
-		}
-		p.Name, p.Version = name, version
-		pol := compile(p)
-		m.profiles[name] = &pol
+}
+
+// drop forgets the record stored under key, whichever kind it is.
+func (m *mirror) drop(key string) {
+	if c, _ := profiles.DecodeEvent(cluster.Event{Type: cluster.EventDelete, Key: key}); c.DeletedPeer != "" {
+		delete(m.peers, c.DeletedPeer)
+	} else if c.DeletedProfile != "" {
+		delete(m.profiles, c.DeletedProfile)
 	}
-	return nil
 }
 
 // addrs are a client's tunnel addresses: IPv4, and IPv6 when dual stack.

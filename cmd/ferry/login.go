@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,34 +211,11 @@ func who(email, name string) string {
 	return "your account"
 }
 
-// fmtTime shows a time to a person, in local time to the minute.
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04 MST")
-}
+// The shared client vocabulary (cmd/internal/cli).
+var (
+	fmtTime     = cli.Time
+	fmtDuration = cli.Duration
+)
 
 // fmtExpiry shows an expiry with the time left.
-func fmtExpiry(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	left := t.Sub(now)
-	if left <= 0 {
-		return fmtTime(t) + " (expired: run ferry login)"
-	}
-	return fmt.Sprintf("%s (in %s)", fmtTime(t), fmtDuration(left))
-}
-
-// fmtDuration rounds a duration for a person: "12h", "11h58m", "4m", "42s".
-func fmtDuration(d time.Duration) string {
-	if d < time.Minute {
-		return d.Round(time.Second).String()
-	}
-	s := strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func fmtExpiry(t, now time.Time) string { return cli.Expiry(t, now, ": run ferry login") }

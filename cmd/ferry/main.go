@@ -11,16 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
-	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/spf13/cobra"
 )
@@ -120,20 +117,10 @@ var errNotSignedIn = errors.New("not signed in: run ferry login https://SERVER")
 
 // explain turns API errors into what the person should do.
 func explain(err error) error {
-	var ae *client.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, loginflow.ErrDenied):
+	if errors.Is(err, loginflow.ErrDenied) {
 		return errors.New("the server refused to sign this account in: it may be disabled; ask your administrator")
-	case !errors.As(err, &ae):
-		return err
-	case ae.Status == http.StatusUnauthorized:
-		return errors.New("not signed in or session expired: run ferry login")
-	case ae.Status >= 400 && ae.Status < 500 && ae.Message != "":
-		return errors.New(ae.Message)
 	}
-	return err
+	return cli.Explain(err, cli.Explanations{Unauthorized: "not signed in or session expired: run ferry login"})
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
@@ -142,7 +129,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(g.con.out, "ferry %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(g.con.out, cli.VersionLine("ferry", version))
 			return nil
 		},
 	}
@@ -150,12 +137,4 @@ func newVersionCmd(g *globals) *cobra.Command {
 
 // versionString returns the version set at build time, else the module
 // version, else "dev".
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func versionString() string { return cli.Version(version) }

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -188,20 +188,8 @@ func deleteToken(dir, server string) error {
 	return nil
 }
 
-// canonicalServer checks a server URL and returns it as
-// https://host[:port], lowercase, without a trailing slash.
-func canonicalServer(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(s), "/"))
-	switch {
-	case s == "":
-		return "", errors.New("no server: give its URL, https://host[:port]")
-	case err != nil:
-		return "", fmt.Errorf("server URL %q: %w", s, err)
-	case u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return "", fmt.Errorf("server URL %q: want https://host[:port]", s)
-	}
-	return "https://" + strings.ToLower(u.Host), nil
-}
+// canonicalServer checks a server URL (cli.ServerURL).
+var canonicalServer = cli.ServerURL
 
 // connect returns a client of the saved server with the saved token.
 func (g *globals) connect(dir string, st state) (*client.Client, error) {

@@ -11,16 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"syscall"
 	"time"
 
-	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/spf13/cobra"
 )
@@ -129,22 +126,13 @@ func explain(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ae *client.Error
 	switch {
 	case errors.Is(err, errNotSignedIn):
 		return errors.New(msgUnauthorized)
 	case errors.Is(err, loginflow.ErrDenied):
 		return fmt.Errorf("the server refused an administrator session for this account: ferryctl needs the admin role")
-	case !errors.As(err, &ae):
-		return err
-	case ae.Status == http.StatusUnauthorized:
-		return errors.New(msgUnauthorized)
-	case ae.Status == http.StatusForbidden:
-		return errNotAdmin
-	case ae.Status >= 400 && ae.Status < 500 && ae.Message != "":
-		return errors.New(ae.Message)
 	}
-	return err
+	return cli.Explain(err, cli.Explanations{Unauthorized: msgUnauthorized, Forbidden: errNotAdmin})
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
@@ -153,7 +141,7 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(g.con.out, "ferryctl %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(g.con.out, cli.VersionLine("ferryctl", version))
 			return nil
 		},
 	}
@@ -161,12 +149,4 @@ func newVersionCmd(g *globals) *cobra.Command {
 
 // versionString returns the version set at build time, else the module
 // version, else "dev".
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+func versionString() string { return cli.Version(version) }

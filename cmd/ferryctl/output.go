@@ -1,36 +1,22 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 )
 
-// writeJSON prints v as indented JSON: the wire types' field names, which
-// scripts may rely on.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// writeTable prints rows under a header, in aligned columns. Empty cells
-// show as "-".
-func writeTable(w io.Writer, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		cells := make([]string, len(r))
-		for i, c := range r {
-			cells[i] = cell(c)
-		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-	}
-	return tw.Flush()
-}
+// The shared client vocabulary (cmd/internal/cli).
+var (
+	writeJSON   = cli.WriteJSON
+	writeTable  = cli.WriteTable
+	cell        = cli.Cell
+	fmtTime     = cli.Time
+	fmtDuration = cli.Duration
+)
 
 // field is one line of a detail view.
 type field struct {
@@ -58,15 +44,6 @@ func writeFields(w io.Writer, fields []field) error {
 	return tw.Flush()
 }
 
-// cell makes a value fit one table cell.
-func cell(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func list(s []string) string { return strings.Join(s, ",") }
 
 func yesNo(b bool) string {
@@ -76,37 +53,8 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// fmtTime shows a time to a person, in local time to the minute.
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04 MST")
-}
-
 // fmtExpiry shows an expiry with the time left.
-func fmtExpiry(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	left := t.Sub(now)
-	if left <= 0 {
-		return fmtTime(t) + " (expired)"
-	}
-	return fmt.Sprintf("%s (in %s)", fmtTime(t), fmtDuration(left))
-}
-
-// fmtDuration rounds a duration for a person: "12h", "11h58m", "4m", "42s".
-func fmtDuration(d time.Duration) string {
-	if d < time.Minute {
-		return d.Round(time.Second).String()
-	}
-	s := strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func fmtExpiry(t, now time.Time) string { return cli.Expiry(t, now, "") }
 
 // fmtMaxSession shows a Go duration the way people write it: "12h0m0s"
 // as "12h", "1h30m0s" as "1h30m".

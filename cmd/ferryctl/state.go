@@ -8,13 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/ferryvpn/ferry/cmd/internal/cli"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
@@ -137,20 +136,8 @@ func deleteSession() error {
 	return nil
 }
 
-// canonicalServer checks a server URL and returns it as
-// https://host[:port], lowercase, without a trailing slash.
-func canonicalServer(s string) (string, error) {
-	u, err := url.Parse(strings.TrimSuffix(strings.TrimSpace(s), "/"))
-	switch {
-	case s == "":
-		return "", errors.New("no server: give its URL, https://host[:port]")
-	case err != nil:
-		return "", fmt.Errorf("server URL %q: %w", s, err)
-	case u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return "", fmt.Errorf("server URL %q: want https://host[:port]", s)
-	}
-	return "https://" + strings.ToLower(u.Host), nil
-}
+// canonicalServer checks a server URL (cli.ServerURL).
+var canonicalServer = cli.ServerURL
 
 // target resolves the server and CA file of a command: the flags, else
 // the saved login's. It returns the saved session too when it belongs to

@@ -41,6 +41,10 @@ type ServerConfig struct {
 	SessionIdle  time.Duration `json:"session_idle,omitempty"`
 	MemoryLimit  int64         `json:"memory_limit,omitempty"`
 	NoFlows      bool          `json:"no_flows,omitempty"`
+	// Kernel lets the gateway use kernel WireGuard where the kernel has
+	// it (the production path); otherwise it always runs the embedded
+	// wireguard-go device.
+	Kernel bool `json:"kernel,omitempty"`
 	// Preload is written to the store before the gateway starts, in
 	// transactions of one slice each.
 	Preload [][]KV `json:"preload,omitempty"`
@@ -168,7 +172,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		return nil, err
 	}
 	s.gw, err = tunnel.New(tunnel.Config{
-		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Egress: cfg.Egress, Userspace: true,
+		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowWindow: cfg.FlowWindow,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
