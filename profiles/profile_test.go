@@ -59,7 +59,7 @@ func TestRenderDualStack(t *testing.T) {
 		{CIDR: netip.MustParsePrefix("10.0.0.0/16")}, {CIDR: netip.MustParsePrefix("fd10::/64")}, {Host: "db.prod.internal"}},
 		Routes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}
 	srv := Server{PublicKey: "k", Endpoint: "vpn.example.com:51820",
-		DNS: []netip.Addr{netip.MustParseAddr("100.64.0.1"), Address6(testPool6, netip.MustParseAddr("100.64.0.1"))}}
+		Addresses: []netip.Addr{netip.MustParseAddr("100.64.0.1"), Address6(testPool6, netip.MustParseAddr("100.64.0.1"))}, DNS: true}
 	conf := RenderConfig(p, prof, srv, "")
 	for _, want := range []string{
 		"Address = 100.64.3.7/32, fd66:6572:7279::6440:307/128\n",

@@ -15,11 +15,16 @@ type Server struct {
 	Endpoint string
 	// MTU of the client interface; default 1420.
 	MTU int
-	// DNS, when set, are the addresses of the nodes' DNS forwarder (the
-	// server's tunnel addresses): clients resolve through it, so answers
-	// for host rules become permissions, and the profile's own DNS
-	// servers are the forwarder's upstreams instead.
-	DNS []netip.Addr
+	// Addresses are the server's tunnel addresses (IPv4, and IPv6 when
+	// dual stack), routed into the tunnel by every profile: the node
+	// relays Packet Too Big from the VPC with them as source (path MTU
+	// discovery), and its DNS forwarder listens on them.
+	Addresses []netip.Addr
+	// DNS says the nodes run the DNS forwarder on Addresses: clients
+	// resolve through it, so answers for host rules become permissions,
+	// and the profile's own DNS servers are the forwarder's upstreams
+	// instead.
+	DNS bool
 }
 
 // Keepalive is below the AWS NLB's fixed 120 s UDP idle timeout, so a quiet
@@ -47,14 +52,15 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 		addrs += ", " + netip.PrefixFrom(p.Address6, 128).String()
 	}
 	fmt.Fprintf(&b, "Address = %s\n", addrs)
-	servers := prof.DNS
-	if len(srv.DNS) > 0 {
-		servers = nil
-		for _, a := range srv.DNS {
-			if a.Is4() || p.Address6.IsValid() {
-				servers = append(servers, a)
-			}
+	var tunnelAddrs []netip.Addr
+	for _, a := range srv.Addresses {
+		if a.Is4() || p.Address6.IsValid() {
+			tunnelAddrs = append(tunnelAddrs, a)
 		}
+	}
+	servers := prof.DNS
+	if srv.DNS && len(tunnelAddrs) > 0 {
+		servers = tunnelAddrs
 	}
 	if len(servers) > 0 || len(prof.SearchDomains) > 0 {
 		var dns []string
@@ -70,9 +76,8 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 	fmt.Fprintf(&b, "Endpoint = %s\n", srv.Endpoint)
 	var allowed []string
 	routed := prof.AllowedIPs(p.Address6.IsValid())
-	if len(srv.DNS) > 0 && !prof.FullTunnel {
-		// The forwarder lives on the server's tunnel addresses.
-		for _, a := range servers {
+	if !prof.FullTunnel && len(tunnelAddrs) > 0 {
+		for _, a := range tunnelAddrs {
 			routed = append(routed, netip.PrefixFrom(a, a.BitLen()))
 		}
 		routed = mergePrefixes(routed)

@@ -72,6 +72,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.fw, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
 		return nil, err
 	}
+	g.fw.relay4, g.fw.relay6 = cfg.Address.Addr(), profiles.Address6(cfg.Pool6, cfg.Address.Addr())
 	if err := g.fw.Apply(fwChange{Reset: true}); err != nil {
 		return nil, err
 	}

@@ -106,6 +106,13 @@ type nftFirewall struct {
 	// dnsPort, when set, lets clients reach the node's DNS forwarder on
 	// udp and tcp port 53 of its tunnel addresses.
 	dnsPort bool
+	// relay4 and relay6 are the node's tunnel addresses. Packet Too Big
+	// (and IPv4's fragmentation needed) from routers in the VPC are
+	// forwarded to clients with one of them as source: a client's
+	// WireGuard accepts only sources its AllowedIPs route to the node, and
+	// rendered profiles route the node's tunnel addresses, so path MTU
+	// discovery works across the tunnel. Zero: not rewritten.
+	relay4, relay6 netip.Addr
 	// sets maps a programmed profile to the name of its current interval
 	// set. Only the reconciler's goroutine touches it.
 	sets map[string]string
@@ -398,6 +405,26 @@ func (f *nftFirewall) base() error {
 	}
 	rule(fw, in, out, drop(dropC2C))
 	rule(fw, in, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	if f.relay4.IsValid() {
+		// icmp type destination-unreachable code frag-needed
+		rule(fw, out, ip4.is(), l4is(protoICMP), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{3, 4}},
+			&expr.Immediate{Register: 1, Data: f.relay4.AsSlice()},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip4.src, Len: 4,
+				CsumType: expr.CsumTypeInet, CsumOffset: 10},
+		})
+	}
+	if f.relay6.IsValid() {
+		// icmpv6 type packet-too-big; its checksum covers the source.
+		rule(fw, out, ip6.is(), l4is(protoICMPv6), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{2}},
+			&expr.Immediate{Register: 1, Data: f.relay6.AsSlice()},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6.src, Len: 16,
+				CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR},
+		})
+	}
 	rule(fw, out, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
 	rule(fw, out, drop(dropInbound))
 	rule(fw, in, ctState(expr.CtStateBitINVALID), drop(dropInvalid))
