@@ -416,13 +416,19 @@ func (f *nftFirewall) base() error {
 		})
 	}
 	if f.relay6.IsValid() {
-		// icmpv6 type packet-too-big; its checksum covers the source.
-		rule(fw, out, ip6.is(), l4is(protoICMPv6), []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		// icmpv6 type packet-too-big directly after the IPv6 header (as
+		// routers send it). Its checksum covers the source address through
+		// the pseudo-header; the kernel's pseudo-header update does not
+		// know ICMPv6, so the checksum at header+42 is updated as an inet
+		// checksum of the written bytes.
+		rule(fw, out, ip6.is(), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoICMPv6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 40, Len: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{2}},
 			&expr.Immediate{Register: 1, Data: f.relay6.AsSlice()},
 			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6.src, Len: 16,
-				CsumFlags: unix.NFT_PAYLOAD_L4CSUM_PSEUDOHDR},
+				CsumType: expr.CsumTypeInet, CsumOffset: 42},
 		})
 	}
 	rule(fw, out, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
