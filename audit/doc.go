@@ -59,6 +59,26 @@
 // export lag (journal head minus cursor) is the metric
 // ferry_audit_export_lag_records{sink}.
 //
+// Network sinks (syslog, RELP, HEC) are cluster configuration: a
+// [SinkStore] keeps them in the replicated state with their secrets
+// sealed, and an Exporter given the store starts and stops them as they
+// are added and removed, so every leader exports to the same sinks.
+// Delivery per transport: RELP confirms a record on the receiver's
+// acknowledgement; syslog/TLS keeps a re-send window (count and age) sent
+// again after every reconnect; HEC confirms on 200, or on indexer
+// acknowledgement with ack (a receiver without it is a configuration
+// error, ErrSinkMisconfigured, never a re-send loop).
+//
+// # Requests and flooding
+//
+// A Recorder fills the Source of an event from the request context
+// ([WithSource]), and caps every string it stores ([MaxFieldLen], with a
+// truncation marker and the original length), so attacker-sized input
+// cannot bloat a journal kept for months on every node. The journal drops
+// a record whose event ID it already holds among its recent records
+// (cluster.Node.AppendKeyed), so a retry after a leader change stores
+// nothing twice.
+//
 // # Retention
 //
 // [PlanTrim] decides how far the journal may be trimmed: only records every

@@ -29,6 +29,10 @@ const (
 	TypeMFAReset      Type = "user.mfa_reset"
 	TypeAdmin         Type = "admin"
 	TypeCluster       Type = "cluster"
+	// TypeAccessDenied is a refused call (HTTP 401 or 403) that no other
+	// event records; repeated refusals from one source are folded into
+	// one record per interval with a count (Details["count"]).
+	TypeAccessDenied Type = "access.denied"
 )
 
 // Outcome is success or failure.

@@ -252,7 +252,7 @@ func TestExportResumesAfterLeaderFailover(t *testing.T) {
 			}
 			defer f.Close()
 			rep, err = audit.VerifyFile(f, audit.VerifyOptions{SkipSignatures: true, AcceptUnsignedTail: true})
-			return err == nil && rep.First == 1 && rep.Last == head && rep.Records == head, fmt.Sprintf("node %d's file: %+v, %v", i, rep, err)
+			return err == nil && rep.First == 1 && rep.Last == head && rep.Records == head, fmt.Sprintf("node %d's file: %+v, %v; journal head %d", i, rep, err, head)
 		})
 	}
 	t.Logf("cursor %d at the kill; %d events indexed for %d records", cursorAtKill, len(h.Events()), head)

@@ -54,6 +54,14 @@ type ExporterConfig struct {
 	// Registerer, when set, receives the export metrics, among them
 	// ferry_audit_export_lag_records{sink}.
 	Registerer prometheus.Registerer
+	// Stored, when set, adds the network sinks stored in the cluster
+	// (SinkStore), started and stopped as they are added and removed,
+	// built with SinkOptions.
+	Stored      *SinkStore
+	SinkOptions SinkOptions
+	// NoSinkLog is how often the leader logs that no network sink
+	// exports the journal; default 10 minutes.
+	NoSinkLog time.Duration
 }
 
 // Validate checks the configuration.
@@ -61,7 +69,7 @@ func (c *ExporterConfig) Validate() error {
 	if c.Store == nil {
 		return errors.New("audit exporter config: store: required")
 	}
-	if len(c.Sinks) == 0 {
+	if len(c.Sinks) == 0 && c.Stored == nil {
 		return errors.New("audit exporter config: sinks: at least one required")
 	}
 	seen := map[string]bool{}
@@ -102,6 +110,9 @@ func (c *ExporterConfig) setDefaults() {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
+	if c.NoSinkLog == 0 {
+		c.NoSinkLog = 10 * time.Minute
+	}
 	if c.StallAfter == 0 {
 		c.StallAfter = 5 * time.Minute
 	}
@@ -129,6 +140,9 @@ type Exporter struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 
+	dynMu   sync.Mutex              // guards dynamic
+	dynamic map[string]*runningSink // stored sinks running, by name
+
 	errMu    sync.Mutex           // guards sinkErrs and lastOK
 	sinkErrs map[string]string    // sink → configuration error that stopped it
 	lastOK   map[string]time.Time // sink → last successful Send
@@ -144,11 +158,15 @@ type SinkState struct {
 
 // Sinks reports the state of each sink.
 func (x *Exporter) Sinks() []SinkState {
+	dyn := x.dynamicNames() // before errMu: reconcileStored takes dynMu, then errMu
 	x.errMu.Lock()
 	defer x.errMu.Unlock()
 	out := make([]SinkState, 0, len(x.cfg.Sinks))
 	for _, s := range x.cfg.Sinks {
 		out = append(out, SinkState{Name: s.Name(), ConfigError: x.sinkErrs[s.Name()]})
+	}
+	for _, name := range dyn {
+		out = append(out, SinkState{Name: name, ConfigError: x.sinkErrs[name]})
 	}
 	return out
 }
@@ -183,6 +201,18 @@ func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 			x.run(ctx, s)
 		}()
 	}
+	if cfg.Stored != nil {
+		x.wg.Add(1)
+		go func() {
+			defer x.wg.Done()
+			x.followStored(ctx)
+		}()
+	}
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		x.watchNoSink(ctx)
+	}()
 	return x, nil
 }
 

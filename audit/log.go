@@ -206,6 +206,12 @@ func (l *Log) Append(ctx context.Context, e Event) (Receipt, error) {
 	if e.Node == "" {
 		e.Node = l.cfg.Node
 	}
+	if e.Source.Addr == "" {
+		if src, ok := SourceFrom(ctx); ok {
+			e.Source = src
+		}
+	}
+	e.capStrings()
 	if e.ID == "" {
 		id, err := newID(e.Time)
 		if err != nil {

@@ -51,6 +51,7 @@ type exportMetrics struct {
 	misconf  *prometheus.GaugeVec
 	stalled  *prometheus.GaugeVec
 	lastOK   *prometheus.GaugeVec
+	network  prometheus.Gauge
 }
 
 func newExportMetrics() *exportMetrics {
@@ -79,6 +80,10 @@ func newExportMetrics() *exportMetrics {
 			Name: "ferry_audit_sink_stalled",
 			Help: "1 when the sink has neither delivered nor reached its receiver for longer than the stall limit (default 5m), even with nothing to send; set on the leader.",
 		}, []string{"sink"}),
+		network: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ferry_audit_network_sinks",
+			Help: "Network sinks (syslog, RELP, HEC) this node exports to when it leads; 0 means the journal leaves the cluster nowhere.",
+		}),
 		lastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_audit_sink_last_success_timestamp_seconds",
 			Help: "When the sink last delivered or reached its receiver (Unix time).",
@@ -87,7 +92,7 @@ func newExportMetrics() *exportMetrics {
 }
 
 func (m *exportMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors, m.misconf, m.stalled, m.lastOK}
+	return []prometheus.Collector{m.lag, m.cursor, m.exported, m.errors, m.misconf, m.stalled, m.lastOK, m.network}
 }
 
 type trimMetrics struct {

@@ -24,13 +24,7 @@ type Checkpoint = auditfile.Checkpoint
 // encodeEvent returns the journal record for e, in RFC 8785 canonical
 // form (auditfile.Canonical): what is hashed is what any receiver's
 // re-encoding canonicalizes back to.
-func encodeEvent(e *Event) ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	return auditfile.Canonical(b)
-}
+func encodeEvent(e *Event) ([]byte, error) { return encodeCanonical(e) }
 
 // Entry is one journal record as audit reads it back: the chain fields, the
 // exact bytes that were hashed, and their decoded content. For records

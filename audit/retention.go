@@ -28,6 +28,9 @@ type RetentionPolicy struct {
 	// them has confirmed it. With no sinks nothing is trimmed (an export
 	// nobody took is not an export).
 	Sinks []string
+	// StoredSinks adds the network sinks stored in the cluster (SinkStore)
+	// to Sinks, read when a plan is made.
+	StoredSinks bool
 }
 
 // TrimPlan says how far the journal may be trimmed.
@@ -58,6 +61,18 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 		return TrimPlan{}, errors.New("audit retention: must not be negative")
 	}
 	var plan TrimPlan
+	type lister interface {
+		List(ctx context.Context, prefix string, c cluster.Consistency) ([]cluster.KV, uint64, error)
+	}
+	if l, ok := s.(lister); ok && p.StoredSinks {
+		kvs, _, err := l.List(ctx, sinkPrefix, cluster.Local)
+		if err != nil {
+			return TrimPlan{}, fmt.Errorf("listing stored sinks: %w", err)
+		}
+		for _, kv := range kvs {
+			p.Sinks = append(p.Sinks, kv.Key[len(sinkPrefix):])
+		}
+	}
 	if len(p.Sinks) == 0 {
 		return plan, nil
 	}

@@ -56,6 +56,9 @@ type HECSinkConfig struct {
 	Client *http.Client
 	// Timeout bounds each request; default 30s.
 	Timeout time.Duration
+	// Token is the token itself, when not read from TokenFile (a sink
+	// stored in the cluster, its token sealed there).
+	Token string
 	// Host fills each event's host field; default the event's node.
 	Host string
 	// HealthEvery is how long the sink may go without hearing from the
@@ -90,6 +93,7 @@ type HECSink struct {
 	body      bytes.Buffer
 	msg       []byte
 	stopped   error     // a configuration error: nothing is sent any more
+	answer    string    // the receiver's last answer to a batch
 	contacted time.Time // last answer from the receiver
 }
 
@@ -116,7 +120,7 @@ func NewHECSink(cfg HECSinkConfig) (*HECSink, error) {
 		return nil, fmt.Errorf("audit HEC sink: url %q: want http(s)://host:port", cfg.URL)
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	if cfg.TokenFile == "" {
+	if cfg.TokenFile == "" && cfg.Token == "" {
 		return nil, errors.New("audit HEC sink: token_file: required")
 	}
 	if cfg.Format == nil {
@@ -154,6 +158,10 @@ func NewHECSink(cfg HECSinkConfig) (*HECSink, error) {
 }
 
 func (s *HECSink) readToken() error {
+	if s.cfg.TokenFile == "" {
+		s.token = s.cfg.Token
+		return nil
+	}
 	b, err := os.ReadFile(s.cfg.TokenFile)
 	if err != nil {
 		return fmt.Errorf("audit HEC sink: reading token file: %w", err)
@@ -273,6 +281,7 @@ func (s *HECSink) post(ctx context.Context, entries []Entry) (int, error) {
 	if err := s.do(ctx, "/services/collector/event", raw.Bytes(), &resp); err != nil {
 		return 0, err
 	}
+	s.answer = fmt.Sprintf("HTTP 200: %s (code %d)", resp.Text, resp.Code)
 	last := entries[n-1].Seq
 	if s.cfg.Ack {
 		if resp.AckID == nil {
@@ -383,6 +392,9 @@ func (s *HECSink) do(ctx context.Context, path string, body []byte, out any) err
 	}
 	return nil
 }
+
+// LastAnswer returns the receiver's last answer to a batch.
+func (s *HECSink) LastAnswer() string { return s.answer }
 
 // Reset forgets unacknowledged batches.
 func (s *HECSink) Reset() { s.pending = nil }

@@ -63,7 +63,11 @@ type RELPSink struct {
 	last    uint64          // highest confirmed
 	msg     []byte
 	frame   []byte
+	lastAns string // the receiver's last answer to a syslog command
 }
+
+// LastAnswer returns the receiver's last answer to a message ("200 OK").
+func (s *RELPSink) LastAnswer() string { return s.lastAns }
 
 type relpPending struct {
 	txnr, seq uint64
@@ -225,6 +229,7 @@ func (s *RELPSink) answer(a relpAnswer) error {
 	}
 	s.last = s.pending[0].seq
 	s.pending = s.pending[1:]
+	s.lastAns = relpStatus(a.data)
 	return nil
 }
 

@@ -83,6 +83,12 @@ type FlowConfig struct {
 	// Revalidator, when set, keeps the refresh token of each sign-in for
 	// periodic revalidation.
 	Revalidator *Revalidator
+	// Organization is the organisation's name shown on every sign-in
+	// page; default "ferry".
+	Organization string
+	// Home is where a browser goes once signed in (the portal, say);
+	// default PathSignedIn.
+	Home string
 }
 
 // Validate reports the first missing or malformed field.
@@ -118,6 +124,8 @@ type Flow struct {
 	source   func(*http.Request) Source
 	handler  http.Handler
 	reval    *Revalidator
+	org      string
+	home     string
 }
 
 // NewFlow returns a Flow for cfg. It does not contact the IdP: discovery
@@ -133,6 +141,10 @@ func NewFlow(cfg FlowConfig) (*Flow, error) {
 	f := &Flow{
 		rp: rp, store: cfg.Store, mfa: cfg.MFA, sessions: cfg.Sessions, users: cfg.Users, reval: cfg.Revalidator,
 		rec: cfg.Recorder, log: cfg.Logger, now: cfg.Now, source: cfg.ClientSource,
+		org: cfg.Organization, home: cfg.Home,
+	}
+	if f.home == "" {
+		f.home = PathSignedIn
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -41,7 +41,7 @@ func (f *Flow) finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		}
 		clearCookie(w, stepCookie)
 		setCookie(w, SessionCookie, tok.Reveal(), sess.Expires.Sub(now))
-		http.Redirect(w, r, PathSignedIn, http.StatusSeeOther)
+		http.Redirect(w, r, f.home, http.StatusSeeOther)
 		return
 	}
 	code, err := randomToken()

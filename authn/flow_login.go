@@ -79,10 +79,10 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.internalError(w, r, err)
 		return
 	case !ok:
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frStateUnknown, nil))
+		f.refuseOrLeadOn(ctx, w, r, audit.TypeLogin, ActionLoginOIDC, src, signinFail(frStateUnknown, nil))
 		return
 	case rec.Consumed:
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frStateReplayed, nil))
+		f.refuseOrLeadOn(ctx, w, r, audit.TypeLogin, ActionLoginOIDC, src, signinFail(frStateReplayed, nil))
 		return
 	}
 	// Use the login up before anything else, so a replay racing this
@@ -94,10 +94,10 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.internalError(w, r, err)
 		return
 	case !won:
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frStateReplayed, errors.New("lost the race to another request")))
+		f.refuseOrLeadOn(ctx, w, r, audit.TypeLogin, ActionLoginOIDC, src, signinFail(frStateReplayed, errors.New("lost the race to another request")))
 		return
 	case !now.Before(rec.Expires):
-		f.refuse(ctx, w, audit.TypeLogin, ActionLoginOIDC, nil, src, signinFail(frStateExpired, nil))
+		f.refuseOrLeadOn(ctx, w, r, audit.TypeLogin, ActionLoginOIDC, src, signinFail(frStateExpired, nil))
 		return
 	}
 	clearCookie(w, loginCookie)

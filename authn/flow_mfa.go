@@ -51,6 +51,9 @@ func (f *Flow) stepFailed(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	f.log.Info("sign-in refused", "action", ActionLoginMFA, "reason", se.reason, "src", src.Addr)
 	_ = f.event(ctx, audit.TypeMFA, ActionLoginMFA, nil, src, audit.Failure, err, nil)
+	if f.leadOn(ctx, w, r) {
+		return
+	}
 	f.renderError(w, http.StatusBadRequest, "Your sign-in has expired or is not valid. Please start again.")
 }
 
@@ -73,6 +76,7 @@ func (f *Flow) renderStep(w http.ResponseWriter, status int, page string, st *si
 	d.CSRF = csrfToken(csrfStep, st.ticket)
 	d.Identity = st.rec.Identity
 	d.Who = displayName(st.rec.Identity)
+	d.Client = clientName(st.rec)
 	f.render(w, status, page, d)
 }
 
@@ -187,13 +191,20 @@ func (f *Flow) handleMFASubmit(w http.ResponseWriter, r *http.Request) {
 func (f *Flow) codeRefused(ctx context.Context, w http.ResponseWriter, r *http.Request, st *signinStep, page string, err error) {
 	switch {
 	case errors.Is(err, ErrLocked):
-		f.renderError(w, http.StatusTooManyRequests, "Too many wrong codes. Your account is locked for a while; try again later or ask an administrator.")
+		f.renderLocked(ctx, w, st.rec.Identity.UserID)
 	case errors.Is(err, ErrBadCode), errors.Is(err, ErrReplayed), errors.Is(err, ErrInvalidInput):
-		title := "Enter your code"
-		if page == pageEnroll {
-			title = "Set up your authenticator"
+		d, locked := f.refusedCodePage(ctx, st.rec.Identity.UserID, page, err)
+		if locked {
+			f.renderLocked(ctx, w, st.rec.Identity.UserID)
+			return
 		}
-		f.renderStep(w, http.StatusUnauthorized, page, st, pageData{Title: title, Error: "That code was not accepted. Wait for the next code and try again."})
+		if page == pageEnroll {
+			// Keep the QR code and key the person just scanned.
+			if enr, perr := f.mfa.PendingEnrollment(ctx, *st.rec.Identity); perr == nil {
+				d.QR, d.URI, d.Secret = qrDataURI(enr.QRPNG), enr.URI, otpauthSecret(enr.URI)
+			}
+		}
+		f.renderStep(w, http.StatusUnauthorized, page, st, d)
 	default:
 		f.internalError(w, r, err)
 	}
@@ -208,7 +219,7 @@ func (f *Flow) handleRecoveryPage(w http.ResponseWriter, r *http.Request) {
 		f.stepFailed(ctx, w, r, src, err)
 		return
 	}
-	f.renderStep(w, http.StatusOK, pageRecovery, st, pageData{Title: "Use a recovery code"})
+	f.renderStep(w, http.StatusOK, pageRecovery, st, f.recoveryPage(ctx, st.rec.Identity.UserID, ""))
 }
 
 // handleRecoverySubmit spends a recovery code in place of a TOTP code.

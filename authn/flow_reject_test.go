@@ -305,8 +305,16 @@ func TestSecondFactorRejects(t *testing.T) {
 		if err != nil || p.Status != http.StatusSeeOther {
 			t.Fatalf("%v %+v", err, p)
 		}
-		// The step is used up: the same form again is refused.
+		// The step is used up: the same form again is refused (and
+		// audited), and this browser, signed in now, is led on to the
+		// portal rather than told the sign-in failed.
 		p, err = b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {csrf}, "code": {e.TOTP("alice")}})
+		wantRefused(t, p, err, http.StatusOK, "mfa step missing")
+		if !strings.Contains(p.Text("message"), "you are signed in as") {
+			t.Errorf("resubmitted form: %q", p.Text("message"))
+		}
+		e.WantEvent(audit.TypeMFA, "mfa step missing")
+		p, err = e.NewBrowser().Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {csrf}, "code": {e.TOTP("alice")}})
 		wantRefused(t, p, err, http.StatusBadRequest, "mfa step missing")
 	})
 }

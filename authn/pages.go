@@ -2,15 +2,18 @@ package authn
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ferryvpn/ferry/authn/webpage"
 )
 
-//go:embed templates/*.html templates/style.css
+//go:embed templates/*.html
 var templateFS embed.FS
 
 // Pages of the sign-in flow.
@@ -25,30 +28,15 @@ const (
 	pageLogout    = "logout.html"
 )
 
-// signinPages holds the parsed templates and the stylesheet with its CSP
-// hash. Parsing happens once; a broken template is a build defect, caught
-// by every test.
+// signinPages holds the parsed templates, each wrapped in the layout
+// shared with the portal (package webpage). Parsing happens once; a
+// broken template is a build defect, caught by every test.
 var signinPages = mustParsePages()
 
-type parsedPages struct {
-	pages   map[string]*template.Template
-	css     template.CSS
-	cspHash string
-}
-
-func mustParsePages() parsedPages {
-	css, err := templateFS.ReadFile("templates/style.css")
-	if err != nil {
-		panic("authn: reading style.css: " + err.Error())
-	}
-	sum := sha256.Sum256(css)
-	p := parsedPages{
-		pages:   make(map[string]*template.Template),
-		css:     template.CSS(css),
-		cspHash: "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'",
-	}
+func mustParsePages() map[string]*template.Template {
+	p := make(map[string]*template.Template)
 	for _, name := range []string{pageError, pageEnroll, pageVerify, pageRecovery, pageCodes, pageSignedIn, pageSignedOut, pageLogout} {
-		p.pages[name] = template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/"+name))
+		p[name] = template.Must(webpage.Parse(templateFS, "templates/"+name))
 	}
 	return p
 }
@@ -59,7 +47,8 @@ type pageData struct {
 	Error   string
 	Message string
 	CSRF    string
-	CSS     template.CSS
+	// Org is the organisation's name shown on every page.
+	Org string
 
 	Identity *Identity
 	// Who names the person: email, else name, else user ID.
@@ -74,6 +63,20 @@ type pageData struct {
 
 	Session *Session
 	Expires string
+
+	// Client names the client being signed in, on the code pages.
+	Client string
+	// RecoveryLeft is how many recovery codes remain; -1 unknown.
+	RecoveryLeft int
+	// LockedUntil, when set, is when a lockout ends.
+	LockedUntil time.Time
+	// OTPAuth is URI as a link that opens an authenticator app.
+	OTPAuth template.URL
+	// SecretGroups is Secret in groups of four, for reading aloud or
+	// typing.
+	SecretGroups string
+	// CodesFile is the recovery codes as a text file to download.
+	CodesFile template.URL
 }
 
 // contentSecurityPolicy allows the inline stylesheet by hash, inline
@@ -82,7 +85,7 @@ type pageData struct {
 // IPv4 loopback; browsers ignore IPv6 literals in CSP, so a step
 // redirecting to [::1] is served without form-action.
 func contentSecurityPolicy(withFormAction bool) string {
-	csp := "default-src 'none'; img-src data:; style-src " + signinPages.cspHash +
+	csp := "default-src 'none'; img-src data:; style-src " + webpage.StyleHash + "; script-src " + webpage.ScriptHash +
 		"; frame-ancestors 'none'; base-uri 'none'"
 	if withFormAction {
 		csp += "; form-action 'self' http://127.0.0.1:*"
@@ -120,9 +123,17 @@ func allowIPv6Loopback(w http.ResponseWriter, d *desktopRequest) {
 // render writes a page. Rendering into a buffer first means a template
 // error becomes a clean 500, not half a page.
 func (f *Flow) render(w http.ResponseWriter, status int, page string, d pageData) {
-	d.CSS = signinPages.css
+	d.Org = f.org
+	if strings.HasPrefix(d.URI, "otpauth://") {
+		d.OTPAuth = template.URL(d.URI)
+	}
+	d.SecretGroups = groupsOfFour(d.Secret)
+	if len(d.RecoveryCodes) > 0 {
+		text := "Recovery codes for " + d.Who + " (" + orgName(f.org) + "). Each works once.\n" + strings.Join(d.RecoveryCodes, "\n") + "\n"
+		d.CodesFile = template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
+	}
 	var buf bytes.Buffer
-	if err := signinPages.pages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+	if err := signinPages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
 		f.log.Error("rendering sign-in page", "page", page, "err", err)
 		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return
@@ -138,6 +149,25 @@ func (f *Flow) renderError(w http.ResponseWriter, status int, msg string) {
 		msg = "Sign-in failed. Please start again."
 	}
 	f.render(w, status, pageError, pageData{Title: "Sign-in failed", Message: msg})
+}
+
+// groupsOfFour writes s in groups of four characters.
+func groupsOfFour(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func orgName(org string) string {
+	if org == "" {
+		return "ferry"
+	}
+	return org
 }
 
 // qrDataURI returns png as a data: URI for an img element. The bytes are

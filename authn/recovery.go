@@ -44,8 +44,10 @@ func newRecoveryCodes(key []byte, userID string) (codes, hashes []string, err er
 	return codes, hashes, nil
 }
 
-// normalizeRecovery uppercases code and drops dashes and spaces; it reports
-// whether what is left has the shape of a recovery code.
+// normalizeRecovery uppercases code, drops dashes and spaces, and reads
+// the digits 0 and 1, which the base32 alphabet lacks, as the letters O
+// and I people mistake them for; it reports whether what is left has the
+// shape of a recovery code.
 func normalizeRecovery(code string) (string, bool) {
 	code = strings.Map(func(r rune) rune {
 		switch {
@@ -53,6 +55,10 @@ func normalizeRecovery(code string) (string, bool) {
 			return -1
 		case r >= 'a' && r <= 'z':
 			return r - 'a' + 'A'
+		case r == '0':
+			return 'O'
+		case r == '1':
+			return 'I'
 		}
 		return r
 	}, code)

@@ -43,7 +43,8 @@ type PeerEvent struct {
 	// Remote is the peer's network address.
 	Remote string
 	// Op names the request: raft, apply, read_index, add_nonvoter,
-	// add_voter, remove, restore, leave, promote, renew.
+	// add_voter, remove, restore, leave, promote, renew, service (Target
+	// is the service's name).
 	Op string
 	// Target is the node the request is about, if any.
 	Target string
@@ -103,7 +104,7 @@ func (n *Node) revokeStrangers(ctx context.Context) error {
 var opNames = map[byte]string{
 	fwdApply: "apply", fwdReadIndex: "read_index", fwdAddVoter: "add_voter", fwdRemove: "remove",
 	fwdRestore: "restore", fwdLeave: "leave", fwdAddNonvoter: "add_nonvoter",
-	fwdPromote: "promote", fwdRenew: "renew",
+	fwdPromote: "promote", fwdRenew: "renew", fwdService: "service",
 }
 
 func opName(kind byte) string {
@@ -383,7 +384,8 @@ func proofFrom(ctx context.Context) []byte {
 type AuthRequest struct {
 	// Peer is the node ID of the certificate that forwarded it.
 	Peer string
-	// Op is the request: add_nonvoter, add_voter, remove or restore.
+	// Op is the request: add_nonvoter, add_voter, remove, restore, or
+	// service (a member calling a service of this node, named by Target).
 	Op string
 	// Target is the node the request is about ("" for restore).
 	Target string

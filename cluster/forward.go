@@ -177,8 +177,12 @@ type forwardRequest struct {
 	peer   string
 	cert   *x509.Certificate
 	remote string
-	// stream is the rest of a fwdRestore request; nil for other kinds.
+	// stream is the rest of a fwdRestore or fwdService request; nil for
+	// other kinds.
 	stream io.Reader
+	// conn is the connection of a fwdService request, which its handler
+	// answers on and closes; nil for other kinds.
+	conn net.Conn
 }
 
 // forwardHandler is what the answering side does with a request.
@@ -212,6 +216,12 @@ func serveForward(base context.Context, c net.Conn, cert *x509.Certificate, chec
 		ctx, cancel := context.WithTimeout(base, time.Duration(ms)*time.Millisecond)
 		if kind == fwdRestore {
 			serveRestore(ctx, c, br, req, h)
+			cancel()
+			return
+		}
+		if kind == fwdService {
+			req.conn, req.stream = c, br
+			h(ctx, req)
 			cancel()
 			return
 		}

@@ -36,6 +36,7 @@ type Node struct {
 	trans    *raft.NetworkTransport
 	mux      *mux
 	fwd      *forwarder
+	svc      services // registered by HandleService
 	authz    *authz
 	// cert is the node's current certificate; renewal swaps it.
 	cert atomic.Pointer[tls.Certificate]
@@ -498,6 +499,9 @@ func (n *Node) handleForward(ctx context.Context, req forwardRequest) ([]byte, e
 		return nil, ErrNotLeader
 	}
 	switch kind {
+	case fwdService:
+		n.serveService(ctx, req)
+		return nil, nil
 	case fwdLeave:
 		return nil, n.leave(ctx, req, string(payload))
 	case fwdRenew:

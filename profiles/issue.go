@@ -36,6 +36,10 @@ type IssueRequest struct {
 	ServerKey bool
 	// Node is the issuing node's ID.
 	Node string
+	// KeepExisting refuses, with ErrDeviceInUse, to replace the key of a
+	// device of the same name that is still valid: a person asked first
+	// (the portal) says so before the old device stops working.
+	KeepExisting bool
 }
 
 var devicePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$`)
@@ -172,6 +176,10 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 		old, kv, err := s.getPeer(ctx, oldID)
 		if err != nil {
 			return Peer{}, err
+		}
+		if req.KeepExisting && old.Valid(now) {
+			return Peer{}, fmt.Errorf("%w: device %q (profile %s, address %s) is valid until %s", ErrDeviceInUse,
+				req.Device, old.Profile, old.Address, old.Expires.Format(time.RFC3339))
 		}
 		if old.Revoked != nil && old.RevokedByAdmin {
 			return Peer{}, fmt.Errorf("%w: device %q was revoked by %s (%s); ask an administrator to clear it, or use another device name",

@@ -34,6 +34,10 @@ var (
 	// an administrator revoked; an administrator must clear it first, or
 	// the user picks another device name (counted against max_devices).
 	ErrRevokedByAdmin = errors.New("profiles: device revoked by an administrator")
+	// ErrDeviceInUse is returned when an issuance asked to keep an
+	// existing device (IssueRequest.KeepExisting) names a device of the
+	// user that is still valid.
+	ErrDeviceInUse = errors.New("profiles: device name in use")
 	// ErrConflict is returned when a concurrent change won a race; the
 	// caller may retry.
 	ErrConflict = errors.New("profiles: concurrent change")

@@ -187,29 +187,7 @@ func BenchmarkDataPlane(b *testing.B) {
 	cliKey, _ := wgtypes.GeneratePrivateKey()
 	{
 		c := &benchCase{name: "stock wireguard-go, no policy", k: 2}
-		ns := e.link("bs", 2)
-		iface := n.Name("bsw")
-		wgd := exec.Command("ip", "netns", "exec", ns, wgGo, "-f", iface)
-		if err := wgd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		n.Track(wgd.Process)
-		keyFile := filepath.Join(b.TempDir(), "key")
-		os.WriteFile(keyFile, []byte(srvKey.String()), 0o600)
-		// The stock daemon's UAPI socket appears a moment after it starts.
-		clustertest.WaitFor(b, 10*time.Second, "configuring stock wireguard-go", func() error {
-			out, err := exec.Command("wg", "set", iface, "private-key", keyFile, "listen-port", "51820",
-				"peer", cliKey.PublicKey().String(), "allowed-ips", "100.65.0.2/32").CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			return nil
-		})
-		n.Must("ip", "-n", ns, "addr", "add", "100.65.0.1/24", "dev", iface)
-		n.Must("ip", "-n", ns, "link", "set", iface, "mtu", "1420", "up")
-		n.Must("ip", "-n", e.vpc, "route", "add", "100.65.0.0/24", "via", "10.211.2.1")
-		e.wgQuick(n.Name("bq2"), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.65.0.2/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.2.1:51820\nAllowedIPs = 10.99.2.0/24\n",
-			cliKey, srvKey.PublicKey()))
+		startStock(e, wgGo, 2, srvKey, cliKey)
 		cases = append(cases, c)
 	}
 	// 3-6. ferry with growing policies.
@@ -406,4 +384,36 @@ func stockSetconf(b *testing.B, n *tunneltest.Net, key wgtypes.Key, peers []prof
 		b.Fatalf("wg setconf: %v: %s", err, out)
 	}
 	return time.Since(start)
+}
+
+// startStock runs the stock wireguard-go binary as the gateway of path k,
+// configured with wg (no policy), with a wg-quick client, and returns its
+// process id.
+func startStock(e *benchEnv, wgGo string, k int, srvKey, cliKey wgtypes.Key) int {
+	b, n := e.b, e.n
+	ns := e.link(fmt.Sprintf("bs%d", k), k)
+	iface := n.Name(fmt.Sprintf("bsw%d", k))
+	wgd := exec.Command("ip", "netns", "exec", ns, wgGo, "-f", iface)
+	if err := wgd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	n.Track(wgd.Process)
+	keyFile := filepath.Join(b.TempDir(), "key")
+	os.WriteFile(keyFile, []byte(srvKey.String()), 0o600)
+	cli := fmt.Sprintf("100.65.%d.2", k)
+	// The stock daemon's UAPI socket appears a moment after it starts.
+	clustertest.WaitFor(b, 10*time.Second, "configuring stock wireguard-go", func() error {
+		out, err := exec.Command("ip", "netns", "exec", ns, "wg", "set", iface, "private-key", keyFile, "listen-port", "51820",
+			"peer", cliKey.PublicKey().String(), "allowed-ips", cli+"/32").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	n.Must("ip", "-n", ns, "addr", "add", fmt.Sprintf("100.65.%d.1/24", k), "dev", iface)
+	n.Must("ip", "-n", ns, "link", "set", iface, "mtu", "1420", "up")
+	n.Must("ip", "-n", e.vpc, "route", "add", fmt.Sprintf("100.65.%d.0/24", k), "via", fmt.Sprintf("10.211.%d.1", k))
+	e.wgQuick(n.Name(fmt.Sprintf("bq%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
+		cliKey, cli, srvKey.PublicKey(), k, k))
+	return wgd.Process.Pid
 }

@@ -55,6 +55,8 @@ type policy struct {
 	Name    string
 	Version uint64
 	Boxes   []box
+	// Rules are the profile's rules, to name the one that admitted a flow.
+	Rules []profiles.Rule
 }
 
 // family returns the boxes of one family (4 or 6); Boxes is sorted, so
@@ -133,7 +135,7 @@ func compile(p profiles.Profile) policy {
 	slices.SortFunc(out, func(a, b box) int {
 		return cmp.Or(a.AddrFrom.Compare(b.AddrFrom), cmp.Compare(a.ProtoFrom, b.ProtoFrom), cmp.Compare(a.PortFrom, b.PortFrom))
 	})
-	return policy{Name: p.Name, Version: p.Version, Boxes: out}
+	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules}
 }
 
 // cut is the start of a piece of address space; end marks the point past

@@ -31,13 +31,21 @@ const (
 	// handshake: WireGuard re-handshakes every 2 minutes while packets
 	// flow (keepalives included), so 3 minutes of silence means the client
 	// is gone.
-	DefaultSessionIdle   = 3 * time.Minute
-	DefaultPollInterval  = 2 * time.Second
-	DefaultFlowWindow    = 10 * time.Second
-	DefaultFlowBudget    = 1000
-	DefaultDenyInterval  = 10 * time.Second
-	DefaultDenyBudget    = 500
-	DefaultResyncTimeout = 30 * time.Second
+	DefaultSessionIdle  = 3 * time.Minute
+	DefaultPollInterval = 2 * time.Second
+	// DefaultFlowInterval is the flow records' aggregation interval, as
+	// AWS VPC Flow Logs' default.
+	DefaultFlowInterval = time.Minute
+	// MaxFlowInterval bounds FlowInterval (VPC Flow Logs' longest).
+	MaxFlowInterval = 10 * time.Minute
+	// DefaultFlowActiveTimeout is how often a connection still open
+	// reports an interim record (NetFlow's active timeout).
+	DefaultFlowActiveTimeout = 5 * time.Minute
+	// DefaultFlowMaxRecords bounds the distinct fine keys per interval:
+	// enough for 2,000 clients with 5 destinations each.
+	DefaultFlowMaxRecords = 10000
+	DefaultDenyInterval   = 10 * time.Second
+	DefaultResyncTimeout  = 30 * time.Second
 )
 
 // Config configures a Gateway. Zero values take the documented defaults.
@@ -97,17 +105,23 @@ type Config struct {
 	// PollInterval is how often the device is read for sessions and
 	// byte counts; default 2s.
 	PollInterval time.Duration
-	// FlowWindow and FlowBudget bound flow.accept events: at most
-	// FlowBudget per window individually; beyond it, one summary per client
-	// at the window's end. Defaults 10s and 1000.
-	FlowWindow time.Duration
-	FlowBudget int
-	// DenyInterval is how often denied attempts are read and reported
-	// (one flow.deny per client, destination and port with its count);
-	// DenyBudget bounds them per interval, the rest summarised per client.
-	// Defaults 10s and 500.
+	// FlowInterval is the aggregation interval of flow records: every
+	// interval, one flow.accept or flow.deny record per (client,
+	// destination, protocol, port, verdict) seen; default 1 minute, at most
+	// 10 minutes (production: 1 to 10 minutes, like VPC Flow Logs).
+	FlowInterval time.Duration
+	// FlowActiveTimeout is how often a connection still open adds an
+	// interim report to its record; default 5 minutes.
+	FlowActiveTimeout time.Duration
+	// FlowMaxRecords bounds the distinct tuples held per interval (memory
+	// and journal growth); beyond it tuples fold to (client, destination)
+	// records, then per client, each with a count of what was folded and
+	// the metric ferry_tunnel_flow_folded_total. Nothing is dropped.
+	// Default 10,000.
+	FlowMaxRecords int
+	// DenyInterval is how often the denied-attempts set is read into the
+	// current interval's records; default 10s.
 	DenyInterval time.Duration
-	DenyBudget   int
 	// NoFlows disables conntrack flow events (e.g. where conntrack netlink
 	// is unavailable); denied attempts are still reported.
 	NoFlows bool
@@ -146,10 +160,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("tunnel config: pool %s does not contain address %s", c.Pool, c.Address.Addr())
 	}
 	for name, d := range map[string]time.Duration{"session_idle": c.SessionIdle, "poll_interval": c.PollInterval,
-		"flow_window": c.FlowWindow, "deny_interval": c.DenyInterval} {
+		"flow_interval": c.FlowInterval, "flow_active_timeout": c.FlowActiveTimeout, "deny_interval": c.DenyInterval} {
 		if d < 0 {
 			return fmt.Errorf("tunnel config: %s: must not be negative", name)
 		}
+	}
+	if c.FlowInterval > MaxFlowInterval {
+		return fmt.Errorf("tunnel config: flow_interval %s: at most %s", c.FlowInterval, MaxFlowInterval)
+	}
+	if c.FlowMaxRecords < 0 {
+		return errors.New("tunnel config: flow_max_records: must not be negative")
 	}
 	return nil
 }
@@ -189,17 +209,17 @@ func (c *Config) setDefaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
 	}
-	if c.FlowWindow == 0 {
-		c.FlowWindow = DefaultFlowWindow
+	if c.FlowInterval == 0 {
+		c.FlowInterval = DefaultFlowInterval
 	}
-	if c.FlowBudget == 0 {
-		c.FlowBudget = DefaultFlowBudget
+	if c.FlowActiveTimeout == 0 {
+		c.FlowActiveTimeout = DefaultFlowActiveTimeout
+	}
+	if c.FlowMaxRecords == 0 {
+		c.FlowMaxRecords = DefaultFlowMaxRecords
 	}
 	if c.DenyInterval == 0 {
 		c.DenyInterval = DefaultDenyInterval
-	}
-	if c.DenyBudget == 0 {
-		c.DenyBudget = DefaultDenyBudget
 	}
 }
 

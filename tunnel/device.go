@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/ferryvpn/ferry/tunnel/capture"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
@@ -38,6 +39,7 @@ type wgDevice struct {
 	kernel bool
 
 	// Embedded device only.
+	tap  *capture.Tap // on the TUN path; idle (one atomic load) unless a capture runs
 	dev  *wgdevice.Device
 	uapi net.Listener
 	wg   sync.WaitGroup // the UAPI accept loop and its handlers
@@ -51,7 +53,7 @@ var _ device = (*wgDevice)(nil)
 // openDevice creates the interface, configures its key, port and address,
 // and brings it up.
 func openDevice(cfg *Config, log *slog.Logger) (*wgDevice, error) {
-	d := &wgDevice{name: cfg.Interface}
+	d := &wgDevice{name: cfg.Interface, tap: capture.NewTap(cfg.Now)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -110,7 +112,7 @@ func (d *wgDevice) startEmbedded(cfg *Config, log *slog.Logger) error {
 		},
 		Errorf: func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
 	}
-	d.dev = wgdevice.NewDevice(td, conn.NewDefaultBind(), logger)
+	d.dev = wgdevice.NewDevice(d.tap.Wrap(td), conn.NewDefaultBind(), logger)
 	f, err := ipc.UAPIOpen(cfg.Interface)
 	if err != nil {
 		return fmt.Errorf("opening UAPI socket for %s: %w", cfg.Interface, err)

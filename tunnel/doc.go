@@ -30,10 +30,19 @@
 //     cleanup needed.
 //
 // Sessions (session.start, session.end) are derived from handshake times,
-// endpoints and byte counters; flows from conntrack DESTROY events
-// (flow.accept) and from a dynamic set of denied attempts with counters
-// (flow.deny), both rate limited and summarised. Bytes are counted from the
-// client's side: BytesOut is what the client sent, BytesIn what it got.
+// endpoints and byte counters. Flows are recorded in the NetFlow/IPFIX
+// manner: accepted connections (conntrack DESTROY events, plus interim
+// reports of connections open past the active timeout, default 5 minutes)
+// and denied attempts (a dynamic set with counters) are aggregated per
+// interval (default 1 minute) into one flow.accept or flow.deny record per
+// (client, destination, protocol, port, verdict) with flows, packets and
+// bytes each way, first and last seen, the profile, its version and the
+// rule that admitted it. Memory is bounded: past FlowMaxRecords distinct
+// tuples an interval folds the rest to (client, destination) and then
+// per-client records that carry the count of what was folded, and the
+// metric ferry_tunnel_flow_folded_total counts them; nothing is dropped
+// silently. Bytes are counted from the client's side: BytesOut is what the
+// client sent, BytesIn what it got.
 //
 // The package does not issue peers or decide who may sign in (see
 // profiles and authn), and it does not store audit events (see audit).

@@ -9,27 +9,31 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 )
 
-// maxBulkQueue bounds queued flow events: flows come at network speed and
+// minBulkQueue is the least bound of queued flow events: flows come at network speed and
 // audit storage must not take the node down. Session events are never
 // dropped.
-const maxBulkQueue = 10000
+const minBulkQueue = 10000
 
 // emitter hands audit events to the Recorder off the data plane's
 // goroutines, which never wait for replication.
 type emitter struct {
-	rec    audit.Recorder
-	node   string
-	log    *slog.Logger
-	drops  func()
-	notify chan struct{} // capacity 1
+	rec   audit.Recorder
+	node  string
+	log   *slog.Logger
+	drops func()
+	// maxBulk bounds queued flow records: room for two intervals of
+	// records at the flow monitor's caps, so that records are dropped
+	// (and counted) only when the audit log stalls for an interval.
+	maxBulk int
+	notify  chan struct{} // capacity 1
 
 	mu   sync.Mutex // guards prio and bulk
 	prio []audit.Event
 	bulk []audit.Event
 }
 
-func newEmitter(rec audit.Recorder, node string, log *slog.Logger, drops func()) *emitter {
-	return &emitter{rec: rec, node: node, log: log, drops: drops, notify: make(chan struct{}, 1)}
+func newEmitter(rec audit.Recorder, node string, log *slog.Logger, drops func(), maxBulk int) *emitter {
+	return &emitter{rec: rec, node: node, log: log, drops: drops, notify: make(chan struct{}, 1), maxBulk: max(maxBulk, minBulkQueue)}
 }
 
 // emit queues e; flow events beyond the bound are dropped and counted.
@@ -39,7 +43,7 @@ func (em *emitter) emit(e audit.Event) {
 	}
 	em.mu.Lock()
 	if e.Type == audit.TypeFlowAccept || e.Type == audit.TypeFlowDeny {
-		if len(em.bulk) >= maxBulkQueue {
+		if len(em.bulk) >= em.maxBulk {
 			em.mu.Unlock()
 			em.drops()
 			return

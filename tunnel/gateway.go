@@ -99,7 +99,8 @@ func New(cfg Config) (*Gateway, error) {
 	if g.ct, err = conntrack.Dial(nil); err != nil {
 		return nil, fmt.Errorf("opening conntrack netlink: %w", err)
 	}
-	g.emitter = newEmitter(cfg.Recorder, cfg.Cluster.ID(), g.log, g.metrics.auditDrops.Inc)
+	// Two intervals of records at the caps (fine, coarse, and per client).
+	g.emitter = newEmitter(cfg.Recorder, cfg.Cluster.ID(), g.log, g.metrics.auditDrops.Inc, 2*(cfg.FlowMaxRecords*3/2+4096))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			return nil, fmt.Errorf("registering tunnel metrics: %w", err)
@@ -182,18 +183,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	dm := &denyMonitor{read: g.mon.denied, counters: g.mon.counters, index: &g.index, emit: g.emitter.emit,
-		interval: cfg.DenyInterval, budget: cfg.DenyBudget, log: g.log, metrics: g.metrics}
-	goRun(func() { dm.run(ctx) })
-	if !cfg.NoFlows {
-		fm := &flowMonitor{pool: cfg.Pool, pool6: cfg.Pool6, index: &g.index, emit: g.emitter.emit, now: cfg.Now, window: cfg.FlowWindow,
-			budget: cfg.FlowBudget, log: g.log, metrics: g.metrics}
-		goRun(func() {
-			if err := fm.run(ctx); err != nil && ctx.Err() == nil {
-				g.log.Error("flow monitor stopped; flow.accept events are off", "err", err)
-			}
-		})
-	}
+	fm := newFlowMonitor(flowMonitor{pool: cfg.Pool, pool6: cfg.Pool6, index: &g.index, emit: g.emitter.emit, now: cfg.Now,
+		interval: cfg.FlowInterval, activeTimeout: cfg.FlowActiveTimeout, denyInterval: cfg.DenyInterval,
+		log: g.log, metrics: g.metrics, denied: g.mon.denied, counters: g.mon.counters, listen: !cfg.NoFlows}, cfg.FlowMaxRecords)
+	goRun(func() {
+		if err := fm.run(ctx); err != nil && ctx.Err() == nil {
+			g.log.Error("flow monitor stopped; flow records are off", "err", err)
+		}
+	})
 
 	r := &reconciler{dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
 		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}

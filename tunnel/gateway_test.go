@@ -190,7 +190,8 @@ func startTopology(t *testing.T) *topology {
 	server := func(id, bind, iface string, boot bool) *tunneltest.ServerConfig {
 		return &tunneltest.ServerConfig{NodeID: id, DataDir: filepath.Join(t.TempDir(), id), Bind: bind, Bootstrap: boot,
 			CACert: ca.CertPEM(), CAKey: caKey, Interface: iface, PrivateKey: tp.srvKey.String(), Address: "100.64.0.1/16",
-			PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second, Kernel: *kernelDevice}
+			PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second,
+			FlowActiveTimeout: 2 * time.Second, Kernel: *kernelDevice}
 	}
 	tp.vpc = tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{
 		"tcp:0.0.0.0:7001", "udp:10.99.0.1:7002", "udp:10.99.0.1:7003", "tcp:0.0.0.0:7003", "sink:0.0.0.0:7004"}})
@@ -206,6 +207,7 @@ func startTopology(t *testing.T) *topology {
 		n.Sysctl(ns[s], "net.netfilter.nf_conntrack_tcp_timeout_close_wait", "1")
 		n.Sysctl(ns[s], "net.netfilter.nf_conntrack_tcp_timeout_fin_wait", "1")
 		n.Sysctl(ns[s], "net.netfilter.nf_conntrack_udp_timeout", "1")
+		n.Sysctl(ns[s], "net.netfilter.nf_conntrack_icmp_timeout", "1")
 	}
 
 	prof := engProfile(profiles.PortRange{From: 7001, To: 7001}, profiles.PortRange{From: 7004, To: 7004})

@@ -18,6 +18,7 @@ type metrics struct {
 	duration    prometheus.Histogram
 	reconciles  *prometheus.CounterVec
 	auditDrops  prometheus.Counter
+	folded      prometheus.Counter
 	lastRx      int64
 	lastTx      int64
 	dropsMu     sync.Mutex // guards lastDrops
@@ -38,7 +39,7 @@ func newMetrics() *metrics {
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_tunnel_drops_total",
 			Help: "Packets dropped by the enforcement rules, by reason."}, []string{"reason"}),
 		flows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_tunnel_flows_total",
-			Help: "Flows reported, by verdict (accept: connections ended; deny: denied attempts)."}, []string{"verdict"}),
+			Help: "Flows counted into flow records, by verdict (accept: connections; deny: denied attempts)."}, []string{"verdict"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ferry_tunnel_reconcile_lag_seconds",
 			Help:    "Time from a replicated change (or a peer's expiry) reaching this node to its enforcement.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
@@ -49,12 +50,14 @@ func newMetrics() *metrics {
 			Help: "Reconciliations, by result."}, []string{"result"}),
 		auditDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_tunnel_audit_events_dropped_total",
 			Help: "Flow audit events dropped because the audit queue was full."}),
+		folded: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_tunnel_flow_folded_total",
+			Help: "Flow contributions folded to a coarser key (client and destination, or client) because an interval held more distinct tuples than flow_max_records; their counts are kept."}),
 		lastDrops: map[string]uint64{},
 	}
 	for _, r := range dropReasons {
 		m.drops.WithLabelValues(r)
 	}
-	m.collectors = []prometheus.Collector{m.peers, m.sessions, m.bytes, m.drops, m.flows, m.lag, m.duration, m.reconciles, m.auditDrops}
+	m.collectors = []prometheus.Collector{m.peers, m.sessions, m.bytes, m.drops, m.flows, m.lag, m.duration, m.reconciles, m.auditDrops, m.folded}
 	return m
 }
 

@@ -166,7 +166,8 @@ func (r *reconciler) endReason(k wgtypes.Key, now time.Time) string {
 // every peer the store holds (revoked and expired ones too, until they are
 // swept), so late conntrack events are still attributed.
 func (r *reconciler) publishIndex(d desired) {
-	idx := &peerIndex{byAddr: make(map[netip.Addr]*profiles.Peer, len(r.mirror.peers)), versions: make(map[string]uint64, len(d.policies))}
+	idx := &peerIndex{byAddr: make(map[netip.Addr]*profiles.Peer, len(r.mirror.peers)), versions: make(map[string]uint64, len(d.policies)),
+		rules: make(map[string][]profiles.Rule, len(d.policies))}
 	for _, p := range r.mirror.peers {
 		if old := idx.byAddr[p.Address]; old == nil || old.Issued.Before(p.Issued) {
 			idx.byAddr[p.Address] = p
@@ -188,6 +189,7 @@ func (r *reconciler) publishIndex(d desired) {
 	}
 	for name, p := range d.policies {
 		idx.versions[name] = p.Version
+		idx.rules[name] = p.Rules
 	}
 	r.index.Store(idx)
 }

@@ -1,8 +1,10 @@
 package auditfile_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ferryvpn/ferry/audit/auditfile"
 )
@@ -78,4 +80,37 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("%q canonicalizes to %q, then to %q (%v)", b, out, again, err)
 		}
 	})
+}
+
+// Exports written before records were canonical (format 1: encoding/json
+// with "id" first and '<' escaped, an unsigned version 1 header) still
+// verify as written.
+func TestOldFormatExportVerifies(t *testing.T) {
+	s := testSigner()
+	at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	var out []byte
+	add := func(l *auditfile.Line) {
+		b, err := auditfile.AppendLine(nil, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(append(out, b...), '\n')
+	}
+	add(&auditfile.Line{Export: &auditfile.Header{Version: 1, Filter: "all", Time: at}})
+	d := auditfile.NewDigest()
+	var prev auditfile.Hash
+	for seq := uint64(1); seq <= 3; seq++ {
+		data := []byte(`{"id":"e` + string(rune('0'+seq)) + `","type":"auth.login","source":{"user_agent":"\u003cb\u003e \u0026"}}`)
+		h := auditfile.ChainHash(prev, seq, data)
+		add(&auditfile.Line{Seq: seq, PrevHash: prev, Hash: h, Record: data})
+		d.Add(seq, h)
+		prev = h
+	}
+	tr := &auditfile.Trailer{First: 1, Last: 3, Count: 3, Digest: d.Sum(), LastHash: prev, Filter: "all", Time: at}
+	s.SignTrailer(tr)
+	add(&auditfile.Line{End: tr})
+	rep, err := auditfile.VerifyFile(bytes.NewReader(out), auditfile.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+	if err != nil || rep.Events != 3 || !rep.Trailer || rep.HeaderSigned {
+		t.Fatalf("old-format export: %+v, %v", rep, err)
+	}
 }

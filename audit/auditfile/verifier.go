@@ -211,31 +211,54 @@ func (v *Verifier) missing(from, to uint64, ln int) {
 // A line a receiver re-encoded (reencoded: it did not take the fast
 // path) is tried in canonical form first.
 func (v *Verifier) matches(seq uint64, prev, h Hash, data []byte, canonical, reencoded bool) ([]byte, bool) {
+	var m matcher
+	m.cz, m.buf = v.cz, v.canon
+	out, ok, reenc := m.match(seq, prev, h, data, canonical, reencoded)
+	v.cz, v.canon = m.cz, m.buf
+	if reenc {
+		v.rep.Reencoded++
+	}
+	return out, ok
+}
+
+// matcher checks records against their hashes, verbatim or canonicalized;
+// each goroutine of a parallel verification has its own.
+type matcher struct {
+	cz  canon
+	buf []byte
+}
+
+// match is Verifier.matches; reenc reports a match in canonical form
+// only. The returned bytes may be m's buffer: copy them to keep them.
+func (m *matcher) match(seq uint64, prev, h Hash, data []byte, canonical, reencoded bool) (out []byte, ok, reenc bool) {
 	if !reencoded && ChainHash(prev, seq, data) == h {
-		return data, true
+		return data, true, false
 	}
 	if canonical {
-		c, err := v.cz.append(v.canon[:0], data)
+		c, err := m.cz.append(m.buf[:0], data)
 		if err == nil {
-			v.canon = c
+			m.buf = c
 			if ChainHash(prev, seq, c) == h {
-				if !bytes.Equal(c, data) {
-					v.rep.Reencoded++
-				}
-				return c, true
+				return c, true, !bytes.Equal(c, data)
 			}
 		}
 	}
 	if reencoded && ChainHash(prev, seq, data) == h {
-		return data, true
+		return data, true, false
 	}
-	return data, false
+	return data, false, false
 }
 
 // add checks one record read from line ln (0: not from a file); canonical
 // reports that data is JSON that a receiver may have re-encoded.
 func (v *Verifier) add(seq uint64, prev, h Hash, data []byte, canonical, reencoded bool, ln int) {
 	data, ok := v.matches(seq, prev, h, data, canonical, reencoded)
+	v.addMatched(seq, prev, h, data, ok, ln)
+}
+
+// addMatched is add once the record's contents were checked against its
+// hash (ok), data being the bytes that matched.
+func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln int) {
 	if !ok {
 		// A record moved from elsewhere still matches its hash under its
 		// own sequence number.

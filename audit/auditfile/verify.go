@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
 )
 
 // VerifyOptions tune verification.
@@ -53,6 +55,9 @@ type Report struct {
 	// but whose canonical form (RFC 8785) matches: copies re-encoded by a
 	// receiver.
 	Reencoded uint64
+	// TestRecords counts the marked records of sink tests (sequence
+	// number 0), which are no part of the journal.
+	TestRecords uint64
 	// HeaderSigned reports a pull export whose header carries a valid
 	// signature (format version 2).
 	HeaderSigned bool
@@ -185,9 +190,35 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	// Reading, parsing and hashing (and canonicalizing re-encoded
+	// records) run in parallel over batches of lines; the verifier takes
+	// the results in file order.
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *lineBatch, workers)
+	order := make(chan *lineBatch, workers*2)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var m matcher
+			for b := range work {
+				b.prepare(&m)
+				close(b.done)
+			}
+		}()
+	}
+	result := make(chan error, 1)
+	go func() { result <- v.consume(order, opts) }()
+
 	br := bufio.NewReaderSize(r, 256<<10)
-	var hdr *Header
-	var done bool
+	batch := newLineBatch()
+	var readErr error
+	send := func() {
+		work <- batch
+		order <- batch
+		batch = newLineBatch()
+	}
 	for ln := 1; ; ln++ {
 		b, err := readLine(br)
 		if errors.Is(err, io.EOF) {
@@ -195,49 +226,129 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 		}
 		if err != nil {
 			if errors.Is(err, ErrMalformed) {
-				v.problem(Malformed, 0, ln, "line %d: %v", ln, err)
+				batch.lines = append(batch.lines, fileLine{ln: ln, perr: err, tooLong: true})
 				break
 			}
-			return v.rep, fmt.Errorf("reading line %d: %w", ln, err)
+			readErr = fmt.Errorf("reading line %d: %w", ln, err)
+			break
 		}
 		complete := len(b) > 0 && b[len(b)-1] == '\n'
 		b = bytes.TrimRight(b, "\r\n")
 		if len(b) == 0 {
 			continue
 		}
-		if done {
-			v.problem(Malformed, 0, ln, "data after the export's trailer")
+		batch.lines = append(batch.lines, fileLine{ln: ln, complete: complete, b: append([]byte(nil), b...)})
+		if len(batch.lines) == cap(batch.lines) {
+			send()
+		}
+	}
+	if len(batch.lines) > 0 {
+		send()
+	}
+	close(work)
+	close(order)
+	wg.Wait()
+	cerr := <-result
+	if readErr != nil {
+		return v.rep, readErr
+	}
+	return v.rep, cerr
+}
+
+// lineBatch is a run of lines verified together; done closes once a
+// worker has prepared them.
+type lineBatch struct {
+	lines []fileLine
+	done  chan struct{}
+}
+
+func newLineBatch() *lineBatch {
+	return &lineBatch{lines: make([]fileLine, 0, 512), done: make(chan struct{})}
+}
+
+// fileLine is one line, parsed and (for a record) checked against its
+// hash by a worker.
+type fileLine struct {
+	ln       int
+	complete bool
+	tooLong  bool
+	b        []byte
+	l        Line
+	fast     bool
+	perr     error
+	data     []byte // the record bytes that matched, or the record's
+	ok       bool
+	reenc    bool
+}
+
+func (b *lineBatch) prepare(m *matcher) {
+	for i := range b.lines {
+		fl := &b.lines[i]
+		if fl.tooLong {
 			continue
 		}
-		l, fast, perr := parseAnyLine(b)
-		if perr != nil {
-			if !complete {
+		fl.l, fl.fast, fl.perr = parseAnyLine(fl.b)
+		if fl.perr != nil || fl.l.Export != nil || fl.l.End != nil {
+			continue
+		}
+		data := fl.l.Bytes()
+		out, ok, reenc := m.match(fl.l.Seq, fl.l.PrevHash, fl.l.Hash, data, fl.l.Record != nil, !fl.fast)
+		if reenc {
+			out = append([]byte(nil), out...) // m's buffer is reused
+		}
+		fl.data, fl.ok, fl.reenc = out, ok, reenc
+	}
+}
+
+// consume feeds the prepared lines, in file order, to the verifier.
+func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
+	var hdr *Header
+	var done bool
+	for b := range order {
+		<-b.done
+		for i := range b.lines {
+			fl := &b.lines[i]
+			ln := fl.ln
+			switch {
+			case fl.tooLong:
+				v.problem(Malformed, 0, ln, "line %d: %v", ln, fl.perr)
+				continue
+			case done:
+				v.problem(Malformed, 0, ln, "data after the export's trailer")
+				continue
+			case fl.perr != nil && bytes.Contains(fl.b, []byte(`"audit.sink_test"`)):
+				v.rep.TestRecords++ // a sink test's marked record: no part of the journal
+				continue
+			case fl.perr != nil && !fl.complete:
 				v.problem(Truncated, v.rep.Last, ln, "export truncated after record %d: the last line is cut off", v.rep.Last)
-			} else {
-				v.problem(Malformed, 0, ln, "not an audit export line: %v", perr)
-			}
-			continue
-		}
-		switch {
-		case l.Export != nil:
-			if ln != 1 || v.started {
-				v.problem(Malformed, 0, ln, "export header in the middle of the file")
+				continue
+			case fl.perr != nil:
+				v.problem(Malformed, 0, ln, "not an audit export line: %v", fl.perr)
 				continue
 			}
-			hdr = l.Export
-			v.filtered = !filterContiguous(hdr.Filter)
-			v.rep.Filtered = v.filtered
-			v.header(hdr, ln)
-		case l.End != nil:
-			v.trailer(l.End, hdr, ln)
-			done = true
-		default:
-			v.add(l.Seq, l.PrevHash, l.Hash, l.Bytes(), l.Record != nil, !fast, ln)
+			switch l := &fl.l; {
+			case l.Export != nil:
+				if ln != 1 || v.started {
+					v.problem(Malformed, 0, ln, "export header in the middle of the file")
+					continue
+				}
+				hdr = l.Export
+				v.filtered = !filterContiguous(hdr.Filter)
+				v.rep.Filtered = v.filtered
+				v.header(hdr, ln)
+			case l.End != nil:
+				v.trailer(l.End, hdr, ln)
+				done = true
+			default:
+				if fl.reenc {
+					v.rep.Reencoded++
+				}
+				v.addMatched(l.Seq, l.PrevHash, l.Hash, fl.data, fl.ok, ln)
+			}
 		}
 	}
 	if !done && (opts.RequireTrailer || hdr != nil) {
 		v.problem(Truncated, v.rep.Last, 0, "export truncated after record %d: its signed trailer is missing", v.rep.Last)
 	}
-	err = v.Finish()
-	return v.rep, err
+	return v.Finish()
 }

@@ -175,16 +175,6 @@ func Start(t testing.TB, o Options) *Env {
 	rpClient := &http.Client{Timeout: 10 * time.Second, Transport: &rewriter{env: e, next: http.DefaultTransport}}
 	for i := 0; i < o.Nodes; i++ {
 		node := e.Cluster.Node(i)
-		mfa, err := authn.NewMFA(authn.MFAConfig{Store: node, Key: mkey, Now: e.Clock.Now, Recorder: e.Recorder})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sess, err := authn.NewSessions(authn.SessionConfig{Store: node, Now: e.Clock.Now, Recorder: e.Recorder,
-			AdminGroups: []string{AdminGroup}, RequiredGroups: o.RequiredGroups})
-		if err != nil {
-			t.Fatal(err)
-		}
-		users := authn.NewUsers(node, e.Clock.Now, e.Recorder)
 		oc := authn.OIDCConfig{
 			Issuer: opSrv.URL, ClientID: ClientID, ClientSecret: authn.NewClientSecret([]byte(ClientSecret + "\n")),
 			RedirectURL: lb.URL + authn.PathCallback, HTTPClient: rpClient,
@@ -197,21 +187,18 @@ func Start(t testing.TB, o Options) *Env {
 		if o.OIDC != nil {
 			o.OIDC(&oc)
 		}
-		var reval *authn.Revalidator
-		if o.Revalidate {
-			if reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
-				OIDC: oc, Store: node, Users: users, Recorder: e.Recorder, Key: mkey, Now: e.Clock.Now,
-			}); err != nil {
-				t.Fatal(err)
-			}
-			e.Revalidators = append(e.Revalidators, reval)
-		}
-		flow, err := authn.NewFlow(authn.FlowConfig{
-			OIDC: oc, Store: node, MFA: mfa, Sessions: sess, Users: users,
-			Recorder: e.Recorder, Now: e.Clock.Now, Revalidator: reval,
+		// The node's sign-in services as ferryd assembles them.
+		st, err := authn.NewStack(authn.StackConfig{
+			Store: node, Key: mkey, Recorder: e.Recorder, Now: e.Clock.Now,
+			Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}, RequiredGroups: o.RequiredGroups},
+			OIDC:    &oc, Revalidate: o.Revalidate,
 		})
 		if err != nil {
-			t.Fatalf("NewFlow on node %d: %v", i, err)
+			t.Fatalf("sign-in services on node %d: %v", i, err)
+		}
+		flow, mfa, sess, users := st.Flow, st.MFA, st.Sessions, st.Users
+		if st.Revalidator != nil {
+			e.Revalidators = append(e.Revalidators, st.Revalidator)
 		}
 		srv := httptest.NewTLSServer(flow.Handler())
 		t.Cleanup(srv.Close)

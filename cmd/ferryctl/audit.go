@@ -28,9 +28,10 @@ session and flow, hash-chained in commit order with signed checkpoints.
             or CEF/OCSF) for an auditor
   key       print the audit public key, for verifying exports offline
   verify    check an export file offline (FILE --key KEY.json), or the
-            live journal of the node that answers (--live)`,
+            live journal of the node that answers (--live)
+  sink      manage the network sinks (add, list, show, test, remove)`,
 	}
-	cmd.AddCommand(newAuditTailCmd(g), newAuditExportCmd(g), newAuditKeyCmd(g), newAuditVerifyCmd(g))
+	cmd.AddCommand(newAuditTailCmd(g), newAuditExportCmd(g), newAuditKeyCmd(g), newAuditVerifyCmd(g), newAuditSinkCmd(g))
 	return cmd
 }
 

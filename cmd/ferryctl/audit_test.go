@@ -145,6 +145,20 @@ func TestAuditVerifyFile(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("ferryctl on the untouched export: %v\n%s", err, out)
 		}
+		// As a sink writes it (no header, no trailer): the records after
+		// the checkpoint are unsigned, exit status 3 unless accepted.
+		sink := tampered(t, "sink stream", func(ls []string) []string { return ls[1 : len(ls)-1] })
+		cmd = exec.Command(ferryctlBin, "audit", "verify", sink, "--key", keyFile, "--no-trailer")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err = cmd.CombinedOutput()
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "not covered by a signature") {
+			t.Errorf("ferryctl on a stream with an unsigned tail: %v\n%s", err, out)
+		}
+		cmd = exec.Command(ferryctlBin, "audit", "verify", sink, "--key", keyFile, "--no-trailer", "--accept-unsigned-tail")
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("ferryctl accepting the unsigned tail: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("bad arguments", func(t *testing.T) {

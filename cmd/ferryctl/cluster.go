@@ -165,6 +165,9 @@ func newClusterStatusCmd(g *globals) *cobra.Command {
 			}); err != nil {
 				return err
 			}
+			if st.AuditNetworkSinks != nil && *st.AuditNetworkSinks == 0 {
+				fmt.Fprintln(g.con.out, "Audit export:  NO NETWORK SINK: the audit journal leaves the cluster nowhere (ferryctl audit sink add)")
+			}
 			fmt.Fprintln(g.con.out)
 			rows := make([][]string, 0, len(st.Members))
 			for _, m := range st.Members {

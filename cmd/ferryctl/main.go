@@ -78,8 +78,8 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
   ferryctl peer list --user alice@example.com -o json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			return g.check()
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.check(cmd)
 		},
 	}
 	root.SetArgs(args)
@@ -102,7 +102,9 @@ Every command prints a table for people, or JSON for scripts with -o json.`,
 		newPeerCmd(g),
 		newSessionCmd(g),
 		newAuditCmd(g),
+		newReportCmd(g),
 		newClusterCmd(g),
+		newCaptureCmd(g),
 		newSCIMCmd(g),
 		newVersionCmd(g),
 	)

@@ -516,9 +516,10 @@ func newProfileApplyCmd(g *globals) *cobra.Command {
 	var (
 		file   string
 		dryRun bool
+		replay string
 	)
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE [--dry-run]",
+		Use:   "apply -f FILE [--dry-run [--replay AGE]]",
 		Short: "Make the cluster's profiles match a YAML file",
 		Long: `apply sends a declarative profile file to the server, which makes the cluster's
 profiles match it exactly: it creates the profiles that are new, updates those
@@ -529,8 +530,11 @@ nothing.
 
 apply prints what it changed, one line per profile ("+" created, "~" updated,
 with the fields, "-" deleted), or "no changes". With --dry-run it prints what
-it would change and changes nothing. Use -f - to read the file from standard
-input.
+it would change and changes nothing. With --dry-run --replay 7d it also replays
+the traffic recorded over the last 7 days against the proposed profiles: per
+profile, the recorded flows that would become denied and the recorded denials
+that would become allowed, by user and destination with counts. Use -f - to
+read the file from standard input.
 
   profiles:
     - name: engineering
@@ -545,10 +549,21 @@ input.
       groups: [engineering]
       users: [alice@example.com]`,
 		Example: `  ferryctl profile apply -f profiles.yaml --dry-run
+  ferryctl profile apply -f profiles.yaml --dry-run --replay 7d
   ferryctl profile apply -f profiles.yaml
   git show main:profiles.yaml | ferryctl profile apply -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if replay != "" && !dryRun {
+				return fmt.Errorf("--replay %s: only with --dry-run (replay first, then apply)", replay)
+			}
+			var since time.Time
+			if replay != "" {
+				var err error
+				if since, err = parseWhen("--replay", replay, time.Now()); err != nil {
+					return err
+				}
+			}
 			text, err := readInput(g.con.in, file)
 			if err != nil {
 				return err
@@ -561,6 +576,20 @@ input.
 			res, err := c.ApplyProfiles(cmd.Context(), text, dryRun)
 			if err != nil {
 				return err
+			}
+			if replay != "" {
+				rep, err := c.ReplayProfiles(cmd.Context(), text, since, time.Time{})
+				if err != nil {
+					return err
+				}
+				if g.json() {
+					return writeJSON(g.con.out, struct {
+						Plan   wire.ApplyResponse  `json:"plan"`
+						Replay wire.ReplayResponse `json:"replay"`
+					}{res, rep})
+				}
+				fmt.Fprint(g.con.out, dryRunText(res))
+				return writeReplay(g.con.out, replay, rep)
 			}
 			if g.json() {
 				return writeJSON(g.con.out, res)
@@ -575,6 +604,7 @@ input.
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "the profile file (YAML); - reads standard input")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change and change nothing")
+	cmd.Flags().StringVar(&replay, "replay", "", "with --dry-run: replay the traffic recorded over this age (7d, 24h) or since this time against the proposed profiles")
 	cmd.MarkFlagRequired("file")
 	return cmd
 }

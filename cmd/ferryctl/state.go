@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/loginflow"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/spf13/cobra"
 )
 
 // errNotSignedIn is returned when no administrator session is saved for
@@ -38,9 +40,12 @@ type globals struct {
 }
 
 // check validates the shared flags before any command runs.
-func (g *globals) check() error {
-	switch g.output {
-	case "table", "json":
+func (g *globals) check(cmd *cobra.Command) error {
+	switch {
+	case g.output == "table" || g.output == "json":
+	case cmd.HasParent() && cmd.Parent().Name() == "report" && slices.Contains(reportFormats, g.output):
+	case cmd.HasParent() && cmd.Parent().Name() == "report":
+		return fmt.Errorf("-o %q: want table, json, csv or html", g.output)
 	default:
 		return fmt.Errorf("-o %q: want table or json (-o is always the output format; files are arguments or -f FILE)", g.output)
 	}

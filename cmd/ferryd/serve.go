@@ -233,8 +233,8 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	peers.start(pctx, svc.audit)
 	defer peers.wait()
 	defer stopPeers()
-	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
-		Users: svc.apiUsers(cfg.NodeID), Audit: &api.Audit{Signer: svc.signer, Recorder: svc.audit}, IdP: svc.apiIdP(cfg)})
+	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log, Organization: cfg.Organization,
+		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg), Capture: svc.capture})
 	if err != nil {
 		return err
 	}

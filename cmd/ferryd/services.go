@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +27,9 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // Bounds of the services' start-up and of their periodic housekeeping.
@@ -46,18 +46,25 @@ type services struct {
 	signer   *audit.Signer
 	checkpts *audit.Checkpointer
 	exporter *audit.Exporter
-	trimmer  *audit.Trimmer // nil without sinks: nothing would be trimmed
-	sessions *authn.Sessions
-	users    *authn.Users
-	mfa      *authn.MFA
-	flow     *authn.Flow        // nil without oidc.issuer
-	reval    *authn.Revalidator // nil without oidc.issuer
-	profiles *profiles.Store
-	scim     *scim.Service     // nil unless scim.enabled
-	signals  *signals.Receiver // nil without back-channel logout or ssf
-	wgKey    wgtypes.Key
-	server   profiles.Server
-	gateway  *tunnel.Gateway // nil while the data plane is off
+	trimmer  *audit.Trimmer
+	// sinkStore holds the network sinks (cluster configuration);
+	// netSpecs are the configuration file's, imported once.
+	sinkStore *audit.SinkStore
+	sinkOpts  audit.SinkOptions
+	netSpecs  []audit.SinkSpec
+	sessions  *authn.Sessions
+	users     *authn.Users
+	mfa       *authn.MFA
+	flow      *authn.Flow        // nil without oidc.issuer
+	reval     *authn.Revalidator // nil without oidc.issuer
+	profiles  *profiles.Store
+	scim      *scim.Service     // nil unless scim.enabled
+	signals   *signals.Receiver // nil without back-channel logout or ssf
+	wgKey     wgtypes.Key
+	server    profiles.Server
+	gateway   *tunnel.Gateway // nil while the data plane is off
+	reports   *report.Rollup
+	capture   *capture.Service
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,64 +105,51 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	}); err != nil {
 		return nil, err
 	}
-	sinks, err := buildSinks(cfg.Audit)
+	// Sinks: file sinks run on every node from its own journal; network
+	// sinks are cluster configuration (the configuration file's are
+	// imported once, below) and run wherever the leader is.
+	fileSinks, netSpecs, sinkOpts, err := buildSinks(cfg.Audit)
 	if err != nil {
 		return nil, err
 	}
-	if len(sinks) > 0 {
-		if s.exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: sinks, Logger: log, Registerer: reg}); err != nil {
-			return nil, err
-		}
+	s.sinkStore, s.sinkOpts = &audit.SinkStore{Node: node, Key: master}, sinkOpts
+	if s.exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: fileSinks, Stored: s.sinkStore, SinkOptions: sinkOpts,
+		Logger: log, Registerer: reg}); err != nil {
+		return nil, err
 	}
+	s.netSpecs = netSpecs
 	// Retention: the leader trims what every network sink has confirmed
 	// (file sinks are node-local, with cursors outside the cluster).
-	var names []string
-	for _, sk := range sinks {
-		if _, local := sk.(audit.NodeLocal); !local {
-			names = append(names, sk.Name())
-		}
-	}
-	if len(names) > 0 {
-		if s.trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
-			Store: node, Recorder: s.audit, Logger: log, Registerer: reg,
-			Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention.D(), Sinks: names},
-		}); err != nil {
-			return nil, err
-		}
+	if s.trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
+		Store: node, Recorder: s.audit, Logger: log, Registerer: reg,
+		Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention.D(), StoredSinks: true},
+	}); err != nil {
+		return nil, err
 	}
 
 	// 3. Sign-in: users, MFA, sessions and, with an identity provider, the flow.
-	s.users = authn.NewUsers(node, time.Now, s.audit)
-	if s.mfa, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: master, Recorder: s.audit, Logger: log}); err != nil {
-		return nil, err
-	}
-	scfg := cfg.SessionConfig()
-	scfg.Store, scfg.Recorder, scfg.Logger = node, s.audit, log
-	if s.sessions, err = authn.NewSessions(scfg); err != nil {
-		return nil, err
-	}
+	// One assembly (authn.NewStack), as the test harnesses build it; with
+	// an identity provider, revalidation with the refresh token of each
+	// sign-in, which the leader redeems (step 6).
+	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization,
+		// Authenticator apps name the organisation and server; a browser
+		// sign-in ends on the portal, where it starts.
+		MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal}
 	if cfg.OIDC.Issuer != "" {
 		ocfg, err := cfg.OIDCConfig()
 		if err != nil {
 			return nil, err
 		}
-		// Revalidation with the refresh token of each sign-in; the leader
-		// redeems them (step 6).
-		if s.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
-			OIDC: ocfg, Store: node, Users: s.users, Recorder: s.audit, Key: master, Logger: log,
-			Interval: cfg.OIDC.RevalidateInterval.D(), Grace: cfg.OIDC.RevalidateGrace.D(),
-		}); err != nil {
-			return nil, err
-		}
-		if s.flow, err = authn.NewFlow(authn.FlowConfig{
-			OIDC: ocfg, Store: node, MFA: s.mfa, Sessions: s.sessions, Users: s.users, Recorder: s.audit, Logger: log,
-			Revalidator: s.reval,
-		}); err != nil {
-			return nil, err
-		}
+		stack.OIDC, stack.Revalidate = &ocfg, true
+		stack.RevalidateInterval, stack.RevalidateGrace = cfg.OIDC.RevalidateInterval.D(), cfg.OIDC.RevalidateGrace.D()
 	} else {
 		log.Warn("no oidc.issuer configured: sign-in is off")
 	}
+	st, err := authn.NewStack(stack)
+	if err != nil {
+		return nil, err
+	}
+	s.users, s.mfa, s.sessions, s.reval, s.flow = st.Users, st.MFA, st.Sessions, st.Revalidator, st.Flow
 
 	// 4. Profiles and the configuration issued clients receive.
 	if s.profiles, err = profiles.New(profiles.Config{
@@ -187,6 +181,8 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
 			Pool: pool, Pool6: s.profiles.Pool6(), Recorder: s.audit, Logger: log, Registerer: reg,
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
+			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
+			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
 		}); err != nil {
 			return nil, fmt.Errorf("starting the data plane: %w", err)
 		}
@@ -198,6 +194,27 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			}
 		}()
 		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
+	}
+
+	// 5b. Packet capture: this node's part of every capture (none without
+	// a data plane) and the cluster-wide captures it runs.
+	var plane capture.Local
+	if s.gateway != nil {
+		plane = s.gateway
+	}
+	mfa := s.mfa
+	if s.capture, err = capture.New(capture.Config{
+		Node: node, Local: plane, Peers: s.profiles, Recorder: s.audit, Logger: log,
+		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
+			return mfa.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
+				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
+		},
+		Caps: capture.Caps{
+			MaxDuration: cfg.Capture.MaxDuration.D(), MaxBytes: cfg.Capture.MaxBytes, HeaderSnaplen: cfg.Capture.HeaderSnaplen,
+			AllowPayload: cfg.Capture.AllowPayload, MaxConcurrent: cfg.Capture.MaxConcurrent,
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("starting packet capture: %w", err)
 	}
 
 	// 6. The entitlement watcher: every change to users or profiles is
@@ -223,7 +240,58 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		defer s.wg.Done()
 		s.janitor(bg, node, log)
 	}()
+	// 8. The configuration file's network sinks, imported once into the
+	// cluster by the first leader that sees them.
+	if len(s.netSpecs) > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.importSinks(bg, node, log)
+		}()
+	}
+
+	// 9. The reports' rollup: node-local, derived from this node's journal.
+	if s.reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reports.Run(bg)
+	}()
 	return s, nil
+}
+
+// importSinks stores the configuration file's network sinks in the
+// cluster once, on the leader; afterwards the cluster is the truth.
+func (s *services) importSinks(ctx context.Context, node *cluster.Node, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if node.IsLeader() {
+			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			n, err := s.sinkStore.ImportOnce(ictx, s.netSpecs)
+			cancel()
+			if err == nil {
+				if n > 0 {
+					log.Info("imported the configuration file's network audit sinks into the cluster", "count", n)
+				}
+				return
+			}
+			log.Warn("importing network audit sinks failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// apiAudit is what the HTTP API's audit endpoints need.
+func (s *services) apiAudit() *api.Audit {
+	return &api.Audit{Signer: s.signer, Recorder: s.audit, Reports: s.reports,
+		Sinks: &api.AuditSinks{Store: s.sinkStore, Options: s.sinkOpts, States: s.exporter.Sinks}}
 }
 
 // apiUsers is what the HTTP API needs of the services.
@@ -269,12 +337,20 @@ func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Lo
 // close stops the services in reverse order of their start.
 func (s *services) close(log *slog.Logger) {
 	s.cancel()
+	if s.capture != nil {
+		s.capture.Close()
+	}
 	if s.gateway != nil {
 		if err := s.gateway.Close(); err != nil {
 			log.Warn("closing data plane", "err", err)
 		}
 	}
 	s.wg.Wait()
+	if s.reports != nil {
+		if err := s.reports.Close(); err != nil {
+			log.Warn("closing report rollup", "err", err)
+		}
+	}
 	if s.trimmer != nil {
 		s.trimmer.Close()
 	}
@@ -306,62 +382,55 @@ func wireguardEndpoint(cfg *config.Config) string {
 	return net.JoinHostPort(host, strconv.Itoa(cfg.WireGuard.ListenPort))
 }
 
-// buildSinks turns the configured audit sinks into audit.Sinks.
-func buildSinks(ac config.Audit) ([]audit.Sink, error) {
-	var out []audit.Sink
-	host := ac.Hostname
-	if host == "" {
-		host = fqdn()
+// buildSinks turns the configured audit sinks into the node-local file
+// sinks and the specs of the network sinks, and returns the options
+// network sinks are built with (host name, SD-ID).
+func buildSinks(ac config.Audit) ([]audit.Sink, []audit.SinkSpec, audit.SinkOptions, error) {
+	var files []audit.Sink
+	var specs []audit.SinkSpec
+	opts := audit.SinkOptions{Hostname: ac.Hostname}
+	if opts.Hostname == "" {
+		opts.Hostname = fqdn()
 	}
-	sdid := ""
 	if ac.EnterpriseNumber > 0 {
-		sdid = "ferry@" + strconv.Itoa(ac.EnterpriseNumber)
+		opts.SDID = "ferry@" + strconv.Itoa(ac.EnterpriseNumber)
 	}
 	for i, c := range ac.Sinks {
 		f, ok := audit.FormatByName(c.Format)
 		if !ok {
-			return nil, fmt.Errorf("audit.sinks[%d].format: unknown format %q", i, c.Format)
+			return nil, nil, opts, fmt.Errorf("audit.sinks[%d].format: unknown format %q", i, c.Format)
 		}
-		var sink audit.Sink
-		var err error
-		switch c.Type {
-		case "file":
-			sink, err = audit.NewFileSink(audit.FileSinkConfig{Name: c.Name, Path: c.Path, Format: f, MaxBytes: c.MaxBytes, MaxFiles: c.MaxFiles})
-		case "syslog":
-			var tc *tls.Config
-			if c.CAFile != "" {
-				if tc, err = sinkTLS(c); err != nil {
-					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
-				}
+		if c.Type == "file" {
+			sink, err := audit.NewFileSink(audit.FileSinkConfig{Name: c.Name, Path: c.Path, Format: f, MaxBytes: c.MaxBytes, MaxFiles: c.MaxFiles})
+			if err != nil {
+				return nil, nil, opts, fmt.Errorf("audit.sinks[%d]: %w", i, err)
 			}
-			sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f, Hostname: host, SDID: sdid},
-				ResendRecords: c.ResendRecords, ResendAge: c.ResendAge.D()})
-		case "relp":
-			var tc *tls.Config
-			if c.CAFile != "" {
-				if tc, err = sinkTLS(c); err != nil {
-					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
-				}
-			}
-			sink, err = audit.NewRELPSink(audit.RELPSinkConfig{Name: c.Name, Addr: c.Addr, TLS: tc, Format: &audit.Syslog{Inner: f, Hostname: host, SDID: sdid}})
-		case "hec":
-			var tc *tls.Config
-			if c.CAFile != "" || c.CertFile != "" {
-				if tc, err = sinkTLS(c); err != nil {
-					return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
-				}
-			}
-			sink, err = audit.NewHECSink(audit.HECSinkConfig{Name: c.Name, URL: c.URL, TokenFile: c.TokenFile, Format: f, Ack: c.Ack, Index: c.Index, TLS: tc,
-				SourceType: hecSourceType(f), Host: host})
-		default:
-			err = fmt.Errorf("unknown type %q", c.Type)
+			files = append(files, sink)
+			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("audit.sinks[%d]: %w", i, err)
+		spec := audit.SinkSpec{Name: c.Name, Type: c.Type, Format: c.Format, Addr: c.Addr, URL: c.URL, Ack: c.Ack, Index: c.Index,
+			ServerName: c.ServerName, ResendRecords: c.ResendRecords, ResendAge: c.ResendAge.D()}
+		for _, p := range []struct {
+			dst   *string
+			path  string
+			field string
+		}{{&spec.CA, c.CAFile, "ca_file"}, {&spec.ClientCert, c.CertFile, "cert_file"}, {&spec.ClientKey, c.KeyFile, "key_file"}, {&spec.Token, c.TokenFile, "token_file"}} {
+			if p.path == "" {
+				continue
+			}
+			b, err := os.ReadFile(p.path)
+			if err != nil {
+				return nil, nil, opts, fmt.Errorf("audit.sinks[%d].%s: %w", i, p.field, err)
+			}
+			*p.dst = string(b)
 		}
-		out = append(out, sink)
+		spec.Token = strings.TrimSpace(spec.Token)
+		if err := spec.Validate(); err != nil {
+			return nil, nil, opts, fmt.Errorf("audit.sinks[%d]: %w", i, err)
+		}
+		specs = append(specs, spec)
 	}
-	return out, nil
+	return files, specs, opts, nil
 }
 
 // fqdn returns this machine's fully qualified host name, or its short
@@ -379,31 +448,17 @@ func fqdn() string {
 	return h
 }
 
-// hecSourceType names the HEC sourcetype per format, so a SIEM parses
-// JSON lines and OCSF with different rules.
-func hecSourceType(f audit.Format) string {
-	return "ferry:audit:" + f.Name()
-}
-
-func sinkTLS(c config.Sink) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("ca_file: no PEM certificate in " + c.CAFile)
-		}
-		tc.RootCAs = pool
+// mfaIssuer is the name authenticator apps show for ferry's codes: the
+// organisation and the server, as "Acme (vpn.example.com)", so a person
+// with several can tell them apart. Colons, which the otpauth label
+// reserves, become spaces.
+func mfaIssuer(cfg *config.Config) string {
+	name := cfg.Organization
+	if name == "" {
+		name = authn.DefaultIssuer
 	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
+	if u, err := url.Parse(cfg.API.PublicURL); err == nil && u.Hostname() != "" {
+		name += " (" + u.Hostname() + ")"
 	}
-	return tc, nil
+	return strings.ReplaceAll(name, ":", " ")
 }

@@ -61,6 +61,7 @@ func TestDrill(t *testing.T) {
 		br.step(t, "portal: a profile for a phone",
 			chromedp.Navigate(lbURL+"/portal"),
 			chromedp.WaitVisible(chromedp.ID("profile")),
+			chromedp.SendKeys(chromedp.ID("device"), "phone"),
 			chromedp.Click(chromedp.CSS(`input[name="server_key"]`)),
 			chromedp.Click(chromedp.ID("get")),
 			chromedp.WaitVisible(chromedp.ID("qr")),

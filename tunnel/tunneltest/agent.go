@@ -66,6 +66,7 @@ type Agent struct {
 	Name string
 	sock string
 	log  string
+	proc *os.Process
 }
 
 // StartAgent runs the test binary as an agent inside ns and waits until
@@ -95,6 +96,7 @@ func StartAgent(t testing.TB, n *Net, ns, name string, cfg AgentConfig) *Agent {
 		t.Fatal(err)
 	}
 	n.Track(cmd.Process)
+	a.proc = cmd.Process
 	exited := make(chan struct{})
 	go func() {
 		cmd.Wait()
@@ -130,6 +132,19 @@ func StartAgent(t testing.TB, n *Net, ns, name string, cfg AgentConfig) *Agent {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Pid returns the agent's process id (its CPU time and memory are the
+// gateway's).
+func (a *Agent) Pid() int { return a.proc.Pid }
+
+// Kill ends the agent at once (SIGKILL), as a crash would: nothing of
+// what it set up is removed.
+func (a *Agent) Kill() error {
+	if err := a.proc.Kill(); err != nil {
+		return fmt.Errorf("killing agent %s: %w", a.Name, err)
+	}
+	return nil
 }
 
 // Do sends one request and waits for its answer; a non-empty Err in the

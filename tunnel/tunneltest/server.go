@@ -31,17 +31,19 @@ type ServerConfig struct {
 	CACert    []byte `json:"ca_cert"`
 	CAKey     []byte `json:"ca_key"`
 
-	Interface    string        `json:"interface"`
-	PrivateKey   string        `json:"private_key"`
-	Address      string        `json:"address"`         // e.g. 100.64.0.1/16
-	Pool6        string        `json:"pool6,omitempty"` // e.g. fd66:6572:7279::/96; empty: IPv4 only
-	Egress       string        `json:"egress,omitempty"`
-	PollInterval time.Duration `json:"poll_interval,omitempty"`
-	DenyInterval time.Duration `json:"deny_interval,omitempty"`
-	FlowWindow   time.Duration `json:"flow_window,omitempty"`
-	SessionIdle  time.Duration `json:"session_idle,omitempty"`
-	MemoryLimit  int64         `json:"memory_limit,omitempty"`
-	NoFlows      bool          `json:"no_flows,omitempty"`
+	Interface         string        `json:"interface"`
+	PrivateKey        string        `json:"private_key"`
+	Address           string        `json:"address"`         // e.g. 100.64.0.1/16
+	Pool6             string        `json:"pool6,omitempty"` // e.g. fd66:6572:7279::/96; empty: IPv4 only
+	Egress            string        `json:"egress,omitempty"`
+	PollInterval      time.Duration `json:"poll_interval,omitempty"`
+	DenyInterval      time.Duration `json:"deny_interval,omitempty"`
+	FlowWindow        time.Duration `json:"flow_window,omitempty"` // the flow records' interval
+	FlowActiveTimeout time.Duration `json:"flow_active_timeout,omitempty"`
+	FlowMaxRecords    int           `json:"flow_max_records,omitempty"`
+	SessionIdle       time.Duration `json:"session_idle,omitempty"`
+	MemoryLimit       int64         `json:"memory_limit,omitempty"`
+	NoFlows           bool          `json:"no_flows,omitempty"`
 	// Kernel lets the gateway use kernel WireGuard where the kernel has
 	// it (the production path); otherwise it always runs the embedded
 	// wireguard-go device.
@@ -111,6 +113,7 @@ type server struct {
 	reg     *prometheus.Registry
 	done    chan error
 	ext     Extension // nil without ServerConfig.Extension
+	capt    captures  // packet captures run by capture_start
 }
 
 func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*server, error) {
@@ -182,7 +185,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 	s.gw, err = tunnel.New(tunnel.Config{
 		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
-		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowWindow: cfg.FlowWindow,
+		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
 	})
 	if err != nil {
@@ -244,6 +247,8 @@ func (s *server) handle(ctx context.Context, req Request) (Response, bool, error
 		return Response{}, true, s.node.WaitLeader(c)
 	case "addvoter":
 		return Response{}, true, s.node.AddVoter(ctx, req.ID, req.Addr)
+	case "capture_start", "capture_stop":
+		return s.captureOp(req)
 	case "pubkey":
 		return Response{Text: s.gw.PublicKey().String()}, true, nil
 	case "events":

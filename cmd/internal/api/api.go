@@ -25,6 +25,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -62,6 +63,14 @@ type Config struct {
 	// IdP, when set with Users, adds the identity provider's endpoints
 	// (SCIM, back-channel logout, Shared Signals) and their administration.
 	IdP *IdP
+	// Refusals tunes how refused calls are recorded and sources that keep
+	// failing are slowed down (refusals.go).
+	Refusals Refusals
+	// Organization is the organisation's name shown on the portal's and
+	// other HTML pages; default "ferry".
+	Organization string
+	// Capture, when set with Users, adds the packet capture endpoints.
+	Capture *capture.Service
 }
 
 // Validate checks the configuration.
@@ -91,6 +100,9 @@ type handler struct {
 	users    *Users // nil: no user API
 	audit    *Audit // nil: no audit API
 	idp      *IdP   // nil: no identity provider endpoints
+	refusals *refusals
+	org      string
+	capture  *capture.Service // nil: no packet capture
 }
 
 // New returns the API handler.
@@ -101,6 +113,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
 		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
+		org: cfg.Organization, capture: cfg.Capture,
 	}
 	if h.log == nil {
 		h.log = slog.Default()
@@ -132,6 +145,13 @@ func New(cfg Config) (http.Handler, error) {
 		h.admit = a
 	}
 
+	h.refusals = newRefusals(cfg.Refusals, func() audit.Recorder {
+		if h.audit != nil {
+			return h.audit.Recorder
+		}
+		return nil
+	}, h.now, h.log)
+
 	mux := http.NewServeMux()
 	route(mux, http.MethodGet, wire.PathHealthz, h.healthz)
 	route(mux, http.MethodGet, wire.PathReadyz, h.readyz)
@@ -141,21 +161,19 @@ func New(cfg Config) (http.Handler, error) {
 		h.mountCluster(mux)
 		if h.audit != nil {
 			h.mountAudit(mux)
+			if h.audit.Reports != nil {
+				h.mountReports(mux)
+			}
 		}
 		if h.idp != nil {
 			h.mountIdP(mux)
 		}
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// The server's bare address is where a person lands first: the
-		// portal (which sends them to sign in when they are not).
-		if r.URL.Path == "/" && h.users != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			http.Redirect(w, r, pathPortal, http.StatusSeeOther)
-			return
+		if h.capture != nil {
+			h.mountCapture(mux)
 		}
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
-	return secureHeaders(mux), nil
+	}
+	mux.HandleFunc("/", h.frontDoor)
+	return secureHeaders(h.guard(mux)), nil
 }
 
 // route serves method on path, and answers other methods on path with a

@@ -12,6 +12,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/report"
 )
 
 // Audit is what the audit endpoints need; without it they are not served.
@@ -21,6 +22,12 @@ type Audit struct {
 	// itself (join tokens, member removal, backup, restore). A join token
 	// is minted only once its record is stored.
 	Recorder audit.Recorder
+	// Sinks, when set, serves the network sinks stored in the cluster
+	// (ferryctl audit sink ...).
+	Sinks *AuditSinks
+	// Reports, when set, adds the report endpoints, answered from this
+	// node's rollup of its journal.
+	Reports *report.Rollup
 }
 
 // tailPoll is how often a followed stream looks for new records.
@@ -30,6 +37,9 @@ func (h *handler) mountAudit(mux *http.ServeMux) {
 	route(mux, http.MethodGet, wire.PathAuditRecords, h.admin(h.auditRecords))
 	route(mux, http.MethodGet, wire.PathAuditKey, h.admin(h.auditKey))
 	route(mux, http.MethodPost, wire.PathAuditVerify, h.admin(h.auditVerify))
+	if h.audit.Sinks != nil {
+		h.mountAuditSinks(mux)
+	}
 }
 
 // auditFilter parses the query's filter, naming a bad parameter.

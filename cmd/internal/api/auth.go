@@ -51,6 +51,7 @@ func (h *handler) authed(next sessionHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := sessionToken(r)
 		if tok == "" {
+			h.refuse(w, r, http.StatusUnauthorized, "not signed in", nil)
 			writeError(w, http.StatusUnauthorized, "not signed in")
 			return
 		}

@@ -56,6 +56,12 @@ func (h *handler) clusterStatus(w http.ResponseWriter, r *http.Request, s authn.
 		}
 		out.Members = append(out.Members, cm)
 	}
+	if h.audit != nil && h.audit.Sinks != nil {
+		if sinks, err := h.audit.Sinks.Store.List(r.Context()); err == nil {
+			n := len(sinks)
+			out.AuditNetworkSinks = &n
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

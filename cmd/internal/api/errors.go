@@ -15,7 +15,9 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // statusError is an answer a handler chose itself: a status and a message
@@ -86,6 +88,10 @@ var sentinels = []sentinel{
 	{admit.ErrNoCA, http.StatusServiceUnavailable, "this node does not hold the cluster CA yet; retry, or ask another node"},
 	{admit.ErrCAMismatch, http.StatusServiceUnavailable, "this node cannot use the cluster CA; see its log"},
 
+	// report
+	{report.ErrInvalidQuery, http.StatusBadRequest, ""},
+	{report.ErrClosed, http.StatusServiceUnavailable, "this node's report index is closed; try again"},
+
 	// audit
 	{audit.ErrInvalidEvent, http.StatusBadRequest, ""},
 	{audit.ErrClosed, http.StatusServiceUnavailable, "this node's audit log is closed; try again"},
@@ -98,6 +104,9 @@ var sentinels = []sentinel{
 	{auditfile.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrUnsigned, http.StatusUnprocessableEntity, ""},
 	{audit.ErrSinkMisconfigured, http.StatusServiceUnavailable, "an audit sink is misconfigured; see this node's log"},
+	{audit.ErrInvalidSink, http.StatusBadRequest, ""},
+	{audit.ErrNoSuchSink, http.StatusNotFound, ""},
+	{audit.ErrSinkExists, http.StatusConflict, ""},
 
 	// authn: authentication failures say little.
 	{authn.ErrSessionInvalid, http.StatusUnauthorized, "not signed in or session expired"},
@@ -125,11 +134,24 @@ var sentinels = []sentinel{
 	{profiles.ErrPoolExhausted, http.StatusServiceUnavailable, ""},
 	{profiles.ErrTooManyDevices, http.StatusConflict, ""},
 	{profiles.ErrRevokedByAdmin, http.StatusForbidden, ""},
+	{profiles.ErrDeviceInUse, http.StatusConflict, ""},
 	{profiles.ErrConflict, http.StatusConflict, ""},
 
 	// tunnel
 	{tunnel.ErrRunning, http.StatusConflict, ""},
 	{tunnel.ErrClosed, http.StatusServiceUnavailable, "this node's data plane is stopped; try again"},
+
+	// packet capture
+	{capture.ErrForbidden, http.StatusForbidden, ""},
+	{capture.ErrStepUp, http.StatusForbidden, ""},
+	{capture.ErrInvalid, http.StatusBadRequest, ""},
+	{capture.ErrFilter, http.StatusBadRequest, ""},
+	{capture.ErrLimits, http.StatusBadRequest, ""},
+	{capture.ErrBusy, http.StatusTooManyRequests, ""},
+	{capture.ErrNoClients, http.StatusNotFound, ""},
+	{capture.ErrStream, http.StatusBadGateway, ""},
+	{capture.ErrClosed, http.StatusServiceUnavailable, "the capture was stopped; try again"},
+	{cluster.ErrNoService, http.StatusServiceUnavailable, "a node does not serve this request (is it running an older ferryd?)"},
 
 	// Not sentinels of ours, but the same kind of answer.
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, unavailableMsg},
@@ -168,6 +190,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		h.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
+	h.refuse(w, r, status, msg, err)
 	writeError(w, status, msg)
 }
 

@@ -21,7 +21,7 @@ const module = "github.com/ferryvpn/ferry"
 // domainRoots are the directories, relative to the module root, whose
 // exported sentinels handlers may meet: the domain packages of STYLE.md's
 // table and the cmd/internal packages handlers call.
-var domainRoots = []string{"cluster", "audit", "authn", "profiles", "tunnel"}
+var domainRoots = []string{"cluster", "audit", "authn", "profiles", "tunnel", "report"}
 
 // domainSentinels returns every exported package-level variable named
 // Err... in the non-test source of the domain packages, as

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"html/template"
@@ -14,47 +13,101 @@ import (
 	"strings"
 	"time"
 
-	"github.com/skip2/go-qrcode"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/webpage"
 	"github.com/ferryvpn/ferry/profiles"
 )
 
-// The portal: after a browser sign-in, a person sees their devices and can
-// get a profile for a phone or the official WireGuard apps, as a QR code or
-// a file. Those apps cannot send a public key, so here the server makes the
-// key pair, only on an explicit request that the audit log records; the
-// private key is shown once and never stored.
+// The portal: after a browser sign-in, a person sees their devices,
+// revokes one, and gets a profile for a phone or the official WireGuard
+// apps, as a QR code or a file. Those apps cannot send a public key, so
+// here the server makes the key pair, only on an explicit request that
+// the audit log records; the private key is shown once and never stored.
+// Every page shares the sign-in pages' layout and stylesheet (package
+// webpage).
 
-//go:embed templates/portal.html
+//go:embed templates/*.html
 var portalFS embed.FS
 
-var portalPage = template.Must(template.ParseFS(portalFS, "templates/portal.html"))
+// Portal pages.
+const (
+	pagePortal   = "portal.html"
+	pageIssued   = "issued.html"
+	pageReplace  = "replace.html"
+	pageRevoke   = "revoke.html"
+	pageNotFound = "notfound.html"
+)
+
+var portalPages = func() map[string]*template.Template {
+	m := make(map[string]*template.Template)
+	for _, name := range []string{pagePortal, pageIssued, pageReplace, pageRevoke, pageNotFound} {
+		m[name] = template.Must(webpage.Parse(portalFS, "templates/"+name))
+	}
+	return m
+}()
+
+// PathPortal is the portal's main page, where a browser sign-in ends.
+const PathPortal = pathPortal
 
 const (
 	pathPortal       = "/portal"
 	pathPortalConfig = "/portal/config"
-	// portalCSP allows the page's own inline style and data: images (the
-	// QR code), nothing else; forms post only to this origin.
-	portalCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	pathPortalRevoke = "/portal/devices/{id}/revoke"
 )
 
+// portalCSP allows the shared stylesheet and script by hash and data:
+// images (the QR code), nothing else; forms post only to this origin.
+var portalCSP = "default-src 'none'; style-src " + webpage.StyleHash + "; script-src " + webpage.ScriptHash +
+	"; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// portalData is what every portal page may use.
 type portalData struct {
-	Title, Error, Who, CSRF string
-	Profiles                []profiles.Profile
-	Peers                   []portalPeer
-	QR, Device, Profile     string
-	Address, Expires        string
+	Title, Error, Org string
+	Who, CSRF         string
+	// Notice is a confirmation shown at the top (a revoked device).
+	Notice   string
+	Profiles []profiles.Profile
+	Peers    []portalPeer
+	// Form holds the values to show in the issue form again.
+	Form portalForm
+	// DeviceError is shown next to the device name field.
+	DeviceError string
+	// Phone is set when the browser is a phone's: the file is the default
+	// and the QR code is for scanning from another screen.
+	Phone bool
+
+	// The issued page.
+	Peer     portalPeer
+	QR       template.URL
+	ConfURL  template.URL
+	FileName string
+	// The replace page: the device the issuance would replace.
+	Existing portalPeer
+}
+
+type portalForm struct {
+	Profile, Device, As string
 }
 
 type portalPeer struct {
-	Device, Profile, Address, State, Expires string
+	ID, Device, Profile, Address, State string
+	Expires                             time.Time
+	// ExpiresIn is Expires relative to now, in words.
+	ExpiresIn string
+	Valid     bool
+}
+
+func (h *handler) toPortalPeer(p profiles.Peer) portalPeer {
+	now := h.now()
+	return portalPeer{ID: p.ID, Device: p.Device, Profile: p.Profile, Address: p.Address.String(), State: p.State(now),
+		Expires: p.Expires, ExpiresIn: webpage.Relative(now, p.Expires), Valid: p.Valid(now)}
 }
 
 func (h *handler) mountPortal(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathPortal, h.portalSession(h.portal))
 	mux.HandleFunc("POST "+pathPortalConfig, h.portalSession(h.portalConfig))
+	mux.HandleFunc("GET "+pathPortalRevoke, h.portalSession(h.portalRevokeAsk))
+	mux.HandleFunc("POST "+pathPortalRevoke, h.portalSession(h.portalRevoke))
 }
 
 // portalSession authenticates by the browser's session cookie; without a
@@ -74,14 +127,14 @@ func (h *handler) portalSession(next func(w http.ResponseWriter, r *http.Request
 		}
 		if err != nil {
 			h.log.Error("portal: validating session", "err", err)
-			http.Error(w, "internal error", http.StatusInternalServerError)
+			h.writeHTMLError(w, http.StatusInternalServerError, "Something went wrong", "The server could not check your session. Try again in a moment.")
 			return
 		}
 		next(w, r, s, c.Value)
 	}
 }
 
-// portalCSRF binds the portal's form to the session: a page from another
+// portalCSRF binds the portal's forms to the session: a page from another
 // site cannot know it.
 func portalCSRF(tok string) string {
 	m := hmac.New(sha256.New, []byte(tok))
@@ -105,126 +158,86 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) && (u.Scheme == "https" || u.Scheme == "http")
 }
 
-func (h *handler) portal(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
-	h.renderPortal(w, r, http.StatusOK, s, tok, "")
+// checkForm parses a portal form and reports whether it comes from this
+// site's page with this session's token; if not, it has already answered.
+func (h *handler) checkForm(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		h.renderPortal(w, r, http.StatusBadRequest, s, tok, portalData{Error: "The form could not be read. Please try again."})
+		return false
+	}
+	if !sameOrigin(r) || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(portalCSRF(tok))) {
+		h.renderPortal(w, r, http.StatusForbidden, s, tok, portalData{Error: "The form had expired, so nothing was done. Please try again."})
+		return false
+	}
+	return true
 }
 
-func (h *handler) renderPortal(w http.ResponseWriter, r *http.Request, status int, s authn.Session, tok, msg string) {
+// isPhone reports whether the browser says it runs on a phone.
+func isPhone(r *http.Request) bool {
+	ua := r.UserAgent()
+	return strings.Contains(ua, "Mobi") || strings.Contains(ua, "Android")
+}
+
+func (h *handler) portal(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
+	var d portalData
+	if id := r.URL.Query().Get("revoked"); id != "" {
+		if p, err := h.users.Profiles.Peer(r.Context(), id); err == nil && p.UserID == s.Identity.UserID && p.Revoked != nil {
+			d.Notice = "The device “" + p.Device + "” is revoked: it can no longer connect."
+		}
+	}
+	h.renderPortal(w, r, http.StatusOK, s, tok, d)
+}
+
+// renderPortal shows the portal's main page with d's message and form
+// values, filling in the person's profiles and devices.
+func (h *handler) renderPortal(w http.ResponseWriter, r *http.Request, status int, s authn.Session, tok string, d portalData) {
 	id := s.Identity
 	ps, err := h.users.Profiles.Allowed(r.Context(), id)
 	if err != nil {
 		h.log.Error("portal: listing profiles", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		h.writeHTMLError(w, http.StatusInternalServerError, "Something went wrong", "Your profiles could not be listed. Try again in a moment.")
 		return
 	}
 	peers, err := h.users.Profiles.Peers(r.Context(), profiles.PeerFilter{UserID: id.UserID})
 	if err != nil {
 		h.log.Error("portal: listing devices", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		h.writeHTMLError(w, http.StatusInternalServerError, "Something went wrong", "Your devices could not be listed. Try again in a moment.")
 		return
 	}
-	d := portalData{Title: "Your VPN access", Error: msg, Who: who(id), CSRF: portalCSRF(tok), Profiles: ps}
-	now := h.now()
+	d.Title, d.Profiles = "Your VPN access", ps
 	for _, p := range peers {
-		d.Peers = append(d.Peers, portalPeer{Device: p.Device, Profile: p.Profile, Address: p.Address.String(), State: p.State(now), Expires: p.Expires.UTC().Format(time.RFC3339)})
+		d.Peers = append(d.Peers, h.toPortalPeer(p))
 	}
-	writePage(w, status, d)
+	d.Phone = isPhone(r)
+	if d.Form.As == "" {
+		d.Form.As = "qr"
+		if d.Phone {
+			d.Form.As = "file"
+		}
+	}
+	h.writePortalPage(w, status, pagePortal, s, tok, d)
 }
 
-func who(id authn.Identity) string { return id.Display() }
+func (h *handler) writePortalPage(w http.ResponseWriter, status int, page string, s authn.Session, tok string, d portalData) {
+	d.Who, d.CSRF, d.Org = s.Identity.Display(), portalCSRF(tok), h.org
+	h.writeHTML(w, status, page, d)
+}
 
-func writePage(w http.ResponseWriter, status int, d portalData) {
+func (h *handler) writeHTML(w http.ResponseWriter, status int, page string, d portalData) {
 	var buf bytes.Buffer
-	if err := portalPage.Execute(&buf, d); err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
+	if err := portalPages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+		h.log.Error("rendering page", "page", page, "err", err)
+		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return
 	}
+	w.Header().Set("Content-Security-Policy", portalCSP)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
 
-// portalConfig issues a peer with a server-made key and hands the config
-// over once, as a QR code or a file.
-func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		h.renderPortal(w, r, http.StatusBadRequest, s, tok, "The form could not be read.")
-		return
-	}
-	if !sameOrigin(r) || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(portalCSRF(tok))) {
-		h.renderPortal(w, r, http.StatusForbidden, s, tok, "The form expired; please try again.")
-		return
-	}
-	if r.PostForm.Get("server_key") != "1" {
-		h.renderPortal(w, r, http.StatusBadRequest, s, tok, "Tick the box to let the server generate the key, or use the desktop client.")
-		return
-	}
-	priv, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	peer, prof, err := h.users.Profiles.Issue(r.Context(), s, profiles.IssueRequest{
-		PublicKey: priv.PublicKey().String(), Device: r.PostForm.Get("device"), Profile: r.PostForm.Get("profile"),
-		Source: auditSource(r), Node: h.users.NodeID, ServerKey: true,
-	})
-	if err != nil {
-		status, msg := http.StatusInternalServerError, "The profile could not be issued."
-		switch {
-		case errors.Is(err, profiles.ErrInvalid):
-			status, msg = http.StatusBadRequest, "Check the device name: letters, digits, spaces, '.', '_' or '-'."
-		case errors.Is(err, profiles.ErrNotAllowed):
-			status, msg = http.StatusForbidden, "That profile is not assigned to you."
-		case errors.Is(err, profiles.ErrTooManyDevices):
-			status, msg = http.StatusConflict, "You have reached this profile's device limit; revoke a device first."
-		default:
-			h.log.Error("portal: issuing", "err", err)
-		}
-		h.renderPortal(w, r, status, s, tok, msg)
-		return
-	}
-	conf := profiles.RenderConfig(peer, prof, h.users.Server, priv.String())
-	w.Header().Set("Cache-Control", "no-store")
-	if r.PostForm.Get("as") == "file" {
-		name := confFileName(prof.Name)
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Disposition", "attachment; filename=\""+url.PathEscape(name)+"\"")
-		w.Write([]byte(conf))
-		return
-	}
-	png, err := qrcode.Encode(conf, qrcode.Medium, 384)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writePage(w, http.StatusOK, portalData{
-		Title: "WireGuard profile for " + peer.Device, QR: base64.StdEncoding.EncodeToString(png),
-		Device: peer.Device, Profile: prof.Name, Address: peer.Address.String(), Expires: peer.Expires.UTC().Format(time.RFC3339),
-	})
-}
-
-// maxIfaceName is Linux's limit on interface names (IFNAMSIZ - 1), which
-// wg-quick takes from the configuration file's name.
-const maxIfaceName = 15
-
-// confFileName names a downloaded configuration so that wg-quick accepts
-// it: the interface name (the file name without .conf) keeps to the
-// characters wg-quick allows and to maxIfaceName.
-func confFileName(profile string) string {
-	var b strings.Builder
-	b.WriteString("ferry-")
-	for _, r := range profile {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '=', r == '+', r == '.', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	name := b.String()
-	if len(name) > maxIfaceName {
-		name = name[:maxIfaceName]
-	}
-	return name + ".conf"
+// writeHTMLError answers with a page in the shared style.
+func (h *handler) writeHTMLError(w http.ResponseWriter, status int, title, msg string) {
+	h.writeHTML(w, status, pageNotFound, portalData{Title: title, Error: msg, Org: h.org})
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
@@ -108,12 +109,14 @@ func TestPortal(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src data:") {
 		t.Fatalf("CSP %q blocks the QR image", csp)
 	}
-	// The file, for another device: a complete config the tools accept.
+	// The file, for another device: a complete config the tools accept,
+	// named after the device.
 	f := form(m[1], "1", "file")
 	f.Set("device", "tablet")
-	resp, conf := get(http.MethodPost, "/portal/config", f)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Disposition"), "ferry-eng.conf") || !strings.Contains(conf, "PrivateKey = ") {
-		t.Fatalf("config download %d %v:\n%s", resp.StatusCode, resp.Header, conf)
+	resp, page = get(http.MethodPost, "/portal/config", f)
+	conf := downloaded(t, page, "ferry-tablet.conf")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(conf, "PrivateKey = ") {
+		t.Fatalf("config download %d:\n%s", resp.StatusCode, conf)
 	}
 	if _, err := exec.LookPath("wg-quick"); err == nil {
 		path := filepath.Join(t.TempDir(), "wg0.conf")
@@ -133,6 +136,26 @@ func TestPortal(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("%d audited server-key issuances, want 2 (%v)", n, err)
 	}
+}
+
+var downloadLink = regexp.MustCompile(`href="data:application/octet-stream;base64,([A-Za-z0-9+/=]+)" download="([^"]+)"`)
+
+// downloaded returns the configuration a portal page offers for download,
+// checking its file name.
+func downloaded(t *testing.T, page, name string) string {
+	t.Helper()
+	m := downloadLink.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no download link on the page:\n%s", page)
+	}
+	if m[2] != name {
+		t.Errorf("file named %q, want %q", m[2], name)
+	}
+	b, err := base64.StdEncoding.DecodeString(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func profilesFilterUser(u string) profiles.PeerFilter { return profiles.PeerFilter{UserID: u} }

@@ -26,6 +26,8 @@ import (
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/report"
+	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
 // Issuer is the OIDC issuer SCIM-provisioned users belong to.
@@ -53,6 +55,11 @@ type Server struct {
 	SCIM   *scim.Service
 	Signer *audit.Signer
 	Admit  *admit.Admitter
+	// Capture runs packet captures (no data plane here: every node's part
+	// is empty), with real step-up against MFA.
+	Capture *capture.Service
+	// Reports is the node's rollup the report endpoints answer from.
+	Reports *report.Rollup
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -111,13 +118,13 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}
 	t.Cleanup(func() { log.Close() })
 	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
-	if s.Sessions, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: log, AdminGroups: []string{AdminGroup}}); err != nil {
+	// The node's sign-in services as ferryd assembles them (no identity
+	// provider: tests mint sessions directly).
+	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.Users = authn.NewUsers(node, time.Now, log)
-	if s.MFA, err = authn.NewMFA(authn.MFAConfig{Store: node, Key: key, Recorder: log}); err != nil {
-		t.Fatal(err)
-	}
+	s.Sessions, s.Users, s.MFA = st.Sessions, st.Users, st.MFA
 	if s.Profiles, err = profiles.New(profiles.Config{
 		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
 		Policy: s.Sessions.Policy(), Users: s.Users,
@@ -151,7 +158,19 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Audit: &api.Audit{Signer: s.Signer, Recorder: log}, Users: &api.Users{
+	if s.Capture, err = capture.New(capture.Config{Node: node, Peers: s.Profiles, Recorder: log,
+		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
+			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
+				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reports.Close() })
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
+		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
 	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})

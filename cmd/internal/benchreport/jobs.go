@@ -32,9 +32,18 @@ var jobs = []Job{
 	{Pkg: "./audit", Bench: "^BenchmarkIngest$", Benchtime: "20000x", Count: 3},
 	// One iteration exports or verifies 100,000 records.
 	{Pkg: "./audit", Bench: "^Benchmark(Export|VerifyFile)$", Benchtime: "1x", Count: 3},
+	// Reports: one iteration is one access report over 90 days of 1,000
+	// users (9 M flows in the rollup), a fold of 200,000 journal records,
+	// or 20,000 flow records through the audit log (journal growth).
+	{Pkg: "./report", Bench: "^Benchmark(Access90d|RollupFold|FlowJournalGrowth)$", Benchtime: "1x", Count: 1},
 	// The data-plane benchmarks take medians of five interleaved runs
 	// themselves and print their own report.
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
+	// Packet capture's cost: BenchmarkCapture (part of the ./tunnel job)
+	// measures throughput in interleaved rounds with a capture of another
+	// user and of the same user; BenchmarkTap the tap's own cost per
+	// packet, idle and capturing, on a TUN device that does nothing.
+	{Pkg: "./tunnel/capture", Bench: "^BenchmarkTap$", Benchtime: "20000x", Count: 5},
 	// Three API nodes with data planes in a namespace: SCIM active=false
 	// for 100 users to their client map entries gone on every node.
 	{Pkg: "./cmd/internal/apitest", Bench: "^BenchmarkSCIMDeprovision$", Benchtime: "1x", Count: 1, Root: true},
@@ -76,6 +85,15 @@ var figures = []Figure{
 	{Label: "data plane: policy cost, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "policy-cost-%", Goal: "<= 5"},
 	{Label: "data plane: 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "revocation to enforcement p99", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "revoke-p99-ms", Goal: "< 1000"},
+	{Label: "data plane: ferry / stock, gateway CPU per GB (median of 9 paired rounds)", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-ferry/stock", Goal: "<= 1.03"},
+	{Label: "data plane: policy cost in CPU per GB, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-policy-cost-%", Goal: "<= 5"},
+	{Label: "data plane: 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-100k-vs-10-rules-%", Goal: "within ±5"},
+	{Label: "data plane: stock wireguard-go CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "stock-cpu-s/GB"},
+	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
+	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
+	{Label: "capture tap, no capture running (vs no tap: direct)", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/idle", Unit: "ns/packet"},
+	{Label: "capture tap, capture of another client running", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/other-user", Unit: "ns/packet"},
+	{Label: "capture tap, headers-only capture of the same client", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/same-user", Unit: "ns/packet"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
@@ -85,6 +103,15 @@ var figures = []Figure{
 	{Label: "IdP group removal to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "group-removal-p99-ms", Goal: "< 1000"},
 	{Label: "IdP group removal to client map gone on 3 nodes p50", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "group-removal-p50-ms"},
 	{Label: "one revalidation round, 100 users removed at the OP, to all gone on 3 nodes", Pkg: "/cmd/internal/continuous", Bench: "BenchmarkIdPGroupRemoval", Unit: "revalidation-round-100-ms"},
+	{Label: "flow aggregation, conntrack events per second on one core", Pkg: "/tunnel", Bench: "BenchmarkFlowAggregation", Unit: "events/s", Goal: ">= 100000"},
+	{Label: "flow aggregation RSS after 6 M events in one interval", Pkg: "/tunnel", Bench: "BenchmarkFlowAggregation", Unit: "rss-MiB"},
+	{Label: "report access over 90 days, 1,000 users, 9 M flows: who reached a service (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/who-reached-dst-port", Unit: "ms/report", Goal: "< 2000"},
+	{Label: "report access over 90 days, 1,000 users, 9 M flows: everything (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/everything", Unit: "ms/report", Goal: "< 2000"},
+	{Label: "rollup fold (rebuild) rate", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "records/s"},
+	{Label: "flow record size in the journal", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "record-bytes"},
+	{Label: "disk per flow record (journal, raft log, state)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "disk-bytes/record"},
+	{Label: "disk per user-day (5 tuples per minute, 8 hours)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "disk-bytes/user-day"},
+	{Label: "journal growth per node, 1,000 users for a day", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "GB/day-1000-users", Goal: "<= 1"},
 	{Label: "re-evaluating 10,000 users after one group change", Pkg: "/profiles", Bench: "BenchmarkReevaluate", Unit: "reevaluate-10k-s", Goal: "< 2"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
 	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},

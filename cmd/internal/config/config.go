@@ -65,6 +65,9 @@ type Config struct {
 	// MasterKeyFile holds the cluster master key (mode 0600), the same on
 	// every node. Required.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// Organization is the organisation's name shown on the sign-in pages,
+	// the portal and in authenticator apps; default "ferry".
+	Organization string `yaml:"organization,omitempty"`
 
 	Cluster Cluster `yaml:"cluster"`
 	TLS     TLS     `yaml:"tls"`
@@ -79,6 +82,7 @@ type Config struct {
 	Audit     Audit     `yaml:"audit,omitempty"`
 	SCIM      SCIM      `yaml:"scim,omitempty"`
 	SSF       SSF       `yaml:"ssf,omitempty"`
+	Capture   Capture   `yaml:"capture,omitempty"`
 }
 
 // Cluster configures the node-to-node listener and Raft.

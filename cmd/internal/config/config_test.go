@@ -156,6 +156,8 @@ func TestParseBad(t *testing.T) {
 		{"oidc without redirect", base + "oidc:\n  issuer: https://idp.example.com\n  client_id: ferry\n  client_secret_file: s\n", Overrides{}, "oidc.redirect_url: required"},
 		{"bad pool", base + "profiles:\n  pool: 100.64.0.0/31\n", Overrides{}, "profiles.pool"},
 		{"bad wireguard port", base + "wireguard:\n  listen_port: 70000\n", Overrides{}, "wireguard.listen_port: 70000 out of range"},
+		{"flow interval over 10m", base + "wireguard:\n  flow_interval: 15m\n", Overrides{}, "wireguard.flow_interval: 15m0s: want 1m to 10m"},
+		{"flow interval under 1m", base + "wireguard:\n  flow_interval: 10s\n", Overrides{}, "wireguard.flow_interval: 10s: want 1m to 10m"},
 		{"audit retention too short", base + "audit:\n  retention: 1h\n", Overrides{}, "audit.retention: 1h0m0s: want at least 24h0m0s"},
 		{"audit retention negative", base + "audit:\n  retention: -5s\n", Overrides{}, "audit.retention: -5s: want at least"},
 		{"audit retention in weeks", base + "audit:\n  retention: 52w\n", Overrides{}, `audit.retention (line 17): "52w" is not a duration`},

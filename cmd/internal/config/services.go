@@ -99,6 +99,32 @@ type WireGuard struct {
 	Endpoint string `yaml:"endpoint,omitempty"`
 	// MTU of client interfaces; default 1420.
 	MTU int `yaml:"mtu,omitempty"`
+	// FlowInterval is the aggregation interval of flow records, 1m to
+	// 10m; default 1m.
+	FlowInterval Duration `yaml:"flow_interval,omitempty"`
+	// FlowActiveTimeout is how often a connection still open adds an
+	// interim report to its flow record; default 5m.
+	FlowActiveTimeout Duration `yaml:"flow_active_timeout,omitempty"`
+	// FlowMaxRecords bounds the distinct tuples per interval before flow
+	// records fold to coarser keys (counted, never dropped); default
+	// 10,000.
+	FlowMaxRecords int `yaml:"flow_max_records,omitempty"`
+}
+
+// Capture bounds packet captures (ferryctl capture). Every node enforces
+// its own caps on its part of a capture, so give every node the same.
+type Capture struct {
+	// MaxDuration of one capture; default 10m.
+	MaxDuration Duration `yaml:"max_duration,omitempty"`
+	// MaxBytes of packet data in one capture; default 100 MB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// HeaderSnaplen is the snap length that keeps headers only, the most
+	// a capture may ask for unless AllowPayload; default 96.
+	HeaderSnaplen int `yaml:"header_snaplen,omitempty"`
+	// AllowPayload lets captures keep payloads (snap lengths up to 65535).
+	AllowPayload bool `yaml:"allow_payload,omitempty"`
+	// MaxConcurrent captures a node runs or serves at once; default 2.
+	MaxConcurrent int `yaml:"max_concurrent,omitempty"`
 }
 
 // Audit configures the audit log and its export.
@@ -225,6 +251,12 @@ func (c *Config) validateServices() error {
 	}
 	if wg := c.WireGuard; wg.ListenPort < 1 || wg.ListenPort > 65535 {
 		return fieldErr("wireguard.listen_port", "%d out of range 1-65535", wg.ListenPort)
+	}
+	if d := c.WireGuard.FlowInterval.D(); d != 0 && (d < time.Minute || d > 10*time.Minute) {
+		return fieldErr("wireguard.flow_interval", "%s: want 1m to 10m", d)
+	}
+	if c.WireGuard.FlowActiveTimeout < 0 || c.WireGuard.FlowMaxRecords < 0 {
+		return fieldErr("wireguard", "flow_active_timeout and flow_max_records must not be negative")
 	}
 	if len(c.WireGuard.Interface) > 15 {
 		return fieldErr("wireguard.interface", "%q: at most 15 characters", c.WireGuard.Interface)

@@ -37,6 +37,16 @@ func (c *Config) Validate() error {
 	if err := c.Cluster.validate(); err != nil {
 		return err
 	}
+	switch cp := c.Capture; {
+	case cp.MaxDuration < 0:
+		return fieldErr("capture.max_duration", "must not be negative")
+	case cp.MaxBytes < 0:
+		return fieldErr("capture.max_bytes", "must not be negative")
+	case cp.HeaderSnaplen < 0 || cp.HeaderSnaplen > 65535:
+		return fieldErr("capture.header_snaplen", "want 0 (default) to 65535")
+	case cp.MaxConcurrent < 0:
+		return fieldErr("capture.max_concurrent", "must not be negative")
+	}
 	if err := checkListenAddr("api.listen_addr", c.API.ListenAddr); err != nil {
 		return err
 	}

@@ -48,6 +48,9 @@ type issueReq struct {
 	Identity  authn.Identity `json:"identity"`
 	PublicKey string         `json:"public_key"`
 	Device    string         `json:"device"`
+	// KeepExisting is the portal's issuance before the person agreed to
+	// replace a device of the same name.
+	KeepExisting bool `json:"keep_existing,omitempty"`
 }
 
 // accessExt is authn and profiles beside a gateway, as ferryd assembles
@@ -159,10 +162,13 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		}
 		_ = tok
 		var p profiles.Peer
-		if p, _, err = e.prof.Issue(ctx, s, profiles.IssueRequest{PublicKey: in.PublicKey, Device: in.Device}); err == nil {
+		if p, _, err = e.prof.Issue(ctx, s, profiles.IssueRequest{PublicKey: in.PublicKey, Device: in.Device, KeepExisting: in.KeepExisting}); err == nil {
 			b, _ := json.Marshal(p)
 			resp.Text = string(b)
 		}
+	case "access.revokeown":
+		// The portal's Revoke: ID is the peer, Key its owner.
+		_, err = e.prof.RevokeOwn(ctx, req.Key, req.ID, "revoked in the portal", audit.Actor{UserID: req.Key})
 	case "access.advance":
 		e.offset.Add(int64(req.Timeout))
 	case "access.revalidate":

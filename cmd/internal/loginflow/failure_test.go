@@ -24,6 +24,10 @@ func TestCallbackCarriesTheReason(t *testing.T) {
 	if strings.ContainsAny(res.err.Error(), "\n\x1b") {
 		t.Errorf("control characters from the network reach the terminal: %q", res.err)
 	}
+	// The page fits a phone's screen (issue: no viewport, rendered at 980 px).
+	if body := w.Body.String(); !strings.Contains(body, `name="viewport"`) {
+		t.Errorf("no viewport: %s", body)
+	}
 	if body := w.Body.String(); !strings.Contains(body, "not in a group allowed") {
 		t.Errorf("page: %s", body)
 	}

@@ -266,7 +266,7 @@ func failureReason(code, desc string) string {
 func page(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ferry</title></head>"+
+	fmt.Fprintf(w, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>ferry</title></head>"+
 		"<body><main><h1>ferry</h1><p id=\"message\">%s</p></main></body></html>\n", html.EscapeString(msg))
 }
 

@@ -307,4 +307,8 @@ type ClusterStatus struct {
 	AppliedIndex uint64          `json:"applied_index"`
 	JournalSeq   uint64          `json:"journal_seq"`
 	Members      []ClusterMember `json:"members"`
+	// AuditNetworkSinks counts the network audit sinks stored in the
+	// cluster (nil when this node does not know); 0 means the audit
+	// journal leaves the cluster nowhere.
+	AuditNetworkSinks *int `json:"audit_network_sinks,omitempty"`
 }

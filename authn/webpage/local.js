@@ -1,0 +1,3 @@
+document.querySelectorAll("time[data-local]").forEach(function(t){var d=new Date(t.getAttribute("datetime"));if(!isNaN(d)){t.textContent=d.toLocaleString([],{dateStyle:"medium",timeStyle:"short"});}});
+document.querySelectorAll("button[data-copy]").forEach(function(b){b.hidden=false;b.addEventListener("click",function(){var e=document.getElementById(b.getAttribute("data-copy"));if(e&&navigator.clipboard){navigator.clipboard.writeText(e.getAttribute("data-value")||e.textContent).then(function(){b.textContent="Copied";});}});});
+document.querySelectorAll("button[data-print]").forEach(function(b){b.hidden=false;b.addEventListener("click",function(){window.print();});});

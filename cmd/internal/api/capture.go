@@ -1,0 +1,94 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/tunnel/capture"
+)
+
+// mountCapture adds the packet capture endpoints. A capture is refused to
+// non-administrators by the capture service itself (not by the admin
+// middleware), so that the refusal is an audit event like the others.
+func (h *handler) mountCapture(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+wire.PathCaptures, h.authed(h.runCapture))
+	mux.HandleFunc("GET "+wire.PathCaptures, h.admin(h.listCaptures))
+}
+
+// runCapture streams a cluster-wide capture as pcapng.
+func (h *handler) runCapture(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	var in wire.CaptureRequest
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	req := capture.Request{
+		Actor: actor(s), Source: auditSource(r), Admin: s.Role == authn.RoleAdmin, TOTP: in.TOTP, Reason: in.Reason,
+		User: in.User, Peer: in.Peer, Profile: in.Profile, Filter: in.Filter,
+		Duration: time.Duration(in.DurationSeconds) * time.Second, MaxBytes: in.MaxBytes, Snaplen: in.Snaplen,
+	}
+	for _, t := range []string{wire.TrailerCaptureSHA256, wire.TrailerCapturePackets, wire.TrailerCaptureBytes,
+		wire.TrailerCaptureDropped, wire.TrailerCaptureStopped, wire.TrailerCaptureNodes, wire.TrailerCaptureError} {
+		w.Header().Add("Trailer", t)
+	}
+	w.Header().Set("Content-Type", wire.ContentTypePcapng)
+	h.extendDeadlines(w)
+	fw := &flushingWriter{w: w, rc: http.NewResponseController(w)}
+	res, err := h.capture.Run(withAdminProof(r).Context(), req, fw)
+	if !fw.wrote {
+		// Refused before anything was captured: an ordinary error answer.
+		for _, k := range []string{"Trailer", "Content-Type"} {
+			w.Header().Del(k)
+		}
+		return err
+	}
+	nodes := make([]string, 0, len(res.Nodes))
+	for _, n := range res.Nodes {
+		v := n.Name + "=" + strconv.FormatUint(n.Packets, 10) + ":" + n.Stopped
+		if n.Err != "" {
+			v += ":error"
+		}
+		nodes = append(nodes, v)
+	}
+	t := w.Header()
+	t.Set(wire.TrailerCaptureSHA256, res.SHA256)
+	t.Set(wire.TrailerCapturePackets, strconv.FormatUint(res.Packets, 10))
+	t.Set(wire.TrailerCaptureBytes, strconv.FormatUint(res.Bytes, 10))
+	t.Set(wire.TrailerCaptureDropped, strconv.FormatUint(res.Dropped, 10))
+	t.Set(wire.TrailerCaptureStopped, res.Stopped)
+	t.Set(wire.TrailerCaptureNodes, strings.Join(nodes, ","))
+	if err != nil {
+		t.Set(wire.TrailerCaptureError, err.Error())
+	}
+	return nil
+}
+
+func (h *handler) listCaptures(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	out := wire.CaptureList{Captures: []wire.RunningCapture{}}
+	for _, c := range h.capture.Running() {
+		out.Captures = append(out.Captures, wire.RunningCapture{ID: c.ID, Actor: c.Actor, Reason: c.Reason, Clients: c.Clients,
+			Filter: c.Filter, Started: c.Started, Remote: c.Remote})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// flushingWriter sends each write at once, so `ferryctl capture -w -`
+// into Wireshark shows packets while the capture runs.
+type flushingWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	wrote bool
+}
+
+func (f *flushingWriter) Write(p []byte) (int, error) {
+	f.wrote = true
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}

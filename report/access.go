@@ -1,0 +1,303 @@
+package report
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ferryvpn/ferry/audit"
+)
+
+// AccessQuery filters the access report. The zero value selects
+// everything. Times are cut to whole hours: Since rounds down, Until up.
+type AccessQuery struct {
+	// User selects a user by ID or email.
+	User string `json:"user,omitempty"`
+	// Profile selects a profile by name.
+	Profile string `json:"profile,omitempty"`
+	// Dst selects destinations inside the prefix.
+	Dst netip.Prefix `json:"dst,omitempty"`
+	// Port selects a destination port; 0 selects all.
+	Port uint16 `json:"port,omitempty"`
+	// Protocol selects tcp, udp, icmp or a protocol number.
+	Protocol string `json:"protocol,omitempty"`
+	// Since (inclusive) and Until (exclusive) bound the time.
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+	// By splits rows per "hour" or "day" (UTC) for statistics over time;
+	// empty sums the whole range.
+	By string `json:"by,omitempty"`
+}
+
+// Validate checks the query, naming the bad field.
+func (q *AccessQuery) Validate() error {
+	switch {
+	case q.Dst.IsValid() && q.Dst != q.Dst.Masked():
+		return fmt.Errorf("%w: dst %s: not a network address (did you mean %s?)", ErrInvalidQuery, q.Dst, q.Dst.Masked())
+	case q.By != "" && q.By != "hour" && q.By != "day":
+		return fmt.Errorf("%w: by %q: want hour or day", ErrInvalidQuery, q.By)
+	case !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until):
+		return fmt.Errorf("%w: since %s is not before until %s", ErrInvalidQuery, q.Since.Format(time.RFC3339), q.Until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// AccessRow is one line of the access report: a user's traffic through
+// one profile to one destination service.
+type AccessRow struct {
+	// Period is the hour or day the row covers when the query splits by
+	// time; zero otherwise.
+	Period     time.Time `json:"period,omitzero"`
+	User       string    `json:"user"`
+	Email      string    `json:"email,omitempty"`
+	Devices    []string  `json:"devices"`
+	Profile    string    `json:"profile"`
+	Versions   []uint64  `json:"profile_versions"`
+	Dst        string    `json:"dst"` // empty: folded under load to the client
+	Protocol   string    `json:"protocol,omitempty"`
+	Port       uint16    `json:"port,omitempty"`
+	First      time.Time `json:"first"`
+	Last       time.Time `json:"last"`
+	Flows      uint64    `json:"flows"`
+	PacketsOut uint64    `json:"packets_out"`
+	PacketsIn  uint64    `json:"packets_in"`
+	BytesOut   uint64    `json:"bytes_out"`
+	BytesIn    uint64    `json:"bytes_in"`
+	Denied     uint64    `json:"denied"`
+}
+
+// Source names the journal range a report was computed from and the last
+// signed checkpoint inside it, so that it can be checked with `ferryctl
+// audit verify` over the same range.
+type Source struct {
+	// FromSeq and ToSeq are the journal records folded, inclusive.
+	FromSeq uint64 `json:"from_seq"`
+	ToSeq   uint64 `json:"to_seq"`
+	// Checkpoint is the last signed checkpoint read; records after it
+	// (Unsigned of them) are not covered by a signature yet.
+	Checkpoint *audit.Checkpoint `json:"checkpoint,omitempty"`
+	Unsigned   uint64            `json:"unsigned"`
+}
+
+// AccessReport is the access report: who accessed what.
+type AccessReport struct {
+	Query  AccessQuery `json:"query"`
+	Source Source      `json:"source"`
+	Rows   []AccessRow `json:"rows"`
+}
+
+// Source returns the journal range the rollup holds.
+func (r *Rollup) Source() (Source, error) {
+	c, err := r.readCursor()
+	if err != nil {
+		return Source{}, err
+	}
+	return sourceOf(c), nil
+}
+
+func sourceOf(c cursor) Source {
+	s := Source{FromSeq: c.first, ToSeq: c.seq, Checkpoint: c.checkpoint, Unsigned: c.seq - c.first + 1}
+	if c.seq == 0 {
+		s.Unsigned = 0
+	}
+	if c.checkpoint != nil {
+		s.Unsigned = c.seq - c.checkpoint.Seq
+	}
+	return s
+}
+
+// Access computes the access report from the rollup as it stands (call
+// Sync first for the latest records). Rows are ordered by user, profile,
+// destination, protocol and port.
+func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error) {
+	if err := q.Validate(); err != nil {
+		return AccessReport{}, err
+	}
+	rep := AccessReport{Query: q, Rows: []AccessRow{}}
+	type rowKey struct {
+		period                    time.Time
+		user, profile, dst, proto string
+		port                      uint16
+	}
+	rows := map[rowKey]*AccessRow{}
+	var cur cursor
+	err := r.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if cur, err = readCursorTx(tx); err != nil {
+			return err
+		}
+		return scanPeriodsAt(ctx, tx, q.Since, q.Until, q.By == "hour", func(k key, c counts, at time.Time) {
+			if !q.match(k) {
+				return
+			}
+			var period time.Time
+			switch q.By {
+			case "hour":
+				period = at
+			case "day":
+				period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+			}
+			rk := rowKey{period, k.User, k.Profile, k.Dst, k.Proto, k.Port}
+			row := rows[rk]
+			if row == nil {
+				row = &AccessRow{Period: period, User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port}
+				rows[rk] = row
+			}
+			if k.Device != "" && !slices.Contains(row.Devices, k.Device) {
+				row.Devices = append(row.Devices, k.Device)
+			}
+			if k.Version != 0 && !slices.Contains(row.Versions, k.Version) {
+				row.Versions = append(row.Versions, k.Version)
+			}
+			row.Flows += c.Flows
+			row.PacketsOut += c.PktsOut
+			row.PacketsIn += c.PktsIn
+			row.BytesOut += c.BytesOut
+			row.BytesIn += c.BytesIn
+			row.Denied += c.Denied
+			first, last := time.Unix(0, c.First).UTC(), time.Unix(0, c.Last).UTC()
+			if row.First.IsZero() || first.Before(row.First) {
+				row.First = first
+			}
+			if last.After(row.Last) {
+				row.Last = last
+			}
+		})
+	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return AccessReport{}, ErrClosed
+	}
+	if err != nil {
+		return AccessReport{}, err
+	}
+	rep.Source = sourceOf(cur)
+	for _, row := range rows {
+		slices.Sort(row.Devices)
+		slices.Sort(row.Versions)
+		if row.Devices == nil {
+			row.Devices = []string{}
+		}
+		rep.Rows = append(rep.Rows, *row)
+	}
+	slices.SortFunc(rep.Rows, func(a, b AccessRow) int {
+		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
+			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+	})
+	return rep, nil
+}
+
+func readCursorTx(tx *bolt.Tx) (cursor, error) {
+	var c cursor
+	m := tx.Bucket(bucketMeta)
+	if v := m.Get(metaCursor); len(v) == 8 {
+		c.seq = binary.BigEndian.Uint64(v)
+	}
+	if v := m.Get(metaFirst); len(v) == 8 {
+		c.first = binary.BigEndian.Uint64(v)
+	}
+	copy(c.hash[:], m.Get(metaHash))
+	if v := m.Get(metaCkpt); v != nil {
+		c.checkpoint = new(audit.Checkpoint)
+		if err := json.Unmarshal(v, c.checkpoint); err != nil {
+			return c, fmt.Errorf("decoding the rollup's checkpoint: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func (q *AccessQuery) match(k key) bool {
+	if q.User != "" && k.User != q.User && !strings.EqualFold(k.Email, q.User) {
+		return false
+	}
+	if q.Profile != "" && k.Profile != q.Profile {
+		return false
+	}
+	if q.Port != 0 && k.Port != q.Port {
+		return false
+	}
+	if q.Protocol != "" && k.Proto != q.Protocol {
+		return false
+	}
+	if q.Dst.IsValid() {
+		a, err := netip.ParseAddr(k.Dst)
+		if err != nil || !q.Dst.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// scanPeriods calls fn for every bucket between since and until (whole
+// hours; zero leaves a side open), reading daily buckets for whole days and
+// hourly buckets for the hours at the edges.
+func scanPeriods(ctx context.Context, tx *bolt.Tx, since, until time.Time, fn func(key, counts)) error {
+	return scanPeriodsAt(ctx, tx, since, until, false, func(k key, c counts, _ time.Time) { fn(k, c) })
+}
+
+// scanPeriodsAt is scanPeriods that also passes each bucket's start; with
+// hourly set it reads hourly buckets only.
+func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(key, counts, time.Time)) error {
+	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
+	lo, hi, ok := bounds(hours)
+	if !ok {
+		return nil
+	}
+	if !since.IsZero() && since.After(lo) {
+		lo = since.UTC().Truncate(time.Hour)
+	}
+	if !until.IsZero() {
+		u := until.UTC()
+		if t := u.Truncate(time.Hour); t.Before(u) {
+			u = t.Add(time.Hour)
+		}
+		if u.Before(hi) {
+			hi = u
+		}
+	}
+	scan := func(b *bolt.Bucket, period time.Time) {
+		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if kk, at, ok := decodeKey(k); ok {
+				fn(kk, decodeCounts(v), at)
+			}
+		}
+	}
+	for t := lo; t.Before(hi); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
+			scan(days, t)
+			t = t.Add(24 * time.Hour)
+			continue
+		}
+		scan(hours, t)
+		t = t.Add(time.Hour)
+	}
+	return nil
+}
+
+// bounds returns the first hour held and the end of the last.
+func bounds(b *bolt.Bucket) (lo, hi time.Time, ok bool) {
+	c := b.Cursor()
+	first, _ := c.First()
+	last, _ := c.Last()
+	if len(first) < 8 || len(last) < 8 {
+		return lo, hi, false
+	}
+	lo = time.Unix(int64(binary.BigEndian.Uint64(first)), 0).UTC()
+	hi = time.Unix(int64(binary.BigEndian.Uint64(last)), 0).UTC().Add(time.Hour)
+	return lo, hi, true
+}

@@ -1,0 +1,242 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/report/reporttest"
+)
+
+// The benchmark's traffic: 1,000 users, each with 5 destination services,
+// 100 flows per user per day over 8 active hours, for 90 days: 9 M flows.
+const (
+	benchUsers   = 1000
+	benchTuples  = 5
+	benchDays    = 90
+	benchHours   = 8
+	benchFlowsUD = 100
+)
+
+// fillRollup writes the buckets folding that traffic would write: one row
+// per user, tuple and hour (and day), with the counts of 100 flows per user
+// per day spread over the tuples and hours.
+func fillRollup(b *testing.B, r *Rollup, start time.Time) {
+	b.Helper()
+	for d := range benchDays {
+		day := start.Add(time.Duration(d) * 24 * time.Hour)
+		err := r.db.Update(func(tx *bolt.Tx) error {
+			hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
+			for u := range benchUsers {
+				for k := range benchTuples {
+					key := key{User: fmt.Sprintf("u%04d", u), Email: fmt.Sprintf("u%04d@example.com", u), Device: "laptop",
+						Profile: fmt.Sprintf("p%d", u%20), Version: 7, Dst: fmt.Sprintf("10.0.%d.%d", k, 17+u%3), Proto: "tcp", Port: uint16(5432 + k)}
+					per := uint64(benchFlowsUD / benchTuples / benchHours)
+					c := counts{Flows: per, PktsOut: per * 10, PktsIn: per * 10, BytesOut: per * 1000, BytesIn: per * 10000}
+					for h := range benchHours {
+						at := day.Add(time.Duration(9+h) * time.Hour)
+						c.First, c.Last = at.UnixNano(), at.Add(59*time.Minute).UnixNano()
+						if err := hours.Put(key.encode(at), c.encode()); err != nil {
+							return err
+						}
+					}
+					dc := c
+					dc.Flows, dc.BytesOut = per*benchHours, per*benchHours*1000
+					dc.First, dc.Last = day.Add(9*time.Hour).UnixNano(), day.Add(17*time.Hour).UnixNano()
+					if err := days.Put(key.encode(day), dc.encode()); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var benchRollup struct {
+	once  sync.Once
+	r     *Rollup
+	start time.Time
+}
+
+func rollup90d(b *testing.B) (*Rollup, time.Time) {
+	benchRollup.once.Do(func() {
+		dir, err := filepathTemp()
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := Open(Config{Path: filepath.Join(dir, "bench.db"), Journal: &reporttest.Journal{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		fillRollup(b, r, start)
+		benchRollup.r, benchRollup.start = r, start
+	})
+	return benchRollup.r, benchRollup.start
+}
+
+// BenchmarkAccess90d: `report access` over 90 days of 1,000 users at 100
+// flows per user per day (9 M flow records, folded in the node's rollup);
+// the report is node-local, so each node of a cluster answers alike.
+// Goal < 2 s (moonshot < 200 ms).
+func BenchmarkAccess90d(b *testing.B) {
+	r, start := rollup90d(b)
+	for _, tc := range []struct {
+		name string
+		q    AccessQuery
+	}{
+		{"who-reached-dst-port", AccessQuery{Dst: netip.MustParsePrefix("10.0.4.17/32"), Port: 5436}},
+		{"what-did-user-reach", AccessQuery{User: "u0042@example.com"}},
+		{"everything", AccessQuery{}},
+		{"partial-days", AccessQuery{Since: start.Add(13 * time.Hour), Until: start.Add(89*24*time.Hour + 11*time.Hour)}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			if tc.q.Since.IsZero() {
+				tc.q.Since, tc.q.Until = start, start.Add(benchDays*24*time.Hour)
+			}
+			var rows int
+			t0 := time.Now()
+			for range b.N {
+				rep, err := r.Access(context.Background(), tc.q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows = len(rep.Rows)
+			}
+			b.ReportMetric(float64(time.Since(t0).Milliseconds())/float64(b.N), "ms/report")
+			b.ReportMetric(float64(rows), "rows")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// flowRecord is a flow record as the tunnel writes it.
+func flowRecord(at time.Time, u, k int) audit.Event {
+	return audit.Event{Time: at, Node: "n1", Type: audit.TypeFlowAccept, Outcome: audit.Success,
+		Actor:  audit.Actor{UserID: fmt.Sprintf("u%04d", u), Email: fmt.Sprintf("u%04d@example.com", u), Session: "s-0123456789abcdef"},
+		Source: audit.Source{Addr: fmt.Sprintf("100.64.%d.%d", u/250, u%250)},
+		Target: audit.Target{Peer: "p-0123456789abcdef", Device: "laptop", Profile: "eng", User: fmt.Sprintf("u%04d", u),
+			DstAddr: fmt.Sprintf("10.0.%d.17", k), DstPort: 5432 + k, Protocol: "tcp"},
+		PolicyVersion: 12345, BytesOut: 123456, BytesIn: 1234567, Duration: 59 * time.Second,
+		Details: map[string]string{"flows": "3", "packets_out": "120", "packets_in": "900",
+			"first": at.Add(-59 * time.Second).UTC().Format(time.RFC3339Nano), "last": at.UTC().Format(time.RFC3339Nano),
+			"interval": "1m0s", "rule": "0: tcp 10.0.0.0/16 5432-5436"}}
+}
+
+// BenchmarkRollupFold: journal records folded into the rollup per second
+// (a rebuild after a snapshot install runs at this rate).
+func BenchmarkRollupFold(b *testing.B) {
+	const n = 200_000
+	j := &reporttest.Journal{}
+	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	var evs []audit.Event
+	for i := range n {
+		evs = append(evs, flowRecord(t0.Add(time.Duration(i/5000)*time.Minute), i%benchUsers, i%benchTuples))
+	}
+	if err := j.Add(evs...); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	t := time.Now()
+	for range b.N {
+		dir := b.TempDir()
+		r, err := Open(Config{Path: filepath.Join(dir, "r.db"), Journal: j})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(t).Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkFlowJournalGrowth records flow records through the real audit
+// log on a one-node cluster and measures what they add to the node's data
+// directory (journal, raft log, state): bytes per record, and the cost of
+// the issue's day: 1,000 active users with 5 destination tuples each per
+// minute over 8 hours at 1-minute aggregation (2.4 M records). Goal <= 1
+// GB per day per node.
+func BenchmarkFlowJournalGrowth(b *testing.B) {
+	const n = 20_000
+	c := clustertest.Start(b, 1, clustertest.Options{Fast: true, WriteTimeout: 5 * time.Second})
+	node := c.Node(0)
+	log, err := audit.New(audit.Config{Store: node, Node: c.ID(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	ctx := context.Background()
+	before := dirSize(b, c.Dir(0))
+	headBefore, _, _ := node.JournalHead()
+	t0 := time.Now()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 32 {
+				if err := log.Record(ctx, flowRecord(t0, i%benchUsers, i%benchTuples)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	head, _, _ := node.JournalHead()
+	var data int
+	for from := headBefore + 1; from <= head; {
+		recs, err := node.JournalRange(from, head, 4096)
+		if err != nil || len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			data += len(r.Data)
+		}
+		from = recs[len(recs)-1].Seq + 1
+	}
+	records := float64(head - headBefore)
+	disk := float64(dirSize(b, c.Dir(0)) - before)
+	perDay := 1000.0 * benchTuples * 60 * 8
+	b.ReportMetric(float64(data)/records, "record-bytes")
+	b.ReportMetric(disk/records, "disk-bytes/record")
+	b.ReportMetric(disk/records*benchTuples*60*8, "disk-bytes/user-day")
+	b.ReportMetric(disk/records*perDay/1e9, "GB/day-1000-users")
+	b.ReportMetric(0, "ns/op")
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// filepathTemp makes a directory for the shared benchmark rollup, which
+// outlives any one sub-benchmark.
+func filepathTemp() (string, error) { return os.MkdirTemp("", "ferry-report-bench-") }

@@ -1,0 +1,25 @@
+// Package capture records a node's decrypted tunnel traffic for one
+// administrator's troubleshooting: which packets (a filter in a small
+// subset of tcpdump's language, compiled to classic BPF and always
+// restricted to the selected clients' tunnel addresses), how much of each
+// (a snap length), for how long and how many bytes (Limits), and merges
+// what every node captured into one pcapng file with one interface block
+// per node, in time order.
+//
+// Two sources, one filter program:
+//
+//   - Tap, on the TUN path of the embedded wireguard-go device. While no
+//     capture runs it costs one atomic pointer load per batch of packets;
+//     a capture runs the BPF program in golang.org/x/net/bpf's VM and
+//     queues copies, dropping (and counting) rather than blocking.
+//   - OpenInterface, an AF_PACKET socket on any interface (the kernel
+//     WireGuard device) with the program attached in the kernel.
+//
+// Stream turns a source into a record stream that can cross the cluster;
+// Merge runs every node's stream and writes the pcapng file (with
+// github.com/google/gopacket's pcapgo).
+//
+// The package decides nothing about who may capture, or whom: privilege,
+// step-up, reasons, the cluster's caps and the audit trail belong to its
+// callers. It does not resolve names and stores nothing.
+package capture

@@ -1,0 +1,356 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+
+	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// maxOpenTracked bounds the connections remembered between interim
+// reports. A long-lived connection beyond it is still reported in full when
+// it ends; only its interim records are skipped.
+const maxOpenTracked = 1 << 17
+
+// ctCounters are a connection's counters at its last interim report.
+type ctCounters struct {
+	pktsOut, pktsIn, bytesOut, bytesIn uint64
+	at                                 time.Time
+}
+
+// flowMonitor turns what the data plane sees into flow records in the
+// NetFlow/IPFIX manner: accepted connections (conntrack DESTROY events, and
+// interim reports of connections open longer than the active timeout) and
+// denied attempts (the firewall's denied set) are aggregated per interval
+// by flowKey and recorded as flow.accept and flow.deny events at the
+// interval's end. Memory is bounded by flowAgg's caps; under overload keys
+// fold to coarser ones, counted in ferry_tunnel_flow_folded_total.
+//
+// All fields but the injected functions belong to run's goroutine.
+type flowMonitor struct {
+	pool          netip.Prefix
+	pool6         netip.Prefix // the IPv6 client pool; zero when IPv4 only
+	index         *atomic.Pointer[peerIndex]
+	emit          func(audit.Event)
+	now           func() time.Time
+	interval      time.Duration
+	activeTimeout time.Duration
+	denyInterval  time.Duration
+	log           *slog.Logger
+	metrics       *metrics
+	// denied and counters read the firewall's denied set and drop
+	// counters; dump lists conntrack's connections (nil: conntrack is off).
+	denied   func() (map[denyKey]uint64, error)
+	counters func() (map[string]uint64, error)
+	dump     func() ([]conntrack.Flow, error)
+	listen   bool // follow conntrack DESTROY events
+
+	agg      *flowAgg
+	open     map[uint32]ctCounters // connections with an interim report, by conntrack ID
+	lastDeny map[denyKey]uint64
+	lastPoll time.Time
+}
+
+func newFlowMonitor(fm flowMonitor, maxRecords int) *flowMonitor {
+	fm.agg = newFlowAgg(maxRecords, max(maxRecords/2, 1))
+	fm.open = map[uint32]ctCounters{}
+	return &fm
+}
+
+func (fm *flowMonitor) run(ctx context.Context) error {
+	var evs chan conntrack.Event
+	var errCh chan error
+	if fm.listen {
+		conn, err := conntrack.Dial(nil)
+		if err != nil {
+			return fmt.Errorf("opening conntrack netlink: %w", err)
+		}
+		if err := conn.SetReadBuffer(8 << 20); err != nil {
+			fm.log.Warn("cannot raise conntrack socket buffer", "err", err)
+		}
+		evs = make(chan conntrack.Event, 1024)
+		errCh, err = conn.Listen(evs, 1, []netfilter.NetlinkGroup{netfilter.GroupCTDestroy})
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("listening to conntrack events: %w", err)
+		}
+		dc, err := conntrack.Dial(nil)
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("opening conntrack netlink: %w", err)
+		}
+		defer dc.Close()
+		if fm.dump == nil {
+			fm.dump = func() ([]conntrack.Flow, error) { return dc.Dump(nil) }
+		}
+		defer func() {
+			conn.Close()
+			// The worker may be blocked sending to evs; drain until it stops.
+			for {
+				select {
+				case <-evs:
+				case <-errCh:
+				default:
+					return
+				}
+			}
+		}()
+	}
+	flush := time.NewTicker(fm.interval)
+	defer flush.Stop()
+	deny := time.NewTicker(fm.denyInterval)
+	defer deny.Stop()
+	active := time.NewTicker(fm.activeTimeout)
+	defer active.Stop()
+	fm.lastPoll = fm.now()
+	for {
+		select {
+		case <-ctx.Done():
+			fm.pollDenied()
+			fm.flush()
+			return nil
+		case err := <-errCh:
+			fm.flush()
+			if err != nil {
+				fm.log.Warn("conntrack event stream failed", "err", err)
+			}
+			return err
+		case <-flush.C:
+			fm.pollDenied()
+			fm.flush()
+		case <-deny.C:
+			fm.pollDenied()
+		case <-active.C:
+			if fm.dump != nil {
+				flows, err := fm.dump()
+				if err != nil {
+					fm.log.Warn("listing connections for interim flow records failed", "err", err)
+					continue
+				}
+				fm.interim(flows)
+			}
+		case ev := <-evs:
+			if ev.Type == conntrack.EventDestroy && ev.Flow != nil {
+				fm.destroyed(ev.Flow)
+			}
+		}
+	}
+}
+
+// client returns the flow's client if it is an accepted connection of a
+// tunnel client (marked with its address by the profile chains).
+func (fm *flowMonitor) client(f *conntrack.Flow) (netip.Addr, bool) {
+	src := f.TupleOrig.IP.SourceAddress.Unmap()
+	return src, (fm.pool.Contains(src) || fm.pool6.Contains(src)) && f.Mark == clientMark(src)
+}
+
+func acceptKey(f *conntrack.Flow, src netip.Addr) flowKey {
+	t := f.TupleOrig
+	k := flowKey{Client: src, Dst: t.IP.DestinationAddress.Unmap(), Proto: t.Proto.Protocol}
+	if k.Proto == protoTCP || k.Proto == protoUDP {
+		k.Port = t.Proto.DestinationPort
+	}
+	return k
+}
+
+// destroyed adds an ended connection: in full, or what grew since its last
+// interim report.
+func (fm *flowMonitor) destroyed(f *conntrack.Flow) {
+	src, ok := fm.client(f)
+	if !ok {
+		return
+	}
+	now := fm.now()
+	d := flowCounts{Flows: 1, PktsOut: f.CountersOrig.Packets, PktsIn: f.CountersReply.Packets,
+		BytesOut: f.CountersOrig.Bytes, BytesIn: f.CountersReply.Bytes, First: f.Timestamp.Start, Last: f.Timestamp.Stop}
+	if d.Last.IsZero() {
+		d.Last = now
+	}
+	if d.First.IsZero() {
+		d.First = d.Last
+	}
+	if prev, ok := fm.open[f.ID]; ok {
+		delete(fm.open, f.ID)
+		d.Flows = 0
+		d.PktsOut, d.PktsIn = sub(d.PktsOut, prev.pktsOut), sub(d.PktsIn, prev.pktsIn)
+		d.BytesOut, d.BytesIn = sub(d.BytesOut, prev.bytesOut), sub(d.BytesIn, prev.bytesIn)
+		d.First = prev.at
+	}
+	fm.metrics.flows.WithLabelValues("accept").Add(float64(d.Flows))
+	fm.agg.add(acceptKey(f, src), d)
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// interim reports the growth of connections open longer than the active
+// timeout, and forgets remembered connections conntrack no longer has.
+func (fm *flowMonitor) interim(flows []conntrack.Flow) {
+	now := fm.now()
+	seen := make(map[uint32]bool, len(fm.open))
+	for i := range flows {
+		f := &flows[i]
+		src, ok := fm.client(f)
+		if !ok {
+			continue
+		}
+		prev, known := fm.open[f.ID]
+		if !known && (f.Timestamp.Start.IsZero() || now.Sub(f.Timestamp.Start) < fm.activeTimeout || len(fm.open) >= maxOpenTracked) {
+			continue
+		}
+		seen[f.ID] = true
+		cur := ctCounters{pktsOut: f.CountersOrig.Packets, pktsIn: f.CountersReply.Packets,
+			bytesOut: f.CountersOrig.Bytes, bytesIn: f.CountersReply.Bytes, at: now}
+		d := flowCounts{PktsOut: sub(cur.pktsOut, prev.pktsOut), PktsIn: sub(cur.pktsIn, prev.pktsIn),
+			BytesOut: sub(cur.bytesOut, prev.bytesOut), BytesIn: sub(cur.bytesIn, prev.bytesIn),
+			First: prev.at, Last: now, Interim: 1}
+		if !known {
+			d.Flows, d.First = 1, f.Timestamp.Start
+			fm.metrics.flows.WithLabelValues("accept").Inc()
+		}
+		fm.open[f.ID] = cur
+		fm.agg.add(acceptKey(f, src), d)
+	}
+	for id := range fm.open {
+		if !seen[id] {
+			delete(fm.open, id)
+		}
+	}
+}
+
+// pollDenied adds what the denied-attempts set counted since the last poll
+// and feeds the drop counters to the metrics.
+func (fm *flowMonitor) pollDenied() {
+	if c, err := fm.counters(); err != nil {
+		fm.log.Warn("reading drop counters failed", "err", err)
+	} else {
+		fm.metrics.setDrops(c)
+	}
+	cur, err := fm.denied()
+	if err != nil {
+		fm.log.Warn("reading denied attempts failed", "err", err)
+		return
+	}
+	now := fm.now()
+	for k, n := range cur {
+		prev := fm.lastDeny[k]
+		if n <= prev {
+			continue
+		}
+		delta := n - prev
+		fm.metrics.flows.WithLabelValues("deny").Add(float64(delta))
+		fm.agg.add(flowKey{Client: k.Client, Dst: k.Dst, Proto: k.Proto, Port: k.Port, Deny: true},
+			flowCounts{Flows: delta, PktsOut: delta, First: fm.lastPoll, Last: now})
+	}
+	fm.lastDeny = cur
+	fm.lastPoll = now
+}
+
+// flush records the interval's flow records.
+func (fm *flowMonitor) flush() {
+	recs, folded := fm.agg.flush()
+	if folded > 0 {
+		fm.metrics.folded.Add(float64(folded))
+		fm.log.Warn("flow records folded to coarser keys under load", "folded", folded, "interval", fm.interval)
+	}
+	idx := fm.index.Load()
+	for i := range recs {
+		fm.emit(flowEvent(&recs[i], idx, fm.interval))
+	}
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case protoTCP:
+		return profiles.ProtoTCP
+	case protoUDP:
+		return profiles.ProtoUDP
+	case protoICMP:
+		return profiles.ProtoICMP
+	}
+	return strconv.Itoa(int(p))
+}
+
+// attribute fills who and which policy from the peer index.
+func attribute(e *audit.Event, idx *peerIndex, client netip.Addr) {
+	e.Source = audit.Source{Addr: client.String()}
+	if idx == nil {
+		return
+	}
+	if p := idx.byAddr[client]; p != nil {
+		e.Actor = audit.Actor{UserID: p.UserID, Email: p.Email, Session: p.SessionID}
+		e.Target.Peer, e.Target.Device, e.Target.Profile, e.Target.User = p.ID, p.Device, p.Profile, p.UserID
+		e.PolicyVersion = idx.versions[p.Profile]
+	}
+}
+
+// Details keys of flow records. They are stable: reports and SIEM rules
+// read them.
+const (
+	FlowDetailFlows      = "flows"       // connections (accept) or attempts (deny)
+	FlowDetailPacketsOut = "packets_out" // packets the client sent
+	FlowDetailPacketsIn  = "packets_in"  // packets the client got
+	FlowDetailFirst      = "first"       // RFC 3339, first packet seen
+	FlowDetailLast       = "last"        // RFC 3339, last packet seen
+	FlowDetailInterval   = "interval"    // the aggregation interval
+	FlowDetailRule       = "rule"        // "N: tcp 10.0.0.0/24 443", the profile rule that admitted it
+	FlowDetailInterim    = "interim"     // interim reports of open connections included
+	FlowDetailFolded     = "folded"      // contributions folded into this coarse record
+	FlowDetailKey        = "key"         // "coarse" when folded under load
+	FlowDetailAttempts   = "attempts"    // deny: attempts (same as flows)
+)
+
+// flowEvent renders a record as an audit event.
+func flowEvent(r *flowRecord, idx *peerIndex, interval time.Duration) audit.Event {
+	k := r.Key
+	e := audit.Event{Type: audit.TypeFlowAccept, Outcome: audit.Success, BytesOut: r.BytesOut, BytesIn: r.BytesIn,
+		Duration: max(r.Last.Sub(r.First), 0),
+		Details: map[string]string{
+			FlowDetailFlows:      strconv.FormatUint(r.Flows, 10),
+			FlowDetailPacketsOut: strconv.FormatUint(r.PktsOut, 10),
+			FlowDetailPacketsIn:  strconv.FormatUint(r.PktsIn, 10),
+			FlowDetailFirst:      r.First.UTC().Format(time.RFC3339Nano),
+			FlowDetailLast:       r.Last.UTC().Format(time.RFC3339Nano),
+			FlowDetailInterval:   interval.String(),
+		}}
+	if k.Deny {
+		e.Type, e.Outcome, e.Reason = audit.TypeFlowDeny, audit.Failure, "not allowed by profile"
+		e.Details[FlowDetailAttempts] = e.Details[FlowDetailFlows]
+	}
+	if k.Dst.IsValid() {
+		e.Target.DstAddr = k.Dst.String()
+	}
+	if !k.Coarse {
+		e.Target.Protocol = protoName(k.Proto)
+		e.Target.DstPort = int(k.Port)
+	} else {
+		e.Details[FlowDetailKey] = "coarse"
+	}
+	if r.Interim > 0 {
+		e.Details[FlowDetailInterim] = strconv.FormatUint(r.Interim, 10)
+	}
+	if r.Folded > 0 {
+		e.Details[FlowDetailFolded] = strconv.FormatUint(r.Folded, 10)
+	}
+	attribute(&e, idx, k.Client)
+	if !k.Deny && !k.Coarse && idx != nil && e.Target.Profile != "" {
+		p := profiles.Profile{Rules: idx.rules[e.Target.Profile]}
+		if i, ok := p.RuleFor(k.Dst, k.Proto, k.Port); ok {
+			e.Details[FlowDetailRule] = strconv.Itoa(i) + ": " + p.Rules[i].String()
+		}
+	}
+	return e
+}
