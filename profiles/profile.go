@@ -133,8 +133,11 @@ type Rule struct {
 	// CIDR is the destination network.
 	CIDR netip.Prefix `json:"cidr,omitzero" yaml:"cidr,omitempty"`
 	// Host names the destination: "db.prod.internal" or
-	// "*.svc.example.com". The node's DNS forwarder grants a client the
-	// addresses it answers for a matching name, for the record's TTL.
+	// "*.svc.example.com". It is meant to be enforced by the nodes' DNS
+	// forwarder, which grants a client the addresses it answers for a
+	// matching name, for the record's TTL. The forwarder is not built yet:
+	// today a host rule is validated and stored but grants nothing (the
+	// data plane fails closed).
 	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 	// Protocol is tcp, udp, icmp or any.
 	Protocol string `json:"protocol" yaml:"protocol"`
