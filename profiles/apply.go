@@ -163,7 +163,7 @@ func (p Plan) String() string {
 func (s *Store) Apply(ctx context.Context, want []Profile, dryRun bool, actor audit.Actor) (Plan, error) {
 	for i := range want {
 		want[i].Normalize()
-		if err := want[i].Validate(s.pool); err != nil {
+		if err := want[i].Validate(s.pool, s.pool6); err != nil {
 			return Plan{}, err
 		}
 	}

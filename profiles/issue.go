@@ -202,6 +202,7 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 		txn.Compares = append(txn.Compares, cluster.IfAbsent(addrKey(addr.String())), cluster.IfAbsent(pubkeyKey(req.PublicKey)))
 		txn.Ops = append(txn.Ops, cluster.Put(addrKey(addr.String()), []byte(peer.ID)), cluster.Put(pubkeyKey(req.PublicKey), []byte(peer.ID)))
 	}
+	peer.Address6 = Address6(s.pool6, peer.Address)
 	peerData, err := json.Marshal(peer)
 	if err != nil {
 		return Peer{}, err

@@ -7,13 +7,16 @@ import (
 
 // Peer is one device's WireGuard identity, issued after sign-in.
 type Peer struct {
-	ID             string     `json:"id"`
-	UserID         string     `json:"user_id"`
-	Email          string     `json:"email,omitempty"`
-	Name           string     `json:"name,omitempty"`
-	Device         string     `json:"device"`
-	PublicKey      string     `json:"public_key"` // base64; the private key never leaves the device
-	Address        netip.Addr `json:"address"`
+	ID        string     `json:"id"`
+	UserID    string     `json:"user_id"`
+	Email     string     `json:"email,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Device    string     `json:"device"`
+	PublicKey string     `json:"public_key"` // base64; the private key never leaves the device
+	Address   netip.Addr `json:"address"`
+	// Address6 is the client's IPv6 address in a dual-stack pool
+	// (Address6 of the pool and Address); zero when IPv4 only.
+	Address6       netip.Addr `json:"address6,omitzero"`
 	Profile        string     `json:"profile"`
 	ProfileVersion uint64     `json:"profile_version"`
 	Issued         time.Time  `json:"issued"`

@@ -127,10 +127,18 @@ func (p *PortRange) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Rule allows new connections from a client to a destination.
+// Rule allows new connections from a client to a destination named by
+// address (CIDR, IPv4 or IPv6) or by DNS name (Host); exactly one is set.
 type Rule struct {
 	// CIDR is the destination network.
-	CIDR netip.Prefix `json:"cidr" yaml:"cidr"`
+	CIDR netip.Prefix `json:"cidr,omitzero" yaml:"cidr,omitempty"`
+	// Host names the destination: "db.prod.internal" or
+	// "*.svc.example.com". It is meant to be enforced by the nodes' DNS
+	// forwarder, which grants a client the addresses it answers for a
+	// matching name, for the record's TTL. The forwarder is not built yet:
+	// today a host rule is validated and stored but grants nothing (the
+	// data plane fails closed).
+	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 	// Protocol is tcp, udp, icmp or any.
 	Protocol string `json:"protocol" yaml:"protocol"`
 	// Ports limit tcp and udp rules; empty means every port. They must be
@@ -141,7 +149,7 @@ type Rule struct {
 // UnmarshalYAML decodes a rule, naming the line of a bad field.
 func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: rule: want a mapping with cidr, protocol and ports", n.Line)
+		return fmt.Errorf("line %d: rule: want a mapping with cidr or host, protocol and ports", n.Line)
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -152,6 +160,11 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 				return fmt.Errorf("line %d: rule: cidr %q is not a CIDR like 10.0.0.0/16", v.Line, v.Value)
 			}
 			r.CIDR = p
+		case "host":
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: rule: host: want a name like db.prod.internal or *.svc.example.com", v.Line)
+			}
+			r.Host = v.Value
 		case "protocol":
 			r.Protocol = v.Value
 		case "ports":
@@ -165,7 +178,7 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 				}
 			}
 		default:
-			return fmt.Errorf("line %d: rule: unknown field %q (want cidr, protocol, ports)", k.Line, k.Value)
+			return fmt.Errorf("line %d: rule: unknown field %q (want cidr or host, protocol, ports)", k.Line, k.Value)
 		}
 	}
 	return nil
@@ -173,16 +186,21 @@ func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 
 // Profile says what a group of people may reach and how their tunnel is set up.
 type Profile struct {
-	Name          string        `json:"name" yaml:"name"`
-	Description   string        `json:"description,omitempty" yaml:"description,omitempty"`
-	Rules         []Rule        `json:"rules" yaml:"rules"`
-	DNS           []netip.Addr  `json:"dns,omitempty" yaml:"dns,omitempty"`
-	SearchDomains []string      `json:"search_domains,omitempty" yaml:"search_domains,omitempty"`
-	FullTunnel    bool          `json:"full_tunnel,omitempty" yaml:"full_tunnel,omitempty"`
-	MaxSession    time.Duration `json:"max_session,omitempty" yaml:"max_session,omitempty"`
-	MaxDevices    int           `json:"max_devices,omitempty" yaml:"max_devices,omitempty"`
-	Groups        []string      `json:"groups,omitempty" yaml:"groups,omitempty"`
-	Users         []string      `json:"users,omitempty" yaml:"users,omitempty"`
+	Name          string       `json:"name" yaml:"name"`
+	Description   string       `json:"description,omitempty" yaml:"description,omitempty"`
+	Rules         []Rule       `json:"rules" yaml:"rules"`
+	DNS           []netip.Addr `json:"dns,omitempty" yaml:"dns,omitempty"`
+	SearchDomains []string     `json:"search_domains,omitempty" yaml:"search_domains,omitempty"`
+	FullTunnel    bool         `json:"full_tunnel,omitempty" yaml:"full_tunnel,omitempty"`
+	// Routes are networks the client sends into the tunnel without being
+	// allowed anything there by themselves: where the addresses of host
+	// rules live (the VPC's ranges). A split-tunnel profile with host rules
+	// needs them.
+	Routes     []netip.Prefix `json:"routes,omitempty" yaml:"routes,omitempty"`
+	MaxSession time.Duration  `json:"max_session,omitempty" yaml:"max_session,omitempty"`
+	MaxDevices int            `json:"max_devices,omitempty" yaml:"max_devices,omitempty"`
+	Groups     []string       `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Users      []string       `json:"users,omitempty" yaml:"users,omitempty"`
 
 	// Version changes with every edit (it is the store revision that wrote
 	// the profile); peers and audit events record it. Set by the store.
@@ -240,6 +258,10 @@ func (p *Profile) Normalize() {
 		if r.CIDR.IsValid() {
 			r.CIDR = r.CIDR.Masked()
 		}
+		r.Host = NormalizeHost(r.Host)
+	}
+	for i, rt := range p.Routes {
+		p.Routes[i] = rt.Masked()
 	}
 	p.Groups = sortedUnique(p.Groups)
 	p.Users = sortedUnique(p.Users)
@@ -254,9 +276,10 @@ func sortedUnique(s []string) []string {
 	return slices.Compact(out)
 }
 
-// Validate checks a normalized profile against the client address pool,
-// naming the first bad field.
-func (p *Profile) Validate(pool netip.Prefix) error {
+// Validate checks a normalized profile against the client address pools
+// (IPv4 and, when dual-stack, IPv6; zero prefixes are skipped), naming
+// the first bad field.
+func (p *Profile) Validate(pools ...netip.Prefix) error {
 	if err := ValidName(p.Name); err != nil {
 		return err
 	}
@@ -272,16 +295,35 @@ func (p *Profile) Validate(pool netip.Prefix) error {
 	if len(p.Rules) > MaxRulesPerProfile {
 		return bad("rules", "more than %d rules", MaxRulesPerProfile)
 	}
+	checkNet := func(field string, n netip.Prefix) error {
+		if n.Addr().Is4In6() {
+			return bad(field, "%s mixes families (an IPv4-mapped IPv6 prefix): write the IPv4 or the IPv6 network", n)
+		}
+		for _, pool := range pools {
+			if pool.IsValid() && n.Overlaps(pool) {
+				return bad(field, "%s overlaps the client address pool %s", n, pool)
+			}
+		}
+		return nil
+	}
+	hosts := false
 	for i, r := range p.Rules {
 		field := fmt.Sprintf("rules[%d]", i)
-		if !r.CIDR.IsValid() {
-			return bad(field+".cidr", "missing or not a CIDR")
+		switch {
+		case r.CIDR.IsValid() && r.Host != "":
+			return bad(field, "set cidr or host, not both")
+		case r.Host != "":
+			if err := validHost(r.Host); err != nil {
+				return bad(field+".host", "%v", err)
+			}
+			hosts = true
+		case !r.CIDR.IsValid():
+			return bad(field+".cidr", "missing or not a CIDR (or give host)")
 		}
-		if !r.CIDR.Addr().Is4() {
-			return bad(field+".cidr", "%s: only IPv4 destinations are supported", r.CIDR)
-		}
-		if pool.IsValid() && r.CIDR.Overlaps(pool) {
-			return bad(field+".cidr", "%s overlaps the client address pool %s", r.CIDR, pool)
+		if r.CIDR.IsValid() {
+			if err := checkNet(field+".cidr", r.CIDR); err != nil {
+				return err
+			}
 		}
 		switch r.Protocol {
 		case ProtoTCP, ProtoUDP:
@@ -297,6 +339,17 @@ func (p *Profile) Validate(pool netip.Prefix) error {
 				return bad(fmt.Sprintf("%s.ports[%d]", field, j), "port range %s out of range 1-65535", pr)
 			}
 		}
+	}
+	for i, rt := range p.Routes {
+		if !rt.IsValid() {
+			return bad(fmt.Sprintf("routes[%d]", i), "not a CIDR")
+		}
+		if err := checkNet(fmt.Sprintf("routes[%d]", i), rt); err != nil {
+			return err
+		}
+	}
+	if hosts && !p.FullTunnel && len(p.Routes) == 0 {
+		return bad("routes", "host rules need routes (the networks their addresses live in) or full_tunnel")
 	}
 	for i, a := range p.DNS {
 		if !a.IsValid() {
@@ -354,15 +407,23 @@ func (p *Profile) AssignedTo(id authn.Identity, byEmail bool) (via string, ok bo
 }
 
 // AllowedIPs returns what the client routes into the tunnel: the union of
-// the rule CIDRs (split tunnel, merged and sorted) or everything (full).
-func (p *Profile) AllowedIPs() []netip.Prefix {
+// the rule CIDRs and routes (split tunnel, merged and sorted) or
+// everything (full: IPv4, and IPv6 too when dual stack).
+func (p *Profile) AllowedIPs(dualStack bool) []netip.Prefix {
 	if p.FullTunnel {
-		return []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+		out := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+		if dualStack {
+			out = append(out, netip.MustParsePrefix("::/0"))
+		}
+		return out
 	}
 	var out []netip.Prefix
 	for _, r := range p.Rules {
-		out = append(out, r.CIDR)
+		if r.CIDR.IsValid() {
+			out = append(out, r.CIDR)
+		}
 	}
+	out = append(out, p.Routes...)
 	return mergePrefixes(out)
 }
 

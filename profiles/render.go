@@ -15,6 +15,16 @@ type Server struct {
 	Endpoint string
 	// MTU of the client interface; default 1420.
 	MTU int
+	// Addresses are the server's tunnel addresses (IPv4, and IPv6 when
+	// dual stack), routed into the tunnel by every profile: the node
+	// relays Packet Too Big from the VPC with them as source (path MTU
+	// discovery), and its DNS forwarder listens on them.
+	Addresses []netip.Addr
+	// DNS says the nodes run the DNS forwarder on Addresses: clients
+	// resolve through it, so answers for host rules become permissions,
+	// and the profile's own DNS servers are the forwarder's upstreams
+	// instead.
+	DNS bool
 }
 
 // Keepalive is below the AWS NLB's fixed 120 s UDP idle timeout, so a quiet
@@ -37,10 +47,24 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 	if privateKey != "" {
 		fmt.Fprintf(&b, "PrivateKey = %s\n", privateKey)
 	}
-	fmt.Fprintf(&b, "Address = %s\n", netip.PrefixFrom(p.Address, 32))
-	if len(prof.DNS) > 0 || len(prof.SearchDomains) > 0 {
+	addrs := netip.PrefixFrom(p.Address, 32).String()
+	if p.Address6.IsValid() {
+		addrs += ", " + netip.PrefixFrom(p.Address6, 128).String()
+	}
+	fmt.Fprintf(&b, "Address = %s\n", addrs)
+	var tunnelAddrs []netip.Addr
+	for _, a := range srv.Addresses {
+		if a.Is4() || p.Address6.IsValid() {
+			tunnelAddrs = append(tunnelAddrs, a)
+		}
+	}
+	servers := prof.DNS
+	if srv.DNS && len(tunnelAddrs) > 0 {
+		servers = tunnelAddrs
+	}
+	if len(servers) > 0 || len(prof.SearchDomains) > 0 {
 		var dns []string
-		for _, a := range prof.DNS {
+		for _, a := range servers {
 			dns = append(dns, a.String())
 		}
 		dns = append(dns, prof.SearchDomains...)
@@ -51,7 +75,14 @@ func RenderConfig(p Peer, prof Profile, srv Server, privateKey string) string {
 	fmt.Fprintf(&b, "PublicKey = %s\n", srv.PublicKey)
 	fmt.Fprintf(&b, "Endpoint = %s\n", srv.Endpoint)
 	var allowed []string
-	for _, a := range prof.AllowedIPs() {
+	routed := prof.AllowedIPs(p.Address6.IsValid())
+	if !prof.FullTunnel && len(tunnelAddrs) > 0 {
+		for _, a := range tunnelAddrs {
+			routed = append(routed, netip.PrefixFrom(a, a.BitLen()))
+		}
+		routed = mergePrefixes(routed)
+	}
+	for _, a := range routed {
 		allowed = append(allowed, a.String())
 	}
 	fmt.Fprintf(&b, "AllowedIPs = %s\n", strings.Join(allowed, ", "))

@@ -22,6 +22,11 @@ type Config struct {
 	// Pool is the client address pool, e.g. 100.64.0.0/16. Its first
 	// address is the server's tunnel address. Required.
 	Pool netip.Prefix
+	// Pool6, when set, makes the pool dual-stack: every client is also
+	// given the IPv6 address Address6(Pool6, its IPv4 address), and the
+	// server's IPv6 tunnel address is that of the server's IPv4 address.
+	// An IPv6 prefix of /64 to /96, e.g. fd66:6572:7279::/96.
+	Pool6 netip.Prefix
 	// Recorder receives peer and profile audit events. Required.
 	Recorder audit.Recorder
 	// Now is the clock; default time.Now.
@@ -56,18 +61,24 @@ func (c *Config) Validate() error {
 	case c.Recorder == nil:
 		return errors.New("profiles config: recorder: required")
 	}
+	if c.Pool6.IsValid() {
+		if err := ValidPool6(c.Pool6); err != nil {
+			return fmt.Errorf("profiles config: pool6: %w", err)
+		}
+	}
 	return nil
 }
 
 // Store manages profiles and peers in the cluster. It is safe for
 // concurrent use.
 type Store struct {
-	c    *cluster.Node
-	pool netip.Prefix
-	rec  audit.Recorder
-	now  func() time.Time
-	log  *slog.Logger
-	keep time.Duration
+	c     *cluster.Node
+	pool  netip.Prefix
+	pool6 netip.Prefix // zero: IPv4 only
+	rec   audit.Recorder
+	now   func() time.Time
+	log   *slog.Logger
+	keep  time.Duration
 	// byEmail is Config.AssignByVerifiedEmail.
 	byEmail bool
 	policy  authn.Policy
@@ -81,6 +92,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{c: cfg.Cluster, pool: cfg.Pool.Masked(), rec: cfg.Recorder, now: cfg.Now, log: cfg.Logger, keep: cfg.Retention,
 		byEmail: cfg.AssignByVerifiedEmail, policy: cfg.Policy, users: cfg.Users}
+	if cfg.Pool6.IsValid() {
+		s.pool6 = cfg.Pool6.Masked()
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -98,6 +112,13 @@ func (s *Store) Pool() netip.Prefix { return s.pool }
 
 // ServerAddr returns the server's tunnel address: the pool's first host.
 func (s *Store) ServerAddr() netip.Addr { return s.pool.Addr().Next() }
+
+// Pool6 returns the IPv6 client pool; the zero Prefix when IPv4 only.
+func (s *Store) Pool6() netip.Prefix { return s.pool6 }
+
+// ServerAddr6 returns the server's IPv6 tunnel address, the zero Addr when
+// the pool is IPv4 only.
+func (s *Store) ServerAddr6() netip.Addr { return Address6(s.pool6, s.ServerAddr()) }
 
 // Get returns a profile.
 func (s *Store) Get(ctx context.Context, name string) (Profile, error) {
@@ -159,7 +180,7 @@ func (s *Store) Assigned(p *Profile, id authn.Identity) bool {
 // profile with its new version.
 func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor audit.Actor) (Profile, error) {
 	p.Normalize()
-	if err := p.Validate(s.pool); err != nil {
+	if err := p.Validate(s.pool, s.pool6); err != nil {
 		return Profile{}, err
 	}
 	p.Version = 0

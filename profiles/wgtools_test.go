@@ -59,7 +59,7 @@ func TestRenderedConfigAcceptedByWireGuardTools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, a := range p.AllowedIPs() {
+		for _, a := range p.AllowedIPs(false) {
 			if !strings.Contains(string(show), a.String()) {
 				t.Fatalf("device does not route %s after setconf:\n%s", a, show)
 			}

@@ -11,40 +11,46 @@ import (
 
 // IP protocol numbers the compiler knows by name.
 const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
+	protoICMP   = 1
+	protoICMPv6 = 58
+	protoTCP    = 6
+	protoUDP    = 17
 )
 
 // box is one element of a profile's concatenated interval set: every
 // (destination, protocol, port) with each field inside its inclusive
-// range. Packets of protocols without ports are looked up with port 0.
+// range. Packets of protocols without ports are looked up with port 0. A
+// box's addresses are of one family; IPv4 and IPv6 boxes go to separate
+// sets.
 type box struct {
-	AddrFrom, AddrTo   uint32
+	AddrFrom, AddrTo   netip.Addr
 	ProtoFrom, ProtoTo uint8
 	PortFrom, PortTo   uint16
 }
 
 // key returns the set element's start and end keys: each field in network
-// byte order, padded to 4 bytes, as nftables lays out concatenations.
+// byte order, padded to 4 bytes, as nftables lays out concatenations
+// (4+4+4 bytes for IPv4, 16+4+4 for IPv6).
 func (b box) key() (start, end []byte) {
-	enc := func(addr uint32, proto uint8, port uint16) []byte {
-		k := make([]byte, 12)
-		binary.BigEndian.PutUint32(k[0:4], addr)
-		k[4] = proto
-		binary.BigEndian.PutUint16(k[8:10], port)
+	enc := func(addr netip.Addr, proto uint8, port uint16) []byte {
+		a := addr.AsSlice()
+		k := make([]byte, len(a)+8)
+		copy(k, a)
+		k[len(a)] = proto
+		binary.BigEndian.PutUint16(k[len(a)+4:], port)
 		return k
 	}
 	return enc(b.AddrFrom, b.ProtoFrom, b.PortFrom), enc(b.AddrTo, b.ProtoTo, b.PortTo)
 }
 
 // allows reports whether the box admits a packet.
-func (b box) allows(addr uint32, proto uint8, port uint16) bool {
-	return b.AddrFrom <= addr && addr <= b.AddrTo && b.ProtoFrom <= proto && proto <= b.ProtoTo &&
+func (b box) allows(addr netip.Addr, proto uint8, port uint16) bool {
+	return b.AddrFrom.Compare(addr) <= 0 && addr.Compare(b.AddrTo) <= 0 && b.ProtoFrom <= proto && proto <= b.ProtoTo &&
 		b.PortFrom <= port && port <= b.PortTo
 }
 
-// policy is a profile compiled for the data plane: disjoint boxes, sorted.
+// policy is a profile compiled for the data plane: disjoint boxes, sorted
+// (IPv4 before IPv6).
 type policy struct {
 	Name    string
 	Version uint64
@@ -53,15 +59,28 @@ type policy struct {
 	Rules []profiles.Rule
 }
 
+// family returns the boxes of one family (4 or 6); Boxes is sorted, so
+// they are contiguous.
+func (p *policy) family(v int) []box {
+	i := slices.IndexFunc(p.Boxes, func(b box) bool { return b.AddrFrom.Is6() })
+	if i < 0 {
+		i = len(p.Boxes)
+	}
+	if v == 4 {
+		return p.Boxes[:i]
+	}
+	return p.Boxes[i:]
+}
+
 // allows reports whether the policy admits a new connection to dst with
 // proto and (for tcp and udp) dport, the way the kernel rules decide.
 func (p *policy) allows(dst netip.Addr, proto uint8, dport uint16) bool {
 	if proto != protoTCP && proto != protoUDP {
 		dport = 0
 	}
-	a := addrU32(dst)
+	dst = dst.Unmap()
 	for _, b := range p.Boxes {
-		if b.allows(a, proto, dport) {
+		if b.allows(dst, proto, dport) {
 			return true
 		}
 	}
@@ -75,12 +94,16 @@ type svc struct {
 	PortFrom, PortTo   uint16
 }
 
-// ruleServices turns a rule into protocol and port ranges.
-func ruleServices(r profiles.Rule) []svc {
+// ruleServices turns a rule into protocol and port ranges; "icmp" means
+// ICMPv6 for IPv6 destinations.
+func ruleServices(r profiles.Rule, v4 bool) []svc {
 	switch r.Protocol {
 	case profiles.ProtoAny, "":
 		return []svc{{0, 255, 0, 65535}}
 	case profiles.ProtoICMP:
+		if !v4 {
+			return []svc{{protoICMPv6, protoICMPv6, 0, 65535}}
+		}
 		return []svc{{protoICMP, protoICMP, 0, 65535}}
 	}
 	p := uint8(protoTCP)
@@ -97,40 +120,82 @@ func ruleServices(r profiles.Rule) []svc {
 	return out
 }
 
-// compile turns a profile's rules into disjoint boxes: the address space is
-// cut at every rule boundary, each piece gets the union of the services of
-// the rules covering it (merged), and neighbouring pieces with the same
-// services are joined again. Interval sets refuse overlapping elements, and
-// fewer elements make smaller sets.
+// compile turns a profile's rules into disjoint boxes: the address space
+// of each family is cut at every rule boundary, each piece gets the union
+// of the services of the rules covering it (merged), and neighbouring
+// pieces with the same services are joined again. Interval sets refuse
+// overlapping elements, and fewer elements make smaller sets. Host rules
+// are not compiled: their addresses are granted per client at answer
+// time by the DNS forwarder.
 func compile(p profiles.Profile) policy {
+	var out []box
+	for _, v4 := range []bool{true, false} {
+		out = append(out, compileFamily(p.Rules, v4)...)
+	}
+	slices.SortFunc(out, func(a, b box) int {
+		return cmp.Or(a.AddrFrom.Compare(b.AddrFrom), cmp.Compare(a.ProtoFrom, b.ProtoFrom), cmp.Compare(a.PortFrom, b.PortFrom))
+	})
+	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules}
+}
+
+// cut is the start of a piece of address space; end marks the point past
+// the family's last address.
+type cut struct {
+	a   netip.Addr
+	end bool
+}
+
+func (c cut) compare(d cut) int {
+	if c.end || d.end {
+		switch {
+		case c.end && d.end:
+			return 0
+		case c.end:
+			return 1
+		}
+		return -1
+	}
+	return c.a.Compare(d.a)
+}
+
+// after returns the cut just past a.
+func after(a netip.Addr) cut {
+	n := a.Next()
+	if !n.IsValid() || n.Is4() != a.Is4() {
+		return cut{end: true}
+	}
+	return cut{a: n}
+}
+
+func compileFamily(rules []profiles.Rule, v4 bool) []box {
 	type rng struct {
-		from, to uint32
+		from, to netip.Addr
 		svcs     []svc
 	}
-	var rules []rng
-	var cuts []uint64 // starts of pieces; uint64 so that to+1 cannot wrap
-	for _, r := range p.Rules {
-		if !r.CIDR.IsValid() || !r.CIDR.Addr().Is4() {
+	var rs []rng
+	var cuts []cut
+	for _, r := range rules {
+		if !r.CIDR.IsValid() || r.CIDR.Addr().Is4() != v4 || r.CIDR.Addr().Is4In6() {
 			continue
 		}
 		from, to := prefixRange(r.CIDR.Masked())
-		rules = append(rules, rng{from, to, ruleServices(r)})
-		cuts = append(cuts, uint64(from), uint64(to)+1)
+		rs = append(rs, rng{from, to, ruleServices(r, v4)})
+		cuts = append(cuts, cut{a: from}, after(to))
 	}
-	slices.Sort(cuts)
-	cuts = slices.Compact(cuts)
-	slices.SortFunc(rules, func(a, b rng) int { return cmp.Compare(a.from, b.from) })
+	slices.SortFunc(cuts, cut.compare)
+	cuts = slices.CompactFunc(cuts, func(a, b cut) bool { return a.compare(b) == 0 })
+	slices.SortFunc(rs, func(a, b rng) int { return a.from.Compare(b.from) })
 
 	var out []box
 	var prev []svc
-	var prevFrom, prevTo uint64
+	var prevFrom, prevTo netip.Addr
 	havePrev := false
 	flush := func() {
 		if !havePrev {
 			return
 		}
 		for _, s := range prev {
-			out = append(out, box{uint32(prevFrom), uint32(prevTo), s.ProtoFrom, s.ProtoTo, s.PortFrom, s.PortTo})
+			out = append(out, box{prevFrom, prevTo, s.ProtoFrom, s.ProtoTo, s.PortFrom, s.PortTo})
 		}
 		havePrev = false
 	}
@@ -139,12 +204,12 @@ func compile(p profiles.Profile) policy {
 	var active []rng
 	next := 0
 	for i := 0; i+1 < len(cuts); i++ {
-		lo, hi := cuts[i], cuts[i+1]-1
-		for next < len(rules) && uint64(rules[next].from) <= lo {
-			active = append(active, rules[next])
+		lo, hi := cuts[i].a, lastBefore(cuts[i+1], v4)
+		for next < len(rs) && rs[next].from.Compare(lo) <= 0 {
+			active = append(active, rs[next])
 			next++
 		}
-		active = slices.DeleteFunc(active, func(r rng) bool { return uint64(r.to) < lo })
+		active = slices.DeleteFunc(active, func(r rng) bool { return r.to.Less(lo) })
 		var svcs []svc
 		for _, r := range active {
 			svcs = append(svcs, r.svcs...)
@@ -154,7 +219,7 @@ func compile(p profiles.Profile) policy {
 			flush()
 			continue
 		}
-		if havePrev && prevTo+1 == lo && slices.Equal(prev, svcs) {
+		if havePrev && prevTo.Next() == lo && slices.Equal(prev, svcs) {
 			prevTo = hi
 			continue
 		}
@@ -162,10 +227,19 @@ func compile(p profiles.Profile) policy {
 		prev, prevFrom, prevTo, havePrev = svcs, lo, hi, true
 	}
 	flush()
-	slices.SortFunc(out, func(a, b box) int {
-		return cmp.Or(cmp.Compare(a.AddrFrom, b.AddrFrom), cmp.Compare(a.ProtoFrom, b.ProtoFrom), cmp.Compare(a.PortFrom, b.PortFrom))
-	})
-	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules}
+	return out
+}
+
+// lastBefore returns the address just before c.
+func lastBefore(c cut, v4 bool) netip.Addr {
+	if !c.end {
+		return c.a.Prev()
+	}
+	if v4 {
+		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	}
+	return netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff,
+		8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
 }
 
 // mergeServices returns disjoint services covering the same
@@ -198,12 +272,14 @@ func mergeServices(in []svc) []svc {
 	return out
 }
 
-func prefixRange(p netip.Prefix) (uint32, uint32) {
-	from := addrU32(p.Addr())
-	if p.Bits() == 0 {
-		return 0, ^uint32(0)
+// prefixRange returns the first and last address of p.
+func prefixRange(p netip.Prefix) (netip.Addr, netip.Addr) {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	return from, from | (^uint32(0) >> p.Bits())
+	to, _ := netip.AddrFromSlice(b)
+	return p.Addr(), to
 }
 
 func addrU32(a netip.Addr) uint32 {

@@ -11,7 +11,7 @@ import (
 
 func pr(from, to uint16) profiles.PortRange { return profiles.PortRange{From: from, To: to} }
 
-func ip(s string) uint32 { return addrU32(netip.MustParseAddr(s)) }
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func TestCompile(t *testing.T) {
 	for _, tc := range []struct {
@@ -74,7 +74,23 @@ func TestCompile(t *testing.T) {
 		{
 			name:  "everything",
 			rules: []profiles.Rule{{CIDR: netip.MustParsePrefix("0.0.0.0/0"), Protocol: "any"}},
-			want:  []box{{0, ^uint32(0), 0, 255, 0, 65535}},
+			want:  []box{{ip("0.0.0.0"), ip("255.255.255.255"), 0, 255, 0, 65535}},
+		},
+		{
+			name: "both families, each in its own boxes",
+			rules: []profiles.Rule{
+				{CIDR: netip.MustParsePrefix("fd10::/64"), Protocol: "tcp", Ports: []profiles.PortRange{pr(443, 443)}},
+				{CIDR: netip.MustParsePrefix("10.0.0.0/24"), Protocol: "tcp", Ports: []profiles.PortRange{pr(443, 443)}},
+				{CIDR: netip.MustParsePrefix("::/0"), Protocol: "icmp"},
+				{Host: "db.prod.internal", Protocol: "tcp"},
+			},
+			want: []box{
+				{ip("10.0.0.0"), ip("10.0.0.255"), protoTCP, protoTCP, 443, 443},
+				{ip("::"), ip("fd0f:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), protoICMPv6, protoICMPv6, 0, 65535},
+				{ip("fd10::"), ip("fd10::ffff:ffff:ffff:ffff"), protoTCP, protoTCP, 443, 443},
+				{ip("fd10::"), ip("fd10::ffff:ffff:ffff:ffff"), protoICMPv6, protoICMPv6, 0, 65535},
+				{ip("fd10:0:0:1::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), protoICMPv6, protoICMPv6, 0, 65535},
+			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +119,7 @@ func TestCompileMatchesRules(t *testing.T) {
 			case "any":
 				return true
 			case "icmp":
-				if proto == protoICMP {
+				if (dst.Is4() && proto == protoICMP) || (dst.Is6() && proto == protoICMPv6) {
 					return true
 				}
 			case "tcp", "udp":
@@ -130,7 +146,12 @@ func TestCompileMatchesRules(t *testing.T) {
 		var rules []profiles.Rule
 		for i := 0; i < 1+rng.IntN(8); i++ {
 			a := netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(4)), byte(rng.IntN(256))})
-			r := profiles.Rule{CIDR: netip.PrefixFrom(a, 22+rng.IntN(11)).Masked(), Protocol: protos[rng.IntN(len(protos))]}
+			bits := 22 + rng.IntN(11)
+			if rng.IntN(2) == 0 {
+				a = netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x10, 14: byte(rng.IntN(4)), 15: byte(rng.IntN(256))})
+				bits += 96
+			}
+			r := profiles.Rule{CIDR: netip.PrefixFrom(a, bits).Masked(), Protocol: protos[rng.IntN(len(protos))]}
 			if (r.Protocol == "tcp" || r.Protocol == "udp") && rng.IntN(3) > 0 {
 				for j := 0; j < 1+rng.IntN(3); j++ {
 					from := uint16(1 + rng.IntN(100))
@@ -143,7 +164,7 @@ func TestCompileMatchesRules(t *testing.T) {
 		for i := 1; i < len(pol.Boxes); i++ {
 			for j := 0; j < i; j++ {
 				a, b := pol.Boxes[i], pol.Boxes[j]
-				if a.AddrFrom <= b.AddrTo && b.AddrFrom <= a.AddrTo && a.ProtoFrom <= b.ProtoTo && b.ProtoFrom <= a.ProtoTo &&
+				if a.AddrFrom.Compare(b.AddrTo) <= 0 && b.AddrFrom.Compare(a.AddrTo) <= 0 && a.ProtoFrom <= b.ProtoTo && b.ProtoFrom <= a.ProtoTo &&
 					a.PortFrom <= b.PortTo && b.PortFrom <= a.PortTo {
 					t.Fatalf("boxes overlap: %v and %v (rules %v)", a, b, rules)
 				}
@@ -151,7 +172,10 @@ func TestCompileMatchesRules(t *testing.T) {
 		}
 		for k := 0; k < 300; k++ {
 			dst := netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(5)), byte(rng.IntN(256))})
-			proto := []uint8{protoTCP, protoUDP, protoICMP, 47}[rng.IntN(4)]
+			if rng.IntN(2) == 0 {
+				dst = netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x10, 14: byte(rng.IntN(5)), 15: byte(rng.IntN(256))})
+			}
+			proto := []uint8{protoTCP, protoUDP, protoICMP, protoICMPv6, 47}[rng.IntN(5)]
 			port := uint16(rng.IntN(130))
 			if got, want := pol.allows(dst, proto, port), ref(rules, dst, proto, port); got != want {
 				t.Fatalf("%s proto %d port %d: compiled %v, rules %v (%v)", dst, proto, port, got, want, rules)
@@ -166,5 +190,10 @@ func TestBoxKeyLayout(t *testing.T) {
 	wantEnd := []byte{10, 1, 2, 9, protoTCP, 0, 0, 0, 0x20, 0xfb, 0, 0}
 	if !slices.Equal(start, wantStart) || !slices.Equal(end, wantEnd) {
 		t.Fatalf("keys %v %v, want %v %v", start, end, wantStart, wantEnd)
+	}
+	start, _ = box{ip("fd10::1"), ip("fd10::9"), protoUDP, protoUDP, 53, 53}.key()
+	want6 := []byte{0xfd, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, protoUDP, 0, 0, 0, 0, 53, 0, 0}
+	if !slices.Equal(start, want6) {
+		t.Fatalf("IPv6 key %v, want %v", start, want6)
 	}
 }

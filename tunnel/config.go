@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/profiles"
 )
 
 // Defaults of a Config.
@@ -67,6 +68,11 @@ type Config struct {
 	Address netip.Prefix
 	// Pool is the client address pool; default Address masked.
 	Pool netip.Prefix
+	// Pool6, when set, makes the data plane dual-stack: the IPv6 client
+	// pool (profiles.Config.Pool6). Clients' IPv6 addresses are
+	// profiles.Address6 of their IPv4 ones; the interface also gets the
+	// server's (Address6 of Address) with Pool6's prefix length.
+	Pool6 netip.Prefix
 	// MTU of the interface; default 1420.
 	MTU int
 	// Egress, when set, limits masquerading to traffic leaving through
@@ -145,6 +151,11 @@ func (c *Config) Validate() error {
 	case c.MTU != 0 && (c.MTU < 576 || c.MTU > 9000):
 		return fmt.Errorf("tunnel config: mtu %d: out of range 576-9000", c.MTU)
 	}
+	if c.Pool6.IsValid() {
+		if err := profiles.ValidPool6(c.Pool6); err != nil {
+			return fmt.Errorf("tunnel config: pool6: %w", err)
+		}
+	}
 	if c.Pool.IsValid() && !c.Pool.Contains(c.Address.Addr()) {
 		return fmt.Errorf("tunnel config: pool %s does not contain address %s", c.Pool, c.Address.Addr())
 	}
@@ -174,6 +185,9 @@ func (c *Config) setDefaults() {
 		c.Pool = c.Address.Masked()
 	}
 	c.Pool = c.Pool.Masked()
+	if c.Pool6.IsValid() {
+		c.Pool6 = c.Pool6.Masked()
+	}
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/ferryvpn/ferry/tunnel/capture"
@@ -16,6 +17,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/profiles"
 )
 
 // device is the WireGuard device as the reconciler sees it. Its methods
@@ -76,7 +79,11 @@ func openDevice(cfg *Config, log *slog.Logger) (*wgDevice, error) {
 			return nil, err
 		}
 	}
-	if err := configureLink(cfg.Interface, cfg.MTU, cfg.Address); err != nil {
+	addrs := []netip.Prefix{cfg.Address}
+	if cfg.Pool6.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(profiles.Address6(cfg.Pool6, cfg.Address.Addr()), cfg.Pool6.Bits()))
+	}
+	if err := configureLink(cfg.Interface, cfg.MTU, addrs...); err != nil {
 		return nil, err
 	}
 	var err error

@@ -72,13 +72,18 @@ func New(cfg Config) (*Gateway, error) {
 	if g.fw, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
 		return nil, err
 	}
+	g.fw.relay4, g.fw.relay6 = cfg.Address.Addr(), profiles.Address6(cfg.Pool6, cfg.Address.Addr())
 	if err := g.fw.Apply(fwChange{Reset: true}); err != nil {
 		return nil, err
 	}
 	if g.mon, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
 		return nil, err
 	}
-	for _, s := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.netfilter.nf_conntrack_acct", "1"}, {"net.netfilter.nf_conntrack_timestamp", "1"}} {
+	sysctls := [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.netfilter.nf_conntrack_acct", "1"}, {"net.netfilter.nf_conntrack_timestamp", "1"}}
+	if cfg.Pool6.IsValid() {
+		sysctls = append(sysctls, [2]string{"net.ipv6.conf.all.forwarding", "1"})
+	}
+	for _, s := range sysctls {
 		if err := setSysctl(s[0], s[1]); err != nil {
 			return nil, err
 		}
@@ -178,7 +183,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	fm := newFlowMonitor(flowMonitor{pool: cfg.Pool, index: &g.index, emit: g.emitter.emit, now: cfg.Now,
+	fm := newFlowMonitor(flowMonitor{pool: cfg.Pool, pool6: cfg.Pool6, index: &g.index, emit: g.emitter.emit, now: cfg.Now,
 		interval: cfg.FlowInterval, activeTimeout: cfg.FlowActiveTimeout, denyInterval: cfg.DenyInterval,
 		log: g.log, metrics: g.metrics, denied: g.mon.denied, counters: g.mon.counters, listen: !cfg.NoFlows}, cfg.FlowMaxRecords)
 	goRun(func() {
@@ -188,7 +193,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 
 	r := &reconciler{dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
-		pool: cfg.Pool, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
+		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
 	r.sess = newSessions(cfg.SessionIdle, g.emitter.emit, r.version, g.metrics)
 	return g.loop(ctx, r, msgs, fatal)
 }

@@ -69,8 +69,9 @@ func deleteLink(name string) error {
 	})
 }
 
-// configureLink sets the interface's MTU and address and brings it up.
-func configureLink(name string, mtu int, addr netip.Prefix) error {
+// configureLink sets the interface's MTU and addresses (IPv4, IPv6) and
+// brings it up.
+func configureLink(name string, mtu int, addrs ...netip.Prefix) error {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("finding interface %s: %w", name, err)
@@ -79,30 +80,39 @@ func configureLink(name string, mtu int, addr netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	a := addr.Addr().AsSlice()
-	addrAttrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.IFA_LOCAL, Data: a},
-		{Type: unix.IFA_ADDRESS, Data: a},
-	})
-	if err != nil {
-		return err
-	}
-	ifa := []byte{unix.AF_INET, byte(addr.Bits()), 0, 0, 0, 0, 0, 0}
-	binary.NativeEndian.PutUint32(ifa[4:], uint32(ifc.Index))
-	err = rtnl(
-		netlink.Message{
-			Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge},
-			Data:   append(ifinfomsg(ifc.Index, 0, 0), mtuAttr...),
-		},
-		netlink.Message{
+	msgs := []netlink.Message{{
+		Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge},
+		Data:   append(ifinfomsg(ifc.Index, 0, 0), mtuAttr...),
+	}}
+	for _, addr := range addrs {
+		a := addr.Addr().AsSlice()
+		attrs := []netlink.Attribute{{Type: unix.IFA_ADDRESS, Data: a}}
+		family := byte(unix.AF_INET6)
+		if addr.Addr().Is4() {
+			family = unix.AF_INET
+			attrs = append(attrs, netlink.Attribute{Type: unix.IFA_LOCAL, Data: a})
+		}
+		addrAttrs, err := netlink.MarshalAttributes(attrs)
+		if err != nil {
+			return err
+		}
+		// IFA_F_NODAD: the tunnel has no neighbours to detect duplicates
+		// with, and the address must be usable at once.
+		ifa := []byte{family, byte(addr.Bits()), 0, 0, 0, 0, 0, 0}
+		if family == unix.AF_INET6 {
+			ifa[2] = unix.IFA_F_NODAD
+		}
+		binary.NativeEndian.PutUint32(ifa[4:], uint32(ifc.Index))
+		msgs = append(msgs, netlink.Message{
 			Header: netlink.Header{Type: unix.RTM_NEWADDR, Flags: netlink.Request | netlink.Acknowledge | netlink.Create | netlink.Replace},
 			Data:   append(ifa, addrAttrs...),
-		},
+		})
+	}
+	err = rtnl(append(msgs,
 		netlink.Message{
 			Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.Request | netlink.Acknowledge},
 			Data:   ifinfomsg(ifc.Index, unix.IFF_UP, unix.IFF_UP),
-		},
-	)
+		})...)
 	if err != nil {
 		return fmt.Errorf("configuring interface %s: %w", name, err)
 	}

@@ -29,10 +29,41 @@ var dropReasons = []string{dropPolicy, dropNoPolicy, dropC2C, dropInbound, dropT
 
 // Names in ferry's table.
 const (
-	setClients = "clients" // vmap: client address -> jump to its profile's chain
-	setDenied  = "denied"  // dynamic: (client . destination . protocol . port) -> counter
-	chainDeny  = "deny"
+	setClients  = "clients"  // vmap: client IPv4 address -> jump to its profile's chain
+	setClients6 = "clients6" // vmap: client IPv6 address -> jump to its profile's chain
+	setDenied   = "denied"   // dynamic: (client . destination . protocol . port) -> counter, IPv4
+	setDenied6  = "denied6"  // the same for IPv6
+	chainDeny   = "deny"
 )
+
+// IP header layout: where the addresses sit and how long they are.
+type ipLayout struct {
+	nfproto  byte
+	src, dst uint32 // offsets in the network header
+	addrLen  uint32
+	// mark is the offset of the source address's last four bytes: the
+	// client's connection mark (clientMark).
+	mark uint32
+	// addr is the set type of an address.
+	addr nftables.SetDatatype
+}
+
+var (
+	ip4 = ipLayout{nfproto: unix.NFPROTO_IPV4, src: 12, dst: 16, addrLen: 4, mark: 12, addr: nftables.TypeIPAddr}
+	ip6 = ipLayout{nfproto: unix.NFPROTO_IPV6, src: 8, dst: 24, addrLen: 16, mark: 20, addr: nftables.TypeIP6Addr}
+)
+
+// is matches packets of the family.
+func (l ipLayout) is() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l.nfproto}},
+	}
+}
+
+// reg32 is the 4-byte register after the address loaded at register 1
+// (NFT_REG32_00 is 8; an IPv6 address fills four of them).
+func (l ipLayout) reg32(after uint32) uint32 { return 8 + l.addrLen/4 + after }
 
 // chunk is how many set elements go in one netlink message: a message
 // carries a 16-bit attribute length, and ~1,250 elements overflow it.
@@ -72,6 +103,16 @@ type nftFirewall struct {
 	table  *nftables.Table
 	iface  string
 	egress string
+	// dnsPort, when set, lets clients reach the node's DNS forwarder on
+	// udp and tcp port 53 of its tunnel addresses.
+	dnsPort bool
+	// relay4 and relay6 are the node's tunnel addresses. Packet Too Big
+	// (and IPv4's fragmentation needed) from routers in the VPC are
+	// forwarded to clients with one of them as source: a client's
+	// WireGuard accepts only sources its AllowedIPs route to the node, and
+	// rendered profiles route the node's tunnel addresses, so path MTU
+	// discovery works across the tunnel. Zero: not rewritten.
+	relay4, relay6 netip.Addr
 	// sets maps a programmed profile to the name of its current interval
 	// set. Only the reconciler's goroutine touches it.
 	sets map[string]string
@@ -92,7 +133,7 @@ func newNFTFirewall(table, iface, egress string) (*nftFirewall, error) {
 	}
 	return &nftFirewall{
 		conn:  conn,
-		table: &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4},
+		table: &nftables.Table{Name: table, Family: nftables.TableFamilyINet},
 		iface: iface, egress: egress, sets: map[string]string{},
 	}, nil
 }
@@ -108,13 +149,32 @@ func (f *nftFirewall) Close() error {
 
 func chainName(profile string) string { return "p." + profile }
 
-func (f *nftFirewall) clientsSet() *nftables.Set {
-	return &nftables.Set{Table: f.table, Name: setClients, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
+// set6Name names the IPv6 interval set that goes with an IPv4 one.
+func set6Name(set string) string { return "6" + set }
+
+func (f *nftFirewall) clientsSet(l ipLayout) *nftables.Set {
+	name := setClients
+	if l == ip6 {
+		name = setClients6
+	}
+	return &nftables.Set{Table: f.table, Name: name, IsMap: true, KeyType: l.addr, DataType: nftables.TypeVerdict}
 }
 
-func (f *nftFirewall) deniedSet() *nftables.Set {
-	return &nftables.Set{Table: f.table, Name: setDenied, Dynamic: true, HasTimeout: true, Timeout: deniedTimeout, Size: 65536,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
+func (f *nftFirewall) deniedSet(l ipLayout) *nftables.Set {
+	name := setDenied
+	if l == ip6 {
+		name = setDenied6
+	}
+	return &nftables.Set{Table: f.table, Name: name, Dynamic: true, HasTimeout: true, Timeout: deniedTimeout, Size: 65536,
+		KeyType: nftables.MustConcatSetType(l.addr, l.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+// layout returns the header layout of an address's family.
+func layout(a netip.Addr) ipLayout {
+	if a.Is4() {
+		return ip4
+	}
+	return ip6
 }
 
 // Apply programs ch in one netlink batch, so no packet sees half of it.
@@ -143,12 +203,19 @@ func (f *nftFirewall) Apply(ch fwChange) error {
 		}
 		if had && old != name {
 			c.DelSet(&nftables.Set{Table: f.table, Name: old})
+			c.DelSet(&nftables.Set{Table: f.table, Name: set6Name(old)})
 		}
 		sets[p.Name] = name
 	}
-	vm := f.clientsSet()
-	if len(ch.DelClients) > 0 {
-		for part := range chunks(ch.DelClients) {
+	for _, l := range []ipLayout{ip4, ip6} {
+		vm := f.clientsSet(l)
+		var del []netip.Addr
+		for _, a := range ch.DelClients {
+			if layout(a) == l {
+				del = append(del, a)
+			}
+		}
+		for part := range chunks(del) {
 			els := make([]nftables.SetElement, len(part))
 			for i, a := range part {
 				els[i] = nftables.SetElement{Key: a.AsSlice()}
@@ -157,11 +224,11 @@ func (f *nftFirewall) Apply(ch fwChange) error {
 				return err
 			}
 		}
-	}
-	if len(ch.AddClients) > 0 {
-		addrs := make([]netip.Addr, 0, len(ch.AddClients))
+		var addrs []netip.Addr
 		for a := range ch.AddClients {
-			addrs = append(addrs, a)
+			if layout(a) == l {
+				addrs = append(addrs, a)
+			}
 		}
 		sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
 		for part := range chunks(addrs) {
@@ -183,6 +250,7 @@ func (f *nftFirewall) Apply(ch fwChange) error {
 		c.FlushChain(&nftables.Chain{Table: f.table, Name: chainName(name)})
 		c.DelChain(&nftables.Chain{Table: f.table, Name: chainName(name)})
 		c.DelSet(&nftables.Set{Table: f.table, Name: set})
+		c.DelSet(&nftables.Set{Table: f.table, Name: set6Name(set)})
 		delete(sets, name)
 	}
 	if err := c.Flush(); err != nil {
@@ -202,20 +270,29 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 		// old set can be dropped in the same batch.
 		name = fmt.Sprintf("s.%s.%d.%d", p.Name, p.Version, time.Now().UnixNano())
 	}
-	set := &nftables.Set{Table: f.table, Name: name, Interval: true, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)}
-	if err := addSet(c, set); err != nil {
-		return "", fmt.Errorf("adding set %s: %w", name, err)
-	}
-	for part := range chunks(p.Boxes) {
-		els := make([]nftables.SetElement, len(part))
-		for i, b := range part {
-			k, e := b.key()
-			els[i] = nftables.SetElement{Key: k, KeyEnd: e}
+	sets := map[ipLayout]*nftables.Set{}
+	for _, l := range []ipLayout{ip4, ip6} {
+		n := name
+		boxes := p.family(4)
+		if l == ip6 {
+			n, boxes = set6Name(name), p.family(6)
 		}
-		if err := c.SetAddElements(set, els); err != nil {
-			return "", err
+		set := &nftables.Set{Table: f.table, Name: n, Interval: true, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(l.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+		if err := addSet(c, set); err != nil {
+			return "", fmt.Errorf("adding set %s: %w", n, err)
 		}
+		for part := range chunks(boxes) {
+			els := make([]nftables.SetElement, len(part))
+			for i, b := range part {
+				k, e := b.key()
+				els[i] = nftables.SetElement{Key: k, KeyEnd: e}
+			}
+			if err := c.SetAddElements(set, els); err != nil {
+				return "", err
+			}
+		}
+		sets[l] = set
 	}
 	ch := &nftables.Chain{Table: f.table, Name: chainName(p.Name)}
 	if exists {
@@ -225,22 +302,30 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 	}
 	// tcp and udp are looked up with their destination port, every other
 	// protocol with port 0. An accepted connection's conntrack mark is the
-	// client's address, so its flows can be found and cut later.
-	accept := func(protoMatch []expr.Any, port expr.Any) {
-		e := append(protoMatch,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
-			port,
-			&expr.Lookup{SourceRegister: 1, SetName: name, SetID: set.ID},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-			&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
-			&expr.Verdict{Kind: expr.VerdictAccept})
-		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
+	// client's address (its last four bytes for IPv6), so its flows can be
+	// found and cut later.
+	for _, l := range []ipLayout{ip4, ip6} {
+		set := sets[l]
+		accept := func(protoMatch []expr.Any, port func(reg uint32) expr.Any) {
+			e := append(l.is(), protoMatch...)
+			e = append(e,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.dst, Len: l.addrLen},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: l.reg32(0)},
+				port(l.reg32(1)),
+				&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.mark, Len: 4},
+				&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+				&expr.Verdict{Kind: expr.VerdictAccept})
+			c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
+		}
+		dport := func(reg uint32) expr.Any {
+			return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+		}
+		zero := func(reg uint32) expr.Any { return &expr.Immediate{Register: reg, Data: []byte{0, 0, 0, 0}} }
+		accept(l4is(protoTCP), dport)
+		accept(l4is(protoUDP), dport)
+		accept(l4notPorted(), zero)
 	}
-	dport := &expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
-	accept(l4is(protoTCP), dport)
-	accept(l4is(protoUDP), dport)
-	accept(l4notPorted(), &expr.Immediate{Register: 10, Data: []byte{0, 0, 0, 0}})
 	c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: []expr.Any{
 		counterRef(dropPolicy), &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainDeny}}})
 	return name, nil
@@ -265,33 +350,42 @@ func (f *nftFirewall) base() error {
 	for _, r := range dropReasons {
 		c.AddObj(&nftables.NamedObj{Table: t, Name: r, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
 	}
-	clients := f.clientsSet()
-	if err := addSet(c, clients); err != nil {
-		return fmt.Errorf("adding client map: %w", err)
-	}
-	denied := f.deniedSet()
-	if err := addSet(c, denied); err != nil {
-		return fmt.Errorf("adding denied set: %w", err)
+	clients, denied := map[ipLayout]*nftables.Set{}, map[ipLayout]*nftables.Set{}
+	for _, l := range []ipLayout{ip4, ip6} {
+		clients[l], denied[l] = f.clientsSet(l), f.deniedSet(l)
+		if err := addSet(c, clients[l]); err != nil {
+			return fmt.Errorf("adding client map: %w", err)
+		}
+		if err := addSet(c, denied[l]); err != nil {
+			return fmt.Errorf("adding denied set: %w", err)
+		}
 	}
 
 	// deny records (client, destination, protocol, port) with a counter,
 	// then drops. The update is its own rule: a full set makes it fail, and
 	// the drop must still happen.
 	deny := c.AddChain(&nftables.Chain{Table: t, Name: chainDeny})
-	record := func(protoMatch []expr.Any, port expr.Any) {
-		e := append(protoMatch,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-			&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 10},
-			port,
-			&expr.Dynset{SrcRegKey: 1, SetName: setDenied, SetID: denied.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
-				Exprs: []expr.Any{&expr.Counter{}}})
-		c.AddRule(&nftables.Rule{Table: t, Chain: deny, Exprs: e})
+	for _, l := range []ipLayout{ip4, ip6} {
+		set := denied[l]
+		record := func(protoMatch []expr.Any, port func(reg uint32) expr.Any) {
+			e := append(l.is(), protoMatch...)
+			e = append(e,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.src, Len: l.addrLen},
+				&expr.Payload{DestRegister: l.reg32(0), Base: expr.PayloadBaseNetworkHeader, Offset: l.dst, Len: l.addrLen},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: l.reg32(l.addrLen / 4)},
+				port(l.reg32(l.addrLen/4+1)),
+				&expr.Dynset{SrcRegKey: 1, SetName: set.Name, SetID: set.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
+					Exprs: []expr.Any{&expr.Counter{}}})
+			c.AddRule(&nftables.Rule{Table: t, Chain: deny, Exprs: e})
+		}
+		dport := func(reg uint32) expr.Any {
+			return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+		}
+		zero := func(reg uint32) expr.Any { return &expr.Immediate{Register: reg, Data: []byte{0, 0, 0, 0}} }
+		record(l4is(protoTCP), dport)
+		record(l4is(protoUDP), dport)
+		record(l4notPorted(), zero)
 	}
-	dport := &expr.Payload{DestRegister: 11, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
-	record(l4is(protoTCP), dport)
-	record(l4is(protoUDP), dport)
-	record(l4notPorted(), &expr.Immediate{Register: 11, Data: []byte{0, 0, 0, 0}})
 	c.AddRule(&nftables.Rule{Table: t, Chain: deny, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 
 	accept := nftables.ChainPolicyAccept
@@ -311,19 +405,56 @@ func (f *nftFirewall) base() error {
 	}
 	rule(fw, in, out, drop(dropC2C))
 	rule(fw, in, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
+	if f.relay4.IsValid() {
+		// icmp type destination-unreachable code frag-needed
+		rule(fw, out, ip4.is(), l4is(protoICMP), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{3, 4}},
+			&expr.Immediate{Register: 1, Data: f.relay4.AsSlice()},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip4.src, Len: 4,
+				CsumType: expr.CsumTypeInet, CsumOffset: 10},
+		})
+	}
+	if f.relay6.IsValid() {
+		// icmpv6 type packet-too-big directly after the IPv6 header (as
+		// routers send it). Its checksum covers the source address through
+		// the pseudo-header; the kernel's pseudo-header update does not
+		// know ICMPv6, so the checksum at header+42 is updated as an inet
+		// checksum of the written bytes.
+		rule(fw, out, ip6.is(), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoICMPv6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 40, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{2}},
+			&expr.Immediate{Register: 1, Data: f.relay6.AsSlice()},
+			&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ip6.src, Len: 16,
+				CsumType: expr.CsumTypeInet, CsumOffset: 42},
+		})
+	}
 	rule(fw, out, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
 	rule(fw, out, drop(dropInbound))
 	rule(fw, in, ctState(expr.CtStateBitINVALID), drop(dropInvalid))
-	rule(fw, in, []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Lookup{SourceRegister: 1, SetName: setClients, SetID: clients.ID, DestRegister: 0, IsDestRegSet: true},
-	})
+	for _, l := range []ipLayout{ip4, ip6} {
+		rule(fw, in, l.is(), []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.src, Len: l.addrLen},
+			&expr.Lookup{SourceRegister: 1, SetName: clients[l].Name, SetID: clients[l].ID, DestRegister: 0, IsDestRegSet: true},
+		})
+	}
 	rule(fw, in, drop(dropNoPolicy))
 
 	ic := c.AddChain(&nftables.Chain{Table: t, Name: "input", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	rule(ic, in, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))
 	rule(ic, in, l4is(protoICMP), verdict(expr.VerdictAccept))
+	rule(ic, in, l4is(protoICMPv6), verdict(expr.VerdictAccept))
+	if f.dnsPort {
+		port53 := []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 53}},
+		}
+		rule(ic, in, l4is(protoUDP), port53, verdict(expr.VerdictAccept))
+		rule(ic, in, l4is(protoTCP), port53, verdict(expr.VerdictAccept))
+	}
 	rule(ic, in, drop(dropToNode))
 
 	nat := c.AddChain(&nftables.Chain{Table: t, Name: "postrouting", Type: nftables.ChainTypeNAT,
@@ -396,28 +527,28 @@ type denyKey struct {
 	Port        uint16
 }
 
-// denied reads the denied-attempts set with each entry's packet count.
+// denied reads the denied-attempts sets with each entry's packet count.
 func (f *nftFirewall) denied() (map[denyKey]uint64, error) {
-	els, err := f.conn.GetSetElements(f.deniedSet())
-	if err != nil {
-		return nil, fmt.Errorf("reading denied set: %w", err)
-	}
-	out := make(map[denyKey]uint64, len(els))
-	for _, e := range els {
-		if len(e.Key) < 16 {
-			continue
+	out := map[denyKey]uint64{}
+	for _, l := range []ipLayout{ip4, ip6} {
+		els, err := f.conn.GetSetElements(f.deniedSet(l))
+		if err != nil {
+			return nil, fmt.Errorf("reading denied set: %w", err)
 		}
-		k := denyKey{
-			Client: netip.AddrFrom4([4]byte(e.Key[0:4])),
-			Dst:    netip.AddrFrom4([4]byte(e.Key[4:8])),
-			Proto:  e.Key[8],
-			Port:   binary.BigEndian.Uint16(e.Key[12:14]),
+		n := int(l.addrLen)
+		for _, e := range els {
+			if len(e.Key) < 2*n+8 {
+				continue
+			}
+			client, _ := netip.AddrFromSlice(e.Key[0:n])
+			dst, _ := netip.AddrFromSlice(e.Key[n : 2*n])
+			k := denyKey{Client: client, Dst: dst, Proto: e.Key[2*n], Port: binary.BigEndian.Uint16(e.Key[2*n+4 : 2*n+6])}
+			var cnt uint64
+			if e.Counter != nil {
+				cnt = e.Counter.Packets
+			}
+			out[k] = cnt
 		}
-		var n uint64
-		if e.Counter != nil {
-			n = e.Counter.Packets
-		}
-		out[k] = n
 	}
 	return out, nil
 }

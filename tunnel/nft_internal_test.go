@@ -3,6 +3,7 @@ package tunnel
 import (
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 func nftList(t *testing.T, table string) string {
 	t.Helper()
-	out, err := exec.Command("nft", "list", "table", "ip", table).CombinedOutput()
+	out, err := exec.Command("nft", "list", "table", "inet", table).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list table: %v\n%s", err, out)
 	}
@@ -37,10 +38,14 @@ func TestFirewallProgramsTable(t *testing.T) {
 	eng := compile(profiles.Profile{Name: "eng", Version: 3, Rules: []profiles.Rule{
 		{CIDR: netip.MustParsePrefix("10.1.0.0/16"), Protocol: "tcp", Ports: []profiles.PortRange{{From: 22, To: 22}, {From: 8000, To: 8080}}},
 		{CIDR: netip.MustParsePrefix("10.2.0.5/32"), Protocol: "icmp"},
+		{CIDR: netip.MustParsePrefix("fd10:1::/64"), Protocol: "tcp", Ports: []profiles.PortRange{{From: 443, To: 443}}},
+		{CIDR: netip.MustParsePrefix("fd10:2::5/128"), Protocol: "icmp"},
 	}})
 	clients := map[netip.Addr]string{}
 	for i := 0; i < 2500; i++ {
-		clients[u32Addr(addrU32(netip.MustParseAddr("100.64.1.0"))+uint32(i))] = "eng"
+		a := u32Addr(addrU32(netip.MustParseAddr("100.64.1.0")) + uint32(i))
+		clients[a] = "eng"
+		clients[profiles.Address6(netip.MustParsePrefix("fd66::/96"), a)] = "eng"
 	}
 	start := time.Now()
 	if err := fw.Apply(fwChange{Reset: true, Policies: []policy{eng}, AddClients: clients}); err != nil {
@@ -51,6 +56,8 @@ func TestFirewallProgramsTable(t *testing.T) {
 	for _, want := range []string{
 		"set s.eng.3", "10.1.0.0/16 . tcp . 22", "10.1.0.0/16 . tcp . 8000-8080", "10.2.0.5 . icmp . 0-65535",
 		"100.64.1.7 : jump p.eng", "counter policy", "masquerade",
+		"set 6s.eng.3", "fd10:1::/64 . tcp . 443", "fd10:2::5 . ipv6-icmp . 0-65535", "fd66::6440:107 : jump p.eng",
+		"ip6 daddr . meta l4proto . tcp dport @6s.eng.3 ct mark set @nh,160,32 accept", "update @denied6 { ip6 saddr . ip6 daddr . meta l4proto . tcp dport counter }",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -59,7 +66,7 @@ func TestFirewallProgramsTable(t *testing.T) {
 	eng2 := compile(profiles.Profile{Name: "eng", Version: 4, Rules: []profiles.Rule{
 		{CIDR: netip.MustParsePrefix("10.9.0.0/24"), Protocol: "udp", Ports: []profiles.PortRange{{From: 53, To: 53}}},
 	}})
-	if err := fw.Apply(fwChange{Policies: []policy{eng2}, DelClients: []netip.Addr{netip.MustParseAddr("100.64.1.7")}}); err != nil {
+	if err := fw.Apply(fwChange{Policies: []policy{eng2}, DelClients: []netip.Addr{netip.MustParseAddr("100.64.1.7"), netip.MustParseAddr("fd66::6440:107")}}); err != nil {
 		t.Fatal(err)
 	}
 	out = nftList(t, "ferrytest")
@@ -69,11 +76,11 @@ func TestFirewallProgramsTable(t *testing.T) {
 	if strings.Contains(out, "100.64.1.7 :") || !strings.Contains(out, "100.64.1.8 :") {
 		t.Errorf("client removal wrong:\n%s", out)
 	}
-	if err := fw.Apply(fwChange{RemovedPolicies: []string{"eng"}, DelClients: mapKeys(clients, netip.MustParseAddr("100.64.1.7"))}); err != nil {
+	if err := fw.Apply(fwChange{RemovedPolicies: []string{"eng"}, DelClients: mapKeys(clients, netip.MustParseAddr("100.64.1.7"), netip.MustParseAddr("fd66::6440:107"))}); err != nil {
 		t.Fatal(err)
 	}
 	out = nftList(t, "ferrytest")
-	if strings.Contains(out, "p.eng") {
+	if strings.Contains(out, "p.eng") || strings.Contains(out, "6s.eng") {
 		t.Errorf("profile not removed:\n%s", out)
 	}
 	if _, err := fw.counters(); err != nil {
@@ -84,10 +91,10 @@ func TestFirewallProgramsTable(t *testing.T) {
 	}
 }
 
-func mapKeys(m map[netip.Addr]string, except netip.Addr) []netip.Addr {
+func mapKeys(m map[netip.Addr]string, except ...netip.Addr) []netip.Addr {
 	var out []netip.Addr
 	for k := range m {
-		if k != except {
+		if !slices.Contains(except, k) {
 			out = append(out, k)
 		}
 	}

@@ -24,6 +24,7 @@ type reconciler struct {
 	mirror  *mirror
 	applied applied
 	pool    netip.Prefix
+	pool6   netip.Prefix // zero: IPv4 only
 	server  netip.Addr
 	now     func() time.Time
 	log     *slog.Logger
@@ -39,7 +40,7 @@ type reconciler struct {
 func (r *reconciler) converge(full bool) (time.Time, error) {
 	start := time.Now()
 	now := r.now()
-	d := r.mirror.desired(now, r.pool, r.server)
+	d := r.mirror.desired(now, r.pool, r.pool6, r.server)
 	if full {
 		peers, err := r.dev.Peers()
 		if err != nil {
@@ -47,15 +48,25 @@ func (r *reconciler) converge(full bool) (time.Time, error) {
 		}
 		r.applied = newApplied()
 		for _, p := range peers {
-			var addr netip.Addr
-			if len(p.AllowedIPs) == 1 {
-				if a, ok := netip.AddrFromSlice(p.AllowedIPs[0].IP); ok {
-					if ones, bits := p.AllowedIPs[0].Mask.Size(); ones == 32 && bits == 32 {
-						addr = a.Unmap()
-					}
+			// Anything but one /32 and at most one /128 is reconfigured.
+			var a addrs
+			ok := len(p.AllowedIPs) <= 2
+			for _, n := range p.AllowedIPs {
+				ip, valid := netip.AddrFromSlice(n.IP)
+				ones, bits := n.Mask.Size()
+				switch ip = ip.Unmap(); {
+				case valid && ip.Is4() && ones == 32 && bits == 32 && !a.v4.IsValid():
+					a.v4 = ip
+				case valid && ip.Is6() && ones == 128 && bits == 128 && !a.v6.IsValid():
+					a.v6 = ip
+				default:
+					ok = false
 				}
 			}
-			r.applied.device[p.PublicKey] = addr
+			if !ok {
+				a = addrs{}
+			}
+			r.applied.device[p.PublicKey] = a
 		}
 	}
 	pl := diff(r.applied, d, full)
@@ -162,8 +173,19 @@ func (r *reconciler) publishIndex(d desired) {
 			idx.byAddr[p.Address] = p
 		}
 	}
+	for _, p := range r.mirror.peers {
+		if p.Address6.IsValid() && p.Address6 == profiles.Address6(r.pool6, p.Address) {
+			if old := idx.byAddr[p.Address6]; old == nil || old.Issued.Before(p.Issued) {
+				idx.byAddr[p.Address6] = p
+			}
+		}
+	}
 	for k, p := range d.byKey {
-		idx.byAddr[d.device[k]] = p
+		a := d.device[k]
+		idx.byAddr[a.v4] = p
+		if a.v6.IsValid() {
+			idx.byAddr[a.v6] = p
+		}
 	}
 	for name, p := range d.policies {
 		idx.versions[name] = p.Version

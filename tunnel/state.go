@@ -87,10 +87,25 @@ func (m *mirror) drop(key string) {
 	}
 }
 
+// addrs are a client's tunnel addresses: IPv4, and IPv6 when dual stack.
+type addrs struct {
+	v4, v6 netip.Addr
+}
+
+// allowedIPs returns the device's allowed IPs for a client: each of its
+// addresses as a host route.
+func (a addrs) allowedIPs() []net.IPNet {
+	out := []net.IPNet{{IP: a.v4.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if a.v6.IsValid() {
+		out = append(out, net.IPNet{IP: a.v6.AsSlice(), Mask: net.CIDRMask(128, 128)})
+	}
+	return out
+}
+
 // desired is what the data plane should hold at one instant.
 type desired struct {
-	device   map[wgtypes.Key]netip.Addr     // public key -> client address
-	clients  map[netip.Addr]string          // client address -> profile name
+	device   map[wgtypes.Key]addrs          // public key -> client addresses
+	clients  map[netip.Addr]string          // client address (either family) -> profile name
 	policies map[string]*policy             // profiles in use or defined, by name
 	byKey    map[wgtypes.Key]*profiles.Peer // the peer behind each device key
 	// next is the earliest expiry after now among the desired peers; zero
@@ -102,9 +117,13 @@ type desired struct {
 // exists and whose key and address are usable. Two valid peers never
 // share an address or key in a healthy store; if they do, the later issued
 // wins, the same on every node.
-func (m *mirror) desired(now time.Time, pool netip.Prefix, server netip.Addr) desired {
+//
+// With pool6 set, a peer whose Address6 is the one derived from its IPv4
+// address gets it too; any other IPv6 address in a record is ignored, so a
+// forged record cannot claim another client's mark.
+func (m *mirror) desired(now time.Time, pool, pool6 netip.Prefix, server netip.Addr) desired {
 	d := desired{
-		device:   map[wgtypes.Key]netip.Addr{},
+		device:   map[wgtypes.Key]addrs{},
 		clients:  map[netip.Addr]string{},
 		policies: m.profiles,
 		byKey:    map[wgtypes.Key]*profiles.Peer{},
@@ -134,15 +153,26 @@ func (m *mirror) desired(now time.Time, pool netip.Prefix, server netip.Addr) de
 			continue
 		}
 		if old, ok := owner[p.Address]; ok {
+			if a, ok := d.device[old]; ok && a.v6.IsValid() {
+				delete(d.clients, a.v6)
+			}
 			delete(d.device, old)
 			delete(d.byKey, old)
 		}
 		if old, ok := d.device[key]; ok {
-			delete(d.clients, old)
-			delete(owner, old)
+			delete(d.clients, old.v4)
+			if old.v6.IsValid() {
+				delete(d.clients, old.v6)
+			}
+			delete(owner, old.v4)
+		}
+		a := addrs{v4: p.Address}
+		if want := profiles.Address6(pool6, p.Address); want.IsValid() && p.Address6 == want {
+			a.v6 = want
+			d.clients[a.v6] = p.Profile
 		}
 		owner[p.Address] = key
-		d.device[key] = p.Address
+		d.device[key] = a
 		d.clients[p.Address] = p.Profile
 		d.byKey[key] = p
 		if d.next.IsZero() || p.Expires.Before(d.next) {
@@ -154,13 +184,13 @@ func (m *mirror) desired(now time.Time, pool netip.Prefix, server netip.Addr) de
 
 // applied is what the reconciler last programmed.
 type applied struct {
-	device   map[wgtypes.Key]netip.Addr
+	device   map[wgtypes.Key]addrs
 	clients  map[netip.Addr]string
 	versions map[string]uint64 // profile name -> programmed version
 }
 
 func newApplied() applied {
-	return applied{device: map[wgtypes.Key]netip.Addr{}, clients: map[netip.Addr]string{}, versions: map[string]uint64{}}
+	return applied{device: map[wgtypes.Key]addrs{}, clients: map[netip.Addr]string{}, versions: map[string]uint64{}}
 }
 
 // plan is the difference between applied and desired state.
@@ -191,8 +221,7 @@ func diff(a applied, d desired, full bool) plan {
 		if old, ok := a.device[k]; ok && old == addr {
 			continue
 		}
-		pl.peers = append(pl.peers, wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true,
-			AllowedIPs: []net.IPNet{{IP: addr.AsSlice(), Mask: net.CIDRMask(32, 32)}}})
+		pl.peers = append(pl.peers, wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true, AllowedIPs: addr.allowedIPs()})
 	}
 	slices.SortFunc(pl.peers, func(x, y wgtypes.PeerConfig) int { return bytes.Compare(x.PublicKey[:], y.PublicKey[:]) })
 

@@ -107,7 +107,3 @@ func (e *TamperError) Error() string {
 
 // Is reports whether target is ErrTampered.
 func (e *TamperError) Is(target error) bool { return target == ErrTampered }
-
-func tamper(kind Tamper, seq uint64, line int, format string, args ...any) *TamperError {
-	return &TamperError{Kind: kind, Seq: seq, Line: line, Detail: fmt.Sprintf(format, args...)}
-}

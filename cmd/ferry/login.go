@@ -124,6 +124,9 @@ func (g *globals) printPeer(p wire.Peer, conf string) {
 	fmt.Fprintf(g.con.out, "Profile:  %s (version %d)\n", p.Profile, p.ProfileVersion)
 	fmt.Fprintf(g.con.out, "Device:   %s\n", p.Device)
 	fmt.Fprintf(g.con.out, "Address:  %s\n", p.Address)
+	if p.Address6 != "" {
+		fmt.Fprintf(g.con.out, "Address6: %s\n", p.Address6)
+	}
 	fmt.Fprintf(g.con.out, "Expires:  %s\n", fmtExpiry(p.Expires, time.Now()))
 	fmt.Fprintf(g.con.out, "Config:   %s\n", conf)
 }

@@ -148,7 +148,3 @@ func newVersionCmd(g *globals) *cobra.Command {
 		},
 	}
 }
-
-// versionString returns the version set at build time, else the module
-// version, else "dev".
-func versionString() string { return cli.Version(version) }

@@ -11,11 +11,10 @@ import (
 
 // The shared client vocabulary (cmd/internal/cli).
 var (
-	writeJSON   = cli.WriteJSON
-	writeTable  = cli.WriteTable
-	cell        = cli.Cell
-	fmtTime     = cli.Time
-	fmtDuration = cli.Duration
+	writeJSON  = cli.WriteJSON
+	writeTable = cli.WriteTable
+	cell       = cli.Cell
+	fmtTime    = cli.Time
 )
 
 // field is one line of a detail view.

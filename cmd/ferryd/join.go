@@ -323,6 +323,7 @@ func joinedConfig(o joinOptions, masterPath string, st wire.JoinSettings) config
 	}
 	cfg.Sessions.AdminGroups = st.AdminGroups
 	cfg.Profiles.Pool = st.ProfilesPool
+	cfg.Profiles.Pool6 = st.ProfilesPool6
 	return cfg
 }
 

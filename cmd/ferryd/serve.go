@@ -343,7 +343,7 @@ func joinSettings(cfg *config.Config) wire.JoinSettings {
 		OIDCIssuer: cfg.OIDC.Issuer, OIDCClientID: cfg.OIDC.ClientID, OIDCScopes: cfg.OIDC.Scopes,
 		OIDCUserIDClaim: cfg.OIDC.UserIDClaim, OIDCEmailClaim: cfg.OIDC.EmailClaim, OIDCNameClaim: cfg.OIDC.NameClaim,
 		OIDCGroupsClaim: cfg.OIDC.GroupsClaim, OIDCAllowedEmailDomains: cfg.OIDC.AllowedEmailDomains,
-		OIDCRequiredGroups: cfg.OIDC.RequiredGroups, AdminGroups: cfg.Sessions.AdminGroups, ProfilesPool: cfg.Profiles.Pool,
+		OIDCRequiredGroups: cfg.OIDC.RequiredGroups, AdminGroups: cfg.Sessions.AdminGroups, ProfilesPool: cfg.Profiles.Pool, ProfilesPool6: cfg.Profiles.Pool6,
 	}
 }
 

@@ -153,13 +153,17 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 
 	// 4. Profiles and the configuration issued clients receive.
 	if s.profiles, err = profiles.New(profiles.Config{
-		Cluster: node, Pool: cfg.PoolPrefix(), Recorder: s.audit, Logger: log,
+		Cluster: node, Pool: cfg.PoolPrefix(), Pool6: cfg.Pool6Prefix(), Recorder: s.audit, Logger: log,
 		AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
 		Policy:                s.sessions.Policy(), Users: s.users,
 	}); err != nil {
 		return nil, err
 	}
-	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU}
+	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU,
+		Addresses: []netip.Addr{s.profiles.ServerAddr()}}
+	if a := s.profiles.ServerAddr6(); a.IsValid() {
+		s.server.Addresses = append(s.server.Addresses, a)
+	}
 
 	// 4b. What the identity provider pushes: SCIM, back-channel logout,
 	// Shared Signals. Each disables and revokes through profiles.
@@ -175,7 +179,7 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 		pool := s.profiles.Pool()
 		if s.gateway, err = tunnel.New(tunnel.Config{
 			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
-			Pool: pool, Recorder: s.audit, Logger: log, Registerer: reg,
+			Pool: pool, Pool6: s.profiles.Pool6(), Recorder: s.audit, Logger: log, Registerer: reg,
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
 			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
 			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,

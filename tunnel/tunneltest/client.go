@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/ipc"
@@ -149,17 +150,28 @@ func probe(proto, src, addr string, timeout time.Duration) error {
 	return fmt.Errorf("unknown protocol %q", proto)
 }
 
+// ping sends one ICMP (or, to an IPv6 address, ICMPv6) echo request and
+// waits for the reply.
 func ping(src, addr string, timeout time.Duration) error {
+	network, proto := "ip4:icmp", 1
+	var echoType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if ip := net.ParseIP(addr); ip != nil && ip.To4() == nil {
+		network, proto = "ip6:ipv6-icmp", 58
+		echoType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
 	if src == "" {
 		src = "0.0.0.0"
+		if proto == 58 {
+			src = "::"
+		}
 	}
-	pc, err := icmp.ListenPacket("ip4:icmp", src)
+	pc, err := icmp.ListenPacket(network, src)
 	if err != nil {
 		return err
 	}
 	defer pc.Close()
 	id := os.Getpid() & 0xffff
-	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("ferry")}}
+	msg := icmp.Message{Type: echoType, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("ferry")}}
 	b, err := msg.Marshal(nil)
 	if err != nil {
 		return err
@@ -175,11 +187,11 @@ func ping(src, addr string, timeout time.Duration) error {
 		if err != nil {
 			return err
 		}
-		m, err := icmp.ParseMessage(1, buf[:n])
+		m, err := icmp.ParseMessage(proto, buf[:n])
 		if err != nil || peer.String() != addr {
 			continue
 		}
-		if e, ok := m.Body.(*icmp.Echo); ok && m.Type == ipv4.ICMPTypeEchoReply && e.ID == id {
+		if e, ok := m.Body.(*icmp.Echo); ok && m.Type == replyType && e.ID == id {
 			return nil
 		}
 	}

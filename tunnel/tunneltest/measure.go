@@ -26,7 +26,7 @@ func revokeLatency(ctx context.Context, node *cluster.Node, _ string, req Reques
 	if err != nil {
 		return Response{}, true, err
 	}
-	set := &nftables.Set{Table: &nftables.Table{Name: tunnel.DefaultTable, Family: nftables.TableFamilyIPv4}, Name: "clients"}
+	set := &nftables.Set{Table: &nftables.Table{Name: tunnel.DefaultTable, Family: nftables.TableFamilyINet}, Name: "clients"}
 	present := func() (bool, error) {
 		els, err := conn.GetSetElements(set)
 		if err != nil {

@@ -33,7 +33,8 @@ type ServerConfig struct {
 
 	Interface         string        `json:"interface"`
 	PrivateKey        string        `json:"private_key"`
-	Address           string        `json:"address"` // e.g. 100.64.0.1/16
+	Address           string        `json:"address"`         // e.g. 100.64.0.1/16
+	Pool6             string        `json:"pool6,omitempty"` // e.g. fd66:6572:7279::/96; empty: IPv4 only
 	Egress            string        `json:"egress,omitempty"`
 	PollInterval      time.Duration `json:"poll_interval,omitempty"`
 	DenyInterval      time.Duration `json:"deny_interval,omitempty"`
@@ -169,13 +170,20 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		node.Close()
 		return nil, err
 	}
+	var pool6 netip.Prefix
+	if cfg.Pool6 != "" {
+		if pool6, err = netip.ParsePrefix(cfg.Pool6); err != nil {
+			node.Close()
+			return nil, err
+		}
+	}
 	addr, err := netip.ParsePrefix(cfg.Address)
 	if err != nil {
 		node.Close()
 		return nil, err
 	}
 	s.gw, err = tunnel.New(tunnel.Config{
-		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Egress: cfg.Egress, Userspace: !cfg.Kernel,
+		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,

@@ -71,8 +71,13 @@ func profileToWire(p profiles.Profile) wire.Profile {
 }
 
 func peerToWire(p profiles.Peer, now time.Time) wire.Peer {
+	var a6 string
+	if p.Address6.IsValid() {
+		a6 = p.Address6.String()
+	}
 	return wire.Peer{
-		ID: p.ID, UserID: p.UserID, Email: p.Email, Device: p.Device, PublicKey: p.PublicKey,
+		Address6: a6,
+		ID:       p.ID, UserID: p.UserID, Email: p.Email, Device: p.Device, PublicKey: p.PublicKey,
 		Address: p.Address.String(), Profile: p.Profile, ProfileVersion: p.ProfileVersion,
 		Issued: p.Issued, Expires: p.Expires, State: p.State(now), Revoked: p.Revoked,
 		RevokedReason: p.RevokedReason, Node: p.Node,

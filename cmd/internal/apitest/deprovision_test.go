@@ -270,7 +270,7 @@ func (d *deprov) clients(i int) (map[netip.Addr]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := &nftables.Set{Table: &nftables.Table{Name: d.tables[i], Family: nftables.TableFamilyIPv4}, Name: "clients"}
+	set := &nftables.Set{Table: &nftables.Table{Name: d.tables[i], Family: nftables.TableFamilyINet}, Name: "clients"}
 	els, err := conn.GetSetElements(set)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/profiles"
 )
 
 // Defaults of the service sections.
@@ -75,6 +76,11 @@ type Profiles struct {
 	// Pool is the client address pool; its first address is the servers'
 	// tunnel address. Default 100.64.0.0/16.
 	Pool string `yaml:"pool,omitempty"`
+	// Pool6, when set, makes the pool dual-stack: each client also gets
+	// the IPv6 address of this prefix that carries its IPv4 address in
+	// the low 32 bits, e.g. fd66:6572:7279::/96 (/64 to /96). Every node
+	// must use the same value.
+	Pool6 string `yaml:"pool6,omitempty"`
 	// AssignByVerifiedEmail lets a profile's users list name email
 	// addresses, matched only when the IdP says email_verified. Off by
 	// default: assign by user ID or group.
@@ -234,6 +240,15 @@ func (c *Config) validateServices() error {
 	if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
 		return fieldErr("profiles.pool", "%q: want an IPv4 prefix of /30 or larger, such as 100.64.0.0/16", c.Profiles.Pool)
 	}
+	if c.Profiles.Pool6 != "" {
+		p6, err := netip.ParsePrefix(c.Profiles.Pool6)
+		if err == nil {
+			err = profiles.ValidPool6(p6)
+		}
+		if err != nil {
+			return fieldErr("profiles.pool6", "%q: %v", c.Profiles.Pool6, err)
+		}
+	}
 	if wg := c.WireGuard; wg.ListenPort < 1 || wg.ListenPort > 65535 {
 		return fieldErr("wireguard.listen_port", "%d out of range 1-65535", wg.ListenPort)
 	}
@@ -317,6 +332,13 @@ func (c *Config) SessionConfig() authn.SessionConfig {
 
 // PoolPrefix returns the validated client address pool.
 func (c *Config) PoolPrefix() netip.Prefix { return netip.MustParsePrefix(c.Profiles.Pool) }
+
+// Pool6Prefix returns the validated IPv6 client pool; the zero Prefix when
+// IPv4 only.
+func (c *Config) Pool6Prefix() netip.Prefix {
+	p, _ := netip.ParsePrefix(c.Profiles.Pool6)
+	return p
+}
 
 // scopes returns the scopes to ask for: oidc.scopes (default openid,
 // email, profile) plus offline_access when oidc.offline_access is set.

@@ -217,7 +217,7 @@ func waitClient(ctx context.Context, addr string, want bool, within time.Duratio
 	if err != nil {
 		return err
 	}
-	set := &nftables.Set{Table: &nftables.Table{Name: tunnel.DefaultTable, Family: nftables.TableFamilyIPv4}, Name: "clients"}
+	set := &nftables.Set{Table: &nftables.Table{Name: tunnel.DefaultTable, Family: nftables.TableFamilyINet}, Name: "clients"}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(within)

@@ -71,6 +71,7 @@ type JoinSettings struct {
 	OIDCRequiredGroups      []string `json:"oidc_required_groups,omitempty"`
 	AdminGroups             []string `json:"admin_groups,omitempty"`
 	ProfilesPool            string   `json:"profiles_pool,omitempty"`
+	ProfilesPool6           string   `json:"profiles_pool6,omitempty"`
 }
 
 // MembersRequest adds a node, already running with its node certificate,

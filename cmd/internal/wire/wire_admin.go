@@ -101,6 +101,7 @@ type Peer struct {
 	Device         string     `json:"device"`
 	PublicKey      string     `json:"public_key"`
 	Address        string     `json:"address"`
+	Address6       string     `json:"address6,omitempty"` // dual-stack pools only
 	Profile        string     `json:"profile"`
 	ProfileVersion uint64     `json:"profile_version"`
 	Issued         time.Time  `json:"issued"`
