@@ -119,7 +119,7 @@ type Service struct {
 	log       *slog.Logger
 	now       func() time.Time
 	server    scim.Server
-	refusals  budget // bounds refused-request records
+	refusals  authn.RefusalBudget // bounds refused-request records
 }
 
 // New returns the service for cfg.
@@ -222,7 +222,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if why != "" {
 		details := map[string]string{"method": r.Method, "path": truncate(r.URL.Path, 200)}
-		if s.refusals.allow(s.now(), details) {
+		if s.refusals.Allow(s.now(), details) {
 			if err := s.rec.Record(r.Context(), audit.Event{
 				Type: audit.TypeAdmin, Action: ActionRefused, Actor: audit.Actor{}, Source: src,
 				Outcome: audit.Failure, Reason: why, Details: details,

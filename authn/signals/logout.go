@@ -46,7 +46,7 @@ func (r *Receiver) serveLogout(w http.ResponseWriter, req *http.Request) {
 	if ref.err != nil {
 		e.Details["detail"] = truncate(ref.err.Error(), 300)
 	}
-	if status != http.StatusBadRequest || r.refusals.allow(r.cfg.Now(), e.Details) {
+	if status != http.StatusBadRequest || r.refusals.Allow(r.cfg.Now(), e.Details) {
 		if rerr := r.cfg.Recorder.Record(req.Context(), e); rerr != nil {
 			r.log.Error("recording refused back-channel logout", "err", rerr)
 		}

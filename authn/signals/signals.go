@@ -150,7 +150,7 @@ type Receiver struct {
 	log    *slog.Logger
 	// refusals bounds the records of refused tokens (anyone can send
 	// one); both endpoints share it.
-	refusals budget
+	refusals authn.RefusalBudget
 }
 
 // New returns a receiver for cfg. Keys are fetched on first use, so ferryd

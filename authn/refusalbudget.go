@@ -1,4 +1,4 @@
-package signals
+package authn
 
 import (
 	"strconv"
@@ -7,26 +7,27 @@ import (
 )
 
 // Refusals of unauthenticated requests are evidence, but anyone can cause
-// them: at most refusalBudget a minute are recorded per node, and the
-// next one recorded says how many were not (details "suppressed"), so the
-// journal cannot be flooded through this endpoint.
+// them: at most refusalBudget a minute are recorded per endpoint and node,
+// and the next one recorded says how many were not (details "suppressed"),
+// so the journal cannot be flooded through the identity provider's push
+// endpoints (SCIM, back-channel logout, Shared Signals).
 const (
 	refusalBudget = 120
 	refusalWindow = time.Minute
 )
 
-// budget counts refusals recorded in the current window. It is safe for
-// concurrent use.
-type budget struct {
+// RefusalBudget counts refusals recorded in the current window. The zero
+// value is ready to use. It is safe for concurrent use.
+type RefusalBudget struct {
 	mu         sync.Mutex // guards the fields below
 	start      time.Time
 	used       int
 	suppressed int
 }
 
-// allow reports whether a refusal at now may be recorded; when it may,
+// Allow reports whether a refusal at now may be recorded; when it may,
 // details receives the count of those suppressed since the last one.
-func (b *budget) allow(now time.Time, details map[string]string) bool {
+func (b *RefusalBudget) Allow(now time.Time, details map[string]string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if now.Sub(b.start) >= refusalWindow {
