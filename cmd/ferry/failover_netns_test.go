@@ -55,8 +55,11 @@ func TestFailoverNetns(t *testing.T) {
 	})
 	t.Run("WireGuard's own timers (--no-fast-failover)", func(t *testing.T) {
 		gaps[1] = failoverGap(t, bin, wgGo, "s", false)
-		if gaps[1] <= 10*time.Second {
-			t.Errorf("traffic gap %s without fast failover: the test does not show what the watchdog is for", gaps[1])
+		// WireGuard's own timers usually take about 15 s, but a handshake
+		// that happens to be due can bring the client back sooner (4 s was
+		// seen in CI); the watchdog must still beat them.
+		if gaps[1] <= gaps[0] {
+			t.Errorf("traffic gap %s without fast failover, %s with: the test does not show what the watchdog is for", gaps[1], gaps[0])
 		}
 	})
 	t.Logf("traffic gap when the client's node dies: %s with fast failover, %s without", gaps[0].Round(10*time.Millisecond), gaps[1].Round(10*time.Millisecond))
