@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
@@ -59,7 +60,28 @@ func joinRequest(t *testing.T, tok, id string, port int) JoinRequest {
 // Two nodes presenting the same token at once, to different members: the
 // compare-and-swap lets exactly one in.
 func TestTokenAdmitsOneNodeUnderRace(t *testing.T) {
-	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	// Each leader decides a forwarded add_nonvoter the way ferryd's does:
+	// by asking its own Admitter whether the join token proves it. The
+	// winner may have asked a follower, so this must be wired.
+	var mu sync.Mutex
+	byNode := map[string]*Admitter{}
+	tune := func(cfg *cluster.Config) {
+		id := cfg.NodeID
+		cfg.Authorize = func(ctx context.Context, req cluster.AuthRequest) (string, error) {
+			mu.Lock()
+			a := byNode[id]
+			mu.Unlock()
+			if a == nil {
+				return "", errors.New("admitter not ready")
+			}
+			actor, handled, err := a.Authorize(ctx, req)
+			if !handled {
+				return "", errors.New("no join token as proof")
+			}
+			return actor, err
+		}
+	}
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, Tune: tune})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	master, _ := seal.GenerateKey()
@@ -76,6 +98,9 @@ func TestTokenAdmitsOneNodeUnderRace(t *testing.T) {
 			t.Fatal(err)
 		}
 		admitters = append(admitters, a)
+		mu.Lock()
+		byNode[c.Node(i).ID()] = a
+		mu.Unlock()
 	}
 	tok, err := MintToken(master, ca.Cert, 0, "", time.Now())
 	if err != nil {
