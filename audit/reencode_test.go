@@ -90,6 +90,8 @@ func reencoders(t *testing.T) map[string]func([]byte) []byte {
 	return out
 }
 
+// splitLinesAt returns line i of b (0 the header, 1 the export's first
+// checkpoint, 2 the first record).
 func splitLinesAt(b []byte, i int) []byte { return []byte(splitLines(b)[i]) }
 
 func pipe(t *testing.T, name string, args ...string) func([]byte) []byte {
@@ -110,15 +112,15 @@ func TestReencodedExportVerifies(t *testing.T) {
 	node, s := hostileJournal(t, 35)
 	file := export(t, node, s, audit.Filter{})
 	if !bytes.Contains(file, []byte("<script>")) {
-		t.Fatalf("export escapes '<': records are not stored in canonical form:\n%s", splitLines(file)[1])
+		t.Fatalf("export escapes '<': records are not stored in canonical form:\n%s", recordLines(splitLines(file))[0])
 	}
 	for name, re := range reencoders(t) {
 		t.Run(name, func(t *testing.T) {
 			copy := re(file)
-			changed := !bytes.Equal(splitLinesAt(copy, 1), splitLinesAt(file, 1))
+			changed := !bytes.Equal(splitLinesAt(copy, 2), splitLinesAt(file, 2))
 			rep, err := audit.VerifyFile(bytes.NewReader(copy), audit.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
 			if err != nil {
-				t.Fatalf("%v\nproblems: %+v\nfirst line: %s", err, rep.Problems, splitLines(copy)[1])
+				t.Fatalf("%v\nproblems: %+v\nfirst line: %s", err, rep.Problems, splitLines(copy)[2])
 			}
 			t.Logf("first record line changed: %v; %d records matched in canonical form", changed, rep.Reencoded)
 			if !rep.Trailer || !rep.HeaderSigned || rep.Signed != rep.Last {
