@@ -26,8 +26,8 @@ func recordFlows(t testing.TB, s *apitest.Server) {
 	}{{"dora", "10.20.0.5", 8080}, {"pete", "10.20.0.5", 8080}, {"erin", "10.20.0.7", 22}, {"dora", "10.20.0.7", 22}} {
 		s.Token(t, authn.Identity{UserID: f.user, Email: f.user + "@example.com", Groups: []string{"engineering"}})
 		if err := s.Audit.Record(bg(t), audit.Event{Type: audit.TypeFlowAccept, Time: at, Outcome: audit.Success,
-			Actor:  audit.Actor{UserID: f.user, Email: f.user + "@example.com"},
-			Target: audit.Target{Profile: "eng", DstAddr: f.dst, Protocol: "tcp", DstPort: f.port},
+			Actor:   audit.Actor{UserID: f.user, Email: f.user + "@example.com"},
+			Target:  audit.Target{Profile: "eng", DstAddr: f.dst, Protocol: "tcp", DstPort: f.port},
 			Details: map[string]string{"flows": "3", "first": at.Format(time.RFC3339Nano), "last": at.Format(time.RFC3339Nano)}}); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,9 @@ func TestProfileEditPreviewApply(t *testing.T) {
 	if got := stored(); got != "22" {
 		t.Fatalf("after apply the store has ports %s, want 22", got)
 	}
-	if !auditHas(t, s, string(audit.TypeProfileChange), func(e *audit.Event) bool { return e.Actor.UserID == "admin" && e.Action == "profile.put" && e.Target.Profile == "eng" }) {
+	if !auditHas(t, s, string(audit.TypeProfileChange), func(e *audit.Event) bool {
+		return e.Actor.UserID == "admin" && e.Action == "profile.put" && e.Target.Profile == "eng"
+	}) {
 		t.Error("no admin profile event for the apply")
 	}
 }
