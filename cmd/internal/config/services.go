@@ -123,7 +123,8 @@ type Capture struct {
 	HeaderSnaplen int `yaml:"header_snaplen,omitempty"`
 	// AllowPayload lets captures keep payloads (snap lengths up to 65535).
 	AllowPayload bool `yaml:"allow_payload,omitempty"`
-	// MaxConcurrent captures a node runs or serves at once; default 2.
+	// MaxConcurrent captures running in the whole cluster at once (each
+	// holds a replicated lease); default 2.
 	MaxConcurrent int `yaml:"max_concurrent,omitempty"`
 }
 
