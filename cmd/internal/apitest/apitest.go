@@ -27,6 +27,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel/capture"
@@ -62,6 +63,8 @@ type Server struct {
 	Capture *capture.Service
 	// Reports is the node's rollup the report endpoints answer from.
 	Reports *report.Rollup
+	// Console is the admin console served at /admin, as ferryd serves it.
+	Console *console.Console
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -246,6 +249,10 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httpt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Reports.Close() })
+	sinks := &audit.SinkStore{Node: node, Key: key}
+	if s.Console, err = console.New(ConsoleConfig(s, sinks)); err != nil {
+		t.Fatal(err)
+	}
 	users := &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
@@ -253,8 +260,8 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httpt
 	if st.Flow != nil {
 		users.SignIn = st.Flow.Handler()
 	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
-		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: users, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Console: s.Console, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
+		Sinks: &api.AuditSinks{Store: sinks}}, Users: users, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +274,14 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httpt
 		t.Fatal(err)
 	}
 	return s
+}
+
+// ConsoleConfig is the console configuration of s, as ferryd builds it
+// (the step-up key derived from the master key); tests may change it and
+// run a console of their own.
+func ConsoleConfig(s *Server, sinks *audit.SinkStore) console.Config {
+	return console.Config{Node: s.Cluster.Node(s.Node), Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles,
+		Admit: s.Admit, Sinks: sinks, Reports: s.Reports, StepUpKey: seal.DeriveKey(s.MasterKey, console.StepUpKeyPurpose)}
 }
 
 // PublishCA stores a new cluster CA, its key sealed under MasterKey, as the
