@@ -234,8 +234,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	peers.start(pctx, svc.Audit)
 	defer peers.wait()
 	defer stopPeers()
-	full, err := api.New(svc.API(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
-		Organization: cfg.Organization}))
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
+		Organization: cfg.Organization})
+	if err != nil {
+		return err
+	}
+	full, err := api.New(acfg)
 	if err != nil {
 		return err
 	}

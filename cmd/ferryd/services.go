@@ -52,7 +52,8 @@ func assemblyConfig(cfg *config.Config, node *cluster.Node, master seal.Key, log
 		},
 		// Authenticator apps name the organisation and server; a browser
 		// sign-in ends on the portal, where it starts.
-		SignIn: assembly.SignIn{Session: cfg.SessionConfig(), Organization: cfg.Organization, MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal},
+		SignIn: assembly.SignIn{Session: cfg.SessionConfig(), Organization: cfg.Organization, MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal,
+			StepUpWindow: cfg.Sessions.StepUpWindow.D()},
 		Profiles: assembly.Profiles{
 			Pool: cfg.PoolPrefix(), Pool6: cfg.Pool6Prefix(), AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
 			Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU,

@@ -1,13 +1,14 @@
-// Package apitest runs ferryd's real HTTPS API for tests: a real cluster
-// node and the node's services built by the same assembly as ferryd's
-// (cmd/internal/assembly), served by the api package over TLS. It mints
-// sessions directly, so tests of the clients need no browser.
+// Package apitest runs ferryd's real HTTPS API for tests: real cluster
+// nodes and each node's services built by the same assembly as ferryd's
+// (cmd/internal/assembly), served by the api package over TLS. It mints sessions directly, so tests of the
+// clients need no browser.
 package apitest
 
 import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/devop"
 	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
@@ -26,6 +28,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/assembly"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
@@ -68,6 +71,8 @@ type Server struct {
 	Capture *capture.Service
 	// Reports is the node's rollup the report endpoints answer from.
 	Reports *report.Rollup
+	// Console is the admin console served at /admin, as ferryd serves it.
+	Console *console.Console
 	// WireGuardPublicKey is the cluster's WireGuard public key, which
 	// issued configs name.
 	WireGuardPublicKey string
@@ -75,7 +80,33 @@ type Server struct {
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
 	Node int
+	// OPURL is the development OpenID Provider's issuer, with
+	// Options.SignIn; its users are devop.DemoUsers.
+	OPURL string
 }
+
+// Options tune StartWith.
+type Options struct {
+	// Nodes is the cluster size; default 1.
+	Nodes int
+	// SignIn serves the sign-in pages (authn.Flow) on every node, as
+	// ferryd does with oidc.issuer set, against the development OpenID
+	// Provider (authn/devop) over HTTP on loopback.
+	SignIn bool
+	// RequiredGroups, with SignIn, admits at sign-in only identities in
+	// one of these groups (oidc.required_groups).
+	RequiredGroups []string
+	// DataPlane, when set, runs a data plane on every node with the
+	// gateway settings it returns for node i (see assembly.Config).
+	DataPlane func(i int) *tunnel.Config
+}
+
+// OPClientID and OPClientSecret are ferry's registration at the
+// development OpenID Provider of Options.SignIn.
+const (
+	OPClientID     = "ferry-apitest"
+	OPClientSecret = "apitest-secret"
+)
 
 // Start runs the API on a one-node cluster until the test ends.
 func Start(t testing.TB) *Server {
@@ -83,24 +114,19 @@ func Start(t testing.TB) *Server {
 	return StartCluster(t, 1)[0]
 }
 
-// Options adjust StartClusterWith.
-type Options struct {
-	// DataPlane, when set, runs a data plane on every node with the
-	// gateway settings it returns for node i (see assembly.Config).
-	DataPlane func(i int) *tunnel.Config
-}
-
 // StartCluster runs an API on every node of an n-node cluster, all with
 // the same master key, until the test ends; the result is indexed like
 // the cluster's nodes.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
-	return StartClusterWith(t, n, Options{})
+	return StartWith(t, Options{Nodes: n})
 }
 
-// StartClusterWith is StartCluster with options.
-func StartClusterWith(t testing.TB, n int, o Options) []*Server {
+// StartWith runs an API on every node of a cluster as o says, until the
+// test ends; the result is indexed like the cluster's nodes.
+func StartWith(t testing.TB, o Options) []*Server {
 	t.Helper()
+	n := max(o.Nodes, 1)
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -115,9 +141,29 @@ func StartClusterWith(t testing.TB, n int, o Options) []*Server {
 		r := refs[cfg.NodeID]
 		cfg.Authorize = api.ClusterAuthorizer(r.admit.Load, r.sessions.Load)
 	}})
+	// The listeners first: the identity provider must know every node's
+	// redirect URI before the nodes' sign-in flows exist.
+	srvs := make([]*httptest.Server, n)
+	for i := range srvs {
+		srvs[i] = httptest.NewUnstartedServer(http.NotFoundHandler())
+		t.Cleanup(srvs[i].Close)
+	}
+	var op *devop.Provider
+	var opURL string
+	if o.SignIn {
+		op, opURL = startOP(t, srvs)
+	}
 	var out []*Server
 	for i := 0; i < n; i++ {
-		s := serve(t, c, i, key, o)
+		var oc *authn.OIDCConfig
+		if op != nil {
+			oc = &authn.OIDCConfig{
+				Issuer: opURL, ClientID: OPClientID, ClientSecret: authn.NewClientSecret([]byte(OPClientSecret)),
+				RedirectURL: baseURL(srvs[i]) + authn.PathCallback, RequiredGroups: o.RequiredGroups,
+			}
+		}
+		s := serve(t, c, i, key, srvs[i], oc, o)
+		s.OPURL = opURL
 		r := refs[c.ID(i)]
 		r.admit.Store(s.Admit)
 		r.sessions.Store(s.Sessions)
@@ -132,15 +178,39 @@ type lateRefs struct {
 	sessions atomic.Pointer[authn.Sessions]
 }
 
-// serve runs the API on node i of c, its services built by the one
-// assembly ferryd uses (no identity provider: tests mint sessions
-// directly; SCIM on, as ferryd runs it with scim.enabled).
-func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, o Options) *Server {
+// baseURL is the https URL srv will serve at once started.
+func baseURL(srv *httptest.Server) string { return "https://" + srv.Listener.Addr().String() }
+
+// startOP runs the development OpenID Provider over HTTP on loopback, with
+// every server of srvs as a redirect URI, and returns it and its issuer.
+func startOP(t testing.TB, srvs []*httptest.Server) (*devop.Provider, string) {
+	t.Helper()
+	var h atomic.Pointer[http.Handler]
+	opSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(opSrv.Close)
+	var redirects []string
+	for _, s := range srvs {
+		redirects = append(redirects, baseURL(s)+authn.PathCallback)
+	}
+	op, err := devop.New(devop.Config{Issuer: opSrv.URL, ClientID: OPClientID, ClientSecret: OPClientSecret, RedirectURIs: redirects})
+	if err != nil {
+		t.Fatalf("starting the development OP: %v", err)
+	}
+	oh := op.Handler()
+	h.Store(&oh)
+	return op, opSrv.URL
+}
+
+// serve runs the API on node i of c on srv, its services built by the one
+// assembly ferryd uses: with the sign-in pages when oc is set (without an
+// identity provider tests mint sessions directly), SCIM on as ferryd runs
+// it with scim.enabled, and a data plane when o asks for one.
+func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httptest.Server, oc *authn.OIDCConfig, o Options) *Server {
 	t.Helper()
 	node := c.Node(i)
 	cfg := assembly.Config{
 		Node: node, NodeID: c.ID(i), MasterKey: key, DataDir: t.TempDir(),
-		SignIn:   assembly.SignIn{Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}},
+		SignIn:   assembly.SignIn{Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}, OIDC: oc},
 		Profiles: assembly.Profiles{Pool: netip.MustParsePrefix(Pool), Endpoint: Endpoint},
 		IdP:      assembly.IdP{Issuer: Issuer, SCIM: &scim.Config{Issuer: Issuer}},
 	}
@@ -163,19 +233,31 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, o Options)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit}))
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
+	s.Console, _ = acfg.Console.(*console.Console)
+	h, err := api.New(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = h
 	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close) // before the audit log closes (Close is idempotent)
 	s.URL = srv.URL
 	s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// ConsoleConfig is the console configuration of s, as ferryd builds it
+// (assembly.Services.ConsoleConfig); tests may change it and run a console
+// of their own.
+func ConsoleConfig(s *Server) console.Config {
+	return s.Services.ConsoleConfig(s.Admit)
 }
 
 // PublishCA stores a new cluster CA, its key sealed under MasterKey, as the

@@ -130,7 +130,7 @@ func startDeprov(tb testing.TB, users int) *deprov {
 		d.ifaces = append(d.ifaces, fmt.Sprintf("fsd%d-%d", os.Getpid()%100000, i))
 		d.tables = append(d.tables, fmt.Sprintf("fscim%d", i))
 	}
-	srvs := apitest.StartClusterWith(tb, 3, apitest.Options{DataPlane: func(i int) *tunnel.Config {
+	srvs := apitest.StartWith(tb, apitest.Options{Nodes: 3, DataPlane: func(i int) *tunnel.Config {
 		return &tunnel.Config{Interface: d.ifaces[i], ListenPort: 51900 + i, Table: d.tables[i], Userspace: true, NoFlows: true, MemoryLimit: -1}
 	}})
 	d.servers = srvs

@@ -1,12 +1,18 @@
 package assembly
 
-import "github.com/ferryvpn/ferry/cmd/internal/api"
+import (
+	"github.com/ferryvpn/ferry/cluster/admit"
+	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
+)
 
 // API returns base with the services' parts of the HTTP API filled in:
 // users (sign-in, sessions, MFA, profiles, issuance), audit, the identity
-// provider's endpoints and packet capture. The rest of base (node, master
+// provider's endpoints, packet capture and the admin console (with
+// base.Admit for the nodes' certificates). The rest of base (node, master
 // key, admission, join settings, logger) is the caller's.
-func (s *Services) API(base api.Config) api.Config {
+func (s *Services) API(base api.Config) (api.Config, error) {
 	base.Users = &api.Users{Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, Server: s.Server, NodeID: s.cfg.NodeID}
 	if s.Flow != nil {
 		base.Users.SignIn = s.Flow.Handler()
@@ -21,5 +27,23 @@ func (s *Services) API(base api.Config) api.Config {
 		}
 	}
 	base.Capture = s.Capture
-	return base
+	cons, err := console.New(s.ConsoleConfig(base.Admit))
+	if err != nil {
+		return base, err
+	}
+	base.Console = cons
+	return base, nil
+}
+
+// ConsoleConfig is the admin console's configuration: the node's services,
+// the step-up key every node derives alike from the master key, and
+// SignIn's step-up window and organisation. admitter, when set, gives the
+// nodes' certificate expiry.
+func (s *Services) ConsoleConfig(admitter *admit.Admitter) console.Config {
+	return console.Config{
+		Node: s.cfg.Node, Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, Admit: admitter,
+		Sinks: s.SinkStore, SinkStates: s.Exporter.Sinks, Reports: s.Reports,
+		StepUpKey: seal.DeriveKey(s.cfg.MasterKey, console.StepUpKeyPurpose), StepUpWindow: s.cfg.SignIn.StepUpWindow,
+		Organization: s.cfg.SignIn.Organization, Logger: s.cfg.Logger, Now: s.cfg.Now,
+	}
 }

@@ -87,8 +87,11 @@ func TestStartBuildsTheNode(t *testing.T) {
 			t.Errorf("node %d: issued configurations name %+v", i, svc.Server)
 		}
 		keys = append(keys, svc.Server.PublicKey)
-		cfg := svc.API(api.Config{Node: c.Node(i), MasterKey: key})
-		if cfg.Users == nil || cfg.Users.NodeID != c.ID(i) || cfg.Audit == nil || cfg.Capture == nil ||
+		cfg, err := svc.API(api.Config{Node: c.Node(i), MasterKey: key})
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if cfg.Console == nil || cfg.Users == nil || cfg.Users.NodeID != c.ID(i) || cfg.Audit == nil || cfg.Capture == nil ||
 			cfg.IdP == nil || cfg.IdP.SCIM != svc.SCIM || cfg.IdP.SCIMGroupName != scim.GroupNameDisplayName {
 			t.Errorf("node %d: API config %+v", i, cfg)
 		}

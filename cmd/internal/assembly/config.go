@@ -92,10 +92,13 @@ type SignIn struct {
 	// refresh token of each sign-in; nil leaves sign-in off.
 	OIDC                                *authn.OIDCConfig
 	RevalidateInterval, RevalidateGrace time.Duration
-	// Organization names the company on the sign-in pages; MFAIssuer is
-	// the name authenticator apps show; Home is where a browser goes once
-	// signed in.
+	// Organization names the company on the sign-in pages and the admin
+	// console; MFAIssuer is the name authenticator apps show; Home is
+	// where a browser goes once signed in.
 	Organization, MFAIssuer, Home string
+	// StepUpWindow is how long a TOTP code stays fresh for the console's
+	// actions that change access (console.Config).
+	StepUpWindow time.Duration
 }
 
 // Profiles configures profiles and the configuration issued clients get.

@@ -66,6 +66,10 @@ type OIDC struct {
 type Sessions struct {
 	Lifetime    Duration `yaml:"lifetime,omitempty"`     // default 12h
 	IdleTimeout Duration `yaml:"idle_timeout,omitempty"` // default 1h
+	// StepUpWindow is how old an administrator's last TOTP code may be
+	// for a change of access in the admin console before it asks for a
+	// fresh one; default 10m.
+	StepUpWindow Duration `yaml:"step_up_window,omitempty"`
 	// AdminGroups are the identity provider groups whose members are
 	// administrators.
 	AdminGroups []string `yaml:"admin_groups,omitempty"`
@@ -123,7 +127,8 @@ type Capture struct {
 	HeaderSnaplen int `yaml:"header_snaplen,omitempty"`
 	// AllowPayload lets captures keep payloads (snap lengths up to 65535).
 	AllowPayload bool `yaml:"allow_payload,omitempty"`
-	// MaxConcurrent captures a node runs or serves at once; default 2.
+	// MaxConcurrent captures running in the whole cluster at once (each
+	// holds a replicated lease); default 2.
 	MaxConcurrent int `yaml:"max_concurrent,omitempty"`
 }
 
@@ -233,7 +238,7 @@ func (c *Config) validateServices() error {
 	if c.OIDC.RevalidateGrace < 0 {
 		return fieldErr("oidc.revalidate_grace", "must not be negative")
 	}
-	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 {
+	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 || c.Sessions.StepUpWindow < 0 {
 		return fieldErr("sessions", "durations must not be negative")
 	}
 	p, err := netip.ParsePrefix(c.Profiles.Pool)
