@@ -87,10 +87,16 @@ func assemblyConfig(cfg *config.Config, node *cluster.Node, master seal.Key, log
 	}
 	// The data plane, when enabled.
 	if cfg.WireGuard.Enabled {
+		upstreams, err := cfg.WireGuard.DNS.DNSUpstreams()
+		if err != nil {
+			return assembly.Config{}, err
+		}
 		ac.DataPlane = &tunnel.Config{
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
 			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
 			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
+			DNS: tunnel.DNSConfig{Enabled: cfg.WireGuard.DNS.Enabled, Upstreams: upstreams, Grace: cfg.WireGuard.DNS.Grace.D(),
+				MaxTTL: cfg.WireGuard.DNS.MaxTTL.D(), RefuseOthers: cfg.WireGuard.DNS.RefuseOthers},
 		}
 	}
 	return ac, nil

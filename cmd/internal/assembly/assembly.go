@@ -145,6 +145,9 @@ func Start(ctx context.Context, cfg Config) (_ *Services, err error) {
 	if a := s.Profiles.ServerAddr6(); a.IsValid() {
 		s.Server.Addresses = append(s.Server.Addresses, a)
 	}
+	// Every node runs the same configuration: with the data plane's DNS
+	// forwarder on, issued profiles resolve through it.
+	s.Server.DNS = cfg.DataPlane != nil && cfg.DataPlane.DNS.Enabled
 
 	// 5. What the identity provider pushes: SCIM, back-channel logout,
 	// Shared Signals. Each disables and revokes through profiles, the one
