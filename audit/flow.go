@@ -31,6 +31,9 @@ type Flow struct {
 	Dst string `json:"dst,omitempty"`
 	// Folded counts the contributions folded into a coarse tuple.
 	Folded uint64 `json:"fold,omitempty"`
+	// Host is, for a tuple admitted by a host rule, the name whose DNS
+	// answer granted the address.
+	Host string `json:"host,omitempty"`
 	// Interim counts the interim reports of open connections included.
 	Interim uint64 `json:"int,omitempty"`
 	// Flows counts connections (each once) or, for a deny, attempts.
@@ -64,6 +67,7 @@ const (
 	FlowDetailLast       = "last"        // RFC 3339, last packet seen
 	FlowDetailInterval   = "interval"    // the aggregation interval
 	FlowDetailRule       = "rule"        // "N: tcp 10.0.0.0/24 443", the profile rule that admitted it
+	FlowDetailHost       = "host"        // the name whose DNS answer granted it, for host rules
 	FlowDetailInterim    = "interim"     // interim reports of open connections included
 	FlowDetailFolded     = "folded"      // contributions folded into this coarse record
 	FlowDetailKey        = "key"         // "coarse" when folded under load
@@ -123,6 +127,9 @@ func (e *Event) flowRecord(i int) Event {
 		if text := e.Details[FlowDetailRule+"."+f.Rule]; text != "" {
 			d[FlowDetailRule] = f.Rule + ": " + text
 		}
+	}
+	if f.Host != "" {
+		d[FlowDetailHost] = f.Host
 	}
 	if f.Coarse {
 		d[FlowDetailKey] = "coarse"

@@ -133,11 +133,10 @@ type Rule struct {
 	// CIDR is the destination network.
 	CIDR netip.Prefix `json:"cidr,omitzero" yaml:"cidr,omitempty"`
 	// Host names the destination: "db.prod.internal" or
-	// "*.svc.example.com". It is meant to be enforced by the nodes' DNS
-	// forwarder, which grants a client the addresses it answers for a
-	// matching name, for the record's TTL. The forwarder is not built yet:
-	// today a host rule is validated and stored but grants nothing (the
-	// data plane fails closed).
+	// "*.svc.example.com". The nodes' DNS forwarder (tunnel.DNSConfig)
+	// grants a client the addresses it answers for a matching name, for
+	// the record's TTL plus a grace, before the answer leaves. Without the
+	// forwarder a host rule grants nothing (the data plane fails closed).
 	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 	// Protocol is tcp, udp, icmp or any.
 	Protocol string `json:"protocol" yaml:"protocol"`

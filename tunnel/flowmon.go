@@ -53,6 +53,9 @@ type flowMonitor struct {
 	counters func() (map[string]uint64, error)
 	dump     func() ([]conntrack.Flow, error)
 	listen   bool // follow conntrack DESTROY events
+	// hosts, when the DNS forwarder runs, names the host rule and name
+	// whose answer admitted a connection (nil: none).
+	hosts hostNamer
 
 	agg      *flowAgg
 	open     map[uint32]ctCounters // connections with an interim report, by conntrack ID
@@ -266,7 +269,7 @@ func (fm *flowMonitor) flush() {
 		fm.metrics.folded.Add(float64(folded))
 		fm.log.Warn("flow records folded to coarser keys under load", "folded", folded, "interval", fm.interval)
 	}
-	for _, e := range flowEvents(recs, fm.index.Load(), fm.interval) {
+	for _, e := range flowEvents(recs, fm.index.Load(), fm.interval, fm.hosts) {
 		fm.emit(e)
 	}
 }
@@ -306,11 +309,16 @@ const (
 	FlowDetailLast       = audit.FlowDetailLast
 	FlowDetailInterval   = audit.FlowDetailInterval
 	FlowDetailRule       = audit.FlowDetailRule
+	FlowDetailHost       = audit.FlowDetailHost
 	FlowDetailInterim    = audit.FlowDetailInterim
 	FlowDetailFolded     = audit.FlowDetailFolded
 	FlowDetailKey        = audit.FlowDetailKey
 	FlowDetailAttempts   = audit.FlowDetailAttempts
 )
+
+// hostNamer names the host rule and the name whose DNS answer admitted a
+// connection (grants.host); it is safe for concurrent use.
+type hostNamer func(client, dst netip.Addr, proto uint8, port uint16) (name string, rule int, ok bool)
 
 // maxFlowsPerEvent bounds the tuples one flow event carries (about 150
 // bytes each), so that a client with thousands of destinations in an
@@ -320,7 +328,7 @@ const maxFlowsPerEvent = 256
 // flowEvents renders an interval's records (sorted by client, as flush
 // returns them) as audit events: one per client and verdict, holding its
 // tuples (audit.Flow), split past maxFlowsPerEvent.
-func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration) []audit.Event {
+func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration, hosts hostNamer) []audit.Event {
 	var evs []audit.Event
 	open := map[bool]int{} // verdict -> index in evs of the current client's event
 	var client netip.Addr
@@ -336,7 +344,7 @@ func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration) []aud
 			j = len(evs) - 1
 			open[r.Key.Deny] = j
 		}
-		addFlow(&evs[j], r, idx)
+		addFlow(&evs[j], r, idx, hosts)
 	}
 	return evs
 }
@@ -354,8 +362,9 @@ func newFlowEvent(k flowKey, idx *peerIndex, interval time.Duration) audit.Event
 	return e
 }
 
-// addFlow adds r's tuple to e, naming the rule that admitted it.
-func addFlow(e *audit.Event, r *flowRecord, idx *peerIndex) {
+// addFlow adds r's tuple to e, naming the rule that admitted it and, for a
+// host rule, the name whose DNS answer did.
+func addFlow(e *audit.Event, r *flowRecord, idx *peerIndex, hosts hostNamer) {
 	k := r.Key
 	first := r.First
 	if first.IsZero() { // a denial counted before the first poll's time was known
@@ -375,6 +384,11 @@ func addFlow(e *audit.Event, r *flowRecord, idx *peerIndex) {
 		if i, ok := p.RuleFor(k.Dst, k.Proto, k.Port); ok {
 			f.Rule = strconv.Itoa(i)
 			e.Details[FlowDetailRule+"."+f.Rule] = p.Rules[i].String()
+		} else if hosts != nil {
+			if name, i, ok := hosts(k.Client, k.Dst, k.Proto, k.Port); ok && i < len(p.Rules) {
+				f.Rule, f.Host = strconv.Itoa(i), name
+				e.Details[FlowDetailRule+"."+f.Rule] = p.Rules[i].String()
+			}
 		}
 	}
 	e.Flows = append(e.Flows, f)

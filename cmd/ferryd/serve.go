@@ -23,6 +23,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -233,8 +234,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	peers.start(pctx, svc.audit)
 	defer peers.wait()
 	defer stopPeers()
+	cons, err := console.New(svc.console(node, admitter, master, cfg, log))
+	if err != nil {
+		return err
+	}
 	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log, Organization: cfg.Organization,
-		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg), Capture: svc.capture})
+		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg), Capture: svc.capture, Console: cons})
 	if err != nil {
 		return err
 	}

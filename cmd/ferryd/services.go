@@ -164,6 +164,9 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 	if a := s.profiles.ServerAddr6(); a.IsValid() {
 		s.server.Addresses = append(s.server.Addresses, a)
 	}
+	// Every node runs the same configuration: with the DNS forwarder on,
+	// issued profiles resolve through it.
+	s.server.DNS = cfg.WireGuard.Enabled && cfg.WireGuard.DNS.Enabled
 
 	// 4b. What the identity provider pushes: SCIM, back-channel logout,
 	// Shared Signals. Each disables and revokes through profiles.
@@ -177,12 +180,18 @@ func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, 
 			return nil, fmt.Errorf("wireguard.enabled: the data plane cannot run here: %w", err)
 		}
 		pool := s.profiles.Pool()
+		upstreams, err := cfg.WireGuard.DNS.DNSUpstreams()
+		if err != nil {
+			return nil, err
+		}
 		if s.gateway, err = tunnel.New(tunnel.Config{
 			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
 			Pool: pool, Pool6: s.profiles.Pool6(), Recorder: s.audit, Logger: log, Registerer: reg,
 			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
 			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
 			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
+			DNS: tunnel.DNSConfig{Enabled: cfg.WireGuard.DNS.Enabled, Upstreams: upstreams, Grace: cfg.WireGuard.DNS.Grace.D(),
+				MaxTTL: cfg.WireGuard.DNS.MaxTTL.D(), RefuseOthers: cfg.WireGuard.DNS.RefuseOthers},
 		}); err != nil {
 			return nil, fmt.Errorf("starting the data plane: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/devop"
 	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
@@ -25,6 +27,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel/capture"
@@ -60,11 +63,36 @@ type Server struct {
 	Capture *capture.Service
 	// Reports is the node's rollup the report endpoints answer from.
 	Reports *report.Rollup
+	// Console is the admin console served at /admin, as ferryd serves it.
+	Console *console.Console
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
 	Node int
+	// OPURL is the development OpenID Provider's issuer, with
+	// Options.SignIn; its users are devop.DemoUsers.
+	OPURL string
 }
+
+// Options tune StartWith.
+type Options struct {
+	// Nodes is the cluster size; default 1.
+	Nodes int
+	// SignIn serves the sign-in pages (authn.Flow) on every node, as
+	// ferryd does with oidc.issuer set, against the development OpenID
+	// Provider (authn/devop) over HTTP on loopback.
+	SignIn bool
+	// RequiredGroups, with SignIn, admits at sign-in only identities in
+	// one of these groups (oidc.required_groups).
+	RequiredGroups []string
+}
+
+// OPClientID and OPClientSecret are ferry's registration at the
+// development OpenID Provider of Options.SignIn.
+const (
+	OPClientID     = "ferry-apitest"
+	OPClientSecret = "apitest-secret"
+)
 
 // Start runs the API on a one-node cluster until the test ends.
 func Start(t testing.TB) *Server {
@@ -77,6 +105,14 @@ func Start(t testing.TB) *Server {
 // the cluster's nodes.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	return StartWith(t, Options{Nodes: n})
+}
+
+// StartWith runs an API on every node of a cluster as o says, until the
+// test ends; the result is indexed like the cluster's nodes.
+func StartWith(t testing.TB, o Options) []*Server {
+	t.Helper()
+	n := max(o.Nodes, 1)
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -91,9 +127,29 @@ func StartCluster(t testing.TB, n int) []*Server {
 		r := refs[cfg.NodeID]
 		cfg.Authorize = api.ClusterAuthorizer(r.admit.Load, r.sessions.Load)
 	}})
+	// The listeners first: the identity provider must know every node's
+	// redirect URI before the nodes' sign-in flows exist.
+	srvs := make([]*httptest.Server, n)
+	for i := range srvs {
+		srvs[i] = httptest.NewUnstartedServer(http.NotFoundHandler())
+		t.Cleanup(srvs[i].Close)
+	}
+	var op *devop.Provider
+	var opURL string
+	if o.SignIn {
+		op, opURL = startOP(t, srvs)
+	}
 	var out []*Server
 	for i := 0; i < n; i++ {
-		s := serve(t, c, i, key)
+		var oc *authn.OIDCConfig
+		if op != nil {
+			oc = &authn.OIDCConfig{
+				Issuer: opURL, ClientID: OPClientID, ClientSecret: authn.NewClientSecret([]byte(OPClientSecret)),
+				RedirectURL: baseURL(srvs[i]) + authn.PathCallback, RequiredGroups: o.RequiredGroups,
+			}
+		}
+		s := serve(t, c, i, key, srvs[i], oc)
+		s.OPURL = opURL
 		r := refs[c.ID(i)]
 		r.admit.Store(s.Admit)
 		r.sessions.Store(s.Sessions)
@@ -108,8 +164,32 @@ type lateRefs struct {
 	sessions atomic.Pointer[authn.Sessions]
 }
 
-// serve runs the API on node i of c.
-func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
+// baseURL is the https URL srv will serve at once started.
+func baseURL(srv *httptest.Server) string { return "https://" + srv.Listener.Addr().String() }
+
+// startOP runs the development OpenID Provider over HTTP on loopback, with
+// every server of srvs as a redirect URI, and returns it and its issuer.
+func startOP(t testing.TB, srvs []*httptest.Server) (*devop.Provider, string) {
+	t.Helper()
+	var h atomic.Pointer[http.Handler]
+	opSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(opSrv.Close)
+	var redirects []string
+	for _, s := range srvs {
+		redirects = append(redirects, baseURL(s)+authn.PathCallback)
+	}
+	op, err := devop.New(devop.Config{Issuer: opSrv.URL, ClientID: OPClientID, ClientSecret: OPClientSecret, RedirectURIs: redirects})
+	if err != nil {
+		t.Fatalf("starting the development OP: %v", err)
+	}
+	oh := op.Handler()
+	h.Store(&oh)
+	return op, opSrv.URL
+}
+
+// serve runs the API on node i of c on srv, with the sign-in pages when
+// oc is set.
+func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httptest.Server, oc *authn.OIDCConfig) *Server {
 	t.Helper()
 	node := c.Node(i)
 	log, err := audit.New(audit.Config{Store: node, Node: c.ID(i)})
@@ -118,9 +198,9 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 	}
 	t.Cleanup(func() { log.Close() })
 	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
-	// The node's sign-in services as ferryd assembles them (no identity
-	// provider: tests mint sessions directly).
-	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
+	// The node's sign-in services as ferryd assembles them; without an
+	// identity provider tests mint sessions directly.
+	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, OIDC: oc, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,23 +249,39 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Reports.Close() })
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
-		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
+	sinks := &audit.SinkStore{Node: node, Key: key}
+	if s.Console, err = console.New(ConsoleConfig(s, sinks)); err != nil {
+		t.Fatal(err)
+	}
+	users := &api.Users{
 		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
 		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
+	}
+	if st.Flow != nil {
+		users.SignIn = st.Flow.Handler()
+	}
+	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Console: s.Console, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
+		Sinks: &api.AuditSinks{Store: sinks}}, Users: users, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
+	srv.Config.Handler = h
 	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close) // before the audit log closes (Close is idempotent)
 	s.URL = srv.URL
 	s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// ConsoleConfig is the console configuration of s, as ferryd builds it
+// (the step-up key derived from the master key); tests may change it and
+// run a console of their own.
+func ConsoleConfig(s *Server, sinks *audit.SinkStore) console.Config {
+	return console.Config{Node: s.Cluster.Node(s.Node), Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles,
+		Admit: s.Admit, Sinks: sinks, Reports: s.Reports, StepUpKey: seal.DeriveKey(s.MasterKey, console.StepUpKeyPurpose)}
 }
 
 // PublishCA stores a new cluster CA, its key sealed under MasterKey, as the
