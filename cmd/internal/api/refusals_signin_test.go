@@ -63,6 +63,17 @@ type page struct {
 	url      *url.URL
 }
 
+// follow answers a form's redirect as a browser does (the sign-in forms
+// redirect, POST-redirect-GET, also when they refuse a code): the page it
+// leads to.
+func (b *signinBrowser) follow(p page) page {
+	b.t.Helper()
+	if p.status != http.StatusSeeOther {
+		return p
+	}
+	return b.do(http.MethodGet, p.location, nil)
+}
+
 func (b *signinBrowser) do(method, rawURL string, form url.Values) page {
 	b.t.Helper()
 	var body io.Reader
@@ -237,7 +248,7 @@ func TestEveryRefusalIsOneRecord(t *testing.T) {
 			if uri == "" {
 				t.Fatalf("first sign-in of demo: no enrollment on the page: %s", p.body)
 			}
-			if p := b.do(http.MethodPost, b.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {wrongCode(t, html.UnescapeString(uri))}}); p.status < 400 {
+			if p := b.follow(b.do(http.MethodPost, b.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {wrongCode(t, html.UnescapeString(uri))}})); p.status < 400 {
 				t.Fatalf("wrong code at enrollment: HTTP %d, want a refusal", p.status)
 			}
 		}, audit.TypeMFA},
@@ -253,12 +264,12 @@ func TestEveryRefusalIsOneRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.expect(e.do(http.MethodPost, e.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {code}}), http.StatusOK, "POST /mfa (enroll)")
+			e.expect(e.do(http.MethodPost, e.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {code}}), http.StatusSeeOther, "POST /mfa (enroll)")
 			p = b.mfaPage("demo")
 			if otpauthURI.MatchString(p.body) {
 				t.Fatal("demo enrolled, yet asked to enroll again")
 			}
-			if p := b.do(http.MethodPost, b.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {wrongCode(t, uri)}}); p.status < 400 {
+			if p := b.follow(b.do(http.MethodPost, b.base+authn.PathMFA, url.Values{"csrf": {p.field("csrf")}, "code": {wrongCode(t, uri)}})); p.status < 400 {
 				t.Fatalf("wrong code: HTTP %d, want a refusal", p.status)
 			}
 		}, audit.TypeMFA},
