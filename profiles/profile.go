@@ -145,6 +145,31 @@ type Rule struct {
 	Ports []PortRange `json:"ports,omitempty" yaml:"ports,omitempty"`
 }
 
+// MarshalYAML writes the rule as UnmarshalYAML reads it, on one line:
+// {cidr: 10.20.0.0/16, protocol: tcp, ports: [22, 8000-8080]}.
+func (r Rule) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	add := func(k string, v *yaml.Node) {
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, v)
+	}
+	scalar := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
+	if r.CIDR.IsValid() {
+		add("cidr", scalar(r.CIDR.String()))
+	}
+	if r.Host != "" {
+		add("host", scalar(r.Host))
+	}
+	add("protocol", scalar(r.Protocol))
+	if len(r.Ports) > 0 {
+		ports := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, p := range r.Ports {
+			ports.Content = append(ports.Content, scalar(p.String()))
+		}
+		add("ports", ports)
+	}
+	return n, nil
+}
+
 // UnmarshalYAML decodes a rule, naming the line of a bad field.
 func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {

@@ -58,7 +58,7 @@ func TestEnroll(t *testing.T) {
 	if peer.PublicKey != key.Public() || st.Peer.PublicKey != key.Public() {
 		t.Errorf("server holds %s, the device's public key is %s", peer.PublicKey, key.Public())
 	}
-	if c.PeerPublicKey != apitest.ServerPublicKey || c.Endpoint != "vpn.example.com:51820" || c.Addresses[0].Addr().String() != st.Peer.Address ||
+	if c.PeerPublicKey != srv.WireGuardPublicKey || c.Endpoint != apitest.Endpoint || c.Addresses[0].Addr().String() != st.Peer.Address ||
 		c.KeepaliveSeconds != 25 || len(c.DNS) != 1 || len(c.Search) != 1 {
 		t.Errorf("config %+v", c)
 	}

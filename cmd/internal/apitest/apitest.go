@@ -1,6 +1,6 @@
-// Package apitest runs ferryd's real HTTPS API for tests: a real cluster
-// node, the real audit log, sessions, users, MFA and profiles, served by
-// the api package over TLS. It mints sessions directly, so tests of the
+// Package apitest runs ferryd's real HTTPS API for tests: real cluster
+// nodes and each node's services built by the same assembly as ferryd's
+// (cmd/internal/assembly), served by the api package over TLS. It mints sessions directly, so tests of the
 // clients need no browser.
 package apitest
 
@@ -27,9 +27,11 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/assembly"
 	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
+	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
@@ -39,15 +41,21 @@ const Issuer = "https://idp.example.com"
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
 
-// ServerPublicKey is the WireGuard public key issued configs name.
-const ServerPublicKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+// Pool is the clients' address pool; Endpoint what issued configs dial.
+const (
+	Pool     = "100.64.0.0/16"
+	Endpoint = "vpn.example.com:51820"
+)
 
 // Server is a running API.
 type Server struct {
 	URL    string // https://127.0.0.1:PORT
 	CAFile string // PEM of the certificate to trust
 
-	Cluster  *clustertest.Cluster
+	Cluster *clustertest.Cluster
+	// Services are the node's services as ferryd builds them; the fields
+	// below are shortcuts into them.
+	Services *assembly.Services
 	Audit    *audit.Log
 	Sessions *authn.Sessions
 	Users    *authn.Users
@@ -65,6 +73,9 @@ type Server struct {
 	Reports *report.Rollup
 	// Console is the admin console served at /admin, as ferryd serves it.
 	Console *console.Console
+	// WireGuardPublicKey is the cluster's WireGuard public key, which
+	// issued configs name.
+	WireGuardPublicKey string
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
@@ -85,6 +96,9 @@ type Options struct {
 	// RequiredGroups, with SignIn, admits at sign-in only identities in
 	// one of these groups (oidc.required_groups).
 	RequiredGroups []string
+	// DataPlane, when set, runs a data plane on every node with the
+	// gateway settings it returns for node i (see assembly.Config).
+	DataPlane func(i int) *tunnel.Config
 }
 
 // OPClientID and OPClientSecret are ferry's registration at the
@@ -148,7 +162,7 @@ func StartWith(t testing.TB, o Options) []*Server {
 				RedirectURL: baseURL(srvs[i]) + authn.PathCallback, RequiredGroups: o.RequiredGroups,
 			}
 		}
-		s := serve(t, c, i, key, srvs[i], oc)
+		s := serve(t, c, i, key, srvs[i], oc, o)
 		s.OPURL = opURL
 		r := refs[c.ID(i)]
 		r.admit.Store(s.Admit)
@@ -187,81 +201,44 @@ func startOP(t testing.TB, srvs []*httptest.Server) (*devop.Provider, string) {
 	return op, opSrv.URL
 }
 
-// serve runs the API on node i of c on srv, with the sign-in pages when
-// oc is set.
-func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httptest.Server, oc *authn.OIDCConfig) *Server {
+// serve runs the API on node i of c on srv, its services built by the one
+// assembly ferryd uses: with the sign-in pages when oc is set (without an
+// identity provider tests mint sessions directly), SCIM on as ferryd runs
+// it with scim.enabled, and a data plane when o asks for one.
+func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httptest.Server, oc *authn.OIDCConfig, o Options) *Server {
 	t.Helper()
 	node := c.Node(i)
-	log, err := audit.New(audit.Config{Store: node, Node: c.ID(i)})
-	if err != nil {
-		t.Fatal(err)
+	cfg := assembly.Config{
+		Node: node, NodeID: c.ID(i), MasterKey: key, DataDir: t.TempDir(),
+		SignIn:   assembly.SignIn{Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}, OIDC: oc},
+		Profiles: assembly.Profiles{Pool: netip.MustParsePrefix(Pool), Endpoint: Endpoint},
+		IdP:      assembly.IdP{Issuer: Issuer, SCIM: &scim.Config{Issuer: Issuer}},
 	}
-	t.Cleanup(func() { log.Close() })
-	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
-	// The node's sign-in services as ferryd assembles them; without an
-	// identity provider tests mint sessions directly.
-	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, OIDC: oc, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
-	if err != nil {
-		t.Fatal(err)
+	if o.DataPlane != nil {
+		cfg.DataPlane = o.DataPlane(i)
 	}
-	s.Sessions, s.Users, s.MFA = st.Sessions, st.Users, st.MFA
-	if s.Profiles, err = profiles.New(profiles.Config{
-		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
-		Policy: s.Sessions.Policy(), Users: s.Users,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// The entitlement watcher, as ferryd runs it.
-	ectx, ecancel := context.WithCancel(context.Background())
-	edone := make(chan struct{})
-	go func() {
-		defer close(edone)
-		if err := s.Profiles.RunEntitlements(ectx); err != nil {
-			t.Logf("entitlement watcher: %v", err)
-		}
-	}()
-	t.Cleanup(func() { ecancel(); <-edone })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
+	svc, err := assembly.Start(ctx, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// SCIM provisioning, as ferryd runs it with scim.enabled.
-	if s.SCIM, err = scim.New(scim.Config{
-		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(svc.Close)
+	s := &Server{Cluster: c, Services: svc, Audit: svc.Audit, Sessions: svc.Sessions, Users: svc.Users, MFA: svc.MFA,
+		Profiles: svc.Profiles, SCIM: svc.SCIM, Signer: svc.Signer, Capture: svc.Capture, Reports: svc.Reports,
+		WireGuardPublicKey: svc.Server.PublicKey, MasterKey: key, Node: i}
 	if s.Admit, err = admit.New(admit.Config{
 		Node: node, MasterKey: key, APINames: []string{"localhost", "127.0.0.1"},
-		Record: api.AdmitRecorder(func() audit.Recorder { return log }),
+		Record: api.AdmitRecorder(func() audit.Recorder { return svc.Audit }),
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if s.Capture, err = capture.New(capture.Config{Node: node, Peers: s.Profiles, Recorder: log,
-		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
-			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
-				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
-		}}); err != nil {
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Reports.Close() })
-	sinks := &audit.SinkStore{Node: node, Key: key}
-	if s.Console, err = console.New(ConsoleConfig(s, sinks)); err != nil {
-		t.Fatal(err)
-	}
-	users := &api.Users{
-		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
-		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}
-	if st.Flow != nil {
-		users.SignIn = st.Flow.Handler()
-	}
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Console: s.Console, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
-		Sinks: &api.AuditSinks{Store: sinks}}, Users: users, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
+	s.Console, _ = acfg.Console.(*console.Console)
+	h, err := api.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +254,10 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httpt
 }
 
 // ConsoleConfig is the console configuration of s, as ferryd builds it
-// (the step-up key derived from the master key); tests may change it and
-// run a console of their own.
-func ConsoleConfig(s *Server, sinks *audit.SinkStore) console.Config {
-	return console.Config{Node: s.Cluster.Node(s.Node), Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles,
-		Admit: s.Admit, Sinks: sinks, Reports: s.Reports, StepUpKey: seal.DeriveKey(s.MasterKey, console.StepUpKeyPurpose)}
+// (assembly.Services.ConsoleConfig); tests may change it and run a console
+// of their own.
+func ConsoleConfig(s *Server) console.Config {
+	return s.Services.ConsoleConfig(s.Admit)
 }
 
 // PublishCA stores a new cluster CA, its key sealed under MasterKey, as the

@@ -156,6 +156,35 @@ func TestConsoleInChromium(t *testing.T) {
 			if v := text("state"); v != "disabled" {
 				t.Errorf("state %q", v)
 			}
+			step("profiles", chromedp.Navigate(s.URL+"/admin/profiles"), chromedp.WaitVisible(chromedp.ID("rules-eng")))
+			check("profiles")
+			if v := text("rules-eng"); !strings.Contains(v, "10.20.0.0/16") || !strings.Contains(v, "tcp") {
+				t.Errorf("rules of eng: %q", v)
+			}
+			step("edit", chromedp.Click(chromedp.ID("edit")), chromedp.WaitVisible(chromedp.ID("file")))
+			check("edit")
+			bad := strings.Replace(narrowYAML, "protocol: tcp", "protocol: tcpp", 1)
+			step("bad file", chromedp.SetValue(chromedp.ID("file"), bad), chromedp.Click(chromedp.ID("preview")), chromedp.WaitVisible(chromedp.ID("bad-line")))
+			check("edit-error")
+			if v := text("bad-line"); !strings.Contains(v, "4: ") || !strings.Contains(v, "tcpp") {
+				t.Errorf("bad line %q, want line 4 with tcpp", v)
+			}
+			if v := text("error"); !strings.HasPrefix(v, "Line 4:") {
+				t.Errorf("error %q", v)
+			}
+			good := narrowYAML
+			if size.Phone {
+				good = strings.Replace(narrowYAML, "    rules:", "    description: engineers\n    rules:", 1)
+			}
+			step("preview", chromedp.SetValue(chromedp.ID("file"), good), chromedp.Click(chromedp.ID("preview")), chromedp.WaitVisible(chromedp.ID("apply")))
+			check("preview")
+			if v := text("plan"); !strings.Contains(v, "profile eng") {
+				t.Errorf("plan %q", v)
+			}
+			step("apply", chromedp.Click(chromedp.ID("apply")), chromedp.WaitVisible(chromedp.ID("notice")))
+			if p, err := s.Profiles.Get(bg(t), "eng"); err != nil || len(p.Rules[0].Ports) != 1 || (size.Phone && p.Description != "engineers") {
+				t.Errorf("eng after apply in the browser: %+v %v", p, err)
+			}
 			if v := csp.violations(); len(v) > 0 {
 				t.Errorf("CSP violations: %v", v)
 			}

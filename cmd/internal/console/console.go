@@ -94,6 +94,7 @@ const (
 	pathKill     = "/admin/sessions/{id}/kill"
 	pathProfiles = "/admin/profiles"
 	pathEdit     = "/admin/profiles/edit"
+	pathApply    = "/admin/profiles/apply"
 	pathTraffic  = "/admin/traffic"
 	pathReports  = "/admin/reports"
 	pathAudit    = "/admin/audit"

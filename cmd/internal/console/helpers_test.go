@@ -134,7 +134,7 @@ func enroll(t testing.TB, s *apitest.Server, id authn.Identity) func(time.Time) 
 // changed by tune, over TLS, and returns its URL and CA file.
 func serveConsole(t testing.TB, s *apitest.Server, tune func(*console.Config)) (string, string) {
 	t.Helper()
-	cfg := apitest.ConsoleConfig(s, &audit.SinkStore{Node: s.Cluster.Node(s.Node), Key: s.MasterKey})
+	cfg := apitest.ConsoleConfig(s)
 	tune(&cfg)
 	c, err := console.New(cfg)
 	if err != nil {

@@ -97,6 +97,12 @@ var depRules = []depRule{
 		why:     "the client-CLI package is linked into both clients",
 	},
 	{
+		pkg: "cmd/internal/assembly",
+		project: []string{"cluster/...", "audit/...", "authn/...", "profiles/...", "report/...", "tunnel/...",
+			"cmd/internal/api", "cmd/internal/console", "cmd/internal/wire", "cmd/internal/wgkey"},
+		why: "the service assembly is built from the domain packages and the API alone; it reads no configuration file, so the test harnesses build a node exactly as ferryd does",
+	},
+	{
 		pkg:     "cmd/internal/loginflow",
 		project: []string{"cmd/internal/wire"},
 		banned:  append([]string{"golang.zx2c4.com/wireguard"}, clientBanned...),
