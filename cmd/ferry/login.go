@@ -84,7 +84,7 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			// last page names the account, the device and the next step.
 			var st state
 			finish := func(ctx context.Context, res wire.AuthTokenResponse) (loginflow.EndPage, error) {
-				if err := loginflow.SaveToken(dir, server, res.Token); err != nil {
+				if err := loginflow.SaveToken(dir, server, caFile, res.Token); err != nil {
 					return loginflow.EndPage{}, err
 				}
 				c, err := client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: res.Token})
