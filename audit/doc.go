@@ -32,8 +32,9 @@
 // record's seq, prev_hash and hash and the record's bytes, so [VerifyFile]
 // recomputes the chain offline — canonicalizing a re-encoded record — and
 // checks every checkpoint's signature; a pull export ([Export]) adds a
-// signed header and a signed trailer so truncation and, for filtered
-// exports, dropped records are detected too. [VerifyLive] checks a node's
+// header covered by the export's first checkpoint (which also anchors the
+// export's start) and a signed trailer, so an edited header, truncation
+// and, for filtered exports, dropped records are detected too. [VerifyLive] checks a node's
 // journal the same way. Both report every problem, with ranges and counts
 // (edited, missing, reordered, truncated, forged, malformed, event IDs
 // stored twice); the error names the first as a [TamperError]. Records

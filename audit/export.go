@@ -47,9 +47,10 @@ type ExportOptions struct {
 	// Format is the output format; default JSONLines. Only JSONLines
 	// exports get a header and a signed trailer.
 	Format Format
-	// Signer signs the header and the trailer. Without one a JSONLines
-	// export has an unsigned header and no trailer, and verification
-	// cannot detect truncation.
+	// Signer signs the export's first checkpoint, which covers the header,
+	// and the trailer. Without one a JSONLines export has an unsigned
+	// version 1 header and no trailer, and verification cannot detect
+	// truncation.
 	Signer *Signer
 	// Now stamps the header and trailer; default time.Now.
 	Now func() time.Time
@@ -77,21 +78,52 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 	bw := bufio.NewWriterSize(w, 64<<10)
 	filter := opts.Filter.String()
 	var buf []byte
-	if native {
-		var err error
+	// The header opens a native export; with a signer, the export's first
+	// checkpoint follows it, signing the header's digest and the hash of
+	// the record before the first exported one, which is known only once
+	// that record is read.
+	var opened bool
+	open := func(first *Entry) error {
+		if opened || !native {
+			return nil
+		}
+		opened = true
 		h := &Header{Version: 1, Filter: filter, Time: now().UTC()}
 		if opts.Signer != nil {
-			opts.Signer.SignHeader(h)
+			h.Version = auditfile.HeaderVersion
 		}
-		if buf, err = auditfile.AppendLine(buf, &auditfile.Line{Export: h}); err != nil {
-			return ExportStats{}, err
+		raw, err := auditfile.EncodeHeader(h)
+		if err != nil {
+			return err
+		}
+		if buf, err = auditfile.AppendLine(buf[:0], &auditfile.Line{Export: h}); err != nil {
+			return err
 		}
 		bw.Write(append(buf, '\n'))
+		if opts.Signer == nil {
+			return nil
+		}
+		cp := &Checkpoint{Time: h.Time}
+		if first != nil {
+			cp.Seq, cp.Hash = first.Seq-1, first.PrevHash
+		}
+		if cp.Export, err = auditfile.HeaderDigest(raw); err != nil {
+			return err
+		}
+		opts.Signer.SignCheckpoint(cp)
+		if buf, err = auditfile.AppendLine(buf[:0], &auditfile.Line{Checkpoint: cp}); err != nil {
+			return err
+		}
+		_, err = bw.Write(append(buf, '\n'))
+		return err
 	}
 	var st ExportStats
 	d := auditfile.NewDigest()
 	var lastHash Hash
 	err := Scan(ctx, j, opts.Filter, func(e *Entry) error {
+		if err := open(e); err != nil {
+			return err
+		}
 		var err error
 		if buf, err = f.Append(buf[:0], e); err != nil {
 			return fmt.Errorf("formatting record %d: %w", e.Seq, err)
@@ -109,6 +141,9 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 		return nil
 	})
 	if err != nil {
+		return st, err
+	}
+	if err := open(nil); err != nil {
 		return st, err
 	}
 	if native && opts.Signer != nil {

@@ -90,6 +90,8 @@ func reencoders(t *testing.T) map[string]func([]byte) []byte {
 	return out
 }
 
+// splitLinesAt returns line i of b (0 the header, 1 the export's first
+// checkpoint, 2 the first record).
 func splitLinesAt(b []byte, i int) []byte { return []byte(splitLines(b)[i]) }
 
 func pipe(t *testing.T, name string, args ...string) func([]byte) []byte {
@@ -110,15 +112,15 @@ func TestReencodedExportVerifies(t *testing.T) {
 	node, s := hostileJournal(t, 35)
 	file := export(t, node, s, audit.Filter{})
 	if !bytes.Contains(file, []byte("<script>")) {
-		t.Fatalf("export escapes '<': records are not stored in canonical form:\n%s", splitLines(file)[1])
+		t.Fatalf("export escapes '<': records are not stored in canonical form:\n%s", recordLines(splitLines(file))[0])
 	}
 	for name, re := range reencoders(t) {
 		t.Run(name, func(t *testing.T) {
 			copy := re(file)
-			changed := !bytes.Equal(splitLinesAt(copy, 1), splitLinesAt(file, 1))
+			changed := !bytes.Equal(splitLinesAt(copy, 2), splitLinesAt(file, 2))
 			rep, err := audit.VerifyFile(bytes.NewReader(copy), audit.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
 			if err != nil {
-				t.Fatalf("%v\nproblems: %+v\nfirst line: %s", err, rep.Problems, splitLines(copy)[1])
+				t.Fatalf("%v\nproblems: %+v\nfirst line: %s", err, rep.Problems, splitLines(copy)[2])
 			}
 			t.Logf("first record line changed: %v; %d records matched in canonical form", changed, rep.Reencoded)
 			if !rep.Trailer || !rep.HeaderSigned || rep.Signed != rep.Last {
@@ -172,7 +174,7 @@ func TestVerifyReportsEveryProblem(t *testing.T) {
 func TestVerifyReportsForgedUnsignedTail(t *testing.T) {
 	node, s := hostileJournal(t, 20)
 	ls := splitLines(export(t, node, s, audit.Filter{}))
-	body := ls[1 : len(ls)-1] // as a sink writes it: no header, no trailer
+	body := recordLines(ls) // as a sink writes it
 	var last exportLine
 	if err := json.Unmarshal([]byte(body[len(body)-1]), &last); err != nil {
 		t.Fatal(err)
@@ -197,19 +199,62 @@ func TestVerifyReportsForgedUnsignedTail(t *testing.T) {
 	}
 }
 
-// The header is signed: changing its filter (to pass deletions off as
-// filtering) is forgery even when the trailer is gone.
-func TestVerifyHeaderSigned(t *testing.T) {
+// The export header is covered by the signature of the export's first
+// checkpoint: editing any of its fields (the time and version too, which
+// the trailer does not sign), adding one, or dropping that checkpoint is
+// reported; and the checkpoint anchors the export's start, so records cut
+// from it are reported as such.
+func TestVerifyHeaderCoveredByFirstCheckpoint(t *testing.T) {
 	node, s := hostileJournal(t, 20)
-	ls := splitLines(export(t, node, s, audit.Filter{}))
-	ls[0] = strings.Replace(ls[0], `"filter":"all"`, `"filter":"user=u1"`, 1)
-	rep, err := audit.VerifyFile(bytes.NewReader(joinLines(ls[:len(ls)-1])), audit.VerifyOptions{Keys: s.Keys()})
-	found := false
-	for _, p := range rep.Problems {
-		found = found || (p.Kind == audit.Forged && strings.Contains(p.Detail, "export header: invalid signature"))
+	clean := splitLines(export(t, node, s, audit.Filter{}))
+	if !strings.HasPrefix(clean[0], `{"export":{"version":3,`) || !strings.HasPrefix(clean[1], `{"checkpoint":{`) {
+		t.Fatalf("export opens with\n%s\n%s\nwant a version 3 header and the export's first checkpoint", clean[0], clean[1])
 	}
-	if !errors.Is(err, audit.ErrTampered) || !found {
-		t.Fatalf("got %v, problems %+v: want a forged header", err, rep.Problems)
+	rep, err := audit.VerifyFile(bytes.NewReader(joinLines(clean)), audit.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+	if err != nil || !rep.HeaderSigned || !rep.Anchored || !rep.Trailer {
+		t.Fatalf("clean export: %+v, %v", rep, err)
+	}
+	header := func(old, new string) func([]string) []string {
+		return func(ls []string) []string {
+			if !strings.Contains(ls[0], old) {
+				t.Fatalf("header %s holds no %s", ls[0], old)
+			}
+			ls[0] = strings.Replace(ls[0], old, new, 1)
+			return ls
+		}
+	}
+	tests := []struct {
+		name   string
+		tamper func(ls []string) []string
+		kind   audit.Tamper
+		want   string
+	}{
+		{"filter", header(`"filter":"all"`, `"filter":"user=u1"`), audit.Forged, "export header edited"},
+		{"time", header(`"time":"20`, `"time":"19`), audit.Forged, "export header edited"},
+		{"version 3 to 4", header(`"version":3`, `"version":4`), audit.Forged, "export header edited"},
+		{"version 3 to 1", header(`"version":3`, `"version":1`), audit.Forged, "export header edited"},
+		{"version 3 to 2", header(`"version":3`, `"version":2`), audit.Forged, "export header"},
+		{"field added", header(`"version":3`, `"version":3,"note":"x"`), audit.Forged, "export header edited"},
+		{"checkpoint dropped", func(ls []string) []string { return append(ls[:1], ls[2:]...) }, audit.Forged, "not covered by a signature"},
+		{"checkpoint re-signed by another key", func(ls []string) []string {
+			ls[1] = strings.Replace(ls[1], `"key_id":"`, `"key_id":"0`, 1)
+			return ls
+		}, audit.Forged, "unknown key"},
+		{"first records cut", func(ls []string) []string { return append(ls[:2], ls[5:]...) }, audit.Missing, "records 1 to 3 missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls := append([]string(nil), clean...)
+			ls = tt.tamper(ls)
+			rep, err := audit.VerifyFile(bytes.NewReader(joinLines(ls)), audit.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+			found := false
+			for _, p := range rep.Problems {
+				found = found || (p.Kind == tt.kind && strings.Contains(p.Detail, tt.want))
+			}
+			if !errors.Is(err, audit.ErrTampered) || !found || rep.HeaderSigned && tt.kind == audit.Forged {
+				t.Fatalf("got %v, problems %+v: want %s %q", err, rep.Problems, tt.kind, tt.want)
+			}
+		})
 	}
 }
 
@@ -219,11 +264,12 @@ func TestVerifyReportsDuplicateEventIDs(t *testing.T) {
 	node, s := hostileJournal(t, 5)
 	ls := splitLines(export(t, node, s, audit.Filter{}))
 	var l exportLine
-	json.Unmarshal([]byte(ls[len(ls)-2]), &l)
+	body := recordLines(ls)
+	json.Unmarshal([]byte(body[len(body)-1]), &l)
 	var first exportLine
-	json.Unmarshal([]byte(ls[1]), &first)
+	json.Unmarshal([]byte(body[0]), &first)
 	h := chainHash(l.Hash, l.Seq+1, first.Record)
-	body := append(ls[1:len(ls)-1:len(ls)-1], fmt.Sprintf(`{"seq":%d,"prev_hash":"%s","hash":"%s","record":%s}`, l.Seq+1, l.Hash, h, first.Record))
+	body = append(body, fmt.Sprintf(`{"seq":%d,"prev_hash":"%s","hash":"%s","record":%s}`, l.Seq+1, l.Hash, h, first.Record))
 	rep, _ := audit.VerifyFile(bytes.NewReader(joinLines(body)), audit.VerifyOptions{Keys: s.Keys(), AcceptUnsignedTail: true})
 	if rep.DuplicateIDs != 1 {
 		t.Fatalf("report %+v: want one duplicate event ID", rep)

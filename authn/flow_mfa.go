@@ -81,7 +81,9 @@ func (f *Flow) renderStep(w http.ResponseWriter, status int, page string, st *si
 }
 
 // handleMFAPage shows enrollment (a new TOTP key as a QR code and as
-// text) or asks for a code.
+// text) or asks for a code; after a refused code (?refused=, see
+// redirectRefused) it says why; once enrollment is confirmed it shows the
+// new recovery codes.
 func (f *Flow) handleMFAPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	src := f.source(r)
@@ -91,10 +93,41 @@ func (f *Flow) handleMFAPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st.rec.Method != "" {
-		f.renderStep(w, http.StatusOK, pageCodes, st, pageData{Title: "Second factor verified"})
+		f.showCodes(w, r, st)
 		return
 	}
-	f.showFactorPage(ctx, w, r, st, http.StatusOK, "")
+	switch kind := r.URL.Query().Get(paramRefused); kind {
+	case refusedRetry:
+		f.showFactorPage(ctx, w, r, st, http.StatusConflict, "Please try again.")
+	case refusedCode, refusedUsed, refusedLocked:
+		enrolled, err := f.mfa.Enrolled(ctx, st.rec.Identity.UserID)
+		if err != nil {
+			f.internalError(w, r, err)
+			return
+		}
+		page := pageVerify
+		if !enrolled {
+			page = pageEnroll
+		}
+		f.showRefused(ctx, w, r, st, page, kind)
+	default:
+		f.showFactorPage(ctx, w, r, st, http.StatusOK, "")
+	}
+}
+
+// showCodes shows the recovery codes an enrollment made (once the code
+// form redirected here), or says that the second factor is verified.
+func (f *Flow) showCodes(w http.ResponseWriter, r *http.Request, st *signinStep) {
+	d := pageData{Title: "Second factor verified"}
+	if len(st.rec.Codes) > 0 {
+		codes, err := openCodes(st.ticket, st.rec.Codes)
+		if err != nil {
+			f.internalError(w, r, err)
+			return
+		}
+		d = pageData{Title: "Save your recovery codes", RecoveryCodes: codes}
+	}
+	f.renderStep(w, http.StatusOK, pageCodes, st, d)
 }
 
 // showFactorPage renders enrollment (with a fresh key) for a user with no
@@ -154,7 +187,7 @@ func (f *Flow) handleMFASubmit(w http.ResponseWriter, r *http.Request) {
 	if enrolled {
 		// MFA records every attempt itself.
 		if err := f.mfa.Verify(ctx, id, code, src); err != nil {
-			f.codeRefused(ctx, w, r, st, pageVerify, err)
+			f.codeRefused(w, r, PathMFA, err)
 			return
 		}
 		f.finish(ctx, w, r, st, MethodTOTP)
@@ -164,15 +197,21 @@ func (f *Flow) handleMFASubmit(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrAlreadyEnrolled):
 		// Nothing pending, or enrolled meanwhile: show the right page.
-		f.showFactorPage(ctx, w, r, st, http.StatusConflict, "Please try again.")
+		f.redirectRefused(w, r, PathMFA, refusedRetry)
 		return
 	case err != nil:
-		// Keep the pending key the person just scanned: no new QR code.
-		f.codeRefused(ctx, w, r, st, pageEnroll, err)
+		// The page keeps the pending key the person just scanned.
+		f.codeRefused(w, r, PathMFA, err)
+		return
+	}
+	sealed, err := sealCodes(st.ticket, codes)
+	if err != nil {
+		f.internalError(w, r, err)
 		return
 	}
 	next := *st.rec
 	next.Method = MethodTOTP
+	next.Codes = sealed
 	won, err := f.swapSignin(ctx, st.key, st.ver, &next, nil)
 	switch {
 	case err != nil:
@@ -182,32 +221,69 @@ func (f *Flow) handleMFASubmit(w http.ResponseWriter, r *http.Request) {
 		f.refuse(ctx, w, audit.TypeMFA, ActionLoginMFA, &id, src, signinFail(frStepMissing, errors.New("step used by another request")))
 		return
 	}
-	f.renderStep(w, http.StatusOK, pageCodes, st, pageData{Title: "Save your recovery codes", RecoveryCodes: codes})
+	// The codes are shown by GET /mfa, so Back and Reload never post the
+	// code again.
+	http.Redirect(w, r, PathMFA, http.StatusSeeOther)
 }
 
-// codeRefused re-renders a code form after MFA refused a code. MFA has
-// recorded why; the person is told only that the code was not accepted,
-// or that they are locked out.
-func (f *Flow) codeRefused(ctx context.Context, w http.ResponseWriter, r *http.Request, st *signinStep, page string, err error) {
+// Values of the refused parameter of the code pages: why the last code
+// was refused. The form's POST redirects to its page with it
+// (POST-redirect-GET), and the page says what to do. A made-up value
+// shows at most a wrong message to the person who typed it.
+const (
+	paramRefused  = "refused"
+	refusedCode   = "code"   // wrong or malformed
+	refusedUsed   = "used"   // already used (replay guard)
+	refusedLocked = "locked" // this refusal started or met the lock
+	refusedRetry  = "retry"  // enrollment changed meanwhile
+)
+
+// redirectRefused sends the browser from a refused code form to its page.
+func (f *Flow) redirectRefused(w http.ResponseWriter, r *http.Request, path, kind string) {
+	http.Redirect(w, r, path+"?"+paramRefused+"="+kind, http.StatusSeeOther)
+}
+
+// codeRefused answers a code form whose code MFA refused (MFA has
+// recorded why): back to the page, which tells the person only that the
+// code was not accepted, or that they are locked out.
+func (f *Flow) codeRefused(w http.ResponseWriter, r *http.Request, path string, err error) {
 	switch {
 	case errors.Is(err, ErrLocked):
-		f.renderLocked(ctx, w, st.rec.Identity.UserID)
-	case errors.Is(err, ErrBadCode), errors.Is(err, ErrReplayed), errors.Is(err, ErrInvalidInput):
-		d, locked := f.refusedCodePage(ctx, st.rec.Identity.UserID, page, err)
-		if locked {
-			f.renderLocked(ctx, w, st.rec.Identity.UserID)
-			return
-		}
-		if page == pageEnroll {
-			// Keep the QR code and key the person just scanned.
-			if enr, perr := f.mfa.PendingEnrollment(ctx, *st.rec.Identity); perr == nil {
-				d.QR, d.URI, d.Secret = qrDataURI(enr.QRPNG), enr.URI, otpauthSecret(enr.URI)
-			}
-		}
-		f.renderStep(w, http.StatusUnauthorized, page, st, d)
+		f.redirectRefused(w, r, path, refusedLocked)
+	case errors.Is(err, ErrReplayed):
+		f.redirectRefused(w, r, path, refusedUsed)
+	case errors.Is(err, ErrBadCode), errors.Is(err, ErrInvalidInput):
+		f.redirectRefused(w, r, path, refusedCode)
 	default:
 		f.internalError(w, r, err)
 	}
+}
+
+// showRefused renders a code page after a refused code, or the lock page.
+func (f *Flow) showRefused(ctx context.Context, w http.ResponseWriter, r *http.Request, st *signinStep, page, kind string) {
+	var why error = ErrBadCode
+	if kind == refusedUsed {
+		why = ErrReplayed
+	}
+	d, locked := f.refusedCodePage(ctx, st.rec.Identity.UserID, page, why)
+	if locked {
+		f.renderLocked(ctx, w, st.rec.Identity.UserID)
+		return
+	}
+	if kind == refusedLocked {
+		// The lock has ended meanwhile: ask again, without blame.
+		d.Error = ""
+	}
+	if page == pageEnroll {
+		// Keep the QR code and key the person just scanned.
+		enr, err := f.mfa.PendingEnrollment(ctx, *st.rec.Identity)
+		if err != nil {
+			f.showFactorPage(ctx, w, r, st, http.StatusOK, "")
+			return
+		}
+		d.QR, d.URI, d.Secret = qrDataURI(enr.QRPNG), enr.URI, otpauthSecret(enr.URI)
+	}
+	f.renderStep(w, http.StatusUnauthorized, page, st, d)
 }
 
 // handleRecoveryPage asks for a recovery code.
@@ -219,7 +295,12 @@ func (f *Flow) handleRecoveryPage(w http.ResponseWriter, r *http.Request) {
 		f.stepFailed(ctx, w, r, src, err)
 		return
 	}
-	f.renderStep(w, http.StatusOK, pageRecovery, st, f.recoveryPage(ctx, st.rec.Identity.UserID, ""))
+	switch kind := r.URL.Query().Get(paramRefused); kind {
+	case refusedCode, refusedUsed, refusedLocked:
+		f.showRefused(ctx, w, r, st, pageRecovery, kind)
+	default:
+		f.renderStep(w, http.StatusOK, pageRecovery, st, f.recoveryPage(ctx, st.rec.Identity.UserID, ""))
+	}
 }
 
 // handleRecoverySubmit spends a recovery code in place of a TOTP code.
@@ -240,7 +321,7 @@ func (f *Flow) handleRecoverySubmit(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, ErrNotEnrolled) {
 			err = ErrBadCode
 		}
-		f.codeRefused(ctx, w, r, st, pageRecovery, err)
+		f.codeRefused(w, r, PathMFARecovery, err)
 		return
 	}
 	f.finish(ctx, w, r, st, MethodRecovery)

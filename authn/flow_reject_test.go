@@ -283,8 +283,11 @@ func TestSecondFactorRejects(t *testing.T) {
 		if good == wrong {
 			wrong = "111111"
 		}
-		p, err := b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {csrf}, "code": {wrong}})
+		p, err := b.Submit(e.URLOf(authn.PathMFA), url.Values{"csrf": {csrf}, "code": {wrong}})
 		wantRefused(t, p, err, http.StatusUnauthorized, authn.ReasonWrongCode)
+		if p.PostStatus != http.StatusSeeOther {
+			t.Errorf("the refused form answered %d, want a redirect to its page (POST-redirect-GET)", p.PostStatus)
+		}
 		if p.Text("error") == "" || p.Field("csrf") == "" {
 			t.Errorf("wrong code: want the form again with a message:\n%s", p.Body)
 		}

@@ -57,14 +57,15 @@ func (f *Flow) handleLogoutPage(w http.ResponseWriter, r *http.Request) {
 	f.render(w, http.StatusOK, pageLogout, pageData{Title: "Sign out", CSRF: csrfToken(csrfLogout, tok.Reveal())})
 }
 
-// handleLogout revokes the browser's session.
+// handleLogout revokes the browser's session and sends the browser to
+// GET /logout, which then says it is signed out.
 func (f *Flow) handleLogout(w http.ResponseWriter, r *http.Request) {
 	src := f.source(r)
 	tok, sess, err := f.browserSession(r)
 	switch {
 	case errors.Is(err, ErrSessionInvalid):
 		clearCookie(w, SessionCookie)
-		f.render(w, http.StatusOK, pageSignedOut, pageData{Title: "Signed out"})
+		http.Redirect(w, r, PathLogout, http.StatusSeeOther)
 		return
 	case err != nil:
 		f.internalError(w, r, err)
@@ -84,5 +85,6 @@ func (f *Flow) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	clearCookie(w, SessionCookie)
-	f.render(w, http.StatusOK, pageSignedOut, pageData{Title: "Signed out"})
+	// GET /logout says so: Back and Reload never post the form again.
+	http.Redirect(w, r, PathLogout, http.StatusSeeOther)
 }

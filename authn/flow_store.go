@@ -70,6 +70,9 @@ type signinRecord struct {
 	// Method is the second factor once it passed (step records waiting
 	// for the person to read their recovery codes, and loopback codes).
 	Method string `json:"mfa_method,omitempty"`
+	// Codes are the new recovery codes of an enrollment this step
+	// confirmed, sealed for the browser (see sealCodes), until shown.
+	Codes []byte `json:"codes,omitempty"`
 }
 
 func (r *signinRecord) check() error {

@@ -79,8 +79,8 @@ func TestBrowserSignIn(t *testing.T) {
 	}
 
 	// Sign-out revokes the session on every node.
-	logout, err := b.Post(e.URLOf(authn.PathLogout), url.Values{"csrf": {page.Field("csrf")}})
-	if err != nil || logout.Status != http.StatusOK || !strings.HasPrefix(logout.Text("message"), "You are signed out") {
+	logout, err := b.Submit(e.URLOf(authn.PathLogout), url.Values{"csrf": {page.Field("csrf")}})
+	if err != nil || logout.PostStatus != http.StatusSeeOther || logout.Status != http.StatusOK || !strings.HasPrefix(logout.Text("message"), "You are signed out") {
 		t.Fatalf("sign-out: %v %+v", err, logout)
 	}
 	for node := range e.NodeURLs {

@@ -47,7 +47,7 @@ func TestCodeMessagesTellTheTruth(t *testing.T) {
 	if got := rec.Text("recovery-left"); got != "You have 10 unused codes." {
 		t.Errorf("recovery page says %q about codes left", got)
 	}
-	wrong, err := b.Post(e.URLOf(authn.PathMFARecovery), url.Values{"csrf": {rec.Field("csrf")}, "code": {"AAAAA-AAAAA"}})
+	wrong, err := b.Submit(e.URLOf(authn.PathMFARecovery), url.Values{"csrf": {rec.Field("csrf")}, "code": {"AAAAA-AAAAA"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestLockoutWarnsAndSaysUntil(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= authn.MaxFailures; i++ {
-		page, err = b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {page.Field("csrf")}, "code": {"000000"}})
+		page, err = b.Submit(e.URLOf(authn.PathMFA), url.Values{"csrf": {page.Field("csrf")}, "code": {"000000"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +184,7 @@ func TestEnrollmentKeepsTheKeyAfterAWrongCode(t *testing.T) {
 	if !strings.HasPrefix(uri, "otpauth://") {
 		t.Fatalf("no key on the enrollment page:\n%s", first.Body)
 	}
-	wrong, err := b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {first.Field("csrf")}, "code": {"000000"}})
+	wrong, err := b.Submit(e.URLOf(authn.PathMFA), url.Values{"csrf": {first.Field("csrf")}, "code": {"000000"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestEnrollmentKeepsTheKeyAfterAWrongCode(t *testing.T) {
 	}
 	// The kept key still confirms.
 	e.Enrolled("demo", uri)
-	ok, err := b.Post(e.URLOf(authn.PathMFA), url.Values{"csrf": {wrong.Field("csrf")}, "code": {e.TOTP("demo")}})
+	ok, err := b.Submit(e.URLOf(authn.PathMFA), url.Values{"csrf": {wrong.Field("csrf")}, "code": {e.TOTP("demo")}})
 	if err != nil || ok.Status != http.StatusOK || !strings.Contains(ok.Body, `id="recovery-codes"`) {
 		t.Fatalf("confirming with the kept key: %v %+v", err, ok)
 	}

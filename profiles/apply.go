@@ -46,13 +46,13 @@ func ParseFile(data []byte, pool netip.Prefix) ([]Profile, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: empty file (want a top-level 'profiles:' list)", ErrInvalid)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, &FileError{Line: yamlLine(err), Err: fmt.Errorf("%w: %v", ErrInvalid, err)}
 	}
 	var f File
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
 	if err := strict.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, &FileError{Line: yamlLine(err), Err: fmt.Errorf("%w: %v", ErrInvalid, err)}
 	}
 	list := profilesNode(&root)
 	seen := map[string]int{}
@@ -70,14 +70,62 @@ func ParseFile(data []byte, pool netip.Prefix) ([]Profile, error) {
 					line = n.Line
 				}
 			}
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return nil, &FileError{Line: line, Err: fmt.Errorf("line %d: %w", line, err)}
 		}
 		if prev, dup := seen[p.Name]; dup {
-			return nil, fmt.Errorf("%w: line %d: profile %q: name: already defined on line %d", ErrInvalid, line, p.Name, prev)
+			return nil, &FileError{Line: line, Err: fmt.Errorf("%w: line %d: profile %q: name: already defined on line %d", ErrInvalid, line, p.Name, prev)}
 		}
 		seen[p.Name] = line
 	}
 	return f.Profiles, nil
+}
+
+// MarshalFile writes ps as a profile file that ParseFile reads back to
+// the same profiles (what the admin console's editor starts from). The
+// store's own fields (version, updated) are left out.
+func MarshalFile(ps []Profile) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(File{Profiles: ps}); err != nil {
+		return nil, fmt.Errorf("writing profile file: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("writing profile file: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// FileError is an error of a profile file at a line, for showing it
+// there (the admin console's editor). Its text is the wrapped error's,
+// which names the line too.
+type FileError struct {
+	// Line is the 1-based line of the file; 0 when not known.
+	Line int
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the error, which wraps ErrInvalid.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// yamlLinePattern finds the line yaml.v3 names in its errors ("yaml:
+// line 3: ...", "line 7: field x not found in type ...").
+var yamlLinePattern = regexp.MustCompile(`line (\d+):`)
+
+// yamlLine returns the first line a YAML decoding error names, or 0.
+func yamlLine(err error) int {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	if m := yamlLinePattern.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
 }
 
 func profilesNode(root *yaml.Node) *yaml.Node {

@@ -46,14 +46,19 @@ func (r *Rule) Admits(dst netip.Addr, proto uint8, port uint16) bool {
 	return false
 }
 
-// String renders the rule as "tcp 10.0.0.0/24 443,8000-8080".
+// String renders the rule as "tcp 10.0.0.0/24 443,8000-8080" (or with
+// the host rule's name in place of the CIDR).
 func (r Rule) String() string {
 	var b strings.Builder
 	proto := r.Protocol
 	if proto == "" {
 		proto = ProtoAny
 	}
-	fmt.Fprintf(&b, "%s %s", proto, r.CIDR)
+	if r.Host != "" {
+		fmt.Fprintf(&b, "%s %s", proto, r.Host)
+	} else {
+		fmt.Fprintf(&b, "%s %s", proto, r.CIDR)
+	}
 	for i, p := range r.Ports {
 		if i == 0 {
 			b.WriteByte(' ')

@@ -133,17 +133,41 @@ type Rule struct {
 	// CIDR is the destination network.
 	CIDR netip.Prefix `json:"cidr,omitzero" yaml:"cidr,omitempty"`
 	// Host names the destination: "db.prod.internal" or
-	// "*.svc.example.com". It is meant to be enforced by the nodes' DNS
-	// forwarder, which grants a client the addresses it answers for a
-	// matching name, for the record's TTL. The forwarder is not built yet:
-	// today a host rule is validated and stored but grants nothing (the
-	// data plane fails closed).
+	// "*.svc.example.com". The nodes' DNS forwarder (tunnel.DNSConfig)
+	// grants a client the addresses it answers for a matching name, for
+	// the record's TTL plus a grace, before the answer leaves. Without the
+	// forwarder a host rule grants nothing (the data plane fails closed).
 	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 	// Protocol is tcp, udp, icmp or any.
 	Protocol string `json:"protocol" yaml:"protocol"`
 	// Ports limit tcp and udp rules; empty means every port. They must be
 	// empty for icmp and any.
 	Ports []PortRange `json:"ports,omitempty" yaml:"ports,omitempty"`
+}
+
+// MarshalYAML writes the rule as UnmarshalYAML reads it, on one line:
+// {cidr: 10.20.0.0/16, protocol: tcp, ports: [22, 8000-8080]}.
+func (r Rule) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	add := func(k string, v *yaml.Node) {
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, v)
+	}
+	scalar := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
+	if r.CIDR.IsValid() {
+		add("cidr", scalar(r.CIDR.String()))
+	}
+	if r.Host != "" {
+		add("host", scalar(r.Host))
+	}
+	add("protocol", scalar(r.Protocol))
+	if len(r.Ports) > 0 {
+		ports := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, p := range r.Ports {
+			ports.Content = append(ports.Content, scalar(p.String()))
+		}
+		add("ports", ports)
+	}
+	return n, nil
 }
 
 // UnmarshalYAML decodes a rule, naming the line of a bad field.

@@ -57,6 +57,13 @@ type policy struct {
 	Boxes   []box
 	// Rules are the profile's rules, to name the one that admitted a flow.
 	Rules []profiles.Rule
+	// Hosts4 and Hosts6 are the shapes of the elements a DNS answer
+	// grants for the profile's host rules (hostpieces.go).
+	Hosts4, Hosts6 []hostPiece
+	// Domains are the profile's search domains and host rules' domains,
+	// and DNS its own resolvers: the forwarder's split DNS.
+	Domains []string
+	DNS     []netip.Addr
 }
 
 // family returns the boxes of one family (4 or 6); Boxes is sorted, so
@@ -135,7 +142,8 @@ func compile(p profiles.Profile) policy {
 	slices.SortFunc(out, func(a, b box) int {
 		return cmp.Or(a.AddrFrom.Compare(b.AddrFrom), cmp.Compare(a.ProtoFrom, b.ProtoFrom), cmp.Compare(a.PortFrom, b.PortFrom))
 	})
-	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules}
+	return policy{Name: p.Name, Version: p.Version, Boxes: out, Rules: p.Rules,
+		Hosts4: compileHosts(p.Rules, true), Hosts6: compileHosts(p.Rules, false), Domains: hostDomains(p), DNS: p.DNS}
 }
 
 // cut is the start of a piece of address space; end marks the point past

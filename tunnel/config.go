@@ -135,6 +135,10 @@ type Config struct {
 	// DenyInterval is how often the denied-attempts set is read into the
 	// current interval's records; default 10s.
 	DenyInterval time.Duration
+	// DNS configures the node's DNS forwarder, which makes host rules
+	// work: answers become per-client permissions before they are sent.
+	DNS DNSConfig
+
 	// NoFlows disables conntrack flow events (e.g. where conntrack netlink
 	// is unavailable); denied attempts are still reported.
 	NoFlows bool
@@ -187,7 +191,7 @@ func (c *Config) Validate() error {
 	if c.FlowMaxRecords < 0 {
 		return errors.New("tunnel config: flow_max_records: must not be negative")
 	}
-	return nil
+	return c.DNS.validate()
 }
 
 func (c *Config) setDefaults() {

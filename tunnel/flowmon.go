@@ -53,6 +53,9 @@ type flowMonitor struct {
 	counters func() (map[string]uint64, error)
 	dump     func() ([]conntrack.Flow, error)
 	listen   bool // follow conntrack DESTROY events
+	// hosts, when the DNS forwarder runs, names the host rule and name
+	// whose answer admitted a connection (nil: none).
+	hosts hostNamer
 
 	agg      *flowAgg
 	open     map[uint32]ctCounters // connections with an interim report, by conntrack ID
@@ -268,7 +271,7 @@ func (fm *flowMonitor) flush() {
 	}
 	idx := fm.index.Load()
 	for i := range recs {
-		fm.emit(flowEvent(&recs[i], idx, fm.interval))
+		fm.emit(flowEvent(&recs[i], idx, fm.interval, fm.hosts))
 	}
 }
 
@@ -307,14 +310,19 @@ const (
 	FlowDetailLast       = "last"        // RFC 3339, last packet seen
 	FlowDetailInterval   = "interval"    // the aggregation interval
 	FlowDetailRule       = "rule"        // "N: tcp 10.0.0.0/24 443", the profile rule that admitted it
+	FlowDetailHost       = "host"        // the name whose DNS answer granted it, for host rules
 	FlowDetailInterim    = "interim"     // interim reports of open connections included
 	FlowDetailFolded     = "folded"      // contributions folded into this coarse record
 	FlowDetailKey        = "key"         // "coarse" when folded under load
 	FlowDetailAttempts   = "attempts"    // deny: attempts (same as flows)
 )
 
+// hostNamer names the host rule and the name whose DNS answer admitted a
+// connection (grants.host); it is safe for concurrent use.
+type hostNamer func(client, dst netip.Addr, proto uint8, port uint16) (name string, rule int, ok bool)
+
 // flowEvent renders a record as an audit event.
-func flowEvent(r *flowRecord, idx *peerIndex, interval time.Duration) audit.Event {
+func flowEvent(r *flowRecord, idx *peerIndex, interval time.Duration, hosts hostNamer) audit.Event {
 	k := r.Key
 	e := audit.Event{Type: audit.TypeFlowAccept, Outcome: audit.Success, BytesOut: r.BytesOut, BytesIn: r.BytesIn,
 		Duration: max(r.Last.Sub(r.First), 0),
@@ -350,6 +358,11 @@ func flowEvent(r *flowRecord, idx *peerIndex, interval time.Duration) audit.Even
 		p := profiles.Profile{Rules: idx.rules[e.Target.Profile]}
 		if i, ok := p.RuleFor(k.Dst, k.Proto, k.Port); ok {
 			e.Details[FlowDetailRule] = strconv.Itoa(i) + ": " + p.Rules[i].String()
+		} else if hosts != nil {
+			if name, i, ok := hosts(k.Client, k.Dst, k.Proto, k.Port); ok && i < len(p.Rules) {
+				e.Details[FlowDetailRule] = strconv.Itoa(i) + ": " + p.Rules[i].String()
+				e.Details[FlowDetailHost] = name
+			}
 		}
 	}
 	return e

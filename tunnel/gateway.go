@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,11 @@ type Gateway struct {
 	metrics *metrics
 	index   atomic.Pointer[peerIndex]
 	emitter *emitter
+	// grants and fwd are the DNS forwarder and its host grants (nil
+	// unless Config.DNS.Enabled); grantFW is the grants' netlink socket.
+	grants  *grants
+	fwd     *forwarder
+	grantFW *nftFirewall
 	prevMem int64 // runtime memory limit before ours; -1: untouched
 
 	ctx    context.Context // ends at Close
@@ -59,6 +65,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	if err := cfg.DNS.setDefaults(); err != nil {
+		return nil, err
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "tunnel", "interface", cfg.Interface), metrics: newMetrics(), prevMem: -1}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -73,6 +82,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.fw.relay4, g.fw.relay6 = cfg.Address.Addr(), profiles.Address6(cfg.Pool6, cfg.Address.Addr())
+	g.fw.dnsPort = cfg.DNS.Enabled
 	if err := g.fw.Apply(fwChange{Reset: true}); err != nil {
 		return nil, err
 	}
@@ -95,7 +105,24 @@ func New(cfg Config) (*Gateway, error) {
 	if !g.dev.kernel && cfg.MemoryLimit > 0 {
 		g.prevMem = debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
-	// 3. Conntrack, for cutting connections.
+	// 3. The DNS forwarder on the tunnel addresses, with its own netlink
+	// socket for the grants it programs.
+	if cfg.DNS.Enabled {
+		if g.grantFW, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
+			return nil, err
+		}
+		w := newGrantWriter(g.grantFW.conn, g.grantFW.hostsSet(ip4), g.grantFW.hostsSet(ip6))
+		g.grants = newGrants(w, cfg.DNS.Grace, 2*MaxFlowInterval, g.log)
+		g.fwd = newForwarder(cfg.DNS, g.grants, g.log)
+		addrs := []netip.Addr{cfg.Address.Addr()}
+		if a6 := profiles.Address6(cfg.Pool6, cfg.Address.Addr()); a6.IsValid() {
+			addrs = append(addrs, a6)
+		}
+		if err := g.fwd.listen(addrs); err != nil {
+			return nil, err
+		}
+	}
+	// 4. Conntrack, for cutting connections.
 	if g.ct, err = conntrack.Dial(nil); err != nil {
 		return nil, fmt.Errorf("opening conntrack netlink: %w", err)
 	}
@@ -186,13 +213,37 @@ func (g *Gateway) Run(ctx context.Context) error {
 	fm := newFlowMonitor(flowMonitor{pool: cfg.Pool, pool6: cfg.Pool6, index: &g.index, emit: g.emitter.emit, now: cfg.Now,
 		interval: cfg.FlowInterval, activeTimeout: cfg.FlowActiveTimeout, denyInterval: cfg.DenyInterval,
 		log: g.log, metrics: g.metrics, denied: g.mon.denied, counters: g.mon.counters, listen: !cfg.NoFlows}, cfg.FlowMaxRecords)
+	if g.grants != nil {
+		fm.hosts = g.grants.host
+	}
 	goRun(func() {
 		if err := fm.run(ctx); err != nil && ctx.Err() == nil {
 			g.log.Error("flow monitor stopped; flow records are off", "err", err)
 		}
 	})
 
-	r := &reconciler{dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
+	if g.fwd != nil {
+		stopWriter := make(chan struct{})
+		goRun(func() { g.grants.w.run(stopWriter) })
+		goRun(func() {
+			<-ctx.Done()
+			close(stopWriter)
+		})
+		goRun(func() { g.fwd.serve(ctx) })
+		goRun(func() {
+			t := time.NewTicker(time.Minute)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					g.grants.expire()
+				}
+			}
+		})
+	}
+	r := &reconciler{grants: g.grants, dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
 		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
 	r.sess = newSessions(cfg.SessionIdle, g.emitter.emit, r.version, g.metrics)
 	return g.loop(ctx, r, msgs, fatal)
@@ -351,6 +402,12 @@ func (g *Gateway) Close() error {
 		}
 		if g.mon != nil {
 			errs = append(errs, g.mon.conn.CloseLasting())
+		}
+		if g.fwd != nil {
+			g.fwd.close()
+		}
+		if g.grantFW != nil {
+			errs = append(errs, g.grantFW.conn.CloseLasting())
 		}
 		if g.ct != nil {
 			errs = append(errs, g.ct.Close())

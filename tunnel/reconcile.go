@@ -30,6 +30,8 @@ type reconciler struct {
 	log     *slog.Logger
 	metrics *metrics
 	index   *atomic.Pointer[peerIndex]
+	// grants, when the DNS forwarder runs, follows the valid clients.
+	grants *grants
 	// last is the desired state of the last successful convergence.
 	last desired
 }
@@ -75,6 +77,9 @@ func (r *reconciler) converge(full bool) (time.Time, error) {
 		return time.Time{}, err
 	}
 	enforced := time.Now()
+	if r.grants != nil {
+		r.grants.update(grantView(d), pl.fw.Reset)
+	}
 	r.applied.clients = d.clients
 	r.applied.versions = make(map[string]uint64, len(d.policies))
 	for name, p := range d.policies {
@@ -90,7 +95,7 @@ func (r *reconciler) converge(full bool) (time.Time, error) {
 		if len(pl.recheck) > 0 {
 			allowed := func(client, dst netip.Addr, proto uint8, dport uint16) bool {
 				pol := d.policies[d.clients[client]]
-				return pol != nil && pol.allows(dst, proto, dport)
+				return pol != nil && (pol.allows(dst, proto, dport) || (r.grants != nil && r.grants.allows(client, dst, proto, dport, pol)))
 			}
 			if err := r.cut.cutWhere(pl.recheck, allowed); err != nil {
 				errs = append(errs, err)
@@ -115,6 +120,25 @@ func (r *reconciler) converge(full bool) (time.Time, error) {
 		r.log.Warn("cutting connections failed", "err", errors.Join(errs...))
 	}
 	return d.next, nil
+}
+
+// grantView returns the valid clients by address (either family) for the
+// DNS forwarder's grants.
+func grantView(d desired) map[netip.Addr]*grantClient {
+	view := make(map[netip.Addr]*grantClient, len(d.clients))
+	for k, p := range d.byKey {
+		a := d.device[k]
+		pol := d.policies[p.Profile]
+		if pol == nil {
+			continue
+		}
+		c := &grantClient{peer: p.ID, v4: a.v4, v6: a.v6, pol: pol}
+		view[a.v4] = c
+		if a.v6.IsValid() {
+			view[a.v6] = c
+		}
+	}
+	return view
 }
 
 // configureDevice applies the peer changes, ending the sessions of

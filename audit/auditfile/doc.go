@@ -1,6 +1,6 @@
 // Package auditfile is ferry's native audit export format and its offline
-// verifier: the line encoding (header, records with their chain fields,
-// signed trailer), the journal hash, checkpoints and their signatures, the
+// verifier: the line encoding (header, the export's first checkpoint,
+// records with their chain fields, signed trailer), the journal hash, checkpoints and their signatures, the
 // audit public key, and [VerifyFile], which names the first record of a
 // file that was edited, deleted, reordered or cut off.
 //
@@ -14,7 +14,8 @@
 //
 // An export is JSON lines, one object per line:
 //
-//	{"export":{"version":2,"filter":"seq>=1","time":"...","sig":...}} signed header (pull exports)
+//	{"export":{"version":3,"filter":"seq>=1","time":"..."}}          header (pull exports)
+//	{"checkpoint":{"seq":0,"hash":"<hex>","export":"<hex>",...,"sig":...}} the export's first checkpoint
 //	{"seq":1,"prev_hash":"<hex>","hash":"<hex>","record":{...}}   one per record
 //	{"seq":7,"prev_hash":"<hex>","hash":"<hex>","data":"<b64>"}   a record that is not JSON
 //	{"end":{"first":1,"last":900,"count":900,...,"sig":"<b64>"}}  trailer (pull exports)
@@ -29,8 +30,13 @@
 // are not JSON, or hold a line break, travel base64-encoded in "data"
 // instead. Checkpoints are records like any other ({"checkpoint":{...}}).
 //
-// A pull export starts with a header and ends with a trailer signed by the
-// cluster audit key: the trailer names the range, the count and a digest of
+// A pull export starts with a header and the export's first checkpoint,
+// which signs the header's digest (HeaderDigest: SHA-256 of its RFC 8785
+// canonical form) and the hash of the record before the first exported
+// one: an edit of any header field, or records cut from the start, are
+// reported even without the trailer. (Version 2 headers carried a
+// signature of their own, version 1 headers none; both still verify.) It
+// ends with a trailer signed by the cluster audit key: the trailer names the range, the count and a digest of
 // every exported (seq, hash) pair, so cutting the end off an export, or
 // dropping records from a filtered export, is detected. Streams to sinks
 // carry no header or trailer; there, checkpoints vouch for the records.

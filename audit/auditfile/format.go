@@ -16,20 +16,50 @@ import (
 	"time"
 )
 
-// Header opens a pull export. From version 2 on it is signed by the
-// cluster audit key (Signer.SignHeader), so its filter cannot be changed
-// to pass gaps off as filtering, even in an export without a trailer.
+// Header opens a pull export. From version 3 on it is covered by the
+// signature of the export's first checkpoint, the line right after it
+// (Line.Checkpoint), whose Export field is the header's digest
+// (HeaderDigest): the filter cannot be changed to pass gaps off as
+// filtering, nor any other field edited, even in an export without a
+// trailer. Version 2 headers carried a signature of their own (KeyID,
+// Sig) and still verify; version 1 headers were not signed.
 type Header struct {
 	Version int       `json:"version"`
 	Filter  string    `json:"filter"`
 	Time    time.Time `json:"time"`
-	KeyID   string    `json:"key_id,omitempty"`
-	Sig     []byte    `json:"sig,omitempty"`
+	KeyID   string    `json:"key_id,omitempty"` // version 2 only
+	Sig     []byte    `json:"sig,omitempty"`    // version 2 only
 }
 
-// HeaderVersion is the version of the header Export writes.
-const HeaderVersion = 2
+// HeaderVersion is the version of the header a signed export carries.
+const HeaderVersion = 3
 
+// headerDomain separates header digests from every other hash.
+const headerDomain = "ferry-audit-export-header/v3\n"
+
+// HeaderDigest returns the digest an export's first checkpoint signs for
+// the header whose JSON object (the value of the line's "export" member)
+// is raw: SHA-256 over a domain string and the object's RFC 8785
+// canonical form, so a receiver's re-encoding of the line does not change
+// it and any edit of any field does.
+func HeaderDigest(raw []byte) (Hash, error) {
+	c, err := Canonical(raw)
+	if err != nil {
+		return Hash{}, fmt.Errorf("%w: export header: %v", ErrMalformed, err)
+	}
+	h := sha256.New()
+	h.Write([]byte(headerDomain))
+	h.Write(c)
+	var out Hash
+	h.Sum(out[:0])
+	return out, nil
+}
+
+// EncodeHeader returns the JSON object of h as AppendLine writes it in a
+// header line, for HeaderDigest.
+func EncodeHeader(h *Header) ([]byte, error) { return json.Marshal(h) }
+
+// signedBytes is what a version 2 header's own signature covers.
 func (h *Header) signedBytes() []byte {
 	return fmt.Appendf(nil, "ferry-audit-export-header/v2\nversion=%d\nfilter=%q\ntime=%d\nkey=%s\n",
 		h.Version, h.Filter, h.Time.UnixNano(), h.KeyID)
@@ -82,14 +112,21 @@ func (d *Digest) Sum() (out Hash) {
 	return out
 }
 
-// Line is one line of the format: a header (Export set), a trailer (End
-// set) or a record (Seq, PrevHash, Hash and either Record or Data).
+// Line is one line of the format: a header (Export set), the export's
+// first checkpoint (Checkpoint set, right after a version 3 header), a
+// trailer (End set) or a record (Seq, PrevHash, Hash and either Record or
+// Data).
 type Line struct {
 	Seq      uint64   `json:"seq"`
 	PrevHash Hash     `json:"prev_hash"`
 	Hash     Hash     `json:"hash"`
 	Export   *Header  `json:"export,omitempty"`
 	End      *Trailer `json:"end,omitempty"`
+	// Checkpoint is the export's first checkpoint: it signs the header's
+	// digest (its Export field) and the hash of the record before the
+	// first exported one (Seq, Hash), which anchors the export's start.
+	// It is no journal record.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Record is the record verbatim, when it is JSON without a line
 	// break; Data is the record otherwise (base64 in the line).
 	Record json.RawMessage `json:"record,omitempty"`
@@ -114,6 +151,8 @@ func AppendLine(dst []byte, l *Line) ([]byte, error) {
 		return appendObject(dst, `{"export":`, l.Export)
 	case l.End != nil:
 		return appendObject(dst, `{"end":`, l.End)
+	case l.Checkpoint != nil:
+		return appendObject(dst, `{"checkpoint":`, l.Checkpoint)
 	}
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendUint(dst, l.Seq, 10)
@@ -206,9 +245,9 @@ func ParseLine(b []byte) (Line, error) {
 	if err := json.Unmarshal(b, &l); err != nil {
 		return Line{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	switch n := btoi(l.Export != nil) + btoi(l.End != nil) + btoi(l.Record != nil || l.Data != nil); {
+	switch n := btoi(l.Export != nil) + btoi(l.End != nil) + btoi(l.Checkpoint != nil) + btoi(l.Record != nil || l.Data != nil); {
 	case n != 1:
-		return Line{}, fmt.Errorf("%w: want exactly one of record, data, export or end", ErrMalformed)
+		return Line{}, fmt.Errorf("%w: want exactly one of record, data, export, checkpoint or end", ErrMalformed)
 	case l.Record != nil || l.Data != nil:
 		if l.Seq == 0 {
 			return Line{}, fmt.Errorf("%w: record without seq", ErrMalformed)

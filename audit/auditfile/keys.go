@@ -50,13 +50,6 @@ func (s *Signer) SignCheckpoint(c *Checkpoint) {
 	c.Sig = ed25519.Sign(s.priv, c.signedBytes())
 }
 
-// SignHeader sets h's version, KeyID and signature.
-func (s *Signer) SignHeader(h *Header) {
-	h.Version = HeaderVersion
-	h.KeyID = s.id
-	h.Sig = ed25519.Sign(s.priv, h.signedBytes())
-}
-
 // SignTrailer sets t's KeyID to the signer's and signs t, setting Sig.
 func (s *Signer) SignTrailer(t *Trailer) {
 	t.KeyID = s.id

@@ -58,20 +58,29 @@ func ChainHash(prev Hash, seq uint64, data []byte) Hash {
 // checkpoints to the journal itself as records of their own, so exports
 // carry them and verification needs nothing but the export and the public
 // key.
+//
+// An export's first checkpoint (Line.Checkpoint) also signs the digest of
+// the export's header (Export), so the header is covered by it.
 type Checkpoint struct {
-	Seq   uint64    `json:"seq"`
-	Hash  Hash      `json:"hash"`
-	Time  time.Time `json:"time"`
-	Node  string    `json:"node,omitempty"`
-	KeyID string    `json:"key_id"`
-	Sig   []byte    `json:"sig"`
+	Seq    uint64    `json:"seq"`
+	Hash   Hash      `json:"hash"`
+	Time   time.Time `json:"time"`
+	Node   string    `json:"node,omitempty"`
+	Export Hash      `json:"export,omitzero"` // HeaderDigest; an export's first checkpoint only
+	KeyID  string    `json:"key_id"`
+	Sig    []byte    `json:"sig"`
 }
 
 // signedBytes is what a checkpoint's signature covers. The domain string
-// keeps a checkpoint signature from being replayed as an export seal.
+// keeps a checkpoint signature from being replayed as an export seal;
+// journal checkpoints (no Export) keep the first version's form.
 func (c *Checkpoint) signedBytes() []byte {
-	return fmt.Appendf(nil, "ferry-audit-checkpoint/v1\nseq=%d\nhash=%s\ntime=%d\nnode=%q\nkey=%s\n",
-		c.Seq, c.Hash, c.Time.UnixNano(), c.Node, c.KeyID)
+	if c.Export == (Hash{}) {
+		return fmt.Appendf(nil, "ferry-audit-checkpoint/v1\nseq=%d\nhash=%s\ntime=%d\nnode=%q\nkey=%s\n",
+			c.Seq, c.Hash, c.Time.UnixNano(), c.Node, c.KeyID)
+	}
+	return fmt.Appendf(nil, "ferry-audit-checkpoint/v2\nseq=%d\nhash=%s\ntime=%d\nnode=%q\nexport=%s\nkey=%s\n",
+		c.Seq, c.Hash, c.Time.UnixNano(), c.Node, c.Export, c.KeyID)
 }
 
 // checkpointRecord is how a checkpoint is stored in the journal.

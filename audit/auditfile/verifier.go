@@ -37,8 +37,9 @@ type Verifier struct {
 	rep       Report
 	started   bool
 	filtered  bool
-	first     Hash // prev hash of the first record
-	prev      Hash // hash of record rep.Last
+	first     Hash      // prev hash of the first record
+	anchor    *ringSlot // the export's first checkpoint: record seq has hash h
+	prev      Hash      // hash of record rep.Last
 	ring      []ringSlot
 	seen      []span            // sequence numbers seen, sorted and merged
 	unsigned  []span            // non-checkpoint records after rep.Signed
@@ -293,6 +294,9 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 			v.problem(Edited, seq, ln, "record 1 edited: it does not start the chain")
 		}
 		v.rep.Anchored = seq == 1
+		if v.anchor != nil {
+			v.checkAnchor(seq, prev, ln)
+		}
 	case seq < v.rep.Last && !v.filtered:
 		v.rangeProblemDetail(Reordered, seq, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", seq, v.rep.Last))
 	case seq < v.rep.First:
@@ -339,6 +343,25 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 	}
 	if seq > v.rep.Signed {
 		v.unsigned = addSpan(v.unsigned, seq, ln)
+	}
+}
+
+// checkAnchor checks the first record of an export, seq following prev,
+// against the record its first checkpoint signs: records cut from the
+// start of an export are reported even without a trailer.
+func (v *Verifier) checkAnchor(seq uint64, prev Hash, ln int) {
+	a := v.anchor
+	switch {
+	case seq == a.seq+1 && prev == a.h:
+		v.rep.Anchored = true
+	case seq == a.seq+1:
+		v.problem(Edited, seq, ln, "record %d edited: the export's first checkpoint signs a different predecessor", seq)
+	case seq > a.seq+1 && !v.filtered:
+		v.missing(a.seq+1, seq-1, ln)
+	case seq > a.seq+1:
+		v.problem(Missing, a.seq+1, ln, "record %d missing: the export's first checkpoint says the export starts with it", a.seq+1)
+	default:
+		v.problem(Forged, seq, ln, "record %d precedes the export's start: its first checkpoint signs record %d", seq, a.seq)
 	}
 }
 

@@ -58,8 +58,9 @@ type Report struct {
 	// TestRecords counts the marked records of sink tests (sequence
 	// number 0), which are no part of the journal.
 	TestRecords uint64
-	// HeaderSigned reports a pull export whose header carries a valid
-	// signature (format version 2).
+	// HeaderSigned reports a pull export whose header is covered by a
+	// valid signature: from header version 3 on, the export's first
+	// checkpoint's; in version 2, the header's own.
 	HeaderSigned bool
 	// Unsigned counts the records after the last one a signature covers
 	// (checkpoint records excluded); UnsignedFirst is the first of them.
@@ -124,7 +125,7 @@ func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) {
 		v.problem(Truncated, 0, ln, "export truncated: no records, the trailer covers %d to %d", t.First, t.Last)
 	case v.rep.Last > t.Last:
 		v.problem(Forged, v.rep.Last, ln, "record %d follows the trailer's last record %d", v.rep.Last, t.Last)
-	case v.rep.First != t.First && t.Count > 0:
+	case v.rep.First != t.First && t.Count > 0 && !reported:
 		v.problem(Missing, t.First, ln, "export starts at record %d: the trailer says it starts at %d", v.rep.First, t.First)
 	case v.digest.Count() != t.Count && !reported:
 		v.problem(Missing, 0, ln, "%d records missing: the trailer counts %d, the export holds %d", int64(t.Count)-int64(v.digest.Count()), t.Count, v.digest.Count())
@@ -143,12 +144,11 @@ func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) {
 	v.rep.Trailer = true
 }
 
-// header checks a pull export's header: from version 2 on it is signed.
+// header checks a version 2 header's own signature. Version 3 headers are
+// covered by the export's first checkpoint (exportCheckpoint); version 1
+// headers were not signed.
 func (v *Verifier) header(h *Header, ln int) {
-	if h.Version < 2 {
-		return
-	}
-	if v.opts.SkipSignatures {
+	if h.Version != 2 || v.opts.SkipSignatures {
 		return
 	}
 	ok, err := v.opts.Keys.verify(h.KeyID, h.signedBytes(), h.Sig)
@@ -160,6 +160,49 @@ func (v *Verifier) header(h *Header, ln int) {
 	default:
 		v.rep.HeaderSigned = true
 	}
+}
+
+// exportCheckpoint checks an export's first checkpoint, read right after
+// the header whose digest is digest: its signature, that it signs that
+// header, and it notes the record it anchors the export's start to.
+func (v *Verifier) exportCheckpoint(c *Checkpoint, digest Hash, ln int) {
+	if !v.opts.SkipSignatures {
+		ok, err := v.opts.Keys.verify(c.KeyID, c.signedBytes(), c.Sig)
+		if err != nil {
+			v.problem(Forged, 0, ln, "the export's first checkpoint is signed by unknown key %q", c.KeyID)
+			return
+		}
+		if !ok {
+			v.problem(Forged, 0, ln, "the export's first checkpoint: invalid signature")
+			return
+		}
+	}
+	if c.Export != digest {
+		v.problem(Forged, 0, ln, "export header edited: the export's first checkpoint signs a different header")
+		return
+	}
+	if !v.opts.SkipSignatures {
+		v.rep.HeaderSigned = true
+	}
+	v.anchor = &ringSlot{seq: c.Seq, h: c.Hash}
+}
+
+// headerDigestOf returns the digest of the header on line b: of its
+// "export" object as written, or when that cannot be found, of h encoded.
+func headerDigestOf(b []byte, h *Header) Hash {
+	var raw []byte
+	objectMembers(b, func(k, val []byte) bool {
+		if string(k) == "export" {
+			raw = val
+			return false
+		}
+		return true
+	})
+	if raw == nil {
+		raw, _ = EncodeHeader(h)
+	}
+	d, _ := HeaderDigest(raw) // a header that parsed canonicalizes
+	return d
 }
 
 // filterContiguous reports whether a filter's canonical string (the
@@ -304,6 +347,15 @@ func (b *lineBatch) prepare(m *matcher) {
 func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
 	var hdr *Header
 	var done bool
+	var digest Hash      // the header's (HeaderDigest)
+	var afterHeader bool // the previous line was the header
+	var wantCP bool      // a version 3 header awaits its checkpoint
+	noCheckpoint := func(ln int) {
+		if wantCP {
+			v.problem(Forged, 0, ln, "export header not covered by a signature: the export's first checkpoint is missing")
+			wantCP = false
+		}
+	}
 	for b := range order {
 		<-b.done
 		for i := range b.lines {
@@ -326,7 +378,19 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
 				v.problem(Malformed, 0, ln, "not an audit export line: %v", fl.perr)
 				continue
 			}
-			switch l := &fl.l; {
+			l := &fl.l
+			if l.Checkpoint != nil {
+				if !afterHeader {
+					v.problem(Malformed, 0, ln, "an export's first checkpoint out of place: it must follow the header")
+					continue
+				}
+				afterHeader, wantCP = false, false
+				v.exportCheckpoint(l.Checkpoint, digest, ln)
+				continue
+			}
+			noCheckpoint(ln)
+			afterHeader = false
+			switch {
 			case l.Export != nil:
 				if ln != 1 || v.started {
 					v.problem(Malformed, 0, ln, "export header in the middle of the file")
@@ -336,6 +400,8 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
 				v.filtered = !filterContiguous(hdr.Filter)
 				v.rep.Filtered = v.filtered
 				v.header(hdr, ln)
+				digest = headerDigestOf(fl.b, hdr)
+				afterHeader, wantCP = true, hdr.Version >= 3
 			case l.End != nil:
 				v.trailer(l.End, hdr, ln)
 				done = true
@@ -347,6 +413,7 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
 			}
 		}
 	}
+	noCheckpoint(0)
 	if !done && (opts.RequireTrailer || hdr != nil) {
 		v.problem(Truncated, v.rep.Last, 0, "export truncated after record %d: its signed trailer is missing", v.rep.Last)
 	}

@@ -41,6 +41,9 @@ type Page struct {
 	Location string
 	Header   http.Header
 	Body     string
+	// PostStatus is the status of the form's POST, for pages Submit
+	// returns; 0 otherwise.
+	PostStatus int
 }
 
 func (b *Browser) do(req *http.Request) (*Page, error) {
@@ -78,6 +81,26 @@ func (b *Browser) Post(rawURL string, form url.Values) (*Page, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return b.do(req)
+}
+
+// Submit posts form to rawURL as a browser submits a form: a form the
+// server accepted or refused with a redirect (POST-redirect-GET) is
+// followed with a GET of the same origin, and the page it leads to is
+// returned with PostStatus set to the POST's status; any other answer is
+// returned as it is.
+func (b *Browser) Submit(rawURL string, form url.Values) (*Page, error) {
+	p, err := b.Post(rawURL, form)
+	if err != nil || p.Status != http.StatusSeeOther {
+		if p != nil {
+			p.PostStatus = p.Status
+		}
+		return p, err
+	}
+	next, err := b.Get(p.Location)
+	if next != nil {
+		next.PostStatus = p.Status
+	}
+	return next, err
 }
 
 // Field returns the value of the hidden input name on the page.
@@ -227,7 +250,11 @@ func (b *Browser) SecondFactor(user string) (*Result, error) {
 		res.Final, err = expect(http.StatusSeeOther, "POST /mfa")(b.Post(mfaURL, v))
 		return res, err
 	}
-	codes, err := expect(http.StatusOK, "POST /mfa (enroll)")(b.Post(mfaURL, v))
+	// The code form redirects (POST-redirect-GET) to the page of codes.
+	if _, err := expect(http.StatusSeeOther, "POST /mfa (enroll)")(b.Post(mfaURL, v)); err != nil {
+		return nil, err
+	}
+	codes, err := expect(http.StatusOK, "GET /mfa (recovery codes)")(b.Get(mfaURL))
 	if err != nil {
 		return nil, err
 	}

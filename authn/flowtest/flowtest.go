@@ -61,8 +61,9 @@ type Options struct {
 
 // Hit is one request the load balancer passed on.
 type Hit struct {
-	Path string
-	Node int
+	Method string
+	Path   string
+	Node   int
 }
 
 // Env is a running sign-in setup.
@@ -216,7 +217,7 @@ func Start(t testing.TB, o Options) *Env {
 func (e *Env) balance(w http.ResponseWriter, r *http.Request) {
 	i := (*e.route.Load())(r.URL.Path)
 	e.mu.Lock()
-	e.hits = append(e.hits, Hit{Path: r.URL.Path, Node: i})
+	e.hits = append(e.hits, Hit{Method: r.Method, Path: r.URL.Path, Node: i})
 	srv := e.nodeSrv[i]
 	e.mu.Unlock()
 	target, _ := url.Parse(srv.URL)
@@ -287,4 +288,18 @@ func (e *Env) Enrolled(username, uri string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.enrolls[username] = uri
+}
+
+// Posts returns how many POST requests the load balancer passed on so
+// far: a browser that resubmits a form shows up here.
+func (e *Env) Posts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, h := range e.hits {
+		if h.Method == http.MethodPost {
+			n++
+		}
+	}
+	return n
 }

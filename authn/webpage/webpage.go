@@ -38,6 +38,14 @@ func hashSource(s string) string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
+// Stylesheet returns the shared stylesheet, for a server that serves it
+// as a file under a CSP of style-src 'self' (the admin console).
+func Stylesheet() string { return css }
+
+// Script returns the shared script, for a server that serves it as a file
+// under a CSP of script-src 'self' (the admin console).
+func Script() string { return script }
+
 // Funcs are the template functions the layout and pages may use:
 // css and script (the shared assets), org (a name or "ferry"), and
 // relative (a time relative to now, as "in 11 hours").

@@ -47,3 +47,30 @@ func TestLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestLayoutExternalAssets: a page set that redefines "style" and
+// "script" (the admin console) gets no inline style or script at all.
+func TestLayoutExternalAssets(t *testing.T) {
+	fsys := fstest.MapFS{"p.html": {Data: []byte(`{{define "content"}}<p>hello</p>{{end}}` +
+		`{{define "style"}}<link rel="stylesheet" href="/s.css">{{end}}{{define "script"}}<script src="/s.js"></script>{{end}}`)}}
+	tmpl, err := Parse(fsys, "p.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := tmpl.ExecuteTemplate(&b, "layout", struct{ Title, Error, Org string }{"Hi", "", ""}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if strings.Contains(page, "<style>") || strings.Contains(page, "<script>") {
+		t.Errorf("inline style or script left:\n%s", page)
+	}
+	for _, want := range []string{`<link rel="stylesheet" href="/s.css">`, `<script src="/s.js"></script>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if Stylesheet() != css || Script() != script {
+		t.Error("Stylesheet or Script is not the shared asset")
+	}
+}

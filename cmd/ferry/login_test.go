@@ -58,7 +58,7 @@ func TestEnroll(t *testing.T) {
 	if peer.PublicKey != key.Public() || st.Peer.PublicKey != key.Public() {
 		t.Errorf("server holds %s, the device's public key is %s", peer.PublicKey, key.Public())
 	}
-	if c.PeerPublicKey != apitest.ServerPublicKey || c.Endpoint != "vpn.example.com:51820" || c.Addresses[0].Addr().String() != st.Peer.Address ||
+	if c.PeerPublicKey != srv.WireGuardPublicKey || c.Endpoint != apitest.Endpoint || c.Addresses[0].Addr().String() != st.Peer.Address ||
 		c.KeepaliveSeconds != 25 || len(c.DNS) != 1 || len(c.Search) != 1 {
 		t.Errorf("config %+v", c)
 	}
@@ -235,7 +235,7 @@ func TestLogout(t *testing.T) {
 			t.Errorf("%s left: %v", name, err)
 		}
 	}
-	if _, err := loginflow.LoadToken(dir, srv.URL); !errors.Is(err, loginflow.ErrNoToken) {
+	if _, err := loginflow.LoadToken(dir, srv.URL, srv.CAFile); !errors.Is(err, loginflow.ErrNoToken) {
 		t.Errorf("token left: %v", err)
 	}
 	if out, err := ferry(t, "logout"); err != nil || out != "Not signed in.\n" {
@@ -304,7 +304,7 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	key, _ := os.ReadFile(filepath.Join(dir, fileKey))
-	tok, _ := loginflow.LoadToken(dir, srv.URL)
+	tok, _ := loginflow.LoadToken(dir, srv.URL, srv.CAFile)
 	if strings.Contains(out, strings.TrimSpace(string(key))) || strings.Contains(out, tok) {
 		t.Error("status printed a secret")
 	}

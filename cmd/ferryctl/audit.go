@@ -182,10 +182,12 @@ type progress struct {
 }
 
 // Lines of the native format that frame an export rather than carry a
-// record (auditfile.Header and auditfile.Trailer).
+// record (auditfile.Header, the export's first checkpoint and
+// auditfile.Trailer).
 var (
-	headerStart  = []byte(`{"export":`)
-	trailerStart = []byte(`{"end":`)
+	headerStart     = []byte(`{"export":`)
+	checkpointStart = []byte(`{"checkpoint":`) // the longest
+	trailerStart    = []byte(`{"end":`)
 )
 
 func (p *progress) Write(b []byte) (int, error) {
@@ -203,13 +205,13 @@ func (p *progress) Write(b []byte) (int, error) {
 func (p *progress) count(b []byte) {
 	for len(b) > 0 {
 		line, rest, complete := bytes.Cut(b, []byte{'\n'})
-		if room := len(headerStart) - len(p.start); room > 0 {
+		if room := len(checkpointStart) - len(p.start); room > 0 {
 			p.start = append(p.start, line[:min(room, len(line))]...)
 		}
 		if !complete {
 			return
 		}
-		if len(p.start) > 0 && !bytes.HasPrefix(p.start, headerStart) && !bytes.HasPrefix(p.start, trailerStart) {
+		if len(p.start) > 0 && !bytes.HasPrefix(p.start, headerStart) && !bytes.HasPrefix(p.start, checkpointStart) && !bytes.HasPrefix(p.start, trailerStart) {
 			p.records++
 		}
 		p.start, b = p.start[:0], rest

@@ -41,17 +41,25 @@ func TestAuditSinkCommands(t *testing.T) {
 	if shown.Token != "(sealed)" || strings.Contains(mustCtl(t, "audit", "sink", "show", "splunk"), hec.Token()) {
 		t.Errorf("show reveals the token: %+v", shown)
 	}
+	// The receiver gets the test record (sequence 0) beside the journal's
+	// records, which the leader's exporter sends to every network sink as
+	// soon as it is added, as in ferryd.
 	out := mustCtl(t, "audit", "sink", "test", "splunk")
-	if !strings.Contains(out, "HTTP 200: Success") || len(hec.Events()) != 1 {
-		t.Errorf("test: %q, %d events at the receiver", out, len(hec.Events()))
+	if !strings.Contains(out, "HTTP 200: Success") {
+		t.Errorf("test: %q", out)
 	}
-	var ev struct {
-		Seq    uint64
-		Record struct{ Type string }
+	tests := 0
+	for _, e := range hec.Events() {
+		var ev struct {
+			Seq    uint64
+			Record struct{ Type string }
+		}
+		if json.Unmarshal(e, &ev) == nil && ev.Seq == 0 && ev.Record.Type == "audit.sink_test" {
+			tests++
+		}
 	}
-	json.Unmarshal(hec.Events()[0], &ev)
-	if ev.Seq != 0 || ev.Record.Type != "audit.sink_test" {
-		t.Errorf("test record %s", hec.Events()[0])
+	if tests != 1 {
+		t.Errorf("%d test records among the %d events at the receiver, want 1", tests, len(hec.Events()))
 	}
 	if out := mustCtl(t, "cluster", "status"); strings.Contains(out, "NO NETWORK SINK") {
 		t.Errorf("cluster status with a sink still says none:\n%s", out)

@@ -47,8 +47,8 @@ func TestAuditVerifyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
-	records := len(lines) - 2 // header and trailer
-	if !strings.HasPrefix(lines[0], `{"export":`) || !strings.HasPrefix(lines[len(lines)-1], `{"end":`) || records < 8 {
+	records := len(lines) - 3 // header, the export's first checkpoint, trailer
+	if !strings.HasPrefix(lines[0], `{"export":`) || !strings.HasPrefix(lines[1], `{"checkpoint":`) || !strings.HasPrefix(lines[len(lines)-1], `{"end":`) || records < 8 {
 		t.Fatalf("export of %d lines:\n%s", len(lines), data)
 	}
 	if want := fmt.Sprintf("exported %d records", records); !strings.Contains(stderr, want) {
@@ -78,7 +78,8 @@ func TestAuditVerifyFile(t *testing.T) {
 		}
 	})
 
-	// lines[i] holds record i: line 0 is the header.
+	// lines[i+1] holds record i: line 0 is the header, line 1 the
+	// export's first checkpoint.
 	tests := []struct {
 		name   string
 		tamper func(ls []string) []string
@@ -87,22 +88,22 @@ func TestAuditVerifyFile(t *testing.T) {
 		want   string
 	}{
 		{"edited", func(ls []string) []string {
-			ls[4] = strings.Replace(ls[4], `"p`, `"q`, 1)
+			ls[5] = strings.Replace(ls[5], `"p`, `"q`, 1)
 			return ls
-		}, "edited", 4, "record 4 edited: its contents do not match its hash (line 5)"},
+		}, "edited", 4, "record 4 edited: its contents do not match its hash (line 6)"},
 		{"deleted", func(ls []string) []string {
-			return append(ls[:5], ls[6:]...)
-		}, "missing", 5, "record 5 missing (line 6)"},
+			return append(ls[:6], ls[7:]...)
+		}, "missing", 5, "record 5 missing (line 7)"},
 		{"reordered", func(ls []string) []string {
-			ls[3], ls[4] = ls[4], ls[3]
+			ls[4], ls[5] = ls[5], ls[4]
 			return ls
-		}, "reordered", 3, "records out of order at 3: record 4 comes before it (line 5)"},
+		}, "reordered", 3, "records out of order at 3: record 4 comes before it (line 6)"},
 		{"truncated", func(ls []string) []string {
-			return ls[:records-1] // the last two records and the trailer go
+			return ls[:records] // the last two records and the trailer go
 		}, "truncated", uint64(records - 2), fmt.Sprintf("export truncated after record %d: its signed trailer is missing", records-2)},
 		{"truncated mid-line", func(ls []string) []string {
-			last := ls[records]
-			return append(ls[:records], last[:len(last)/2])
+			last := ls[records+1]
+			return append(ls[:records+1], last[:len(last)/2])
 		}, "truncated", uint64(records - 1), fmt.Sprintf("export truncated after record %d: the last line is cut off", records-1)},
 	}
 	tampered := func(t *testing.T, name string, tamper func([]string) []string) string {
@@ -147,7 +148,7 @@ func TestAuditVerifyFile(t *testing.T) {
 		}
 		// As a sink writes it (no header, no trailer): the records after
 		// the checkpoint are unsigned, exit status 3 unless accepted.
-		sink := tampered(t, "sink stream", func(ls []string) []string { return ls[1 : len(ls)-1] })
+		sink := tampered(t, "sink stream", func(ls []string) []string { return ls[2 : len(ls)-1] })
 		cmd = exec.Command(ferryctlBin, "audit", "verify", sink, "--key", keyFile, "--no-trailer")
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err = cmd.CombinedOutput()

@@ -69,11 +69,11 @@ wireshark -k -i - or tcpdump -r -; the summary then goes to standard error.`,
 					return writeJSON(g.con.out, caps)
 				}
 				if len(caps) == 0 {
-					fmt.Fprintln(g.con.out, "No capture runs on this node.")
+					fmt.Fprintln(g.con.out, "No capture runs in the cluster.")
 				}
 				for _, r := range caps {
-					fmt.Fprintf(g.con.out, "%s  %s  by %s  clients %s  filter %q  reason %q%s\n", r.ID, r.Started.Format(time.RFC3339),
-						r.Actor, strings.Join(r.Clients, ","), r.Filter, r.Reason, remoteSuffix(r.Remote))
+					fmt.Fprintf(g.con.out, "%s  %s  on %s  by %s  clients %s  filter %q  reason %q\n", r.ID, r.Started.Format(time.RFC3339),
+						r.Node, r.Actor, strings.Join(r.Clients, ","), r.Filter, r.Reason)
 				}
 				return nil
 			}
@@ -156,15 +156,8 @@ wireshark -k -i - or tcpdump -r -; the summary then goes to standard error.`,
 	f.StringVar(&in.Reason, "reason", "", "why (recorded in the audit log); required")
 	f.StringVar(&in.TOTP, "totp", "", "a current code of your authenticator (asked for on a terminal when not given)")
 	f.StringVarP(&file, "write", "w", "", "write the pcapng file here (a new file), or - for standard output")
-	f.BoolVar(&list, "list", false, "list the captures running on the answering node instead")
+	f.BoolVar(&list, "list", false, "list the captures running in the cluster instead")
 	return cmd
-}
-
-func remoteSuffix(remote string) string {
-	if remote == "" {
-		return ""
-	}
-	return "  (part of a capture run by " + remote + ")"
 }
 
 // askTOTP reads the step-up code from a person at the terminal.

@@ -79,7 +79,7 @@ prints what it serves and where. The directory is removed on exit unless
 					if err := waitReady(ctx, r); err != nil {
 						return err
 					}
-					if err := ensureDevProfile(ctx, r.svc.profiles); err != nil {
+					if err := ensureDevProfile(ctx, r.svc.Profiles); err != nil {
 						return fmt.Errorf("creating the demo profile: %w", err)
 					}
 					printDev(stdout, dir, r, keep)

@@ -22,6 +22,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/assembly"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,7 @@ type running struct {
 	node        *cluster.Node
 	apiAddr     net.Addr
 	metricsAddr net.Addr
-	svc         *services
+	svc         *assembly.Services
 }
 
 // serveOptions adjust serve for the commands that wrap it.
@@ -220,21 +221,25 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer, opts serve
 	}
 	defer func() {
 		stopServing()
-		svc.close(log)
+		svc.Close()
 	}()
-	refs.sessions.Store(svc.sessions)
-	refs.audit.Store(svc.audit)
+	refs.sessions.Store(svc.Sessions)
+	refs.audit.Store(svc.Audit)
 	if leaf := ccfg.Certificate.Leaf; leaf != nil {
 		if err := admitter.NoteCert(ctx, cfg.NodeID, leaf); err != nil {
 			log.Warn("recording this node's certificate expiry failed", "err", err)
 		}
 	}
 	pctx, stopPeers := context.WithCancel(context.Background())
-	peers.start(pctx, svc.audit)
+	peers.start(pctx, svc.Audit)
 	defer peers.wait()
 	defer stopPeers()
-	full, err := api.New(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log, Organization: cfg.Organization,
-		Users: svc.apiUsers(cfg.NodeID), Audit: svc.apiAudit(), IdP: svc.apiIdP(cfg), Capture: svc.capture})
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: master, Admit: admitter, Settings: joinSettings(cfg), Logger: log,
+		Organization: cfg.Organization})
+	if err != nil {
+		return err
+	}
+	full, err := api.New(acfg)
 	if err != nil {
 		return err
 	}

@@ -5,368 +5,101 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
-	"github.com/ferryvpn/ferry/authn/scim"
-	"github.com/ferryvpn/ferry/authn/signals"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/assembly"
 	"github.com/ferryvpn/ferry/cmd/internal/config"
-	"github.com/ferryvpn/ferry/cmd/internal/wgkey"
-	"github.com/ferryvpn/ferry/profiles"
-	"github.com/ferryvpn/ferry/report"
 	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
-// Bounds of the services' start-up and of their periodic housekeeping.
-const (
-	secretsTimeout   = 30 * time.Second // first start: create the audit and WireGuard keys
-	janitorInterval  = time.Minute
-	janitorTimeout   = 30 * time.Second
-	dataPlaneTimeout = 30 * time.Second
-)
-
-// services are the domain components of a node, built on its cluster node.
-type services struct {
-	audit    *audit.Log
-	signer   *audit.Signer
-	checkpts *audit.Checkpointer
-	exporter *audit.Exporter
-	trimmer  *audit.Trimmer
-	// sinkStore holds the network sinks (cluster configuration);
-	// netSpecs are the configuration file's, imported once.
-	sinkStore *audit.SinkStore
-	sinkOpts  audit.SinkOptions
-	netSpecs  []audit.SinkSpec
-	sessions  *authn.Sessions
-	users     *authn.Users
-	mfa       *authn.MFA
-	flow      *authn.Flow        // nil without oidc.issuer
-	reval     *authn.Revalidator // nil without oidc.issuer
-	profiles  *profiles.Store
-	scim      *scim.Service     // nil unless scim.enabled
-	signals   *signals.Receiver // nil without back-channel logout or ssf
-	wgKey     wgtypes.Key
-	server    profiles.Server
-	gateway   *tunnel.Gateway // nil while the data plane is off
-	reports   *report.Rollup
-	capture   *capture.Service
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+// startServices builds the node's services through the one assembly
+// (cmd/internal/assembly) the test harnesses use too, from the
+// configuration file.
+func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, master seal.Key, log *slog.Logger, reg prometheus.Registerer) (*assembly.Services, error) {
+	ac, err := assemblyConfig(cfg, node, master, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	return assembly.Start(ctx, ac)
 }
 
-// startServices builds the services in dependency order: audit first (the
-// others record into it), then sign-in, then profiles.
-func startServices(ctx context.Context, cfg *config.Config, node *cluster.Node, master seal.Key, log *slog.Logger, reg prometheus.Registerer) (_ *services, err error) {
-	s := &services{}
-	bg, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	defer func() {
-		if err != nil {
-			s.close(log)
-		}
-	}()
-
-	// 1. Cluster secrets: the audit signing key and the WireGuard key.
-	sctx, scancel := context.WithTimeout(ctx, secretsTimeout)
-	defer scancel()
-	if err := node.WaitLeader(sctx); err != nil {
-		return nil, fmt.Errorf("waiting for a leader to load cluster secrets: %w", err)
-	}
-	if s.signer, err = audit.LoadSigner(sctx, node, master); err != nil {
-		return nil, fmt.Errorf("loading the audit signing key: %w", err)
-	}
-	if s.wgKey, err = wgkey.Ensure(sctx, node, master); err != nil {
-		return nil, fmt.Errorf("loading the wireguard key: %w", err)
-	}
-
-	// 2. The audit log, its checkpoints and its export.
-	if s.audit, err = audit.New(audit.Config{Store: node, Node: cfg.NodeID, Logger: log, Registerer: reg}); err != nil {
-		return nil, err
-	}
-	if s.checkpts, err = audit.NewCheckpointer(audit.CheckpointerConfig{
-		Store: node, Signer: s.signer, Every: uint64(cfg.Audit.CheckpointEvery),
-		Interval: cfg.Audit.CheckpointInterval.D(), Logger: log,
-	}); err != nil {
-		return nil, err
-	}
+// assemblyConfig translates the configuration file into the assembly's
+// Config.
+func assemblyConfig(cfg *config.Config, node *cluster.Node, master seal.Key, log *slog.Logger, reg prometheus.Registerer) (assembly.Config, error) {
 	// Sinks: file sinks run on every node from its own journal; network
 	// sinks are cluster configuration (the configuration file's are
-	// imported once, below) and run wherever the leader is.
+	// imported once) and run wherever the leader is.
 	fileSinks, netSpecs, sinkOpts, err := buildSinks(cfg.Audit)
 	if err != nil {
-		return nil, err
+		return assembly.Config{}, err
 	}
-	s.sinkStore, s.sinkOpts = &audit.SinkStore{Node: node, Key: master}, sinkOpts
-	if s.exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: fileSinks, Stored: s.sinkStore, SinkOptions: sinkOpts,
-		Logger: log, Registerer: reg}); err != nil {
-		return nil, err
-	}
-	s.netSpecs = netSpecs
-	// Retention: the leader trims what every network sink has confirmed
-	// (file sinks are node-local, with cursors outside the cluster).
-	if s.trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
-		Store: node, Recorder: s.audit, Logger: log, Registerer: reg,
-		Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention.D(), StoredSinks: true},
-	}); err != nil {
-		return nil, err
-	}
-
-	// 3. Sign-in: users, MFA, sessions and, with an identity provider, the flow.
-	// One assembly (authn.NewStack), as the test harnesses build it; with
-	// an identity provider, revalidation with the refresh token of each
-	// sign-in, which the leader redeems (step 6).
-	stack := authn.StackConfig{Store: node, Key: master, Recorder: s.audit, Logger: log, Session: cfg.SessionConfig(), Organization: cfg.Organization,
+	ac := assembly.Config{
+		Node: node, NodeID: cfg.NodeID, MasterKey: master, DataDir: cfg.DataDir, Logger: log, Registerer: reg,
+		Audit: assembly.Audit{
+			CheckpointEvery: uint64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval.D(),
+			Retention: cfg.Audit.Retention.D(), FileSinks: fileSinks, NetSinks: netSpecs, SinkOptions: sinkOpts,
+		},
 		// Authenticator apps name the organisation and server; a browser
 		// sign-in ends on the portal, where it starts.
-		MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal}
-	if cfg.OIDC.Issuer != "" {
-		ocfg, err := cfg.OIDCConfig()
-		if err != nil {
-			return nil, err
-		}
-		stack.OIDC, stack.Revalidate = &ocfg, true
-		stack.RevalidateInterval, stack.RevalidateGrace = cfg.OIDC.RevalidateInterval.D(), cfg.OIDC.RevalidateGrace.D()
-	} else {
-		log.Warn("no oidc.issuer configured: sign-in is off")
-	}
-	st, err := authn.NewStack(stack)
-	if err != nil {
-		return nil, err
-	}
-	s.users, s.mfa, s.sessions, s.reval, s.flow = st.Users, st.MFA, st.Sessions, st.Revalidator, st.Flow
-
-	// 4. Profiles and the configuration issued clients receive.
-	if s.profiles, err = profiles.New(profiles.Config{
-		Cluster: node, Pool: cfg.PoolPrefix(), Pool6: cfg.Pool6Prefix(), Recorder: s.audit, Logger: log,
-		AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
-		Policy:                s.sessions.Policy(), Users: s.users,
-	}); err != nil {
-		return nil, err
-	}
-	s.server = profiles.Server{PublicKey: s.wgKey.PublicKey().String(), Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU,
-		Addresses: []netip.Addr{s.profiles.ServerAddr()}}
-	if a := s.profiles.ServerAddr6(); a.IsValid() {
-		s.server.Addresses = append(s.server.Addresses, a)
-	}
-
-	// 4b. What the identity provider pushes: SCIM, back-channel logout,
-	// Shared Signals. Each disables and revokes through profiles.
-	if err := s.startIdP(cfg, node, master, log); err != nil {
-		return nil, err
-	}
-
-	// 5. The data plane, when enabled.
-	if cfg.WireGuard.Enabled {
-		if err := tunnel.Available(); err != nil {
-			return nil, fmt.Errorf("wireguard.enabled: the data plane cannot run here: %w", err)
-		}
-		pool := s.profiles.Pool()
-		if s.gateway, err = tunnel.New(tunnel.Config{
-			Cluster: node, PrivateKey: s.wgKey, Address: netip.PrefixFrom(s.profiles.ServerAddr(), pool.Bits()),
-			Pool: pool, Pool6: s.profiles.Pool6(), Recorder: s.audit, Logger: log, Registerer: reg,
-			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
-			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
-			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
-		}); err != nil {
-			return nil, fmt.Errorf("starting the data plane: %w", err)
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.gateway.Run(bg); err != nil {
-				log.Error("data plane stopped", "err", err)
-			}
-		}()
-		log.Info("data plane up", "interface", cfg.WireGuard.Interface, "listen_port", cfg.WireGuard.ListenPort, "kernel", s.gateway.Kernel())
-	}
-
-	// 5b. Packet capture: this node's part of every capture (none without
-	// a data plane) and the cluster-wide captures it runs.
-	var plane capture.Local
-	if s.gateway != nil {
-		plane = s.gateway
-	}
-	mfa := s.mfa
-	if s.capture, err = capture.New(capture.Config{
-		Node: node, Local: plane, Peers: s.profiles, Recorder: s.audit, Logger: log,
-		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
-			return mfa.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
-				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
+		SignIn: assembly.SignIn{Session: cfg.SessionConfig(), Organization: cfg.Organization, MFAIssuer: mfaIssuer(cfg), Home: api.PathPortal,
+			StepUpWindow: cfg.Sessions.StepUpWindow.D()},
+		Profiles: assembly.Profiles{
+			Pool: cfg.PoolPrefix(), Pool6: cfg.Pool6Prefix(), AssignByVerifiedEmail: cfg.Profiles.AssignByVerifiedEmail,
+			Endpoint: wireguardEndpoint(cfg), MTU: cfg.WireGuard.MTU,
 		},
-		Caps: capture.Caps{
+		IdP: assembly.IdP{Issuer: cfg.OIDC.Issuer, SSFIssuer: cfg.SSF.Issuer, PublicURL: cfg.API.PublicURL},
+		Capture: capture.Caps{
 			MaxDuration: cfg.Capture.MaxDuration.D(), MaxBytes: cfg.Capture.MaxBytes, HeaderSnaplen: cfg.Capture.HeaderSnaplen,
 			AllowPayload: cfg.Capture.AllowPayload, MaxConcurrent: cfg.Capture.MaxConcurrent,
 		},
-	}); err != nil {
-		return nil, fmt.Errorf("starting packet capture: %w", err)
 	}
-
-	// 6. The entitlement watcher: every change to users or profiles is
-	// re-decided and enforced on live peers (the leader writes).
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.profiles.RunEntitlements(bg); err != nil {
-			log.Error("entitlement watcher stopped", "err", err)
+	// Sign-in with an identity provider, revalidated with the refresh
+	// token of each sign-in.
+	if cfg.OIDC.Issuer != "" {
+		ocfg, err := cfg.OIDCConfig()
+		if err != nil {
+			return assembly.Config{}, err
 		}
-	}()
-	if s.reval != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.reval.Run(bg)
-		}()
+		ac.SignIn.OIDC = &ocfg
+		ac.SignIn.RevalidateInterval, ac.SignIn.RevalidateGrace = cfg.OIDC.RevalidateInterval.D(), cfg.OIDC.RevalidateGrace.D()
+	} else {
+		log.Warn("no oidc.issuer configured: sign-in is off")
 	}
-
-	// 7. Housekeeping on the leader: expired peers, sessions and sign-ins.
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.janitor(bg, node, log)
-	}()
-	// 8. The configuration file's network sinks, imported once into the
-	// cluster by the first leader that sees them.
-	if len(s.netSpecs) > 0 {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.importSinks(bg, node, log)
-		}()
+	// What the identity provider pushes: SCIM, back-channel logout,
+	// Shared Signals.
+	if cfg.SCIM.Enabled {
+		sc := cfg.SCIMConfig()
+		ac.IdP.SCIM = &sc
 	}
-
-	// 9. The reports' rollup: node-local, derived from this node's journal.
-	if s.reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {
-		return nil, err
+	if sg, ok := cfg.SignalsConfig(); ok {
+		ac.IdP.Signals = &sg
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.reports.Run(bg)
-	}()
-	return s, nil
-}
-
-// importSinks stores the configuration file's network sinks in the
-// cluster once, on the leader; afterwards the cluster is the truth.
-func (s *services) importSinks(ctx context.Context, node *cluster.Node, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		if node.IsLeader() {
-			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			n, err := s.sinkStore.ImportOnce(ictx, s.netSpecs)
-			cancel()
-			if err == nil {
-				if n > 0 {
-					log.Info("imported the configuration file's network audit sinks into the cluster", "count", n)
-				}
-				return
-			}
-			log.Warn("importing network audit sinks failed; retrying", "err", err)
+	// The data plane, when enabled.
+	if cfg.WireGuard.Enabled {
+		upstreams, err := cfg.WireGuard.DNS.DNSUpstreams()
+		if err != nil {
+			return assembly.Config{}, err
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		ac.DataPlane = &tunnel.Config{
+			Interface: cfg.WireGuard.Interface, ListenPort: cfg.WireGuard.ListenPort, MTU: cfg.WireGuard.MTU,
+			FlowInterval: cfg.WireGuard.FlowInterval.D(), FlowActiveTimeout: cfg.WireGuard.FlowActiveTimeout.D(),
+			FlowMaxRecords: cfg.WireGuard.FlowMaxRecords,
+			DNS: tunnel.DNSConfig{Enabled: cfg.WireGuard.DNS.Enabled, Upstreams: upstreams, Grace: cfg.WireGuard.DNS.Grace.D(),
+				MaxTTL: cfg.WireGuard.DNS.MaxTTL.D(), RefuseOthers: cfg.WireGuard.DNS.RefuseOthers},
 		}
 	}
-}
-
-// apiAudit is what the HTTP API's audit endpoints need.
-func (s *services) apiAudit() *api.Audit {
-	return &api.Audit{Signer: s.signer, Recorder: s.audit, Reports: s.reports,
-		Sinks: &api.AuditSinks{Store: s.sinkStore, Options: s.sinkOpts, States: s.exporter.Sinks}}
-}
-
-// apiUsers is what the HTTP API needs of the services.
-func (s *services) apiUsers(nodeID string) *api.Users {
-	u := &api.Users{Sessions: s.sessions, Users: s.users, MFA: s.mfa, Profiles: s.profiles, Server: s.server, NodeID: nodeID}
-	if s.flow != nil {
-		u.SignIn = s.flow.Handler()
-	}
-	return u
-}
-
-func (s *services) janitor(ctx context.Context, node *cluster.Node, log *slog.Logger) {
-	t := time.NewTicker(janitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !node.IsLeader() {
-			continue
-		}
-		jctx, cancel := context.WithTimeout(ctx, janitorTimeout)
-		sweeps := map[string]func(context.Context) (int, error){"peers": s.profiles.Sweep, "sessions": s.sessions.Sweep}
-		if s.signals != nil {
-			sweeps["idp token claims"] = s.signals.Sweep
-		}
-		if s.flow != nil {
-			sweeps["sign-ins"] = s.flow.Sweep
-		}
-		for what, sweep := range sweeps {
-			if n, err := sweep(jctx); err != nil {
-				log.Warn("janitor failed", "what", what, "err", err)
-			} else if n > 0 {
-				log.Info("janitor removed old records", "what", what, "count", n)
-			}
-		}
-		cancel()
-	}
-}
-
-// close stops the services in reverse order of their start.
-func (s *services) close(log *slog.Logger) {
-	s.cancel()
-	if s.capture != nil {
-		s.capture.Close()
-	}
-	if s.gateway != nil {
-		if err := s.gateway.Close(); err != nil {
-			log.Warn("closing data plane", "err", err)
-		}
-	}
-	s.wg.Wait()
-	if s.reports != nil {
-		if err := s.reports.Close(); err != nil {
-			log.Warn("closing report rollup", "err", err)
-		}
-	}
-	if s.trimmer != nil {
-		s.trimmer.Close()
-	}
-	if s.exporter != nil {
-		if err := s.exporter.Close(); err != nil {
-			log.Warn("closing audit exporter", "err", err)
-		}
-	}
-	if s.checkpts != nil {
-		s.checkpts.Close()
-	}
-	if s.audit != nil {
-		if err := s.audit.Close(); err != nil {
-			log.Warn("closing audit log", "err", err)
-		}
-	}
+	return ac, nil
 }
 
 // wireguardEndpoint is what clients dial: wireguard.endpoint, else the

@@ -166,7 +166,9 @@ def main():
         sys.exit(f"signin: {a.user} enrolled TOTP elsewhere; no secret in {secret_file}")
     form = {"csrf": field(page, "csrf"), "code": fresh_code(a.state_dir, a.user, uri)}
     if enrolling:
-        _, codes = expect("POST /mfa (enroll)", b.request(mfa, form), 200)
+        # POST-redirect-GET: the code form redirects to the page of codes.
+        expect("POST /mfa (enroll)", b.request(mfa, form), 303)
+        _, codes = expect("GET /mfa (recovery codes)", b.request(mfa), 200)
         final, _ = expect("POST /mfa/continue", b.request(origin + "/mfa/continue", {"csrf": field(codes, "csrf")}), 303)
     else:
         final, _ = expect("POST /mfa", b.request(mfa, form), 303)

@@ -19,7 +19,10 @@
 // Merge runs every node's stream and writes the pcapng file (with
 // github.com/google/gopacket's pcapgo).
 //
-// The package decides nothing about who may capture, or whom: privilege,
-// step-up, reasons, the cluster's caps and the audit trail belong to its
-// callers. It does not resolve names and stores nothing.
+// Service runs a capture on every node of the cluster at once and decides
+// whether it may run: administrator, fresh TOTP, a reason, the cluster's
+// caps, and at most MaxConcurrent captures in the whole cluster, counted
+// by replicated leases it keeps under capture/ in the cluster store
+// (slots.go). Start, refusal and stop are audit events. It does not
+// resolve names.
 package capture

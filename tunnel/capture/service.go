@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
@@ -54,7 +53,8 @@ type Caps struct {
 	HeaderSnaplen int
 	// AllowPayload lets requests ask for snap lengths up to 65535.
 	AllowPayload bool
-	// MaxConcurrent captures this node runs or serves; default 2.
+	// MaxConcurrent captures running in the whole cluster at once,
+	// counted by replicated leases (slots.go); default 2.
 	MaxConcurrent int
 }
 
@@ -111,6 +111,11 @@ type Config struct {
 	StepUp func(ctx context.Context, requester audit.Actor, src audit.Source, code string) error
 	// Caps are this node's hard limits.
 	Caps Caps
+	// LeaseTTL is how long a capture's cluster-wide lease outlives its
+	// last renewal (renewed every third of it while the capture runs): a
+	// capture whose node crashed frees its place after at most this long.
+	// Clocks of the nodes must agree to well within it. Default 30s.
+	LeaseTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -130,12 +135,9 @@ func (c *Config) Validate() error {
 type Service struct {
 	cfg Config
 	log *slog.Logger
-
-	mu      sync.Mutex // guards running
-	running map[string]Running
 }
 
-// Running describes a capture in progress on this node.
+// Running describes a capture in progress in the cluster.
 type Running struct {
 	ID      string    `json:"id"`
 	Actor   string    `json:"actor"`
@@ -143,8 +145,8 @@ type Running struct {
 	Clients []string  `json:"clients,omitempty"`
 	Filter  string    `json:"filter,omitempty"`
 	Started time.Time `json:"started"`
-	// Remote is set for this node's part of a capture another node runs.
-	Remote string `json:"remote,omitempty"`
+	// Node runs the capture: it merges every node's part.
+	Node string `json:"node"`
 }
 
 // New returns the service and registers it as the cluster service.
@@ -153,13 +155,16 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	cfg.Caps.setDefaults()
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "capture"), running: map[string]Running{}}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "capture")}
 	cfg.Node.HandleService(ServiceName, s.serve)
 	return s, nil
 }
@@ -168,35 +173,6 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Close() error {
 	s.cfg.Node.HandleService(ServiceName, nil)
 	return nil
-}
-
-// Running lists the captures in progress on this node.
-func (s *Service) Running() []Running {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Running, 0, len(s.running))
-	for _, r := range s.running {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b Running) int { return a.Started.Compare(b.Started) })
-	return out
-}
-
-// admit reserves a slot for r, or refuses when the node is busy.
-func (s *Service) admit(r Running) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.running) >= s.cfg.Caps.MaxConcurrent {
-		return fmt.Errorf("%w: %d of %d", ErrBusy, len(s.running), s.cfg.Caps.MaxConcurrent)
-	}
-	s.running[r.ID] = r
-	return nil
-}
-
-func (s *Service) release(id string) {
-	s.mu.Lock()
-	delete(s.running, id)
-	s.mu.Unlock()
 }
 
 // Request is an administrator's capture request.
@@ -238,8 +214,10 @@ func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, er
 	if err == nil {
 		f, err = CompileFilter(req.Filter, clients)
 	}
+	run := Running{ID: id, Actor: req.Actor.Email, Reason: req.Reason, Clients: addrStrings(clients), Filter: req.Filter, Started: s.cfg.Now(), Node: s.cfg.Node.ID()}
+	var leaseVer uint64
 	if err == nil {
-		err = s.admit(Running{ID: id, Actor: req.Actor.Email, Reason: req.Reason, Clients: addrStrings(clients), Filter: req.Filter, Started: s.cfg.Now()})
+		leaseVer, err = s.grant(ctx, run, s.cfg.Caps.MaxConcurrent)
 	}
 	start := s.event(req, id, "capture.start", clients, lim)
 	if err != nil {
@@ -249,7 +227,18 @@ func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, er
 		}
 		return Result{}, err
 	}
-	defer s.release(id)
+	defer s.release(ctx, id)
+	// The lease is renewed while the capture runs; a lease lost (it lapsed
+	// while this node could not renew it, and another grant removed it)
+	// ends the capture on every node.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		s.keepLease(ctx, run, leaseVer, cancel)
+	}()
+	defer func() { cancel(nil); <-leaseDone }()
 	members := s.cfg.Node.Status().Members
 	start.Details["nodes"] = strings.Join(memberIDs(members), ",")
 	// Nothing is captured unrecorded.
@@ -272,6 +261,9 @@ func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, er
 	}
 	began := s.cfg.Now()
 	res, err := Merge(ctx, streams, req.Filter, lim, w)
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, errLeaseLost) {
+		err = cause
+	}
 	stop := s.event(req, id, "capture.stop", clients, lim)
 	stop.Details["nodes"] = start.Details["nodes"]
 	stop.Details["packets"] = strconv.FormatUint(res.Packets, 10)
@@ -287,8 +279,8 @@ func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, er
 		stop.Outcome, stop.Reason = audit.Failure, err.Error()
 	}
 	// The requester may be gone; the record must still be written.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
 	if rerr := s.cfg.Recorder.Record(rctx, stop); rerr != nil && err == nil {
 		err = fmt.Errorf("recording the capture's end: %w", rerr)
 	}
@@ -464,11 +456,14 @@ func (s *Service) serve(ctx context.Context, req cluster.ServiceRequest, w io.Wr
 	if err != nil {
 		return err
 	}
-	r := Running{ID: spec.ID, Actor: req.Actor, Clients: addrStrings(spec.Clients), Filter: spec.Filter, Started: s.cfg.Now(), Remote: req.Peer}
-	if err := s.admit(r); err != nil {
-		return err
+	// A part is served only for a capture that holds a cluster-wide lease:
+	// no node runs more than the cluster's concurrent captures.
+	switch ok, err := s.holdsLease(ctx, spec.ID); {
+	case err != nil:
+		return fmt.Errorf("checking the capture's lease: %w", err)
+	case !ok:
+		return fmt.Errorf("%w: capture %s holds no cluster lease", ErrBusy, spec.ID)
 	}
-	defer s.release(spec.ID)
 	s.log.Info("serving a capture", "id", spec.ID, "for", req.Peer, "actor", req.Actor, "clients", len(spec.Clients))
 	return s.captureHere(ctx, spec, f, w)
 }

@@ -71,7 +71,9 @@ type captureCluster struct {
 	rec    *recorder
 }
 
-func startCaptureCluster(t *testing.T, caps Caps) *captureCluster {
+// startCaptureCluster runs a three-node cluster with a capture service on
+// each node; edits adjust each node's Config.
+func startCaptureCluster(t *testing.T, caps Caps, edits ...func(*Config)) *captureCluster {
 	cc := &captureCluster{rec: &recorder{}}
 	cc.c = clustertest.Start(t, 3, clustertest.Options{Fast: true})
 	t.Cleanup(cc.c.Close)
@@ -89,13 +91,17 @@ func startCaptureCluster(t *testing.T, caps Caps) *captureCluster {
 		}()
 		p := &fakePlane{tap: NewTap(nil)}
 		p.dev = p.tap.Wrap(ch.TUN())
-		svc, err := New(Config{Node: n, Local: p, Peers: st, Recorder: cc.rec, Caps: caps,
+		cfg := Config{Node: n, Local: p, Peers: st, Recorder: cc.rec, Caps: caps,
 			StepUp: func(_ context.Context, _ audit.Actor, _ audit.Source, code string) error {
 				if code != "123456" {
 					return errors.New("wrong code")
 				}
 				return nil
-			}})
+			}}
+		for _, e := range edits {
+			e(&cfg)
+		}
+		svc, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,8 +255,8 @@ func TestServiceRefusals(t *testing.T) {
 			done <- err
 		}()
 		clustertest.WaitFor(t, 10*time.Second, "a capture runs", func() error {
-			if len(cc.svcs[0].Running()) == 0 {
-				return errors.New("none yet")
+			if rs, err := cc.svcs[0].Running(ctx); err != nil || len(rs) == 0 {
+				return fmt.Errorf("none yet (%v)", err)
 			}
 			return nil
 		})

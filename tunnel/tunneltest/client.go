@@ -93,6 +93,14 @@ func (c *client) handle(ctx context.Context, req Request) (Response, bool, error
 		return watchCut(ctx, cn, timeout)
 	case "wgup":
 		return Response{}, true, c.wgUp(req.WG)
+	case "resolve":
+		resp, err := resolve(req, timeout)
+		return resp, true, err
+	case "echo":
+		c.mu.Lock()
+		cn := c.conns[req.Conn]
+		c.mu.Unlock()
+		return Response{}, true, echoHeld(cn, timeout)
 	}
 	return Response{}, false, nil
 }

@@ -49,6 +49,12 @@ type ServerConfig struct {
 	// it (the production path); otherwise it always runs the embedded
 	// wireguard-go device.
 	Kernel bool `json:"kernel,omitempty"`
+	// DNS runs the node's DNS forwarder with these upstreams
+	// ("addr:port"), grace and options.
+	DNS             bool          `json:"dns,omitempty"`
+	DNSUpstreams    []string      `json:"dns_upstreams,omitempty"`
+	DNSGrace        time.Duration `json:"dns_grace,omitempty"`
+	DNSRefuseOthers bool          `json:"dns_refuse_others,omitempty"`
 	// Preload is written to the store before the gateway starts, in
 	// transactions of one slice each.
 	Preload [][]KV `json:"preload,omitempty"`
@@ -183,7 +189,16 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		node.Close()
 		return nil, err
 	}
-	s.gw, err = tunnel.New(tunnel.Config{
+	dnsCfg := tunnel.DNSConfig{Enabled: cfg.DNS, Grace: cfg.DNSGrace, RefuseOthers: cfg.DNSRefuseOthers}
+	for _, u := range cfg.DNSUpstreams {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			node.Close()
+			return nil, err
+		}
+		dnsCfg.Upstreams = append(dnsCfg.Upstreams, ap)
+	}
+	s.gw, err = tunnel.New(tunnel.Config{DNS: dnsCfg,
 		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit, PacketBuffers: cfg.PacketBuffers,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,

@@ -107,7 +107,7 @@ func TestUserAPIAuthorization(t *testing.T) {
 	if _, err := alice.Profile(bg(t), "sales"); status(err) != http.StatusNotFound {
 		t.Fatalf("another group's profile: %v", err)
 	}
-	if _, err := alice.Issue(bg(t), wire.IssueRequest{PublicKey: apitest.ServerPublicKey[:43] + "=", Device: "laptop", Profile: "sales"}); status(err) != http.StatusForbidden {
+	if _, err := alice.Issue(bg(t), wire.IssueRequest{PublicKey: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=", Device: "laptop", Profile: "sales"}); status(err) != http.StatusForbidden {
 		t.Fatalf("issuing another group's profile: %v", err)
 	}
 	// Issue, list and revoke her own device; bob cannot see or revoke it.

@@ -71,6 +71,10 @@ type Config struct {
 	Organization string
 	// Capture, when set with Users, adds the packet capture endpoints.
 	Capture *capture.Service
+	// Console, when set, serves /admin and everything under it (the
+	// administration console, package console); without it /admin is a
+	// page that points to ferryctl.
+	Console http.Handler
 }
 
 // Validate checks the configuration.
@@ -171,6 +175,10 @@ func New(cfg Config) (http.Handler, error) {
 		if h.capture != nil {
 			h.mountCapture(mux)
 		}
+	}
+	if cfg.Console != nil {
+		mux.Handle("/admin", cfg.Console)
+		mux.Handle("/admin/", cfg.Console)
 	}
 	mux.HandleFunc("/", h.frontDoor)
 	return secureHeaders(h.guard(mux)), nil

@@ -67,10 +67,14 @@ func (h *handler) runCapture(w http.ResponseWriter, r *http.Request, s authn.Ses
 }
 
 func (h *handler) listCaptures(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	running, err := h.capture.Running(r.Context())
+	if err != nil {
+		return err
+	}
 	out := wire.CaptureList{Captures: []wire.RunningCapture{}}
-	for _, c := range h.capture.Running() {
+	for _, c := range running {
 		out.Captures = append(out.Captures, wire.RunningCapture{ID: c.ID, Actor: c.Actor, Reason: c.Reason, Clients: c.Clients,
-			Filter: c.Filter, Started: c.Started, Remote: c.Remote})
+			Filter: c.Filter, Started: c.Started, Node: c.Node})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

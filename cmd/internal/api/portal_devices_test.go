@@ -155,7 +155,7 @@ func TestFrontDoor(t *testing.T) {
 		return resp, string(b)
 	}
 	const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-	for _, path := range []string{"/nope", "/admin", "/v1/nope"} {
+	for _, path := range []string{"/nope", "/v1/nope"} {
 		resp, body := fetch(path, browserAccept)
 		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
 			!strings.Contains(body, `name="viewport"`) || !strings.Contains(body, `href="/"`) {
@@ -168,8 +168,10 @@ func TestFrontDoor(t *testing.T) {
 			}
 		}
 	}
-	if _, body := fetch("/admin", browserAccept); !strings.Contains(body, "ferryctl") {
-		t.Errorf("/admin does not say administration happens in ferryctl:\n%s", body)
+	// /admin is the console (package console): signed out, it sends the
+	// browser to sign in.
+	if resp, _ := fetch("/admin", browserAccept); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("/admin signed out: %d %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if resp, _ := fetch("/", "application/json"); resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("/ asked for JSON: %s", resp.Header.Get("Content-Type"))

@@ -1,6 +1,6 @@
-// Package apitest runs ferryd's real HTTPS API for tests: a real cluster
-// node, the real audit log, sessions, users, MFA and profiles, served by
-// the api package over TLS. It mints sessions directly, so tests of the
+// Package apitest runs ferryd's real HTTPS API for tests: real cluster
+// nodes and each node's services built by the same assembly as ferryd's
+// (cmd/internal/assembly), served by the api package over TLS. It mints sessions directly, so tests of the
 // clients need no browser.
 package apitest
 
@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/devop"
 	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/admit"
@@ -25,8 +27,11 @@ import (
 	"github.com/ferryvpn/ferry/cluster/pki"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
+	"github.com/ferryvpn/ferry/cmd/internal/assembly"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report"
+	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/capture"
 )
 
@@ -36,15 +41,21 @@ const Issuer = "https://idp.example.com"
 // AdminGroup is the identity provider group that makes a session admin.
 const AdminGroup = "ferry-admins"
 
-// ServerPublicKey is the WireGuard public key issued configs name.
-const ServerPublicKey = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+// Pool is the clients' address pool; Endpoint what issued configs dial.
+const (
+	Pool     = "100.64.0.0/16"
+	Endpoint = "vpn.example.com:51820"
+)
 
 // Server is a running API.
 type Server struct {
 	URL    string // https://127.0.0.1:PORT
 	CAFile string // PEM of the certificate to trust
 
-	Cluster  *clustertest.Cluster
+	Cluster *clustertest.Cluster
+	// Services are the node's services as ferryd builds them; the fields
+	// below are shortcuts into them.
+	Services *assembly.Services
 	Audit    *audit.Log
 	Sessions *authn.Sessions
 	Users    *authn.Users
@@ -60,11 +71,42 @@ type Server struct {
 	Capture *capture.Service
 	// Reports is the node's rollup the report endpoints answer from.
 	Reports *report.Rollup
+	// Console is the admin console served at /admin, as ferryd serves it.
+	Console *console.Console
+	// WireGuardPublicKey is the cluster's WireGuard public key, which
+	// issued configs name.
+	WireGuardPublicKey string
 	// MasterKey is the cluster master key the API was started with.
 	MasterKey seal.Key
 	// Node is the index in Cluster of the node that serves this API.
 	Node int
+	// OPURL is the development OpenID Provider's issuer, with
+	// Options.SignIn; its users are devop.DemoUsers.
+	OPURL string
 }
+
+// Options tune StartWith.
+type Options struct {
+	// Nodes is the cluster size; default 1.
+	Nodes int
+	// SignIn serves the sign-in pages (authn.Flow) on every node, as
+	// ferryd does with oidc.issuer set, against the development OpenID
+	// Provider (authn/devop) over HTTP on loopback.
+	SignIn bool
+	// RequiredGroups, with SignIn, admits at sign-in only identities in
+	// one of these groups (oidc.required_groups).
+	RequiredGroups []string
+	// DataPlane, when set, runs a data plane on every node with the
+	// gateway settings it returns for node i (see assembly.Config).
+	DataPlane func(i int) *tunnel.Config
+}
+
+// OPClientID and OPClientSecret are ferry's registration at the
+// development OpenID Provider of Options.SignIn.
+const (
+	OPClientID     = "ferry-apitest"
+	OPClientSecret = "apitest-secret"
+)
 
 // Start runs the API on a one-node cluster until the test ends.
 func Start(t testing.TB) *Server {
@@ -77,6 +119,14 @@ func Start(t testing.TB) *Server {
 // the cluster's nodes.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	return StartWith(t, Options{Nodes: n})
+}
+
+// StartWith runs an API on every node of a cluster as o says, until the
+// test ends; the result is indexed like the cluster's nodes.
+func StartWith(t testing.TB, o Options) []*Server {
+	t.Helper()
+	n := max(o.Nodes, 1)
 	key, err := seal.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -91,9 +141,29 @@ func StartCluster(t testing.TB, n int) []*Server {
 		r := refs[cfg.NodeID]
 		cfg.Authorize = api.ClusterAuthorizer(r.admit.Load, r.sessions.Load)
 	}})
+	// The listeners first: the identity provider must know every node's
+	// redirect URI before the nodes' sign-in flows exist.
+	srvs := make([]*httptest.Server, n)
+	for i := range srvs {
+		srvs[i] = httptest.NewUnstartedServer(http.NotFoundHandler())
+		t.Cleanup(srvs[i].Close)
+	}
+	var op *devop.Provider
+	var opURL string
+	if o.SignIn {
+		op, opURL = startOP(t, srvs)
+	}
 	var out []*Server
 	for i := 0; i < n; i++ {
-		s := serve(t, c, i, key)
+		var oc *authn.OIDCConfig
+		if op != nil {
+			oc = &authn.OIDCConfig{
+				Issuer: opURL, ClientID: OPClientID, ClientSecret: authn.NewClientSecret([]byte(OPClientSecret)),
+				RedirectURL: baseURL(srvs[i]) + authn.PathCallback, RequiredGroups: o.RequiredGroups,
+			}
+		}
+		s := serve(t, c, i, key, srvs[i], oc, o)
+		s.OPURL = opURL
 		r := refs[c.ID(i)]
 		r.admit.Store(s.Admit)
 		r.sessions.Store(s.Sessions)
@@ -108,84 +178,86 @@ type lateRefs struct {
 	sessions atomic.Pointer[authn.Sessions]
 }
 
-// serve runs the API on node i of c.
-func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key) *Server {
+// baseURL is the https URL srv will serve at once started.
+func baseURL(srv *httptest.Server) string { return "https://" + srv.Listener.Addr().String() }
+
+// startOP runs the development OpenID Provider over HTTP on loopback, with
+// every server of srvs as a redirect URI, and returns it and its issuer.
+func startOP(t testing.TB, srvs []*httptest.Server) (*devop.Provider, string) {
+	t.Helper()
+	var h atomic.Pointer[http.Handler]
+	opSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(opSrv.Close)
+	var redirects []string
+	for _, s := range srvs {
+		redirects = append(redirects, baseURL(s)+authn.PathCallback)
+	}
+	op, err := devop.New(devop.Config{Issuer: opSrv.URL, ClientID: OPClientID, ClientSecret: OPClientSecret, RedirectURIs: redirects})
+	if err != nil {
+		t.Fatalf("starting the development OP: %v", err)
+	}
+	oh := op.Handler()
+	h.Store(&oh)
+	return op, opSrv.URL
+}
+
+// serve runs the API on node i of c on srv, its services built by the one
+// assembly ferryd uses: with the sign-in pages when oc is set (without an
+// identity provider tests mint sessions directly), SCIM on as ferryd runs
+// it with scim.enabled, and a data plane when o asks for one.
+func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httptest.Server, oc *authn.OIDCConfig, o Options) *Server {
 	t.Helper()
 	node := c.Node(i)
-	log, err := audit.New(audit.Config{Store: node, Node: c.ID(i)})
-	if err != nil {
-		t.Fatal(err)
+	cfg := assembly.Config{
+		Node: node, NodeID: c.ID(i), MasterKey: key, DataDir: t.TempDir(),
+		SignIn:   assembly.SignIn{Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}, OIDC: oc},
+		Profiles: assembly.Profiles{Pool: netip.MustParsePrefix(Pool), Endpoint: Endpoint},
+		IdP:      assembly.IdP{Issuer: Issuer, SCIM: &scim.Config{Issuer: Issuer}},
 	}
-	t.Cleanup(func() { log.Close() })
-	s := &Server{Cluster: c, Audit: log, MasterKey: key, Node: i}
-	// The node's sign-in services as ferryd assembles them (no identity
-	// provider: tests mint sessions directly).
-	st, err := authn.NewStack(authn.StackConfig{Store: node, Key: key, Recorder: log, Session: authn.SessionConfig{AdminGroups: []string{AdminGroup}}})
-	if err != nil {
-		t.Fatal(err)
+	if o.DataPlane != nil {
+		cfg.DataPlane = o.DataPlane(i)
 	}
-	s.Sessions, s.Users, s.MFA = st.Sessions, st.Users, st.MFA
-	if s.Profiles, err = profiles.New(profiles.Config{
-		Cluster: node, Pool: netip.MustParsePrefix("100.64.0.0/16"), Recorder: log,
-		Policy: s.Sessions.Policy(), Users: s.Users,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	// The entitlement watcher, as ferryd runs it.
-	ectx, ecancel := context.WithCancel(context.Background())
-	edone := make(chan struct{})
-	go func() {
-		defer close(edone)
-		if err := s.Profiles.RunEntitlements(ectx); err != nil {
-			t.Logf("entitlement watcher: %v", err)
-		}
-	}()
-	t.Cleanup(func() { ecancel(); <-edone })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if s.Signer, err = audit.LoadSigner(ctx, node, key); err != nil {
-		t.Fatal(err)
-	}
-	// SCIM provisioning, as ferryd runs it with scim.enabled.
-	if s.SCIM, err = scim.New(scim.Config{
-		Store: node, Key: key, Users: s.Users, Disabler: s.Profiles, Recorder: log, Issuer: Issuer,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if s.Admit, err = admit.New(admit.Config{
-		Node: node, MasterKey: key, APINames: []string{"localhost", "127.0.0.1"},
-		Record: api.AdmitRecorder(func() audit.Recorder { return log }),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if s.Capture, err = capture.New(capture.Config{Node: node, Peers: s.Profiles, Recorder: log,
-		StepUp: func(ctx context.Context, a audit.Actor, src audit.Source, code string) error {
-			return s.MFA.Verify(ctx, authn.Identity{UserID: a.UserID, Email: a.Email, Groups: a.Groups}, code,
-				authn.Source{Addr: src.Addr, Port: src.Port, UserAgent: src.UserAgent})
-		}}); err != nil {
-		t.Fatal(err)
-	}
-	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(t.TempDir(), "reports.db"), Journal: node}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Reports.Close() })
-	h, err := api.New(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Capture: s.Capture, Audit: &api.Audit{Signer: s.Signer, Recorder: log, Reports: s.Reports,
-		Sinks: &api.AuditSinks{Store: &audit.SinkStore{Node: node, Key: key}}}, Users: &api.Users{
-		Sessions: s.Sessions, Users: s.Users, MFA: s.MFA, Profiles: s.Profiles, NodeID: c.ID(i),
-		Server: profiles.Server{PublicKey: ServerPublicKey, Endpoint: "vpn.example.com:51820"},
-	}, IdP: &api.IdP{SCIM: s.SCIM, Issuer: Issuer}})
+	svc, err := assembly.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
+	t.Cleanup(svc.Close)
+	s := &Server{Cluster: c, Services: svc, Audit: svc.Audit, Sessions: svc.Sessions, Users: svc.Users, MFA: svc.MFA,
+		Profiles: svc.Profiles, SCIM: svc.SCIM, Signer: svc.Signer, Capture: svc.Capture, Reports: svc.Reports,
+		WireGuardPublicKey: svc.Server.PublicKey, MasterKey: key, Node: i}
+	if s.Admit, err = admit.New(admit.Config{
+		Node: node, MasterKey: key, APINames: []string{"localhost", "127.0.0.1"},
+		Record: api.AdmitRecorder(func() audit.Recorder { return svc.Audit }),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Console, _ = acfg.Console.(*console.Console)
+	h, err := api.New(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = h
 	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Close) // before the audit log closes (Close is idempotent)
 	s.URL = srv.URL
 	s.CAFile = filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// ConsoleConfig is the console configuration of s, as ferryd builds it
+// (assembly.Services.ConsoleConfig); tests may change it and run a console
+// of their own.
+func ConsoleConfig(s *Server) console.Config {
+	return s.Services.ConsoleConfig(s.Admit)
 }
 
 // PublishCA stores a new cluster CA, its key sealed under MasterKey, as the

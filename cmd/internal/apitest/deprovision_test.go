@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -124,37 +123,17 @@ type deprovUser struct {
 
 func startDeprov(tb testing.TB, users int) *deprov {
 	tb.Helper()
-	srvs := apitest.StartCluster(tb, 3)
-	d := &deprov{servers: srvs}
-	key, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		tb.Fatal(err)
+	// Every node runs its data plane through the assembly, as ferryd does
+	// with wireguard.enabled.
+	d := &deprov{}
+	for i := range 3 {
+		d.ifaces = append(d.ifaces, fmt.Sprintf("fsd%d-%d", os.Getpid()%100000, i))
+		d.tables = append(d.tables, fmt.Sprintf("fscim%d", i))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	tb.Cleanup(func() { cancel(); wg.Wait() })
-	pool := srvs[0].Profiles.Pool()
-	for i, s := range srvs {
-		iface := fmt.Sprintf("fsd%d-%d", os.Getpid()%100000, i)
-		table := fmt.Sprintf("fscim%d", i)
-		g, err := tunnel.New(tunnel.Config{
-			Cluster: s.Cluster.Node(i), PrivateKey: key, Address: netip.PrefixFrom(srvs[0].Profiles.ServerAddr(), pool.Bits()),
-			Pool: pool, Recorder: s.Audit, Interface: iface, ListenPort: 51900 + i, Table: table,
-			Userspace: true, NoFlows: true, MemoryLimit: -1,
-		})
-		if err != nil {
-			tb.Fatalf("data plane of node %d: %v", i, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := g.Run(ctx); err != nil && ctx.Err() == nil {
-				tb.Errorf("data plane of node %d: %v", i, err)
-			}
-		}()
-		tb.Cleanup(func() { g.Close() })
-		d.tables, d.ifaces = append(d.tables, table), append(d.ifaces, iface)
-	}
+	srvs := apitest.StartWith(tb, apitest.Options{Nodes: 3, DataPlane: func(i int) *tunnel.Config {
+		return &tunnel.Config{Interface: d.ifaces[i], ListenPort: 51900 + i, Table: d.tables[i], Userspace: true, NoFlows: true, MemoryLimit: -1}
+	}})
+	d.servers = srvs
 	admin := audit.Actor{UserID: "admin"}
 	if _, err := srvs[0].Profiles.Put(context.Background(), profiles.Profile{
 		Name: "eng", Groups: []string{"eng"}, Rules: []profiles.Rule{{CIDR: netip.MustParsePrefix("10.99.0.0/16")}},

@@ -66,6 +66,10 @@ type OIDC struct {
 type Sessions struct {
 	Lifetime    Duration `yaml:"lifetime,omitempty"`     // default 12h
 	IdleTimeout Duration `yaml:"idle_timeout,omitempty"` // default 1h
+	// StepUpWindow is how old an administrator's last TOTP code may be
+	// for a change of access in the admin console before it asks for a
+	// fresh one; default 10m.
+	StepUpWindow Duration `yaml:"step_up_window,omitempty"`
 	// AdminGroups are the identity provider groups whose members are
 	// administrators.
 	AdminGroups []string `yaml:"admin_groups,omitempty"`
@@ -109,6 +113,43 @@ type WireGuard struct {
 	// records fold to coarser keys (counted, never dropped); default
 	// 10,000.
 	FlowMaxRecords int `yaml:"flow_max_records,omitempty"`
+	// DNS runs the node's DNS forwarder on its tunnel addresses: issued
+	// profiles point DNS at it, and its answers for host rules' names
+	// become the client's permissions. Without it host rules grant nothing.
+	DNS WireGuardDNS `yaml:"dns,omitempty"`
+}
+
+// WireGuardDNS configures the node's DNS forwarder (tunnel.DNSConfig).
+type WireGuardDNS struct {
+	Enabled bool `yaml:"enabled"`
+	// Upstreams are the resolvers behind it, "addr" or "addr:port" (the
+	// VPC resolver, such as 10.0.0.2); default /etc/resolv.conf's.
+	Upstreams []string `yaml:"upstreams,omitempty"`
+	// Grace is added to each answer's TTL for the grant; default 30s.
+	Grace Duration `yaml:"grace,omitempty"`
+	// MaxTTL caps the TTL of answers that grant; default 5m.
+	MaxTTL Duration `yaml:"max_ttl,omitempty"`
+	// RefuseOthers answers REFUSED for names outside the client's profile
+	// instead of resolving them (they are never reachable either way).
+	RefuseOthers bool `yaml:"refuse_others,omitempty"`
+}
+
+// DNSUpstreams returns the validated upstreams, port 53 where none is
+// given.
+func (w WireGuardDNS) DNSUpstreams() ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for i, u := range w.Upstreams {
+		if a, err := netip.ParseAddr(u); err == nil {
+			out = append(out, netip.AddrPortFrom(a, 53))
+			continue
+		}
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil || ap.Port() == 0 {
+			return nil, fieldErr(fmt.Sprintf("wireguard.dns.upstreams[%d]", i), "%q: want an address or address:port, such as 10.0.0.2", u)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
 }
 
 // Capture bounds packet captures (ferryctl capture). Every node enforces
@@ -123,7 +164,8 @@ type Capture struct {
 	HeaderSnaplen int `yaml:"header_snaplen,omitempty"`
 	// AllowPayload lets captures keep payloads (snap lengths up to 65535).
 	AllowPayload bool `yaml:"allow_payload,omitempty"`
-	// MaxConcurrent captures a node runs or serves at once; default 2.
+	// MaxConcurrent captures running in the whole cluster at once (each
+	// holds a replicated lease); default 2.
 	MaxConcurrent int `yaml:"max_concurrent,omitempty"`
 }
 
@@ -233,7 +275,7 @@ func (c *Config) validateServices() error {
 	if c.OIDC.RevalidateGrace < 0 {
 		return fieldErr("oidc.revalidate_grace", "must not be negative")
 	}
-	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 {
+	if c.Sessions.Lifetime < 0 || c.Sessions.IdleTimeout < 0 || c.Sessions.StepUpWindow < 0 {
 		return fieldErr("sessions", "durations must not be negative")
 	}
 	p, err := netip.ParsePrefix(c.Profiles.Pool)
@@ -257,6 +299,12 @@ func (c *Config) validateServices() error {
 	}
 	if c.WireGuard.FlowActiveTimeout < 0 || c.WireGuard.FlowMaxRecords < 0 {
 		return fieldErr("wireguard", "flow_active_timeout and flow_max_records must not be negative")
+	}
+	if _, err := c.WireGuard.DNS.DNSUpstreams(); err != nil {
+		return err
+	}
+	if c.WireGuard.DNS.Grace < 0 || c.WireGuard.DNS.MaxTTL < 0 {
+		return fieldErr("wireguard.dns", "grace and max_ttl must not be negative")
 	}
 	if len(c.WireGuard.Interface) > 15 {
 		return fieldErr("wireguard.interface", "%q: at most 15 characters", c.WireGuard.Interface)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
+	"github.com/ferryvpn/ferry/cmd/internal/assembly"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
@@ -53,21 +55,23 @@ type issueReq struct {
 	KeepExisting bool `json:"keep_existing,omitempty"`
 }
 
-// accessExt is authn and profiles beside a gateway, as ferryd assembles
-// them: users, sessions, profiles with the entitlement watcher, and
-// revalidation whose clock the test can move forward.
+// accessExt is a node's services beside the agent's gateway, built by the
+// one assembly ferryd uses (cmd/internal/assembly) with the data plane
+// left to the agent: users, sessions, profiles with the entitlement
+// watcher, SCIM, and revalidation, on a clock the test can move forward.
 type accessExt struct {
-	node   *cluster.Node
-	users  *authn.Users
-	sess   *authn.Sessions
-	prof   *profiles.Store
-	reval  *authn.Revalidator
-	scim   *scim.Service // SCIM as ferryd serves it with scim.enabled
-	offset atomic.Int64  // added to the revalidator's clock
+	svc    *assembly.Services // set before ready closes; nil if err
+	err    error
+	ready  chan struct{}
+	offset atomic.Int64 // added to the services' clock
 	cancel context.CancelFunc
 	done   chan struct{}
+	dir    string
 }
 
+// startAccess starts the services in the background: like ferryd, they
+// need a leader and membership, and a joining node becomes a member only
+// after its agent has started. Handle waits for them.
 func startAccess(ctx context.Context, node *cluster.Node, raw json.RawMessage) (tunneltest.Extension, error) {
 	var cfg accessConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -77,40 +81,40 @@ func startAccess(ctx context.Context, node *cluster.Node, raw json.RawMessage) (
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rec := &tunneltest.Recorder{}
-	e := &accessExt{node: node, done: make(chan struct{})}
-	e.users = authn.NewUsers(node, time.Now, rec)
-	if e.sess, err = authn.NewSessions(authn.SessionConfig{Store: node, Recorder: rec, AdminGroups: cfg.AdminGroups}); err != nil {
+	dir, err := os.MkdirTemp("", "ferry-access-")
+	if err != nil {
 		return nil, err
 	}
-	if e.prof, err = profiles.New(profiles.Config{Cluster: node, Pool: netip.MustParsePrefix(cfg.Pool), Recorder: rec, Logger: log,
-		Policy: e.sess.Policy(), Users: e.users}); err != nil {
-		return nil, err
-	}
+	e := &accessExt{ready: make(chan struct{}), done: make(chan struct{}), dir: dir}
 	op := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.OPSocket)
 		},
 	}}
-	if e.reval, err = authn.NewRevalidator(authn.RevalidatorConfig{
-		OIDC: authn.OIDCConfig{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: authn.ClientSecret(cfg.ClientSecret),
-			RedirectURL: "http://127.0.0.1/callback", HTTPClient: op},
-		Store: node, Users: e.users, Recorder: rec, Key: key, Logger: log,
-		Now: func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
-	}); err != nil {
-		return nil, err
+	ac := assembly.Config{
+		Node: node, NodeID: node.ID(), MasterKey: key, DataDir: dir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
+		SignIn: assembly.SignIn{
+			Session: authn.SessionConfig{AdminGroups: cfg.AdminGroups},
+			OIDC: &authn.OIDCConfig{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: authn.ClientSecret(cfg.ClientSecret),
+				RedirectURL: "http://127.0.0.1/callback", HTTPClient: op},
+		},
+		Profiles:       assembly.Profiles{Pool: netip.MustParsePrefix(cfg.Pool)},
+		IdP:            assembly.IdP{Issuer: cfg.Issuer, SCIM: &scim.Config{Issuer: cfg.Issuer}},
+		SecretsTimeout: 2 * time.Minute,
 	}
-	if e.scim, err = scim.New(scim.Config{Store: node, Key: key, Users: e.users, Disabler: e.prof, Recorder: rec, Issuer: cfg.Issuer, Logger: log}); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
 	go func() {
 		defer close(e.done)
-		if err := e.prof.RunEntitlements(wctx); err != nil {
-			fmt.Println("entitlement watcher:", err)
+		e.svc, e.err = assembly.Start(sctx, ac)
+		close(e.ready)
+		if e.err != nil {
+			return
 		}
+		<-sctx.Done()
+		e.svc.Close()
 	}()
 	return e, nil
 }
@@ -118,11 +122,28 @@ func startAccess(ctx context.Context, node *cluster.Node, raw json.RawMessage) (
 func (e *accessExt) Close() {
 	e.cancel()
 	<-e.done
+	os.RemoveAll(e.dir)
+}
+
+// services waits for the services to be up.
+func (e *accessExt) services(ctx context.Context) (*assembly.Services, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-e.ready:
+		return e.svc, e.err
+	}
 }
 
 func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunneltest.Response, bool, error) {
 	var resp tunneltest.Response
-	var err error
+	if !strings.HasPrefix(req.Op, "access.") {
+		return resp, false, nil
+	}
+	svc, err := e.services(ctx)
+	if err != nil {
+		return resp, true, fmt.Errorf("starting the node's services: %w", err)
+	}
 	switch req.Op {
 	case "access.upsert", "access.provision":
 		var id authn.Identity
@@ -131,59 +152,59 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		}
 		var u authn.User
 		if req.Op == "access.upsert" {
-			u, err = e.users.Upsert(ctx, id)
+			u, err = svc.Users.Upsert(ctx, id)
 		} else {
-			u, err = e.users.Provision(ctx, id, req.Key)
+			u, err = svc.Users.Provision(ctx, id, req.Key)
 		}
 		resp.Text = u.ID
 	case "access.keep":
-		err = e.reval.Keep(ctx, req.ID, string(req.Value))
+		err = svc.Revalidator.Keep(ctx, req.ID, string(req.Value))
 	case "access.session":
 		var id authn.Identity
 		if err = json.Unmarshal(req.Value, &id); err != nil {
 			break
 		}
 		var tok authn.SessionToken
-		tok, _, err = e.sess.Create(ctx, id, authn.MethodTOTP, authn.Source{})
+		tok, _, err = svc.Sessions.Create(ctx, id, authn.MethodTOTP, authn.Source{})
 		resp.Text = tok.Reveal()
 	case "access.validate":
 		var s authn.Session
-		s, err = e.sess.Validate(ctx, authn.SessionToken(req.Key))
+		s, err = svc.Sessions.Validate(ctx, authn.SessionToken(req.Key))
 		resp.Text = s.Role
 	case "access.issue":
 		var in issueReq
 		if err = json.Unmarshal(req.Value, &in); err != nil {
 			break
 		}
-		tok, s, cerr := e.sess.Create(ctx, in.Identity, authn.MethodTOTP, authn.Source{})
+		tok, s, cerr := svc.Sessions.Create(ctx, in.Identity, authn.MethodTOTP, authn.Source{})
 		if cerr != nil {
 			err = cerr
 			break
 		}
 		_ = tok
 		var p profiles.Peer
-		if p, _, err = e.prof.Issue(ctx, s, profiles.IssueRequest{PublicKey: in.PublicKey, Device: in.Device, KeepExisting: in.KeepExisting}); err == nil {
+		if p, _, err = svc.Profiles.Issue(ctx, s, profiles.IssueRequest{PublicKey: in.PublicKey, Device: in.Device, KeepExisting: in.KeepExisting}); err == nil {
 			b, _ := json.Marshal(p)
 			resp.Text = string(b)
 		}
 	case "access.revokeown":
 		// The portal's Revoke: ID is the peer, Key its owner.
-		_, err = e.prof.RevokeOwn(ctx, req.Key, req.ID, "revoked in the portal", audit.Actor{UserID: req.Key})
+		_, err = svc.Profiles.RevokeOwn(ctx, req.Key, req.ID, "revoked in the portal", audit.Actor{UserID: req.Key})
 	case "access.advance":
 		e.offset.Add(int64(req.Timeout))
 	case "access.revalidate":
 		var rep authn.RevalidateReport
-		rep, err = e.reval.RunOnce(ctx)
+		rep, err = svc.Revalidator.RunOnce(ctx)
 		b, _ := json.Marshal(rep)
 		resp.Text = string(b)
 	case "access.peer":
 		var p profiles.Peer
-		p, err = e.prof.Peer(ctx, req.ID)
+		p, err = svc.Profiles.Peer(ctx, req.ID)
 		b, _ := json.Marshal(p)
 		resp.Text = string(b)
 	case "access.scimtoken":
 		var tok scim.Token
-		tok, err = e.scim.RotateToken(ctx, audit.Actor{UserID: "admin"})
+		tok, err = svc.SCIM.RotateToken(ctx, audit.Actor{UserID: "admin"})
 		resp.Text = tok.Reveal()
 	case "access.scim":
 		// Key is "METHOD PATH", ID the bearer token, Value the body; the
@@ -193,7 +214,7 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		r.Header.Set("Authorization", "Bearer "+req.ID)
 		r.Header.Set("Content-Type", "application/scim+json")
 		w := httptest.NewRecorder()
-		e.scim.ServeHTTP(w, r)
+		svc.SCIM.ServeHTTP(w, r)
 		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
 	case "access.waitgone", "access.waitpresent":
 		start := time.Now()

@@ -71,6 +71,12 @@ var depRules = []depRule{
 	{pkg: "authn/webpage", stdlibOnly: true, why: "the shared page layout is used by authn and the API alike: standard library only"},
 	{pkg: "audit", project: []string{"audit/...", "cluster/..."}, why: "audit sits on layer 2: it may link only cluster"},
 	{pkg: "audit/audittest", project: []string{"audit/...", "cluster/..."}, why: "audit sits on layer 2: it may link only cluster"},
+	{
+		pkg:     "cmd/internal/console",
+		project: []string{"cluster/...", "audit/...", "authn/...", "profiles/...", "report/..."},
+		banned:  []string{"github.com/google/nftables", "github.com/ti-mo/conntrack", "golang.zx2c4.com/wireguard"},
+		why:     "the admin console shows and changes state through the domain packages; it does not go through the /v1 handlers or drive the data plane",
+	},
 	{pkg: "audit/auditfile", stdlibOnly: true, why: "clients link auditfile to verify exports offline: standard library only"},
 	{
 		pkg:     "cmd/ferryctl",
@@ -89,6 +95,12 @@ var depRules = []depRule{
 		project: []string{"cmd/internal/client", "cmd/internal/wire"},
 		banned:  append([]string{"golang.zx2c4.com/wireguard"}, clientBanned...),
 		why:     "the client-CLI package is linked into both clients",
+	},
+	{
+		pkg: "cmd/internal/assembly",
+		project: []string{"cluster/...", "audit/...", "authn/...", "profiles/...", "report/...", "tunnel/...",
+			"cmd/internal/api", "cmd/internal/console", "cmd/internal/wire", "cmd/internal/wgkey"},
+		why: "the service assembly is built from the domain packages and the API alone; it reads no configuration file, so the test harnesses build a node exactly as ferryd does",
 	},
 	{
 		pkg:     "cmd/internal/loginflow",

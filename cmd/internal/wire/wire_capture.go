@@ -7,7 +7,7 @@ const (
 	// PathCaptures: POST runs a capture (CaptureRequest) and answers with
 	// the merged pcapng file as it is written (Content-Type
 	// application/x-pcapng), its outcome in the trailers below; GET lists
-	// the captures running on the answering node (CaptureList).
+	// the captures running in the cluster (CaptureList).
 	PathCaptures = "/v1/admin/captures"
 
 	// Trailers of a capture's answer.
@@ -60,7 +60,7 @@ type CaptureList struct {
 	Captures []RunningCapture `json:"captures"`
 }
 
-// RunningCapture is one capture running on the answering node.
+// RunningCapture is one capture running in the cluster.
 type RunningCapture struct {
 	ID      string    `json:"id"`
 	Actor   string    `json:"actor"`
@@ -68,6 +68,7 @@ type RunningCapture struct {
 	Clients []string  `json:"clients,omitempty"`
 	Filter  string    `json:"filter,omitempty"`
 	Started time.Time `json:"started"`
-	// Remote names the node that runs the capture this node serves a part of.
-	Remote string `json:"remote,omitempty"`
+	// Node runs the capture (merges every node's part); the capture holds
+	// one of the cluster's concurrent-capture places until it ends.
+	Node string `json:"node"`
 }

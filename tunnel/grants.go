@@ -1,0 +1,468 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// Errors of host grants.
+var (
+	// ErrNotClient is returned by the forwarder's grants when the asking
+	// address is not a valid client of this node.
+	ErrNotClient = errors.New("tunnel: not a client of this node")
+	// ErrGrantFailed is returned when a grant could not be put in force in
+	// the kernel; the answer is then not given.
+	ErrGrantFailed = errors.New("tunnel: granting resolved addresses failed")
+)
+
+// grantClient is a valid client as the forwarder sees it: its peer, its
+// addresses and its profile's compiled policy.
+type grantClient struct {
+	peer   string
+	v4, v6 netip.Addr
+	pol    *policy
+}
+
+// grantKey names the grants of one client address toward one destination
+// (both of the same family).
+type grantKey struct{ client, dst netip.Addr }
+
+// grantEntry is what the answers granted one client toward one
+// destination: the names that resolved to it, each until its TTL plus the
+// grace, and the set elements in the kernel with their expiry.
+type grantEntry struct {
+	peer    string
+	profile string
+	version uint64
+	pol     *policy // the policy the names were last granted under
+	names   map[string]time.Time
+	elems   map[svc]time.Time
+}
+
+// grantOp is one set element to add (with a timeout) or to remove.
+type grantOp struct {
+	v6         bool
+	start, end []byte
+	timeout    time.Duration
+	del        bool
+}
+
+// grants turns DNS answers into per-client nftables set elements with
+// timeouts, and keeps them right as clients come, go and change profile.
+//
+// The kernel's elements are the enforcement; this is the record of what
+// was programmed (to refresh, move and remove elements without reading
+// the kernel) and of the names behind them (for flow records, and to keep
+// connections to names a new profile version still allows).
+type grants struct {
+	// grace is added to each record's TTL (the client may use an answer
+	// until its TTL ends, plus clock skew and retransmits).
+	grace time.Duration
+	// retain keeps expired names for naming late flow records.
+	retain time.Duration
+	now    func() time.Time // the kernel's timeouts run on real time
+	log    *slog.Logger
+	w      *grantWriter
+
+	mu      sync.Mutex // guards view and entries
+	view    map[netip.Addr]*grantClient
+	entries map[grantKey]*grantEntry
+}
+
+func newGrants(w *grantWriter, grace, retain time.Duration, log *slog.Logger) *grants {
+	return &grants{grace: grace, retain: retain, now: time.Now, log: log, w: w,
+		view: map[netip.Addr]*grantClient{}, entries: map[grantKey]*grantEntry{}}
+}
+
+// client returns the valid client holding addr, or nil.
+func (g *grants) client(addr netip.Addr) *grantClient {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view[addr.Unmap()]
+}
+
+// answer is one address of a DNS answer and its TTL.
+type answer struct {
+	addr netip.Addr
+	ttl  time.Duration
+}
+
+// grant puts the answered addresses of name in force for the client at
+// src before returning: each address its profile's host rules admit for
+// name gets set elements until the TTL plus the grace. It returns the
+// number of addresses granted.
+func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
+	g.mu.Lock()
+	c := g.view[src.Unmap()]
+	if c == nil {
+		g.mu.Unlock()
+		return 0, ErrNotClient
+	}
+	if len(c.pol.hostRules(name)) == 0 {
+		g.mu.Unlock()
+		return 0, nil
+	}
+	name = profiles.NormalizeHost(name)
+	now := g.now()
+	var ops []grantOp
+	n := 0
+	for _, a := range ans {
+		client := c.v4
+		if a.addr.Is6() {
+			client = c.v6
+		}
+		if !client.IsValid() {
+			continue
+		}
+		k := grantKey{client, a.addr}
+		e := g.entries[k]
+		if e != nil && e.peer != c.peer {
+			// The address was another peer's: drop its grants first.
+			ops = append(ops, g.syncLocked(k, e, c, now)...)
+			e = g.entries[k]
+		}
+		if e == nil {
+			e = &grantEntry{peer: c.peer, profile: c.pol.Name, version: c.pol.Version, pol: c.pol,
+				names: map[string]time.Time{}, elems: map[svc]time.Time{}}
+			g.entries[k] = e
+		}
+		until := now.Add(a.ttl + g.grace)
+		if until.After(e.names[name]) {
+			e.names[name] = until
+		}
+		ops = append(ops, g.syncLocked(k, e, c, now)...)
+		n++
+	}
+	var done chan error
+	if len(ops) > 0 {
+		done = g.w.submit(ops)
+	}
+	g.mu.Unlock()
+	if done == nil {
+		return n, nil
+	}
+	if err := <-done; err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrGrantFailed, err)
+	}
+	return n, nil
+}
+
+// syncLocked brings one entry's elements in line with its names under the
+// client's current policy (c nil: the client is gone), returning the
+// kernel operations. Elements refresh only when the new expiry is more
+// than half the grace past the programmed one, so a busy name costs no
+// netlink message per query.
+func (g *grants) syncLocked(k grantKey, e *grantEntry, c *grantClient, now time.Time) []grantOp {
+	v6 := k.dst.Is6()
+	switch {
+	case c == nil:
+		// Gone (revoked, expired): nothing is granted; the names stay
+		// until retain, to name its last flows.
+	case c.peer != e.peer:
+		// The address went to another peer: nothing of the old one's.
+		clear(e.names)
+		e.peer, e.profile, e.version, e.pol = c.peer, c.pol.Name, c.pol.Version, c.pol
+	case c.pol.Version != e.version || c.pol.Name != e.profile:
+		e.profile, e.version, e.pol = c.pol.Name, c.pol.Version, c.pol
+	}
+	want := map[svc]time.Time{}
+	if c != nil && len(e.names) > 0 {
+		pieces := c.pol.Hosts4
+		if v6 {
+			pieces = c.pol.Hosts6
+		}
+		for name, until := range e.names {
+			if !until.After(now) {
+				continue
+			}
+			rules := c.pol.hostRules(name)
+			for _, p := range pieces {
+				if intersects(p.rules, rules) && until.After(want[p.svc]) {
+					want[p.svc] = until
+				}
+			}
+		}
+	}
+	var ops []grantOp
+	for s, exp := range e.elems {
+		if _, ok := want[s]; ok {
+			continue
+		}
+		delete(e.elems, s)
+		if exp.Add(time.Second).After(now) {
+			start, end := grantElem(k.client, k.dst, s)
+			ops = append(ops, grantOp{v6: v6, start: start, end: end, del: true})
+		}
+	}
+	for s, until := range want {
+		if have, ok := e.elems[s]; ok && have.After(now) && !have.Before(until.Add(-g.grace/2)) {
+			continue
+		}
+		start, end := grantElem(k.client, k.dst, s)
+		ops = append(ops, grantOp{v6: v6, start: start, end: end, timeout: until.Sub(now)})
+		e.elems[s] = until
+	}
+	for name, until := range e.names {
+		if until.Add(g.retain).Before(now) {
+			delete(e.names, name)
+		}
+	}
+	if len(e.names) == 0 && len(e.elems) == 0 {
+		delete(g.entries, k)
+	}
+	return ops
+}
+
+func intersects(a, b []int) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// update installs the valid clients after a convergence and re-syncs the
+// entries of clients that left, changed peer or changed profile version.
+// With reset the table was rebuilt and every element is programmed again.
+// It does not wait for the kernel: a gone client is already out of the
+// client map, and later grants queue behind these changes.
+func (g *grants) update(view map[netip.Addr]*grantClient, reset bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.view = view
+	now := g.now()
+	var ops []grantOp
+	for k, e := range g.entries {
+		c := view[k.client]
+		if reset {
+			clear(e.elems)
+		} else if c != nil && c.peer == e.peer && c.pol.Version == e.version && c.pol.Name == e.profile {
+			continue
+		}
+		ops = append(ops, g.syncLocked(k, e, c, now)...)
+	}
+	if len(ops) > 0 {
+		done := g.w.submit(ops)
+		go func() {
+			if err := <-done; err != nil {
+				g.log.Error("updating host grants failed", "err", err)
+			}
+		}()
+	}
+}
+
+// expire forgets what has aged out (the kernel has already dropped the
+// elements) and names kept past retain.
+func (g *grants) expire() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	for k, e := range g.entries {
+		for s, exp := range e.elems {
+			if !exp.After(now) {
+				delete(e.elems, s)
+			}
+		}
+		for name, until := range e.names {
+			if until.Add(g.retain).Before(now) {
+				delete(e.names, name)
+			}
+		}
+		if len(e.names) == 0 && len(e.elems) == 0 {
+			delete(g.entries, k)
+		}
+	}
+}
+
+// host names the host rule and the name whose answer admitted a
+// connection from client to dst with proto and port, for flow records:
+// the latest answer among those the rule admits. It ignores expiry (a
+// connection outlives the grant that opened it).
+func (g *grants) host(client, dst netip.Addr, proto uint8, port uint16) (name string, rule int, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.entries[grantKey{client, dst}]
+	if e == nil || e.pol == nil {
+		return "", -1, false
+	}
+	var best time.Time
+	for n, until := range e.names {
+		if r, found := e.pol.hostRuleAdmits(n, dst, proto, port); found && until.After(best) {
+			name, rule, ok, best = n, r, true, until
+		}
+	}
+	return name, rule, ok
+}
+
+// allows reports whether a connection from client to dst is one that an
+// answer for a name pol's host rules still admit opened (expired or not):
+// a profile edit that keeps the name keeps the connection.
+func (g *grants) allows(client, dst netip.Addr, proto uint8, port uint16, pol *policy) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.entries[grantKey{client, dst}]
+	if e == nil || pol == nil {
+		return false
+	}
+	if c := g.view[client]; c == nil || c.peer != e.peer {
+		return false
+	}
+	for n := range e.names {
+		if _, ok := pol.hostRuleAdmits(n, dst, proto, port); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// hostRuleAdmits returns the first host rule that admits name with proto
+// and port toward dst's family.
+func (p *policy) hostRuleAdmits(name string, dst netip.Addr, proto uint8, port uint16) (int, bool) {
+	if proto != protoTCP && proto != protoUDP {
+		port = 0
+	}
+	for _, i := range p.hostRules(name) {
+		for _, s := range ruleServices(p.Rules[i], dst.Is4()) {
+			if s.ProtoFrom <= proto && proto <= s.ProtoTo && s.PortFrom <= port && port <= s.PortTo {
+				return i, true
+			}
+		}
+	}
+	return -1, false
+}
+
+// count returns the number of programmed elements (for metrics and tests).
+func (g *grants) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, e := range g.entries {
+		n += len(e.elems)
+	}
+	return n
+}
+
+// grantWriter programs grant operations over its own netlink socket, one
+// batch for every request waiting (group commit): concurrent answers share
+// a kernel transaction, and each waits only for the one that carries it.
+type grantWriter struct {
+	conn       *nftables.Conn
+	set4, set6 *nftables.Set
+	reqs       chan grantReq
+}
+
+type grantReq struct {
+	ops  []grantOp
+	done chan error
+}
+
+func newGrantWriter(conn *nftables.Conn, set4, set6 *nftables.Set) *grantWriter {
+	return &grantWriter{conn: conn, set4: set4, set6: set6, reqs: make(chan grantReq, 4096)}
+}
+
+// submit queues ops; the channel returned receives the outcome.
+func (w *grantWriter) submit(ops []grantOp) chan error {
+	done := make(chan error, 1)
+	w.reqs <- grantReq{ops: ops, done: done}
+	return done
+}
+
+// maxBatchOps bounds one transaction (elements per message are chunked
+// below the netlink attribute limit).
+const maxBatchOps = 4000
+
+// run programs queued requests until stop is closed.
+func (w *grantWriter) run(stop <-chan struct{}) {
+	for {
+		var batch []grantReq
+		select {
+		case <-stop:
+			return
+		case r := <-w.reqs:
+			batch = append(batch, r)
+		}
+		n := len(batch[0].ops)
+	more:
+		for n < maxBatchOps {
+			select {
+			case r := <-w.reqs:
+				batch = append(batch, r)
+				n += len(r.ops)
+			default:
+				break more
+			}
+		}
+		if err := w.apply(batch); err != nil && len(batch) > 1 {
+			// One bad request must not fail the others: retry alone.
+			for _, r := range batch {
+				r.done <- w.apply([]grantReq{r})
+			}
+			continue
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+	}
+}
+
+// apply programs requests in one transaction. A removal is an add (with
+// a short timeout) followed by a delete: the add makes the delete succeed
+// whether or not the kernel has already timed the element out.
+func (w *grantWriter) apply(batch []grantReq) error {
+	type group struct {
+		set *nftables.Set
+		del bool
+		els []nftables.SetElement
+	}
+	var groups []group
+	push := func(set *nftables.Set, del bool, el nftables.SetElement) {
+		if l := len(groups); l > 0 && groups[l-1].set == set && groups[l-1].del == del && len(groups[l-1].els) < chunk {
+			groups[l-1].els = append(groups[l-1].els, el)
+			return
+		}
+		groups = append(groups, group{set, del, []nftables.SetElement{el}})
+	}
+	for _, r := range batch {
+		for _, op := range r.ops {
+			set := w.set4
+			if op.v6 {
+				set = w.set6
+			}
+			el := nftables.SetElement{Key: op.start, KeyEnd: op.end, Timeout: max(op.timeout, time.Millisecond)}
+			if op.del {
+				el.Timeout = time.Second
+				push(set, false, el)
+				push(set, true, nftables.SetElement{Key: op.start, KeyEnd: op.end})
+				continue
+			}
+			push(set, false, el)
+		}
+	}
+	for _, g := range groups {
+		var err error
+		if g.del {
+			err = w.conn.SetDeleteElements(g.set, g.els)
+		} else {
+			err = w.conn.SetAddElements(g.set, g.els)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := w.conn.Flush(); err != nil {
+		return fmt.Errorf("programming host grants (%s requests): %w", strconv.Itoa(len(batch)), err)
+	}
+	return nil
+}
