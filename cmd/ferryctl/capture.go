@@ -156,7 +156,7 @@ wireshark -k -i - or tcpdump -r -; the summary then goes to standard error.`,
 	f.StringVar(&in.Reason, "reason", "", "why (recorded in the audit log); required")
 	f.StringVar(&in.TOTP, "totp", "", "a current code of your authenticator (asked for on a terminal when not given)")
 	f.StringVarP(&file, "write", "w", "", "write the pcapng file here (a new file), or - for standard output")
-	f.BoolVar(&list, "list", false, "list the captures running on the answering node instead")
+	f.BoolVar(&list, "list", false, "list the captures running in the cluster instead")
 	return cmd
 }
 

@@ -280,3 +280,32 @@ func TestInterfaceCapture(t *testing.T) {
 		}
 	}
 }
+
+// TestStoppedByDurationWhenANodeLeaves: a node that leaves during a
+// capture (its part ends cancelled: a graceful stop) does not make the
+// capture as a whole "cancelled" when the others ran their full duration.
+func TestStoppedByDurationWhenANodeLeaves(t *testing.T) {
+	lim := Limits{Duration: 300 * time.Millisecond, MaxBytes: 1 << 20, Snaplen: 96}
+	part := func(cancelled bool) NodeStream {
+		return NodeStream{Name: "n", Open: func(ctx context.Context) (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			sctx, cancel := context.WithCancel(ctx)
+			if cancelled {
+				cancel() // the node is shutting down
+			}
+			go func() {
+				defer cancel()
+				_, err := Stream(sctx, &emptySource{newQueue()}, "wg0", lim, pw)
+				pw.CloseWithError(err)
+			}()
+			return pr, nil
+		}}
+	}
+	res, err := Merge(context.Background(), []NodeStream{part(false), part(true), part(false)}, "", lim, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stopped != StopDuration || res.Nodes[1].Stopped != StopCancelled {
+		t.Fatalf("result %+v: want the capture stopped by duration, the leaving node's part cancelled", res)
+	}
+}

@@ -273,11 +273,20 @@ func Merge(ctx context.Context, nodes []NodeStream, filter string, lim Limits, w
 	}
 	res.Stopped = stopped
 	if res.Stopped == "" {
-		res.Stopped = StopDuration
+		// Every part ended on its own: the byte cap of one is the
+		// capture's; a part cancelled (its node stopped) while others ran
+		// their full duration does not make the capture "cancelled".
+		byStop := map[string]bool{}
 		for _, n := range res.Nodes {
-			if n.Stopped == StopBytes || n.Stopped == StopCancelled {
-				res.Stopped = n.Stopped
-			}
+			byStop[n.Stopped] = true
+		}
+		switch {
+		case byStop[StopBytes]:
+			res.Stopped = StopBytes
+		case byStop[StopCancelled] && !byStop[StopDuration]:
+			res.Stopped = StopCancelled
+		default:
+			res.Stopped = StopDuration
 		}
 	}
 	res.SHA256 = hex.EncodeToString(sum.Sum(nil))
