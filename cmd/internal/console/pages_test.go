@@ -25,8 +25,8 @@ func TestTrafficReportsAudit(t *testing.T) {
 	recordFlows(t, s)
 	at := time.Now().Add(-time.Hour).UTC()
 	if err := s.Audit.Record(bg(t), audit.Event{Type: audit.TypeFlowDeny, Time: at, Outcome: audit.Failure,
-		Actor:  audit.Actor{UserID: "erin", Email: "erin@example.com"},
-		Target: audit.Target{Profile: "eng", DstAddr: "10.99.0.1", Protocol: "tcp", DstPort: 3306},
+		Actor:   audit.Actor{UserID: "erin", Email: "erin@example.com"},
+		Target:  audit.Target{Profile: "eng", DstAddr: "10.99.0.1", Protocol: "tcp", DstPort: 3306},
 		Details: map[string]string{"attempts": "7"}}); err != nil {
 		t.Fatal(err)
 	}
