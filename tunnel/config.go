@@ -106,8 +106,9 @@ type Config struct {
 	// byte counts; default 2s.
 	PollInterval time.Duration
 	// FlowInterval is the aggregation interval of flow records: every
-	// interval, one flow.accept or flow.deny record per (client,
-	// destination, protocol, port, verdict) seen; default 1 minute, at most
+	// interval, one tuple per (client, destination, protocol, port,
+	// verdict) seen, a client's tuples of one verdict in one flow.accept or
+	// flow.deny event; default 1 minute, at most
 	// 10 minutes (production: 1 to 10 minutes, like VPC Flow Logs).
 	FlowInterval time.Duration
 	// FlowActiveTimeout is how often a connection still open adds an

@@ -107,9 +107,18 @@ func server(t *testing.T) *apitest.Server {
 func signedIn(t *testing.T, srv *apitest.Server, dir string) *client.Client {
 	t.Helper()
 	tok := srv.Token(t, alice)
-	if err := loginflow.SaveToken(dir, srv.URL, tok); err != nil {
+	if err := loginflow.SaveToken(dir, srv.URL, srv.CAFile, tok); err != nil {
 		t.Fatal(err)
 	}
+	return newTestClient(t, srv, tok)
+}
+
+// clientT is the API client of the tests.
+type clientT = client.Client
+
+// newTestClient returns an API client of srv holding tok.
+func newTestClient(t *testing.T, srv *apitest.Server, tok string) *client.Client {
+	t.Helper()
 	tlsConf, err := client.TLSConfig(srv.CAFile)
 	if err != nil {
 		t.Fatal(err)

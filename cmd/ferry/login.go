@@ -87,7 +87,7 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			if err != nil {
 				return err
 			}
-			if err := loginflow.SaveToken(dir, server, res.Token); err != nil {
+			if err := loginflow.SaveToken(dir, server, caFile, res.Token); err != nil {
 				return err
 			}
 			c, err := client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: res.Token})

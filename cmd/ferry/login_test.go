@@ -235,7 +235,7 @@ func TestLogout(t *testing.T) {
 			t.Errorf("%s left: %v", name, err)
 		}
 	}
-	if _, err := loginflow.LoadToken(dir, srv.URL); !errors.Is(err, loginflow.ErrNoToken) {
+	if _, err := loginflow.LoadToken(dir, srv.URL, srv.CAFile); !errors.Is(err, loginflow.ErrNoToken) {
 		t.Errorf("token left: %v", err)
 	}
 	if out, err := ferry(t, "logout"); err != nil || out != "Not signed in.\n" {
@@ -304,7 +304,7 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	key, _ := os.ReadFile(filepath.Join(dir, fileKey))
-	tok, _ := loginflow.LoadToken(dir, srv.URL)
+	tok, _ := loginflow.LoadToken(dir, srv.URL, srv.CAFile)
 	if strings.Contains(out, strings.TrimSpace(string(key))) || strings.Contains(out, tok) {
 		t.Error("status printed a secret")
 	}

@@ -47,7 +47,7 @@ and it expires on its own.`,
 					return err
 				}
 			}
-			if err := forget(dir, st.Server); err != nil {
+			if err := forget(dir, st); err != nil {
 				return err
 			}
 			if warn != "" {

@@ -99,6 +99,7 @@ sign in again with ferry login.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dir, "config-dir", "", "where ferry keeps its token, key and profile (default: ferry in your config directory; under sudo, the invoking user's)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&g.server, "server", "", "talk to this node of the cluster you signed in to (default: the server of the last login); the session goes only to servers the login's CA vouches for")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "time limit of each request to the server")
 	root.AddCommand(
 		newLoginCmd(g),

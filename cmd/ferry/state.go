@@ -39,6 +39,7 @@ const (
 type globals struct {
 	con     console
 	dir     string
+	server  string // --server: another node of the signed-in cluster
 	output  string
 	timeout time.Duration
 }
@@ -141,59 +142,45 @@ func saveState(dir string, s state) error {
 	return loginflow.WritePrivateFile(filepath.Join(dir, fileState), append(b, '\n'))
 }
 
-// forget deletes the state, key, config and the server's token from dir.
-// Missing files are no error.
-func forget(dir, server string) error {
+// forget deletes the state, key, config and the session's token from
+// dir. Missing files are no error.
+func forget(dir string, st state) error {
 	var errs []error
 	for _, name := range []string{fileConfig, fileKey, fileState} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
-	if server != "" {
-		errs = append(errs, deleteToken(dir, server))
+	if st.Server != "" {
+		errs = append(errs, loginflow.DeleteToken(dir, st.Server, st.CAFile))
 	}
 	return errors.Join(errs...)
-}
-
-// deleteToken removes the token loginflow saved for server under dir.
-// loginflow offers SaveToken and LoadToken only, so this finds the file by
-// the server named inside it rather than by its file name.
-func deleteToken(dir, server string) error {
-	canon, err := canonicalServer(server)
-	if err != nil {
-		return err
-	}
-	files, err := filepath.Glob(filepath.Join(dir, "tokens", "*.json"))
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		b, err := readPrivate(f, 64<<10)
-		if err != nil {
-			continue
-		}
-		var tf struct {
-			Server string `json:"server"`
-		}
-		if json.Unmarshal(b, &tf) != nil {
-			continue
-		}
-		if c, err := canonicalServer(tf.Server); err == nil && c == canon {
-			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("deleting the session token: %w", err)
-			}
-		}
-	}
-	return nil
 }
 
 // canonicalServer checks a server URL (cli.ServerURL).
 var canonicalServer = cli.ServerURL
 
-// connect returns a client of the saved server with the saved token.
+// connect returns a client holding the saved session: of the saved server,
+// or of --server, another node of the same cluster. A session is the
+// cluster's, valid on every node: with a cluster CA (loginflow's
+// ClusterFingerprint of the CA file of the sign-in) the token is found by
+// the cluster and sent to any node, over TLS pinned to that CA only, which
+// no server outside the cluster can answer. Without one it goes to the
+// saved server only. A token file of an older ferry, kept by server URL,
+// moves to its cluster's key here.
 func (g *globals) connect(dir string, st state) (*client.Client, error) {
-	tok, err := loginflow.LoadToken(dir, st.Server)
+	if err := loginflow.MigrateToken(dir, st.Server, st.CAFile); err != nil {
+		return nil, err
+	}
+	server := st.Server
+	if g.server != "" {
+		s, err := canonicalServer(g.server)
+		if err != nil {
+			return nil, fmt.Errorf("--server: %w", err)
+		}
+		server = s
+	}
+	tok, err := loginflow.LoadToken(dir, server, st.CAFile)
 	if errors.Is(err, loginflow.ErrNoToken) {
 		return nil, errNotSignedIn
 	}
@@ -204,7 +191,7 @@ func (g *globals) connect(dir string, st state) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{BaseURL: st.Server, TLS: tlsConf, Timeout: g.timeout, Token: tok})
+	return client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: tok})
 }
 
 // privateKey is the device's WireGuard private key. It is made on the

@@ -22,7 +22,7 @@ func FuzzLoadToken(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	dir := f.TempDir()
-	if err := loginflow.SaveToken(dir, server, "seed"); err != nil {
+	if err := loginflow.SaveToken(dir, server, "", "seed"); err != nil {
 		f.Fatal(err)
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "tokens", "*.json"))
@@ -33,7 +33,7 @@ func FuzzLoadToken(f *testing.F) {
 		if err := os.WriteFile(files[0], b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		tok, err := loginflow.LoadToken(dir, server)
+		tok, err := loginflow.LoadToken(dir, server, "")
 		if err == nil && tok == "" {
 			t.Fatal("empty token without an error")
 		}

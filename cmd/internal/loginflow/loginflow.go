@@ -6,7 +6,9 @@
 // and their TOTP, and redeem it with the PKCE verifier for a session token.
 //
 // It also keeps the token between runs, 0600 in the user's config
-// directory.
+// directory: by the cluster (its CA's fingerprint) when the login trusted
+// one cluster CA, so every node of the cluster finds it, else by the
+// server URL.
 //
 // It speaks to ferryd over HTTPS only, and links neither the cluster store
 // nor the data plane: only the standard library, x/oauth2's PKCE helpers

@@ -180,20 +180,20 @@ func TestServerURLChecked(t *testing.T) {
 func TestTokenFiles(t *testing.T) {
 	dir := t.TempDir()
 	const server = "https://vpn.example.com:8443"
-	if _, err := loginflow.LoadToken(dir, server); !errors.Is(err, loginflow.ErrNoToken) {
+	if _, err := loginflow.LoadToken(dir, server, ""); !errors.Is(err, loginflow.ErrNoToken) {
 		t.Fatalf("LoadToken before saving: %v, want ErrNoToken", err)
 	}
-	if err := loginflow.SaveToken(dir, server, "tok-1"); err != nil {
+	if err := loginflow.SaveToken(dir, server, "", "tok-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := loginflow.SaveToken(dir, server+"/", "tok-2"); err != nil { // replaces
+	if err := loginflow.SaveToken(dir, server+"/", "", "tok-2"); err != nil { // replaces
 		t.Fatal(err)
 	}
-	got, err := loginflow.LoadToken(dir, server)
+	got, err := loginflow.LoadToken(dir, server, "")
 	if err != nil || got != "tok-2" {
 		t.Fatalf("LoadToken = %q, %v", got, err)
 	}
-	if _, err := loginflow.LoadToken(dir, "https://other.example.com"); !errors.Is(err, loginflow.ErrNoToken) {
+	if _, err := loginflow.LoadToken(dir, "https://other.example.com", ""); !errors.Is(err, loginflow.ErrNoToken) {
 		t.Errorf("another server's token: %v, want ErrNoToken", err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "tokens", "*"))
@@ -212,10 +212,10 @@ func TestTokenFiles(t *testing.T) {
 	if err := os.Chmod(files[0], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loginflow.LoadToken(dir, server); err == nil || errors.Is(err, loginflow.ErrNoToken) {
+	if _, err := loginflow.LoadToken(dir, server, ""); err == nil || errors.Is(err, loginflow.ErrNoToken) {
 		t.Errorf("LoadToken of a world-readable file: %v, want a refusal", err)
 	}
-	if err := loginflow.SaveToken(dir, "ftp://x", "t"); err == nil {
+	if err := loginflow.SaveToken(dir, "ftp://x", "", "t"); err == nil {
 		t.Error("SaveToken accepted a non-https server")
 	}
 }
