@@ -76,6 +76,8 @@ var figures = []Figure{
 	{Label: "issuance p99, 64 clients", Pkg: "/profiles", Bench: "BenchmarkIssue", Unit: "p99-ms", Goal: "< 100"},
 	{Label: "audit ingest, 3 nodes", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "events/s", Goal: ">= 20000"},
 	{Label: "audit append p99", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "p99-ms", Goal: "< 50"},
+	{Label: "audit ingest per CPU-second of the 3 nodes (load-independent)", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "events/cpu-s"},
+	{Label: "machine load average while audit ingest was measured", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "load1"},
 	{Label: "audit export to file", Pkg: "/audit", Bench: "BenchmarkExport/file", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit export to syslog", Pkg: "/audit", Bench: "BenchmarkExport/syslog", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit export over RELP/TLS to rsyslog (acknowledged)", Pkg: "/audit", Bench: "BenchmarkExport/relp", Unit: "events/s", Goal: ">= 50000"},
