@@ -27,6 +27,12 @@ const (
 	DefaultMTU         = 1420
 	DefaultTable       = "ferry"
 	DefaultMemoryLimit = 1 << 30
+	// DefaultPacketBuffers bounds the embedded device's packet buffers:
+	// 1,024 of 64 KiB, 64 MiB at most, whatever the load.
+	DefaultPacketBuffers = 1024
+	// MinPacketBuffers is the least PacketBuffers: the device's receive
+	// and TUN read routines each hold a batch of 128 while they wait.
+	MinPacketBuffers = 512
 	// DefaultSessionIdle ends a session after this long without a
 	// handshake: WireGuard re-handshakes every 2 minutes while packets
 	// flow (keepalives included), so 3 minutes of silence means the client
@@ -89,6 +95,13 @@ type Config struct {
 	// the limit makes come sooner. Default 1 GiB; negative leaves the
 	// runtime's limit alone.
 	MemoryLimit int64
+	// PacketBuffers is how many packet buffers (64 KiB each) the embedded
+	// wireguard-go device may have in use at once, and how many of each of
+	// its queue elements: beyond it the device waits for buffers to come
+	// back (back-pressure, as a kernel queue drops) instead of allocating
+	// more, so its memory under load is bounded (stock wireguard-go's is
+	// not). Default DefaultPacketBuffers; at least MinPacketBuffers.
+	PacketBuffers int
 
 	// Recorder receives session and flow audit events. Required.
 	Recorder audit.Recorder
@@ -173,6 +186,9 @@ func (c *Config) Validate() error {
 	if c.FlowInterval > MaxFlowInterval {
 		return fmt.Errorf("tunnel config: flow_interval %s: at most %s", c.FlowInterval, MaxFlowInterval)
 	}
+	if c.PacketBuffers != 0 && (c.PacketBuffers < MinPacketBuffers || c.PacketBuffers > 1<<20) {
+		return fmt.Errorf("tunnel config: packet_buffers %d: between %d and %d", c.PacketBuffers, MinPacketBuffers, 1<<20)
+	}
 	if c.FlowMaxRecords < 0 {
 		return errors.New("tunnel config: flow_max_records: must not be negative")
 	}
@@ -201,6 +217,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MemoryLimit == 0 {
 		c.MemoryLimit = DefaultMemoryLimit
+	}
+	if c.PacketBuffers == 0 {
+		c.PacketBuffers = DefaultPacketBuffers
 	}
 	if c.Now == nil {
 		c.Now = time.Now

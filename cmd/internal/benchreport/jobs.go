@@ -37,8 +37,10 @@ var jobs = []Job{
 	// users (9 M flows in the rollup), a fold of 200,000 journal records,
 	// or 20,000 flow records through the audit log (journal growth).
 	{Pkg: "./report", Bench: "^Benchmark(Access90d|RollupFold|FlowJournalGrowth)$", Benchtime: "1x", Count: 1},
-	// The data-plane benchmarks take medians of five interleaved runs
-	// themselves and print their own report.
+	// The data-plane benchmarks take medians of interleaved or concurrent
+	// runs themselves and print their own report (BenchmarkCPUPerGB: 15
+	// rounds of six paths at once; BenchmarkGatewayRSS: memory after
+	// saturating streams, 1 and 20,000 peers).
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
 	// Packet capture's cost: BenchmarkCapture (part of the ./tunnel job)
 	// measures throughput in interleaved rounds with a capture of another
@@ -98,6 +100,12 @@ var figures = []Figure{
 	{Label: "data plane: 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "data plane: stock wireguard-go CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "stock-cpu-s/GB"},
 	{Label: "data plane: ferry / stock, gateway CPU per GB net of each's idle CPU", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-ferry/stock"},
+	{Label: "data plane: stock + conntrack, NAT, forward rules / stock, CPU per GB (the kernel path's share)", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-stock-nat/stock"},
+	{Label: "data plane: ferry / (stock + conntrack, NAT, forward rules), CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-ferry/stock-nat"},
+	{Label: "gateway RSS, 1 peer, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-1-peer-MiB", Goal: "<= 128"},
+	{Label: "gateway peak RSS, 1 peer, saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-peak-1-peer-MiB", Goal: "<= 128"},
+	{Label: "gateway RSS, 20,000 peers, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-20k-peers-MiB", Goal: "<= 1024"},
+	{Label: "gateway peak RSS, 20,000 peers, saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-peak-20k-peers-MiB", Goal: "<= 1024"},
 	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
 	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
 	{Label: "capture tap, no capture running (vs no tap: direct)", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/idle", Unit: "ns/packet"},
