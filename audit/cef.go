@@ -150,10 +150,37 @@ func (x *cefExt) event(ev *Event) {
 		x.num("cn3", uint64(ev.Duration.Milliseconds()))
 		x.str("cn3Label", "durationMs")
 	}
+	if len(ev.Flows) > 0 {
+		x.flows(ev)
+		return
+	}
 	if len(ev.Details) > 0 {
 		if b, err := json.Marshal(ev.Details); err == nil {
 			x.str("msg", string(b))
 		}
+	}
+}
+
+// flows writes a batched flow event's totals (cnt: flows or attempts, in,
+// out), its destination when it has a single tuple, and in msg its details
+// and tuples as JSON: one CEF line per journal record, like every record.
+func (x *cefExt) flows(ev *Event) {
+	n, in, out := ev.flowTotals()
+	x.num("cnt", n)
+	x.num("in", in)
+	x.num("out", out)
+	if len(ev.Flows) == 1 {
+		f := &ev.Flows[0]
+		x.endpoint("dst", "dhost", f.Dst)
+		x.num("dpt", uint64(max(f.Port, 0)))
+		x.str("proto", f.Proto)
+	}
+	b, err := json.Marshal(struct {
+		Details map[string]string `json:"details,omitempty"`
+		Flows   []Flow            `json:"flows"`
+	}{ev.Details, ev.Flows})
+	if err == nil {
+		x.str("msg", string(b))
 	}
 }
 

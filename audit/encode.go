@@ -42,6 +42,7 @@ type canonEvent struct {
 	BytesOut      uint64            `json:"bytes_out,omitempty"`
 	Details       map[string]string `json:"details,omitempty"`
 	Duration      time.Duration     `json:"duration_ns,omitempty"`
+	Flows         []Flow            `json:"flows,omitempty"` // fields in sorted key order
 	ID            string            `json:"id"`
 	Node          string            `json:"node,omitempty"`
 	Outcome       Outcome           `json:"outcome"`
@@ -58,7 +59,7 @@ var encBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // encodeCanonical returns e's journal record in canonical form.
 func encodeCanonical(e *Event) ([]byte, error) {
 	c := canonEvent{
-		Action: e.Action, BytesIn: e.BytesIn, BytesOut: e.BytesOut, Details: e.Details, Duration: e.Duration, ID: e.ID, Node: e.Node,
+		Action: e.Action, BytesIn: e.BytesIn, BytesOut: e.BytesOut, Details: e.Details, Duration: e.Duration, Flows: e.Flows, ID: e.ID, Node: e.Node,
 		Outcome: e.Outcome, PolicyVersion: e.PolicyVersion, Reason: e.Reason, Source: e.Source, Time: e.Time, Type: e.Type,
 		Actor: canonActor{Email: e.Actor.Email, Groups: e.Actor.Groups, Role: e.Actor.Role, Session: e.Actor.Session, UserID: e.Actor.UserID},
 		Target: canonTarget{Device: e.Target.Device, DstAddr: e.Target.DstAddr, DstPort: e.Target.DstPort, Node: e.Target.Node,

@@ -20,7 +20,9 @@ func TestEncodeCanonicalMatchesCanonicalization(t *testing.T) {
 				Actor:  Actor{UserID: s, Email: k, Groups: []string{s, k}, Session: "s", Role: "admin"},
 				Source: Source{Addr: "198.51.100.1", Port: 443, UserAgent: s}, Target: Target{Peer: k, DstPort: 22, Protocol: "tcp"},
 				Outcome: Failure, Reason: s + k, PolicyVersion: 1 << 60, BytesIn: 7, Duration: time.Hour,
-				Details: map[string]string{s: k, k + "x": s, "\uffff": "a", "\U0001F600": "b"}}
+				Details: map[string]string{s: k, k + "x": s, "\uffff": "a", "\U0001F600": "b"},
+				Flows: []Flow{{BytesIn: 1, BytesOut: 2, Coarse: true, Dst: s, Folded: 3, Interim: 4, Flows: 5, PktsIn: 6, PktsOut: 7, Port: 8,
+					Proto: k, Rule: "0", First: 1767258000123, Last: 1767258059999}, {}}}
 			got, err := encodeCanonical(&e)
 			if err != nil {
 				t.Fatal(err)

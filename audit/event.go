@@ -93,6 +93,9 @@ type Event struct {
 	BytesOut      uint64            `json:"bytes_out,omitempty"`
 	Duration      time.Duration     `json:"duration_ns,omitempty"`
 	Details       map[string]string `json:"details,omitempty"`
+	// Flows holds a flow event's tuples (one client, verdict and
+	// interval); see Flow and FlowRecords. Empty for other events.
+	Flows []Flow `json:"flows,omitempty"`
 }
 
 // Recorder takes audit events. Implementations must be safe for concurrent

@@ -224,6 +224,20 @@ func ocsfEvent(e *Entry) obj {
 		o["dst_endpoint"] = dst
 		o["connection_info"] = obj{"protocol_name": strings.ToLower(ev.Target.Protocol), "direction_id": 2, "direction": "Outbound"}
 		o["traffic"] = obj{"bytes_in": ev.BytesIn, "bytes_out": ev.BytesOut, "bytes": ev.BytesIn + ev.BytesOut}
+		if len(ev.Flows) > 0 {
+			// A batched flow event: totals here, each tuple in unmapped.
+			n, in, out := ev.flowTotals()
+			o["count"] = n
+			o["traffic"] = obj{"bytes_in": in, "bytes_out": out, "bytes": in + out}
+			if len(ev.Flows) == 1 {
+				f := &ev.Flows[0]
+				if ep := ocsfEndpoint(f.Dst, f.Port); ep != nil {
+					o["dst_endpoint"] = ep
+				}
+				o["connection_info"] = obj{"protocol_name": strings.ToLower(f.Proto), "direction_id": 2, "direction": "Outbound"}
+			}
+			chain["flows"] = ev.Flows
+		}
 	case 4014:
 		o["user"] = userOrUnknown(ocsfUser(ev.Actor.UserID, ev.Actor.Email, ev.Actor.Groups))
 		o["dst_endpoint"] = nodeEP

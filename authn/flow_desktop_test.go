@@ -238,10 +238,23 @@ func TestTokenEndpointRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := signInDesktop(t, e, "alice", true)
-		r := redeem(t, e, ctJSON, d.request())
-		if r.status != http.StatusForbidden || r.body["error"] != "access_denied" || r.body["token"] != "" {
-			t.Fatalf("%+v", r)
+		// The role is checked before the browser goes back (issue #20:
+		// the browser said "Signed in" while the terminal refused): the
+		// loopback answer is a refusal that says why, and no code exists.
+		d := desktopLogin{verifier: oauth2.GenerateVerifier(), redirect: "http://127.0.0.1:49152/callback", state: "client-state-2"}
+		q := desktopQuery(d.redirect, oauth2.S256ChallengeFromVerifier(d.verifier), d.state, true)
+		res, err := e.NewBrowser().SignIn(e.URLOf(authn.PathLogin)+"?"+q.Encode(), "alice", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		loc, err := url.Parse(res.Final.Location)
+		if err != nil || loc.Scheme+"://"+loc.Host+loc.Path != d.redirect {
+			t.Fatalf("sent to %q (%v), want the loopback client", res.Final.Location, err)
+		}
+		lq := loc.Query()
+		if lq.Get("error") != "access_denied" || lq.Get("code") != "" || lq.Get("state") != d.state ||
+			!strings.Contains(lq.Get("error_description"), "not an administrator") {
+			t.Fatalf("loopback answer %q, want access_denied saying the account is not an administrator", loc.RawQuery)
 		}
 		ev := e.WantEvent(audit.TypeLogin, "not admin")
 		if ev.Actor.UserID != e.UserID("devop-alice") {

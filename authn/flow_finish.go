@@ -44,6 +44,19 @@ func (f *Flow) finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		http.Redirect(w, r, f.home, http.StatusSeeOther)
 		return
 	}
+	if st.rec.Admin && f.sessions.role(id) != RoleAdmin {
+		// ferryctl asked for an administrator session: refuse here, so
+		// that the browser shows the refusal as the terminal does (the
+		// token endpoint checks again). The step is used up first.
+		won, err := f.swapSignin(ctx, st.key, ver, tombstone(now), nil)
+		if err != nil || !won {
+			f.stepLost(ctx, w, r, &id, src, err)
+			return
+		}
+		clearCookie(w, stepCookie)
+		f.refuseTold(ctx, w, r, st.rec.Desktop, audit.TypeLogin, ActionLoginCode, &id, src, signinFail(frNotAdmin, ErrForbidden))
+		return
+	}
 	code, err := randomToken()
 	if err != nil {
 		f.internalError(w, r, err)

@@ -30,6 +30,8 @@ func clientReason(err error) string {
 		return "your email address is not verified at the identity provider; verify it there and sign in again"
 	case frUserDisabled:
 		return "your account is disabled in ferry; ask your administrator"
+	case frNotAdmin:
+		return "your account is not an administrator, and ferryctl needs one; ask your administrator for the admin role (the portal and the ferry app work with any account)"
 	case frStateExpired:
 		return "the sign-in took too long; start again"
 	}

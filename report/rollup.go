@@ -244,21 +244,26 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 			c.checkpoint = e.Checkpoint
 			continue
 		}
-		k, v, ok := flowOf(e.Event)
-		if !ok {
+		if e.Event == nil || !e.Event.IsFlow() {
 			continue
 		}
 		t := e.Event.Time.UTC()
-		for _, agg := range []struct {
-			m      map[string]*counts
-			period time.Time
-		}{{hours, t.Truncate(time.Hour)}, {days, time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)}} {
-			bk := string(k.encode(agg.period))
-			if cur := agg.m[bk]; cur != nil {
-				cur.add(v)
-			} else {
-				cp := v
-				agg.m[bk] = &cp
+		for _, rec := range e.Event.FlowRecords() {
+			k, v, ok := flowOf(&rec)
+			if !ok {
+				continue
+			}
+			for _, agg := range []struct {
+				m      map[string]*counts
+				period time.Time
+			}{{hours, t.Truncate(time.Hour)}, {days, time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)}} {
+				bk := string(k.encode(agg.period))
+				if cur := agg.m[bk]; cur != nil {
+					cur.add(v)
+				} else {
+					cp := v
+					agg.m[bk] = &cp
+				}
 			}
 		}
 	}
@@ -299,7 +304,8 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 	return nil
 }
 
-// flowOf extracts a flow record's key and counts.
+// flowOf extracts a flow record's key and counts; ev is one tuple
+// (audit.Event.FlowRecords).
 func flowOf(ev *audit.Event) (key, counts, bool) {
 	if ev == nil || (ev.Type != audit.TypeFlowAccept && ev.Type != audit.TypeFlowDeny) {
 		return key{}, counts{}, false

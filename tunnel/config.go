@@ -27,6 +27,12 @@ const (
 	DefaultMTU         = 1420
 	DefaultTable       = "ferry"
 	DefaultMemoryLimit = 1 << 30
+	// DefaultPacketBuffers bounds the embedded device's packet buffers:
+	// 1,024 of 64 KiB, 64 MiB at most, whatever the load.
+	DefaultPacketBuffers = 1024
+	// MinPacketBuffers is the least PacketBuffers: the device's receive
+	// and TUN read routines each hold a batch of 128 while they wait.
+	MinPacketBuffers = 512
 	// DefaultSessionIdle ends a session after this long without a
 	// handshake: WireGuard re-handshakes every 2 minutes while packets
 	// flow (keepalives included), so 3 minutes of silence means the client
@@ -89,6 +95,13 @@ type Config struct {
 	// the limit makes come sooner. Default 1 GiB; negative leaves the
 	// runtime's limit alone.
 	MemoryLimit int64
+	// PacketBuffers is how many packet buffers (64 KiB each) the embedded
+	// wireguard-go device may have in use at once, and how many of each of
+	// its queue elements: beyond it the device waits for buffers to come
+	// back (back-pressure, as a kernel queue drops) instead of allocating
+	// more, so its memory under load is bounded (stock wireguard-go's is
+	// not). Default DefaultPacketBuffers; at least MinPacketBuffers.
+	PacketBuffers int
 
 	// Recorder receives session and flow audit events. Required.
 	Recorder audit.Recorder
@@ -106,8 +119,9 @@ type Config struct {
 	// byte counts; default 2s.
 	PollInterval time.Duration
 	// FlowInterval is the aggregation interval of flow records: every
-	// interval, one flow.accept or flow.deny record per (client,
-	// destination, protocol, port, verdict) seen; default 1 minute, at most
+	// interval, one tuple per (client, destination, protocol, port,
+	// verdict) seen, a client's tuples of one verdict in one flow.accept or
+	// flow.deny event; default 1 minute, at most
 	// 10 minutes (production: 1 to 10 minutes, like VPC Flow Logs).
 	FlowInterval time.Duration
 	// FlowActiveTimeout is how often a connection still open adds an
@@ -172,6 +186,9 @@ func (c *Config) Validate() error {
 	if c.FlowInterval > MaxFlowInterval {
 		return fmt.Errorf("tunnel config: flow_interval %s: at most %s", c.FlowInterval, MaxFlowInterval)
 	}
+	if c.PacketBuffers != 0 && (c.PacketBuffers < MinPacketBuffers || c.PacketBuffers > 1<<20) {
+		return fmt.Errorf("tunnel config: packet_buffers %d: between %d and %d", c.PacketBuffers, MinPacketBuffers, 1<<20)
+	}
 	if c.FlowMaxRecords < 0 {
 		return errors.New("tunnel config: flow_max_records: must not be negative")
 	}
@@ -200,6 +217,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MemoryLimit == 0 {
 		c.MemoryLimit = DefaultMemoryLimit
+	}
+	if c.PacketBuffers == 0 {
+		c.PacketBuffers = DefaultPacketBuffers
 	}
 	if c.Now == nil {
 		c.Now = time.Now

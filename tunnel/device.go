@@ -112,7 +112,7 @@ func (d *wgDevice) startEmbedded(cfg *Config, log *slog.Logger) error {
 		},
 		Errorf: func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
 	}
-	d.dev = wgdevice.NewDevice(d.tap.Wrap(td), conn.NewDefaultBind(), logger)
+	d.dev = wgdevice.NewDeviceWithPoolLimit(d.tap.Wrap(td), conn.NewDefaultBind(), logger, uint32(cfg.PacketBuffers))
 	f, err := ipc.UAPIOpen(cfg.Interface)
 	if err != nil {
 		return fmt.Errorf("opening UAPI socket for %s: %w", cfg.Interface, err)

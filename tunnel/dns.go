@@ -124,10 +124,19 @@ func newForwarder(cfg DNSConfig, g *grants, log *slog.Logger) *forwarder {
 
 // listen opens udp and tcp port 53 on each address.
 func (f *forwarder) listen(addrs []netip.Addr) error {
+	aps := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		aps[i] = netip.AddrPortFrom(a, DNSPort)
+	}
+	return f.listenAt(aps)
+}
+
+// listenAt opens udp and tcp on each address and port.
+func (f *forwarder) listenAt(aps []netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, a := range addrs {
-		ap := netip.AddrPortFrom(a, DNSPort).String()
+	for _, a := range aps {
+		ap := a.String()
 		pc, err := net.ListenPacket("udp", ap)
 		if err != nil {
 			return fmt.Errorf("dns forwarder: listening on udp %s: %w", ap, err)

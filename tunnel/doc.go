@@ -34,10 +34,12 @@
 // manner: accepted connections (conntrack DESTROY events, plus interim
 // reports of connections open past the active timeout, default 5 minutes)
 // and denied attempts (a dynamic set with counters) are aggregated per
-// interval (default 1 minute) into one flow.accept or flow.deny record per
-// (client, destination, protocol, port, verdict) with flows, packets and
-// bytes each way, first and last seen, the profile, its version and the
-// rule that admitted it. Memory is bounded: past FlowMaxRecords distinct
+// interval (default 1 minute) into one tuple per (client, destination,
+// protocol, port, verdict) with flows, packets and bytes each way, first
+// and last seen and the rule that admitted it; a client's tuples of one
+// interval and verdict travel as one flow.accept or flow.deny event
+// (audit.Flow, at most 256 per event) that names the user, device, profile
+// and version once, which keeps the journal's cost per tuple small. Memory is bounded: past FlowMaxRecords distinct
 // tuples an interval folds the rest to (client, destination) and then
 // per-client records that carry the count of what was folded, and the
 // metric ferry_tunnel_flow_folded_total counts them; nothing is dropped

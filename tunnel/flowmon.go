@@ -269,9 +269,8 @@ func (fm *flowMonitor) flush() {
 		fm.metrics.folded.Add(float64(folded))
 		fm.log.Warn("flow records folded to coarser keys under load", "folded", folded, "interval", fm.interval)
 	}
-	idx := fm.index.Load()
-	for i := range recs {
-		fm.emit(flowEvent(&recs[i], idx, fm.interval, fm.hosts))
+	for _, e := range flowEvents(recs, fm.index.Load(), fm.interval, fm.hosts) {
+		fm.emit(e)
 	}
 }
 
@@ -300,70 +299,97 @@ func attribute(e *audit.Event, idx *peerIndex, client netip.Addr) {
 	}
 }
 
-// Details keys of flow records. They are stable: reports and SIEM rules
-// read them.
+// Details keys of flow records (audit's, named here too for the tunnel's
+// readers).
 const (
-	FlowDetailFlows      = "flows"       // connections (accept) or attempts (deny)
-	FlowDetailPacketsOut = "packets_out" // packets the client sent
-	FlowDetailPacketsIn  = "packets_in"  // packets the client got
-	FlowDetailFirst      = "first"       // RFC 3339, first packet seen
-	FlowDetailLast       = "last"        // RFC 3339, last packet seen
-	FlowDetailInterval   = "interval"    // the aggregation interval
-	FlowDetailRule       = "rule"        // "N: tcp 10.0.0.0/24 443", the profile rule that admitted it
-	FlowDetailHost       = "host"        // the name whose DNS answer granted it, for host rules
-	FlowDetailInterim    = "interim"     // interim reports of open connections included
-	FlowDetailFolded     = "folded"      // contributions folded into this coarse record
-	FlowDetailKey        = "key"         // "coarse" when folded under load
-	FlowDetailAttempts   = "attempts"    // deny: attempts (same as flows)
+	FlowDetailFlows      = audit.FlowDetailFlows
+	FlowDetailPacketsOut = audit.FlowDetailPacketsOut
+	FlowDetailPacketsIn  = audit.FlowDetailPacketsIn
+	FlowDetailFirst      = audit.FlowDetailFirst
+	FlowDetailLast       = audit.FlowDetailLast
+	FlowDetailInterval   = audit.FlowDetailInterval
+	FlowDetailRule       = audit.FlowDetailRule
+	FlowDetailHost       = audit.FlowDetailHost
+	FlowDetailInterim    = audit.FlowDetailInterim
+	FlowDetailFolded     = audit.FlowDetailFolded
+	FlowDetailKey        = audit.FlowDetailKey
+	FlowDetailAttempts   = audit.FlowDetailAttempts
 )
 
 // hostNamer names the host rule and the name whose DNS answer admitted a
 // connection (grants.host); it is safe for concurrent use.
 type hostNamer func(client, dst netip.Addr, proto uint8, port uint16) (name string, rule int, ok bool)
 
-// flowEvent renders a record as an audit event.
-func flowEvent(r *flowRecord, idx *peerIndex, interval time.Duration, hosts hostNamer) audit.Event {
-	k := r.Key
-	e := audit.Event{Type: audit.TypeFlowAccept, Outcome: audit.Success, BytesOut: r.BytesOut, BytesIn: r.BytesIn,
-		Duration: max(r.Last.Sub(r.First), 0),
-		Details: map[string]string{
-			FlowDetailFlows:      strconv.FormatUint(r.Flows, 10),
-			FlowDetailPacketsOut: strconv.FormatUint(r.PktsOut, 10),
-			FlowDetailPacketsIn:  strconv.FormatUint(r.PktsIn, 10),
-			FlowDetailFirst:      r.First.UTC().Format(time.RFC3339Nano),
-			FlowDetailLast:       r.Last.UTC().Format(time.RFC3339Nano),
-			FlowDetailInterval:   interval.String(),
-		}}
+// maxFlowsPerEvent bounds the tuples one flow event carries (about 150
+// bytes each), so that a client with thousands of destinations in an
+// interval still makes records far below the journal's record limit.
+const maxFlowsPerEvent = 256
+
+// flowEvents renders an interval's records (sorted by client, as flush
+// returns them) as audit events: one per client and verdict, holding its
+// tuples (audit.Flow), split past maxFlowsPerEvent.
+func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration, hosts hostNamer) []audit.Event {
+	var evs []audit.Event
+	open := map[bool]int{} // verdict -> index in evs of the current client's event
+	var client netip.Addr
+	for i := range recs {
+		r := &recs[i]
+		if r.Key.Client != client {
+			client = r.Key.Client
+			clear(open)
+		}
+		j, ok := open[r.Key.Deny]
+		if !ok || len(evs[j].Flows) >= maxFlowsPerEvent {
+			evs = append(evs, newFlowEvent(r.Key, idx, interval))
+			j = len(evs) - 1
+			open[r.Key.Deny] = j
+		}
+		addFlow(&evs[j], r, idx, hosts)
+	}
+	return evs
+}
+
+// newFlowEvent starts the flow event of k's client and verdict.
+func newFlowEvent(k flowKey, idx *peerIndex, interval time.Duration) audit.Event {
+	e := audit.Event{Type: audit.TypeFlowAccept, Outcome: audit.Success,
+		Details: map[string]string{FlowDetailInterval: interval.String()}}
 	if k.Deny {
 		e.Type, e.Outcome, e.Reason = audit.TypeFlowDeny, audit.Failure, "not allowed by profile"
-		e.Details[FlowDetailAttempts] = e.Details[FlowDetailFlows]
-	}
-	if k.Dst.IsValid() {
-		e.Target.DstAddr = k.Dst.String()
-	}
-	if !k.Coarse {
-		e.Target.Protocol = protoName(k.Proto)
-		e.Target.DstPort = int(k.Port)
-	} else {
-		e.Details[FlowDetailKey] = "coarse"
-	}
-	if r.Interim > 0 {
-		e.Details[FlowDetailInterim] = strconv.FormatUint(r.Interim, 10)
-	}
-	if r.Folded > 0 {
-		e.Details[FlowDetailFolded] = strconv.FormatUint(r.Folded, 10)
 	}
 	attribute(&e, idx, k.Client)
+	// The user is the actor's; flow events do not repeat it as target.
+	e.Target.User = ""
+	return e
+}
+
+// addFlow adds r's tuple to e, naming the rule that admitted it and, for a
+// host rule, the name whose DNS answer did.
+func addFlow(e *audit.Event, r *flowRecord, idx *peerIndex, hosts hostNamer) {
+	k := r.Key
+	first := r.First
+	if first.IsZero() { // a denial counted before the first poll's time was known
+		first = r.Last
+	}
+	f := audit.Flow{Flows: r.Flows, PktsOut: r.PktsOut, PktsIn: r.PktsIn, BytesOut: r.BytesOut, BytesIn: r.BytesIn,
+		First: first.UnixMilli(), Last: r.Last.UnixMilli(), Interim: r.Interim, Folded: r.Folded, Coarse: k.Coarse}
+	if k.Dst.IsValid() {
+		f.Dst = k.Dst.String()
+	}
+	if !k.Coarse {
+		f.Proto = protoName(k.Proto)
+		f.Port = int(k.Port)
+	}
 	if !k.Deny && !k.Coarse && idx != nil && e.Target.Profile != "" {
 		p := profiles.Profile{Rules: idx.rules[e.Target.Profile]}
 		if i, ok := p.RuleFor(k.Dst, k.Proto, k.Port); ok {
-			e.Details[FlowDetailRule] = strconv.Itoa(i) + ": " + p.Rules[i].String()
+			f.Rule = strconv.Itoa(i)
+			e.Details[FlowDetailRule+"."+f.Rule] = p.Rules[i].String()
 		} else if hosts != nil {
 			if name, i, ok := hosts(k.Client, k.Dst, k.Proto, k.Port); ok && i < len(p.Rules) {
-				e.Details[FlowDetailRule] = strconv.Itoa(i) + ": " + p.Rules[i].String()
-				e.Details[FlowDetailHost] = name
+				f.Rule, f.Host = strconv.Itoa(i), name
+				e.Details[FlowDetailRule+"."+f.Rule] = p.Rules[i].String()
 			}
 		}
 	}
-	return e
+	e.Flows = append(e.Flows, f)
 }

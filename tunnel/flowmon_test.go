@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"github.com/ti-mo/conntrack"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/profiles"
 )
 
@@ -24,7 +26,8 @@ func (c *fakeClock) now() time.Time { return c.t }
 type flowHarness struct {
 	fm     *flowMonitor
 	clock  *fakeClock
-	events []audit.Event
+	events []audit.Event // flow records, one per tuple (FlowRecords)
+	raw    []audit.Event // the events as emitted
 	denied map[denyKey]uint64
 }
 
@@ -41,7 +44,7 @@ func newFlowHarness(t testing.TB, maxRecords int) *flowHarness {
 		netip.MustParseAddr("100.64.0.12"): {ID: "pb", UserID: "bob", Device: "phone", Profile: "eng"},
 	}, versions: map[string]uint64{"eng": 42}, rules: map[string][]profiles.Rule{"eng": eng}})
 	h.fm = newFlowMonitor(flowMonitor{pool: netip.MustParsePrefix("100.64.0.0/16"), index: &idx,
-		emit: func(e audit.Event) { h.events = append(h.events, e) }, now: h.clock.now,
+		emit: func(e audit.Event) { h.raw = append(h.raw, e); h.events = append(h.events, e.FlowRecords()...) }, now: h.clock.now,
 		interval: time.Minute, activeTimeout: 5 * time.Minute, denyInterval: 10 * time.Second,
 		log: slog.New(slog.DiscardHandler), metrics: newMetrics(),
 		denied:   func() (map[denyKey]uint64, error) { return clone(h.denied), nil },
@@ -218,4 +221,62 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatalf("gathering counter: %v", err)
 	}
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
+}
+
+// TestFlowEventsCompact: an interval's tuples travel as one flow event per
+// client and verdict (audit.Flow), split past maxFlowsPerEvent, and a
+// user's five active destinations cost at most flowBytesPerTuple of
+// journal record each (the budget is 416 bytes of disk per tuple,
+// the journal's overhead included; see BenchmarkFlowJournalGrowth).
+func TestFlowEventsCompact(t *testing.T) {
+	const flowBytesPerTuple = 250
+	h := newFlowHarness(t, 10_000)
+	t0 := h.clock.t
+	for port := range 5 {
+		for i := range 3 {
+			f := ctFlow("100.64.0.11", "10.99.0.7", protoTCP, uint16(8000+port), 123456, 1234567, t0.Add(time.Duration(i)*time.Second), t0.Add(59*time.Second))
+			h.fm.destroyed(&f)
+		}
+	}
+	h.denied[denyKey{Client: netip.MustParseAddr("100.64.0.11"), Dst: netip.MustParseAddr("10.98.0.1"), Proto: protoTCP, Port: 5432}] = 2
+	h.clock.t = t0.Add(time.Minute)
+	h.fm.pollDenied()
+	h.fm.flush()
+	if len(h.raw) == 2 && h.raw[0].Type == audit.TypeFlowDeny {
+		h.raw[0], h.raw[1] = h.raw[1], h.raw[0]
+	}
+	if len(h.raw) != 2 || len(h.raw[0].Flows) != 5 || h.raw[0].Type != audit.TypeFlowAccept || len(h.raw[1].Flows) != 1 || h.raw[1].Type != audit.TypeFlowDeny {
+		t.Fatalf("want one accept event with 5 tuples and one deny event with 1, got %d events: %+v", len(h.raw), h.raw)
+	}
+	acc := h.raw[0]
+	acc.ID, acc.Time, acc.Node = "0190a1b2c3d4e5f60718293a4b5c6d7e", t0.Add(time.Minute), "node-1"
+	acc.Actor.Session = "s-0123456789abcdef"
+	acc.Target.Peer = "p-0123456789abcdef"
+	raw, err := json.Marshal(&acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := auditfile.Canonical(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if per := len(data) / len(acc.Flows); per > flowBytesPerTuple {
+		t.Errorf("flow record: %d bytes per tuple, want at most %d:\n%s", per, flowBytesPerTuple, data)
+	}
+	if rule := acc.Details[FlowDetailRule+".1"]; rule != "tcp 10.99.0.0/24" {
+		t.Errorf("the rule's text is stored once per event: got %q in %v", rule, acc.Details)
+	}
+
+	// A client with more tuples than one event holds: several events,
+	// every tuple kept.
+	h.raw, h.events = nil, nil
+	n := maxFlowsPerEvent*2 + 3
+	for port := range n {
+		f := ctFlow("100.64.0.12", "10.99.0.7", protoTCP, uint16(10000+port), 1, 1, t0, t0)
+		h.fm.destroyed(&f)
+	}
+	h.fm.flush()
+	if len(h.raw) != 3 || len(h.events) != n {
+		t.Errorf("%d tuples: %d events, %d records; want 3 events, %d records", n, len(h.raw), len(h.events), n)
+	}
 }

@@ -23,7 +23,7 @@ type flowSum struct {
 
 func sumFlows(evs []audit.Event) map[string]*flowSum {
 	out := map[string]*flowSum{}
-	for _, e := range evs {
+	for _, e := range expandFlows(evs) {
 		if e.Type != audit.TypeFlowAccept && e.Type != audit.TypeFlowDeny {
 			continue
 		}

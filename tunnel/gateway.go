@@ -43,6 +43,7 @@ type Gateway struct {
 	// grants and fwd are the DNS forwarder and its host grants (nil
 	// unless Config.DNS.Enabled); grantFW is the grants' netlink socket.
 	grants  *grants
+	sharer  *grantSharer
 	fwd     *forwarder
 	grantFW *nftFirewall
 	prevMem int64 // runtime memory limit before ours; -1: untouched
@@ -113,6 +114,8 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		w := newGrantWriter(g.grantFW.conn, g.grantFW.hostsSet(ip4), g.grantFW.hostsSet(ip6))
 		g.grants = newGrants(w, cfg.DNS.Grace, 2*MaxFlowInterval, g.log)
+		g.sharer = newGrantSharer(cfg.Cluster, g.grants, cfg.DNS.Grace, g.log)
+		g.grants.share = g.sharer.offer
 		g.fwd = newForwarder(cfg.DNS, g.grants, g.log)
 		addrs := []netip.Addr{cfg.Address.Addr()}
 		if a6 := profiles.Address6(cfg.Pool6, cfg.Address.Addr()); a6.IsValid() {
@@ -230,6 +233,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 			close(stopWriter)
 		})
 		goRun(func() { g.fwd.serve(ctx) })
+		shared := make(chan watchMsg, 16)
+		goRun(func() {
+			if err := g.pump(ctx, GrantPrefix, shared); err != nil && ctx.Err() == nil {
+				fatal <- fmt.Errorf("watching %s: %w", GrantPrefix, err)
+			}
+		})
+		goRun(func() { g.sharer.follow(ctx, shared) })
+		goRun(func() { g.sharer.run(ctx) })
 		goRun(func() {
 			t := time.NewTicker(time.Minute)
 			defer t.Stop()

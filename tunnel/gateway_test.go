@@ -65,13 +65,29 @@ func put(t *testing.T, a *tunneltest.Agent, key string, v any) uint64 {
 	return a.Must(t, tunneltest.Request{Op: "put", Key: key, Value: data}).Rev
 }
 
+// findEvent returns the first event match accepts; a flow event is
+// searched tuple by tuple (audit.Event.FlowRecords).
 func findEvent(evs []audit.Event, match func(e *audit.Event) bool) *audit.Event {
+	evs = expandFlows(evs)
 	for i := range evs {
 		if match(&evs[i]) {
 			return &evs[i]
 		}
 	}
 	return nil
+}
+
+// expandFlows replaces every flow event by its tuples, one event each.
+func expandFlows(evs []audit.Event) []audit.Event {
+	out := make([]audit.Event, 0, len(evs))
+	for i := range evs {
+		if evs[i].IsFlow() {
+			out = append(out, evs[i].FlowRecords()...)
+		} else {
+			out = append(out, evs[i])
+		}
+	}
+	return out
 }
 
 func waitEvent(t *testing.T, a *tunneltest.Agent, what string, d time.Duration, match func(e *audit.Event) bool) *audit.Event {

@@ -74,14 +74,22 @@ type grants struct {
 	log    *slog.Logger
 	w      *grantWriter
 
-	mu      sync.Mutex // guards view and entries
+	// share, when set, hands every grant to the cluster (grantSharer).
+	share func(peer, name string, until map[netip.Addr]time.Time)
+
+	mu      sync.Mutex // guards view, byPeer, entries and shared
 	view    map[netip.Addr]*grantClient
+	byPeer  map[string]*grantClient
 	entries map[grantKey]*grantEntry
+	// shared are the grants other nodes (and this one) shared through
+	// the cluster: peer -> name -> address -> until.
+	shared map[string]map[string]map[netip.Addr]time.Time
 }
 
 func newGrants(w *grantWriter, grace, retain time.Duration, log *slog.Logger) *grants {
 	return &grants{grace: grace, retain: retain, now: time.Now, log: log, w: w,
-		view: map[netip.Addr]*grantClient{}, entries: map[grantKey]*grantEntry{}}
+		view: map[netip.Addr]*grantClient{}, byPeer: map[string]*grantClient{}, entries: map[grantKey]*grantEntry{},
+		shared: map[string]map[string]map[netip.Addr]time.Time{}}
 }
 
 // client returns the valid client holding addr, or nil.
@@ -114,17 +122,45 @@ func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
 	}
 	name = profiles.NormalizeHost(name)
 	now := g.now()
+	until := make(map[netip.Addr]time.Time, len(ans))
+	for _, a := range ans {
+		if t := now.Add(a.ttl + g.grace); t.After(until[a.addr]) {
+			until[a.addr] = t
+		}
+	}
+	ops, n := g.grantLocked(c, name, until, now)
+	peer, share := c.peer, g.share
+	var done chan error
+	if len(ops) > 0 {
+		done = g.w.submit(ops)
+	}
+	g.mu.Unlock()
+	if done != nil {
+		if err := <-done; err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrGrantFailed, err)
+		}
+	}
+	if share != nil && n > 0 {
+		share(peer, name, until)
+	}
+	return n, nil
+}
+
+// grantLocked records that name resolved to the addresses until the
+// given instants for client c and returns the kernel operations and the
+// number of addresses of a family the client has.
+func (g *grants) grantLocked(c *grantClient, name string, until map[netip.Addr]time.Time, now time.Time) ([]grantOp, int) {
 	var ops []grantOp
 	n := 0
-	for _, a := range ans {
+	for addr, t := range until {
 		client := c.v4
-		if a.addr.Is6() {
+		if addr.Is6() {
 			client = c.v6
 		}
-		if !client.IsValid() {
+		if !client.IsValid() || !t.After(now) {
 			continue
 		}
-		k := grantKey{client, a.addr}
+		k := grantKey{client, addr}
 		e := g.entries[k]
 		if e != nil && e.peer != c.peer {
 			// The address was another peer's: drop its grants first.
@@ -136,25 +172,13 @@ func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
 				names: map[string]time.Time{}, elems: map[svc]time.Time{}}
 			g.entries[k] = e
 		}
-		until := now.Add(a.ttl + g.grace)
-		if until.After(e.names[name]) {
-			e.names[name] = until
+		if t.After(e.names[name]) {
+			e.names[name] = t
 		}
 		ops = append(ops, g.syncLocked(k, e, c, now)...)
 		n++
 	}
-	var done chan error
-	if len(ops) > 0 {
-		done = g.w.submit(ops)
-	}
-	g.mu.Unlock()
-	if done == nil {
-		return n, nil
-	}
-	if err := <-done; err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrGrantFailed, err)
-	}
-	return n, nil
+	return ops, n
 }
 
 // syncLocked brings one entry's elements in line with its names under the
@@ -241,8 +265,25 @@ func (g *grants) update(view map[netip.Addr]*grantClient, reset bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.view = view
+	old := g.byPeer
+	g.byPeer = make(map[string]*grantClient, len(view))
+	for _, c := range view {
+		g.byPeer[c.peer] = c
+	}
 	now := g.now()
 	var ops []grantOp
+	// Peers new here (issued, or a node that just started) get what the
+	// cluster shared for them.
+	for peer, names := range g.shared {
+		c := g.byPeer[peer]
+		if c == nil || (old[peer] != nil && !reset) {
+			continue
+		}
+		for name, until := range names {
+			o, _ := g.grantLocked(c, name, until, now)
+			ops = append(ops, o...)
+		}
+	}
 	for k, e := range g.entries {
 		c := view[k.client]
 		if reset {
@@ -257,6 +298,42 @@ func (g *grants) update(view map[netip.Addr]*grantClient, reset bool) {
 		go func() {
 			if err := <-done; err != nil {
 				g.log.Error("updating host grants failed", "err", err)
+			}
+		}()
+	}
+}
+
+// applyShared grants what a node shared through the cluster: the
+// addresses name resolved to for peer, each until its instant. The name
+// must still be one the peer's profile admits here.
+func (g *grants) applyShared(peer, name string, until map[netip.Addr]time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	names := g.shared[peer]
+	if names == nil {
+		names = map[string]map[netip.Addr]time.Time{}
+		g.shared[peer] = names
+	}
+	m := names[name]
+	if m == nil {
+		m = map[netip.Addr]time.Time{}
+		names[name] = m
+	}
+	for a, t := range until {
+		if t.After(m[a]) {
+			m[a] = t
+		}
+	}
+	c := g.byPeer[peer]
+	if c == nil || len(c.pol.hostRules(name)) == 0 {
+		return
+	}
+	ops, _ := g.grantLocked(c, name, until, g.now())
+	if len(ops) > 0 {
+		done := g.w.submit(ops)
+		go func() {
+			if err := <-done; err != nil {
+				g.log.Error("programming shared host grants failed", "err", err)
 			}
 		}()
 	}
@@ -281,6 +358,21 @@ func (g *grants) expire() {
 		}
 		if len(e.names) == 0 && len(e.elems) == 0 {
 			delete(g.entries, k)
+		}
+	}
+	for peer, names := range g.shared {
+		for name, until := range names {
+			for a, t := range until {
+				if !t.After(now) {
+					delete(until, a)
+				}
+			}
+			if len(until) == 0 {
+				delete(names, name)
+			}
+		}
+		if len(names) == 0 {
+			delete(g.shared, peer)
 		}
 	}
 }

@@ -63,6 +63,8 @@ type canon struct {
 	// and spareMembers their member lists.
 	spare        [][]byte
 	spareMembers [][]member
+	// scratch holds a string value while it is decoded.
+	scratch []byte
 }
 
 func (c *canon) fail(what string) error {
@@ -93,7 +95,8 @@ func (c *canon) value(dst []byte, depth int) ([]byte, error) {
 	case ch == '[':
 		return c.array(dst, depth)
 	case ch == '"':
-		s, err := c.str(nil)
+		s, err := c.str(c.scratch[:0])
+		c.scratch = s[:0]
 		if err != nil {
 			return dst, err
 		}
@@ -143,6 +146,9 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 		}
 		var key []byte
 		var err error
+		if len(members) > 0 {
+			stage = append(stage, ',') // members in order are copied at once
+		}
 		start := len(stage)
 		if key, err = c.key(); err != nil {
 			return dst, err
@@ -173,18 +179,31 @@ func (c *canon) object(dst []byte, depth int) ([]byte, error) {
 		c.pos++
 		break
 	}
-	slices.SortFunc(members, compareMembers)
-	dst = append(dst, '{')
-	for i, m := range members {
-		if i > 0 {
-			if compareKeys(members[i-1].key, m.key) == 0 {
-				return dst, fmt.Errorf("%w: duplicate key %q", errCanon, m.key)
-			}
-			dst = append(dst, ',')
-		}
-		dst = append(dst, stage[m.start:m.end]...)
+	// Members already in canonical order (as stored, and as most
+	// re-encoders keep them) need no sort; strictly increasing keys have no
+	// duplicates either.
+	sorted := true
+	for i := 1; i < len(members) && sorted; i++ {
+		sorted = compareMembers(members[i-1], members[i]) < 0
 	}
-	dst = append(dst, '}')
+	if sorted {
+		dst = append(dst, '{')
+		dst = append(dst, stage[members[0].start:]...)
+		dst = append(dst, '}')
+	} else {
+		slices.SortFunc(members, compareMembers)
+		dst = append(dst, '{')
+		for i, m := range members {
+			if i > 0 {
+				if compareKeys(members[i-1].key, m.key) == 0 {
+					return dst, fmt.Errorf("%w: duplicate key %q", errCanon, m.key)
+				}
+				dst = append(dst, ',')
+			}
+			dst = append(dst, stage[m.start:m.end]...)
+		}
+		dst = append(dst, '}')
+	}
 	for len(c.spare) <= depth {
 		c.spare = append(c.spare, nil)
 		c.spareMembers = append(c.spareMembers, nil)

@@ -25,6 +25,8 @@ func TestCanonical(t *testing.T) {
 		{"nested", `{"z":{"y":[1,{"b":2,"a":1}]},"a":-0}`, `{"a":0,"z":{"y":[1,{"a":1,"b":2}]}}`},
 		{"big integer kept", `{"n":18446744073709551615}`, `{"n":18446744073709551615}`},
 		{"empty", `{"a":{},"b":[]}`, `{"a":{},"b":[]}`},
+		{"in order, spaced", `{ "a" : 1 , "b" : [ {"c":"\u003c"} , {} ] , "c" : {"d":null} }`, `{"a":1,"b":[{"c":"<"},{}],"c":{"d":null}}`},
+		{"one member", `{"a" : {"b" : "x"}}`, `{"a":{"b":"x"}}`},
 		{"numbers", `[1e21,1e-7,123e-2,0.1,-1.5E3]`, `[1e+21,1e-7,1.23,0.1,-1500]`},
 	}
 	for _, tt := range tests {
@@ -43,7 +45,7 @@ func TestCanonical(t *testing.T) {
 		})
 	}
 	for name, bad := range map[string]string{
-		"duplicate key": `{"a":1,"a":2}`, "lone surrogate": `"\ud800"`, "trailing": `{} x`,
+		"duplicate key": `{"a":1,"a":2}`, "duplicate key in order": `{"a":1,"b":2,"b":3}`, "lone surrogate": `"\ud800"`, "trailing": `{} x`,
 		"invalid utf-8": "\"\xff\"", "control": "\"\x01\"", "deep": string(make([]byte, 0)) + deep(100),
 		"bad number": `01`, "unterminated": `{"a":`,
 	} {

@@ -210,7 +210,7 @@ func parseLoose(b []byte) (Line, bool) {
 			}
 			l.Seq, have[0] = n, true
 		case "prev_hash", "hash":
-			if len(v) != 66 || v[0] != '"' || !isLowerHex(v[1:65]) {
+			if len(v) != 66 || v[0] != '"' || v[65] != '"' {
 				return false
 			}
 			dst := &l.Hash
@@ -219,7 +219,9 @@ func parseLoose(b []byte) (Line, bool) {
 			} else {
 				have[2] = true
 			}
-			hex.Decode(dst[:], v[1:65])
+			if !decodeLowerHex(dst, v[1:65]) {
+				return false
+			}
 		case "record":
 			if len(v) == 0 || v[0] != '{' {
 				return false
@@ -280,8 +282,11 @@ func parseFast(b []byte) (Line, bool) {
 	for i < len(b) && i < 20 && b[i] >= '0' && b[i] <= '9' {
 		i++
 	}
+	if i == 0 || (i > 1 && b[0] == '0') {
+		return l, false // not as AppendLine writes it (and no error to allocate)
+	}
 	seq, err := strconv.ParseUint(string(b[:i]), 10, 64)
-	if err != nil || seq == 0 || (i > 1 && b[0] == '0') {
+	if err != nil || seq == 0 {
 		return l, false
 	}
 	b = b[i:]
@@ -289,7 +294,7 @@ func parseFast(b []byte) (Line, bool) {
 		return l, false
 	}
 	b = b[len(fastPrev):]
-	if _, err := hex.Decode(l.PrevHash[:], b[:64]); err != nil || !isLowerHex(b[:64]) {
+	if !decodeLowerHex(&l.PrevHash, b[:64]) {
 		return l, false
 	}
 	b = b[64:]
@@ -297,7 +302,7 @@ func parseFast(b []byte) (Line, bool) {
 		return l, false
 	}
 	b = b[len(fastHash):]
-	if _, err := hex.Decode(l.Hash[:], b[:64]); err != nil || !isLowerHex(b[:64]) {
+	if !decodeLowerHex(&l.Hash, b[:64]) {
 		return l, false
 	}
 	b = b[64:]
@@ -309,13 +314,30 @@ func parseFast(b []byte) (Line, bool) {
 	return l, true
 }
 
-func isLowerHex(b []byte) bool {
-	for _, c := range b {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+// lowerHex maps a byte to its value as a lowercase hex digit, or 0xff.
+var lowerHex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return true
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// decodeLowerHex decodes the 64 lowercase hex digits of src into h, and
+// reports whether they were that (hashes are written in lowercase only).
+func decodeLowerHex(h *Hash, src []byte) bool {
+	if len(src) != 2*len(h) {
+		return false
+	}
+	var bad byte
+	for i := range h {
+		hi, lo := lowerHex[src[2*i]], lowerHex[src[2*i+1]]
+		bad |= hi | lo
+		h[i] = hi<<4 | lo
+	}
+	return bad&0xf0 == 0
 }
 
 // maxLine bounds one line: a record of MaxRecordLen bytes, base64-encoded,

@@ -147,3 +147,34 @@ func FuzzVerifyFile(f *testing.F) {
 		}
 	})
 }
+
+// A file of many batches (the verifier reads lines into batches it reuses
+// once verified) verifies in full, and problems far apart, in different
+// batches, are each reported: a batch reused too early would lose or
+// mix up lines.
+func TestVerifyManyBatches(t *testing.T) {
+	s := testSigner()
+	file := writeFile(t, s, 5000)
+	rep, err := auditfile.VerifyFile(bytes.NewReader(file), auditfile.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+	if err != nil || rep.Records != 5000 || rep.Signed != 5000 {
+		t.Fatalf("%+v, %v", rep, err)
+	}
+	ls := bytes.Split(file, []byte("\n"))
+	for _, seq := range []int{7 * 11, 7 * 301, 7 * 701} { // lines holding "not json" records
+		i := seq // line 0 is the header: line seq holds record seq
+		if !bytes.Contains(ls[i], []byte(`"data":"`)) {
+			t.Fatalf("line %d: %s", i, ls[i])
+		}
+		ls[i] = bytes.Replace(ls[i], []byte(`"data":"`), []byte(`"data":"AAAA`), 1)
+	}
+	rep, err = auditfile.VerifyFile(bytes.NewReader(bytes.Join(ls, []byte("\n"))), auditfile.VerifyOptions{Keys: s.Keys(), RequireTrailer: true})
+	var edited []uint64
+	for _, p := range rep.Problems {
+		if p.Kind == auditfile.Edited {
+			edited = append(edited, p.First)
+		}
+	}
+	if !errors.Is(err, auditfile.ErrTampered) || !reflect.DeepEqual(edited, []uint64{77, 2107, 4907}) || rep.Records != 5000 {
+		t.Fatalf("edited %v, report %+v, %v", edited, rep, err)
+	}
+}

@@ -235,10 +235,12 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 	}
 	// Reading, parsing and hashing (and canonicalizing re-encoded
 	// records) run in parallel over batches of lines; the verifier takes
-	// the results in file order.
+	// the results in file order, then hands each batch back for reuse, so
+	// that lines are read into a few long-lived buffers.
 	workers := max(1, runtime.GOMAXPROCS(0))
 	work := make(chan *lineBatch, workers)
 	order := make(chan *lineBatch, workers*2)
+	free := make(chan *lineBatch, workers*3+2)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -252,7 +254,14 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 		}()
 	}
 	result := make(chan error, 1)
-	go func() { result <- v.consume(order, opts) }()
+	go func() {
+		result <- v.consume(order, opts, func(b *lineBatch) {
+			select {
+			case free <- b:
+			default:
+			}
+		})
+	}()
 
 	br := bufio.NewReaderSize(r, 256<<10)
 	batch := newLineBatch()
@@ -260,7 +269,12 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 	send := func() {
 		work <- batch
 		order <- batch
-		batch = newLineBatch()
+		select {
+		case batch = <-free:
+			batch.reset()
+		default:
+			batch = newLineBatch()
+		}
 	}
 	for ln := 1; ; ln++ {
 		b, err := readLine(br)
@@ -280,8 +294,11 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 		if len(b) == 0 {
 			continue
 		}
-		batch.lines = append(batch.lines, fileLine{ln: ln, complete: complete, b: append([]byte(nil), b...)})
-		if len(batch.lines) == cap(batch.lines) {
+		// b is the reader's buffer: keep a copy in the batch's.
+		start := len(batch.buf)
+		batch.buf = append(batch.buf, b...)
+		batch.lines = append(batch.lines, fileLine{ln: ln, complete: complete, b: batch.buf[start:len(batch.buf):len(batch.buf)]})
+		if len(batch.lines) == cap(batch.lines) || len(batch.buf) >= batchBytes {
 			send()
 		}
 	}
@@ -298,15 +315,32 @@ func VerifyFile(r io.Reader, opts VerifyOptions) (Report, error) {
 	return v.rep, cerr
 }
 
+// batchLines and batchBytes bound a batch of lines.
+const (
+	batchLines = 512
+	batchBytes = 256 << 10
+)
+
 // lineBatch is a run of lines verified together; done closes once a
-// worker has prepared them.
+// worker has prepared them. Its lines' bytes live in buf, the canonical
+// forms of re-encoded records in canon; the slices stay valid until the
+// batch is reset for reuse, even where an append moved a buffer.
 type lineBatch struct {
 	lines []fileLine
+	buf   []byte
+	canon []byte
 	done  chan struct{}
 }
 
 func newLineBatch() *lineBatch {
-	return &lineBatch{lines: make([]fileLine, 0, 512), done: make(chan struct{})}
+	return &lineBatch{lines: make([]fileLine, 0, batchLines), buf: make([]byte, 0, batchBytes+4096), done: make(chan struct{})}
+}
+
+// reset empties a batch the verifier is done with, for the next lines.
+func (b *lineBatch) reset() {
+	clear(b.lines) // drop references into old buffers
+	b.lines, b.buf, b.canon = b.lines[:0], b.buf[:0], b.canon[:0]
+	b.done = make(chan struct{})
 }
 
 // fileLine is one line, parsed and (for a record) checked against its
@@ -331,20 +365,23 @@ func (b *lineBatch) prepare(m *matcher) {
 			continue
 		}
 		fl.l, fl.fast, fl.perr = parseAnyLine(fl.b)
-		if fl.perr != nil || fl.l.Export != nil || fl.l.End != nil {
+		if fl.perr != nil || fl.l.Export != nil || fl.l.End != nil || fl.l.Checkpoint != nil {
 			continue
 		}
 		data := fl.l.Bytes()
 		out, ok, reenc := m.match(fl.l.Seq, fl.l.PrevHash, fl.l.Hash, data, fl.l.Record != nil, !fl.fast)
 		if reenc {
-			out = append([]byte(nil), out...) // m's buffer is reused
+			// m's buffer is reused: keep a copy in the batch's.
+			start := len(b.canon)
+			b.canon = append(b.canon, out...)
+			out = b.canon[start:len(b.canon):len(b.canon)]
 		}
 		fl.data, fl.ok, fl.reenc = out, ok, reenc
 	}
 }
 
 // consume feeds the prepared lines, in file order, to the verifier.
-func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
+func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions, release func(*lineBatch)) error {
 	var hdr *Header
 	var done bool
 	var digest Hash      // the header's (HeaderDigest)
@@ -412,6 +449,7 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions) error {
 				v.addMatched(l.Seq, l.PrevHash, l.Hash, fl.data, fl.ok, ln)
 			}
 		}
+		release(b) // nothing of b is kept
 	}
 	noCheckpoint(0)
 	if !done && (opts.RequireTrailer || hdr != nil) {

@@ -80,25 +80,32 @@ Use --profile when you have more than one profile (see ferry profiles), and
 			if err != nil {
 				return err
 			}
+			// The profile is fetched while the browser waits, so that its
+			// last page names the account, the device and the next step.
+			var st state
+			finish := func(ctx context.Context, res wire.AuthTokenResponse) (loginflow.EndPage, error) {
+				if err := loginflow.SaveToken(dir, server, caFile, res.Token); err != nil {
+					return loginflow.EndPage{}, err
+				}
+				c, err := client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: res.Token})
+				if err != nil {
+					return loginflow.EndPage{}, err
+				}
+				defer c.Close()
+				st, err = enroll(ctx, c, dir, enrollment{Server: server, CAFile: caFile, Email: res.Email, Device: device, Profile: profile})
+				if noProfile(err) {
+					return loginflow.EndPage{}, fmt.Errorf("signed in to %s as %s, but no VPN profile is assigned to you yet: ask your administrator to add you to one (by group or by name), then run ferry login again", server, who(res.Email, res.Name))
+				}
+				if err != nil {
+					return loginflow.EndPage{}, err
+				}
+				return desktopEndPage(server, who(res.Email, res.Name), st.Peer, g.con.linkExists(ifaceName)), nil
+			}
 			res, err := loginflow.Login(ctx, loginflow.Options{
 				Server: server, TLSConfig: tlsConf,
 				OpenBrowser: g.con.openBrowser, NoBrowser: noBrowser, Out: g.con.err,
+				Finish: finish,
 			})
-			if err != nil {
-				return err
-			}
-			if err := loginflow.SaveToken(dir, server, caFile, res.Token); err != nil {
-				return err
-			}
-			c, err := client.New(client.Config{BaseURL: server, TLS: tlsConf, Timeout: g.timeout, Token: res.Token})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			st, err := enroll(ctx, c, dir, enrollment{Server: server, CAFile: caFile, Email: res.Email, Device: device, Profile: profile})
-			if noProfile(err) {
-				return fmt.Errorf("signed in to %s as %s, but no VPN profile is assigned to you yet: ask your administrator to add you to one (by group or by name), then run ferry login again", server, who(res.Email, res.Name))
-			}
 			if err != nil {
 				return err
 			}
@@ -118,6 +125,25 @@ Use --profile when you have more than one profile (see ferry profiles), and
 	f.StringVar(&device, "device", "", "a name for this device (default: the host name)")
 	f.BoolVar(&noBrowser, "no-browser", false, "print the sign-in address instead of opening a browser")
 	return cmd
+}
+
+// desktopEndPage is the browser's last page of `ferry login`: who is
+// signed in, which device got which profile, and the command to connect.
+func desktopEndPage(server, account string, p wire.Peer, tunnelUp bool) loginflow.EndPage {
+	host := strings.TrimPrefix(server, "https://")
+	page := loginflow.EndPage{
+		Title: "ferry is signed in on this computer",
+		Lines: []string{
+			"Signed in to " + host + " as " + account + ".",
+			"This computer is the device \"" + p.Device + "\" in your profile " + p.Profile + ", with the tunnel address " + p.Address + ". It has a new WireGuard key; the private key stays on this computer.",
+		},
+		Next: "sudo ferry up",
+	}
+	if tunnelUp {
+		page.Lines = append(page.Lines, "The tunnel is up with this device's previous key: reconnect to use the new one.")
+		page.Next = "sudo ferry down && sudo ferry up"
+	}
+	return page
 }
 
 func (g *globals) printPeer(p wire.Peer, conf string) {

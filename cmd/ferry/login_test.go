@@ -330,3 +330,23 @@ func TestNoProfileYet(t *testing.T) {
 		t.Errorf("no profile assigned: %v, want the server's no-profile refusal", err)
 	}
 }
+
+// TestDesktopEndPage: the browser's last page of ferry login names the
+// account, the device and its profile, and the command to connect
+// (issue #20: it named none of them).
+func TestDesktopEndPage(t *testing.T) {
+	p := wire.Peer{Device: "work-laptop", Profile: "eng", Address: "100.64.0.7"}
+	page := desktopEndPage("https://vpn.example.com", "alice@example.com", p, false)
+	text := strings.Join(page.Lines, " ")
+	for _, want := range []string{"vpn.example.com", "alice@example.com", `"work-laptop"`, "eng", "100.64.0.7"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("end page %q does not name %q", text, want)
+		}
+	}
+	if page.Next != "sudo ferry up" || page.Failed {
+		t.Errorf("next step %q, failed %v", page.Next, page.Failed)
+	}
+	if up := desktopEndPage("https://vpn.example.com", "alice@example.com", p, true); up.Next != "sudo ferry down && sudo ferry up" {
+		t.Errorf("with the tunnel up: next step %q", up.Next)
+	}
+}

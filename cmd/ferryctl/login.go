@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ferryvpn/ferry/cmd/internal/client"
@@ -56,18 +57,37 @@ server of the last login.`,
 			if err != nil {
 				return err
 			}
-			res, err := loginflow.Login(cmd.Context(), loginflow.Options{
+			// The session is checked while the browser waits, so that its
+			// last page says how the sign-in ended.
+			finish := func(ctx context.Context, res wire.AuthTokenResponse) (loginflow.EndPage, error) {
+				if err := g.finishLogin(ctx, server, caFile, res); err != nil {
+					return loginflow.EndPage{}, err
+				}
+				return ctlEndPage(server, res), nil
+			}
+			_, err = loginflow.Login(cmd.Context(), loginflow.Options{
 				Server: server, TLSConfig: tlsConf, Admin: true,
 				OpenBrowser: g.con.openBrowser, NoBrowser: noBrowser, Out: g.con.err,
+				Finish: finish,
 			})
-			if err != nil {
-				return err
-			}
-			return g.finishLogin(cmd.Context(), server, caFile, res)
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "print the sign-in address instead of opening a browser")
 	return cmd
+}
+
+// ctlEndPage is the browser's last page of `ferryctl login`.
+func ctlEndPage(server string, res wire.AuthTokenResponse) loginflow.EndPage {
+	p := loginflow.EndPage{
+		Title: "ferryctl is signed in",
+		Lines: []string{"An administrator session of ferryctl on this computer is signed in to " + strings.TrimPrefix(server, "https://") + " as " + who(res.Email, res.UserID) + "."},
+		Next:  "ferryctl user list",
+	}
+	if t, err := time.Parse(time.RFC3339, res.Expires); err == nil {
+		p.Lines = append(p.Lines, "The session ends at "+t.Local().Format("15:04 on Monday 2 January")+" (this computer's time); ferryctl login starts a new one.")
+	}
+	return p
 }
 
 // finishLogin keeps the session a sign-in returned, then checks with the

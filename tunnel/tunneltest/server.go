@@ -43,6 +43,7 @@ type ServerConfig struct {
 	FlowMaxRecords    int           `json:"flow_max_records,omitempty"`
 	SessionIdle       time.Duration `json:"session_idle,omitempty"`
 	MemoryLimit       int64         `json:"memory_limit,omitempty"`
+	PacketBuffers     int           `json:"packet_buffers,omitempty"`
 	NoFlows           bool          `json:"no_flows,omitempty"`
 	// Kernel lets the gateway use kernel WireGuard where the kernel has
 	// it (the production path); otherwise it always runs the embedded
@@ -199,7 +200,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 	}
 	s.gw, err = tunnel.New(tunnel.Config{DNS: dnsCfg,
 		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
-		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit,
+		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit, PacketBuffers: cfg.PacketBuffers,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
 	})

@@ -30,14 +30,17 @@ var jobs = []Job{
 	// One group change re-decided for 10,000 users (100 lose access).
 	{Pkg: "./profiles", Bench: "^BenchmarkReevaluate$", Benchtime: "1x", Count: 3},
 	{Pkg: "./audit", Bench: "^BenchmarkIngest$", Benchtime: "20000x", Count: 3},
-	// One iteration exports or verifies 100,000 records.
+	// One iteration exports or verifies 100,000 records (verification: as
+	// written and re-encoded four ways, jq and python3 needed for two).
 	{Pkg: "./audit", Bench: "^Benchmark(Export|VerifyFile)$", Benchtime: "1x", Count: 3},
 	// Reports: one iteration is one access report over 90 days of 1,000
 	// users (9 M flows in the rollup), a fold of 200,000 journal records,
 	// or 20,000 flow records through the audit log (journal growth).
 	{Pkg: "./report", Bench: "^Benchmark(Access90d|RollupFold|FlowJournalGrowth)$", Benchtime: "1x", Count: 1},
-	// The data-plane benchmarks take medians of five interleaved runs
-	// themselves and print their own report.
+	// The data-plane benchmarks take medians of interleaved or concurrent
+	// runs themselves and print their own report (BenchmarkCPUPerGB: 15
+	// rounds of six paths at once; BenchmarkGatewayRSS: memory after
+	// saturating streams, 1 and 20,000 peers).
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
 	// Packet capture's cost: BenchmarkCapture (part of the ./tunnel job)
 	// measures throughput in interleaved rounds with a capture of another
@@ -75,11 +78,18 @@ var figures = []Figure{
 	{Label: "issuance p99, 64 clients", Pkg: "/profiles", Bench: "BenchmarkIssue", Unit: "p99-ms", Goal: "< 100"},
 	{Label: "audit ingest, 3 nodes", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "events/s", Goal: ">= 20000"},
 	{Label: "audit append p99", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "p99-ms", Goal: "< 50"},
+	{Label: "audit ingest per CPU-second of the 3 nodes (load-independent)", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "events/cpu-s"},
+	{Label: "machine load average while audit ingest was measured", Pkg: "/audit", Bench: "BenchmarkIngest", Unit: "load1"},
 	{Label: "audit export to file", Pkg: "/audit", Bench: "BenchmarkExport/file", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit export to syslog", Pkg: "/audit", Bench: "BenchmarkExport/syslog", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit export over RELP/TLS to rsyslog (acknowledged)", Pkg: "/audit", Bench: "BenchmarkExport/relp", Unit: "events/s", Goal: ">= 50000"},
 	{Label: "audit offline verification", Pkg: "/audit", Bench: "BenchmarkVerifyFile/verbatim", Unit: "records/s", Goal: ">= 200000"},
-	{Label: "audit offline verification, re-encoded by a SIEM", Pkg: "/audit", Bench: "BenchmarkVerifyFile/reencoded", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "verification of re-encoded files: Go maps, Python spacing", Pkg: "/audit", Bench: "BenchmarkVerifyFile/reencoded", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "verification of re-encoded files: jq -c", Pkg: "/audit", Bench: "BenchmarkVerifyFile/jq", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "verification of re-encoded files: Python json.dumps", Pkg: "/audit", Bench: "BenchmarkVerifyFile/python", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "verification of re-encoded files: keys reordered", Pkg: "/audit", Bench: "BenchmarkVerifyFile/reordered", Unit: "records/s", Goal: ">= 200000"},
+	{Label: "verification of re-encoded files per CPU-second (load-independent): Python json.dumps", Pkg: "/audit", Bench: "BenchmarkVerifyFile/python", Unit: "records/cpu-s"},
+	{Label: "verification of re-encoded files per CPU-second (load-independent): keys reordered", Pkg: "/audit", Bench: "BenchmarkVerifyFile/reordered", Unit: "records/cpu-s"},
 	{Label: "data plane: ferry / stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "ferry/stock", Goal: ">= 1.0"},
 	{Label: "data plane: stock wireguard-go", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "stock-Gbit/s"},
 	{Label: "data plane: policy cost, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkDataPlane", Unit: "policy-cost-%", Goal: "<= 5"},
@@ -90,6 +100,12 @@ var figures = []Figure{
 	{Label: "data plane: 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-100k-vs-10-rules-%", Goal: "within ±5"},
 	{Label: "data plane: stock wireguard-go CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "stock-cpu-s/GB"},
 	{Label: "data plane: ferry / stock, gateway CPU per GB net of each's idle CPU", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-ferry/stock"},
+	{Label: "data plane: stock + conntrack, NAT, forward rules / stock, CPU per GB (the kernel path's share)", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-stock-nat/stock"},
+	{Label: "data plane: ferry / (stock + conntrack, NAT, forward rules), CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-ferry/stock-nat"},
+	{Label: "gateway RSS, 1 peer, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-1-peer-MiB", Goal: "<= 128"},
+	{Label: "gateway peak RSS, 1 peer, saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-peak-1-peer-MiB", Goal: "<= 128"},
+	{Label: "gateway RSS, 20,000 peers, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-20k-peers-MiB", Goal: "<= 1024"},
+	{Label: "gateway peak RSS, 20,000 peers, saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-peak-20k-peers-MiB", Goal: "<= 1024"},
 	{Label: "capture of another user: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "other-user/none", Goal: ">= 0.98"},
 	{Label: "capture of the same user, headers only: throughput / none", Pkg: "/tunnel", Bench: "BenchmarkCapture", Unit: "same-user/none", Goal: ">= 0.85"},
 	{Label: "capture tap, no capture running (vs no tap: direct)", Pkg: "/tunnel/capture", Bench: "BenchmarkTap/idle", Unit: "ns/packet"},
@@ -108,11 +124,14 @@ var figures = []Figure{
 	{Label: "flow aggregation RSS after 6 M events in one interval", Pkg: "/tunnel", Bench: "BenchmarkFlowAggregation", Unit: "rss-MiB"},
 	{Label: "report access over 90 days, 1,000 users, 9 M flows: who reached a service (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/who-reached-dst-port", Unit: "ms/report", Goal: "< 2000"},
 	{Label: "report access over 90 days, 1,000 users, 9 M flows: everything (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/everything", Unit: "ms/report", Goal: "< 2000"},
-	{Label: "rollup fold (rebuild) rate", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "records/s"},
-	{Label: "flow record size in the journal", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "record-bytes"},
-	{Label: "disk per flow record (journal, raft log, state)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "disk-bytes/record"},
-	{Label: "disk per user-day (5 tuples per minute, 8 hours)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "disk-bytes/user-day"},
+	{Label: "rollup fold (rebuild) rate, flow events of 5 tuples", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "records/s"},
+	{Label: "rollup fold (rebuild) rate, flow tuples", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "flows/s"},
+	{Label: "flow event in the journal (one user's 5 tuples of a minute)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "record-bytes"},
+	{Label: "journal bytes per flow tuple (record, hash chain, key index, pages)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "journal-bytes/flow", Goal: "<= 416"},
+	{Label: "journal per user-day (5 tuples per minute, 8 hours)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "journal-bytes/user-day"},
 	{Label: "journal growth per node, 1,000 users for a day", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "GB/day-1000-users", Goal: "<= 1"},
+	{Label: "each retained Raft snapshot, per flow tuple (two are kept)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "snapshot-bytes/flow"},
+	{Label: "Raft log per flow tuple until compacted (bounded)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "raft-log-bytes/flow"},
 	{Label: "re-evaluating 10,000 users after one group change", Pkg: "/profiles", Bench: "BenchmarkReevaluate", Unit: "reevaluate-10k-s", Goal: "< 2"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
 	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},

@@ -75,6 +75,12 @@ type Options struct {
 	NoBrowser bool
 	// Out receives instructions for the person; default io.Discard.
 	Out io.Writer
+	// Finish, when set, runs once the server has answered with a token,
+	// while the browser waits: its page is what the browser shows (name
+	// the account, the device, the next step). An error from it ends
+	// Login with that error, and the browser says so. When nil, the page
+	// names the account and sends the person back to the terminal.
+	Finish func(ctx context.Context, res wire.AuthTokenResponse) (EndPage, error)
 }
 
 // Run signs in and returns the session token.
@@ -118,7 +124,7 @@ func Login(ctx context.Context, o Options) (wire.AuthTokenResponse, error) {
 		return wire.AuthTokenResponse{}, err
 	}
 
-	cb := &callback{host: "127.0.0.1:" + strconv.Itoa(port), state: state, result: make(chan callbackResult, 1)}
+	cb := &callback{host: "127.0.0.1:" + strconv.Itoa(port), state: state, result: make(chan callbackResult, 1), end: make(chan EndPage, 1)}
 	srv := &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
 	serveDone := make(chan struct{})
 	go func() {
@@ -126,7 +132,12 @@ func Login(ctx context.Context, o Options) (wire.AuthTokenResponse, error) {
 		_ = srv.Serve(ln) // returns when closed below
 	}()
 	defer func() {
-		_ = srv.Close()
+		// Let the browser's request write its end page, then close.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
 		<-serveDone
 	}()
 
@@ -162,7 +173,32 @@ func Login(ctx context.Context, o Options) (wire.AuthTokenResponse, error) {
 	if res.err != nil {
 		return wire.AuthTokenResponse{}, res.err
 	}
-	return redeem(ctx, base, o.TLSConfig, wire.AuthTokenRequest{Code: res.code, CodeVerifier: verifier, RedirectURI: redirect})
+	// The browser waits for the end page: exactly one is sent below.
+	tok, err := redeem(ctx, base, o.TLSConfig, wire.AuthTokenRequest{Code: res.code, CodeVerifier: verifier, RedirectURI: redirect})
+	if err != nil {
+		cb.end <- failedPage(err)
+		return wire.AuthTokenResponse{}, err
+	}
+	end := EndPage{Title: "Signed in", Lines: []string{"Signed in to " + base.Host + " as " + who(tok) + ". Return to the terminal."}}
+	if o.Finish != nil {
+		if end, err = o.Finish(ctx, tok); err != nil {
+			cb.end <- failedPage(err)
+			return tok, err
+		}
+	}
+	cb.end <- end
+	return tok, nil
+}
+
+// who names the account a token response is for.
+func who(res wire.AuthTokenResponse) string {
+	switch {
+	case res.Email != "":
+		return res.Email
+	case res.Name != "":
+		return res.Name
+	}
+	return res.UserID
 }
 
 // serverURL checks and normalises the server's base URL.
@@ -201,6 +237,7 @@ type callback struct {
 	host   string
 	state  string
 	result chan callbackResult // buffered 1: the first valid answer wins
+	end    chan EndPage        // buffered 1: the page for the browser once Login is done with a code
 }
 
 func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -233,10 +270,21 @@ func (c *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if res.err != nil {
-		page(w, http.StatusOK, "Sign-in failed: "+failureReason(q.Get("error"), q.Get("error_description"))+". You can close this window; the terminal says the same.")
+		writeEnd(w, http.StatusOK, EndPage{Title: "Sign-in failed", Failed: true,
+			Lines: []string{sentence(failureReason(q.Get("error"), q.Get("error_description"))), "The terminal says the same."}})
 		return
 	}
-	page(w, http.StatusOK, "Signed in. You can close this window and return to the terminal.")
+	// Hold the browser until Login has redeemed the code (and finished),
+	// so the page can say who is signed in and what comes next.
+	t := time.NewTimer(endWait)
+	defer t.Stop()
+	select {
+	case p := <-c.end:
+		writeEnd(w, http.StatusOK, p)
+	case <-t.C:
+		writeEnd(w, http.StatusOK, EndPage{Title: "Signed in", Lines: []string{"Return to the terminal: it says how the sign-in ended."}})
+	case <-r.Context().Done():
+	}
 }
 
 // maxReason bounds the reason shown from a failed sign-in's answer.
