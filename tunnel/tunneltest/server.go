@@ -32,6 +32,7 @@ type ServerConfig struct {
 	CAKey     []byte `json:"ca_key"`
 
 	Interface         string        `json:"interface"`
+	ListenPort        int           `json:"listen_port,omitempty"` // default tunnel.DefaultListenPort
 	PrivateKey        string        `json:"private_key"`
 	Address           string        `json:"address"`         // e.g. 100.64.0.1/16
 	Pool6             string        `json:"pool6,omitempty"` // e.g. fd66:6572:7279::/96; empty: IPv4 only
@@ -199,7 +200,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		dnsCfg.Upstreams = append(dnsCfg.Upstreams, ap)
 	}
 	s.gw, err = tunnel.New(tunnel.Config{DNS: dnsCfg,
-		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
+		Cluster: node, Interface: cfg.Interface, ListenPort: cfg.ListenPort, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit, PacketBuffers: cfg.PacketBuffers,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
