@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -117,6 +118,7 @@ type server struct {
 	node    *cluster.Node
 	gw      *tunnel.Gateway
 	rec     *Recorder
+	stats   *tunnel.PeerStatsService
 	iface   string
 	reg     *prometheus.Registry
 	done    chan error
@@ -153,6 +155,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 	node, err := cluster.New(cluster.Config{
 		NodeID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.Bind, Certificate: cert, RootCAs: ca.Pool(),
 		Bootstrap: cfg.Bootstrap, NoSync: true, Logger: log.With("component", "cluster"),
+		Authorize: authorizeAdmin,
 	})
 	if err != nil {
 		return nil, err
@@ -210,6 +213,11 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		return nil, fmt.Errorf("starting gateway: %w", err)
 	}
 	s.iface = cfg.Interface
+	if s.stats, err = tunnel.NewPeerStatsService(tunnel.PeerStatsConfig{Node: node, Local: s.gw.PeerStats, Logger: log}); err != nil {
+		s.gw.Close()
+		node.Close()
+		return nil, err
+	}
 	if cfg.Extension != "" {
 		if s.ext, err = startExtension(ctx, node, cfg.Extension, cfg.ExtensionConfig); err != nil {
 			s.gw.Close()
@@ -230,8 +238,20 @@ func (s *server) close() {
 	if s.ext != nil {
 		s.ext.Close()
 	}
+	s.stats.Close()
 	s.gw.Close()
 	s.node.Close()
+}
+
+// adminProof is the proof the peer_stats op attaches; agents' nodes accept
+// it as an administrator's, as ferryd accepts an administrator's session.
+const adminProof = "tunneltest-admin"
+
+func authorizeAdmin(_ context.Context, req cluster.AuthRequest) (string, error) {
+	if string(req.Proof) != adminProof {
+		return "", errors.New("no administrator's proof")
+	}
+	return "test-admin", nil
 }
 
 func (s *server) handle(ctx context.Context, req Request) (Response, bool, error) {
@@ -268,6 +288,14 @@ func (s *server) handle(ctx context.Context, req Request) (Response, bool, error
 		return s.captureOp(req)
 	case "pubkey":
 		return Response{Text: s.gw.PublicKey().String()}, true, nil
+	case "peer_stats":
+		// Every node's per-peer counters, asked as an administrator
+		// would (Key "noproof": without a proof).
+		if req.Key != "noproof" {
+			ctx = cluster.WithProof(ctx, []byte(adminProof))
+		}
+		b, err := json.Marshal(s.stats.Collect(ctx))
+		return Response{Text: string(b)}, true, err
 	case "events":
 		return Response{Events: s.rec.Events()}, true, nil
 	case "metrics":
