@@ -102,6 +102,8 @@ var figures = []Figure{
 	{Label: "data plane: ferry / stock, gateway CPU per GB net of each's idle CPU", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-ferry/stock"},
 	{Label: "data plane: stock + conntrack, NAT, forward rules / stock, CPU per GB (the kernel path's share)", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-stock-nat/stock"},
 	{Label: "data plane: ferry / (stock + conntrack, NAT, forward rules), CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-ferry/stock-nat"},
+	{Label: "data plane: policy cost in CPU per GB net of idle, 10,000 rules vs none", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-policy-cost-%"},
+	{Label: "data plane: 100,000 rules vs 10 rules in CPU per GB net of idle", Pkg: "/tunnel", Bench: "BenchmarkCPUPerGB", Unit: "cpu-net-100k-vs-10-rules-%"},
 	{Label: "gateway RSS, 1 peer, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-1-peer-MiB", Goal: "<= 128"},
 	{Label: "gateway peak RSS, 1 peer, saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-peak-1-peer-MiB", Goal: "<= 128"},
 	{Label: "gateway RSS, 20,000 peers, after saturating streams", Pkg: "/tunnel", Bench: "BenchmarkGatewayRSS", Unit: "rss-20k-peers-MiB", Goal: "<= 1024"},
