@@ -129,6 +129,28 @@ func TestHECSink(t *testing.T) {
 	}
 }
 
+// A sink's index reaches the receiver in every event's metadata; without
+// one, events carry no index (the token's default index applies).
+func TestHECSinkIndex(t *testing.T) {
+	for _, index := range []string{"security", ""} {
+		h := audittest.NewHEC(t, audittest.HECOptions{})
+		s, err := audit.NewHECSink(audit.HECSinkConfig{URL: h.URL, TokenFile: tokenFile(t, h.Token()), Index: index})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := s.Send(context.Background(), entries(1, 3)); err != nil || c != 3 {
+			t.Fatalf("confirmed %d, %v", c, err)
+		}
+		s.Close()
+		for i := range 3 {
+			got, ok := h.Meta(i)["index"]
+			if want := `"` + index + `"`; index != "" && string(got) != want || index == "" && ok {
+				t.Fatalf("index %q: event %d metadata %s", index, i, h.Meta(i))
+			}
+		}
+	}
+}
+
 func TestFileSinkRotates(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")

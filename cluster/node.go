@@ -150,7 +150,6 @@ func New(cfg Config) (*Node, error) {
 		defer n.authz.untrack(c)
 		serveForward(n.ctx, c, cert, n.checkForward, n.handleForward)
 	})
-	n.mux.start()
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: n.mux, d: d, addr: advertiseAddr(n.advert)},
 		MaxPool: 3,
@@ -203,6 +202,13 @@ func New(cfg Config) (*Node, error) {
 			n.log.Info("bootstrapped new cluster")
 		}
 	}
+
+	// The listener accepts only now that Raft exists: a peer's RPC that
+	// came in before (the leader redialling a restarted follower) found no
+	// Raft to check its membership against, was refused as "not started",
+	// and Raft's transport logged the refusal as an ERROR. Connections
+	// that arrived meanwhile wait in the listen backlog.
+	n.mux.start()
 
 	// 4. Background work: batching writes, following leadership, metrics.
 	n.batcher = newBatcher(n.raft)

@@ -27,8 +27,14 @@ type leaderIndex struct {
 	at    atomic.Int64 // unix nanoseconds of the answer; 0: never
 }
 
+// forget drops what was learned: the next readiness check waits for a
+// fresh answer.
+func (l *leaderIndex) forget() { l.at.Store(0) }
+
 // probeLeader asks the leader for its applied index every half heartbeat
-// timeout while this node follows, until the node closes.
+// timeout while this node follows, until the node closes; when the node
+// loses touch with its leader (no leader, another state, no contact for a
+// heartbeat timeout) it forgets the last answer.
 func (n *Node) probeLeader() {
 	t := time.NewTicker(n.cfg.HeartbeatTimeout / 2)
 	defer t.Stop()
@@ -38,11 +44,14 @@ func (n *Node) probeLeader() {
 			return
 		case <-t.C:
 		}
-		if n.raft.State() != raft.Follower {
-			continue
-		}
+		// What the leader said before this node lost touch with it says
+		// nothing about how far behind the node is now: a follower cut
+		// off for a few seconds while the cluster wrote on, then healed,
+		// would otherwise report ready on the index it learned before the
+		// cut, hundreds of entries behind.
 		_, addr := n.Leader()
-		if addr == "" {
+		if n.raft.State() != raft.Follower || addr == "" || time.Since(n.raft.LastContact()) > n.cfg.HeartbeatTimeout {
+			n.leaderIdx.forget()
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.HeartbeatTimeout)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/ferryvpn/ferry/tunnel/capture"
@@ -92,6 +93,9 @@ func openDevice(cfg *Config, log *slog.Logger) (*wgDevice, error) {
 	}
 	key, port := cfg.PrivateKey, cfg.ListenPort
 	if err := d.client.ConfigureDevice(d.name, wgtypes.Config{PrivateKey: &key, ListenPort: &port, ReplacePeers: true}); err != nil {
+		if portInUse(err) {
+			return nil, &PortInUseError{Port: port, Err: err}
+		}
 		return nil, fmt.Errorf("configuring %s: %w", d.name, err)
 	}
 	ok = true
@@ -136,6 +140,28 @@ func (d *wgDevice) startEmbedded(cfg *Config, log *slog.Logger) error {
 		}
 	}()
 	return nil
+}
+
+// PortInUseError is returned by New when the WireGuard listen port is
+// already bound in the gateway's network namespace: by another WireGuard
+// device (kernel or userspace) or by any UDP socket.
+type PortInUseError struct {
+	Port int   // the UDP port asked for
+	Err  error // the device's answer
+}
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("tunnel: listen port %d/udp is in use by another WireGuard device or UDP socket in this network namespace (choose another port or stop its user): %v", e.Port, e.Err)
+}
+
+func (e *PortInUseError) Unwrap() error { return e.Err }
+
+// portInUse reports whether err is the device refusing its listen port.
+// The kernel answers EADDRINUSE over netlink; wireguard-go answers over
+// its UAPI socket, which wgctrl passes on only as the text
+// "wguser: errno=-98".
+func portInUse(err error) bool {
+	return errors.Is(err, unix.EADDRINUSE) || strings.Contains(err.Error(), fmt.Sprintf("errno=%d", -int(unix.EADDRINUSE)))
 }
 
 // Peers implements device.

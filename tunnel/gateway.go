@@ -39,6 +39,7 @@ type Gateway struct {
 	ct      *conntrack.Conn
 	metrics *metrics
 	index   atomic.Pointer[peerIndex]
+	stats   atomic.Pointer[NodePeerStats] // the device's per-peer counters at the last poll
 	emitter *emitter
 	// grants and fwd are the DNS forwarder and its host grants (nil
 	// unless Config.DNS.Enabled); grantFW is the grants' netlink socket.
@@ -255,7 +256,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 	r := &reconciler{grants: g.grants, dev: g.dev, fw: g.fw, cut: &ctCutter{conn: g.ct}, mirror: newMirror(), applied: newApplied(),
-		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index}
+		pool: cfg.Pool, pool6: cfg.Pool6, server: cfg.Address.Addr(), now: cfg.Now, log: g.log, metrics: g.metrics, index: &g.index,
+		node: cfg.Cluster.ID(), stats: &g.stats}
 	r.sess = newSessions(cfg.SessionIdle, g.emitter.emit, r.version, g.metrics)
 	return g.loop(ctx, r, msgs, fatal)
 }

@@ -32,6 +32,10 @@ type reconciler struct {
 	index   *atomic.Pointer[peerIndex]
 	// grants, when the DNS forwarder runs, follows the valid clients.
 	grants *grants
+	// node and stats: each poll publishes the device's per-peer counters
+	// (Gateway.PeerStats); stats nil: not published.
+	node  string
+	stats *atomic.Pointer[NodePeerStats]
 	// last is the desired state of the last successful convergence.
 	last desired
 }
@@ -224,7 +228,11 @@ func (r *reconciler) poll() error {
 	if err != nil {
 		return fmt.Errorf("polling device: %w", err)
 	}
-	r.sess.observe(r.now(), peers, r.last.byKey)
+	now := r.now()
+	r.sess.observe(now, peers, r.last.byKey)
+	if r.stats != nil {
+		publishStats(r.stats, r.node, now, peers, r.last.byKey)
+	}
 	return nil
 }
 

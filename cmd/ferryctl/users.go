@@ -205,7 +205,12 @@ func newPeerListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list [--user U] [--profile P] [--node N]",
 		Aliases: []string{"ls"},
-		Short:   "List peers",
+		Short:   "List peers, with live counters from every node",
+		Long: `list shows each peer and its live WireGuard counters, collected from the
+device of every node at its last poll (every 2 s): the node its tunnel is on
+(the latest handshake), that handshake's age, the endpoint, and bytes
+received from (RX) and sent to (TX) the device, summed over the nodes.
+-o json gives each node's counters apart, and which nodes answered.`,
 		Example: `  ferryctl peer list
   ferryctl peer list --profile engineering --node node-2
   ferryctl peer list --user alice@example.com -o json`,
@@ -216,23 +221,33 @@ func newPeerListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			ps, err := c.Peers(cmd.Context(), f)
+			f.Counters = true
+			l, err := c.PeerList(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
+			l.Peers = nonNil(l.Peers)
 			if g.json() {
-				return writeJSON(g.con.out, wire.PeerList{Peers: nonNil(ps)})
+				return writeJSON(g.con.out, l)
 			}
-			if len(ps) == 0 {
+			for _, n := range l.Nodes {
+				if n.Error != "" {
+					fmt.Fprintf(g.con.err, "warning: no live counters from node %s: %s\n", n.Node, n.Error)
+				}
+			}
+			if len(l.Peers) == 0 {
 				fmt.Fprintln(g.con.out, "No peers.")
 				return nil
 			}
 			now := time.Now()
-			rows := make([][]string, 0, len(ps))
-			for _, p := range ps {
-				rows = append(rows, []string{p.ID, who(p.Email, p.UserID), p.Device, p.Profile, p.Address, p.State, fmtExpiry(p.Expires, now), p.Node})
+			rows := make([][]string, 0, len(l.Peers))
+			for _, p := range l.Peers {
+				live := liveCounters(p.Counters)
+				rows = append(rows, []string{p.ID, who(p.Email, p.UserID), p.Device, p.Profile, p.Address, p.State, fmtExpiry(p.Expires, now), p.Node,
+					live.node, live.handshake(now), live.endpoint, fmtBytes(live.rx), fmtBytes(live.tx)})
 			}
-			return writeTable(g.con.out, []string{"ID", "USER", "DEVICE", "PROFILE", "ADDRESS", "STATE", "EXPIRES", "NODE"}, rows)
+			return writeTable(g.con.out, []string{"ID", "USER", "DEVICE", "PROFILE", "ADDRESS", "STATE", "EXPIRES", "NODE",
+				"LIVE ON", "HANDSHAKE", "ENDPOINT", "RX", "TX"}, rows)
 		},
 	}
 	cmd.Flags().StringVar(&f.User, "user", "", "only this user's peers (ID or email)")
@@ -404,4 +419,50 @@ that; the peer itself stays revoked.`,
 			return nil
 		},
 	}
+}
+
+// peerLive is a peer's counters over the nodes: the node and endpoint of
+// the latest handshake, bytes summed.
+type peerLive struct {
+	node, endpoint string
+	last           *time.Time
+	rx, tx         int64
+	any            bool
+}
+
+func liveCounters(cs []wire.PeerCounters) peerLive {
+	var l peerLive
+	for _, c := range cs {
+		l.any = true
+		l.rx += c.RxBytes
+		l.tx += c.TxBytes
+		if c.LastHandshake != nil && (l.last == nil || c.LastHandshake.After(*l.last)) {
+			l.last, l.node, l.endpoint = c.LastHandshake, c.Node, c.Endpoint
+		}
+	}
+	return l
+}
+
+func (l peerLive) handshake(now time.Time) string {
+	if l.last == nil {
+		if l.any {
+			return "never"
+		}
+		return ""
+	}
+	return now.Sub(*l.last).Round(time.Second).String() + " ago"
+}
+
+// fmtBytes writes a byte count in binary units.
+func fmtBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -13,9 +13,11 @@ import (
 // wraps the TUN device that wireguard-go reads plaintext packets from (on
 // their way into the tunnel, to clients) and writes decrypted packets to
 // (from clients). While no capture runs it costs one atomic pointer load
-// per batch of packets; a running capture filters each packet with its
-// BPF program and copies the matches into a bounded queue, dropping (and
-// counting) rather than ever blocking the data path.
+// per batch of packets. A running capture first compares each packet's
+// addresses with its clients' (a packet of another client stops there:
+// no BPF, no clock, no copy), then runs its BPF program and copies the
+// matches into a bounded queue, dropping (and counting) rather than ever
+// blocking the data path.
 type Tap struct {
 	now func() time.Time
 
@@ -69,11 +71,16 @@ func (t *Tap) remove(s *tapSource) {
 	t.subs.Store(&next)
 }
 
-// observe runs every capture on one packet.
-func (t *Tap) observe(subs []*tapSource, pkt []byte, now time.Time) {
+// observe runs every capture on one packet. now is the batch's time,
+// read from the clock at the batch's first match only: a packet no capture
+// wants costs the filter's address check and nothing else.
+func (t *Tap) observe(subs []*tapSource, pkt []byte, now *time.Time) {
 	for _, s := range subs {
 		if s.f.Match(pkt) {
-			s.offer(Packet{Time: now, Len: len(pkt), Data: snap(pkt, s.snaplen)})
+			if now.IsZero() {
+				*now = t.now()
+			}
+			s.offer(Packet{Time: *now, Len: len(pkt), Data: snap(pkt, s.snaplen)})
 		}
 	}
 }
@@ -118,9 +125,9 @@ type tapDevice struct {
 func (d *tapDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := d.Device.Read(bufs, sizes, offset)
 	if subs := d.t.subs.Load(); subs != nil && n > 0 {
-		now := d.t.now()
+		var now time.Time
 		for i := range n {
-			d.t.observe(*subs, bufs[i][offset:offset+sizes[i]], now)
+			d.t.observe(*subs, bufs[i][offset:offset+sizes[i]], &now)
 		}
 	}
 	return n, err
@@ -129,9 +136,9 @@ func (d *tapDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // Write implements tun.Device: decrypted packets from clients.
 func (d *tapDevice) Write(bufs [][]byte, offset int) (int, error) {
 	if subs := d.t.subs.Load(); subs != nil {
-		now := d.t.now()
+		var now time.Time
 		for _, b := range bufs {
-			d.t.observe(*subs, b[offset:], now)
+			d.t.observe(*subs, b[offset:], &now)
 		}
 	}
 	return d.Device.Write(bufs, offset)

@@ -75,27 +75,39 @@ type Agent struct {
 // it answers.
 func StartAgent(t testing.TB, n *Net, ns, name string, cfg AgentConfig) *Agent {
 	t.Helper()
+	a, err := TryStartAgent(t, n, ns, name, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TryStartAgent is StartAgent returning an error, instead of failing t,
+// when the agent exits before it answers (such as a gateway that cannot
+// start); the error holds the end of what the agent printed.
+func TryStartAgent(t testing.TB, n *Net, ns, name string, cfg AgentConfig) (*Agent, error) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "ctl.sock")
 	path := filepath.Join(dir, "agent.json")
 	data, err := json.Marshal(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	a := &Agent{Name: name, sock: cfg.Socket, log: filepath.Join(dir, "agent.log")}
 	logf, err := os.Create(a.log)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), agentEnv+"="+path)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	n.Track(cmd.Process)
 	a.proc = cmd.Process
@@ -126,11 +138,20 @@ func StartAgent(t testing.TB, n *Net, ns, name string, cfg AgentConfig) *Agent {
 	for {
 		_, err := a.Do(Request{Op: "ready"})
 		if err == nil {
-			return a
+			return a, nil
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(a.log)
+			if len(out) > 4000 {
+				out = out[len(out)-4000:]
+			}
+			return nil, fmt.Errorf("agent %s exited before it answered:\n%s", name, out)
+		default:
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(a.log)
-			t.Fatalf("agent %s did not get ready: %v\n%s", name, err, out)
+			return nil, fmt.Errorf("agent %s did not get ready: %v\n%s", name, err, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

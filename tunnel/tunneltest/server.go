@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -32,6 +33,7 @@ type ServerConfig struct {
 	CAKey     []byte `json:"ca_key"`
 
 	Interface         string        `json:"interface"`
+	ListenPort        int           `json:"listen_port,omitempty"` // default tunnel.DefaultListenPort
 	PrivateKey        string        `json:"private_key"`
 	Address           string        `json:"address"`         // e.g. 100.64.0.1/16
 	Pool6             string        `json:"pool6,omitempty"` // e.g. fd66:6572:7279::/96; empty: IPv4 only
@@ -116,6 +118,7 @@ type server struct {
 	node    *cluster.Node
 	gw      *tunnel.Gateway
 	rec     *Recorder
+	stats   *tunnel.PeerStatsService
 	iface   string
 	reg     *prometheus.Registry
 	done    chan error
@@ -152,6 +155,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 	node, err := cluster.New(cluster.Config{
 		NodeID: cfg.NodeID, DataDir: cfg.DataDir, BindAddr: cfg.Bind, Certificate: cert, RootCAs: ca.Pool(),
 		Bootstrap: cfg.Bootstrap, NoSync: true, Logger: log.With("component", "cluster"),
+		Authorize: authorizeAdmin,
 	})
 	if err != nil {
 		return nil, err
@@ -199,7 +203,7 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		dnsCfg.Upstreams = append(dnsCfg.Upstreams, ap)
 	}
 	s.gw, err = tunnel.New(tunnel.Config{DNS: dnsCfg,
-		Cluster: node, Interface: cfg.Interface, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
+		Cluster: node, Interface: cfg.Interface, ListenPort: cfg.ListenPort, PrivateKey: priv, Address: addr, Pool6: pool6, Egress: cfg.Egress, Userspace: !cfg.Kernel,
 		Recorder: s.rec, Logger: log, Registerer: s.reg, MemoryLimit: cfg.MemoryLimit, PacketBuffers: cfg.PacketBuffers,
 		PollInterval: cfg.PollInterval, DenyInterval: cfg.DenyInterval, FlowInterval: cfg.FlowWindow, FlowActiveTimeout: cfg.FlowActiveTimeout, FlowMaxRecords: cfg.FlowMaxRecords,
 		SessionIdle: cfg.SessionIdle, NoFlows: cfg.NoFlows,
@@ -209,6 +213,11 @@ func startServer(ctx context.Context, wg *sync.WaitGroup, cfg *ServerConfig) (*s
 		return nil, fmt.Errorf("starting gateway: %w", err)
 	}
 	s.iface = cfg.Interface
+	if s.stats, err = tunnel.NewPeerStatsService(tunnel.PeerStatsConfig{Node: node, Local: s.gw.PeerStats, Logger: log}); err != nil {
+		s.gw.Close()
+		node.Close()
+		return nil, err
+	}
 	if cfg.Extension != "" {
 		if s.ext, err = startExtension(ctx, node, cfg.Extension, cfg.ExtensionConfig); err != nil {
 			s.gw.Close()
@@ -229,8 +238,20 @@ func (s *server) close() {
 	if s.ext != nil {
 		s.ext.Close()
 	}
+	s.stats.Close()
 	s.gw.Close()
 	s.node.Close()
+}
+
+// adminProof is the proof the peer_stats op attaches; agents' nodes accept
+// it as an administrator's, as ferryd accepts an administrator's session.
+const adminProof = "tunneltest-admin"
+
+func authorizeAdmin(_ context.Context, req cluster.AuthRequest) (string, error) {
+	if string(req.Proof) != adminProof {
+		return "", errors.New("no administrator's proof")
+	}
+	return "test-admin", nil
 }
 
 func (s *server) handle(ctx context.Context, req Request) (Response, bool, error) {
@@ -267,6 +288,14 @@ func (s *server) handle(ctx context.Context, req Request) (Response, bool, error
 		return s.captureOp(req)
 	case "pubkey":
 		return Response{Text: s.gw.PublicKey().String()}, true, nil
+	case "peer_stats":
+		// Every node's per-peer counters, asked as an administrator
+		// would (Key "noproof": without a proof).
+		if req.Key != "noproof" {
+			ctx = cluster.WithProof(ctx, []byte(adminProof))
+		}
+		b, err := json.Marshal(s.stats.Collect(ctx))
+		return Response{Text: string(b)}, true, err
 	case "events":
 		return Response{Events: s.rec.Events()}, true, nil
 	case "metrics":

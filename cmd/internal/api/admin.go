@@ -211,6 +211,13 @@ func (h *handler) listPeers(w http.ResponseWriter, r *http.Request, s authn.Sess
 	for _, p := range ps {
 		out.Peers = append(out.Peers, peerToWire(p, now))
 	}
+	if q.Get("counters") == "1" && s.Role == authn.RoleAdmin && h.counters != nil {
+		var byKey map[string][]wire.PeerCounters
+		out.Nodes, byKey = h.counters(withAdminProof(r).Context())
+		for i := range out.Peers {
+			out.Peers[i].Counters = byKey[out.Peers[i].PublicKey]
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

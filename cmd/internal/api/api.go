@@ -71,6 +71,12 @@ type Config struct {
 	Organization string
 	// Capture, when set with Users, adds the packet capture endpoints.
 	Capture *capture.Service
+	// PeerCounters, when set, adds every node's live WireGuard counters
+	// to an administrator's peer list (GET /v1/peers?counters=1). It asks
+	// every node with ctx's proof (cluster.WithProof) and returns the
+	// nodes asked and each peer's counters by public key (assembly wires
+	// tunnel.PeerStatsService).
+	PeerCounters func(ctx context.Context) ([]wire.NodeCounters, map[string][]wire.PeerCounters)
 	// Console, when set, serves /admin and everything under it (the
 	// administration console, package console); without it /admin is a
 	// page that points to ferryctl.
@@ -106,7 +112,8 @@ type handler struct {
 	idp      *IdP   // nil: no identity provider endpoints
 	refusals *refusals
 	org      string
-	capture  *capture.Service // nil: no packet capture
+	capture  *capture.Service                                                            // nil: no packet capture
+	counters func(context.Context) ([]wire.NodeCounters, map[string][]wire.PeerCounters) // nil: no live peer counters
 }
 
 // New returns the API handler.
@@ -117,7 +124,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{
 		node: cfg.Node, master: cfg.MasterKey, admit: cfg.Admit, settings: cfg.Settings,
 		log: cfg.Logger, now: cfg.Now, users: cfg.Users, audit: cfg.Audit, idp: cfg.IdP,
-		org: cfg.Organization, capture: cfg.Capture,
+		org: cfg.Organization, capture: cfg.Capture, counters: cfg.PeerCounters,
 	}
 	if h.log == nil {
 		h.log = slog.Default()

@@ -255,13 +255,31 @@ func (h *handler) guard(next http.Handler) http.Handler {
 		r = r.WithContext(audit.WithSource(r.Context(), auditSource(r)))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if (sw.status == http.StatusUnauthorized || sw.status == http.StatusForbidden) && !sw.counted {
+		refused := sw.status == http.StatusUnauthorized || sw.status == http.StatusForbidden ||
+			sw.status == http.StatusBadRequest && signInPath(r.URL.Path)
+		if refused && !sw.counted {
 			// A refusal recorded elsewhere (sign-in, MFA, joining):
-			// counted for the limit only.
+			// counted for the limit only. The sign-in pages answer most
+			// refused steps (a forged or replayed state, a bad code
+			// exchange) with 400, and record each: counted too, or a
+			// source could fill the journal with them at the rate of
+			// the unauthenticated bucket.
 			h.refusals.count(r)
 		}
 	})
 }
+
+// signInPaths are the paths of the sign-in pages (authn.FlowPaths).
+var signInPaths = func() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range authn.FlowPaths() {
+		m[p] = true
+	}
+	return m
+}()
+
+// signInPath reports whether path is one of the sign-in pages.
+func signInPath(path string) bool { return signInPaths[path] }
 
 // count adds a refusal another package recorded to its source's window.
 func (f *refusals) count(r *http.Request) {

@@ -20,6 +20,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/authn/authntest"
+	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 )
@@ -295,5 +296,25 @@ func TestEveryRefusalIsOneRecord(t *testing.T) {
 				t.Fatalf("record %s/%s %q from %+v: want type %s, user agent %q and a port", e.Type, e.Action, e.Reason, e.Source, tt.typ, ua)
 			}
 		})
+	}
+}
+
+// Refused sign-in steps count toward a source's failure limit whatever
+// their status (most are 400, not 401 or 403): 100 forged callbacks from
+// one source, with the unauthenticated request bucket out of the way, leave
+// at most the limit's worth of records plus the folded one, and the rest
+// are answered 429.
+func TestRefusedSignInsAreLimited(t *testing.T) {
+	const limit = 10
+	s := apitest.StartWith(t, apitest.Options{SignIn: true, Refusals: api.Refusals{FailLimit: limit, UnauthRate: 1000, UnauthBurst: 100000}})[0]
+	b := newSigninBrowser(t, s, "127.0.0.61", "forger")
+	statuses := map[int]int{}
+	for i := 0; i < 100; i++ {
+		statuses[b.do(http.MethodGet, fmt.Sprintf("%s%s?state=forged%d&code=forged", b.base, authn.PathCallback, i), nil).status]++
+	}
+	evs := failures(t, s, "127.0.0.61")
+	t.Logf("statuses %v; %d failure records", statuses, len(evs))
+	if statuses[http.StatusTooManyRequests] < 100-limit-1 || len(evs) > limit+1 {
+		t.Fatalf("statuses %v, %d failure records: want the source limited after %d refused sign-ins", statuses, len(evs), limit)
 	}
 }

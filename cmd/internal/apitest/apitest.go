@@ -99,6 +99,9 @@ type Options struct {
 	// DataPlane, when set, runs a data plane on every node with the
 	// gateway settings it returns for node i (see assembly.Config).
 	DataPlane func(i int) *tunnel.Config
+	// Refusals tunes every node's recording and limiting of refused calls
+	// (api.Config.Refusals); zero values take the defaults.
+	Refusals api.Refusals
 }
 
 // OPClientID and OPClientSecret are ferry's registration at the
@@ -233,7 +236,7 @@ func serve(t testing.TB, c *clustertest.Cluster, i int, key seal.Key, srv *httpt
 	}); err != nil {
 		t.Fatal(err)
 	}
-	acfg, err := svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit})
+	acfg, err := svc.API(api.Config{Node: node, MasterKey: key, Admit: s.Admit, Refusals: o.Refusals})
 	if err != nil {
 		t.Fatal(err)
 	}

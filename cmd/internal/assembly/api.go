@@ -1,15 +1,19 @@
 package assembly
 
 import (
+	"context"
+
 	"github.com/ferryvpn/ferry/cluster/admit"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/api"
 	"github.com/ferryvpn/ferry/cmd/internal/console"
+	"github.com/ferryvpn/ferry/cmd/internal/wire"
+	"github.com/ferryvpn/ferry/tunnel"
 )
 
 // API returns base with the services' parts of the HTTP API filled in:
 // users (sign-in, sessions, MFA, profiles, issuance), audit, the identity
-// provider's endpoints, packet capture and the admin console (with
+// provider's endpoints, packet capture, live peer counters and the admin console (with
 // base.Admit for the nodes' certificates). The rest of base (node, master
 // key, admission, join settings, logger) is the caller's.
 func (s *Services) API(base api.Config) (api.Config, error) {
@@ -27,6 +31,16 @@ func (s *Services) API(base api.Config) (api.Config, error) {
 		}
 	}
 	base.Capture = s.Capture
+	if s.PeerCounters != nil {
+		base.PeerCounters = func(ctx context.Context) ([]wire.NodeCounters, map[string][]wire.PeerCounters) {
+			nodes := s.PeerCounters.Collect(ctx)
+			byKey := map[string][]wire.PeerCounters{}
+			for k, cs := range tunnel.CountersByKey(nodes) {
+				byKey[k] = peerCountersToWire(cs)
+			}
+			return nodeCountersToWire(nodes), byKey
+		}
+	}
 	cons, err := console.New(s.ConsoleConfig(base.Admit))
 	if err != nil {
 		return base, err
@@ -46,4 +60,32 @@ func (s *Services) ConsoleConfig(admitter *admit.Admitter) console.Config {
 		StepUpKey: seal.DeriveKey(s.cfg.MasterKey, console.StepUpKeyPurpose), StepUpWindow: s.cfg.SignIn.StepUpWindow,
 		Organization: s.cfg.SignIn.Organization, Logger: s.cfg.Logger, Now: s.cfg.Now,
 	}
+}
+
+// peerCountersToWire converts one peer's counters on each node.
+func peerCountersToWire(cs []tunnel.PeerCounters) []wire.PeerCounters {
+	var out []wire.PeerCounters
+	for _, c := range cs {
+		w := wire.PeerCounters{Node: c.Node, Endpoint: c.Endpoint, RxBytes: c.RxBytes, TxBytes: c.TxBytes}
+		if !c.LastHandshake.IsZero() {
+			t := c.LastHandshake
+			w.LastHandshake = &t
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// nodeCountersToWire says which nodes answered for counters, and when.
+func nodeCountersToWire(ns []tunnel.NodePeerStats) []wire.NodeCounters {
+	out := make([]wire.NodeCounters, 0, len(ns))
+	for _, n := range ns {
+		w := wire.NodeCounters{Node: n.Node, Error: n.Err}
+		if !n.At.IsZero() {
+			t := n.At
+			w.At = &t
+		}
+		out = append(out, w)
+	}
+	return out
 }

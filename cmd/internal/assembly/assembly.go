@@ -55,7 +55,10 @@ type Services struct {
 	// Gateway is nil while the data plane is off.
 	Gateway *tunnel.Gateway
 	Capture *capture.Service
-	Reports *report.Rollup
+	// PeerCounters serves this node's live WireGuard counters to the
+	// other members and collects theirs (no peers without a data plane).
+	PeerCounters *tunnel.PeerStatsService
+	Reports      *report.Rollup
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -205,6 +208,16 @@ func Start(ctx context.Context, cfg Config) (_ *Services, err error) {
 		return nil, fmt.Errorf("starting packet capture: %w", err)
 	}
 
+	// 7b. Live per-peer counters: this node's device (as of its last
+	// poll) to the other members, and every member's on request.
+	local := func() tunnel.NodePeerStats { return tunnel.NodePeerStats{Node: node.ID(), Peers: []tunnel.PeerStat{}} }
+	if s.Gateway != nil {
+		local = s.Gateway.PeerStats
+	}
+	if s.PeerCounters, err = tunnel.NewPeerStatsService(tunnel.PeerStatsConfig{Node: node, Local: local, Logger: log}); err != nil {
+		return nil, fmt.Errorf("starting peer counters: %w", err)
+	}
+
 	// 8. The entitlement watcher: every change to users or profiles is
 	// re-decided and enforced on live peers (the leader writes); and
 	// revalidation with the identity provider.
@@ -250,6 +263,9 @@ func (s *Services) Close() {
 func (s *Services) close() {
 	log := s.cfg.Logger
 	s.cancel()
+	if s.PeerCounters != nil {
+		s.PeerCounters.Close()
+	}
 	if s.Capture != nil {
 		s.Capture.Close()
 	}

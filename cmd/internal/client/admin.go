@@ -77,10 +77,19 @@ func (c *Client) Issue(ctx context.Context, req wire.IssueRequest) (wire.IssueRe
 // PeerFilter selects peers; empty fields match all.
 type PeerFilter struct {
 	User, Profile, Node string
+	// Counters asks for every node's live WireGuard counters of each peer
+	// (administrators).
+	Counters bool
 }
 
 // Peers lists the caller's peers (admin: every peer, filtered).
 func (c *Client) Peers(ctx context.Context, f PeerFilter) ([]wire.Peer, error) {
+	l, err := c.PeerList(ctx, f)
+	return l.Peers, err
+}
+
+// PeerList is Peers with the nodes that were asked for counters.
+func (c *Client) PeerList(ctx context.Context, f PeerFilter) (wire.PeerList, error) {
 	var out wire.PeerList
 	q := url.Values{}
 	for k, v := range map[string]string{"user": f.User, "profile": f.Profile, "node": f.Node} {
@@ -88,7 +97,10 @@ func (c *Client) Peers(ctx context.Context, f PeerFilter) ([]wire.Peer, error) {
 			q.Set(k, v)
 		}
 	}
-	return out.Peers, c.doQuery(ctx, http.MethodGet, wire.PathPeers, q, nil, &out, nil)
+	if f.Counters {
+		q.Set("counters", "1")
+	}
+	return out, c.doQuery(ctx, http.MethodGet, wire.PathPeers, q, nil, &out, nil)
 }
 
 // Peer returns one peer.

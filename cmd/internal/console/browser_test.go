@@ -75,6 +75,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if _, err := s.Profiles.Put(bg(t), engProfile(t, s), nil, audit.Actor{UserID: "admin"}); err != nil {
 		t.Fatal(err)
 	}
+	recordFlows(t, s)
 	for i, size := range webpagetest.Sizes {
 		t.Run(size.Name, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
@@ -156,6 +157,35 @@ func TestConsoleInChromium(t *testing.T) {
 			if v := text("state"); v != "disabled" {
 				t.Errorf("state %q", v)
 			}
+			step("audit view", chromedp.Navigate(s.URL+"/admin/audit?type=user.disable&user="+user), chromedp.WaitVisible(chromedp.ID("records")))
+			check("audit")
+			if v := text("records"); !strings.Contains(v, "user.disable") || !strings.Contains(v, adminID+"@example.com") || !strings.Contains(v, "user "+user) {
+				t.Errorf("audit view of %s's disable: %q", user, v)
+			}
+			if v := text("verified"); !strings.Contains(v, "the hash chain is intact") {
+				t.Errorf("verification status %q", v)
+			}
+
+			step("traffic", chromedp.Navigate(s.URL+"/admin/traffic"), chromedp.WaitVisible(chromedp.CSS("#chart-bytes svg.chart")))
+			check("traffic")
+			if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("svg.chart polyline").length`)); n != 4 {
+				t.Errorf("%d chart lines, want 4 (sent, received, flows, denied)", n)
+			}
+			if v := text("talkers"); !strings.Contains(v, "dora@example.com") {
+				t.Errorf("top talkers %q", v)
+			}
+			step("traffic range", chromedp.SetValue(chromedp.ID("range"), "90d"), chromedp.Click(chromedp.ID("show")),
+				chromedp.WaitReady(chromedp.CSS(`#range option[value="90d"][selected]`)))
+			check("traffic-90d")
+
+			step("reports", chromedp.Navigate(s.URL+"/admin/reports"), chromedp.WaitVisible(chromedp.ID("report-rows")))
+			check("reports")
+			if v := text("report-rows"); !strings.Contains(v, "pete@example.com") || !strings.Contains(v, "10.20.0.5") {
+				t.Errorf("access report %q", v)
+			}
+			step("unused report", chromedp.Navigate(s.URL+"/admin/reports?kind=unused"), chromedp.WaitVisible(chromedp.ID("unused-rules")))
+			check("reports-unused")
+
 			step("profiles", chromedp.Navigate(s.URL+"/admin/profiles"), chromedp.WaitVisible(chromedp.ID("rules-eng")))
 			check("profiles")
 			if v := text("rules-eng"); !strings.Contains(v, "10.20.0.0/16") || !strings.Contains(v, "tcp") {

@@ -24,7 +24,9 @@ func recordFlows(t testing.TB, s *apitest.Server) {
 		dst  string
 		port int
 	}{{"dora", "10.20.0.5", 8080}, {"pete", "10.20.0.5", 8080}, {"erin", "10.20.0.7", 22}, {"dora", "10.20.0.7", 22}} {
-		s.Token(t, authn.Identity{UserID: f.user, Email: f.user + "@example.com", Groups: []string{"engineering"}})
+		if _, err := s.Users.Upsert(bg(t), authn.Identity{UserID: f.user, Email: f.user + "@example.com", Groups: []string{"engineering"}}); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.Audit.Record(bg(t), audit.Event{Type: audit.TypeFlowAccept, Time: at, Outcome: audit.Success,
 			Actor:   audit.Actor{UserID: f.user, Email: f.user + "@example.com"},
 			Target:  audit.Target{Profile: "eng", DstAddr: f.dst, Protocol: "tcp", DstPort: f.port},

@@ -110,6 +110,27 @@ type Peer struct {
 	Revoked        *time.Time `json:"revoked,omitempty"`
 	RevokedReason  string     `json:"revoked_reason,omitempty"`
 	Node           string     `json:"node,omitempty"`
+	// Counters are the peer's live WireGuard counters on every node whose
+	// device holds it (GET /v1/peers?counters=1, administrators only).
+	Counters []PeerCounters `json:"counters,omitempty"`
+}
+
+// PeerCounters is a peer's live WireGuard counters on one node, as that
+// node's device reported them at its last poll.
+type PeerCounters struct {
+	Node          string     `json:"node"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	RxBytes       int64      `json:"rx_bytes"` // received from the peer
+	TxBytes       int64      `json:"tx_bytes"` // sent to the peer
+}
+
+// NodeCounters says when a node last read its device, or why it did not
+// answer.
+type NodeCounters struct {
+	Node  string     `json:"node"`
+	At    *time.Time `json:"at,omitempty"`
+	Error string     `json:"error,omitempty"`
 }
 
 // IssueResponse carries the issued peer and its wg-quick configuration
@@ -122,6 +143,8 @@ type IssueResponse struct {
 // PeerList is a list of peers.
 type PeerList struct {
 	Peers []Peer `json:"peers"`
+	// Nodes lists the nodes asked for counters (with ?counters=1).
+	Nodes []NodeCounters `json:"nodes,omitempty"`
 }
 
 // RevokeRequest optionally says why.
