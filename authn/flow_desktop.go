@@ -23,6 +23,9 @@ const (
 	paramChallengeMeth = "code_challenge_method"
 	paramState         = "state"
 	paramAdmin         = "admin"
+	// paramReturn is a browser's return address: where to go once
+	// signed in (see checkReturn).
+	paramReturn = "return"
 
 	clientDesktop = "desktop"
 	clientBrowser = "browser"
@@ -45,6 +48,7 @@ const (
 type loginRequest struct {
 	desktop *desktopRequest // nil for a browser
 	admin   bool
+	ret     string // a browser's return address, checked; "" for home
 }
 
 // errNotLoopback is wrapped by parseLoginRequest when redirect_uri is not
@@ -54,7 +58,7 @@ var errNotLoopback = errors.New("redirect_uri is not http://127.0.0.1:PORT/callb
 // parseLoginRequest checks a /login query. Each known parameter may appear
 // once; unknown ones are ignored.
 func parseLoginRequest(q url.Values) (loginRequest, error) {
-	for _, k := range []string{paramClient, paramRedirectURI, paramChallenge, paramChallengeMeth, paramState, paramAdmin} {
+	for _, k := range []string{paramClient, paramRedirectURI, paramChallenge, paramChallengeMeth, paramState, paramAdmin, paramReturn} {
 		if len(q[k]) > 1 {
 			return loginRequest{}, fmt.Errorf("parameter %s repeated", k)
 		}
@@ -74,10 +78,21 @@ func parseLoginRequest(q url.Values) (loginRequest, error) {
 				return loginRequest{}, fmt.Errorf("parameter %s is for desktop clients only", k)
 			}
 		}
+		if q.Has(paramReturn) {
+			ret, ok := checkReturn(q.Get(paramReturn))
+			if !ok {
+				return loginRequest{}, fmt.Errorf("return: %q is not a path on this server", q.Get(paramReturn))
+			}
+			req.ret = ret
+		}
 		return req, nil
 	case clientDesktop:
 	default:
 		return loginRequest{}, fmt.Errorf("client: %q is not desktop or browser", c)
+	}
+	if q.Has(paramReturn) {
+		// A desktop sign-in ends at its loopback client, nowhere else.
+		return loginRequest{}, fmt.Errorf("parameter %s is for browsers only", paramReturn)
 	}
 	redirect, err := checkLoopbackRedirect(q.Get(paramRedirectURI))
 	if err != nil {

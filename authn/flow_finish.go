@@ -41,7 +41,13 @@ func (f *Flow) finish(ctx context.Context, w http.ResponseWriter, r *http.Reques
 		}
 		clearCookie(w, stepCookie)
 		setCookie(w, SessionCookie, tok.Reveal(), sess.Expires.Sub(now))
-		http.Redirect(w, r, f.home, http.StatusSeeOther)
+		// Where the person was going, else home. The stored address was
+		// checked at /login and again when the record was read.
+		to := f.home
+		if st.rec.Return != "" {
+			to = st.rec.Return
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return
 	}
 	if st.rec.Admin && f.sessions.role(id) != RoleAdmin {

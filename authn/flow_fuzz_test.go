@@ -207,3 +207,29 @@ func TestClientSecretNeverPrints(t *testing.T) {
 		t.Fatalf("secret printed: %s", out)
 	}
 }
+
+// FuzzCheckReturn: whatever return address is accepted resolves, against
+// this server's address, to this server, and holds nothing a browser
+// would rewrite (backslashes, tabs, newlines).
+func FuzzCheckReturn(f *testing.F) {
+	for _, s := range []string{"/portal", "/admin/x?y=1", "//evil", "/\\evil", "/\t/evil", "https://evil", "/%2F%2Fevil", "/.//evil", "/..//evil"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://vpn.example.com/login")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := checkReturn(s)
+		if !ok {
+			return
+		}
+		if got != s || strings.ContainsAny(s, "\\\t\r\n") {
+			t.Fatalf("accepted %q as %q", s, got)
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("accepted unparsable %q", s)
+		}
+		if r := base.ResolveReference(u); r.Host != base.Host || r.Scheme != base.Scheme {
+			t.Fatalf("accepted %q, which leads to %s", s, r)
+		}
+	})
+}

@@ -46,7 +46,7 @@ func (f *Flow) handleLogin(w http.ResponseWriter, r *http.Request) {
 	rec := &signinRecord{
 		V: signinRecordVersion, Created: now, Expires: now.Add(loginTTL),
 		BrowserHash: signinHash(bind), NonceHash: signinHash(nonce), Verifier: verifier,
-		Desktop: req.desktop, Admin: req.admin,
+		Desktop: req.desktop, Admin: req.admin, Return: req.ret,
 	}
 	if err := f.createSignin(ctx, prefixSigninState+signinHash(state), rec); err != nil {
 		f.internalError(w, r, err)
@@ -174,7 +174,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	step := &signinRecord{
 		V: signinRecordVersion, Created: now, Expires: now.Add(loginTTL),
-		Desktop: rec.Desktop, Admin: rec.Admin, Identity: &id,
+		Desktop: rec.Desktop, Admin: rec.Admin, Return: rec.Return, Identity: &id,
 	}
 	if err := f.createSignin(ctx, prefixSigninStep+signinHash(ticket), step); err != nil {
 		f.internalError(w, r, err)

@@ -64,6 +64,8 @@ type signinRecord struct {
 	// The request, carried through every step.
 	Desktop *desktopRequest `json:"desktop,omitempty"`
 	Admin   bool            `json:"admin,omitempty"`
+	// Return is a browser's return address (checkReturn), "" for home.
+	Return string `json:"return,omitempty"`
 
 	// After OIDC.
 	Identity *Identity `json:"identity,omitempty"`
@@ -83,6 +85,13 @@ func (r *signinRecord) check() error {
 		return errors.New("expires: missing")
 	case r.Desktop != nil && (r.Desktop.RedirectURI == "" || r.Desktop.Challenge == ""):
 		return errors.New("desktop: incomplete")
+	case r.Return != "" && r.Desktop != nil:
+		return errors.New("return: set for a desktop sign-in")
+	}
+	if r.Return != "" {
+		if _, ok := checkReturn(r.Return); !ok {
+			return errors.New("return: not a path on this server")
+		}
 	}
 	return nil
 }

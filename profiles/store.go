@@ -202,8 +202,10 @@ func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor aud
 		return Profile{}, fmt.Errorf("%w: profile %q changed since version %d", ErrConflict, p.Name, *ifVersion)
 	}
 	p.Version = r.Revision
-	s.record(ctx, audit.Event{Type: audit.TypeProfileChange, Action: "profile.put", Actor: actor,
-		Target: audit.Target{Profile: p.Name}, Outcome: audit.Success, PolicyVersion: p.Version})
+	e := audit.Event{Type: audit.TypeProfileChange, Action: "profile.put", Actor: actor,
+		Target: audit.Target{Profile: p.Name}, Outcome: audit.Success, PolicyVersion: p.Version, Details: map[string]string{}}
+	addSpecDetails(e.Details, &p)
+	s.record(ctx, e)
 	return p, nil
 }
 

@@ -39,6 +39,12 @@ type EntitlementsReport struct {
 	// least-privilege suggestions per profile.
 	UnusedRules []EntitlementRow `json:"unused_rules"`
 	Source      Source           `json:"source"`
+	// At, when set, is the past time the entitlements are as of
+	// (EntitlementsAt); zero: now.
+	At time.Time `json:"at,omitzero"`
+	// Unknown names the profiles in force at At whose rules the journal
+	// does not say (EntitlementsAt).
+	Unknown []string `json:"unknown_profiles,omitempty"`
 }
 
 // Entitlement decides whether a user holds a profile and how

@@ -87,12 +87,21 @@ func Open(cfg Config) (*Rollup, error) {
 		return nil, fmt.Errorf("opening rollup %s: %w", cfg.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta} {
+		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		m := tx.Bucket(bucketMeta)
+		if string(m.Get(metaFormat)) == rollupFormat {
+			return nil
+		}
+		// An older file (or a new one): start over, so the history is
+		// complete.
+		if err := resetTx(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put(metaFormat, []byte(rollupFormat))
 	})
 	if err != nil {
 		db.Close()
@@ -219,16 +228,24 @@ func (r *Rollup) Rebuild(ctx context.Context) error {
 
 func (r *Rollup) resetLocked() error {
 	return r.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta} {
-			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-				return err
-			}
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
+		if err := resetTx(tx); err != nil {
+			return err
 		}
-		return nil
+		return tx.Bucket(bucketMeta).Put(metaFormat, []byte(rollupFormat))
 	})
+}
+
+// resetTx empties every bucket of the rollup.
+func resetTx(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
+		if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			return err
+		}
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // foldPage folds entries into the buckets and moves the cursor, in tx.
@@ -243,6 +260,9 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 		if e.Checkpoint != nil {
 			c.checkpoint = e.Checkpoint
 			continue
+		}
+		if err := putHistory(tx, e); err != nil {
+			return err
 		}
 		if e.Event == nil || !e.Event.IsFlow() {
 			continue

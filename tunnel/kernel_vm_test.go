@@ -26,7 +26,7 @@ var kernelDevice = flag.Bool("tunnel.kernel", false, "run gateways on kernel Wir
 // kernelSuite is the one table of data-plane tests that runs on both
 // paths: on the host against the embedded wireguard-go device, and in a
 // virtual machine booting Debian's kernel against wireguard.ko.
-const kernelSuite = `^(TestDataPlane|TestGatewayRestartOverDevice|TestConvergeTenThousandPeers|TestListenPortInUse)$`
+const kernelSuite = `^(TestDataPlane|TestGatewayRestartOverDevice|TestConvergeTenThousandPeers|TestListenPortInUse|TestCaptureDataPlane)$`
 
 // vmModules are the kernel modules the data-plane tests need in the guest.
 var vmModules = []string{

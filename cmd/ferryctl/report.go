@@ -304,8 +304,8 @@ func entitlementCells(e wire.EntitlementRow) []string {
 }
 
 func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
-	var since, until string
-	use, short := "entitlements", "Who can reach what now (user, how, profile, rule), with each rule's use since --since"
+	var since, until, at string
+	use, short := "entitlements", "Who can reach what now or --at a past time (user, how, profile, rule), with each rule's use since --since"
 	if unused {
 		use, short = "unused", "Entitlements not exercised since --since: least-privilege suggestions per user and per profile"
 	}
@@ -313,6 +313,7 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Example: `  ferryctl report entitlements --since 90d -o csv
+  ferryctl report entitlements --at 2026-10-01T00:00:00Z
   ferryctl report unused --since 90d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -328,14 +329,22 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a, err := parseWhen("--at", at, now)
+			if err != nil {
+				return err
+			}
 			c, err := g.connect()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			rep, err := c.ReportEntitlements(cmd.Context(), s, u, unused)
+			rep, err := c.ReportEntitlementsAt(cmd.Context(), a, s, u, unused)
 			if err != nil {
 				return err
+			}
+			if len(rep.UnknownProfiles) > 0 {
+				fmt.Fprintf(g.con.err, "warning: the journal does not say the rules of %s at %s (changed before profile events carried them)\n",
+					strings.Join(rep.UnknownProfiles, ", "), a.UTC().Format(time.RFC3339))
 			}
 			if g.json() {
 				return writeJSON(g.con.out, rep)
@@ -356,5 +365,6 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&since, "since", "", "usage window start: a time (RFC 3339) or an age such as 90d")
 	cmd.Flags().StringVar(&until, "until", "", "usage window end (default now)")
+	cmd.Flags().StringVar(&at, "at", "", "as of this past time (RFC 3339, or an age such as 30d): users and profiles from the journal's history")
 	return cmd
 }

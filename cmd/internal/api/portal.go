@@ -115,14 +115,20 @@ func (h *handler) mountPortal(mux *http.ServeMux) {
 func (h *handler) portalSession(next func(w http.ResponseWriter, r *http.Request, s authn.Session, tok string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", portalCSP)
+		// Signed out: sign in, then come back to this page (a form's
+		// POST comes back to the portal).
+		back := pathPortal
+		if r.Method == http.MethodGet {
+			back = r.URL.RequestURI()
+		}
 		c, err := r.Cookie(authn.SessionCookie)
 		if err != nil {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			http.Redirect(w, r, authn.LoginURL(back), http.StatusSeeOther)
 			return
 		}
 		s, err := h.users.Sessions.Validate(r.Context(), authn.SessionToken(c.Value))
 		if errors.Is(err, authn.ErrSessionInvalid) {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			http.Redirect(w, r, authn.LoginURL(back), http.StatusSeeOther)
 			return
 		}
 		if err != nil {

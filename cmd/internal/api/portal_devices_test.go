@@ -170,7 +170,7 @@ func TestFrontDoor(t *testing.T) {
 	}
 	// /admin is the console (package console): signed out, it sends the
 	// browser to sign in.
-	if resp, _ := fetch("/admin", browserAccept); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+	if resp, _ := fetch("/admin", browserAccept); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != authn.LoginURL("/admin") {
 		t.Errorf("/admin signed out: %d %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if resp, _ := fetch("/", "application/json"); resp.Header.Get("Content-Type") != "application/json" {

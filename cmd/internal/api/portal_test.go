@@ -76,7 +76,7 @@ func TestPortal(t *testing.T) {
 	get := browser(t, s, tok)
 
 	// Without a session the portal sends the browser to sign in.
-	if resp, _ := browser(t, s, "")(http.MethodGet, "/portal", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+	if resp, _ := browser(t, s, "")(http.MethodGet, "/portal", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != authn.LoginURL("/portal") {
 		t.Fatalf("anonymous portal: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	resp, page := get(http.MethodGet, "/portal", nil)

@@ -158,19 +158,31 @@ func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s a
 	if err != nil {
 		return err
 	}
-	users, err := h.users.Users.List(r.Context())
-	if err != nil {
-		return err
-	}
-	all, err := h.users.Profiles.List(r.Context())
-	if err != nil {
-		return err
+	var at time.Time
+	if v := r.URL.Query().Get("at"); v != "" {
+		if at, err = time.Parse(time.RFC3339, v); err != nil {
+			return errorf(http.StatusBadRequest, "at %q: want an RFC 3339 time", v)
+		}
 	}
 	if _, err := h.audit.Reports.Sync(r.Context()); err != nil {
 		return err
 	}
-	rep, err := h.audit.Reports.Entitlements(r.Context(), users, all, h.users.Profiles.Entitle, q.Since, q.Until, r.URL.Query().Get("unused") == "1")
-	if err != nil {
+	unused := r.URL.Query().Get("unused") == "1"
+	var rep report.EntitlementsReport
+	if at.IsZero() {
+		users, err := h.users.Users.List(r.Context())
+		if err != nil {
+			return err
+		}
+		all, err := h.users.Profiles.List(r.Context())
+		if err != nil {
+			return err
+		}
+		rep, err = h.audit.Reports.Entitlements(r.Context(), users, all, h.users.Profiles.Entitle, q.Since, q.Until, unused)
+		if err != nil {
+			return err
+		}
+	} else if rep, err = h.audit.Reports.EntitlementsAt(r.Context(), at, h.users.Profiles.Entitle, q.Since, q.Until, unused); err != nil {
 		return err
 	}
 	conv := func(rows []report.EntitlementRow) []wire.EntitlementRow {
@@ -182,6 +194,6 @@ func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s a
 		return out
 	}
 	writeJSON(w, http.StatusOK, wire.EntitlementsReport{Since: rep.Since, Until: rep.Until, Rows: conv(rep.Rows), UnusedRules: conv(rep.UnusedRules),
-		Source: accessReportWire(report.AccessReport{Source: rep.Source}, nil, h.node.ID()).Source})
+		Source: accessReportWire(report.AccessReport{Source: rep.Source}, nil, h.node.ID()).Source, At: rep.At, UnknownProfiles: rep.Unknown})
 	return nil
 }

@@ -50,7 +50,16 @@ func (c *Client) ReplayProfiles(ctx context.Context, file string, since, until t
 // ReportEntitlements fetches who can reach what now, with each rule's use
 // between since and until; unused keeps only what went unused.
 func (c *Client) ReportEntitlements(ctx context.Context, since, until time.Time, unused bool) (wire.EntitlementsReport, error) {
+	return c.ReportEntitlementsAt(ctx, time.Time{}, since, until, unused)
+}
+
+// ReportEntitlementsAt is ReportEntitlements as of a past time at (zero:
+// now), from the journal's history of users and profiles.
+func (c *Client) ReportEntitlementsAt(ctx context.Context, at, since, until time.Time, unused bool) (wire.EntitlementsReport, error) {
 	q := url.Values{}
+	if !at.IsZero() {
+		q.Set("at", at.UTC().Format(time.RFC3339Nano))
+	}
 	if !since.IsZero() {
 		q.Set("since", since.UTC().Format(time.RFC3339))
 	}

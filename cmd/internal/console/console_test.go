@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
+	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/console"
 )
@@ -35,8 +36,9 @@ func TestNonAdminForbidden(t *testing.T) {
 		if resp, body := user.do(http.MethodGet, p, nil); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Administrators only") {
 			t.Errorf("GET %s as a user: %d, want 403 Administrators only", p, resp.StatusCode)
 		}
-		if resp, _ := anon.do(http.MethodGet, p, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
-			t.Errorf("GET %s signed out: %d %s, want 303 /login", p, resp.StatusCode, resp.Header.Get("Location"))
+		// Sent to sign in, and back to this page afterwards.
+		if resp, _ := anon.do(http.MethodGet, p, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != authn.LoginURL(p) {
+			t.Errorf("GET %s signed out: %d %s, want 303 %s", p, resp.StatusCode, resp.Header.Get("Location"), authn.LoginURL(p))
 		}
 	}
 	for _, p := range append(append([]string{}, actionPaths...), postPaths...) {

@@ -57,15 +57,21 @@ func (c *Console) admin(next pageHandler) http.HandlerFunc {
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
+		// Signed out: sign in, then come back to this page (a form's
+		// POST comes back to the console's first page).
+		back := "/admin"
+		if r.Method == http.MethodGet {
+			back = r.URL.RequestURI()
+		}
 		ck, err := r.Cookie(authn.SessionCookie)
 		if err != nil {
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			http.Redirect(w, r, authn.LoginURL(back), http.StatusSeeOther)
 			return
 		}
 		s, err := c.cfg.Sessions.Validate(r.Context(), authn.SessionToken(ck.Value))
 		switch {
 		case errors.Is(err, authn.ErrSessionInvalid):
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			http.Redirect(w, r, authn.LoginURL(back), http.StatusSeeOther)
 			return
 		case err != nil:
 			c.cfg.Logger.Error("console: validating session", "err", err)

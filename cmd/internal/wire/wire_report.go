@@ -131,4 +131,9 @@ type EntitlementsReport struct {
 	Rows        []EntitlementRow `json:"rows"`
 	UnusedRules []EntitlementRow `json:"unused_rules"`
 	Source      ReportSource     `json:"source"`
+	// At is the past time asked for (?at=); zero: now.
+	At time.Time `json:"at,omitzero"`
+	// UnknownProfiles are profiles in force at At whose rules the journal
+	// does not say (changed before profile events carried them).
+	UnknownProfiles []string `json:"unknown_profiles,omitempty"`
 }
