@@ -2,6 +2,7 @@ package assembly
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -133,17 +134,17 @@ type IdP struct {
 func (c *Config) Validate() error {
 	switch {
 	case c.Node == nil:
-		return errors.Join(ErrInvalidConfig, errors.New("Node is required"))
+		return fmt.Errorf("%w: node: required", ErrInvalidConfig)
 	case c.NodeID == "":
-		return errors.Join(ErrInvalidConfig, errors.New("NodeID is required"))
+		return fmt.Errorf("%w: node ID: required", ErrInvalidConfig)
 	case c.DataDir == "":
-		return errors.Join(ErrInvalidConfig, errors.New("DataDir is required"))
+		return fmt.Errorf("%w: data directory: required", ErrInvalidConfig)
 	case !c.Profiles.Pool.IsValid():
-		return errors.Join(ErrInvalidConfig, errors.New("Profiles.Pool is required"))
+		return fmt.Errorf("%w: profiles pool: required", ErrInvalidConfig)
 	case c.SecretsTimeout < 0 || c.JanitorInterval < 0:
-		return errors.Join(ErrInvalidConfig, errors.New("SecretsTimeout and JanitorInterval must not be negative"))
+		return fmt.Errorf("%w: secrets timeout and janitor interval: must not be negative", ErrInvalidConfig)
 	case c.MasterKey.IsZero():
-		return errors.Join(ErrInvalidConfig, errors.New("MasterKey is required"))
+		return fmt.Errorf("%w: master key: required", ErrInvalidConfig)
 	}
 	return nil
 }

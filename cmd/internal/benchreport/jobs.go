@@ -54,6 +54,9 @@ var jobs = []Job{
 	// at the IdP for 100 users, one by one, to their client map entries
 	// gone on every node; and one revalidation round finding all 100.
 	{Pkg: "./cmd/internal/continuous", Bench: "^BenchmarkIdPGroupRemoval$", Benchtime: "1x", Count: 1, Root: true},
+	// The admin console: the server's time per page on a node with 10,000
+	// users, 5,000 active peers and 90 days of rollups (setup ~2-3 min).
+	{Pkg: "./cmd/internal/console", Bench: "^BenchmarkConsolePages$", Benchtime: "10x", Count: 1},
 	// deploy/local's three nodes behind nginx: five rounds of node kill,
 	// leader kill and ten revocations; the metrics are medians and a p99.
 	{Pkg: "./deploy/local", Bench: "^BenchmarkDrill$", Benchtime: "5x", Count: 1, Root: true},
@@ -135,6 +138,21 @@ var figures = []Figure{
 	{Label: "each retained Raft snapshot, per flow tuple (two are kept)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "snapshot-bytes/flow"},
 	{Label: "Raft log per flow tuple until compacted (bounded)", Pkg: "/report", Bench: "BenchmarkFlowJournalGrowth", Unit: "raft-log-bytes/flow"},
 	{Label: "re-evaluating 10,000 users after one group change", Pkg: "/profiles", Bench: "BenchmarkReevaluate", Unit: "reevaluate-10k-s", Goal: "< 2"},
+	{Label: "console page overview p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/overview", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page people p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/people", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page people-search p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/people-search", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page person p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/person", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page sessions p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/sessions", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page sessions-filtered p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/sessions-filtered", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page profiles p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/profiles", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page profiles-edit p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/profiles-edit", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page traffic-7d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/traffic-7d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page traffic-90d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/traffic-90d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page traffic-user-90d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/traffic-user-90d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page report-access-30d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/report-access-30d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page report-entitlements-7d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/report-entitlements-7d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page audit-7d p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/audit-7d", Unit: "p99-ms", Goal: "< 200"},
+	{Label: "console page audit-user p99 (10k users, 5k peers, 90 days)", Pkg: "/cmd/internal/console", Bench: "BenchmarkConsolePages/audit-user", Unit: "p99-ms", Goal: "< 200"},
 	{Label: "behind the LB: client traffic gap when its node dies", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "node-death-gap-s", Goal: "< 3"},
 	{Label: "behind the LB: leader kill to next issuance", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "leader-kill-to-issue-s", Goal: "< 3"},
 	{Label: "behind the LB: revocation on all 3 nodes p99", Pkg: "/deploy/local", Bench: "BenchmarkDrill", Unit: "revoke-3-nodes-p99-ms", Goal: "< 1000"},

@@ -49,6 +49,28 @@ func (p *WaitPool) Get() any {
 	return p.new()
 }
 
+// TryGet is Get that does not wait: on a bounded pool with max items out
+// it returns false. Routines that free the pools' items use it, so they
+// never wait for items only they can return.
+func (p *WaitPool) TryGet() (any, bool) {
+	if p.max == 0 {
+		return p.pool.Get(), true
+	}
+	p.lock.Lock()
+	defer p.lock.Unlock()
+	if p.count >= p.max {
+		return nil, false
+	}
+	p.count++
+	if n := len(p.free); n > 0 {
+		x := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return x, true
+	}
+	return p.new(), true
+}
+
 func (p *WaitPool) Put(x any) {
 	if p.max == 0 {
 		p.pool.Put(x)

@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.zx2c4.com/wireguard/conn/bindtest"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
 func TestWaitPool(t *testing.T) {
@@ -159,5 +162,49 @@ func TestWaitPoolKeepsItems(t *testing.T) {
 	}
 	if n := allocs.Load(); n > 8 {
 		t.Errorf("allocated %d items, want at most 8", n)
+	}
+}
+
+// TestWaitPoolTryGet checks that TryGet never waits on a bounded pool.
+func TestWaitPoolTryGet(t *testing.T) {
+	p := NewWaitPool(2, func() any { return new(int) })
+	a, okA := p.TryGet()
+	_, okB := p.TryGet()
+	if !okA || !okB {
+		t.Fatal("TryGet failed below the limit")
+	}
+	if _, ok := p.TryGet(); ok {
+		t.Fatal("TryGet beyond the limit succeeded")
+	}
+	p.Put(a)
+	if x, ok := p.TryGet(); !ok || x != a {
+		t.Fatalf("TryGet after a Put: %v %v, want the returned item", x, ok)
+	}
+}
+
+// TestBoundedDeviceKeepaliveDoesNotWait checks that the keepalive
+// RoutineHandshake sends cannot wait for a buffer when the pools are
+// exhausted: it holds buffers that only it returns.
+func TestBoundedDeviceKeepaliveDoesNotWait(t *testing.T) {
+	tn := tuntest.NewChannelTUN()
+	binds := bindtest.NewChannelBinds()
+	dev := NewDeviceWithPoolLimit(tn.TUN(), binds[0], NewLogger(LogLevelSilent, ""), 512)
+	defer dev.Close()
+	var held []*[MaxMessageSize]byte
+	for {
+		x, ok := dev.pool.messageBuffers.TryGet()
+		if !ok {
+			break
+		}
+		held = append(held, x.(*[MaxMessageSize]byte))
+	}
+	done := make(chan *QueueOutboundElement)
+	go func() { done <- dev.tryNewOutboundElement() }()
+	if elem := <-done; elem != nil {
+		t.Fatal("got an element from an exhausted pool")
+	}
+	dev.PutMessageBuffer(held[0])
+	if elem := dev.tryNewOutboundElement(); elem == nil {
+		t.Fatal("no element after a buffer came back")
 	}
 }

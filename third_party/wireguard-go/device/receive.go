@@ -419,7 +419,7 @@ func (device *Device) RoutineHandshake(id int) {
 
 			peer.timersSessionDerived()
 			peer.timersHandshakeComplete()
-			peer.SendKeepalive()
+			peer.sendKeepaliveNoWait()
 		}
 	skip:
 		device.PutMessageBuffer(elem.buffer)

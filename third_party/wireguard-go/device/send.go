@@ -76,6 +76,57 @@ func (elem *QueueOutboundElement) clearPointers() {
 	elem.peer = nil
 }
 
+// tryNewOutboundElement is NewOutboundElement that does not wait for
+// bounded pools: it returns nil when one of them is exhausted.
+func (device *Device) tryNewOutboundElement() *QueueOutboundElement {
+	x, ok := device.pool.outboundElements.TryGet()
+	if !ok {
+		return nil
+	}
+	elem := x.(*QueueOutboundElement)
+	buf, ok := device.pool.messageBuffers.TryGet()
+	if !ok {
+		device.PutOutboundElement(elem)
+		return nil
+	}
+	elem.buffer = buf.(*[MaxMessageSize]byte)
+	return elem
+}
+
+// sendKeepaliveNoWait is SendKeepalive for RoutineHandshake, which holds a
+// message buffer and returns the buffers of the handshake queue: with
+// bounded pools (NewDeviceWithPoolLimit) it must not wait for a buffer, or
+// a handshake queue holding every buffer would never drain. Without a
+// buffer it skips the keepalive; the next data packet or the keepalive
+// timer confirms the session instead.
+func (peer *Peer) sendKeepaliveNoWait() {
+	if len(peer.queue.staged) == 0 && peer.isRunning.Load() {
+		elem := peer.device.tryNewOutboundElement()
+		if elem == nil {
+			peer.device.log.Verbosef("%v - Skipping keepalive: no free buffer", peer)
+			return
+		}
+		c, ok := peer.device.pool.outboundElementsContainer.TryGet()
+		if !ok {
+			peer.device.PutMessageBuffer(elem.buffer)
+			peer.device.PutOutboundElement(elem)
+			return
+		}
+		elemsContainer := c.(*QueueOutboundElementsContainer)
+		elemsContainer.Mutex = sync.Mutex{}
+		elemsContainer.elems = append(elemsContainer.elems, elem)
+		select {
+		case peer.queue.staged <- elemsContainer:
+			peer.device.log.Verbosef("%v - Sending keepalive packet", peer)
+		default:
+			peer.device.PutMessageBuffer(elem.buffer)
+			peer.device.PutOutboundElement(elem)
+			peer.device.PutOutboundElementsContainer(elemsContainer)
+		}
+	}
+	peer.SendStagedPackets()
+}
+
 /* Queues a keepalive if no packets are queued for peer
  */
 func (peer *Peer) SendKeepalive() {
