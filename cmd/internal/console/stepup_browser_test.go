@@ -26,7 +26,10 @@ func TestStepUpInChromium(t *testing.T) {
 		c.Now = func() time.Time { return time.Now().Add(console.DefaultStepUpWindow + time.Minute) }
 	})
 	ctx := webpagetest.Chromium(t, webpagetest.Sizes[1])
-	step := func(what string, a ...chromedp.Action[chromedp.Void]) { t.Helper(); webpagetest.Step(t, ctx, what, a...) }
+	step := func(what string, a ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		webpagetest.Step(t, ctx, what, a...)
+	}
 	step("origin", chromedp.Navigate(base+"/admin/static/style.css"))
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie = "`+authn.SessionCookie+`=`+tok+`; Secure; Path=/; SameSite=Lax"`)); err != nil {
 		t.Fatal(err)
