@@ -83,6 +83,7 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 	// the record before the first exported one, which is known only once
 	// that record is read.
 	var opened bool
+	var headerDigest Hash // what the first checkpoint and the trailer sign
 	open := func(first *Entry) error {
 		if opened || !native {
 			return nil
@@ -107,9 +108,10 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 		if first != nil {
 			cp.Seq, cp.Hash = first.Seq-1, first.PrevHash
 		}
-		if cp.Export, err = auditfile.HeaderDigest(raw); err != nil {
+		if headerDigest, err = auditfile.HeaderDigest(raw); err != nil {
 			return err
 		}
+		cp.Export = headerDigest
 		opts.Signer.SignCheckpoint(cp)
 		if buf, err = auditfile.AppendLine(buf[:0], &auditfile.Line{Checkpoint: cp}); err != nil {
 			return err
@@ -148,7 +150,7 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 	}
 	if native && opts.Signer != nil {
 		t := &Trailer{First: st.First, Last: st.Last, Count: d.Count(), Digest: d.Sum(), LastHash: lastHash,
-			Filter: filter, Time: now().UTC()}
+			Filter: filter, Time: now().UTC(), Header: headerDigest}
 		opts.Signer.SignTrailer(t)
 		if buf, err = auditfile.AppendLine(buf[:0], &auditfile.Line{End: t}); err != nil {
 			return st, err

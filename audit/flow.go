@@ -7,8 +7,9 @@ import (
 
 // Flow records are the journal's bulk: at 1,000 users with five active
 // destinations a minute they outnumber every other event by orders of
-// magnitude. So one flow event (flow.accept or flow.deny) carries every
-// tuple of one client, verdict and interval in Flows, with short keys and
+// magnitude. So one flow event (flow.accept or flow.deny) carries the
+// tuples of one client, verdict and interval in Flows (the tunnel splits
+// them over several events past a few kilobytes), with short keys and
 // integer times, and its shared fields (who, device, profile and version,
 // node, time, interval) once. The event stays one journal record, chained
 // and exported like any other; FlowRecords expands it into one event per

@@ -200,10 +200,10 @@ func TestVerifyReportsForgedUnsignedTail(t *testing.T) {
 }
 
 // The export header is covered by the signature of the export's first
-// checkpoint: editing any of its fields (the time and version too, which
-// the trailer does not sign), adding one, or dropping that checkpoint is
-// reported; and the checkpoint anchors the export's start, so records cut
-// from it are reported as such.
+// checkpoint (and by the trailer's): editing any of its fields, adding
+// one, dropping that checkpoint, or passing the header off as an old
+// unsigned one is reported; and the checkpoint anchors the export's start,
+// so records cut from it are reported as such.
 func TestVerifyHeaderCoveredByFirstCheckpoint(t *testing.T) {
 	node, s := hostileJournal(t, 20)
 	clean := splitLines(export(t, node, s, audit.Filter{}))
@@ -236,6 +236,10 @@ func TestVerifyHeaderCoveredByFirstCheckpoint(t *testing.T) {
 		{"version 3 to 2", header(`"version":3`, `"version":2`), audit.Forged, "export header"},
 		{"field added", header(`"version":3`, `"version":3,"note":"x"`), audit.Forged, "export header edited"},
 		{"checkpoint dropped", func(ls []string) []string { return append(ls[:1], ls[2:]...) }, audit.Forged, "not covered by a signature"},
+		{"downgraded to an unsigned version 1 header, checkpoint dropped", func(ls []string) []string {
+			ls[0] = strings.Replace(ls[0], `"version":3`, `"version":1`, 1)
+			return append(ls[:1], ls[2:]...)
+		}, audit.Forged, "the trailer signs a different header"},
 		{"checkpoint re-signed by another key", func(ls []string) []string {
 			ls[1] = strings.Replace(ls[1], `"key_id":"`, `"key_id":"0`, 1)
 			return ls

@@ -38,7 +38,7 @@
 // protocol, port, verdict) with flows, packets and bytes each way, first
 // and last seen and the rule that admitted it; a client's tuples of one
 // interval and verdict travel as one flow.accept or flow.deny event
-// (audit.Flow, at most 256 per event) that names the user, device, profile
+// (audit.Flow, at most 32 per event) that names the user, device, profile
 // and version once, which keeps the journal's cost per tuple small. Memory is bounded: past FlowMaxRecords distinct
 // tuples an interval folds the rest to (client, destination) and then
 // per-client records that carry the count of what was folded, and the

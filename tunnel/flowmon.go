@@ -320,16 +320,26 @@ const (
 // connection (grants.host); it is safe for concurrent use.
 type hostNamer func(client, dst netip.Addr, proto uint8, port uint16) (name string, rule int, ok bool)
 
-// maxFlowsPerEvent bounds the tuples one flow event carries (about 150
-// bytes each), so that a client with thousands of destinations in an
-// interval still makes records far below the journal's record limit.
-const maxFlowsPerEvent = 256
+// maxFlowsPerEvent and maxFlowBytesPerEvent bound the tuples one flow
+// event carries (about 170 bytes each, more with IPv6 addresses or host
+// names), so that a record of a client with many destinations stays under
+// 8 KiB, the message size syslog receivers take by default (rsyslog's
+// maxMessageSize), in every export format.
+const (
+	maxFlowsPerEvent     = 32
+	maxFlowBytesPerEvent = 5000
+)
+
+// flowTupleBytes estimates a tuple's encoded size.
+func flowTupleBytes(f *audit.Flow) int { return 170 + len(f.Dst) + len(f.Host) }
 
 // flowEvents renders an interval's records (sorted by client, as flush
 // returns them) as audit events: one per client and verdict, holding its
-// tuples (audit.Flow), split past maxFlowsPerEvent.
+// tuples (audit.Flow), split past maxFlowsPerEvent or
+// maxFlowBytesPerEvent.
 func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration, hosts hostNamer) []audit.Event {
 	var evs []audit.Event
+	var sizes []int        // estimated tuple bytes of each event
 	open := map[bool]int{} // verdict -> index in evs of the current client's event
 	var client netip.Addr
 	for i := range recs {
@@ -339,12 +349,14 @@ func flowEvents(recs []flowRecord, idx *peerIndex, interval time.Duration, hosts
 			clear(open)
 		}
 		j, ok := open[r.Key.Deny]
-		if !ok || len(evs[j].Flows) >= maxFlowsPerEvent {
+		if !ok || len(evs[j].Flows) >= maxFlowsPerEvent || sizes[j] >= maxFlowBytesPerEvent {
 			evs = append(evs, newFlowEvent(r.Key, idx, interval))
+			sizes = append(sizes, 0)
 			j = len(evs) - 1
 			open[r.Key.Deny] = j
 		}
 		addFlow(&evs[j], r, idx, hosts)
+		sizes[j] += flowTupleBytes(&evs[j].Flows[len(evs[j].Flows)-1])
 	}
 	return evs
 }

@@ -279,4 +279,10 @@ func TestFlowEventsCompact(t *testing.T) {
 	if len(h.raw) != 3 || len(h.events) != n {
 		t.Errorf("%d tuples: %d events, %d records; want 3 events, %d records", n, len(h.raw), len(h.events), n)
 	}
+	for _, e := range h.raw {
+		e.ID, e.Time, e.Node = "0190a1b2c3d4e5f60718293a4b5c6d7e", t0, "node-1"
+		if b, _ := json.Marshal(&e); len(b) > 7000 {
+			t.Errorf("a flow event of %d tuples is %d bytes: over what syslog receivers take by default (8 KiB with the header)", len(e.Flows), len(b))
+		}
+	}
 }

@@ -36,9 +36,11 @@
 // one: an edit of any header field, or records cut from the start, are
 // reported even without the trailer. (Version 2 headers carried a
 // signature of their own, version 1 headers none; both still verify.) It
-// ends with a trailer signed by the cluster audit key: the trailer names the range, the count and a digest of
-// every exported (seq, hash) pair, so cutting the end off an export, or
-// dropping records from a filtered export, is detected. Streams to sinks
+// ends with a trailer signed by the cluster audit key: the trailer names
+// the range, the count, a digest of every exported (seq, hash) pair and
+// the header's digest, so cutting the end off an export, dropping records
+// from a filtered export, or passing the header off as an old one, is
+// detected. Streams to sinks
 // carry no header or trailer; there, checkpoints vouch for the records.
 //
 // # What it does not do

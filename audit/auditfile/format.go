@@ -66,7 +66,10 @@ func (h *Header) signedBytes() []byte {
 }
 
 // Trailer closes a pull export. Its signature (Signer.SignTrailer) covers
-// every field but Sig.
+// every field but Sig. From header version 3 on it also signs the header's
+// digest (Header), so no edit of the header — not even a downgrade to an
+// unsigned version 1 header with the first checkpoint removed — passes
+// while the trailer stands.
 type Trailer struct {
 	First    uint64    `json:"first"`
 	Last     uint64    `json:"last"`
@@ -75,13 +78,18 @@ type Trailer struct {
 	LastHash Hash      `json:"last_hash"`
 	Filter   string    `json:"filter"`
 	Time     time.Time `json:"time"`
+	Header   Hash      `json:"header,omitzero"` // HeaderDigest
 	KeyID    string    `json:"key_id"`
 	Sig      []byte    `json:"sig"`
 }
 
 func (t *Trailer) signedBytes() []byte {
-	return fmt.Appendf(nil, "ferry-audit-export/v1\nfirst=%d\nlast=%d\ncount=%d\ndigest=%s\nlast_hash=%s\nfilter=%q\ntime=%d\nkey=%s\n",
-		t.First, t.Last, t.Count, t.Digest, t.LastHash, t.Filter, t.Time.UnixNano(), t.KeyID)
+	if t.Header == (Hash{}) {
+		return fmt.Appendf(nil, "ferry-audit-export/v1\nfirst=%d\nlast=%d\ncount=%d\ndigest=%s\nlast_hash=%s\nfilter=%q\ntime=%d\nkey=%s\n",
+			t.First, t.Last, t.Count, t.Digest, t.LastHash, t.Filter, t.Time.UnixNano(), t.KeyID)
+	}
+	return fmt.Appendf(nil, "ferry-audit-export/v2\nfirst=%d\nlast=%d\ncount=%d\ndigest=%s\nlast_hash=%s\nfilter=%q\ntime=%d\nheader=%s\nkey=%s\n",
+		t.First, t.Last, t.Count, t.Digest, t.LastHash, t.Filter, t.Time.UnixNano(), t.Header, t.KeyID)
 }
 
 // Digest accumulates a trailer's digest: SHA-256 over the big-endian seq

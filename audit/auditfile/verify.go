@@ -92,7 +92,7 @@ func (r Report) Summary() string {
 }
 
 // trailer checks a pull export's trailer against what was read.
-func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) {
+func (v *Verifier) trailer(t *Trailer, hdr *Header, digest Hash, ln int) {
 	if !v.opts.SkipSignatures {
 		ok, err := v.opts.Keys.verify(t.KeyID, t.signedBytes(), t.Sig)
 		if err != nil {
@@ -104,11 +104,17 @@ func (v *Verifier) trailer(t *Trailer, hdr *Header, ln int) {
 			return
 		}
 	}
-	if hdr != nil && hdr.Filter != t.Filter {
+	headerEdited := t.Header != (Hash{}) && (hdr == nil || t.Header != digest)
+	if headerEdited {
+		// Reported once here; the filter checks below would only say it
+		// again. The records are still checked against the trailer.
+		v.problem(Forged, 0, ln, "export header edited: the trailer signs a different header")
+	}
+	if !headerEdited && hdr != nil && hdr.Filter != t.Filter {
 		v.problem(Forged, 0, ln, "header filter %q differs from the signed trailer's %q", hdr.Filter, t.Filter)
 		return
 	}
-	if filterContiguous(t.Filter) == v.filtered {
+	if !headerEdited && filterContiguous(t.Filter) == v.filtered {
 		v.problem(Forged, 0, ln, "header does not match the export's filter %q", t.Filter)
 		return
 	}
@@ -440,7 +446,7 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions, release 
 				digest = headerDigestOf(fl.b, hdr)
 				afterHeader, wantCP = true, hdr.Version >= 3
 			case l.End != nil:
-				v.trailer(l.End, hdr, ln)
+				v.trailer(l.End, hdr, digest, ln)
 				done = true
 			default:
 				if fl.reenc {

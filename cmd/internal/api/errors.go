@@ -140,6 +140,8 @@ var sentinels = []sentinel{
 	// tunnel
 	{tunnel.ErrRunning, http.StatusConflict, ""},
 	{tunnel.ErrClosed, http.StatusServiceUnavailable, "this node's data plane is stopped; try again"},
+	{tunnel.ErrNotClient, http.StatusForbidden, ""},
+	{tunnel.ErrGrantFailed, http.StatusServiceUnavailable, "this node could not put the resolved addresses in force; try again"},
 
 	// packet capture
 	{capture.ErrForbidden, http.StatusForbidden, ""},

@@ -30,7 +30,15 @@ func withAdminProof(r *http.Request) *http.Request {
 	if tok == "" {
 		return r
 	}
-	return r.WithContext(cluster.WithProof(r.Context(), []byte(sessionProofPrefix+tok)))
+	return r.WithContext(WithSessionProof(r.Context(), tok))
+}
+
+// WithSessionProof returns ctx carrying an administrator's session token
+// as the proof for forwarded cluster calls (ClusterAuthorizer checks it),
+// for callers outside this package that act for a signed-in
+// administrator (the admin console asking every node for its counters).
+func WithSessionProof(ctx context.Context, tok string) context.Context {
+	return cluster.WithProof(ctx, []byte(sessionProofPrefix+tok))
 }
 
 // ErrNoAdminProof is returned by the authorizer of ClusterAuthorizer when a

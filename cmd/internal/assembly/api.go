@@ -59,6 +59,25 @@ func (s *Services) ConsoleConfig(admitter *admit.Admitter) console.Config {
 		Sinks: s.SinkStore, SinkStates: s.Exporter.Sinks, Reports: s.Reports,
 		StepUpKey: seal.DeriveKey(s.cfg.MasterKey, console.StepUpKeyPurpose), StepUpWindow: s.cfg.SignIn.StepUpWindow,
 		Organization: s.cfg.SignIn.Organization, Logger: s.cfg.Logger, Now: s.cfg.Now,
+		PeerCounters: s.consoleCounters(),
+	}
+}
+
+// consoleCounters gives the console every node's live peer counters,
+// asked with the administrator's session as the cluster's proof; nil
+// without the counters service.
+func (s *Services) consoleCounters() func(context.Context, string) map[string][]console.PeerCounter {
+	if s.PeerCounters == nil {
+		return nil
+	}
+	return func(ctx context.Context, tok string) map[string][]console.PeerCounter {
+		out := map[string][]console.PeerCounter{}
+		for k, cs := range tunnel.CountersByKey(s.PeerCounters.Collect(api.WithSessionProof(ctx, tok))) {
+			for _, c := range cs {
+				out[k] = append(out[k], console.PeerCounter{Node: c.Node, Endpoint: c.Endpoint, LastHandshake: c.LastHandshake, RxBytes: c.RxBytes, TxBytes: c.TxBytes})
+			}
+		}
+		return out
 	}
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -46,6 +47,10 @@ type Config struct {
 	// Reports, when set, is this node's rollup of its journal: the
 	// traffic and report pages and the profile preview's replay.
 	Reports *report.Rollup
+	// PeerCounters, when set, returns every node's live WireGuard
+	// counters, by peer public key, asked for the administrator whose
+	// session token it gets (the cluster checks it on every node).
+	PeerCounters func(ctx context.Context, sessionToken string) map[string][]PeerCounter
 	// StepUpKey signs the step-up cookie; the same on every node (ferryd
 	// derives it from the master key). At least 32 bytes. Required.
 	StepUpKey []byte
@@ -58,6 +63,14 @@ type Config struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+}
+
+// PeerCounter is one peer's live counters on one node's WireGuard device.
+type PeerCounter struct {
+	Node, Endpoint string
+	// LastHandshake is zero when there was none.
+	LastHandshake    time.Time
+	RxBytes, TxBytes int64
 }
 
 // Validate checks the configuration, naming the first bad field.

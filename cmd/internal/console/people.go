@@ -152,6 +152,10 @@ type grantRow struct {
 
 type deviceRow struct {
 	ID, Device, User, UserLink, Profile, Address, State, Issued, Expires, Node, RevokeURL string
+	// Live counters (Config.PeerCounters): the node of the latest
+	// handshake, its age, the endpoint, and bytes summed over the nodes.
+	Handshake, Endpoint, Rx, Tx, Seen string
+	publicKey                         string
 }
 
 type sessionRow struct {
@@ -221,7 +225,7 @@ func (c *Console) deviceRow(p profiles.Peer) deviceRow {
 	now := c.cfg.Now()
 	row := deviceRow{ID: p.ID, Device: p.Device, User: p.Email, UserLink: pathPeople + "/" + url.PathEscape(p.UserID), Profile: p.Profile,
 		Address: p.Address.String(), State: p.State(now), Issued: p.Issued.UTC().Format("2 Jan 15:04 UTC"),
-		Expires: p.Expires.UTC().Format("2 Jan 15:04 UTC"), Node: p.Node}
+		Expires: p.Expires.UTC().Format("2 Jan 15:04 UTC"), Node: p.Node, publicKey: p.PublicKey}
 	if row.User == "" {
 		row.User = p.UserID
 	}

@@ -20,6 +20,8 @@ type sessionsData struct {
 	Peers                 []deviceRow
 	PeersTotal            int
 	SessionsCut, PeersCut bool
+	// Counters reports whether the peers carry live counters.
+	Counters bool
 }
 
 // sessions lists live sessions and active peers, filtered by user (ID or
@@ -63,6 +65,7 @@ func (c *Console) sessions(w http.ResponseWriter, r *http.Request, k call) {
 		}
 	}
 	d.PeersCut = d.PeersTotal > len(d.Peers)
+	d.Counters = c.withCounters(ctx, k, d.Peers)
 	c.render(w, http.StatusOK, "sessions", k, page{Title: "Sessions and peers", Nav: "sessions", D: d})
 }
 
