@@ -251,10 +251,14 @@ func TestHostRulesDNS(t *testing.T) {
 		dm.stop()
 		dm = startDnsmasq(t, n, vpc, "10.231.1.1,10.231.2.1", 60, map[string]string{
 			"db.prod.internal": "10.98.0.2", "other.prod.internal": "10.98.0.3"})
+		// The forwarder caches the old answer (TTL 4 s) until it expires.
 		var got string
-		waitFor(t, "resolving db.prod.internal through n1", 10*time.Second, func() error {
-			var err error
-			got, err = resolve("db.prod.internal")
+		waitFor(t, "resolving db.prod.internal through n1 with the new TTL", 15*time.Second, func() error {
+			r, err := c1.Do(tunneltest.Request{Op: "resolve", Addr: fwd, Key: "db.prod.internal", Timeout: 2 * time.Second})
+			if err == nil && r.TTL < 30 {
+				return fmt.Errorf("TTL %d: the cached answer", r.TTL)
+			}
+			got = r.Text
 			return err
 		})
 		if got != "10.98.0.2" {

@@ -450,7 +450,7 @@ func (g *grants) count() int {
 // a kernel transaction, and each waits only for the one that carries it.
 type grantWriter struct {
 	conn       *nftables.Conn
-	set4, set6 *nftables.Set
+	set4, set6 []*nftables.Set // by shard (hostShard)
 	reqs       chan grantReq
 }
 
@@ -459,8 +459,13 @@ type grantReq struct {
 	done chan error
 }
 
-func newGrantWriter(conn *nftables.Conn, set4, set6 *nftables.Set) *grantWriter {
-	return &grantWriter{conn: conn, set4: set4, set6: set6, reqs: make(chan grantReq, 4096)}
+func newGrantWriter(conn *nftables.Conn, fw *nftFirewall) *grantWriter {
+	w := &grantWriter{conn: conn, reqs: make(chan grantReq, 4096)}
+	for k := range hostShards {
+		w.set4 = append(w.set4, fw.hostsSet(ip4, k))
+		w.set6 = append(w.set6, fw.hostsSet(ip6, k))
+	}
+	return w
 }
 
 // submit queues ops; the channel returned receives the outcome.
@@ -528,9 +533,10 @@ func (w *grantWriter) apply(batch []grantReq) error {
 	}
 	for _, r := range batch {
 		for _, op := range r.ops {
-			set := w.set4
+			k := hostShard(op.start[:len(op.start)/2-4])
+			set := w.set4[k]
 			if op.v6 {
-				set = w.set6
+				set = w.set6[k]
 			}
 			el := nftables.SetElement{Key: op.start, KeyEnd: op.end, Timeout: max(op.timeout, time.Millisecond)}
 			if op.del {
