@@ -136,7 +136,7 @@ func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
 	}
 	g.mu.Unlock()
 	if done != nil {
-		if err := <-done; err != nil {
+		if err := g.w.wait(done); err != nil {
 			return 0, fmt.Errorf("%w: %w", ErrGrantFailed, err)
 		}
 	}
@@ -296,7 +296,7 @@ func (g *grants) update(view map[netip.Addr]*grantClient, reset bool) {
 	if len(ops) > 0 {
 		done := g.w.submit(ops)
 		go func() {
-			if err := <-done; err != nil {
+			if err := g.w.wait(done); err != nil {
 				g.log.Error("updating host grants failed", "err", err)
 			}
 		}()
@@ -332,7 +332,7 @@ func (g *grants) applyShared(peer, name string, until map[netip.Addr]time.Time) 
 	if len(ops) > 0 {
 		done := g.w.submit(ops)
 		go func() {
-			if err := <-done; err != nil {
+			if err := g.w.wait(done); err != nil {
 				g.log.Error("programming shared host grants failed", "err", err)
 			}
 		}()
@@ -452,7 +452,13 @@ type grantWriter struct {
 	conn       *nftables.Conn
 	set4, set6 []*nftables.Set // by shard (hostShard)
 	reqs       chan grantReq
+	// stopped is closed when run returns: requests then fail instead of
+	// waiting for ever.
+	stopped chan struct{}
 }
+
+// errWriterStopped is returned for grants asked while the gateway stops.
+var errWriterStopped = errors.New("tunnel: host grant writer stopped")
 
 type grantReq struct {
 	ops  []grantOp
@@ -460,7 +466,7 @@ type grantReq struct {
 }
 
 func newGrantWriter(conn *nftables.Conn, fw *nftFirewall) *grantWriter {
-	w := &grantWriter{conn: conn, reqs: make(chan grantReq, 4096)}
+	w := &grantWriter{conn: conn, reqs: make(chan grantReq, 4096), stopped: make(chan struct{})}
 	for k := range hostShards {
 		w.set4 = append(w.set4, fw.hostsSet(ip4, k))
 		w.set6 = append(w.set6, fw.hostsSet(ip6, k))
@@ -468,11 +474,32 @@ func newGrantWriter(conn *nftables.Conn, fw *nftFirewall) *grantWriter {
 	return w
 }
 
-// submit queues ops; the channel returned receives the outcome.
+// submit queues ops; the channel returned receives the outcome (see
+// wait).
 func (w *grantWriter) submit(ops []grantOp) chan error {
 	done := make(chan error, 1)
-	w.reqs <- grantReq{ops: ops, done: done}
+	select {
+	case w.reqs <- grantReq{ops: ops, done: done}:
+	case <-w.stopped:
+		done <- errWriterStopped
+	}
 	return done
+}
+
+// wait returns the outcome of a submitted request, or an error once the
+// writer has stopped.
+func (w *grantWriter) wait(done chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-w.stopped:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return errWriterStopped
+		}
+	}
 }
 
 // maxBatchOps bounds one transaction (elements per message are chunked
@@ -481,6 +508,7 @@ const maxBatchOps = 4000
 
 // run programs queued requests until stop is closed.
 func (w *grantWriter) run(stop <-chan struct{}) {
+	defer close(w.stopped)
 	for {
 		var batch []grantReq
 		select {
