@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/authn/authntest"
+	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/cmd/internal/apitest"
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
@@ -56,6 +59,15 @@ func TestCaptureLimits(t *testing.T) {
 		}
 	}
 
+	// The leader imports its configured caps (here the defaults) once:
+	// from then on every node reads the cluster's.
+	clustertest.WaitFor(t, 20*time.Second, "the caps imported into the cluster", func() error {
+		kv, ok, err := n1.Cluster.Node(1).Get(t.Context(), "capture/caps", cluster.Local)
+		if err != nil || !ok || !strings.Contains(string(kv.Value), `"max_duration_ns":600000000000`) {
+			return fmt.Errorf("not yet: %v", err)
+		}
+		return nil
+	})
 	if out := mustCtl(t, "capture", "limits"); !strings.Contains(out, "Max duration:    10m0s") || !strings.Contains(out, "headers only: 96 bytes") {
 		t.Fatalf("defaults:\n%s", out)
 	}

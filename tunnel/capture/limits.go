@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -187,7 +186,7 @@ func (s *Service) setCaps(ctx context.Context, ch CapsChange, details map[string
 			return next, nil
 		}
 	}
-	return Caps{}, errors.New("capture: the caps kept changing; try again")
+	return Caps{}, fmt.Errorf("%w: the caps kept changing; try again", ErrBusy)
 }
 
 func capsDetails(d map[string]string, prefix string, c Caps) {
