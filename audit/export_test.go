@@ -46,6 +46,15 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, sink string) flo
 // all are acknowledged.
 func ingest(t *testing.T, l *audit.Log, from, n int) {
 	t.Helper()
+	if err := ingestErr(l, from, n, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ingestErr records events from to from+n with 8 writers, each record
+// bounded by timeout, and returns the first error: safe to call from any
+// goroutine.
+func ingestErr(l *audit.Log, from, n int, timeout time.Duration) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for w := 0; w < 8; w++ {
@@ -57,8 +66,11 @@ func ingest(t *testing.T, l *audit.Log, from, n int) {
 				if i%3 == 0 {
 					e = flowEvent(i)
 				}
-				if err := l.Record(context.Background(), e); err != nil {
-					errs <- err
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				err := l.Record(ctx, e)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("recording event %d: %w", i, err)
 					return
 				}
 			}
@@ -66,9 +78,7 @@ func ingest(t *testing.T, l *audit.Log, from, n int) {
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	return <-errs
 }
 
 // The syslog sink against a real rsyslogd over TLS with a client
@@ -208,15 +218,22 @@ func TestExportResumesAfterLeaderFailover(t *testing.T) {
 		}
 		return seqs
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); ingest(t, l, 0, 4000) }()
+	done := make(chan error, 1)
+	go func() { done <- ingestErr(l, 0, 4000, time.Minute) }()
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		cur, _, err := audit.ReadCursor(context.Background(), c.Node(writer), "hec")
 		return err == nil && cur > 500, fmt.Sprintf("cursor %d (%v)", cur, err)
 	})
 	cursorAtKill, _, _ := audit.ReadCursor(context.Background(), c.Node(writer), "hec")
 	c.Stop(li) // no goodbye, mid-export: the exporter on it just loses its node
-	<-done
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("recording 4000 events did not finish within 2 minutes of the leader's death")
+	}
 	var head uint64
 	waitFor(t, 30*time.Second, func() (bool, string) {
 		// Every one of the 4000 events was acknowledged, and appends are

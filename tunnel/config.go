@@ -28,8 +28,11 @@ const (
 	DefaultTable       = "ferry"
 	DefaultMemoryLimit = 1 << 30
 	// DefaultPacketBuffers bounds the embedded device's packet buffers:
-	// 1,024 of 64 KiB, 64 MiB at most, whatever the load.
-	DefaultPacketBuffers = 1024
+	// 768 of 64 KiB, 48 MiB at most, whatever the load. With 1,024 a
+	// one-peer gateway reached 129 MiB RSS under saturating streams; 768
+	// kept it near 105-112 MiB and carried what stock wireguard-go carries
+	// (BenchmarkDataPlane 1.01x, BenchmarkGatewayRSS).
+	DefaultPacketBuffers = 768
 	// MinPacketBuffers is the least PacketBuffers: the device's receive
 	// and TUN read routines each hold a batch of 128 while they wait.
 	MinPacketBuffers = 512

@@ -114,12 +114,80 @@ type forwarder struct {
 
 	mu      sync.Mutex // guards servers
 	servers []*dns.Server
+
+	cacheMu sync.Mutex // guards cache
+	cache   map[cacheKey]cacheEntry
+}
+
+// maxCache bounds the answer cache (entries).
+const maxCache = 20000
+
+// cacheKey is what an answer depends on: the question and the upstreams
+// asked (split DNS sends a profile's names to its own servers).
+type cacheKey struct {
+	name         string
+	qtype, class uint16
+	upstreams    string
+}
+
+// cacheEntry is a positive upstream answer kept for its smallest TTL.
+type cacheEntry struct {
+	msg     *dns.Msg
+	stored  time.Time
+	expires time.Time
 }
 
 func newForwarder(cfg DNSConfig, g *grants, log *slog.Logger) *forwarder {
 	return &forwarder{cfg: cfg, grants: g, log: log.With("component", "dns"),
 		udp: &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize},
-		tcp: &dns.Client{Net: "tcp", Timeout: cfg.Timeout}}
+		tcp: &dns.Client{Net: "tcp", Timeout: cfg.Timeout}, cache: map[cacheKey]cacheEntry{}}
+}
+
+// cached returns a copy of a live cached answer with its TTLs reduced by
+// its age, or nil.
+func (f *forwarder) cached(k cacheKey, now time.Time) *dns.Msg {
+	f.cacheMu.Lock()
+	e, ok := f.cache[k]
+	f.cacheMu.Unlock()
+	if !ok || !now.Before(e.expires) {
+		return nil
+	}
+	m := e.msg.Copy()
+	age := uint32(now.Sub(e.stored) / time.Second)
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
+				h.Ttl -= min(h.Ttl, age)
+			}
+		}
+	}
+	return m
+}
+
+// store caches a positive, complete answer for its smallest TTL (at most
+// MaxTTL).
+func (f *forwarder) store(k cacheKey, m *dns.Msg, now time.Time) {
+	if m.Rcode != dns.RcodeSuccess || m.Truncated || len(m.Answer) == 0 {
+		return
+	}
+	ttl := uint32(f.cfg.MaxTTL / time.Second)
+	for _, rr := range m.Answer {
+		ttl = min(ttl, rr.Header().Ttl)
+	}
+	if ttl == 0 {
+		return
+	}
+	f.cacheMu.Lock()
+	defer f.cacheMu.Unlock()
+	if len(f.cache) >= maxCache {
+		for old, e := range f.cache {
+			if len(f.cache) < maxCache && now.Before(e.expires) {
+				break
+			}
+			delete(f.cache, old)
+		}
+	}
+	f.cache[k] = cacheEntry{msg: m.Copy(), stored: now, expires: now.Add(time.Duration(ttl) * time.Second)}
 }
 
 // listen opens udp and tcp port 53 on each address.
@@ -230,12 +298,19 @@ func (f *forwarder) resolve(src net.Addr, req *dns.Msg) *dns.Msg {
 		}
 	}
 	_, overTCP := src.(*net.TCPAddr)
-	resp, err := f.exchange(req, upstreams, overTCP)
-	if err != nil {
-		f.log.Debug("upstream exchange failed", "name", q.Name, "err", err)
-		return fail(dns.RcodeServerFailure)
+	key := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, upstreams: fmt.Sprint(upstreams)}
+	now := time.Now()
+	resp := f.cached(key, now)
+	if resp == nil {
+		var err error
+		if resp, err = f.exchange(req, upstreams, overTCP); err != nil {
+			f.log.Debug("upstream exchange failed", "name", q.Name, "err", err)
+			return fail(dns.RcodeServerFailure)
+		}
+		f.store(key, resp, now)
 	}
 	resp.Id = req.Id
+	resp.Question = req.Question
 	if resp.Rcode != dns.RcodeSuccess || (q.Qtype != dns.TypeA && q.Qtype != dns.TypeAAAA && q.Qtype != dns.TypeANY) ||
 		len(c.pol.hostRules(q.Name)) == 0 {
 		return resp

@@ -109,17 +109,20 @@ func TestHostRulesDNS(t *testing.T) {
 	for i, ns := range []string{srv, srv2} {
 		n.Veth(ns, "v0", fmt.Sprintf("10.231.%d.2/24", i+1), vpc, fmt.Sprintf("s%d", i+1), fmt.Sprintf("10.231.%d.1/24", i+1))
 		n.Must("ip", "-n", ns, "route", "add", "10.98.0.0/24", "via", fmt.Sprintf("10.231.%d.1", i+1))
+		n.Must("ip", "-n", ns, "addr", "add", fmt.Sprintf("fd00:231:%d::2/64", i+1), "dev", "v0", "nodad")
+		n.Must("ip", "-n", vpc, "addr", "add", fmt.Sprintf("fd00:231:%d::1/64", i+1), "dev", fmt.Sprintf("s%d", i+1), "nodad")
+		n.Must("ip", "-n", ns, "-6", "route", "add", "fd98::/64", "via", fmt.Sprintf("fd00:231:%d::1", i+1))
 		for _, k := range []string{"time_wait", "close_wait", "fin_wait"} {
 			n.Sysctl(ns, "net.netfilter.nf_conntrack_tcp_timeout_"+k, "1")
 		}
 	}
-	for _, lo := range []string{"10.98.0.1/32", "10.98.0.2/32", "10.98.0.3/32"} {
+	for _, lo := range []string{"10.98.0.1/32", "10.98.0.2/32", "10.98.0.3/32", "fd98::2/128"} {
 		n.Must("ip", "-n", vpc, "addr", "add", lo, "dev", "lo")
 	}
 	const ttl, grace = 4, time.Second
 	dm := startDnsmasq(t, n, vpc, "10.231.1.1,10.231.2.1", ttl, map[string]string{
-		"db.prod.internal": "10.98.0.1", "other.prod.internal": "10.98.0.3"})
-	tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{"tcp:0.0.0.0:7001"}})
+		"db.prod.internal": "10.98.0.1", "other.prod.internal": "10.98.0.3", "db6.prod.internal": "fd98::2"})
+	tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{"tcp:[::]:7001"}})
 
 	ca := clustertest.NewCA(t)
 	caKey, err := ca.KeyPEM()
@@ -133,7 +136,7 @@ func TestHostRulesDNS(t *testing.T) {
 	server := func(id string, i int, boot bool) *tunneltest.ServerConfig {
 		return &tunneltest.ServerConfig{NodeID: id, DataDir: filepath.Join(t.TempDir(), id), Bind: fmt.Sprintf("10.230.0.%d:7946", i),
 			Bootstrap: boot, CACert: ca.CertPEM(), CAKey: caKey, Interface: n.Name(fmt.Sprintf("fdw%d-", i)), PrivateKey: srvKey.String(),
-			Address: "100.64.0.1/16", PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second,
+			Address: "100.64.0.1/16", Pool6: pool6.String(), PollInterval: 200 * time.Millisecond, DenyInterval: 200 * time.Millisecond, FlowWindow: time.Second,
 			FlowActiveTimeout: 2 * time.Second, DNS: true, DNSUpstreams: []string{fmt.Sprintf("10.231.%d.1:53", i)}, DNSGrace: grace}
 	}
 	s1 := tunneltest.StartAgent(t, n, srv, "s1", tunneltest.AgentConfig{Server: server("n1", 1, true)})
@@ -142,17 +145,18 @@ func TestHostRulesDNS(t *testing.T) {
 	s1.Must(t, tunneltest.Request{Op: "addvoter", ID: "n2", Addr: "10.230.0.2:7946"})
 
 	prof := profiles.Profile{Name: "eng", MaxSession: time.Hour, MaxDevices: 5,
-		Routes: []netip.Prefix{netip.MustParsePrefix("10.98.0.0/24")},
-		Rules:  []profiles.Rule{{Host: "db.prod.internal", Protocol: "tcp", Ports: []profiles.PortRange{{From: 7001, To: 7001}}}}}
+		Routes: []netip.Prefix{netip.MustParsePrefix("10.98.0.0/24"), netip.MustParsePrefix("fd98::/64")},
+		Rules: []profiles.Rule{{Host: "db.prod.internal", Protocol: "tcp", Ports: []profiles.PortRange{{From: 7001, To: 7001}}},
+			{Host: "db6.prod.internal", Protocol: "tcp", Ports: []profiles.PortRange{{From: 7001, To: 7001}}}}}
 	prof.Version = put(t, s1, profiles.ProfilePrefix+"eng", prof)
-	alice := newPeer(t, "pa", "alice", "100.64.0.11")
+	alice := dualPeer(t, "pa", "alice", "100.64.0.11")
 	alice.peer.ProfileVersion = prof.Version
 	put(t, s1, profiles.PeerPrefix+alice.peer.ID, alice.peer)
 
 	srvAddr := netip.MustParseAddr("100.64.0.1")
 	conf := profiles.RenderConfig(alice.peer, prof, profiles.Server{PublicKey: srvKey.PublicKey().String(), Endpoint: "10.230.0.1:51820",
-		Addresses: []netip.Addr{srvAddr}, DNS: true}, alice.priv.String())
-	if !strings.Contains(conf, "DNS = 100.64.0.1\n") || !strings.Contains(conf, "10.98.0.0/24") {
+		Addresses: []netip.Addr{srvAddr, profiles.Address6(pool6, srvAddr)}, DNS: true}, alice.priv.String())
+	if !strings.Contains(conf, "DNS = 100.64.0.1, fd66:6572:7279::6440:1\n") || !strings.Contains(conf, "10.98.0.0/24") {
 		t.Fatalf("rendered profile does not use the node's forwarder:\n%s", conf)
 	}
 	c1 := tunneltest.StartAgent(t, n, cli, "c1", tunneltest.AgentConfig{})
@@ -199,7 +203,7 @@ func TestHostRulesDNS(t *testing.T) {
 
 	t.Run("changed address: new one at once, old one ages out, open connection stays", func(t *testing.T) {
 		never(t, "the new address before it is answered", probe(c1, "tcp", "10.98.0.2:7001"))
-		dm.set(map[string]string{"db.prod.internal": "10.98.0.2", "other.prod.internal": "10.98.0.3"})
+		dm.set(map[string]string{"db.prod.internal": "10.98.0.2", "other.prod.internal": "10.98.0.3", "db6.prod.internal": "fd98::2"})
 		waitFor(t, "the changed answer", 10*time.Second, func() error {
 			got, err := resolve("db.prod.internal")
 			if err == nil && got != "10.98.0.2" {
@@ -231,6 +235,18 @@ func TestHostRulesDNS(t *testing.T) {
 		never(t, "a name outside the profile", probe(c1, "tcp", "10.98.0.3:7001"))
 	})
 
+	t.Run("IPv6: an AAAA answer is enforced before it is sent", func(t *testing.T) {
+		never(t, "db6's IPv6 address before any answer", probe(c1, "tcp", "[fd98::2]:7001"))
+		r, err := c1.Do(tunneltest.Request{Op: "resolve", Proto: "AAAA", Addr: fwd, Key: "db6.prod.internal", Timeout: 2 * time.Second})
+		if err != nil || r.Text != "fd98::2" {
+			t.Fatalf("AAAA db6.prod.internal: %q, %v", r.Text, err)
+		}
+		if err := once("[fd98::2]:7001"); err != nil {
+			t.Fatalf("first IPv6 connection after the answer: %v", err)
+		}
+		never(t, "db6's IPv6 address on another port", probe(c1, "tcp", "[fd98::2]:7002"))
+	})
+
 	t.Run("flow record names the host", func(t *testing.T) {
 		// Closed connections report at conntrack's DESTROY (after TIME_WAIT
 		// and its garbage collection), the held one at its interim report.
@@ -250,11 +266,15 @@ func TestHostRulesDNS(t *testing.T) {
 		// n2 has the grant because n1 shared it through the cluster.
 		dm.stop()
 		dm = startDnsmasq(t, n, vpc, "10.231.1.1,10.231.2.1", 60, map[string]string{
-			"db.prod.internal": "10.98.0.2", "other.prod.internal": "10.98.0.3"})
+			"db.prod.internal": "10.98.0.2", "other.prod.internal": "10.98.0.3", "db6.prod.internal": "fd98::2"})
+		// The forwarder caches the old answer (TTL 4 s) until it expires.
 		var got string
-		waitFor(t, "resolving db.prod.internal through n1", 10*time.Second, func() error {
-			var err error
-			got, err = resolve("db.prod.internal")
+		waitFor(t, "resolving db.prod.internal through n1 with the new TTL", 15*time.Second, func() error {
+			r, err := c1.Do(tunneltest.Request{Op: "resolve", Addr: fwd, Key: "db.prod.internal", Timeout: 2 * time.Second})
+			if err == nil && r.TTL < 30 {
+				return fmt.Errorf("TTL %d: the cached answer", r.TTL)
+			}
+			got = r.Text
 			return err
 		})
 		if got != "10.98.0.2" {

@@ -113,7 +113,7 @@ func New(cfg Config) (*Gateway, error) {
 		if g.grantFW, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
 			return nil, err
 		}
-		w := newGrantWriter(g.grantFW.conn, g.grantFW.hostsSet(ip4), g.grantFW.hostsSet(ip6))
+		w := newGrantWriter(g.grantFW.conn, g.grantFW)
 		g.grants = newGrants(w, cfg.DNS.Grace, 2*MaxFlowInterval, g.log)
 		g.sharer = newGrantSharer(cfg.Cluster, g.grants, cfg.DNS.Grace, g.log)
 		g.grants.share = g.sharer.offer

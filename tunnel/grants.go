@@ -136,7 +136,7 @@ func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
 	}
 	g.mu.Unlock()
 	if done != nil {
-		if err := <-done; err != nil {
+		if err := g.w.wait(done); err != nil {
 			return 0, fmt.Errorf("%w: %w", ErrGrantFailed, err)
 		}
 	}
@@ -296,7 +296,7 @@ func (g *grants) update(view map[netip.Addr]*grantClient, reset bool) {
 	if len(ops) > 0 {
 		done := g.w.submit(ops)
 		go func() {
-			if err := <-done; err != nil {
+			if err := g.w.wait(done); err != nil {
 				g.log.Error("updating host grants failed", "err", err)
 			}
 		}()
@@ -332,7 +332,7 @@ func (g *grants) applyShared(peer, name string, until map[netip.Addr]time.Time) 
 	if len(ops) > 0 {
 		done := g.w.submit(ops)
 		go func() {
-			if err := <-done; err != nil {
+			if err := g.w.wait(done); err != nil {
 				g.log.Error("programming shared host grants failed", "err", err)
 			}
 		}()
@@ -450,24 +450,56 @@ func (g *grants) count() int {
 // a kernel transaction, and each waits only for the one that carries it.
 type grantWriter struct {
 	conn       *nftables.Conn
-	set4, set6 *nftables.Set
+	set4, set6 []*nftables.Set // by shard (hostShard)
 	reqs       chan grantReq
+	// stopped is closed when run returns: requests then fail instead of
+	// waiting for ever.
+	stopped chan struct{}
 }
+
+// errWriterStopped is returned for grants asked while the gateway stops.
+var errWriterStopped = errors.New("tunnel: host grant writer stopped")
 
 type grantReq struct {
 	ops  []grantOp
 	done chan error
 }
 
-func newGrantWriter(conn *nftables.Conn, set4, set6 *nftables.Set) *grantWriter {
-	return &grantWriter{conn: conn, set4: set4, set6: set6, reqs: make(chan grantReq, 4096)}
+func newGrantWriter(conn *nftables.Conn, fw *nftFirewall) *grantWriter {
+	w := &grantWriter{conn: conn, reqs: make(chan grantReq, 4096), stopped: make(chan struct{})}
+	for k := range hostShards {
+		w.set4 = append(w.set4, fw.hostsSet(ip4, k))
+		w.set6 = append(w.set6, fw.hostsSet(ip6, k))
+	}
+	return w
 }
 
-// submit queues ops; the channel returned receives the outcome.
+// submit queues ops; the channel returned receives the outcome (see
+// wait).
 func (w *grantWriter) submit(ops []grantOp) chan error {
 	done := make(chan error, 1)
-	w.reqs <- grantReq{ops: ops, done: done}
+	select {
+	case w.reqs <- grantReq{ops: ops, done: done}:
+	case <-w.stopped:
+		done <- errWriterStopped
+	}
 	return done
+}
+
+// wait returns the outcome of a submitted request, or an error once the
+// writer has stopped.
+func (w *grantWriter) wait(done chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-w.stopped:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return errWriterStopped
+		}
+	}
 }
 
 // maxBatchOps bounds one transaction (elements per message are chunked
@@ -476,6 +508,7 @@ const maxBatchOps = 4000
 
 // run programs queued requests until stop is closed.
 func (w *grantWriter) run(stop <-chan struct{}) {
+	defer close(w.stopped)
 	for {
 		var batch []grantReq
 		select {
@@ -528,9 +561,10 @@ func (w *grantWriter) apply(batch []grantReq) error {
 	}
 	for _, r := range batch {
 		for _, op := range r.ops {
-			set := w.set4
+			k := hostShard(op.start[:len(op.start)/2-4])
+			set := w.set4[k]
 			if op.v6 {
-				set = w.set6
+				set = w.set6[k]
 			}
 			el := nftables.SetElement{Key: op.start, KeyEnd: op.end, Timeout: max(op.timeout, time.Millisecond)}
 			if op.del {

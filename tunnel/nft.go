@@ -33,8 +33,6 @@ const (
 	setClients6 = "clients6" // vmap: client IPv6 address -> jump to its profile's chain
 	setDenied   = "denied"   // dynamic: (client . destination . protocol . port) -> counter, IPv4
 	setDenied6  = "denied6"  // the same for IPv6
-	setHosts    = "hosts"    // interval, timeouts: (client . destination . protocol . port) granted by DNS answers, IPv4
-	setHosts6   = "hosts6"   // the same for IPv6
 	chainDeny   = "deny"
 )
 
@@ -115,8 +113,9 @@ type nftFirewall struct {
 	// rendered profiles route the node's tunnel addresses, so path MTU
 	// discovery works across the tunnel. Zero: not rewritten.
 	relay4, relay6 netip.Addr
-	// hostSets are the host grant sets as last added (base), by family.
-	hostSets map[ipLayout]*nftables.Set
+	// hostMaps are the verdict maps to the host grant shards as last
+	// added (base), by family (nfthosts.go).
+	hostMaps map[ipLayout]*nftables.Set
 	// sets maps a programmed profile to the name of its current interval
 	// set. Only the reconciler's goroutine touches it.
 	sets map[string]string
@@ -170,18 +169,6 @@ func (f *nftFirewall) deniedSet(l ipLayout) *nftables.Set {
 		name = setDenied6
 	}
 	return &nftables.Set{Table: f.table, Name: name, Dynamic: true, HasTimeout: true, Timeout: deniedTimeout, Size: 65536,
-		KeyType: nftables.MustConcatSetType(l.addr, l.addr, nftables.TypeInetProto, nftables.TypeInetService)}
-}
-
-// hostsSet is the set of host grants of a family: the DNS forwarder adds
-// (client . destination . protocol range . port range) elements with the
-// answer's TTL plus a grace as timeout; the kernel ages them out.
-func (f *nftFirewall) hostsSet(l ipLayout) *nftables.Set {
-	name := setHosts
-	if l == ip6 {
-		name = setHosts6
-	}
-	return &nftables.Set{Table: f.table, Name: name, Interval: true, Concatenation: true, HasTimeout: true,
 		KeyType: nftables.MustConcatSetType(l.addr, l.addr, nftables.TypeInetProto, nftables.TypeInetService)}
 }
 
@@ -342,25 +329,9 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 		accept(l4is(protoUDP), dport)
 		accept(l4notPorted(), zero)
 		if f.dnsPort {
-			// Host grants: the client's own (source . destination .
-			// protocol . port) elements, added by the DNS forwarder.
-			hosts := f.hostSets[l]
-			granted := func(protoMatch []expr.Any, port func(reg uint32) expr.Any) {
-				e := append(l.is(), protoMatch...)
-				e = append(e,
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.src, Len: l.addrLen},
-					&expr.Payload{DestRegister: l.reg32(0), Base: expr.PayloadBaseNetworkHeader, Offset: l.dst, Len: l.addrLen},
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: l.reg32(l.addrLen / 4)},
-					port(l.reg32(l.addrLen/4+1)),
-					&expr.Lookup{SourceRegister: 1, SetName: hosts.Name, SetID: hosts.ID},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: l.mark, Len: 4},
-					&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
-					&expr.Verdict{Kind: expr.VerdictAccept})
-				c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: e})
-			}
-			granted(l4is(protoTCP), dport)
-			granted(l4is(protoUDP), dport)
-			granted(l4notPorted(), zero)
+			// Host grants: the client's own elements, added by the DNS
+			// forwarder, in its shard.
+			f.hostsRule(ch, l)
 		}
 	}
 	c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: []expr.Any{
@@ -397,14 +368,9 @@ func (f *nftFirewall) base() error {
 			return fmt.Errorf("adding denied set: %w", err)
 		}
 		if f.dnsPort {
-			hs := f.hostsSet(l)
-			if err := addSet(c, hs); err != nil {
-				return fmt.Errorf("adding host grants set: %w", err)
+			if err := f.hostsBase(l); err != nil {
+				return err
 			}
-			if f.hostSets == nil {
-				f.hostSets = map[ipLayout]*nftables.Set{}
-			}
-			f.hostSets[l] = hs
 		}
 	}
 

@@ -40,7 +40,8 @@ asked for on a terminal) and a reason; the start, the stop, who, whom, the
 reason, the filter, the nodes, the packet and byte counts and the SHA-256 of
 the file are audit events. The cluster's configuration caps the duration,
 the bytes and the snap length (headers only unless it allows payloads) and
-how many captures run at once.
+how many captures run at once: see and change them with
+"ferryctl capture limits".
 
 The filter is a subset of tcpdump's: [src|dst] host ADDR, [src|dst] net
 CIDR, [src|dst] port N, proto N|tcp|udp|icmp|icmp6|sctp, tcp, udp, icmp,
@@ -52,7 +53,8 @@ wireshark -k -i - or tcpdump -r -; the summary then goes to standard error.`,
 		Example: `  ferryctl capture --user alice@example.com --reason "INC-42 db timeouts" \
       --filter "tcp and port 5432" --duration 2m -w alice.pcapng
   ferryctl capture --peer p-7f3a --reason "handshake trouble" -w - | wireshark -k -i -
-  ferryctl capture --list`,
+  ferryctl capture --list
+  ferryctl capture limits set --max-duration 5m --allow-payload=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.connect()
@@ -157,6 +159,7 @@ wireshark -k -i - or tcpdump -r -; the summary then goes to standard error.`,
 	f.StringVar(&in.TOTP, "totp", "", "a current code of your authenticator (asked for on a terminal when not given)")
 	f.StringVarP(&file, "write", "w", "", "write the pcapng file here (a new file), or - for standard output")
 	f.BoolVar(&list, "list", false, "list the captures running in the cluster instead")
+	cmd.AddCommand(newCaptureLimitsCmd(g))
 	return cmd
 }
 

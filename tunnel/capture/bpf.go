@@ -81,6 +81,18 @@ func (g *gen) compile(n node, t, f label) {
 		g.test(bpf.JumpEqual, 6, g.labelAfter(), f)
 		g.emit(bpf.LoadAbsolute{Off: 6, Size: 1})
 		g.test(bpf.JumpEqual, uint32(n.proto), t, f)
+	case clientsNode:
+		// Each client's test is a short block ending in an unconditional
+		// jump (32-bit skip) to t, so no conditional jump spans the whole
+		// list: classic BPF's conditional skips are 8 bits.
+		for _, p := range n {
+			hit, next := g.newLabel(), g.newLabel()
+			g.compile(hostNode{"", p}, hit, next)
+			g.place(hit)
+			g.jump(t)
+			g.place(next)
+		}
+		g.jump(f)
 	case hostNode:
 		switch n.dir {
 		case "src", "dst":
@@ -282,18 +294,10 @@ func CompileFilter(expr string, clients []netip.Addr) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	var who node
+	var who clientsNode
 	for _, a := range clients {
 		a = a.Unmap()
-		h := hostNode{"", netip.PrefixFrom(a, a.BitLen())}
-		if who == nil {
-			who = h
-		} else {
-			who = orNode{who, h}
-		}
-	}
-	if who == nil {
-		who = notNode{trueNode{}}
+		who = append(who, netip.PrefixFrom(a, a.BitLen()))
 	}
 	prog, err := compileProgram(andNode{who, user})
 	if err != nil {

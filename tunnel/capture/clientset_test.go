@@ -15,12 +15,10 @@ func TestMatchAgainstVM(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 42))
 	v4 := func(i int) string { return fmt.Sprintf("10.99.%d.%d", i/250, i%250+1) }
 	v6 := func(i int) string { return fmt.Sprintf("fd00:99::%x", i+1) }
-	// Many clients of both families make a program too large for classic
-	// BPF's jumps: the map cases are one family each.
 	for _, tc := range []struct {
 		nclients int
 		v4, v6   bool
-	}{{0, true, true}, {1, true, true}, {3, true, true}, {clientSetScan + 4, true, false}, {clientSetScan + 1, false, true}} {
+	}{{0, true, true}, {1, true, true}, {3, true, true}, {clientSetScan + 4, true, false}, {clientSetScan + 1, false, true}, {40, true, true}} {
 		nclients := tc.nclients
 		var clients []netip.Addr
 		for i := range nclients {
@@ -83,5 +81,53 @@ func TestMatchAllocatesNothing(t *testing.T) {
 	mine, other := pkt4("10.99.0.2", "10.1.0.5", 6, 1, 2, 0), pkt4("10.99.0.3", "10.1.0.5", 6, 1, 2, 0)
 	if n := testing.AllocsPerRun(100, func() { f.Match(mine); f.Match(other) }); n != 0 {
 		t.Fatalf("%v allocations per packet", n)
+	}
+}
+
+// TestManyClients: a capture of a whole profile restricts the program to
+// hundreds of clients' addresses, beyond classic BPF's 8-bit conditional
+// jumps from the first address test to the operator's filter; the
+// program still compiles (each client's test jumps on with an
+// unconditional jump) and matches exactly its clients' packets.
+func TestManyClients(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		v6 bool
+	}{{300, false}, {100, true}} {
+		var clients []netip.Addr
+		addr := func(i int) string {
+			if tc.v6 {
+				return fmt.Sprintf("fd00:99::%x", i+1)
+			}
+			return fmt.Sprintf("10.99.%d.%d", i/250, i%250+1)
+		}
+		for i := range tc.n {
+			clients = append(clients, netip.MustParseAddr(addr(i)))
+		}
+		f, err := CompileFilter("tcp and port 443", clients)
+		if err != nil {
+			t.Fatalf("%d clients (v6 %v): %v", tc.n, tc.v6, err)
+		}
+		mk := func(src, dst string, dport uint16) []byte {
+			if tc.v6 {
+				return pkt6(src, dst, 6, 40000, dport)
+			}
+			return pkt4(src, dst, 6, 40000, dport, 0)
+		}
+		other := "10.1.0.5"
+		if tc.v6 {
+			other = "fd00:1::5"
+		}
+		for _, i := range []int{0, 1, tc.n / 2, tc.n - 1} {
+			if !f.Match(mk(addr(i), other, 443)) || !f.matchVM(mk(other, addr(i), 443)) {
+				t.Errorf("client %d (%s) not matched", i, addr(i))
+			}
+			if f.matchVM(mk(addr(i), other, 80)) {
+				t.Errorf("client %d: port 80 matched 'port 443'", i)
+			}
+		}
+		if f.matchVM(mk(addr(tc.n), other, 443)) {
+			t.Errorf("%s, not a client, matched", addr(tc.n))
+		}
 	}
 }

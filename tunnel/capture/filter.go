@@ -55,16 +55,20 @@ type (
 	familyNode struct{ v6 bool }
 	// trueNode matches everything: the empty filter.
 	trueNode struct{}
+	// clientsNode matches packets from or to any of the captured clients
+	// (none: nothing); only CompileFilter makes it.
+	clientsNode []netip.Prefix
 )
 
-func (orNode) isNode()     {}
-func (andNode) isNode()    {}
-func (notNode) isNode()    {}
-func (hostNode) isNode()   {}
-func (portNode) isNode()   {}
-func (protoNode) isNode()  {}
-func (familyNode) isNode() {}
-func (trueNode) isNode()   {}
+func (orNode) isNode()      {}
+func (andNode) isNode()     {}
+func (notNode) isNode()     {}
+func (hostNode) isNode()    {}
+func (portNode) isNode()    {}
+func (protoNode) isNode()   {}
+func (familyNode) isNode()  {}
+func (trueNode) isNode()    {}
+func (clientsNode) isNode() {}
 
 var protoNames = map[string]uint8{"icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58, "sctp": 132}
 

@@ -41,21 +41,21 @@ var (
 	ErrNoClients = errors.New("capture: no client matches")
 )
 
-// Caps are the node's hard limits on captures; requests beyond them are
-// refused, never silently lowered.
+// Caps are the cluster's hard limits on captures (stored in the cluster,
+// limits.go); requests beyond them are refused, never silently lowered.
 type Caps struct {
 	// MaxDuration; default 10 minutes.
-	MaxDuration time.Duration
+	MaxDuration time.Duration `json:"max_duration_ns"`
 	// MaxBytes of packet data; default 100 MB.
-	MaxBytes int64
+	MaxBytes int64 `json:"max_bytes"`
 	// HeaderSnaplen is the snap length without AllowPayload, enough for
 	// IP and transport headers; default 96.
-	HeaderSnaplen int
+	HeaderSnaplen int `json:"header_snaplen"`
 	// AllowPayload lets requests ask for snap lengths up to 65535.
-	AllowPayload bool
+	AllowPayload bool `json:"allow_payload"`
 	// MaxConcurrent captures running in the whole cluster at once,
 	// counted by replicated leases (slots.go); default 2.
-	MaxConcurrent int
+	MaxConcurrent int `json:"max_concurrent"`
 }
 
 func (c *Caps) setDefaults() {
@@ -109,7 +109,8 @@ type Config struct {
 	// StepUp checks a fresh TOTP code of the requester (with its replay
 	// guard and lockout); required.
 	StepUp func(ctx context.Context, requester audit.Actor, src audit.Source, code string) error
-	// Caps are this node's hard limits.
+	// Caps are this node's configured limits: a bootstrap, imported into
+	// the cluster by ImportCaps when it has none, and used only until then.
 	Caps Caps
 	// LeaseTTL is how long a capture's cluster-wide lease outlives its
 	// last renewal (renewed every third of it while the capture runs): a
@@ -205,7 +206,7 @@ const maxReason = 500
 // the capture on every node. Start, refusal and stop are audit events.
 func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, error) {
 	id := newID()
-	lim, err := s.prepare(ctx, req)
+	caps, lim, err := s.prepare(ctx, req)
 	var clients []netip.Addr
 	if err == nil {
 		clients, err = s.clients(ctx, req)
@@ -217,7 +218,7 @@ func (s *Service) Run(ctx context.Context, req Request, w io.Writer) (Result, er
 	run := Running{ID: id, Actor: req.Actor.Email, Reason: req.Reason, Clients: addrStrings(clients), Filter: req.Filter, Started: s.cfg.Now(), Node: s.cfg.Node.ID()}
 	var leaseVer uint64
 	if err == nil {
-		leaseVer, err = s.grant(ctx, run, s.cfg.Caps.MaxConcurrent)
+		leaseVer, err = s.grant(ctx, run, caps.MaxConcurrent)
 	}
 	start := s.event(req, id, "capture.start", clients, lim)
 	if err != nil {
@@ -294,17 +295,18 @@ func errSuffix(e string) string {
 	return " error=" + e
 }
 
-// prepare checks the requester and the limits.
-func (s *Service) prepare(ctx context.Context, req Request) (Limits, error) {
+// prepare checks the requester and the limits against the cluster's caps,
+// which it returns.
+func (s *Service) prepare(ctx context.Context, req Request) (Caps, Limits, error) {
 	if !req.Admin {
-		return Limits{}, ErrForbidden
+		return Caps{}, Limits{}, ErrForbidden
 	}
 	reason := strings.TrimSpace(req.Reason)
 	switch {
 	case reason == "":
-		return Limits{}, fmt.Errorf("%w: a reason is required", ErrInvalid)
+		return Caps{}, Limits{}, fmt.Errorf("%w: a reason is required", ErrInvalid)
 	case len(reason) > maxReason:
-		return Limits{}, fmt.Errorf("%w: the reason is longer than %d characters", ErrInvalid, maxReason)
+		return Caps{}, Limits{}, fmt.Errorf("%w: the reason is longer than %d characters", ErrInvalid, maxReason)
 	}
 	n := 0
 	for _, v := range []string{req.User, req.Peer, req.Profile} {
@@ -313,31 +315,35 @@ func (s *Service) prepare(ctx context.Context, req Request) (Limits, error) {
 		}
 	}
 	if n != 1 {
-		return Limits{}, fmt.Errorf("%w: name exactly one of user, peer or profile", ErrInvalid)
+		return Caps{}, Limits{}, fmt.Errorf("%w: name exactly one of user, peer or profile", ErrInvalid)
 	}
 	if err := CheckFilter(req.Filter); err != nil {
-		return Limits{}, err
+		return Caps{}, Limits{}, err
+	}
+	caps, err := s.Caps(ctx)
+	if err != nil {
+		return Caps{}, Limits{}, err
 	}
 	lim := Limits{Duration: req.Duration, MaxBytes: req.MaxBytes, Snaplen: req.Snaplen}
 	if lim.Duration == 0 {
-		lim.Duration = min(time.Minute, s.cfg.Caps.MaxDuration)
+		lim.Duration = min(time.Minute, caps.MaxDuration)
 	}
 	if lim.MaxBytes == 0 {
-		lim.MaxBytes = min(50<<20, s.cfg.Caps.MaxBytes)
+		lim.MaxBytes = min(50<<20, caps.MaxBytes)
 	}
 	if lim.Snaplen == 0 {
-		lim.Snaplen = s.cfg.Caps.HeaderSnaplen
+		lim.Snaplen = caps.HeaderSnaplen
 	}
-	if err := s.cfg.Caps.check(lim); err != nil {
-		return lim, err
+	if err := caps.check(lim); err != nil {
+		return Caps{}, lim, err
 	}
 	if req.TOTP == "" {
-		return lim, fmt.Errorf("%w: send the current code of your authenticator", ErrStepUp)
+		return Caps{}, lim, fmt.Errorf("%w: send the current code of your authenticator", ErrStepUp)
 	}
 	if err := s.cfg.StepUp(ctx, req.Actor, req.Source, req.TOTP); err != nil {
-		return lim, fmt.Errorf("%w: %v", ErrStepUp, err)
+		return Caps{}, lim, fmt.Errorf("%w: %v", ErrStepUp, err)
 	}
-	return lim, nil
+	return caps, lim, nil
 }
 
 // clients returns the tunnel addresses of the valid peers req selects.
@@ -442,14 +448,18 @@ func (s *Service) captureHere(ctx context.Context, spec nodeSpec, f *Filter, w i
 
 // serve is the cluster service: this node's part of a capture another
 // node runs. The cluster checked the caller's proof (an administrator's
-// session); this node checks the request against its own caps.
+// session); this node checks the request against the cluster's caps.
 func (s *Service) serve(ctx context.Context, req cluster.ServiceRequest, w io.Writer) error {
 	var spec nodeSpec
 	if err := json.Unmarshal(req.Payload, &spec); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	lim := Limits{Duration: spec.Duration, MaxBytes: spec.MaxBytes, Snaplen: spec.Snaplen}
-	if err := s.cfg.Caps.check(lim); err != nil {
+	caps, err := s.Caps(ctx)
+	if err != nil {
+		return err
+	}
+	if err := caps.check(lim); err != nil {
 		return err
 	}
 	f, err := CompileFilter(spec.Filter, spec.Clients)

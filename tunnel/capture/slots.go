@@ -47,20 +47,20 @@ func leaseKey(id string) string { return leasePrefix + id }
 const maxGrantTries = 8
 
 // grant takes a cluster-wide place for capture r, or returns ErrBusy when
-// max unexpired leases exist. It returns the lease's version.
-func (s *Service) grant(ctx context.Context, r Running, max int) (uint64, error) {
+// limit unexpired leases exist. It returns the lease's version.
+func (s *Service) grant(ctx context.Context, r Running, limit int) (uint64, error) {
 	for range maxGrantTries {
 		now := s.cfg.Now()
 		guard, live, expired, err := s.listLeases(ctx, now)
 		if err != nil {
 			return 0, fmt.Errorf("listing the running captures: %w", err)
 		}
-		if len(live) >= max {
+		if len(live) >= limit {
 			holders := make([]string, len(live))
 			for i, l := range live {
 				holders[i] = fmt.Sprintf("%s by %s on %s", l.ID, l.Actor, l.Node)
 			}
-			return 0, fmt.Errorf("%w: %d of %d captures run in the cluster (%s)", ErrBusy, len(live), max, strings.Join(holders, "; "))
+			return 0, fmt.Errorf("%w: %d of %d captures run in the cluster (%s)", ErrBusy, len(live), limit, strings.Join(holders, "; "))
 		}
 		b, err := json.Marshal(lease{Running: r, Node: s.cfg.Node.ID(), Expires: now.Add(s.cfg.LeaseTTL)})
 		if err != nil {

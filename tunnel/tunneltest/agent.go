@@ -59,6 +59,8 @@ type Response struct {
 	FirstFail time.Time     `json:"first_fail,omitempty"`
 	Elapsed   time.Duration `json:"elapsed,omitempty"`
 	RSS       int64         `json:"rss,omitempty"`
+	// TTL is the smallest TTL of a resolve's answer, in seconds.
+	TTL uint32 `json:"ttl,omitempty"`
 }
 
 // Agent is a running agent process seen from the test.

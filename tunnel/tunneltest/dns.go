@@ -31,7 +31,11 @@ func resolve(req Request, timeout time.Duration) (Response, error) {
 		return Response{Elapsed: el, Text: dns.RcodeToString[resp.Rcode]}, fmt.Errorf("dns %s: %s", req.Key, dns.RcodeToString[resp.Rcode])
 	}
 	var addrs []string
-	for _, rr := range resp.Answer {
+	ttl := uint32(0)
+	for i, rr := range resp.Answer {
+		if i == 0 || rr.Header().Ttl < ttl {
+			ttl = rr.Header().Ttl
+		}
 		switch r := rr.(type) {
 		case *dns.A:
 			addrs = append(addrs, r.A.String())
@@ -39,7 +43,7 @@ func resolve(req Request, timeout time.Duration) (Response, error) {
 			addrs = append(addrs, r.AAAA.String())
 		}
 	}
-	return Response{Elapsed: el, Text: strings.Join(addrs, " ")}, nil
+	return Response{Elapsed: el, Text: strings.Join(addrs, " "), TTL: ttl}, nil
 }
 
 // echoHeld sends one line on a held connection and waits for it back.

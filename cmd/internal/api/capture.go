@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,10 @@ import (
 func (h *handler) mountCapture(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+wire.PathCaptures, h.authed(h.runCapture))
 	mux.HandleFunc("GET "+wire.PathCaptures, h.admin(h.listCaptures))
+	mux.HandleFunc("GET "+wire.PathCaptureLimits, h.admin(h.captureLimits))
+	// Like a capture, a change of the caps is refused (and recorded) by
+	// the capture service itself.
+	mux.HandleFunc("PUT "+wire.PathCaptureLimits, h.authed(h.setCaptureLimits))
 }
 
 // runCapture streams a cluster-wide capture as pcapng.
@@ -78,6 +83,42 @@ func (h *handler) listCaptures(w http.ResponseWriter, r *http.Request, s authn.S
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func (h *handler) captureLimits(w http.ResponseWriter, r *http.Request, _ authn.Session) error {
+	c, err := h.capture.Caps(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wireCaps(c))
+	return nil
+}
+
+func (h *handler) setCaptureLimits(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	var in wire.CaptureLimitsChange
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	ch := capture.CapsChange{Actor: actor(s), Source: auditSource(r), Admin: s.Role == authn.RoleAdmin, TOTP: in.TOTP,
+		MaxBytes: in.MaxBytes, MaxConcurrent: in.MaxConcurrent, AllowPayload: in.AllowPayload}
+	if in.MaxDurationSeconds != nil {
+		d := time.Duration(math.MaxInt64) // beyond any cap: refused by name, not wrapped
+		if sec := *in.MaxDurationSeconds; sec < 1<<32 {
+			d = time.Duration(sec) * time.Second
+		}
+		ch.MaxDuration = &d
+	}
+	c, err := h.capture.SetCaps(r.Context(), ch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, wireCaps(c))
+	return nil
+}
+
+func wireCaps(c capture.Caps) wire.CaptureLimits {
+	return wire.CaptureLimits{MaxDurationSeconds: int64(c.MaxDuration / time.Second), MaxBytes: c.MaxBytes, MaxConcurrent: c.MaxConcurrent,
+		AllowPayload: c.AllowPayload, HeaderSnaplen: c.HeaderSnaplen}
 }
 
 // flushingWriter sends each write at once, so `ferryctl capture -w -`

@@ -231,11 +231,13 @@ func Start(ctx context.Context, cfg Config) (_ *Services, err error) {
 	}
 
 	// 9. Housekeeping on the leader: expired peers, sessions and sign-ins;
-	// the configuration file's network sinks, imported once.
+	// the configuration file's network sinks and capture caps, imported
+	// once.
 	s.goRun(func() { s.janitor(bg) })
 	if len(cfg.Audit.NetSinks) > 0 {
 		s.goRun(func() { s.importSinks(bg) })
 	}
+	s.goRun(func() { s.importCaps(bg) })
 
 	// 10. The reports' rollup: node-local, derived from this node's journal.
 	if s.Reports, err = report.Open(report.Config{Path: filepath.Join(cfg.DataDir, "reports.db"), Journal: node, Logger: log}); err != nil {

@@ -72,3 +72,31 @@ func (s *Services) importSinks(ctx context.Context) {
 		}
 	}
 }
+
+// importCaps stores this node's configured capture caps in the cluster
+// once, on the leader, when the cluster has none; afterwards the cluster
+// is the truth (ferryctl capture limits).
+func (s *Services) importCaps(ctx context.Context) {
+	node, log := s.cfg.Node, s.cfg.Logger
+	t := time.NewTicker(importRetry)
+	defer t.Stop()
+	for {
+		if node.IsLeader() {
+			ictx, cancel := context.WithTimeout(ctx, importTimeout)
+			stored, err := s.Capture.ImportCaps(ictx)
+			cancel()
+			if err == nil {
+				if stored {
+					log.Info("imported the configuration file's capture caps into the cluster")
+				}
+				return
+			}
+			log.Warn("importing the capture caps failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

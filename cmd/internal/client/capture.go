@@ -64,3 +64,16 @@ func (c *Client) Captures(ctx context.Context) ([]wire.RunningCapture, error) {
 	var out wire.CaptureList
 	return out.Captures, c.do(ctx, http.MethodGet, wire.PathCaptures, nil, &out)
 }
+
+// CaptureLimits returns the cluster's capture caps (admin).
+func (c *Client) CaptureLimits(ctx context.Context) (wire.CaptureLimits, error) {
+	var out wire.CaptureLimits
+	return out, c.do(ctx, http.MethodGet, wire.PathCaptureLimits, nil, &out)
+}
+
+// SetCaptureLimits changes the cluster's capture caps (admin, with a fresh
+// TOTP code) and returns them.
+func (c *Client) SetCaptureLimits(ctx context.Context, in wire.CaptureLimitsChange) (wire.CaptureLimits, error) {
+	var out wire.CaptureLimits
+	return out, c.do(ctx, http.MethodPut, wire.PathCaptureLimits, in, &out)
+}

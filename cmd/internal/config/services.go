@@ -152,8 +152,10 @@ func (w WireGuardDNS) DNSUpstreams() ([]netip.AddrPort, error) {
 	return out, nil
 }
 
-// Capture bounds packet captures (ferryctl capture). Every node enforces
-// its own caps on its part of a capture, so give every node the same.
+// Capture bounds packet captures (ferryctl capture). The caps are cluster
+// configuration: these values are a bootstrap, imported into the cluster
+// once when it has none; afterwards `ferryctl capture limits set` changes
+// them and this section is ignored.
 type Capture struct {
 	// MaxDuration of one capture; default 10m.
 	MaxDuration Duration `yaml:"max_duration,omitempty"`

@@ -19,7 +19,7 @@ const (
 	padTop, padBottom      = 20, 40
 	plotW                  = chartW - padLeft - padRight
 	plotH                  = chartH - padTop - padBottom
-	maxXLabels             = 6
+	maxXLabels             = 4
 	seriesClasses          = 3 // s0, s1, s2 in console.css
 	chartTableMaxRows      = 400
 	chartTimeFormatHourly  = "2 Jan 15:00"

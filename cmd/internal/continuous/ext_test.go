@@ -25,6 +25,7 @@ import (
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
 	"github.com/ferryvpn/ferry/cmd/internal/assembly"
+	"github.com/ferryvpn/ferry/cmd/internal/console"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/tunnel"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
@@ -215,6 +216,25 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		r.Header.Set("Content-Type", "application/scim+json")
 		w := httptest.NewRecorder()
 		svc.SCIM.ServeHTTP(w, r)
+		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
+	case "access.console":
+		// The admin console on this node: Key is "METHOD PATH", ID the
+		// browser's session token, Value a form body; the request comes
+		// from the console's own origin. The answer is the status, a
+		// newline and the page.
+		var c *console.Console
+		if c, err = console.New(svc.ConsoleConfig(nil)); err != nil {
+			break
+		}
+		method, path, _ := strings.Cut(req.Key, " ")
+		r := httptest.NewRequestWithContext(ctx, method, "https://ferry.test"+path, bytes.NewReader(req.Value))
+		r.AddCookie(&http.Cookie{Name: authn.SessionCookie, Value: req.ID})
+		if method == http.MethodPost {
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			r.Header.Set("Origin", "https://ferry.test")
+		}
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
 		resp.Text = strconv.Itoa(w.Code) + "\n" + w.Body.String()
 	case "access.waitgone", "access.waitpresent":
 		start := time.Now()

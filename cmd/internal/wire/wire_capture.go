@@ -9,6 +9,10 @@ const (
 	// application/x-pcapng), its outcome in the trailers below; GET lists
 	// the captures running in the cluster (CaptureList).
 	PathCaptures = "/v1/admin/captures"
+	// PathCaptureLimits: GET shows the cluster's capture caps
+	// (CaptureLimits, admin); PUT changes them (CaptureLimitsChange,
+	// admin with a fresh TOTP code) and answers with the new caps.
+	PathCaptureLimits = "/v1/admin/captures/limits"
 
 	// Trailers of a capture's answer.
 	TrailerCaptureSHA256  = "Ferry-Capture-Sha256"
@@ -71,4 +75,26 @@ type RunningCapture struct {
 	// Node runs the capture (merges every node's part); the capture holds
 	// one of the cluster's concurrent-capture places until it ends.
 	Node string `json:"node"`
+}
+
+// CaptureLimits are the cluster's caps on captures, the same on every node.
+type CaptureLimits struct {
+	MaxDurationSeconds int64 `json:"max_duration_seconds"`
+	MaxBytes           int64 `json:"max_bytes"`
+	MaxConcurrent      int   `json:"max_concurrent"`
+	// AllowPayload lets captures keep more than HeaderSnaplen bytes of
+	// each packet (up to 65535).
+	AllowPayload  bool `json:"allow_payload"`
+	HeaderSnaplen int  `json:"header_snaplen"`
+}
+
+// CaptureLimitsChange changes some of the caps; absent fields stay.
+type CaptureLimitsChange struct {
+	MaxDurationSeconds *int64 `json:"max_duration_seconds,omitempty"`
+	MaxBytes           *int64 `json:"max_bytes,omitempty"`
+	MaxConcurrent      *int   `json:"max_concurrent,omitempty"`
+	AllowPayload       *bool  `json:"allow_payload,omitempty"`
+	// TOTP is a current code of the administrator's authenticator:
+	// raising caps widens access. Required.
+	TOTP string `json:"totp"`
 }

@@ -56,7 +56,10 @@ resource "aws_launch_template" "node" {
       oidc_groups_claim = var.oidc_groups_claim
       admin_groups      = var.admin_groups
       client_pool       = var.client_pool
+      client_pool6      = var.client_pool6
       wireguard_port    = local.wireguard_port
+      dns_forwarder     = var.dns_forwarder
+      vpc_resolver      = cidrhost(data.aws_vpc.this.cidr_block, 2)
     })
     extra_config_yaml = var.extra_config_yaml
     systemd_unit      = local.systemd_unit

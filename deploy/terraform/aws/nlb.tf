@@ -7,6 +7,7 @@ resource "aws_lb" "this" {
   name                             = var.name
   load_balancer_type               = "network"
   internal                         = false
+  ip_address_type                  = var.dual_stack ? "dualstack" : "ipv4"
   subnets                          = local.nlb_subnet_ids
   enable_cross_zone_load_balancing = true
   tags                             = local.tags
@@ -93,6 +94,20 @@ resource "aws_route53_record" "public" {
   zone_id = var.route53_zone_id
   name    = var.public_dns_name
   type    = "A"
+
+  alias {
+    name                   = aws_lb.this.dns_name
+    zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = true
+  }
+}
+
+resource "aws_route53_record" "public_ipv6" {
+  count = var.route53_zone_id != null && var.dual_stack ? 1 : 0
+
+  zone_id = var.route53_zone_id
+  name    = var.public_dns_name
+  type    = "AAAA"
 
   alias {
     name                   = aws_lb.this.dns_name

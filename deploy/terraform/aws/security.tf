@@ -83,3 +83,27 @@ resource "aws_vpc_security_group_egress_rule" "all" {
   ip_protocol       = "-1"
   cidr_ipv4         = "0.0.0.0/0"
 }
+
+# Dual stack: IPv6 clients arrive from the NLB's own IPv4 addresses in the
+# VPC (an IPv4 target group cannot keep an IPv6 client's address).
+resource "aws_vpc_security_group_ingress_rule" "api_via_nlb6" {
+  count = var.dual_stack ? 1 : 0
+
+  security_group_id = aws_security_group.node.id
+  description       = "ferry API from IPv6 clients through the dual-stack NLB"
+  ip_protocol       = "tcp"
+  from_port         = local.api_port
+  to_port           = local.api_port
+  cidr_ipv4         = data.aws_vpc.this.cidr_block
+}
+
+resource "aws_vpc_security_group_ingress_rule" "wireguard_via_nlb6" {
+  count = var.dual_stack ? 1 : 0
+
+  security_group_id = aws_security_group.node.id
+  description       = "WireGuard from IPv6 clients through the dual-stack NLB"
+  ip_protocol       = "udp"
+  from_port         = local.wireguard_port
+  to_port           = local.wireguard_port
+  cidr_ipv4         = data.aws_vpc.this.cidr_block
+}

@@ -165,6 +165,24 @@ variable "client_pool" {
   default     = "100.64.0.0/16"
 }
 
+variable "dual_stack" {
+  description = "Make the NLB dual-stack (ip_address_type dualstack): clients reach the API and WireGuard over IPv6 too, and public_dns_name gets an AAAA record. The NLB subnets need IPv6 CIDR blocks. IPv6 clients reach the nodes' IPv4 addresses through the NLB's own addresses (the nodes see the NLB, not the client), so allowed_*_cidrs cannot filter them: the nodes admit the VPC's range on the API and WireGuard ports."
+  type        = bool
+  default     = false
+}
+
+variable "client_pool6" {
+  description = "profiles.pool6: the clients' IPv6 tunnel pool (/64 to /96, e.g. a ULA fd00::/96): each client also gets an IPv6 address, and profiles may name IPv6 destinations. null: IPv4 tunnels only."
+  type        = string
+  default     = null
+}
+
+variable "dns_forwarder" {
+  description = "Run each node's DNS forwarder (wireguard.dns): profiles resolve through the nodes, and host rules (host: db.prod.internal) become per-client grants. Upstream: the VPC resolver (the VPC's base address + 2)."
+  type        = bool
+  default     = true
+}
+
 variable "extra_config_yaml" {
   description = "YAML appended to every node's ferryd.yaml, for sections the module does not set, such as audit (sinks) or sessions.lifetime. Top-level keys only; files it names must exist on the node."
   type        = string

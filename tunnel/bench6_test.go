@@ -1,0 +1,174 @@
+package tunnel_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/profiles"
+	"github.com/ferryvpn/ferry/tunnel/tunneltest"
+)
+
+// bench6Pool is the IPv6 client pool of BenchmarkDataPlaneIPv6.
+var bench6Pool = netip.MustParsePrefix("fd66:6572:7279::/96")
+
+// BenchmarkDataPlaneIPv6 compares IPv6 with IPv4 traffic through the same
+// dual-stack gateways in the same run (iperf3, one TCP stream, -t 3,
+// interleaved rounds, medians of the per-round ratios):
+//
+//   - ipv6/ipv4: one gateway with one IPv4 and one IPv6 allow rule;
+//   - ipv6/ipv4-10k-rules: one gateway with 10,000 rules (half IPv4, half
+//     IPv6) over 1,000 peers;
+//   - policy-cost-ipv6-%: IPv6 throughput with 10,000 rules vs one rule,
+//     the IPv6 counterpart of BenchmarkDataPlane's policy cost.
+func BenchmarkDataPlaneIPv6(b *testing.B) {
+	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
+	wgGo := findWireGuardGo(b)
+	n := tunneltest.NewNet(b)
+	e := &benchEnv{b: b, n: n, cli: n.NS("b6c"), vpc: n.NS("b6v"), env: wgQuickEnv(b, wgGo)}
+	ca := clustertest.NewCA(b)
+	e.ca = ca.CertPEM()
+	var err error
+	if e.caKey, err = ca.KeyPEM(); err != nil {
+		b.Fatal(err)
+	}
+	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
+	if err := iperfd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	n.Track(iperfd.Process)
+	srvKey, _ := wgtypes.GeneratePrivateKey()
+	cliKey, _ := wgtypes.GeneratePrivateKey()
+
+	type gw struct {
+		name     string
+		k        int
+		v4, v6   []float64
+		server   *tunneltest.Agent
+		nprof    int
+		rulesPer int
+		peers    int
+	}
+	gws := []*gw{{name: "1 IPv4 + 1 IPv6 rule, 1 peer", k: 1, nprof: 1, rulesPer: 2, peers: 1},
+		{name: "10,000 rules over 1,000 peers", k: 2, nprof: 10, rulesPer: 1000, peers: 1000}}
+	for _, g := range gws {
+		k := g.k
+		ns := e.link(fmt.Sprintf("b6f%d", k), k)
+		n.Must("ip", "-n", e.cli, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
+		n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::1/64", k), "dev", "c0", "nodad")
+		n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::1/64", k), "dev", "v0", "nodad")
+		n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
+		n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd99:%d::1/128", k), "dev", "lo")
+		n.Must("ip", "-n", ns, "-6", "route", "add", fmt.Sprintf("fd99:%d::/64", k), "via", fmt.Sprintf("fd10:211:%d::2", k))
+		kvs := dualStore(b, k, g.nprof, g.rulesPer, g.peers, cliKey.PublicKey())
+		g.server = tunneltest.StartAgent(b, n, ns, fmt.Sprintf("f6%d", k), tunneltest.AgentConfig{Server: &tunneltest.ServerConfig{
+			NodeID: "n1", DataDir: b.TempDir(), Bind: "127.0.0.1:7946", Bootstrap: true,
+			CACert: e.ca, CAKey: e.caKey, Interface: n.Name(fmt.Sprintf("b6w%d-", k)), PrivateKey: srvKey.String(), Address: "100.64.0.1/16",
+			Pool6: bench6Pool.String(), Egress: "v0", Preload: [][]tunneltest.KV{kvs}, NoFlows: true}})
+		waitFor(b, "ferry peers programmed", 60*time.Second, func() error {
+			if v := metricValue(b, g.server, "ferry_tunnel_peers"); int(v) != g.peers {
+				return fmt.Errorf("%v peers", v)
+			}
+			return nil
+		})
+		a6 := profiles.Address6(bench6Pool, netip.MustParseAddr("100.64.0.2"))
+		e.wgQuick(n.Name(fmt.Sprintf("b6q%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32, %s/128\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24, fd99:%d::/64\n",
+			cliKey, a6, srvKey.PublicKey(), k, k, k))
+	}
+	target6 := func(k int) string { return fmt.Sprintf("fd99:%d::1", k) }
+	for _, g := range gws {
+		for _, t := range []string{fmt.Sprintf("10.99.%d.1", g.k), target6(g.k)} {
+			if _, err := iperf(e, t); err != nil { // warm up, handshake
+				b.Fatalf("%s to %s: %v", g.name, t, err)
+			}
+		}
+	}
+	b.ResetTimer()
+	for round := 0; round < benchRounds; round++ {
+		for _, g := range gws {
+			v4, err := iperf(e, fmt.Sprintf("10.99.%d.1", g.k))
+			if err != nil {
+				b.Fatal(err)
+			}
+			v6, err := iperf(e, target6(g.k))
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.v4, g.v6 = append(g.v4, v4), append(g.v6, v6)
+		}
+	}
+	var report strings.Builder
+	fmt.Fprintf(&report, "\nIPv6 vs IPv4 through the same dual-stack gateway, iperf3 one TCP stream, -t 3, %d interleaved rounds\n", benchRounds)
+	for _, g := range gws {
+		fmt.Fprintf(&report, "  %-32s IPv4 %5.2f Gbit/s  IPv6 %5.2f Gbit/s  ipv6/ipv4 %.3f  runs v4 %v v6 %v\n", g.name,
+			median(g.v4), median(g.v6), pairedRatio(g.v6, g.v4), roundAll(g.v4), roundAll(g.v6))
+	}
+	policy6 := 1 - pairedRatio(gws[1].v6, gws[0].v6)
+	fmt.Fprintf(&report, "  IPv6 policy cost, 10,000 rules/1,000 peers vs one rule: %+.1f%% (goal <= 5%%)\n", 100*policy6)
+	b.ReportMetric(pairedRatio(gws[0].v6, gws[0].v4), "ipv6/ipv4")
+	b.ReportMetric(pairedRatio(gws[1].v6, gws[1].v4), "ipv6/ipv4-10k-rules")
+	b.ReportMetric(100*policy6, "policy-cost-ipv6-%")
+	fmt.Println(report.String())
+	b.Log(report.String())
+}
+
+// dualStore is ferryStore for a dual-stack pool: profiles of rulesPer
+// rules (half IPv4, half IPv6 fillers that never match, and allow rules to
+// 10.99.k.0/24 and fd99:k::/64), peers with both addresses; peer 0 is the
+// benchmark client.
+func dualStore(b testing.TB, k, nprof, rulesPer, npeers int, client wgtypes.Key) []tunneltest.KV {
+	rng := rand.New(rand.NewPCG(uint64(k), 9))
+	var kvs []tunneltest.KV
+	for i := 0; i < nprof; i++ {
+		fill := max(rulesPer-2, 0)
+		rules := fillerRules(rng, fill/2)
+		for range fill - fill/2 {
+			var a [16]byte
+			a[0], a[1] = 0xfd, 0x72
+			for j := 2; j < 16; j++ {
+				a[j] = byte(rng.IntN(256))
+			}
+			from := uint16(1 + rng.IntN(60000))
+			rules = append(rules, profiles.Rule{CIDR: netip.PrefixFrom(netip.AddrFrom16(a), 128), Protocol: "tcp",
+				Ports: []profiles.PortRange{{From: from, To: from + uint16(rng.IntN(100))}}})
+		}
+		rules = append(rules, profiles.Rule{CIDR: netip.MustParsePrefix(fmt.Sprintf("10.99.%d.0/24", k)), Protocol: "tcp"},
+			profiles.Rule{CIDR: netip.MustParsePrefix(fmt.Sprintf("fd99:%d::/64", k)), Protocol: "tcp"})
+		p := profiles.Profile{Name: fmt.Sprintf("p%d", i), Rules: rules, MaxSession: time.Hour, MaxDevices: 5}
+		data, err := json.Marshal(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kvs = append(kvs, tunneltest.KV{Key: profiles.ProfilePrefix + p.Name, Value: data})
+	}
+	now := time.Now()
+	for i := 0; i < npeers; i++ {
+		key := client
+		if i > 0 {
+			pk, err := wgtypes.GeneratePrivateKey()
+			if err != nil {
+				b.Fatal(err)
+			}
+			key = pk.PublicKey()
+		}
+		a := 2 + i
+		v4 := netip.AddrFrom4([4]byte{100, 64, byte(a >> 8), byte(a)})
+		p := profiles.Peer{ID: fmt.Sprintf("peer%d", i), UserID: fmt.Sprintf("u%d", i), Device: "d", PublicKey: key.String(),
+			Address: v4, Address6: profiles.Address6(bench6Pool, v4), Profile: fmt.Sprintf("p%d", i%nprof),
+			Issued: now, Expires: now.Add(24 * time.Hour)}
+		data, err := json.Marshal(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kvs = append(kvs, tunneltest.KV{Key: profiles.PeerPrefix + p.ID, Value: data})
+	}
+	return kvs
+}

@@ -1,0 +1,120 @@
+package tunnel
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ferryvpn/ferry/profiles"
+)
+
+// TestGrantsFollowClients checks the grant bookkeeping without a kernel:
+// what an answer programs, when a repeated answer refreshes, and what
+// happens when the address changes hands or the profile changes.
+func TestGrantsFollowClients(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &grantWriter{reqs: make(chan grantReq, 16), stopped: make(chan struct{})}
+	g := newGrants(w, 30*time.Second, time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.now = func() time.Time { return now }
+	mk := func(version uint64, rules ...profiles.Rule) *policy {
+		p := compile(profiles.Profile{Name: "eng", Version: version, Rules: rules})
+		return &p
+	}
+	db := profiles.Rule{Host: "db.prod.internal", Protocol: "tcp", Ports: []profiles.PortRange{{From: 5432, To: 5432}}}
+	web := profiles.Rule{Host: "*.svc.example.com", Protocol: "tcp", Ports: []profiles.PortRange{{From: 443, To: 443}}}
+	v1 := mk(1, db, web)
+	client := netip.MustParseAddr("100.64.0.11")
+	dst := netip.MustParseAddr("10.0.5.7")
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p1", v4: client, pol: v1}}, false)
+	c := g.client(client)
+	if c == nil {
+		t.Fatal("client not in the view")
+	}
+
+	ops, n := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(90 * time.Second)}, now)
+	if n != 1 || len(ops) != 1 || ops[0].del || ops[0].timeout != 90*time.Second {
+		t.Fatalf("first answer: %d addresses, ops %+v", n, ops)
+	}
+	if ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(100 * time.Second)}, now); len(ops) != 0 {
+		t.Errorf("an answer extending the grant by less than half the grace wrote %+v", ops)
+	}
+	if ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(120 * time.Second)}, now); len(ops) != 1 {
+		t.Errorf("an answer extending the grant by more than half the grace wrote %+v", ops)
+	}
+	if name, rule, ok := g.host(client, dst, protoTCP, 5432); !ok || name != "db.prod.internal" || rule != 0 {
+		t.Errorf("host = %q, %d, %v", name, rule, ok)
+	}
+	if _, _, ok := g.host(client, dst, protoTCP, 443); ok {
+		t.Error("port 443 named db.prod.internal's grant")
+	}
+
+	// A profile edit that keeps the name keeps the grant and its
+	// connections; one that drops it removes the elements.
+	v2 := mk(2, web, db)
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p1", v4: client, pol: v2}}, false)
+	if !g.allows(client, dst, protoTCP, 5432, v2) {
+		t.Error("an edit that keeps db.prod.internal does not keep its connection")
+	}
+	v3 := mk(3, web)
+	if g.allows(client, dst, protoTCP, 5432, v3) {
+		t.Error("an edit without db.prod.internal keeps its connection")
+	}
+	drained := func() (adds, dels int) {
+		for {
+			select {
+			case r := <-w.reqs:
+				for _, op := range r.ops {
+					if op.del {
+						dels++
+					} else {
+						adds++
+					}
+				}
+				r.done <- nil
+			default:
+				return
+			}
+		}
+	}
+	drained()
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p1", v4: client, pol: v3}}, false)
+	if adds, dels := drained(); dels != 1 || adds != 0 {
+		t.Errorf("dropping the rule: %d adds, %d deletes; want 0, 1", adds, dels)
+	}
+
+	// The address goes to another peer: nothing of the old one's.
+	// (Restoring the rule re-grants the live answer at once.)
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p1", v4: client, pol: v1}}, false)
+	if adds, dels := drained(); adds != 1 || dels != 0 {
+		t.Fatalf("restoring the rule: %d adds, %d deletes; want 1, 0", adds, dels)
+	}
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p2", v4: client, pol: v1}}, false)
+	if adds, dels := drained(); dels != 1 || adds != 0 {
+		t.Errorf("address to another peer: %d adds, %d deletes; want 0, 1", adds, dels)
+	}
+	if g.allows(client, dst, protoTCP, 5432, v1) {
+		t.Error("the new peer inherits the old one's connections")
+	}
+	if _, _, ok := g.host(client, dst, protoTCP, 5432); ok {
+		t.Error("the new peer's flows are named after the old one's answers")
+	}
+
+	// A table reset programs every live element again.
+	ops, _ = g.grantLocked(g.client(client), "api.svc.example.com", map[netip.Addr]time.Time{dst: now.Add(60 * time.Second)}, now)
+	if len(ops) != 1 {
+		t.Fatalf("granting web: %+v", ops)
+	}
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p2", v4: client, pol: v1}}, true)
+	if adds, _ := drained(); adds != 1 {
+		t.Errorf("after a reset %d elements re-added, want 1", adds)
+	}
+	// Outside the profile: nothing.
+	if _, err := g.grant(client, "other.prod.internal", []answer{{dst, time.Minute}}); err != nil || g.count() != 1 {
+		t.Errorf("a name outside the profile: err %v, %d elements", err, g.count())
+	}
+	if _, err := g.grant(netip.MustParseAddr("100.64.0.99"), "db.prod.internal", []answer{{dst, time.Minute}}); err != ErrNotClient {
+		t.Errorf("a stranger's answer: %v, want ErrNotClient", err)
+	}
+}
