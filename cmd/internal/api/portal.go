@@ -106,6 +106,7 @@ func (h *handler) toPortalPeer(p profiles.Peer) portalPeer {
 func (h *handler) mountPortal(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathPortal, h.portalSession(h.portal))
 	mux.HandleFunc("POST "+pathPortalConfig, h.portalSession(h.portalConfig))
+	mux.HandleFunc("GET "+pathPortalIssued, h.portalSession(h.portalIssued))
 	mux.HandleFunc("GET "+pathPortalRevoke, h.portalSession(h.portalRevokeAsk))
 	mux.HandleFunc("POST "+pathPortalRevoke, h.portalSession(h.portalRevoke))
 }

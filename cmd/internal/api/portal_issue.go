@@ -1,13 +1,10 @@
 package api
 
 import (
-	"encoding/base64"
 	"errors"
-	"html/template"
 	"net/http"
 	"strings"
 
-	"github.com/skip2/go-qrcode"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/ferryvpn/ferry/authn"
@@ -64,21 +61,9 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 		return
 	}
 	conf := profiles.RenderConfig(peer, prof, h.users.Server, priv.String())
-	d := portalData{
-		Title: "Profile for " + peer.Device, Peer: h.toPortalPeer(peer), Phone: isPhone(r), Form: form,
-		FileName: confFileName(peer.Device),
-		ConfURL:  template.URL("data:application/octet-stream;base64," + base64.StdEncoding.EncodeToString([]byte(conf))),
-	}
-	if form.As == "qr" {
-		png, err := qrcode.Encode(conf, qrcode.Medium, 384)
-		if err != nil {
-			h.log.Error("portal: drawing the QR code", "err", err)
-		} else {
-			d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
-		}
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	h.writePortalPage(w, http.StatusOK, pageIssued, s, tok, d)
+	// Shown by GET /portal/issued (portal_issued.go), so Back and Reload
+	// never post this form again.
+	h.handOver(w, r, tok, peer, conf, form.As == "qr")
 }
 
 // askReplace shows the device the issuance would replace and asks first.

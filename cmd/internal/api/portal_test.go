@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -35,11 +36,17 @@ func browserFrom(t *testing.T, s *apitest.Server, token, origin string) func(met
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &http.Client{
+		Jar:           jar,
 		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return func(method, path string, form url.Values) (*http.Response, string) {
+	var do func(method, path string, form url.Values) (*http.Response, string)
+	do = func(method, path string, form url.Values) (*http.Response, string) {
 		var body io.Reader
 		if form != nil {
 			body = strings.NewReader(form.Encode())
@@ -60,8 +67,14 @@ func browserFrom(t *testing.T, s *apitest.Server, token, origin string) func(met
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		// A profile the form issued is shown after a redirect
+		// (POST-redirect-GET): follow it as a browser does.
+		if method == http.MethodPost && resp.StatusCode == http.StatusSeeOther && resp.Header.Get("Location") == "/portal/issued" {
+			return do(http.MethodGet, "/portal/issued", nil)
+		}
 		return resp, string(b)
 	}
+	return do
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
