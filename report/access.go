@@ -58,15 +58,18 @@ func (q *AccessQuery) Validate() error {
 type AccessRow struct {
 	// Period is the hour or day the row covers when the query splits by
 	// time; zero otherwise.
-	Period     time.Time `json:"period,omitzero"`
-	User       string    `json:"user"`
-	Email      string    `json:"email,omitempty"`
-	Devices    []string  `json:"devices"`
-	Profile    string    `json:"profile"`
-	Versions   []uint64  `json:"profile_versions"`
-	Dst        string    `json:"dst"` // empty: folded under load to the client
-	Protocol   string    `json:"protocol,omitempty"`
-	Port       uint16    `json:"port,omitempty"`
+	Period   time.Time `json:"period,omitzero"`
+	User     string    `json:"user"`
+	Email    string    `json:"email,omitempty"`
+	Devices  []string  `json:"devices"`
+	Profile  string    `json:"profile"`
+	Versions []uint64  `json:"profile_versions"`
+	Dst      string    `json:"dst"` // empty: folded under load to the client
+	Protocol string    `json:"protocol,omitempty"`
+	Port     uint16    `json:"port,omitempty"`
+	// Host is the name whose DNS answer granted the traffic (a host
+	// rule); empty for traffic a CIDR rule admitted or that was denied.
+	Host       string    `json:"host,omitempty"`
 	First      time.Time `json:"first"`
 	Last       time.Time `json:"last"`
 	Flows      uint64    `json:"flows"`
@@ -129,6 +132,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		period                    time.Time
 		user, profile, dst, proto string
 		port                      uint16
+		host                      string
 	}
 	rows := map[rowKey]*AccessRow{}
 	var cur cursor
@@ -148,10 +152,10 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 			case "day":
 				period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
 			}
-			rk := rowKey{period, k.User, k.Profile, k.Dst, k.Proto, k.Port}
+			rk := rowKey{period, k.User, k.Profile, k.Dst, k.Proto, k.Port, k.Host}
 			row := rows[rk]
 			if row == nil {
-				row = &AccessRow{Period: period, User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port}
+				row = &AccessRow{Period: period, User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port, Host: k.Host}
 				rows[rk] = row
 			}
 			if k.Device != "" && !slices.Contains(row.Devices, k.Device) {
@@ -192,7 +196,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 	}
 	slices.SortFunc(rep.Rows, func(a, b AccessRow) int {
 		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
-			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Host, b.Host))
 	})
 	return rep, nil
 }

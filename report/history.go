@@ -27,12 +27,13 @@ import (
 var (
 	bucketHistory = []byte("history")
 	// metaFormat is the rollup's format; a file without it (written
-	// before the history bucket) is rebuilt.
+	// before the history bucket) or of an older format is rebuilt.
 	metaFormat = []byte("format")
 )
 
 // rollupFormat is the current format of the rollup file.
-const rollupFormat = "2"
+// Format 3 added the granting host to the bucket keys.
+const rollupFormat = "3"
 
 // histEntry is one history event.
 type histEntry struct {

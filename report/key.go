@@ -8,13 +8,15 @@ import (
 )
 
 // key is a rollup bucket's key without its period: who, through which
-// profile, to what, with which verdict.
+// profile, to what (and the name whose DNS answer granted it, for host
+// rules), with which verdict.
 type key struct {
 	User, Email, Device string
 	Profile             string
 	Version             uint64
 	Dst, Proto          string
 	Port                uint16
+	Host                string
 	Deny                bool
 }
 
@@ -27,7 +29,7 @@ func (k key) encode(period time.Time) []byte {
 		verdict = "d"
 	}
 	for _, f := range []string{k.User, k.Email, k.Device, k.Profile, strconv.FormatUint(k.Version, 10), k.Dst, k.Proto,
-		strconv.Itoa(int(k.Port)), verdict} {
+		strconv.Itoa(int(k.Port)), k.Host, verdict} {
 		b = append(b, f...)
 		b = append(b, 0)
 	}
@@ -41,13 +43,13 @@ func decodeKey(b []byte) (key, time.Time, bool) {
 	}
 	period := time.Unix(int64(binary.BigEndian.Uint64(b)), 0).UTC()
 	f := bytes.Split(b[8:], []byte{0})
-	if len(f) != 10 {
+	if len(f) != 11 {
 		return key{}, time.Time{}, false
 	}
 	v, _ := strconv.ParseUint(string(f[4]), 10, 64)
 	p, _ := strconv.ParseUint(string(f[7]), 10, 16)
 	return key{User: string(f[0]), Email: string(f[1]), Device: string(f[2]), Profile: string(f[3]), Version: v,
-		Dst: string(f[5]), Proto: string(f[6]), Port: uint16(p), Deny: string(f[8]) == "d"}, period, true
+		Dst: string(f[5]), Proto: string(f[6]), Port: uint16(p), Host: string(f[8]), Deny: string(f[9]) == "d"}, period, true
 }
 
 // counts are a bucket's totals.

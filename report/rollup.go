@@ -344,7 +344,7 @@ func flowOf(ev *audit.Event) (key, counts, bool) {
 	}
 	k := key{User: user, Email: ev.Actor.Email, Device: device, Profile: ev.Target.Profile,
 		Version: ev.PolicyVersion, Dst: ev.Target.DstAddr, Proto: ev.Target.Protocol, Port: uint16(ev.Target.DstPort),
-		Deny: ev.Type == audit.TypeFlowDeny}
+		Host: ev.Details[audit.FlowDetailHost], Deny: ev.Type == audit.TypeFlowDeny}
 	first, last := ev.Time, ev.Time
 	if t, err := time.Parse(time.RFC3339Nano, ev.Details["first"]); err == nil {
 		first = t

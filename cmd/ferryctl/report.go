@@ -137,7 +137,7 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 }
 
 // accessColumns are the access report's columns, in every format.
-var accessColumns = []string{"PERIOD", "USER", "DEVICES", "PROFILE", "VERSIONS", "DESTINATION", "PROTOCOL", "PORT", "FIRST", "LAST", "FLOWS", "BYTES OUT", "BYTES IN", "DENIED"}
+var accessColumns = []string{"PERIOD", "USER", "DEVICES", "PROFILE", "VERSIONS", "DESTINATION", "PROTOCOL", "PORT", "HOST", "FIRST", "LAST", "FLOWS", "BYTES OUT", "BYTES IN", "DENIED"}
 
 // accessCells renders a row's cells; times in RFC 3339 UTC so that every
 // format shows the same text.
@@ -163,7 +163,7 @@ func accessCells(r wire.AccessRow) []string {
 	if !r.Period.IsZero() {
 		period = r.Period.UTC().Format(time.RFC3339)
 	}
-	return []string{period, user, strings.Join(r.Devices, ","), r.Profile, strings.Join(vers, ","), dst, r.Protocol, port,
+	return []string{period, user, strings.Join(r.Devices, ","), r.Profile, strings.Join(vers, ","), dst, r.Protocol, port, r.Host,
 		r.First.UTC().Format(time.RFC3339), r.Last.UTC().Format(time.RFC3339), u(r.Flows), u(r.BytesOut), u(r.BytesIn), u(r.Denied)}
 }
 

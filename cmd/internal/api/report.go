@@ -88,7 +88,7 @@ func accessReportWire(rep report.AccessReport, query map[string]string, node str
 	}
 	for _, r := range rep.Rows {
 		out.Rows = append(out.Rows, wire.AccessRow{Period: r.Period, User: r.User, Email: r.Email, Devices: r.Devices, Profile: r.Profile,
-			Versions: r.Versions, Dst: r.Dst, Protocol: r.Protocol, Port: r.Port, First: r.First, Last: r.Last,
+			Versions: r.Versions, Dst: r.Dst, Protocol: r.Protocol, Port: r.Port, Host: r.Host, First: r.First, Last: r.Last,
 			Flows: r.Flows, PacketsOut: r.PacketsOut, PacketsIn: r.PacketsIn, BytesOut: r.BytesOut, BytesIn: r.BytesIn, Denied: r.Denied})
 	}
 	return out

@@ -15,15 +15,18 @@ const (
 // profile to one destination service.
 type AccessRow struct {
 	// Period is the hour or day the row covers with by=hour|day.
-	Period     time.Time `json:"period,omitzero"`
-	User       string    `json:"user"`
-	Email      string    `json:"email,omitempty"`
-	Devices    []string  `json:"devices"`
-	Profile    string    `json:"profile"`
-	Versions   []uint64  `json:"profile_versions"`
-	Dst        string    `json:"dst"` // empty: folded under load
-	Protocol   string    `json:"protocol,omitempty"`
-	Port       uint16    `json:"port,omitempty"`
+	Period   time.Time `json:"period,omitzero"`
+	User     string    `json:"user"`
+	Email    string    `json:"email,omitempty"`
+	Devices  []string  `json:"devices"`
+	Profile  string    `json:"profile"`
+	Versions []uint64  `json:"profile_versions"`
+	Dst      string    `json:"dst"` // empty: folded under load
+	Protocol string    `json:"protocol,omitempty"`
+	Port     uint16    `json:"port,omitempty"`
+	// Host is the name whose DNS answer granted the traffic (a host
+	// rule); empty for traffic a CIDR rule admitted.
+	Host       string    `json:"host,omitempty"`
 	First      time.Time `json:"first"`
 	Last       time.Time `json:"last"`
 	Flows      uint64    `json:"flows"`
