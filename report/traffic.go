@@ -179,7 +179,7 @@ func topTalkers(m map[string]*Talker, n int, key func(*Talker) uint64) []Talker 
 // keyView is a bucket key's fields as slices of the key (valid while its
 // transaction is open): decoding without allocating.
 type keyView struct {
-	user, email, device, profile, version, dst, proto, port []byte
+	user, email, device, profile, version, dst, proto, port, host []byte
 }
 
 // viewKey splits a key laid out by key.encode.
@@ -189,7 +189,7 @@ func viewKey(b []byte) (keyView, bool) {
 	}
 	b = b[8:]
 	var f [10][]byte
-	for i := range 9 {
+	for i := range 10 {
 		j := bytes.IndexByte(b, 0)
 		if j < 0 {
 			return keyView{}, false
@@ -199,7 +199,7 @@ func viewKey(b []byte) (keyView, bool) {
 	if len(b) != 0 {
 		return keyView{}, false
 	}
-	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7]}, true
+	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8]}, true
 }
 
 func (k *keyView) portNum() uint16 {
