@@ -252,6 +252,16 @@ func scanPeriods(ctx context.Context, tx *bolt.Tx, since, until time.Time, fn fu
 // scanPeriodsAt is scanPeriods that also passes each bucket's start; with
 // hourly set it reads hourly buckets only.
 func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(key, counts, time.Time)) error {
+	return scanRaw(ctx, tx, since, until, hourly, func(k, v []byte, at time.Time) {
+		if kk, _, ok := decodeKey(k); ok {
+			fn(kk, decodeCounts(v), at)
+		}
+	})
+}
+
+// scanRaw is scanPeriodsAt on the encoded keys and counts (valid only
+// during the call), for readers that decode without allocating.
+func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(k, v []byte, at time.Time)) error {
 	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
 	lo, hi, ok := bounds(hours)
 	if !ok {
@@ -273,9 +283,7 @@ func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hou
 		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if kk, at, ok := decodeKey(k); ok {
-				fn(kk, decodeCounts(v), at)
-			}
+			fn(k, v, period)
 		}
 	}
 	for t := lo; t.Before(hi); {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,9 +49,8 @@ type talkerTable struct {
 }
 
 type talker struct {
-	Who, What                     string
-	Bytes, Flows, Denied, Last    string
-	sortBytes, sortFlows, sortDen uint64
+	Who, What                  string
+	Bytes, Flows, Denied, Last string
 }
 
 // pickRange returns the chosen range, the 7-day one by default.
@@ -100,84 +98,54 @@ func (c *Console) traffic(w http.ResponseWriter, r *http.Request, k call) {
 		c.fail(w, "traffic report", err)
 		return
 	}
-	rep, err := c.cfg.Reports.Access(r.Context(), q)
+	sum, err := c.cfg.Reports.Traffic(r.Context(), q, topN)
 	if err != nil {
 		c.fail(w, "traffic report", err)
 		return
 	}
-	d.Source = sourceText(rep.Source)
-	d.Empty = len(rep.Rows) == 0
-	var periods []time.Time
-	index := map[time.Time]int{}
-	for t := since; t.Before(until); t = t.Add(unit) {
-		index[t] = len(periods)
-		periods = append(periods, t)
-	}
+	d.Source = sourceText(sum.Source)
+	d.Empty = sum.Empty
+	periods := make([]time.Time, len(sum.Series))
 	bytesOut, bytesIn := make([]uint64, len(periods)), make([]uint64, len(periods))
 	flows, denied := make([]uint64, len(periods)), make([]uint64, len(periods))
-	users, dests, dens := map[string]*talker{}, map[string]*talker{}, map[string]*talker{}
-	add := func(m map[string]*talker, key, who, what string, row report.AccessRow) {
-		t := m[key]
-		if t == nil {
-			t = &talker{Who: who, What: what}
-			m[key] = t
-		}
-		t.sortBytes += row.BytesIn + row.BytesOut
-		t.sortFlows += row.Flows
-		t.sortDen += row.Denied
-		if l := row.Last.UTC().Format("2 Jan 15:04 UTC"); row.Last.After(time.Time{}) && l > t.Last {
-			t.Last = l
-		}
-	}
-	for _, row := range rep.Rows {
-		if i, ok := index[row.Period.UTC()]; ok {
-			bytesOut[i] += row.BytesOut
-			bytesIn[i] += row.BytesIn
-			flows[i] += row.Flows
-			denied[i] += row.Denied
-		}
-		who := cmp.Or(row.Email, row.User)
-		service := serviceOf(row)
-		add(users, row.User, who, "", row)
-		add(dests, service, service, row.Profile, row)
-		if row.Denied > 0 {
-			add(dens, row.User+"|"+service, who, service, row)
-		}
+	for i, p := range sum.Series {
+		periods[i], bytesOut[i], bytesIn[i], flows[i], denied[i] = p.Period, p.BytesOut, p.BytesIn, p.Flows, p.Denied
 	}
 	d.Charts = []chart{
 		newChart("chart-bytes", "Bytes", periods, rg.Hourly, []string{"sent", "received"}, [][]uint64{bytesOut, bytesIn}, humanBytes),
 		newChart("chart-flows", "Flows and denied attempts", periods, rg.Hourly, []string{"flows", "denied"}, [][]uint64{flows, denied}, count),
 	}
-	d.Talkers = talkerTable{ID: "talkers", Label: "Top talkers", Who: "Person", Rows: top(users, func(t *talker) uint64 { return t.sortBytes })}
-	d.Dests = talkerTable{ID: "dests", Label: "Top destinations", Who: "Destination", What: "Profile", Rows: top(dests, func(t *talker) uint64 { return t.sortBytes })}
-	d.Denials = talkerTable{ID: "denials", Label: "Denied attempts", Who: "Person", What: "Destination", Rows: top(dens, func(t *talker) uint64 { return t.sortDen })}
+	d.Talkers = talkerTable{ID: "talkers", Label: "Top talkers", Who: "Person", Rows: talkers(sum.Talkers, func(t report.Talker) (string, string) { return cmp.Or(t.Email, t.User), "" })}
+	d.Dests = talkerTable{ID: "dests", Label: "Top destinations", Who: "Destination", What: "Profile", Rows: talkers(sum.Dests, func(t report.Talker) (string, string) { return serviceName(t.Dst, t.Protocol, t.Port), t.Profile })}
+	d.Denials = talkerTable{ID: "denials", Label: "Denied attempts", Who: "Person", What: "Destination", Rows: talkers(sum.Denials, func(t report.Talker) (string, string) {
+		return cmp.Or(t.Email, t.User), serviceName(t.Dst, t.Protocol, t.Port)
+	})}
 	c.render(w, http.StatusOK, "traffic", k, page{Title: "Traffic", Nav: "traffic", D: d})
 }
 
-// serviceOf names a row's destination service ("10.0.0.5 tcp/22").
-func serviceOf(row report.AccessRow) string {
-	if row.Dst == "" {
+// serviceName names a destination service ("10.0.0.5 tcp/22").
+func serviceName(dst, proto string, port uint16) string {
+	if dst == "" {
 		return "(folded under load)"
 	}
-	s := row.Dst + " " + row.Protocol
-	if row.Port != 0 {
-		s += "/" + strconv.Itoa(int(row.Port))
+	s := dst + " " + proto
+	if port != 0 {
+		s += "/" + strconv.Itoa(int(port))
 	}
 	return s
 }
 
-// top returns the topN of m by key, with their figures written out.
-func top(m map[string]*talker, key func(*talker) uint64) []talker {
-	out := make([]talker, 0, len(m))
-	for _, t := range m {
-		out = append(out, *t)
-	}
-	slices.SortFunc(out, func(a, b talker) int {
-		return cmp.Or(cmp.Compare(key(&b), key(&a)), cmp.Compare(a.Who, b.Who), cmp.Compare(a.What, b.What))
-	})
-	out = out[:min(len(out), topN)]
-	for i := range out {
-		out[i].Bytes, out[i].Flows, out[i].Denied = humanBytes(out[i].sortBytes), count(out[i].sortFlows), count(out[i].sortDen)
+// talkers writes out a top list's figures; names gives a row's Who and
+// What.
+func talkers(ts []report.Talker, names func(report.Talker) (string, string)) []talker {
+	out := make([]talker, 0, len(ts))
+	for _, t := range ts {
+		who, what := names(t)
+		row := talker{Who: who, What: what, Bytes: humanBytes(t.BytesIn + t.BytesOut), Flows: count(t.Flows), Denied: count(t.Denied)}
+		if !t.Last.IsZero() {
+			row.Last = t.Last.UTC().Format("2 Jan 15:04 UTC")
+		}
+		out = append(out, row)
 	}
 	return out
 }
