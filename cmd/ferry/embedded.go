@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,6 +182,77 @@ func resolvconfInput(c wgConf) string {
 		fmt.Fprintf(&b, "search %s\n", strings.Join(c.Search, " "))
 	}
 	return b.String()
+}
+
+// dnsStep is one command of a DNS plan, with its standard input.
+type dnsStep struct {
+	Argv  []string
+	Stdin string
+}
+
+// dnsPlan is how the embedded tunnel hands the profile's DNS (servers and
+// search domains) to the system, the way wg-quick does: resolvconf when it
+// is installed, else systemd-resolved through resolvectl, else nothing,
+// said plainly in Warning.
+type dnsPlan struct {
+	// Via names the tool used; empty when DNS is not configured.
+	Via string
+	// Up applies the DNS; Down undoes it.
+	Up   []dnsStep
+	Down [][]string
+	// Warning says why DNS the profile sets is not configured.
+	Warning string
+}
+
+// planDNS plans the DNS of interface name; lookPath finds the tools.
+func planDNS(name string, c wgConf, lookPath func(string) (string, error)) dnsPlan {
+	if len(c.DNS)+len(c.Search) == 0 {
+		return dnsPlan{}
+	}
+	if _, err := lookPath("resolvconf"); err == nil {
+		// As wg-quick: metric 0 and exclusive (-x), so the tunnel's
+		// servers answer every name while it is up.
+		return dnsPlan{Via: "resolvconf",
+			Up:   []dnsStep{{Argv: []string{"resolvconf", "-a", name, "-m", "0", "-x"}, Stdin: resolvconfInput(c)}},
+			Down: [][]string{{"resolvconf", "-d", name, "-f"}}}
+	}
+	if _, err := lookPath("resolvectl"); err == nil {
+		p := dnsPlan{Via: "resolvectl", Down: [][]string{{"resolvectl", "revert", name}}}
+		domains := slices.Clone(c.Search)
+		if len(c.DNS) > 0 {
+			argv := []string{"resolvectl", "dns", name}
+			for _, a := range c.DNS {
+				argv = append(argv, a.String())
+			}
+			p.Up = append(p.Up, dnsStep{Argv: argv})
+			// "~." is what resolvconf -x means to systemd-resolved: this
+			// link's servers get every name, not only the search domains.
+			domains = append(domains, "~.")
+		}
+		p.Up = append(p.Up, dnsStep{Argv: append([]string{"resolvectl", "domain", name}, domains...)})
+		return p
+	}
+	var what []string
+	for _, a := range c.DNS {
+		what = append(what, a.String())
+	}
+	if len(c.Search) > 0 {
+		what = append(what, "search "+strings.Join(c.Search, " "))
+	}
+	return dnsPlan{Warning: fmt.Sprintf("the profile sets DNS (%s), but neither resolvconf nor resolvectl (systemd-resolved) is installed: "+
+		"DNS was not configured, so names of the profile's host rules resolve only if your resolver asks %s", strings.Join(what, "; "), dnsTarget(c))}
+}
+
+// dnsTarget names the profile's DNS servers for a message.
+func dnsTarget(c wgConf) string {
+	if len(c.DNS) == 0 {
+		return "ferry's DNS server"
+	}
+	var s []string
+	for _, a := range c.DNS {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, " or ")
 }
 
 // daemonArgs are the arguments of the detached "ferry up" that runs the

@@ -110,14 +110,18 @@ func runEmbedded(ctx context.Context, o embeddedOptions) error {
 			return err
 		}
 	}
-	if in := resolvconfInput(o.Conf); in != "" {
-		if _, err := exec.LookPath("resolvconf"); err != nil {
-			fmt.Fprintf(o.Log, "ferry: the profile sets DNS, but resolvconf is not installed: DNS left unchanged\n")
-		} else {
-			if err := runCommand(ctx, []string{"resolvconf", "-a", o.Name, "-m", "0", "-x"}, strings.NewReader(in)); err != nil {
-				return err
+	dns := planDNS(o.Name, o.Conf, exec.LookPath)
+	if dns.Warning != "" {
+		fmt.Fprintf(o.Log, "ferry: %s\n", dns.Warning)
+	}
+	if len(dns.Up) > 0 {
+		// Undone on the way out (ferry down signals this process), also
+		// when a later step fails.
+		defer runCommands(context.WithoutCancel(ctx), dns.Down, o.Log)
+		for _, s := range dns.Up {
+			if err := runCommand(ctx, s.Argv, strings.NewReader(s.Stdin)); err != nil {
+				return fmt.Errorf("configuring DNS with %s: %w", dns.Via, err)
 			}
-			defer runCommands(context.WithoutCancel(ctx), [][]string{{"resolvconf", "-d", o.Name, "-f"}}, o.Log)
 		}
 	}
 	if err := writePid(o.RunDir); err != nil {

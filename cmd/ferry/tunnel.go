@@ -62,8 +62,10 @@ func newUpCmd(g *globals) *cobra.Command {
 
 When WireGuard's wg-quick is installed, up runs "wg-quick up" on the profile.
 Otherwise, or with --embedded, ferry runs WireGuard itself (wireguard-go on a
-TUN device) in the background and sets the address, routes and, where
-resolvconf is installed, DNS. With --foreground it stays in the foreground
+TUN device) in the background and sets the address, routes and the
+profile's DNS as wg-quick would: with resolvconf when installed, else with
+systemd-resolved (resolvectl dns and domain), else it says that DNS was not
+configured. ferry down undoes it. With --foreground it stays in the foreground
 until interrupted (Ctrl-C), which is handy under a service manager.
 
 The embedded WireGuard fails over fast: ferry's servers share one address
@@ -129,6 +131,10 @@ An expired profile does not connect: sign in again with ferry login.`,
 					},
 				})
 			case modeDaemon:
+				// The detached tunnel logs it too; say it where the user looks.
+				if w := planDNS(ifaceName, c, lookPath).Warning; w != "" {
+					fmt.Fprintf(g.con.err, "ferry: %s\n", w)
+				}
 				if err := startDaemon(dir, g.con.runDir, !noFastFailover); err != nil {
 					return err
 				}
@@ -175,7 +181,7 @@ func lookPath(name string) (string, error) { return exec.LookPath(name) }
 func wgQuickUp(ctx context.Context, c wgConf, path string) error {
 	if len(c.DNS)+len(c.Search) > 0 {
 		if _, err := lookPath("resolvconf"); err != nil {
-			return errors.New("the profile sets DNS, which wg-quick applies with resolvconf, and resolvconf is not installed: install it (openresolv), or run sudo ferry up --embedded, which connects without changing DNS")
+			return errors.New("the profile sets DNS, which wg-quick applies with resolvconf, and resolvconf is not installed: install it (openresolv), or run sudo ferry up --embedded, which applies DNS through systemd-resolved (resolvectl) or says it could not")
 		}
 	}
 	return wgQuick(ctx, "up", path)
