@@ -52,7 +52,9 @@ const PathPortal = pathPortal
 const (
 	pathPortal       = "/portal"
 	pathPortalConfig = "/portal/config"
-	pathPortalRevoke = "/portal/devices/{id}/revoke"
+	// pathPortalReplace asks before a new profile replaces a device.
+	pathPortalReplace = "/portal/replace"
+	pathPortalRevoke  = "/portal/devices/{id}/revoke"
 )
 
 // portalCSP allows the shared stylesheet and script by hash and data:
@@ -89,6 +91,69 @@ type portalForm struct {
 	Profile, Device, As string
 }
 
+// The issue form's refusals are shown after a redirect to the portal
+// (POST-redirect-GET), so Reload and Back never post the form again. The
+// redirect carries the entered values and a code naming the refusal in
+// its query: none of them is secret (the form holds no key).
+const (
+	errServerKey   = "server-key"
+	errKey         = "key"
+	errDeviceName  = "device-name"
+	errNotAllowed  = "not-allowed"
+	errTooMany     = "too-many"
+	errRevokedName = "revoked-name"
+	errIssue       = "issue"
+)
+
+// formErrors are the refusals' messages; field ones are shown next to the
+// device name.
+var formErrors = map[string]struct {
+	msg   string
+	field bool
+}{
+	errServerKey:   {msg: "Tick the box to let the server make this device's key, or use the desktop client."},
+	errKey:         {msg: "The key could not be made. Try again in a moment."},
+	errDeviceName:  {msg: "Use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit.", field: true},
+	errNotAllowed:  {msg: "That profile is not assigned to you."},
+	errTooMany:     {msg: "You have reached this profile's device limit. Revoke a device you no longer use, then try again."},
+	errRevokedName: {msg: "An administrator revoked the device of this name. Choose another name, or ask an administrator.", field: true},
+	errIssue:       {msg: "The profile could not be issued. Try again in a moment."},
+}
+
+// query is the form's values for a redirect's URL.
+func (f portalForm) query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"profile": f.Profile, "device": f.Device, "as": f.As} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+// formFromQuery reads back what query wrote, bounded like the form.
+func formFromQuery(q url.Values) portalForm {
+	cut := func(v string) string {
+		if len(v) > 256 {
+			v = v[:256]
+		}
+		return v
+	}
+	f := portalForm{Profile: cut(q.Get("profile")), Device: cut(q.Get("device")), As: q.Get("as")}
+	if f.As != "file" && f.As != "qr" {
+		f.As = ""
+	}
+	return f
+}
+
+// formAgain sends the browser back to the portal's form with the entered
+// values and the refusal named by code.
+func (h *handler) formAgain(w http.ResponseWriter, r *http.Request, form portalForm, code string) {
+	q := form.query()
+	q.Set("error", code)
+	http.Redirect(w, r, pathPortal+"?"+q.Encode(), http.StatusSeeOther)
+}
+
 type portalPeer struct {
 	ID, Device, Profile, Address, State string
 	Expires                             time.Time
@@ -107,6 +172,7 @@ func (h *handler) mountPortal(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathPortal, h.portalSession(h.portal))
 	mux.HandleFunc("POST "+pathPortalConfig, h.portalSession(h.portalConfig))
 	mux.HandleFunc("GET "+pathPortalIssued, h.portalSession(h.portalIssued))
+	mux.HandleFunc("GET "+pathPortalReplace, h.portalSession(h.portalReplace))
 	mux.HandleFunc("GET "+pathPortalRevoke, h.portalSession(h.portalRevokeAsk))
 	mux.HandleFunc("POST "+pathPortalRevoke, h.portalSession(h.portalRevoke))
 }
@@ -188,6 +254,15 @@ func isPhone(r *http.Request) bool {
 
 func (h *handler) portal(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
 	var d portalData
+	if e, ok := formErrors[r.URL.Query().Get("error")]; ok {
+		w.Header().Set("Cache-Control", "no-store")
+		d.Form = formFromQuery(r.URL.Query())
+		if e.field {
+			d.DeviceError = e.msg
+		} else {
+			d.Error = e.msg
+		}
+	}
 	if id := r.URL.Query().Get("revoked"); id != "" {
 		if p, err := h.users.Profiles.Peer(r.Context(), id); err == nil && p.UserID == s.Identity.UserID && p.Revoked != nil {
 			d.Notice = "The device “" + p.Device + "” is revoked: it can no longer connect."

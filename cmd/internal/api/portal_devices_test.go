@@ -43,8 +43,13 @@ func TestPortalReuseNameAsksFirst(t *testing.T) {
 	}
 
 	form.Set("as", "file")
-	resp, page := get(http.MethodPost, "/portal/config", form)
-	if resp.StatusCode != http.StatusConflict || !strings.Contains(page, "will stop connecting") || !strings.Contains(page, `id="replace"`) || !strings.Contains(page, `id="keep"`) {
+	// Asked on a page of its own, after a redirect (POST-redirect-GET).
+	resp, _ := get(http.MethodPost, "/portal/config", form)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/portal/replace?") {
+		t.Fatalf("reusing the name: %d to %q, want 303 to the question", resp.StatusCode, loc)
+	}
+	resp, page = get(http.MethodGet, resp.Header.Get("Location"), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "will stop connecting") || !strings.Contains(page, `id="replace"`) || !strings.Contains(page, `id="keep"`) {
 		t.Fatalf("reusing the name: %d, want the question:\n%s", resp.StatusCode, page)
 	}
 	if strings.Contains(page, "PrivateKey") || strings.Contains(page, "data:application/octet-stream") {
@@ -212,8 +217,14 @@ func TestPortalDeviceNameErrorStaysByItsField(t *testing.T) {
 	get := browser(t, s, s.Token(t, authn.Identity{UserID: "alice", Email: "alice@example.com", Groups: []string{"engineering"}}))
 	_, page := get(http.MethodGet, "/portal", nil)
 	csrf := csrfField.FindStringSubmatch(page)[1]
-	resp, page := get(http.MethodPost, "/portal/config", url.Values{"csrf": {csrf}, "profile": {"eng"}, "device": {"-bad/name"}, "server_key": {"1"}, "as": {"file"}})
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, `id="device-error"`) || !strings.Contains(page, `value="-bad/name"`) ||
+	// Shown after a redirect (POST-redirect-GET) that carries the
+	// entered values.
+	resp, _ := get(http.MethodPost, "/portal/config", url.Values{"csrf": {csrf}, "profile": {"eng"}, "device": {"-bad/name"}, "server_key": {"1"}, "as": {"file"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/portal?") || !strings.Contains(loc, "error=device-name") {
+		t.Fatalf("rejected device name: %d to %q, want 303 back to the form", resp.StatusCode, loc)
+	}
+	resp, page = get(http.MethodGet, resp.Header.Get("Location"), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="device-error"`) || !strings.Contains(page, `value="-bad/name"`) ||
 		!strings.Contains(page, `aria-invalid="true"`) || !strings.Contains(page, `value="file" checked`) {
 		t.Errorf("rejected device name: %d\n%s", resp.StatusCode, page)
 	}

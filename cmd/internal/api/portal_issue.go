@@ -23,18 +23,14 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 	if form.As != "file" {
 		form.As = "qr"
 	}
-	again := func(status int, d portalData) {
-		d.Form = form
-		h.renderPortal(w, r, status, s, tok, d)
-	}
 	if r.PostForm.Get("server_key") != "1" {
-		again(http.StatusBadRequest, portalData{Error: "Tick the box to let the server make this device's key, or use the desktop client."})
+		h.formAgain(w, r, form, errServerKey)
 		return
 	}
 	priv, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		h.log.Error("portal: generating a key", "err", err)
-		again(http.StatusInternalServerError, portalData{Error: "The key could not be made. Try again in a moment."})
+		h.formAgain(w, r, form, errKey)
 		return
 	}
 	replace := r.PostForm.Get("replace") == "1"
@@ -45,18 +41,20 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 	if err != nil {
 		switch {
 		case errors.Is(err, profiles.ErrDeviceInUse):
-			h.askReplace(w, r, s, tok, form)
+			// Asked on a page of its own (GET), so Reload asks again
+			// instead of posting the form again.
+			http.Redirect(w, r, pathPortalReplace+"?"+form.query().Encode(), http.StatusSeeOther)
 		case errors.Is(err, profiles.ErrInvalid):
-			again(http.StatusBadRequest, portalData{DeviceError: "Use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit."})
+			h.formAgain(w, r, form, errDeviceName)
 		case errors.Is(err, profiles.ErrNotAllowed):
-			again(http.StatusForbidden, portalData{Error: "That profile is not assigned to you."})
+			h.formAgain(w, r, form, errNotAllowed)
 		case errors.Is(err, profiles.ErrTooManyDevices):
-			again(http.StatusConflict, portalData{Error: "You have reached this profile's device limit. Revoke a device you no longer use, then try again."})
+			h.formAgain(w, r, form, errTooMany)
 		case errors.Is(err, profiles.ErrRevokedByAdmin):
-			again(http.StatusForbidden, portalData{DeviceError: "An administrator revoked the device of this name. Choose another name, or ask an administrator."})
+			h.formAgain(w, r, form, errRevokedName)
 		default:
 			h.log.Error("portal: issuing", "err", err)
-			again(http.StatusInternalServerError, portalData{Error: "The profile could not be issued. Try again in a moment."})
+			h.formAgain(w, r, form, errIssue)
 		}
 		return
 	}
@@ -66,8 +64,12 @@ func (h *handler) portalConfig(w http.ResponseWriter, r *http.Request, s authn.S
 	h.handOver(w, r, tok, peer, conf, form.As == "qr")
 }
 
-// askReplace shows the device the issuance would replace and asks first.
-func (h *handler) askReplace(w http.ResponseWriter, r *http.Request, s authn.Session, tok string, form portalForm) {
+// portalReplace shows the device an issuance would replace and asks
+// first (GET /portal/replace, where the form's redirect leads). Without
+// such a device there is nothing to ask: the portal shows the form.
+func (h *handler) portalReplace(w http.ResponseWriter, r *http.Request, s authn.Session, tok string) {
+	w.Header().Set("Cache-Control", "no-store")
+	form := formFromQuery(r.URL.Query())
 	peers, err := h.users.Profiles.Peers(r.Context(), profiles.PeerFilter{UserID: s.Identity.UserID})
 	if err != nil {
 		h.log.Error("portal: listing devices", "err", err)
@@ -76,11 +78,15 @@ func (h *handler) askReplace(w http.ResponseWriter, r *http.Request, s authn.Ses
 	}
 	d := portalData{Title: "Replace “" + form.Device + "”?", Form: form}
 	for _, p := range peers {
-		if p.Device == form.Device {
+		if p.Device == form.Device && p.Valid(h.now()) {
 			d.Existing = h.toPortalPeer(p)
 		}
 	}
-	h.writePortalPage(w, http.StatusConflict, pageReplace, s, tok, d)
+	if d.Existing.Device == "" {
+		h.renderPortal(w, r, http.StatusOK, s, tok, portalData{Form: form})
+		return
+	}
+	h.writePortalPage(w, http.StatusOK, pageReplace, s, tok, d)
 }
 
 // maxIfaceName is Linux's limit on interface names (IFNAMSIZ - 1), which
