@@ -84,6 +84,10 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 	var svc, pair []byte
 	var cur cursor
 	matched := false
+	var lastAt time.Time
+	var lastIdx int
+	var lastOK bool
+	var lastUser *Talker
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if cur, err = readCursorTx(tx); err != nil {
@@ -96,21 +100,30 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 			}
 			matched = true
 			c := decodeCounts(vb)
-			p := at
-			if q.By == "day" {
-				p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+			if !at.Equal(lastAt) { // once per bucket
+				lastAt = at
+				p := at
+				if q.By == "day" {
+					p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+				}
+				lastIdx, lastOK = index[p]
 			}
-			if i, ok := index[p]; ok {
+			if i, ok := lastIdx, lastOK; ok {
 				pt := &sum.Series[i]
 				pt.BytesOut += c.BytesOut
 				pt.BytesIn += c.BytesIn
 				pt.Flows += c.Flows
 				pt.Denied += c.Denied
 			}
-			u := users[string(k.user)]
-			if u == nil {
-				u = &Talker{User: string(k.user), Email: string(k.email)}
-				users[u.User] = u
+			// A bucket's keys are sorted by user: most rows continue the
+			// previous row's user.
+			u := lastUser
+			if u == nil || u.User != string(k.user) {
+				if u = users[string(k.user)]; u == nil {
+					u = &Talker{User: string(k.user), Email: string(k.email)}
+					users[u.User] = u
+				}
+				lastUser = u
 			}
 			u.add(&c)
 			svc = k.service(svc[:0])
