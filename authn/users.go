@@ -401,3 +401,13 @@ func (u *Users) suspend(ctx context.Context, userID, why, by string, on bool) er
 	}
 	return fmt.Errorf("suspending user %q: %w", userID, ErrContended)
 }
+
+// Count returns how many users are known, without decoding them (the
+// console's overview).
+func (u *Users) Count(ctx context.Context) (int, error) {
+	kvs, _, err := u.store.List(ctx, prefixUsers, cluster.Linearizable)
+	if err != nil {
+		return 0, fmt.Errorf("counting users: %w", err)
+	}
+	return len(kvs), nil
+}

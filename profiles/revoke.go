@@ -262,3 +262,28 @@ func (s *Store) ClearRevocation(ctx context.Context, id string, actor audit.Acto
 	}
 	return fmt.Errorf("%w: clearing revocation of peer %s", ErrConflict, id)
 }
+
+// CountValid returns how many peers are valid at now (what Peers with
+// Valid set to true would list), from this node's state, reading each
+// record's expiry and revocation only.
+func (s *Store) CountValid(ctx context.Context) (int, error) {
+	kvs, _, err := s.c.List(ctx, PeerPrefix, cluster.Local)
+	if err != nil {
+		return 0, err
+	}
+	now := s.now()
+	n := 0
+	for _, kv := range kvs {
+		var p struct {
+			Expires time.Time  `json:"expires"`
+			Revoked *time.Time `json:"revoked,omitempty"`
+		}
+		if err := json.Unmarshal(kv.Value, &p); err != nil {
+			return 0, fmt.Errorf("decoding peer %s: %w", kv.Key, err)
+		}
+		if (&Peer{Expires: p.Expires, Revoked: p.Revoked}).Valid(now) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -21,6 +21,12 @@
 // the last signed checkpoint folded, so that an auditor can check it with
 // `ferryctl audit verify` over the same range.
 //
+// [Rollup.Traffic] summarises the same buckets for a chart: totals per hour
+// or day and the top users, destinations and denied attempts, in one pass
+// that keeps one total per period, user and service (never one row per
+// period, user and service as Access does), so the console's 90-day chart
+// does not build the 90-day access report.
+//
 // [Rollup.Replay] replays the recorded traffic of a profile against
 // proposed rules: the accepted flows they would deny and the denied
 // attempts they would allow, by user and destination.

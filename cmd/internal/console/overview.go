@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ferryvpn/ferry/audit"
-	"github.com/ferryvpn/ferry/profiles"
 )
 
 // sinkLagAlert is how many records a network sink may trail the journal
@@ -124,26 +123,18 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, k call) {
 			d.Alerts = append(d.Alerts, "No network audit sink is configured: audit records leave the cluster only by export.")
 		}
 	}
-	us, err := c.cfg.Users.List(ctx)
-	if err != nil {
-		c.fail(w, "user list", err)
+	var err error
+	if d.Users, err = c.cfg.Users.Count(ctx); err != nil {
+		c.fail(w, "user count", err)
 		return
 	}
-	ss, err := c.cfg.Sessions.List(ctx, "")
-	if err != nil {
-		c.fail(w, "session list", err)
+	if d.Sessions, err = c.cfg.Sessions.Count(ctx); err != nil {
+		c.fail(w, "session count", err)
 		return
 	}
-	ps, err := c.cfg.Profiles.Peers(ctx, profiles.PeerFilter{})
-	if err != nil {
-		c.fail(w, "peer list", err)
+	if d.Peers, err = c.cfg.Profiles.CountValid(ctx); err != nil {
+		c.fail(w, "peer count", err)
 		return
-	}
-	d.Users, d.Sessions = len(us), len(ss)
-	for i := range ps {
-		if ps[i].Valid(now) {
-			d.Peers++
-		}
 	}
 	sort.Strings(d.Alerts)
 	c.render(w, http.StatusOK, "overview", k, page{Title: "Overview", Nav: "overview", D: d})
