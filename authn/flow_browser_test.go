@@ -124,9 +124,13 @@ func TestBrowserSignInChromium(t *testing.T) {
 		t.Errorf("role %q, want %q", role, authn.RoleAdmin)
 	}
 	// An administrator in the browser is told where administration
-	// happens (issue: never told).
-	if note := text(t, ctx, "admin-note"); !strings.Contains(note, "ferryctl") {
+	// happens (issue: never told): the console at /admin, a link, and
+	// ferryctl (issue: only ferryctl, after the console existed).
+	if note := text(t, ctx, "admin-note"); !strings.Contains(note, "admin console") || !strings.Contains(note, "ferryctl") {
 		t.Errorf("admin note %q", note)
+	}
+	if href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("#admin-note a#console") || {}).getAttribute ? document.querySelector("#admin-note a#console").getAttribute("href") : ""`)); err != nil || href != "/admin" {
+		t.Errorf("admin note links to %q (%v), want /admin", href, err)
 	}
 	if dir := os.Getenv("FERRY_SCREENSHOTS"); dir != "" {
 		if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {

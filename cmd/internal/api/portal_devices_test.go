@@ -163,7 +163,7 @@ func TestFrontDoor(t *testing.T) {
 	for _, path := range []string{"/nope", "/v1/nope"} {
 		resp, body := fetch(path, browserAccept)
 		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
-			!strings.Contains(body, `name="viewport"`) || !strings.Contains(body, `href="/"`) {
+			!strings.Contains(body, `name="viewport"`) || !strings.Contains(body, `href="/"`) || !strings.Contains(body, `href="/admin"`) {
 			t.Errorf("browser %s: %d %s\n%s", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
 		for _, accept := range []string{"application/json", ""} {
