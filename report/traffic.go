@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -215,9 +214,19 @@ func viewKey(b []byte) (keyView, bool) {
 	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8]}, true
 }
 
-func (k *keyView) portNum() uint16 {
-	p, _ := strconv.ParseUint(string(k.port), 10, 16)
-	return uint16(p)
+func (k *keyView) portNum() uint16 { return uint16(parseUint(k.port)) }
+
+// parseUint reads the decimal digits key.encode wrote, without
+// allocating; anything else reads as 0.
+func parseUint(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v
 }
 
 // service appends the key's destination service to b.
