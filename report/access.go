@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -38,6 +37,11 @@ type AccessQuery struct {
 	// By splits rows per "hour" or "day" (UTC) for statistics over time;
 	// empty sums the whole range.
 	By string `json:"by,omitempty"`
+	// Offset and Limit select a page of the ordered rows: Offset rows
+	// are skipped and at most Limit returned (0: all). The report's
+	// Total still counts every row.
+	Offset int `json:"offset,omitempty"`
+	Limit  int `json:"limit,omitempty"`
 }
 
 // Validate checks the query, naming the bad field.
@@ -45,6 +49,8 @@ func (q *AccessQuery) Validate() error {
 	switch {
 	case q.Dst.IsValid() && q.Dst != q.Dst.Masked():
 		return fmt.Errorf("%w: dst %s: not a network address (did you mean %s?)", ErrInvalidQuery, q.Dst, q.Dst.Masked())
+	case q.Offset < 0 || q.Limit < 0:
+		return fmt.Errorf("%w: offset %d, limit %d: must not be negative", ErrInvalidQuery, q.Offset, q.Limit)
 	case q.By != "" && q.By != "hour" && q.By != "day":
 		return fmt.Errorf("%w: by %q: want hour or day", ErrInvalidQuery, q.By)
 	case !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until):
@@ -98,6 +104,9 @@ type AccessReport struct {
 	Query  AccessQuery `json:"query"`
 	Source Source      `json:"source"`
 	Rows   []AccessRow `json:"rows"`
+	// Total counts the report's rows; more than len(Rows) when the query
+	// asked for a page.
+	Total int `json:"total"`
 }
 
 // Source returns the journal range the rollup holds.
@@ -154,10 +163,15 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 					period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
 				}
 			}
+			// The row's key sorts as the report's order: period, then
+			// each text field ended by a zero byte (so "a" sorts before
+			// "ab"), the port as a big-endian number.
 			rk = binary.BigEndian.AppendUint64(rk[:0], uint64(period.Unix()))
-			for _, f := range [][]byte{k.user, k.profile, k.dst, k.proto, k.port, k.host} {
+			for _, f := range [][]byte{k.user, k.profile, k.dst, k.proto} {
 				rk = append(append(rk, f...), 0)
 			}
+			rk = binary.BigEndian.AppendUint16(rk, k.portNum())
+			rk = append(append(rk, k.host...), 0)
 			row := rows[string(rk)]
 			if row == nil {
 				row = &AccessRow{Period: period, User: string(k.user), Email: string(k.email), Profile: string(k.profile), Dst: string(k.dst),
@@ -193,21 +207,31 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		return AccessReport{}, err
 	}
 	rep.Source = sourceOf(cur)
-	sorted := make([]*AccessRow, 0, len(rows))
-	for _, row := range rows {
+	// Sorting by the row keys (one byte comparison each) orders the rows
+	// as the report promises; only the page asked for is copied out.
+	type keyed struct {
+		k   string
+		row *AccessRow
+	}
+	sorted := make([]keyed, 0, len(rows))
+	for k, row := range rows {
+		sorted = append(sorted, keyed{k, row})
+	}
+	slices.SortFunc(sorted, func(a, b keyed) int { return strings.Compare(a.k, b.k) })
+	rep.Total = len(sorted)
+	lo := min(q.Offset, len(sorted))
+	hi := len(sorted)
+	if q.Limit > 0 {
+		hi = min(lo+q.Limit, hi)
+	}
+	rep.Rows = make([]AccessRow, 0, hi-lo)
+	for _, e := range sorted[lo:hi] {
+		row := e.row
 		slices.Sort(row.Devices)
 		slices.Sort(row.Versions)
 		if row.Devices == nil {
 			row.Devices = []string{}
 		}
-		sorted = append(sorted, row)
-	}
-	slices.SortFunc(sorted, func(a, b *AccessRow) int {
-		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
-			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Host, b.Host))
-	})
-	rep.Rows = make([]AccessRow, 0, len(sorted))
-	for _, row := range sorted {
 		rep.Rows = append(rep.Rows, *row)
 	}
 	return rep, nil

@@ -126,6 +126,11 @@ func TestAccessReportPages(t *testing.T) {
 	if _, page = b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&page=9", nil); rows(page) != 30 {
 		t.Errorf("a page past the end shows the last page")
 	}
+	for _, n := range []string{"92233720368547758", "-3", "x"} {
+		if resp, page := b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&page="+n, nil); resp.StatusCode != http.StatusOK || rows(page) < 30 {
+			t.Errorf("page %s: %d, %d rows", n, resp.StatusCode, rows(page))
+		}
+	}
 	_, body := b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&format=csv", nil)
 	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
 	if err != nil || len(recs) != 1+n+1 {

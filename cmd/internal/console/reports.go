@@ -88,20 +88,28 @@ func (c *Console) reports(w http.ResponseWriter, r *http.Request, k call) {
 	}
 	switch d.Kind {
 	case "access":
-		rep, err := c.cfg.Reports.Access(ctx, report.AccessQuery{User: d.User, Profile: d.Profile, Since: since, Until: until})
+		// The page asks the report for its rows only; a download for all.
+		q := report.AccessQuery{User: d.User, Profile: d.Profile, Since: since, Until: until}
+		if format == "" {
+			pageNo = min(max(pageNo, 1), 1<<40) // an offset that cannot overflow
+			q.Offset, q.Limit = (pageNo-1)*reportPageRows, reportPageRows
+		}
+		rep, err := c.cfg.Reports.Access(ctx, q)
+		if err == nil && format == "" && len(rep.Rows) == 0 && rep.Total > 0 {
+			// Past the end: the last page.
+			var lo int
+			lo, _, pageNo = pageSpan(rep.Total, pageNo)
+			q.Offset = lo
+			rep, err = c.cfg.Reports.Access(ctx, q)
+		}
 		if err != nil {
 			c.fail(w, "report", err)
 			return
 		}
 		d.Source = sourceText(rep.Source)
 		d.Head = []string{"User", "Email", "Devices", "Profile", "Destination", "Protocol", "Port", "Flows", "Bytes out", "Bytes in", "Denied", "First", "Last"}
-		// The page formats only the rows it shows; a download takes all.
-		d.Total = len(rep.Rows)
-		lo, hi := 0, d.Total
-		if format == "" {
-			lo, hi, pageNo = pageSpan(d.Total, pageNo)
-		}
-		for _, row := range rep.Rows[lo:hi] {
+		d.Total = rep.Total
+		for _, row := range rep.Rows {
 			port := ""
 			if row.Port != 0 {
 				port = strconv.Itoa(int(row.Port))
