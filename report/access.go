@@ -128,42 +128,49 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		return AccessReport{}, err
 	}
 	rep := AccessReport{Query: q, Rows: []AccessRow{}}
-	type rowKey struct {
-		period                    time.Time
-		user, profile, dst, proto string
-		port                      uint16
-		host                      string
-	}
-	rows := map[rowKey]*AccessRow{}
+	// Rows are found by their key's bytes (period, user, profile,
+	// destination, protocol, port, host) read in place, so a bucket key
+	// costs no allocation unless it starts a row.
+	rows := map[string]*AccessRow{}
+	var rk []byte
+	var lastAt, period time.Time
 	var cur cursor
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if cur, err = readCursorTx(tx); err != nil {
 			return err
 		}
-		return scanPeriodsAt(ctx, tx, q.Since, q.Until, q.By == "hour", func(k key, c counts, at time.Time) {
-			if !q.match(k) {
+		return scanRaw(ctx, tx, q.Since, q.Until, q.By == "hour", func(kb, vb []byte, at time.Time) {
+			k, ok := viewKey(kb)
+			if !ok || !q.matchView(&k) {
 				return
 			}
-			var period time.Time
-			switch q.By {
-			case "hour":
-				period = at
-			case "day":
-				period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+			if !at.Equal(lastAt) { // once per bucket
+				lastAt = at
+				switch q.By {
+				case "hour":
+					period = at
+				case "day":
+					period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+				}
 			}
-			rk := rowKey{period, k.User, k.Profile, k.Dst, k.Proto, k.Port, k.Host}
-			row := rows[rk]
+			rk = binary.BigEndian.AppendUint64(rk[:0], uint64(period.Unix()))
+			for _, f := range [][]byte{k.user, k.profile, k.dst, k.proto, k.port, k.host} {
+				rk = append(append(rk, f...), 0)
+			}
+			row := rows[string(rk)]
 			if row == nil {
-				row = &AccessRow{Period: period, User: k.User, Email: k.Email, Profile: k.Profile, Dst: k.Dst, Protocol: k.Proto, Port: k.Port, Host: k.Host}
-				rows[rk] = row
+				row = &AccessRow{Period: period, User: string(k.user), Email: string(k.email), Profile: string(k.profile), Dst: string(k.dst),
+					Protocol: string(k.proto), Port: k.portNum(), Host: string(k.host)}
+				rows[string(rk)] = row
 			}
-			if k.Device != "" && !slices.Contains(row.Devices, k.Device) {
-				row.Devices = append(row.Devices, k.Device)
+			if len(k.device) != 0 && !slices.ContainsFunc(row.Devices, func(d string) bool { return d == string(k.device) }) {
+				row.Devices = append(row.Devices, string(k.device))
 			}
-			if k.Version != 0 && !slices.Contains(row.Versions, k.Version) {
-				row.Versions = append(row.Versions, k.Version)
+			if v := parseUint(k.version); v != 0 && !slices.Contains(row.Versions, v) {
+				row.Versions = append(row.Versions, v)
 			}
+			c := decodeCounts(vb)
 			row.Flows += c.Flows
 			row.PacketsOut += c.PktsOut
 			row.PacketsIn += c.PktsIn
@@ -186,18 +193,23 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		return AccessReport{}, err
 	}
 	rep.Source = sourceOf(cur)
+	sorted := make([]*AccessRow, 0, len(rows))
 	for _, row := range rows {
 		slices.Sort(row.Devices)
 		slices.Sort(row.Versions)
 		if row.Devices == nil {
 			row.Devices = []string{}
 		}
-		rep.Rows = append(rep.Rows, *row)
+		sorted = append(sorted, row)
 	}
-	slices.SortFunc(rep.Rows, func(a, b AccessRow) int {
+	slices.SortFunc(sorted, func(a, b *AccessRow) int {
 		return cmp.Or(a.Period.Compare(b.Period), cmp.Compare(a.User, b.User), cmp.Compare(a.Profile, b.Profile), cmp.Compare(a.Dst, b.Dst),
 			cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Host, b.Host))
 	})
+	rep.Rows = make([]AccessRow, 0, len(sorted))
+	for _, row := range sorted {
+		rep.Rows = append(rep.Rows, *row)
+	}
 	return rep, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,6 +83,10 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 	var svc, pair []byte
 	var cur cursor
 	matched := false
+	var lastAt time.Time
+	var lastIdx int
+	var lastOK bool
+	var lastUser *Talker
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if cur, err = readCursorTx(tx); err != nil {
@@ -96,21 +99,30 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 			}
 			matched = true
 			c := decodeCounts(vb)
-			p := at
-			if q.By == "day" {
-				p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+			if !at.Equal(lastAt) { // once per bucket
+				lastAt = at
+				p := at
+				if q.By == "day" {
+					p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+				}
+				lastIdx, lastOK = index[p]
 			}
-			if i, ok := index[p]; ok {
+			if i, ok := lastIdx, lastOK; ok {
 				pt := &sum.Series[i]
 				pt.BytesOut += c.BytesOut
 				pt.BytesIn += c.BytesIn
 				pt.Flows += c.Flows
 				pt.Denied += c.Denied
 			}
-			u := users[string(k.user)]
-			if u == nil {
-				u = &Talker{User: string(k.user), Email: string(k.email)}
-				users[u.User] = u
+			// A bucket's keys are sorted by user: most rows continue the
+			// previous row's user.
+			u := lastUser
+			if u == nil || u.User != string(k.user) {
+				if u = users[string(k.user)]; u == nil {
+					u = &Talker{User: string(k.user), Email: string(k.email)}
+					users[u.User] = u
+				}
+				lastUser = u
 			}
 			u.add(&c)
 			svc = k.service(svc[:0])
@@ -202,9 +214,19 @@ func viewKey(b []byte) (keyView, bool) {
 	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8]}, true
 }
 
-func (k *keyView) portNum() uint16 {
-	p, _ := strconv.ParseUint(string(k.port), 10, 16)
-	return uint16(p)
+func (k *keyView) portNum() uint16 { return uint16(parseUint(k.port)) }
+
+// parseUint reads the decimal digits key.encode wrote, without
+// allocating; anything else reads as 0.
+func parseUint(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v
 }
 
 // service appends the key's destination service to b.

@@ -86,3 +86,53 @@ func TestTrafficReportsAudit(t *testing.T) {
 		t.Errorf("dora's failures: want none")
 	}
 }
+
+// TestAccessReportPages: the console shows the access report 100 rows a
+// page with the total and next/previous links; the CSV download keeps
+// every row.
+func TestAccessReportPages(t *testing.T) {
+	s := apitest.Start(t)
+	b := newBrowser(t, s.URL, s.CAFile, s.Admin(t))
+	at := time.Now().Add(-2 * time.Hour).UTC()
+	const n = 130
+	for port := 1000; port < 1000+n; port++ {
+		if err := s.Audit.Record(bg(t), audit.Event{Type: audit.TypeFlowAccept, Time: at, Outcome: audit.Success,
+			Actor:   audit.Actor{UserID: "dora", Email: "dora@example.com"},
+			Target:  audit.Target{Profile: "eng", DstAddr: "10.20.0.5", Protocol: "tcp", DstPort: port},
+			Details: map[string]string{"flows": "1", "first": at.Format(time.RFC3339Nano), "last": at.Format(time.RFC3339Nano)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func(page string) int {
+		_, body, ok := strings.Cut(page, `<tbody>`)
+		body, _, _ = strings.Cut(body, `</tbody>`)
+		if !ok {
+			return -1
+		}
+		return strings.Count(body, "<tr>")
+	}
+	_, page := b.do(http.MethodGet, "/admin/reports?kind=access&range=7d", nil)
+	if got := rows(page); got != 100 || !strings.Contains(page, "Rows 1 to 100 of 130") || !strings.Contains(page, `id="next"`) || strings.Contains(page, `id="prev"`) {
+		t.Errorf("first page: %d rows, want 100 with the total and a next link", got)
+	}
+	if strings.Contains(page, "tcp</td><td>1100<") || !strings.Contains(page, "tcp</td><td>1099<") {
+		t.Error("first page: want ports 1000-1099")
+	}
+	_, page = b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&page=2", nil)
+	if got := rows(page); got != 30 || !strings.Contains(page, "Rows 101 to 130 of 130") || strings.Contains(page, `id="next"`) || !strings.Contains(page, `id="prev"`) ||
+		!strings.Contains(page, "tcp</td><td>1100<") {
+		t.Errorf("second page: %d rows, want 30 with a previous link", got)
+	}
+	if _, page = b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&page=9", nil); rows(page) != 30 {
+		t.Errorf("a page past the end shows the last page")
+	}
+	_, body := b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&format=csv", nil)
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil || len(recs) != 1+n+1 {
+		t.Errorf("csv: %d lines, want head, %d rows and source (%v)", len(recs), n, err)
+	}
+	_, body = b.do(http.MethodGet, "/admin/reports?kind=access&range=7d&format=html", nil)
+	if got := rows(body); got != n {
+		t.Errorf("html download: %d rows, want all %d", got, n)
+	}
+}

@@ -30,12 +30,31 @@ type reportsData struct {
 	Source, Since, Until       string
 	CSV, HTML                  string
 	NoReports                  bool
+	// Total counts the report's rows; the page shows rows First to Last
+	// of them (1-based), with links to the pages before and after.
+	Total, First, Last int
+	Prev, Next         string
+}
+
+// reportPageRows is how many rows a report page shows; the downloads
+// keep every row.
+const reportPageRows = 100
+
+// pageSpan returns the half-open range of rows page n (1-based) shows
+// of total, and the page it is (a page past the end is the last).
+func pageSpan(total, n int) (lo, hi, page int) {
+	pages := max(1, (total+reportPageRows-1)/reportPageRows)
+	page = min(max(n, 1), pages)
+	lo = (page - 1) * reportPageRows
+	return lo, min(lo+reportPageRows, total), page
 }
 
 // reports shows the access, entitlements and unused-access reports with
 // filters, and downloads them as CSV (format=csv) or HTML (format=html).
 func (c *Console) reports(w http.ResponseWriter, r *http.Request, k call) {
 	v := r.URL.Query()
+	format := v.Get("format")
+	pageNo, _ := strconv.Atoi(v.Get("page"))
 	d := reportsData{Kind: v.Get("kind"), User: strings.TrimSpace(v.Get("user")), Profile: strings.TrimSpace(v.Get("profile"))}
 	if d.Kind != "entitlements" && d.Kind != "unused" {
 		d.Kind = "access"
@@ -76,7 +95,13 @@ func (c *Console) reports(w http.ResponseWriter, r *http.Request, k call) {
 		}
 		d.Source = sourceText(rep.Source)
 		d.Head = []string{"User", "Email", "Devices", "Profile", "Destination", "Protocol", "Port", "Flows", "Bytes out", "Bytes in", "Denied", "First", "Last"}
-		for _, row := range rep.Rows {
+		// The page formats only the rows it shows; a download takes all.
+		d.Total = len(rep.Rows)
+		lo, hi := 0, d.Total
+		if format == "" {
+			lo, hi, pageNo = pageSpan(d.Total, pageNo)
+		}
+		for _, row := range rep.Rows[lo:hi] {
 			port := ""
 			if row.Port != 0 {
 				port = strconv.Itoa(int(row.Port))
@@ -110,6 +135,12 @@ func (c *Console) reports(w http.ResponseWriter, r *http.Request, k call) {
 				d.Rows = append(d.Rows, []string{e.User, e.Email, e.Via, e.Profile, count(e.Version), e.RuleText, count(e.Flows), ts(e.Last)})
 			}
 		}
+		d.Total = len(d.Rows)
+		if format == "" {
+			var lo, hi int
+			lo, hi, pageNo = pageSpan(d.Total, pageNo)
+			d.Rows = d.Rows[lo:hi]
+		}
 		if d.Kind == "unused" {
 			d.UnusedHead = []string{"Profile", "Version", "Rule"}
 			for _, e := range rep.UnusedRules {
@@ -122,12 +153,26 @@ func (c *Console) reports(w http.ResponseWriter, r *http.Request, k call) {
 	q := r.URL.Query()
 	q.Set("kind", d.Kind)
 	q.Set("range", d.Range)
+	q.Del("page")
+	if format == "" && d.Total > 0 {
+		d.First = (pageNo-1)*reportPageRows + 1
+		d.Last = d.First + len(d.Rows) - 1
+		if pageNo > 1 {
+			q.Set("page", strconv.Itoa(pageNo-1))
+			d.Prev = pathReports + "?" + q.Encode()
+		}
+		if d.Last < d.Total {
+			q.Set("page", strconv.Itoa(pageNo+1))
+			d.Next = pathReports + "?" + q.Encode()
+		}
+		q.Del("page")
+	}
 	q.Set("format", "csv")
 	d.CSV = pathReports + "?" + q.Encode()
 	q.Set("format", "html")
 	d.HTML = pathReports + "?" + q.Encode()
 	name := "ferry-" + d.Kind + "-report-" + until.Format("20060102T1504Z")
-	switch v.Get("format") {
+	switch format {
 	case "csv":
 		// Every line has the head's width, so spreadsheets and csv
 		// readers take the file whole; the journal range it comes from

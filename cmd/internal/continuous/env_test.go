@@ -130,7 +130,7 @@ func startEnv(t testing.TB, users []devop.User) *env {
 		n.Veth(ns, "v0", fmt.Sprintf("10.211.%d.2/24", i), vpc, fmt.Sprintf("s%d", i), fmt.Sprintf("10.211.%d.1/24", i))
 		n.Must("ip", "-n", ns, "route", "add", "10.99.0.0/24", "via", fmt.Sprintf("10.211.%d.1", i))
 	}
-	e.vpc = tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{"tcp:0.0.0.0:7001"}})
+	e.vpc = tunneltest.StartAgent(t, n, vpc, "vpc", tunneltest.AgentConfig{Echo: []string{"tcp:0.0.0.0:7001", "tcp:0.0.0.0:7002"}})
 
 	ca := clustertest.NewCA(t)
 	caKey, err := ca.KeyPEM()

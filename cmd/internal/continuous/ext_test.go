@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/authn"
+	"github.com/ferryvpn/ferry/authn/authntest"
 	"github.com/ferryvpn/ferry/authn/scim"
 	"github.com/ferryvpn/ferry/cluster"
 	"github.com/ferryvpn/ferry/cluster/seal"
@@ -168,6 +169,30 @@ func (e *accessExt) Handle(ctx context.Context, req tunneltest.Request) (tunnelt
 		var tok authn.SessionToken
 		tok, _, err = svc.Sessions.Create(ctx, id, authn.MethodTOTP, authn.Source{})
 		resp.Text = tok.Reveal()
+	case "access.enroll":
+		// Enrolls the identity in Value for TOTP, confirming with the
+		// code of the step before the node's clock; the answer is the
+		// otpauth URI, from which the test computes later codes.
+		var id authn.Identity
+		if err = json.Unmarshal(req.Value, &id); err != nil {
+			break
+		}
+		var en authn.Enrollment
+		if en, err = svc.MFA.BeginEnroll(ctx, id); err != nil {
+			break
+		}
+		var code string
+		if code, err = authntest.TOTPCode(en.URI, time.Now().Add(time.Duration(e.offset.Load())-30*time.Second)); err != nil {
+			break
+		}
+		if _, err = svc.MFA.ConfirmEnroll(ctx, id, code, authn.Source{Addr: "127.0.0.1"}); err == nil {
+			resp.Text = en.URI
+		}
+	case "access.profile":
+		var p profiles.Profile
+		p, err = svc.Profiles.Get(ctx, req.Key)
+		b, _ := json.Marshal(p)
+		resp.Text = string(b)
 	case "access.validate":
 		var s authn.Session
 		s, err = svc.Sessions.Validate(ctx, authn.SessionToken(req.Key))
