@@ -248,7 +248,9 @@ func BenchmarkExport(b *testing.B) {
 					var fs *audit.FileSink
 					fs, err = audit.NewFileSink(audit.FileSinkConfig{Name: name, Path: filepath.Join(b.TempDir(), "audit.jsonl")})
 					sink = fs
-					done = func() bool { c, _, _ := audit.ReadCursor(context.Background(), node, name); return c == head }
+					// A file sink is node-local: its cursor is its own, not
+					// the replicated one.
+					done = func() bool { c, _ := fs.Cursor(); return c == head }
 				case "syslog":
 					rcv := newSyslogCounter(b)
 					sink, err = audit.NewSyslogSink(audit.SyslogSinkConfig{Name: name, Addr: rcv.ln.Addr().String(), ResendAge: time.Millisecond})
@@ -268,7 +270,11 @@ func BenchmarkExport(b *testing.B) {
 				}
 				// Poll finely: the export itself takes under a second.
 				tick := time.NewTicker(time.Millisecond)
+				deadline := time.Now().Add(2 * time.Minute)
 				for !done() {
+					if time.Now().After(deadline) {
+						b.Fatalf("%s: export of %d records not finished after 2 minutes", kind, head)
+					}
 					<-tick.C
 				}
 				tick.Stop()
