@@ -199,16 +199,22 @@ func viewKey(b []byte) (keyView, bool) {
 	if len(b) < 8 {
 		return keyView{}, false
 	}
+	// One pass over the bytes: the fields are short, so a loop beats a
+	// call per field.
 	b = b[8:]
 	var f [10][]byte
-	for i := range 10 {
-		j := bytes.IndexByte(b, 0)
-		if j < 0 {
+	n, start := 0, 0
+	for i, c := range b {
+		if c != 0 {
+			continue
+		}
+		if n == len(f) {
 			return keyView{}, false
 		}
-		f[i], b = b[:j], b[j+1:]
+		f[n], start = b[start:i:i], i+1
+		n++
 	}
-	if len(b) != 0 {
+	if n != len(f) || start != len(b) {
 		return keyView{}, false
 	}
 	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8]}, true
