@@ -77,21 +77,30 @@ func (r *Rollup) Entitlements(ctx context.Context, users []authn.User, all []pro
 		if cur, err = readCursorTx(tx); err != nil {
 			return err
 		}
-		return scanPeriods(ctx, tx, since, until, func(k key, c counts) {
-			p := byName[k.Profile]
-			if k.Deny || p == nil || c.Flows == 0 {
+		// Keys are read in place; only a used rule's key makes strings.
+		return scanRaw(ctx, tx, since, until, false, func(kb, vb []byte, _ time.Time) {
+			k, ok := viewKey(kb)
+			if !ok || string(k.verdict) == "d" {
 				return
 			}
-			dst, err := netip.ParseAddr(k.Dst)
-			proto, ok := ipProto(k.Proto)
+			p := byName[string(k.profile)]
+			if p == nil {
+				return
+			}
+			c := decodeCounts(vb)
+			if c.Flows == 0 {
+				return
+			}
+			dst, err := netip.ParseAddr(string(k.dst))
+			proto, ok := ipProto(string(k.proto))
 			if err != nil || !ok {
 				return
 			}
-			i, ok := p.RuleFor(dst, proto, k.Port)
+			i, ok := p.RuleFor(dst, proto, k.portNum())
 			if !ok {
 				return
 			}
-			uk := useKey{k.User, k.Profile, i}
+			uk := useKey{string(k.user), string(k.profile), i}
 			u := uses[uk]
 			if u == nil {
 				u = &use{}

@@ -192,6 +192,7 @@ func topTalkers(m map[string]*Talker, n int, key func(*Talker) uint64) []Talker 
 // transaction is open): decoding without allocating.
 type keyView struct {
 	user, email, device, profile, version, dst, proto, port, host []byte
+	verdict                                                       []byte // "a" or "d"
 }
 
 // viewKey splits a key laid out by key.encode.
@@ -217,7 +218,7 @@ func viewKey(b []byte) (keyView, bool) {
 	if n != len(f) || start != len(b) {
 		return keyView{}, false
 	}
-	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8]}, true
+	return keyView{user: f[0], email: f[1], device: f[2], profile: f[3], version: f[4], dst: f[5], proto: f[6], port: f[7], host: f[8], verdict: f[9]}, true
 }
 
 func (k *keyView) portNum() uint16 { return uint16(parseUint(k.port)) }

@@ -20,7 +20,7 @@ func TestViewKey(t *testing.T) {
 			t.Fatalf("%+v: not read", k)
 		}
 		got := key{User: string(v.user), Email: string(v.email), Device: string(v.device), Profile: string(v.profile), Version: parseUint(v.version),
-			Dst: string(v.dst), Proto: string(v.proto), Port: v.portNum(), Host: string(v.host), Deny: k.Deny}
+			Dst: string(v.dst), Proto: string(v.proto), Port: v.portNum(), Host: string(v.host), Deny: string(v.verdict) == "d"}
 		if want, _, _ := decodeKey(b); got != want {
 			t.Errorf("viewKey = %+v, want %+v", got, want)
 		}
