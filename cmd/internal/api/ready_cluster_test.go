@@ -76,9 +76,15 @@ func TestReadyzFollowsTheLeadersIndex(t *testing.T) {
 	if behind <= cluster.DefaultReadyLag {
 		t.Fatalf("the follower trails by %d entries only: the test holds nothing back", behind)
 	}
-	if code, body, err := readyz(); err != nil || code != http.StatusServiceUnavailable {
-		t.Fatalf("readyz of a follower %d entries behind: %d %q %v, want 503", behind, code, body, err)
-	}
+	// Cut off, the follower cannot learn how far the leader has gone: it
+	// stops reporting ready once it has not heard from its leader for a
+	// heartbeat timeout (the writes above may all commit within one).
+	clustertest.WaitFor(t, 30*time.Second, fmt.Sprintf("readyz 503 from a follower %d entries behind", behind), func() error {
+		if code, body, err := readyz(); err != nil || code != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz %d %q %v", code, body, err)
+		}
+		return nil
+	})
 
 	// Healed, it reports 503 until caught up, then 200. Each sample
 	// reads the leader's commit index before the request and the
