@@ -85,14 +85,24 @@ func (m *mux) start() {
 	}()
 }
 
-func (m *mux) track(c net.Conn, add bool) {
+// track adds c to the connections close ends, or removes it. Adding
+// reports false once close has begun: a connection that finished its
+// handshake after close swept the set would otherwise be served, never
+// closed, and keep close waiting for its handler forever.
+func (m *mux) track(c net.Conn, add bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if add {
-		m.conns[c] = struct{}{}
-	} else {
+	if !add {
 		delete(m.conns, c)
+		return true
 	}
+	select {
+	case <-m.done:
+		return false
+	default:
+	}
+	m.conns[c] = struct{}{}
+	return true
 }
 
 func (m *mux) handle(raw net.Conn) {
@@ -127,7 +137,10 @@ func (m *mux) handle(raw net.Conn) {
 			rc.Close()
 		}
 	case protoForward:
-		m.track(c, true)
+		if !m.track(c, true) {
+			c.Close()
+			return
+		}
 		defer m.track(c, false)
 		m.forward(c, cert)
 	case protoProbe:
