@@ -21,6 +21,10 @@ const (
 	TypeSessionEnd    Type = "session.end"
 	TypeFlowAccept    Type = "flow.accept"
 	TypeFlowDeny      Type = "flow.deny"
+	// TypeFlowSummary is a day's flow aggregates kept when the raw flow
+	// records past the flow window are pruned (see PlanPrune and
+	// FlowSummary details).
+	TypeFlowSummary Type = "flow.summary"
 	TypePeerIssue     Type = "peer.issue"
 	TypePeerRevoke    Type = "peer.revoke"
 	TypeProfileChange Type = "profile.change"
