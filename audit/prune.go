@@ -2,12 +2,14 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cluster"
 )
 
@@ -190,9 +192,12 @@ func minCursor(ctx context.Context, s LiveStore, p *RetentionPolicy) (uint64, er
 }
 
 // Details keys of a flow.summary event. A prune of the flow records from
-// FlowSummaryFrom to FlowSummaryTo (FlowSummaryRecords of them, the rest of
-// that range being other records) is preceded by summary events of the
-// day FlowSummaryDay; the last of them carries FlowSummaryLast = "true".
+// FlowSummaryFrom to FlowSummaryTo (FlowSummaryRecords of them, in the runs
+// whose digest is FlowSummaryRuns, the rest of that range being other
+// records) is preceded by summary events of the day FlowSummaryDay; the
+// last of them carries FlowSummaryLast = "true". Verification checks every
+// stub against them (auditfile.RunsDigest): a stub that hides any other
+// record is reported.
 // Each summary event is shaped like a flow event of one client, verdict
 // ("accept" or "deny" in FlowSummaryVerdict) and day, its Flows holding the
 // day's totals per destination tuple.
@@ -200,10 +205,30 @@ const (
 	FlowSummaryFrom    = "from"
 	FlowSummaryTo      = "to"
 	FlowSummaryRecords = "records"
+	FlowSummaryRuns    = "runs_sha256"
 	FlowSummaryDay     = "day"
 	FlowSummaryVerdict = "verdict"
 	FlowSummaryLast    = "last_part"
 )
+
+// SummaryDetails returns the details every flow.summary event of the
+// prune p carries: its range, record count and runs digest.
+func (p *PrunePlan) SummaryDetails() map[string]string {
+	if len(p.Runs) == 0 {
+		return map[string]string{}
+	}
+	runs := make([][2]uint64, len(p.Runs))
+	for i, r := range p.Runs {
+		runs[i] = [2]uint64{r.First, r.Last}
+	}
+	d := auditfile.RunsDigest(runs)
+	return map[string]string{
+		FlowSummaryFrom:    strconv.FormatUint(p.Runs[0].First, 10),
+		FlowSummaryTo:      strconv.FormatUint(p.Runs[len(p.Runs)-1].Last, 10),
+		FlowSummaryRecords: strconv.FormatUint(p.Records, 10),
+		FlowSummaryRuns:    hex.EncodeToString(d[:]),
+	}
+}
 
 // ActionPrune is the action of the event a Trimmer records for every
 // prune: its full type is cluster.audit_prune. Its details name the

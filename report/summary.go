@@ -92,12 +92,7 @@ func Summarize(ctx context.Context, j audit.Journal, plan audit.PrunePlan) ([]au
 			return nil, fmt.Errorf("reading flow records %d to %d: %w", run.First, run.Last, err)
 		}
 	}
-	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
-	base := map[string]string{
-		audit.FlowSummaryFrom:    u(plan.Runs[0].First),
-		audit.FlowSummaryTo:      u(plan.Runs[len(plan.Runs)-1].Last),
-		audit.FlowSummaryRecords: u(plan.Records),
-	}
+	base := plan.SummaryDetails()
 	gs := make([]group, 0, len(groups))
 	for g := range groups {
 		gs = append(gs, g)
