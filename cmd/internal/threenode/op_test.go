@@ -127,4 +127,3 @@ func (o *opServer) trustFile(t *testing.T, dir string) string {
 	}
 	return p
 }
-

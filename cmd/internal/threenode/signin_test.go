@@ -182,7 +182,7 @@ func signIn(t *testing.T, s *scenario, server, user string, admin bool) wire.Aut
 	b := newBrowser(t, s.browserCAs, user, s.op.password(user))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var browseErr error
+	browseErr := make(chan error, 1)
 	res, err := loginflow.Login(ctx, loginflow.Options{
 		Server:    server,
 		TLSConfig: &tls.Config{RootCAs: s.ferryCAs},
@@ -191,8 +191,9 @@ func signIn(t *testing.T, s *scenario, server, user string, admin bool) wire.Aut
 			// The browser runs beside the waiting client, as a person's
 			// would; Login waits for it at its loopback address.
 			go func() {
-				if err := b.open(u); err != nil {
-					browseErr = err
+				err := b.open(u)
+				browseErr <- err
+				if err != nil {
 					cancel()
 				}
 			}()
@@ -200,7 +201,16 @@ func signIn(t *testing.T, s *scenario, server, user string, admin bool) wire.Aut
 		},
 	})
 	if err != nil {
-		t.Fatalf("signing %s in at %s: %v (browser: %v)", user, server, err, browseErr)
+		select {
+		case berr := <-browseErr:
+			t.Fatalf("signing %s in at %s: %v (browser: %v)", user, server, err, berr)
+		default:
+			t.Fatalf("signing %s in at %s: %v", user, server, err)
+		}
+	}
+	// The browser's last request ends once Login has answered it.
+	if berr := <-browseErr; berr != nil {
+		t.Fatalf("signing %s in at %s: browser: %v", user, server, berr)
 	}
 	return res
 }
