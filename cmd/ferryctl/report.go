@@ -346,6 +346,10 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 				fmt.Fprintf(g.con.err, "warning: the journal does not say the rules of %s at %s (changed before profile events carried them)\n",
 					strings.Join(rep.UnknownProfiles, ", "), a.UTC().Format(time.RFC3339))
 			}
+			if len(rep.UnknownUsers) > 0 {
+				fmt.Fprintf(g.con.err, "warning: entitlements unknown for %s at %s: the journal shows them to exist but does not say their groups by then, so their rows are left out\n",
+					strings.Join(rep.UnknownUsers, ", "), a.UTC().Format(time.RFC3339))
+			}
 			if g.json() {
 				return writeJSON(g.con.out, rep)
 			}
