@@ -23,8 +23,10 @@ import (
 // revalidations (the groups a refreshed token gave), user.provision events
 // (a user record created or regrouped without a sign-in — SCIM pushes,
 // revalidation, a sign-in the policy refused — with the resulting email
-// and groups: authn.ProvisionedFrom) and user.disable/user.enable (an
-// administrator, SCIM deactivation or deletion, a Shared Signals event).
+// and groups: authn.ProvisionedFrom), user.disable/user.enable (an
+// administrator, SCIM deactivation or deletion, a Shared Signals event)
+// and the revalidations that suspended a user (lifted by a sign-in, or
+// for an unreachable provider by a revalidation that succeeded).
 // The rollup keeps those events, in journal order, in its history bucket,
 // so that the question needs no scan of the journal's flow records; like
 // the rest of the rollup it is derived from the journal and rebuilt with
@@ -44,12 +46,13 @@ var (
 
 // rollupFormat is the current format of the rollup file.
 // Format 3 added the granting host to the bucket keys; format 4 the
-// user.provision, revalidation and user-existence history entries.
-const rollupFormat = "4"
+// user.provision, revalidation and user-existence history entries; format
+// 5 revalidation suspensions.
+const rollupFormat = "5"
 
 // histEntry is one history event.
 type histEntry struct {
-	Kind     string            `json:"k"` // "profile", "profile.delete", "user", "user.unknown", "user.exists", "disable", "enable"
+	Kind     string            `json:"k"` // "profile", "profile.delete", "user", "user.unknown", "user.exists", "disable", "enable", "suspend"
 	Time     int64             `json:"t"` // Unix nanoseconds
 	Profile  *profiles.Profile `json:"p,omitempty"`
 	Name     string            `json:"n,omitempty"` // profile name (profile, profile.delete)
@@ -57,6 +60,12 @@ type histEntry struct {
 	Email    string            `json:"e,omitempty"`
 	Groups   []string          `json:"g,omitempty"`
 	NoDetail bool              `json:"x,omitempty"` // a profile.put recorded without its rules
+	// Lift, on a "user" entry, is the suspension it lifts: "all" (a
+	// sign-in), "unreachable" (a revalidation that succeeded).
+	Lift string `json:"l,omitempty"`
+	// Suspend, on a "suspend" entry, is why: "invalid_grant" or
+	// "unreachable".
+	Suspend string `json:"s,omitempty"`
 }
 
 // historyOf returns the history entry of an event, if it is one.
@@ -72,14 +81,26 @@ func historyOf(ev *audit.Event) (histEntry, bool) {
 		}
 	case ev.Type == audit.TypeProfileChange && ev.Action == "profile.delete" && ev.Outcome == audit.Success:
 		h.Kind, h.Name = "profile.delete", ev.Target.Profile
+	case ev.Type == audit.TypeLogin && ev.Action == authn.ActionRevalidate && ev.Outcome == audit.Failure:
+		// A revalidation that suspended the user.
+		switch {
+		case ev.Target.User == "":
+			return histEntry{}, false
+		case ev.Reason == authn.ReasonRevalidateRevoked:
+			h.Kind, h.User, h.Suspend = "suspend", ev.Target.User, "invalid_grant"
+		case ev.Reason == authn.ReasonRevalidateFailClosed:
+			h.Kind, h.User, h.Suspend = "suspend", ev.Target.User, "unreachable"
+		default:
+			return histEntry{}, false
+		}
 	case ev.Type == audit.TypeLogin && ev.Action == authn.ActionRevalidate:
 		// A refreshed token's groups, in the details (its actor is the
-		// record as it was before).
+		// record as it was before); it lifts an unreachable suspension.
 		g, ok := ev.Details["groups"]
 		if ev.Outcome != audit.Success || !ok || ev.Target.User == "" {
 			return histEntry{}, false
 		}
-		h.Kind, h.User, h.Email = "user", ev.Target.User, ev.Actor.Email
+		h.Kind, h.User, h.Email, h.Lift = "user", ev.Target.User, ev.Actor.Email, "unreachable"
 		if g != "" {
 			h.Groups = strings.Split(g, ",")
 		}
@@ -88,7 +109,7 @@ func historyOf(ev *audit.Event) (histEntry, bool) {
 		// A sign-in step: the actor is the user, as the identity provider
 		// described them. (Logouts and lockout clears name another actor
 		// or no groups, and say nothing of the user's groups.)
-		h.Kind, h.User, h.Email, h.Groups = "user", ev.Actor.UserID, ev.Actor.Email, ev.Actor.Groups
+		h.Kind, h.User, h.Email, h.Groups, h.Lift = "user", ev.Actor.UserID, ev.Actor.Email, ev.Actor.Groups, "all"
 	case ev.Type == audit.TypeAdmin && ev.Action == authn.ActionProvision:
 		user, email, groups, known, ok := authn.ProvisionedFrom(ev)
 		if !ok {
@@ -174,6 +195,11 @@ func stateAt(tx *bolt.Tx, at time.Time) (users []authn.User, all []profiles.Prof
 		case "user":
 			u := user(h.User)
 			u.Email, u.Groups, u.known = h.Email, slices.Clone(h.Groups), true
+			if h.Lift == "all" || h.Lift == u.Suspended {
+				u.Suspended = ""
+			}
+		case "suspend":
+			user(h.User).Suspended = h.Suspend
 		case "user.unknown":
 			u := user(h.User)
 			u.Email, u.Groups, u.known = h.Email, nil, false
@@ -187,7 +213,7 @@ func stateAt(tx *bolt.Tx, at time.Time) (users []authn.User, all []profiles.Prof
 		switch {
 		case u.known:
 			users = append(users, u.User)
-		case !u.Disabled:
+		case !u.Disabled && u.Suspended == "":
 			unknownUsers = append(unknownUsers, u.ID)
 		}
 	}

@@ -91,8 +91,8 @@ func profileEv(t *testing.T, id string, at time.Time, p profiles.Profile) audit.
 }
 
 func entitleByGroup(u authn.User, p *profiles.Profile) (bool, string, string) {
-	if u.Disabled {
-		return false, "", "disabled"
+	if u.Disabled || u.Suspended != "" {
+		return false, "", "disabled or suspended"
 	}
 	via, ok := p.AssignedTo(u.Identity(), false)
 	return ok, via, ""
@@ -173,5 +173,48 @@ func TestEntitlementsAtIgnoresOtherActors(t *testing.T) {
 	)
 	if got, _ := rowsAt(t, r, t2.Add(time.Minute)); !reflect.DeepEqual(got, []string{"alice pa via group A", "bob pa via group A"}) {
 		t.Errorf("rows %q, want alice (revalidated into A) and bob", got)
+	}
+}
+
+// TestEntitlementsAtRevalidationSuspends: a revalidation the identity
+// provider refused (invalid_grant) suspends the user without a sign-in —
+// they hold nothing from then — until they sign in again; one that found
+// the provider unreachable past the grace, until a revalidation succeeds.
+func TestEntitlementsAtRevalidationSuspends(t *testing.T) {
+	t2 := t0.Add(2 * time.Hour)
+	reval := func(id string, at time.Time, outcome audit.Outcome, reason string) audit.Event {
+		e := audit.Event{ID: id, Time: at, Type: audit.TypeLogin, Action: authn.ActionRevalidate, Outcome: outcome, Reason: reason,
+			Actor: audit.Actor{UserID: "bob"}, Target: audit.Target{User: "bob"}}
+		if outcome == audit.Success {
+			e.Details = map[string]string{"groups": "A"}
+		}
+		return e
+	}
+	r, _ := historyFixture(t,
+		audit.Event{ID: "b1", Time: t2, Type: audit.TypeLogin, Action: authn.ActionLoginOIDC, Outcome: audit.Success,
+			Actor: audit.Actor{UserID: "bob", Groups: []string{"A"}}, Target: audit.Target{User: "bob"}},
+		reval("b2", t2.Add(time.Hour), audit.Failure, authn.ReasonRevalidateRevoked),
+		reval("b3", t2.Add(90*time.Minute), audit.Failure, "identity provider unreachable: access kept within the grace"),
+		audit.Event{ID: "b4", Time: t2.Add(2 * time.Hour), Type: audit.TypeLogin, Action: authn.ActionLoginOIDC, Outcome: audit.Success,
+			Actor: audit.Actor{UserID: "bob", Groups: []string{"A"}}, Target: audit.Target{User: "bob"}},
+		reval("b5", t2.Add(3*time.Hour), audit.Failure, authn.ReasonRevalidateFailClosed),
+		reval("b6", t2.Add(4*time.Hour), audit.Success, ""),
+	)
+	bob := []string{"bob pa via group A"}
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want []string
+	}{
+		{"signed in", t2.Add(time.Minute), bob},
+		{"refused by the provider", t2.Add(61 * time.Minute), nil},
+		{"still refused (a failure within the grace changes nothing)", t2.Add(91 * time.Minute), nil},
+		{"signed in again", t2.Add(121 * time.Minute), bob},
+		{"provider unreachable past the grace", t2.Add(181 * time.Minute), nil},
+		{"revalidated", t2.Add(241 * time.Minute), bob},
+	} {
+		if got, unknown := rowsAt(t, r, tc.at); !reflect.DeepEqual(got, tc.want) || len(unknown) != 0 {
+			t.Errorf("%s: %q (unknown %q), want %q", tc.name, got, unknown, tc.want)
+		}
 	}
 }
