@@ -22,6 +22,12 @@ import (
 // for the event's details (audit.MaxDetails) are left out and the detail
 // groups_omitted says how many there were.
 
+// DetailEmailVerified is the detail ("true" or "false") in which a
+// sign-in's login.oidc and login.session events and a user.provision
+// event say whether the identity provider verified the user's email
+// (profiles assign by email only then).
+const DetailEmailVerified = "email_verified"
+
 // ActionProvision marks a user record created or changed without a
 // sign-in (admin.user.provision).
 const ActionProvision = "user.provision"
@@ -40,7 +46,7 @@ func provisionEvent(u *userRecord, how, change string) audit.Event {
 	if u.Issuer != "" {
 		by += " " + u.Issuer
 	}
-	d := map[string]string{"via": how}
+	d := map[string]string{"via": how, DetailEmailVerified: strconv.FormatBool(u.EmailVerified)}
 	if u.Email != "" {
 		d["email"] = u.Email
 	}

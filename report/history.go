@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,8 +48,8 @@ var (
 // rollupFormat is the current format of the rollup file.
 // Format 3 added the granting host to the bucket keys; format 4 the
 // user.provision, revalidation and user-existence history entries; format
-// 5 revalidation suspensions.
-const rollupFormat = "5"
+// 5 revalidation suspensions; format 6 whether emails were verified.
+const rollupFormat = "6"
 
 // histEntry is one history event.
 type histEntry struct {
@@ -66,6 +67,9 @@ type histEntry struct {
 	// Suspend, on a "suspend" entry, is why: "invalid_grant" or
 	// "unreachable".
 	Suspend string `json:"s,omitempty"`
+	// Verified, on a "user" or "user.unknown" entry, is whether the
+	// identity provider verified the email, when the event says it.
+	Verified *bool `json:"v,omitempty"`
 }
 
 // historyOf returns the history entry of an event, if it is one.
@@ -131,6 +135,9 @@ func historyOf(ev *audit.Event) (histEntry, bool) {
 	default:
 		return histEntry{}, false
 	}
+	if v, err := strconv.ParseBool(ev.Details[authn.DetailEmailVerified]); err == nil && (h.Kind == "user" || h.Kind == "user.unknown") {
+		h.Verified = &v
+	}
 	return h, true
 }
 
@@ -155,6 +162,18 @@ func putHistory(tx *bolt.Tx, e *audit.Entry) error {
 type histUser struct {
 	authn.User
 	known bool // the history says their groups
+}
+
+// setEmail takes h's email, verified as h says; an event that does not
+// say leaves a verified email verified while it is unchanged.
+func (u *histUser) setEmail(h histEntry) {
+	switch {
+	case h.Verified != nil:
+		u.EmailVerified = *h.Verified
+	case !strings.EqualFold(u.Email, h.Email):
+		u.EmailVerified = false
+	}
+	u.Email = h.Email
 }
 
 // stateAt replays the history up to and including at: the profiles and
@@ -194,7 +213,8 @@ func stateAt(tx *bolt.Tx, at time.Time) (users []authn.User, all []profiles.Prof
 			delete(blind, h.Name)
 		case "user":
 			u := user(h.User)
-			u.Email, u.Groups, u.known = h.Email, slices.Clone(h.Groups), true
+			u.setEmail(h)
+			u.Groups, u.known = slices.Clone(h.Groups), true
 			if h.Lift == "all" || h.Lift == u.Suspended {
 				u.Suspended = ""
 			}
@@ -202,7 +222,8 @@ func stateAt(tx *bolt.Tx, at time.Time) (users []authn.User, all []profiles.Prof
 			user(h.User).Suspended = h.Suspend
 		case "user.unknown":
 			u := user(h.User)
-			u.Email, u.Groups, u.known = h.Email, nil, false
+			u.setEmail(h)
+			u.Groups, u.known = nil, false
 		case "user.exists":
 			user(h.User)
 		case "disable", "enable":

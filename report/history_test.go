@@ -218,3 +218,45 @@ func TestEntitlementsAtRevalidationSuspends(t *testing.T) {
 		}
 	}
 }
+
+// TestEntitlementsAtVerifiedEmail: a profile assigned by email holds at a
+// past time only for a user whose email the identity provider had
+// verified then (as issuance decides), whether the user was provisioned
+// or signed in; sign-in steps that do not say keep it verified.
+func TestEntitlementsAtVerifiedEmail(t *testing.T) {
+	t2 := t0.Add(2 * time.Hour)
+	pe := profiles.Profile{Name: "pe", Users: []string{"carol@example.com", "dave@example.com", "erin@example.com"}, Rules: []profiles.Rule{
+		{CIDR: netip.MustParsePrefix("10.0.5.0/24"), Protocol: profiles.ProtoTCP},
+	}}
+	verified := func(e audit.Event, v string) audit.Event {
+		e.Details["email_verified"] = v
+		return e
+	}
+	signin := func(id string, at time.Time, action string, details map[string]string) audit.Event {
+		return audit.Event{ID: id, Time: at, Type: audit.TypeLogin, Action: action, Outcome: audit.Success,
+			Actor: audit.Actor{UserID: "erin", Email: "erin@example.com"}, Target: audit.Target{User: "erin"}, Details: details}
+	}
+	r, _ := historyFixture(t,
+		profileEv(t, "pe1", t2, pe),
+		verified(provisioned("c1", t2, "carol", "carol@example.com"), "true"),
+		verified(provisioned("d1", t2, "dave", "dave@example.com"), "false"),
+		signin("e1", t2, authn.ActionLoginOIDC, map[string]string{"email_verified": "true"}),
+		signin("e2", t2.Add(time.Second), authn.ActionLoginCode, nil),
+	)
+	rep, err := r.EntitlementsAt(context.Background(), t2.Add(time.Minute), nil, func(u authn.User, p *profiles.Profile) (bool, string, string) {
+		via, ok := p.AssignedTo(u.Identity(), true)
+		return ok, via, ""
+	}, time.Time{}, time.Time{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, row := range rep.Rows {
+		if row.Profile == "pe" {
+			got = append(got, row.User+" via "+row.Via)
+		}
+	}
+	if want := []string{"carol via email", "erin via email"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %q, want %q", got, want)
+	}
+}
