@@ -66,7 +66,8 @@ type Result struct {
 	ExitCode int
 	// Console is the kernel's console (boot messages, the init's errors).
 	Console string
-	// Boot is the time from starting QEMU until Command started.
+	// Boot is the guest's uptime when Command started: the kernel's boot
+	// and the loading of Modules (QEMU's own start-up is not in it).
 	Boot time.Duration
 	// Elapsed is the whole run's wall time.
 	Elapsed time.Duration
@@ -119,7 +120,7 @@ while read m; do
 	insmod "$m" || echo "vmtest: insmod $m failed" >/dev/ttyS0
 done </etc/vmtest/modules
 exec 3>/dev/ttyS1
-echo ` + startMarker + ` >&3
+echo "` + startMarker + ` $(cut -d' ' -f1 /proc/uptime)" >&3
 cd /tmp
 . /etc/vmtest/env
 /bin/sh /etc/vmtest/command >&3 2>&3
@@ -186,8 +187,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Console = strings.ReplaceAll(string(con), "\r", "")
 	out, _ := os.ReadFile(output)
 	text := strings.ReplaceAll(string(out), "\r", "")
-	if i := strings.Index(text, startMarker+"\n"); i >= 0 {
-		text = text[i+len(startMarker)+1:]
+	// "VMTEST-START <uptime in seconds>\n" precedes the command's output.
+	if i := strings.Index(text, startMarker+" "); i >= 0 {
+		line, rest, _ := strings.Cut(text[i+len(startMarker)+1:], "\n")
+		if up, err := strconv.ParseFloat(strings.TrimSpace(line), 64); err == nil {
+			res.Boot = time.Duration(up * float64(time.Second))
+		}
+		text = rest
 	}
 	i := strings.LastIndex(text, exitMarker)
 	if i < 0 {
