@@ -299,9 +299,51 @@ func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hou
 // during the call), for readers that decode without allocating.
 func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(k, v []byte, at time.Time)) error {
 	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
-	lo, hi, ok := bounds(hours)
+	lo, hi, ok := scanBounds(tx, since, until)
 	if !ok {
 		return nil
+	}
+	scan := func(b *bolt.Bucket, period time.Time) {
+		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			fn(k, v, period)
+		}
+	}
+	return segments(ctx, lo, hi, hourly, func(t time.Time, day bool) {
+		if day {
+			scan(days, t)
+		} else {
+			scan(hours, t)
+		}
+	})
+}
+
+// segments calls fn for the buckets that cover lo to hi (whole hours) in
+// time order: a daily bucket (day set) for each whole day, hourly buckets
+// for the hours at the edges; with hourly set, hourly buckets only.
+func segments(ctx context.Context, lo, hi time.Time, hourly bool, fn func(t time.Time, day bool)) error {
+	for t := lo; t.Before(hi); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
+			fn(t, true)
+			t = t.Add(24 * time.Hour)
+			continue
+		}
+		fn(t, false)
+		t = t.Add(time.Hour)
+	}
+	return nil
+}
+
+// scanBounds returns the hours to read for since and until (zero leaves a
+// side open): those the rollup holds, cut to whole hours.
+func scanBounds(tx *bolt.Tx, since, until time.Time) (lo, hi time.Time, ok bool) {
+	lo, hi, ok = bounds(tx.Bucket(bucketHour))
+	if !ok {
+		return lo, hi, false
 	}
 	if !since.IsZero() && since.After(lo) {
 		lo = since.UTC().Truncate(time.Hour)
@@ -315,26 +357,7 @@ func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bo
 			hi = u
 		}
 	}
-	scan := func(b *bolt.Bucket, period time.Time) {
-		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			fn(k, v, period)
-		}
-	}
-	for t := lo; t.Before(hi); {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
-			scan(days, t)
-			t = t.Add(24 * time.Hour)
-			continue
-		}
-		scan(hours, t)
-		t = t.Add(time.Hour)
-	}
-	return nil
+	return lo, hi, true
 }
 
 // bounds returns the first hour held and the end of the last.

@@ -32,8 +32,9 @@ var (
 )
 
 // rollupFormat is the current format of the rollup file.
-// Format 3 added the granting host to the bucket keys.
-const rollupFormat = "3"
+// Format 3 added the granting host to the bucket keys, format 4 the
+// daytotal bucket (daytotals.go).
+const rollupFormat = "4"
 
 // histEntry is one history event.
 type histEntry struct {
