@@ -94,7 +94,7 @@ func putDayTotals(tx *bolt.Tx, acc map[string]*counts) error {
 // totalView is a daytotal key's fields as slices of the key (valid while
 // its transaction is open).
 type totalView struct {
-	kind                                    byte
+	kind                                   byte
 	user, email, dst, proto, port, profile []byte
 }
 
@@ -146,4 +146,6 @@ func scanDayTotals(tx *bolt.Tx, day []byte, fn func(t *totalView, v []byte)) {
 }
 
 // dayPrefix is the bucket prefix of a period.
-func dayPrefix(b []byte, unix int64) []byte { return binary.BigEndian.AppendUint64(b[:0], uint64(unix)) }
+func dayPrefix(b []byte, unix int64) []byte {
+	return binary.BigEndian.AppendUint64(b[:0], uint64(unix))
+}

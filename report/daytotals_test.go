@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -127,6 +128,58 @@ func TestTrafficTotalsMatchKeys(t *testing.T) {
 				if len(fast.Denials) == 0 || fast.Empty {
 					t.Errorf("seed %d, %+v: no denials or empty: the journal has both", seed, q)
 				}
+			}
+		}
+	}
+}
+
+// TestAccessMatchesMap: Access, which reads the buckets of a period side
+// by side one user at a time and builds only the page's rows, returns
+// exactly what the map of every row did (accessByMap), for filters, time
+// splits, partial days and pages, on random journals.
+func TestAccessMatchesMap(t *testing.T) {
+	ctx := context.Background()
+	day := time.Date(t0.Year(), t0.Month(), t0.Day(), 0, 0, 0, 0, time.UTC)
+	for seed := range uint64(3) {
+		j := randomTraffic(t, 200+seed, 6000)
+		r := openRollup(t, j, filepath.Join(t.TempDir(), "r.db"))
+		if _, err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []AccessQuery{
+			{},
+			{Since: day.Add(2 * 24 * time.Hour), Until: day.Add(5 * 24 * time.Hour)},
+			{Since: day.Add(26 * time.Hour), Until: day.Add(5*24*time.Hour + 7*time.Hour)},
+			{Since: day.Add(26 * time.Hour), Until: day.Add(5*24*time.Hour + 7*time.Hour), By: "day"},
+			{Since: day.Add(3 * 24 * time.Hour), Until: day.Add(4 * 24 * time.Hour), By: "hour"},
+			{User: "u3"},
+			{User: "U5@OTHER.example", By: "day"},
+			{Profile: "p1", Port: 23},
+			{Dst: netip.MustParsePrefix("10.0.1.0/24"), Protocol: "tcp"},
+			{Offset: 7, Limit: 10},
+			{Offset: 0, Limit: 1, By: "day"},
+			{Offset: 1 << 20, Limit: 100},
+			{Offset: 30, Since: day.Add(26 * time.Hour), Until: day.Add(9 * 24 * time.Hour)},
+		} {
+			got, err := r.Access(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := r.accessByMap(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("seed %d, %+v: %d of %d rows, want %d of %d", seed, q, len(got.Rows), got.Total, len(want.Rows), want.Total)
+				for i := range min(len(got.Rows), len(want.Rows)) {
+					if !reflect.DeepEqual(got.Rows[i], want.Rows[i]) {
+						t.Errorf("row %d:\n got %+v\nwant %+v", i, got.Rows[i], want.Rows[i])
+						break
+					}
+				}
+			}
+			if q.User == "" && want.Total < 2 {
+				t.Errorf("seed %d, %+v: %d rows: the journal is too small to show anything", seed, q, want.Total)
 			}
 		}
 	}
