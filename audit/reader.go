@@ -151,7 +151,7 @@ func scanRange(ctx context.Context, j Journal, f *Filter, from, to uint64, fn fu
 					return last, err
 				}
 			}
-			last = r.Seq
+			last = r.LastSeq()
 		}
 		from = last + 1
 	}

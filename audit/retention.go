@@ -92,6 +92,18 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 	}
 	cutoff := now.Add(-p.Retention)
 	var newest time.Time // newest event time seen so far
+	// The latest stubs read: a checkpoint signing a record inside one
+	// (not its last) cannot anchor a trim, since that record is gone.
+	var stubs [16]cluster.PruneRun
+	nstubs := 0
+	insideStub := func(seq uint64) bool {
+		for _, s := range stubs[:min(nstubs, len(stubs))] {
+			if s.First <= seq && seq < s.Last {
+				return true
+			}
+		}
+		return false
+	}
 	errStop := errors.New("stop")
 	from := uint64(1)
 	for plan.MinCursor > 0 {
@@ -106,6 +118,9 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 			for _, r := range recs {
 				e := entryFromRecord(r)
 				switch {
+				case e.Pruned > 0:
+					stubs[nstubs%len(stubs)] = cluster.PruneRun{First: e.Seq, Last: e.LastSeq()}
+					nstubs++
 				case e.Event != nil:
 					if e.Event.Time.After(newest) {
 						newest = e.Event.Time
@@ -118,6 +133,9 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 					if c.Seq > plan.MinCursor || !c.Time.Before(cutoff) {
 						return errStop
 					}
+					if insideStub(c.Seq) {
+						continue
+					}
 					plan.Through, plan.Anchor, plan.AnchorSeq = c.Seq, c, r.Seq
 				}
 			}
@@ -126,7 +144,7 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 		if errors.Is(err, errStop) {
 			break
 		}
-		from = recs[len(recs)-1].Seq + 1
+		from = recs[len(recs)-1].LastSeq() + 1
 	}
 	return plan, nil
 }

@@ -173,7 +173,9 @@ func (r *Rollup) Sync(ctx context.Context) (uint64, error) {
 			}
 			// A record trimmed away is no sign of replacement: rollups
 			// outlive raw flow records.
-			replaced = len(recs) == 1 && recs[0].Seq == c.seq && audit.Hash(recs[0].Hash) != c.hash
+			// Nor is a record pruned into a stub, unless the stub ends
+			// there (its hash is that record's).
+			replaced = len(recs) == 1 && recs[0].LastSeq() == c.seq && audit.Hash(recs[0].Hash) != c.hash
 		}
 		if replaced {
 			r.log.Info("journal replaced under the rollup (snapshot install); rebuilding", "cursor", c.seq, "head", head)
@@ -256,7 +258,7 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 		if c.first == 0 {
 			c.first = e.Seq
 		}
-		c.seq, c.hash = e.Seq, e.Hash
+		c.seq, c.hash = e.LastSeq(), e.Hash // a stub's hash is its last record's
 		if e.Checkpoint != nil {
 			c.checkpoint = e.Checkpoint
 			continue
