@@ -28,7 +28,7 @@ run: build
 RACE ?= -race
 test:
 	@command -v qemu-system-x86_64 >/dev/null 2>&1 && command -v busybox >/dev/null 2>&1 || \
-		echo "NOTE: QEMU or busybox missing: the kernel WireGuard suite (tunnel TestKernelSuiteVM) skips; .ci/run installs qemu-system-x86 and busybox-static"
+		echo "NOTE: QEMU or busybox missing: the kernel WireGuard suites (tunnel TestKernelSuiteVM, threenode TestThreeNodesKernelVM) skip; .ci/run installs qemu-system-x86 and busybox-static"
 	$(GO) test $(RACE) -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/deploy/local$$')
 	$(GO) test -count=1 -timeout 15m ./deploy/local
 	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 -run 'WaitPool|Bounded' ./device/

@@ -25,6 +25,10 @@ func (JSONLines) Name() string { return "json" }
 // Append appends e's export line.
 func (JSONLines) Append(dst []byte, e *Entry) ([]byte, error) {
 	l := auditfile.Line{Seq: e.Seq, PrevHash: e.PrevHash, Hash: e.Hash}
+	if e.Pruned > 0 {
+		l.Pruned = e.Pruned
+		return auditfile.AppendLine(dst, &l)
+	}
 	if e.rawJSON() {
 		l.Record = e.Data
 	} else {
@@ -137,7 +141,7 @@ func Export(ctx context.Context, w io.Writer, j Journal, opts ExportOptions) (Ex
 			st.First = e.Seq
 		}
 		st.Records++
-		st.Last = e.Seq
+		st.Last = e.LastSeq()
 		d.Add(e.Seq, e.Hash)
 		lastHash = e.Hash
 		return nil

@@ -465,7 +465,7 @@ func (x *Exporter) lead(ctx context.Context, s Sink, bo *backoff, log *slog.Logg
 		x.contact(s.Name())
 		bo.reset()
 		if len(entries) > 0 {
-			sent = entries[len(entries)-1].Seq
+			sent = entries[len(entries)-1].LastSeq()
 			x.metrics.exported.WithLabelValues(s.Name()).Add(float64(len(entries)))
 		}
 		idle := len(entries) == 0

@@ -44,7 +44,8 @@ type Filter struct {
 
 // Match reports whether f selects e.
 func (f *Filter) Match(e *Entry) bool {
-	if (f.FromSeq != 0 && e.Seq < f.FromSeq) || (f.ToSeq != 0 && e.Seq > f.ToSeq) {
+	// A stub matches when it overlaps the range.
+	if (f.FromSeq != 0 && e.LastSeq() < f.FromSeq) || (f.ToSeq != 0 && e.Seq > f.ToSeq) {
 		return false
 	}
 	if e.Checkpoint != nil {
@@ -151,7 +152,7 @@ func scanRange(ctx context.Context, j Journal, f *Filter, from, to uint64, fn fu
 					return last, err
 				}
 			}
-			last = r.Seq
+			last = r.LastSeq()
 		}
 		from = last + 1
 	}

@@ -31,6 +31,11 @@ func encodeEvent(e *Event) ([]byte, error) { return encodeCanonical(e) }
 // written by this package exactly one of Event and Checkpoint is set;
 // a record it cannot decode has neither and is still chained, verified and
 // exported byte for byte.
+//
+// An Entry whose Pruned is not 0 is a stub (cluster.Record): it stands for
+// the Pruned records Seq..LastSeq() whose data was pruned from the journal
+// (flow records past their window); it has no Data, Event or Checkpoint,
+// PrevHash is the first record's and Hash the last one's.
 type Entry struct {
 	Seq        uint64
 	PrevHash   Hash
@@ -38,12 +43,24 @@ type Entry struct {
 	Data       []byte
 	Event      *Event
 	Checkpoint *Checkpoint
+	Pruned     uint64
+}
+
+// LastSeq returns the last sequence number e covers: Seq, or for a stub
+// the last record it stands for.
+func (e *Entry) LastSeq() uint64 {
+	if e.Pruned == 0 {
+		return e.Seq
+	}
+	return e.Seq + e.Pruned - 1
 }
 
 // entryFromRecord decodes a cluster journal record.
 func entryFromRecord(r cluster.Record) Entry {
-	e := Entry{Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, Data: r.Data}
-	e.decode()
+	e := Entry{Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, Data: r.Data, Pruned: r.Pruned}
+	if e.Pruned == 0 {
+		e.decode()
+	}
 	return e
 }
 
@@ -63,9 +80,11 @@ func (e *Entry) decode() {
 	}
 }
 
-// Kind returns "event", "checkpoint" or "unknown".
+// Kind returns "event", "checkpoint", "pruned" or "unknown".
 func (e *Entry) Kind() string {
 	switch {
+	case e.Pruned > 0:
+		return "pruned"
 	case e.Event != nil:
 		return "event"
 	case e.Checkpoint != nil:

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,6 +93,18 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 	}
 	cutoff := now.Add(-p.Retention)
 	var newest time.Time // newest event time seen so far
+	// The latest stubs read: a checkpoint signing a record inside one
+	// (not its last) cannot anchor a trim, since that record is gone.
+	var stubs [16]cluster.PruneRun
+	nstubs := 0
+	insideStub := func(seq uint64) bool {
+		for _, s := range stubs[:min(nstubs, len(stubs))] {
+			if s.First <= seq && seq < s.Last {
+				return true
+			}
+		}
+		return false
+	}
 	errStop := errors.New("stop")
 	from := uint64(1)
 	for plan.MinCursor > 0 {
@@ -106,6 +119,9 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 			for _, r := range recs {
 				e := entryFromRecord(r)
 				switch {
+				case e.Pruned > 0:
+					stubs[nstubs%len(stubs)] = cluster.PruneRun{First: e.Seq, Last: e.LastSeq()}
+					nstubs++
 				case e.Event != nil:
 					if e.Event.Time.After(newest) {
 						newest = e.Event.Time
@@ -118,6 +134,9 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 					if c.Seq > plan.MinCursor || !c.Time.Before(cutoff) {
 						return errStop
 					}
+					if insideStub(c.Seq) {
+						continue
+					}
 					plan.Through, plan.Anchor, plan.AnchorSeq = c.Seq, c, r.Seq
 				}
 			}
@@ -126,7 +145,7 @@ func PlanTrim(ctx context.Context, s LiveStore, p RetentionPolicy, now time.Time
 		if errors.Is(err, errStop) {
 			break
 		}
-		from = recs[len(recs)-1].Seq + 1
+		from = recs[len(recs)-1].LastSeq() + 1
 	}
 	return plan, nil
 }
@@ -167,8 +186,18 @@ type TrimmerConfig struct {
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the trim metrics, among them
-	// ferry_audit_trimmed_records_total.
+	// ferry_audit_trimmed_records_total and
+	// ferry_audit_pruned_records_total.
 	Registerer prometheus.Registerer
+	// FlowRetention is how long raw flow records stay in the journal
+	// before each trim prunes them (Prune; the SIEM keeps them); 0 leaves
+	// them to Policy.Retention like every other record. It must not exceed
+	// Policy.Retention.
+	FlowRetention time.Duration
+	// Summarize returns the flow.summary events that keep the figures of
+	// the flow records a prune plan removes (report.Summarize reads them
+	// from j). Required with FlowRetention.
+	Summarize func(ctx context.Context, j Journal, plan PrunePlan) ([]Event, error)
 }
 
 // Validate checks the configuration, naming the first bad field.
@@ -182,6 +211,12 @@ func (c *TrimmerConfig) Validate() error {
 		return fmt.Errorf("audit trimmer config: retention %s: must not be negative", c.Policy.Retention)
 	case c.Delay < 0 || c.Interval < 0 || c.Poll < 0 || c.Timeout < 0:
 		return errors.New("audit trimmer config: durations must not be negative")
+	case c.FlowRetention < 0:
+		return fmt.Errorf("audit trimmer config: flow retention %s: must not be negative", c.FlowRetention)
+	case c.FlowRetention > 0 && c.Summarize == nil:
+		return errors.New("audit trimmer config: summarize: required with a flow retention")
+	case c.FlowRetention > cmp.Or(c.Policy.Retention, DefaultRetention):
+		return fmt.Errorf("audit trimmer config: flow retention %s: must not exceed the audit retention", c.FlowRetention)
 	}
 	for _, name := range c.Policy.Sinks {
 		if err := checkSinkName(name); err != nil {
@@ -237,7 +272,10 @@ type Trimmer struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
-	mu      sync.Mutex // serialises trims
+	mu      sync.Mutex // serialises trims and prunes; guards pruneFrom
+	// pruneFrom is where the next prune plan starts reading: the record
+	// after the last prune's Through (1 on a new leader).
+	pruneFrom uint64
 }
 
 // NewTrimmer starts a Trimmer.
@@ -283,6 +321,11 @@ func (t *Trimmer) loop(ctx context.Context) {
 	for {
 		switch now := time.Now(); {
 		case !t.cfg.Store.IsLeader():
+			if !due.IsZero() {
+				t.mu.Lock()
+				t.pruneFrom = 0 // a new leadership plans from the start
+				t.mu.Unlock()
+			}
 			due = time.Time{}
 		case due.IsZero():
 			due = now.Add(t.cfg.Delay)
@@ -290,6 +333,14 @@ func (t *Trimmer) loop(ctx context.Context) {
 			due = now.Add(t.cfg.Interval)
 			rctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 			_, err := t.Trim(rctx)
+			// Then prune flow records past their window, a bounded
+			// prune at a time, until nothing is left or time is up.
+			for err == nil && t.cfg.FlowRetention > 0 && rctx.Err() == nil {
+				var rep PruneReport
+				if rep, err = t.Prune(rctx); err == nil && len(rep.Plan.Runs) == 0 {
+					break
+				}
+			}
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				due = now.Add(min(time.Hour, t.cfg.Interval))

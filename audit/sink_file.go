@@ -151,7 +151,7 @@ func (s *FileSink) Send(ctx context.Context, entries []Entry) (uint64, error) {
 			return s.last, fmt.Errorf("syncing %s: %w", s.cfg.Path, err)
 		}
 	}
-	s.last = entries[len(entries)-1].Seq
+	s.last = entries[len(entries)-1].LastSeq()
 	if err := s.saveCursor(s.last); err != nil {
 		return s.last, err
 	}

@@ -282,7 +282,7 @@ func (s *HECSink) post(ctx context.Context, entries []Entry) (int, error) {
 		return 0, err
 	}
 	s.answer = fmt.Sprintf("HTTP 200: %s (code %d)", resp.Text, resp.Code)
-	last := entries[n-1].Seq
+	last := entries[n-1].LastSeq()
 	if s.cfg.Ack {
 		if resp.AckID == nil {
 			// The receiver took the batch but gives no ack ID: it does

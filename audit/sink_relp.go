@@ -144,7 +144,7 @@ func (s *RELPSink) Send(ctx context.Context, entries []Entry) (uint64, error) {
 		if _, err := s.bw.Write(s.frame); err != nil {
 			return s.last, s.fail(fmt.Errorf("writing to RELP receiver %s: %w", s.cfg.Addr, err))
 		}
-		s.pending = append(s.pending, relpPending{txnr: txnr, seq: entries[i].Seq, at: time.Now()})
+		s.pending = append(s.pending, relpPending{txnr: txnr, seq: entries[i].LastSeq(), at: time.Now()})
 		// Flush before the window fills, so acknowledgements keep coming.
 		if len(s.pending) >= s.cfg.Window || s.bw.Buffered() > 64<<10 {
 			if err := s.flush(); err != nil {

@@ -137,7 +137,7 @@ func (s *SyslogSink) Send(ctx context.Context, entries []Entry) (uint64, error) 
 		return s.last, fmt.Errorf("writing to syslog receiver %s: %w", s.cfg.Addr, explainTLS(err, s.cfg.TLS))
 	}
 	s.sent += uint64(len(entries))
-	s.pending = append(s.pending, pendingBatch{last: entries[len(entries)-1].Seq, at: now.UnixNano(), ack: s.sent})
+	s.pending = append(s.pending, pendingBatch{last: entries[len(entries)-1].LastSeq(), at: now.UnixNano(), ack: s.sent})
 	s.confirm(now)
 	return s.last, nil
 }

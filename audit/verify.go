@@ -61,9 +61,13 @@ func VerifyLive(ctx context.Context, s LiveStore, opts VerifyOptions) (Report, e
 			break
 		}
 		for _, r := range recs {
-			v.Add(r.Seq, r.PrevHash, r.Hash, r.Data)
+			if r.Pruned > 0 {
+				v.AddStub(r.Seq, r.Pruned, r.PrevHash, r.Hash)
+			} else {
+				v.Add(r.Seq, r.PrevHash, r.Hash, r.Data)
+			}
 		}
-		from = recs[len(recs)-1].Seq + 1
+		from = recs[len(recs)-1].LastSeq() + 1
 	}
 	rep := v.Report()
 	if rep.Records > 0 && !rep.Anchored {

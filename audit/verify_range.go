@@ -34,9 +34,13 @@ func VerifyRange(ctx context.Context, j Journal, from uint64, opts VerifyOptions
 			break
 		}
 		for _, r := range recs {
-			v.Add(r.Seq, r.PrevHash, r.Hash, r.Data)
+			if r.Pruned > 0 {
+				v.AddStub(r.Seq, r.Pruned, r.PrevHash, r.Hash)
+			} else {
+				v.Add(r.Seq, r.PrevHash, r.Hash, r.Data)
+			}
 		}
-		from = recs[len(recs)-1].Seq + 1
+		from = recs[len(recs)-1].LastSeq() + 1
 	}
 	err = v.Finish()
 	return v.Report(), err

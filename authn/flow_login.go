@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/ferryvpn/ferry/audit"
 	"golang.org/x/oauth2"
@@ -180,7 +181,7 @@ func (f *Flow) handleCallback(w http.ResponseWriter, r *http.Request) {
 		f.internalError(w, r, err)
 		return
 	}
-	if err := f.event(ctx, audit.TypeLogin, ActionLoginOIDC, &id, src, audit.Success, nil, map[string]string{"client": clientKind(rec.Desktop)}); err != nil {
+	if err := f.event(ctx, audit.TypeLogin, ActionLoginOIDC, &id, src, audit.Success, nil, map[string]string{"client": clientKind(rec.Desktop), DetailEmailVerified: strconv.FormatBool(id.EmailVerified)}); err != nil {
 		f.internalError(w, r, err)
 		return
 	}

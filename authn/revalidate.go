@@ -23,6 +23,15 @@ const (
 // ActionRevalidate marks the auth.login events of revalidation.
 const ActionRevalidate = "login.revalidate"
 
+// Reasons of the failed revalidation events (auth.login login.revalidate)
+// that suspend the user: invalid_grant suspends until the next sign-in; an
+// identity provider unreachable past the grace until a revalidation
+// succeeds or the user signs in. report's entitlements --at replays them.
+const (
+	ReasonRevalidateRevoked    = "invalid_grant: access revoked"
+	ReasonRevalidateFailClosed = "identity provider unreachable past the grace: access revoked (fail closed)"
+)
+
 // prefixRefresh holds one refreshRecord per user.
 const prefixRefresh = "oidc/refresh/"
 
@@ -245,7 +254,7 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 		}
 		serr := r.users.Suspend(ctx, userID, suspendInvalidGrant, "identity provider "+r.rp.cfg.Issuer)
 		rep.Suspended++
-		return errors.Join(serr, r.event(ctx, user, audit.Failure, "invalid_grant: access revoked", nil))
+		return errors.Join(serr, r.event(ctx, user, audit.Failure, ReasonRevalidateRevoked, nil))
 	case err != nil:
 		rep.Unreachable++
 		if rec.FailingSince.IsZero() {
@@ -268,7 +277,7 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 		why := fmt.Sprintf("%s since %s (grace %s)", suspendUnreachable, rec.FailingSince.Format(time.RFC3339), r.grace)
 		serr := r.users.Suspend(ctx, userID, why, "ferry revalidation")
 		rep.Suspended++
-		return errors.Join(serr, r.event(ctx, user, audit.Failure, "identity provider unreachable past the grace: access revoked (fail closed)", nil))
+		return errors.Join(serr, r.event(ctx, user, audit.Failure, ReasonRevalidateFailClosed, nil))
 	}
 	rep.OK++
 	id.UserID = userID

@@ -152,7 +152,7 @@ func (s *Sessions) Create(ctx context.Context, id Identity, mfaMethod string, sr
 	}
 	e := audit.Event{
 		Type: audit.TypeLogin, Action: ActionLoginSession, Actor: identityActor(id), Source: auditSource(src),
-		Target: audit.Target{User: id.UserID}, Details: map[string]string{"mfa_method": mfaMethod},
+		Target: audit.Target{User: id.UserID}, Details: map[string]string{"mfa_method": mfaMethod, DetailEmailVerified: strconv.FormatBool(id.EmailVerified)},
 	}
 	// The user is read locally first; the transaction compares its version,
 	// so a disable this node has not applied yet makes it fail and retry

@@ -123,7 +123,10 @@ func (u *Users) Refused(ctx context.Context, id Identity) (user User, ok bool, e
 // Provision creates or updates the user record of id without signing
 // them in (LastLogin does not move): for identity provider pushes and
 // revalidation. how says what brought the change ("revalidation", "SCIM
-// replace", ...); the record's Change names it when groups change.
+// replace", ...); the record's Change names it when groups change. A
+// new record, or a change of email or groups, is recorded as a
+// user.provision event with the resulting email and groups
+// (ProvisionedFrom), as is Refused's.
 func (u *Users) Provision(ctx context.Context, id Identity, how string) (User, error) {
 	return u.update(ctx, id, how, false, true)
 }
@@ -186,7 +189,11 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 		if id.Issuer != "" {
 			rec.Issuer, rec.Subject = id.Issuer, id.Subject
 		}
-		if change := groupChange(rec.Groups, id.Groups, ok); change != "" {
+		// A change without a sign-in is recorded with what results (a
+		// sign-in's own event carries the groups).
+		provisioned := !login && (!ok || rec.Email != id.Email || !slices.Equal(rec.Groups, id.Groups))
+		change := groupChange(rec.Groups, id.Groups, ok)
+		if change != "" {
 			by := "identity provider"
 			if id.Issuer != "" {
 				by += " " + id.Issuer
@@ -213,10 +220,16 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 		if err != nil {
 			return User{}, fmt.Errorf("storing user: %w", err)
 		}
-		if res.Succeeded {
-			return rec.user(), nil
+		if !res.Succeeded {
+			r.conflict()
+			continue
 		}
-		r.conflict()
+		if provisioned {
+			if err := recordEvent(ctx, u.rec, provisionEvent(&rec, how, change)); err != nil {
+				return User{}, err
+			}
+		}
+		return rec.user(), nil
 	}
 	return User{}, fmt.Errorf("updating user %q: %w", id.UserID, ErrContended)
 }

@@ -33,6 +33,8 @@ const (
 	cmdTrim   cmdType = 4
 	// cmdAppendKeyed is an append whose records carry idempotency keys.
 	cmdAppendKeyed cmdType = 5
+	// cmdPrune replaces runs of journal records by stubs (prune.go).
+	cmdPrune cmdType = 6
 )
 
 // maxBatch bounds how many commands one batch entry carries.
@@ -46,6 +48,7 @@ type command struct {
 	keyed   []KeyedRecord
 	batch   []command
 	before  uint64 // trim: drop journal records with seq < before
+	runs    []PruneRun
 }
 
 var errTruncated = errors.New("truncated")
@@ -255,6 +258,12 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 		}
 	case cmdTrim:
 		c.before = d.uvarint()
+	case cmdPrune:
+		n := d.count(MaxPruneRuns, "prune run")
+		c.runs = make([]PruneRun, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			c.runs = append(c.runs, PruneRun{First: d.uvarint(), Last: d.uvarint()})
+		}
 	case cmdBatch:
 		if depth > 0 {
 			d.fail(errors.New("nested batch"))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"sync"
@@ -94,7 +95,7 @@ func (f *fsm) open() error {
 	}
 	var applied, rev uint64
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketKV, bucketJournal, bucketJKeys} {
+		for _, b := range [][]byte{bucketMeta, bucketKV, bucketJournal, bucketJKeys, bucketJStubs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -209,7 +210,7 @@ func (f *fsm) appliedSignal() <-chan struct{} {
 // txState applies commands inside one bbolt write transaction.
 type txState struct {
 	meta, kv, journal *bolt.Bucket
-	jkeys             *bolt.Bucket
+	jkeys, jstubs     *bolt.Bucket
 	keys              *keyIndex
 	rev, seq          uint64
 	hash              [32]byte
@@ -218,7 +219,7 @@ type txState struct {
 
 func newTxState(tx *bolt.Tx, keys *keyIndex) *txState {
 	st := &txState{meta: tx.Bucket(bucketMeta), kv: tx.Bucket(bucketKV), journal: tx.Bucket(bucketJournal),
-		jkeys: tx.Bucket(bucketJKeys), keys: keys, hasher: sha256.New()}
+		jkeys: tx.Bucket(bucketJKeys), jstubs: tx.Bucket(bucketJStubs), keys: keys, hasher: sha256.New()}
 	st.jkeys.FillPercent = 1.0
 	// The journal only grows at its end (keys are increasing sequence
 	// numbers), so full pages waste nothing: half as many pages to write.
@@ -275,6 +276,15 @@ func (st *txState) apply(c *command, events *[]Event) interface{} {
 		r, err := st.applyTrim(c.before)
 		if err != nil {
 			panic(fmt.Sprintf("cluster: trimming journal: %v", err))
+		}
+		return r
+	case cmdPrune:
+		r, err := st.applyPrune(c.runs)
+		if errors.Is(err, ErrInvalid) {
+			return err
+		}
+		if err != nil {
+			panic(fmt.Sprintf("cluster: pruning journal: %v", err))
 		}
 		return r
 	case cmdBatch:
@@ -376,6 +386,13 @@ func (st *txState) applyAppend(recs [][]byte) (AppendResult, error) {
 func (st *txState) applyTrim(before uint64) (TrimResult, error) {
 	first := max(getU64(st.meta, metaFirst), 1)
 	before = min(before, st.seq)
+	if before <= first {
+		return TrimResult{First: first}, nil
+	}
+	before, err := st.trimStubs(before)
+	if err != nil {
+		return TrimResult{}, err
+	}
 	if before <= first {
 		return TrimResult{First: first}, nil
 	}
@@ -489,14 +506,10 @@ func (f *fsm) journalRange(from, to uint64, max int) ([]Record, error) {
 	}
 	var out []Record
 	err := f.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketJournal).Cursor()
-		for k, v := c.Seek(u64Key(from)); k != nil && len(out) < max; k, v = c.Next() {
-			seq := binary.BigEndian.Uint64(k)
-			if seq > to {
-				break
-			}
-			r, err := decodeRecord(seq, v)
-			if err != nil {
+		it := newJournalIter(tx, from)
+		for len(out) < max {
+			r, ok, err := it.next()
+			if err != nil || !ok || r.Seq > to {
 				return err
 			}
 			out = append(out, r)
@@ -550,13 +563,16 @@ func (f *fsm) verifyJournal() (uint64, error) {
 	err := f.db.View(func(tx *bolt.Tx) error {
 		var prev [32]byte
 		want := max(getU64(tx.Bucket(bucketMeta), metaFirst), 1)
-		c := tx.Bucket(bucketJournal).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			seq := binary.BigEndian.Uint64(k)
-			r, err := decodeRecord(seq, v)
+		it := newJournalIter(tx, 1)
+		for {
+			r, ok, err := it.next()
 			if err != nil {
 				return err
 			}
+			if !ok {
+				break
+			}
+			seq := r.Seq
 			if n == 0 && want > 1 && seq == want {
 				prev = r.PrevHash // records before were trimmed: this one anchors the chain
 			}
@@ -566,12 +582,14 @@ func (f *fsm) verifyJournal() (uint64, error) {
 			if r.PrevHash != prev {
 				return fmt.Errorf("%w: record %d does not follow record %d", ErrJournalCorrupt, seq, seq-1)
 			}
-			if chainHash(r.PrevHash, seq, r.Data) != r.Hash {
+			// A stub's inner records are gone: its hash is taken as
+			// the chain's input, which a later checkpoint vouches for.
+			if r.Pruned == 0 && chainHash(r.PrevHash, seq, r.Data) != r.Hash {
 				return fmt.Errorf("%w: record %d altered", ErrJournalCorrupt, seq)
 			}
 			prev = r.Hash
-			want = seq + 1
-			n++
+			want = r.LastSeq() + 1
+			n += max(r.Pruned, 1)
 		}
 		m := tx.Bucket(bucketMeta)
 		if last := getU64(m, metaSeq); last != want-1 {

@@ -19,12 +19,15 @@ import (
 // bbolt file, so that restoring one never hands untrusted pages to bbolt:
 //
 //	snapshot = magic(8) entry* end(1 = 0) sha256(32 over all before it)
-//	entry    = bucket(1 = 1 meta, 2 kv, 3 journal, 4 journal keys) key(bytes) value(bytes)
+//	entry    = bucket(1 = 1 meta, 2 kv, 3 journal, 4 journal keys, 5 journal stubs) key(bytes) value(bytes)
+//
+// A state without stubs writes no entry of bucket 5, so its snapshots
+// restore on versions that predate pruning.
 var snapMagic = []byte("FERRYSN1")
 
 const snapEnd = 0
 
-var snapBuckets = [][]byte{nil, bucketMeta, bucketKV, bucketJournal, bucketJKeys}
+var snapBuckets = [][]byte{nil, bucketMeta, bucketKV, bucketJournal, bucketJKeys, bucketJStubs}
 
 // maxSnapValue bounds one value in a snapshot: the largest KV value or
 // journal record plus its header.

@@ -177,11 +177,26 @@ type Event struct {
 
 // Record is one journal entry. Hash is SHA-256(PrevHash || Seq || Data), so
 // every record commits to all records before it.
+//
+// A Record whose Pruned is not 0 is a stub (Node.PruneJournal): it stands
+// for the Pruned records Seq..LastSeq(), whose data is gone. PrevHash is
+// the first one's and Hash the last one's, so the chain links across it;
+// Data is nil.
 type Record struct {
 	Seq      uint64
 	Data     []byte
 	PrevHash [32]byte
 	Hash     [32]byte
+	Pruned   uint64
+}
+
+// LastSeq returns the last sequence number r covers: Seq, or for a stub
+// the last record it stands for.
+func (r *Record) LastSeq() uint64 {
+	if r.Pruned == 0 {
+		return r.Seq
+	}
+	return r.Seq + r.Pruned - 1
 }
 
 // Consistency selects how fresh a read must be.

@@ -45,6 +45,10 @@ type EntitlementsReport struct {
 	// Unknown names the profiles in force at At whose rules the journal
 	// does not say (EntitlementsAt).
 	Unknown []string `json:"unknown_profiles,omitempty"`
+	// UnknownUsers names the users who existed at At (not disabled) whose
+	// groups the journal does not say, so whose entitlements are not
+	// listed (EntitlementsAt).
+	UnknownUsers []string `json:"unknown_users,omitempty"`
 }
 
 // Entitlement decides whether a user holds a profile and how

@@ -87,7 +87,7 @@ func Open(cfg Config) (*Rollup, error) {
 		return nil, fmt.Errorf("opening rollup %s: %w", cfg.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
+		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -173,7 +173,9 @@ func (r *Rollup) Sync(ctx context.Context) (uint64, error) {
 			}
 			// A record trimmed away is no sign of replacement: rollups
 			// outlive raw flow records.
-			replaced = len(recs) == 1 && recs[0].Seq == c.seq && audit.Hash(recs[0].Hash) != c.hash
+			// Nor is a record pruned into a stub, unless the stub ends
+			// there (its hash is that record's).
+			replaced = len(recs) == 1 && recs[0].LastSeq() == c.seq && audit.Hash(recs[0].Hash) != c.hash
 		}
 		if replaced {
 			r.log.Info("journal replaced under the rollup (snapshot install); rebuilding", "cursor", c.seq, "head", head)
@@ -198,15 +200,28 @@ func (r *Rollup) Sync(ctx context.Context) (uint64, error) {
 		}
 		return err
 	}
-	err = audit.Scan(ctx, r.cfg.Journal, audit.Filter{FromSeq: c.seq + 1, ToSeq: head}, func(e *audit.Entry) error {
-		page = append(page, e)
-		if len(page) >= syncPage {
-			return commit()
+	fold := func() error {
+		err := audit.Scan(ctx, r.cfg.Journal, audit.Filter{FromSeq: c.seq + 1, ToSeq: head}, func(e *audit.Entry) error {
+			page = append(page, e)
+			if len(page) >= syncPage {
+				return commit()
+			}
+			return nil
+		})
+		if err == nil {
+			err = commit()
 		}
-		return nil
-	})
-	if err == nil {
-		err = commit()
+		return err
+	}
+	err = fold()
+	if errors.Is(err, errRebuild) {
+		// A prune committed while this rollup was folding its range.
+		r.log.Info("a prune ran under the rollup; rebuilding", "cursor", c.seq, "head", head)
+		if err := r.resetLocked(); err != nil {
+			return 0, err
+		}
+		c, page = cursor{}, page[:0]
+		err = fold()
 	}
 	if err != nil {
 		return c.seq, fmt.Errorf("folding journal records after %d: %w", c.seq, err)
@@ -237,7 +252,7 @@ func (r *Rollup) resetLocked() error {
 
 // resetTx empties every bucket of the rollup.
 func resetTx(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
+	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned} {
 		if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
@@ -253,16 +268,29 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 	hours := map[string]*counts{}
 	days := map[string]*counts{}
 	for _, e := range page {
+		prev := c.seq
 		if c.first == 0 {
 			c.first = e.Seq
 		}
-		c.seq, c.hash = e.Seq, e.Hash
+		c.seq, c.hash = e.LastSeq(), e.Hash // a stub's hash is its last record's
+		if e.Pruned > 0 {
+			if err := foldStub(tx, e, prev); err != nil {
+				return err
+			}
+			continue
+		}
 		if e.Checkpoint != nil {
 			c.checkpoint = e.Checkpoint
 			continue
 		}
 		if err := putHistory(tx, e); err != nil {
 			return err
+		}
+		if e.Event != nil && e.Event.Type == audit.TypeFlowSummary {
+			if err := foldSummary(tx, e.Event, days, hours); err != nil {
+				return err
+			}
+			continue
 		}
 		if e.Event == nil || !e.Event.IsFlow() {
 			continue

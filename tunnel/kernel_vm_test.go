@@ -78,7 +78,7 @@ func TestKernelSuiteVM(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	t.Logf("kernel suite in the machine (%s, %s):\n%s", k.Release, res.Elapsed.Round(time.Second), res.Output)
+	t.Logf("kernel suite in the machine (%s, %s in all, boot %s):\n%s", k.Release, res.Elapsed.Round(time.Second), res.Boot.Round(100*time.Millisecond), res.Output)
 	if fails := regexp.MustCompile(`(?m)^\s*--- FAIL: .*$`).FindAllString(res.Output, -1); len(fails) > 0 || res.ExitCode != 0 {
 		t.Errorf("kernel suite failed (exit %d):\n%s", res.ExitCode, strings.Join(fails, "\n"))
 	}

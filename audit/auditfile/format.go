@@ -122,8 +122,8 @@ func (d *Digest) Sum() (out Hash) {
 
 // Line is one line of the format: a header (Export set), the export's
 // first checkpoint (Checkpoint set, right after a version 3 header), a
-// trailer (End set) or a record (Seq, PrevHash, Hash and either Record or
-// Data).
+// trailer (End set), a record (Seq, PrevHash, Hash and either Record or
+// Data) or a stub (Seq, PrevHash, Hash and Pruned).
 type Line struct {
 	Seq      uint64   `json:"seq"`
 	PrevHash Hash     `json:"prev_hash"`
@@ -139,6 +139,11 @@ type Line struct {
 	// break; Data is the record otherwise (base64 in the line).
 	Record json.RawMessage `json:"record,omitempty"`
 	Data   []byte          `json:"data,omitempty"`
+	// Pruned, when not 0, makes the line a stub: it stands for Pruned
+	// records from Seq on whose data was pruned from the journal (flow
+	// records past their window); PrevHash is the first one's and Hash
+	// the last one's, so the chain links across it.
+	Pruned uint64 `json:"pruned,omitempty"`
 }
 
 // Bytes returns the record bytes a record line carries: what was hashed.
@@ -168,6 +173,11 @@ func AppendLine(dst []byte, l *Line) ([]byte, error) {
 	dst = hex.AppendEncode(dst, l.PrevHash[:])
 	dst = append(dst, `","hash":"`...)
 	dst = hex.AppendEncode(dst, l.Hash[:])
+	if l.Pruned > 0 {
+		dst = append(dst, `","pruned":`...)
+		dst = strconv.AppendUint(dst, l.Pruned, 10)
+		return append(dst, '}'), nil
+	}
 	if l.Record != nil {
 		dst = append(dst, `","record":`...)
 		dst = append(dst, l.Record...)
@@ -255,10 +265,10 @@ func ParseLine(b []byte) (Line, error) {
 	if err := json.Unmarshal(b, &l); err != nil {
 		return Line{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	switch n := btoi(l.Export != nil) + btoi(l.End != nil) + btoi(l.Checkpoint != nil) + btoi(l.Record != nil || l.Data != nil); {
+	switch n := btoi(l.Export != nil) + btoi(l.End != nil) + btoi(l.Checkpoint != nil) + btoi(l.Record != nil || l.Data != nil) + btoi(l.Pruned > 0); {
 	case n != 1:
-		return Line{}, fmt.Errorf("%w: want exactly one of record, data, export, checkpoint or end", ErrMalformed)
-	case l.Record != nil || l.Data != nil:
+		return Line{}, fmt.Errorf("%w: want exactly one of record, data, pruned, export, checkpoint or end", ErrMalformed)
+	case l.Record != nil || l.Data != nil || l.Pruned > 0:
 		if l.Seq == 0 {
 			return Line{}, fmt.Errorf("%w: record without seq", ErrMalformed)
 		}

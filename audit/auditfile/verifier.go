@@ -51,6 +51,11 @@ type Verifier struct {
 	// missingDone is the last sequence number up to which gaps were
 	// reported.
 	missingDone uint64
+	// stubs are the runs of pruned records seen (sorted, merged), and
+	// summaries the flow summaries that account for them (pruned.go).
+	stubs     []span
+	summaries []flowSummary
+	finished  bool // Finish ran (it may run again)
 }
 
 // NewVerifier returns a Verifier. It fails with ErrNoKey when opts holds
@@ -73,6 +78,15 @@ func (v *Verifier) Add(seq uint64, prev, h Hash, data []byte) {
 	v.add(seq, prev, h, data, false, false, 0)
 }
 
+// AddStub checks the next entry when it is a stub: n records, first to
+// first+n-1, whose data was pruned from the journal, the first of which
+// followed prev and the last of which had hash h. The stub's own hash
+// cannot be recomputed: it is taken as the chain's input for the next
+// record, and a later checkpoint that signs a hash at or after the stub
+// vouches for it (an edited stub breaks the link to the next record, or
+// the checkpoint, or both).
+func (v *Verifier) AddStub(first, n uint64, prev, h Hash) { v.addStub(first, n, prev, h, 0) }
+
 // Problem records a problem found outside the stream of records (by the
 // caller: a journal head that disagrees, a missing trailer).
 func (v *Verifier) Problem(kind Tamper, seq uint64, format string, args ...any) {
@@ -87,6 +101,10 @@ func (v *Verifier) Problem(kind Tamper, seq uint64, format string, args ...any) 
 // signature remain unproven and the options do not accept that.
 func (v *Verifier) Finish() error {
 	v.flushMissing()
+	if !v.finished {
+		v.finished = true
+		v.checkStubs()
+	}
 	v.rep.Unsigned, v.rep.UnsignedFirst = 0, 0
 	for _, s := range v.unsigned {
 		v.rep.Unsigned += s.to - s.from + 1
@@ -329,6 +347,7 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 		return
 	case IsEvent(data):
 		v.rep.Events++
+		v.noteSummary(seq, data, ln)
 		if id := eventID(data); len(id) > 0 {
 			f := fnv.New64a()
 			f.Write(id)
@@ -343,6 +362,65 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 	}
 	if seq > v.rep.Signed {
 		v.unsigned = addSpan(v.unsigned, seq, ln)
+	}
+}
+
+// addStub is AddStub for a stub read from line ln.
+func (v *Verifier) addStub(first, n uint64, prev, h Hash, ln int) {
+	last := first + n - 1
+	if n == 0 || first == 0 || last < first {
+		v.problem(Malformed, first, ln, "record %d: malformed stub of %d pruned records", first, n)
+		return
+	}
+	if v.started && (v.contains(first) || v.contains(last)) {
+		if old, inRing := v.lookup(last); inRing && old.h != h {
+			v.problem(Edited, last, ln, "record %d edited: it appears twice with different contents", last)
+		} else {
+			v.rep.Duplicates++
+		}
+		return
+	}
+	switch {
+	case !v.started:
+		v.started = true
+		v.rep.First, v.first = first, prev
+		if first == 1 && prev != (Hash{}) {
+			v.problem(Edited, first, ln, "record 1 edited: it does not start the chain")
+		}
+		v.rep.Anchored = first == 1
+		if v.anchor != nil {
+			v.checkAnchor(first, prev, ln)
+		}
+	case first < v.rep.Last && !v.filtered:
+		v.rangeProblemDetail(Reordered, first, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", first, v.rep.Last))
+	case first < v.rep.First:
+		v.rep.First, v.first = first, prev
+	}
+	if !v.filtered {
+		if p, known := v.lookup(first - 1); known && p.h != prev {
+			v.problem(Edited, first-1, ln, "record %d edited: pruned record %d no longer follows it", first-1, first)
+		}
+		if nx, known := v.lookup(last + 1); known && nx.prev != h {
+			v.problem(Edited, last, ln, "pruned record %d edited: record %d no longer follows it", last, last+1)
+		}
+	}
+	if last > v.rep.Last {
+		v.rep.Last, v.prev = last, h
+	}
+	// Only the last record's hash is known (a checkpoint may sign it);
+	// the first's is known too when the stub stands for one record.
+	v.ring[last%ringSize] = ringSlot{seq: last, h: h}
+	if n == 1 {
+		v.ring[last%ringSize].prev = prev
+	}
+	v.seen = addSpanRange(v.seen, first, last, ln)
+	v.stubs = addSpanRange(v.stubs, first, last, ln)
+	v.rep.Records++
+	v.rep.Stubs++
+	v.rep.Pruned += n
+	v.digest.Add(first, h)
+	if last > v.rep.Signed {
+		v.unsigned = addSpanRange(v.unsigned, max(first, v.rep.Signed+1), last, ln)
 	}
 }
 
@@ -421,6 +499,36 @@ func (v *Verifier) contains(seq uint64) bool {
 		return 0
 	})
 	return i < len(v.seen) && v.seen[i].from <= seq && seq <= v.seen[i].to
+}
+
+// addSpanRange adds from..to (none of them in spans) to the sorted spans.
+// Appending in order is O(1).
+func addSpanRange(spans []span, from, to uint64, ln int) []span {
+	n := len(spans)
+	switch {
+	case n > 0 && spans[n-1].to+1 == from:
+		spans[n-1].to = to
+		return spans
+	case n == 0 || spans[n-1].to < from:
+		return append(spans, span{from, to, ln})
+	}
+	i, _ := slices.BinarySearchFunc(spans, from, func(s span, x uint64) int {
+		if s.to < x {
+			return -1
+		}
+		return 1
+	})
+	spans = slices.Insert(spans, i, span{from, to, ln})
+	// Merge with neighbours that touch it.
+	if i+1 < len(spans) && spans[i].to+1 >= spans[i+1].from {
+		spans[i].to = max(spans[i].to, spans[i+1].to)
+		spans = slices.Delete(spans, i+1, i+2)
+	}
+	if i > 0 && spans[i-1].to+1 >= spans[i].from {
+		spans[i-1].to = max(spans[i-1].to, spans[i].to)
+		spans = slices.Delete(spans, i, i+1)
+	}
+	return spans
 }
 
 // addSpan adds seq (not yet in spans) to the sorted spans, merging

@@ -65,6 +65,11 @@ type Report struct {
 	// Unsigned counts the records after the last one a signature covers
 	// (checkpoint records excluded); UnsignedFirst is the first of them.
 	Unsigned, UnsignedFirst uint64
+	// Stubs counts the stubs read, entries that stand for runs of records
+	// pruned from the journal (their data is gone, their chain kept);
+	// Pruned counts the records they stand for. Records counts each stub
+	// once.
+	Stubs, Pruned uint64
 	// DuplicateIDs counts event records whose event ID an earlier record
 	// of the file already carries (a record stored twice in the journal).
 	DuplicateIDs uint64
@@ -79,6 +84,9 @@ type Report struct {
 func (r Report) Summary() string {
 	s := fmt.Sprintf("%d records (%d..%d, %d events, %d checkpoints) verified; signed through %d",
 		r.Records, r.First, r.Last, r.Events, r.Checkpoints, r.Signed)
+	if r.Stubs > 0 {
+		s += fmt.Sprintf("; %d pruned records in %d stubs, chained", r.Pruned, r.Stubs)
+	}
 	if r.Duplicates > 0 {
 		s += fmt.Sprintf("; %d repeated deliveries", r.Duplicates)
 	}
@@ -371,7 +379,7 @@ func (b *lineBatch) prepare(m *matcher) {
 			continue
 		}
 		fl.l, fl.fast, fl.perr = parseAnyLine(fl.b)
-		if fl.perr != nil || fl.l.Export != nil || fl.l.End != nil || fl.l.Checkpoint != nil {
+		if fl.perr != nil || fl.l.Export != nil || fl.l.End != nil || fl.l.Checkpoint != nil || fl.l.Pruned > 0 {
 			continue
 		}
 		data := fl.l.Bytes()
@@ -448,6 +456,8 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions, release 
 			case l.End != nil:
 				v.trailer(l.End, hdr, digest, ln)
 				done = true
+			case l.Pruned > 0:
+				v.addStub(l.Seq, l.Pruned, l.PrevHash, l.Hash, ln)
 			default:
 				if fl.reenc {
 					v.rep.Reencoded++

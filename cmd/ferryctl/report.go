@@ -288,6 +288,10 @@ func writeRows(g *globals, title string, columns []string, rows [][]string, sour
 	return err
 }
 
+// viaUnknown is the VIA of a user whose groups the journal does not say
+// at the --at time.
+const viaUnknown = "(unknown: the journal does not say this user's groups then)"
+
 var entitlementColumns = []string{"USER", "VIA", "PROFILE", "VERSION", "RULE", "FLOWS", "LAST USED"}
 
 func entitlementCells(e wire.EntitlementRow) []string {
@@ -346,6 +350,10 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 				fmt.Fprintf(g.con.err, "warning: the journal does not say the rules of %s at %s (changed before profile events carried them)\n",
 					strings.Join(rep.UnknownProfiles, ", "), a.UTC().Format(time.RFC3339))
 			}
+			if len(rep.UnknownUsers) > 0 {
+				fmt.Fprintf(g.con.err, "warning: entitlements unknown for %s at %s: the journal shows them to exist but does not say their groups by then\n",
+					strings.Join(rep.UnknownUsers, ", "), a.UTC().Format(time.RFC3339))
+			}
 			if g.json() {
 				return writeJSON(g.con.out, rep)
 			}
@@ -359,6 +367,11 @@ func newReportEntitlementsCmd(g *globals, unused bool) *cobra.Command {
 				for _, e := range rep.UnusedRules {
 					rows = append(rows, entitlementCells(wire.EntitlementRow{User: "(every holder)", Profile: e.Profile, Version: e.Version, Rule: e.Rule, RuleText: e.RuleText}))
 				}
+			}
+			// Users whose entitlements the journal does not say get a row
+			// that says so, in the table, CSV and HTML alike.
+			for _, id := range rep.UnknownUsers {
+				rows = append(rows, []string{id, viaUnknown, "", "", "", "", ""})
 			}
 			return writeRows(g, title, entitlementColumns, rows, sourceLine(rep.Source))
 		},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -65,7 +66,8 @@ type Result struct {
 	ExitCode int
 	// Console is the kernel's console (boot messages, the init's errors).
 	Console string
-	// Boot is the time from starting QEMU until Command started.
+	// Boot is the guest's uptime when Command started: the kernel's boot
+	// and the loading of Modules (QEMU's own start-up is not in it).
 	Boot time.Duration
 	// Elapsed is the whole run's wall time.
 	Elapsed time.Duration
@@ -118,7 +120,7 @@ while read m; do
 	insmod "$m" || echo "vmtest: insmod $m failed" >/dev/ttyS0
 done </etc/vmtest/modules
 exec 3>/dev/ttyS1
-echo ` + startMarker + ` >&3
+echo "` + startMarker + ` $(cut -d' ' -f1 /proc/uptime)" >&3
 cd /tmp
 . /etc/vmtest/env
 /bin/sh /etc/vmtest/command >&3 2>&3
@@ -128,7 +130,9 @@ reboot -f
 `
 
 // Run boots a machine, runs cfg.Command in it and returns what it left.
-// A non-zero exit status is a Result, not an error.
+// A non-zero exit status is a Result, not an error. Machines run one at a
+// time on a host: Run first waits, for as long as ctx allows, until no
+// other process runs one; cfg.Timeout counts from then.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -153,6 +157,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer os.RemoveAll(dir)
 		cfg.WorkDir = dir
 	}
+	unlock, err := lockMachine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	initrd := filepath.Join(cfg.WorkDir, "initramfs.cpio")
 	if err := buildInitramfs(&cfg, initrd); err != nil {
 		return nil, err
@@ -178,8 +187,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Console = strings.ReplaceAll(string(con), "\r", "")
 	out, _ := os.ReadFile(output)
 	text := strings.ReplaceAll(string(out), "\r", "")
-	if i := strings.Index(text, startMarker+"\n"); i >= 0 {
-		text = text[i+len(startMarker)+1:]
+	// "VMTEST-START <uptime in seconds>\n" precedes the command's output.
+	if i := strings.Index(text, startMarker+" "); i >= 0 {
+		line, rest, _ := strings.Cut(text[i+len(startMarker)+1:], "\n")
+		if up, err := strconv.ParseFloat(strings.TrimSpace(line), 64); err == nil {
+			res.Boot = time.Duration(up * float64(time.Second))
+		}
+		text = rest
 	}
 	i := strings.LastIndex(text, exitMarker)
 	if i < 0 {
@@ -192,6 +206,38 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Output = text[:i]
 	fmt.Sscan(text[i+len(exitMarker):], &res.ExitCode)
 	return res, nil
+}
+
+// machineLock is the file whose lock admits one machine at a time on a
+// host: two TCG machines on the same few cores would each run at half
+// speed, and the suites' deadlines are set for one.
+var machineLock = filepath.Join(os.TempDir(), "ferry-vmtest.lock")
+
+// lockMachine waits, until ctx ends, for this process to hold
+// machineLock, and returns its release.
+func lockMachine(ctx context.Context) (func(), error) {
+	f, err := os.OpenFile(machineLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", machineLock, err)
+	}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", machineLock, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for another machine to end (%s): %w", machineLock, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // buildInitramfs writes the guest's root file system to path.

@@ -23,7 +23,10 @@ func TestBootKernelWireGuard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nconsole:\n%s", err, res.Console)
 	}
-	t.Logf("boot and run took %s:\n%s", res.Elapsed, res.Output)
+	t.Logf("boot and run took %s (boot %s):\n%s", res.Elapsed, res.Boot, res.Output)
+	if res.Boot <= 0 || res.Boot >= res.Elapsed {
+		t.Errorf("Boot %s: want the time until the command started, more than 0 and less than the whole run (%s)", res.Boot, res.Elapsed)
+	}
 	if res.ExitCode != 3 {
 		t.Errorf("exit code %d, want 3 (the command's)\nconsole:\n%s", res.ExitCode, res.Console)
 	}

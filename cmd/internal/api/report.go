@@ -169,11 +169,11 @@ func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s a
 	}
 	unused := r.URL.Query().Get("unused") == "1"
 	var rep report.EntitlementsReport
+	users, err := h.users.Users.List(r.Context())
+	if err != nil {
+		return err
+	}
 	if at.IsZero() {
-		users, err := h.users.Users.List(r.Context())
-		if err != nil {
-			return err
-		}
 		all, err := h.users.Profiles.List(r.Context())
 		if err != nil {
 			return err
@@ -182,7 +182,7 @@ func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s a
 		if err != nil {
 			return err
 		}
-	} else if rep, err = h.audit.Reports.EntitlementsAt(r.Context(), at, h.users.Profiles.Entitle, q.Since, q.Until, unused); err != nil {
+	} else if rep, err = h.audit.Reports.EntitlementsAt(r.Context(), at, users, h.users.Profiles.Entitle, q.Since, q.Until, unused); err != nil {
 		return err
 	}
 	conv := func(rows []report.EntitlementRow) []wire.EntitlementRow {
@@ -194,6 +194,6 @@ func (h *handler) reportEntitlements(w http.ResponseWriter, r *http.Request, s a
 		return out
 	}
 	writeJSON(w, http.StatusOK, wire.EntitlementsReport{Since: rep.Since, Until: rep.Until, Rows: conv(rep.Rows), UnusedRules: conv(rep.UnusedRules),
-		Source: accessReportWire(report.AccessReport{Source: rep.Source}, nil, h.node.ID()).Source, At: rep.At, UnknownProfiles: rep.Unknown})
+		Source: accessReportWire(report.AccessReport{Source: rep.Source}, nil, h.node.ID()).Source, At: rep.At, UnknownProfiles: rep.Unknown, UnknownUsers: rep.UnknownUsers})
 	return nil
 }

@@ -139,4 +139,7 @@ type EntitlementsReport struct {
 	// UnknownProfiles are profiles in force at At whose rules the journal
 	// does not say (changed before profile events carried them).
 	UnknownProfiles []string `json:"unknown_profiles,omitempty"`
+	// UnknownUsers are users who existed at At (not disabled) whose groups
+	// the journal does not say: their entitlements are not in Rows.
+	UnknownUsers []string `json:"unknown_users,omitempty"`
 }

@@ -1,0 +1,5 @@
+//go:build race
+
+package threenode
+
+const raceEnabled = true
