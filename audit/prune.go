@@ -355,3 +355,36 @@ func (t *Trimmer) recordPrune(ctx context.Context, rep PruneReport, pruneErr err
 	}
 	return err
 }
+
+// RetentionStatus is what retention keeps, as `ferryctl audit status`
+// shows it.
+type RetentionStatus struct {
+	// Retention is the audit retention and FlowRetention the raw flow
+	// records' window (0: flow records follow Retention).
+	Retention, FlowRetention time.Duration
+	// First and Head are the first journal record kept and the last.
+	First, Head uint64
+	// LastPrune is the last prune, or nil.
+	LastPrune *PruneStatus
+}
+
+// Status returns the retention settings, this node's journal range and
+// the last prune.
+func (t *Trimmer) Status(ctx context.Context) (RetentionStatus, error) {
+	st := RetentionStatus{Retention: t.cfg.Policy.Retention, FlowRetention: t.cfg.FlowRetention}
+	var err error
+	if st.First, err = t.cfg.Store.JournalFirst(); err != nil {
+		return st, fmt.Errorf("reading journal start: %w", err)
+	}
+	if st.Head, _, err = t.cfg.Store.JournalHead(); err != nil {
+		return st, fmt.Errorf("reading journal head: %w", err)
+	}
+	p, ok, err := LastPrune(ctx, t.cfg.Store)
+	if err != nil {
+		return st, err
+	}
+	if ok {
+		st.LastPrune = &p
+	}
+	return st, nil
+}
