@@ -13,14 +13,18 @@ type Type string
 // Event types. Admin actions use TypeAdmin plus Action (admin.<action>);
 // cluster membership and operations use cluster.<action>.
 const (
-	TypeLogin         Type = "auth.login"
-	TypeMFA           Type = "auth.mfa"
-	TypeLockout       Type = "auth.lockout"
-	TypeLogout        Type = "auth.logout"
-	TypeSessionStart  Type = "session.start"
-	TypeSessionEnd    Type = "session.end"
-	TypeFlowAccept    Type = "flow.accept"
-	TypeFlowDeny      Type = "flow.deny"
+	TypeLogin        Type = "auth.login"
+	TypeMFA          Type = "auth.mfa"
+	TypeLockout      Type = "auth.lockout"
+	TypeLogout       Type = "auth.logout"
+	TypeSessionStart Type = "session.start"
+	TypeSessionEnd   Type = "session.end"
+	TypeFlowAccept   Type = "flow.accept"
+	TypeFlowDeny     Type = "flow.deny"
+	// TypeFlowSummary is a day's flow aggregates kept when the raw flow
+	// records past the flow window are pruned (see PlanPrune and
+	// FlowSummary details).
+	TypeFlowSummary   Type = "flow.summary"
 	TypePeerIssue     Type = "peer.issue"
 	TypePeerRevoke    Type = "peer.revoke"
 	TypeProfileChange Type = "profile.change"

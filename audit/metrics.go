@@ -99,6 +99,7 @@ type trimMetrics struct {
 	trimmed prometheus.Counter
 	errors  prometheus.Counter
 	first   prometheus.Gauge
+	pruned  prometheus.Counter
 }
 
 func newTrimMetrics() *trimMetrics {
@@ -115,11 +116,15 @@ func newTrimMetrics() *trimMetrics {
 			Name: "ferry_audit_journal_first_record",
 			Help: "First journal sequence number kept after this node's last retention trim.",
 		}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_audit_pruned_records_total",
+			Help: "Flow records past the flow window pruned from the journal (replaced by chain stubs) by prunes run on this node.",
+		}),
 	}
 }
 
 func (m *trimMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.trimmed, m.errors, m.first}
+	return []prometheus.Collector{m.trimmed, m.errors, m.first, m.pruned}
 }
 
 func registerAll(r prometheus.Registerer, cs []prometheus.Collector) error {

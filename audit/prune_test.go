@@ -88,9 +88,20 @@ func (pj *prunedJournal) prune(t *testing.T) audit.PrunePlan {
 	if len(plan.Runs) != len(pj.runs) || plan.Runs[0] != pj.runs[0] || plan.Runs[1] != pj.runs[1] {
 		t.Fatalf("plan runs %v, want %v", plan.Runs, pj.runs)
 	}
+	// What the leader does (Trimmer.Prune): the summary first, then the
+	// stubs.
+	e := audit.Event{Type: audit.TypeFlowSummary, Outcome: audit.Success, Time: pj.t0, Details: plan.SummaryDetails()}
+	e.Details[audit.FlowSummaryLast] = "true"
+	if err := pj.j.log.Record(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
 	res, err := pj.node.PruneJournal(context.Background(), plan.Runs)
 	if err != nil || res.Removed != 8 {
 		t.Fatalf("prune: %+v, %v", res, err)
+	}
+	pj.j.clock.Set(pj.t0.Add(40 * 24 * time.Hour))
+	if _, err := pj.j.cp.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	return plan
 }
@@ -150,6 +161,7 @@ func TestPruneExportTamperDetected(t *testing.T) {
 	}
 	seqLine := func(seq uint64) int { return find(`{"seq":` + uitoa(seq) + `,`) }
 	afterStub := seqLine(pj.runs[0].Last + 1) // the login between the runs
+	recentLogin := pj.runs[1].Last + 2        // after the checkpoint
 	stub := seqLine(pj.runs[0].First)
 	tests := []struct {
 		name   string
@@ -172,6 +184,15 @@ func TestPruneExportTamperDetected(t *testing.T) {
 		}},
 		{"stub widened", func(ls []string) []string {
 			ls[stub] = strings.Replace(ls[stub], `"pruned":5`, `"pruned":6`, 1)
+			return ls
+		}},
+		{"non-flow record next to a stub replaced by a stub", func(ls []string) []string {
+			ls[afterStub] = asStub(t, ls[afterStub])
+			return ls
+		}},
+		{"non-flow record outside any prune replaced by a stub", func(ls []string) []string {
+			i := seqLine(recentLogin)
+			ls[i] = asStub(t, ls[i])
 			return ls
 		}},
 		{"non-flow record deleted", func(ls []string) []string { return append(ls[:afterStub:afterStub], ls[afterStub+1:]...) }},
@@ -272,6 +293,40 @@ func TestPlanPruneWaitsForSinksAndWindow(t *testing.T) {
 	p, err := audit.PlanPrune(context.Background(), pj.node, audit.RetentionPolicy{Sinks: []string{"siem", "slow"}}, now)
 	if err != nil || len(p.Runs) != 0 {
 		t.Fatalf("plan with a sink behind the checkpoint: %+v, %v", p, err)
+	}
+}
+
+// asStub rewrites a record line as a stub of that one record.
+func asStub(t *testing.T, line string) string {
+	t.Helper()
+	l, err := auditfile.ParseLine([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := auditfile.AppendLine(nil, &auditfile.Line{Seq: l.Seq, PrevHash: l.PrevHash, Hash: l.Hash, Pruned: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A prune that stubs a record other than a flow record (the state machine
+// cannot tell) fails live verification: the flow summaries name the runs
+// that may be pruned.
+func TestPruneOfNonFlowRecordDetected(t *testing.T) {
+	pj := newPrunedJournal(t)
+	pj.prune(t)
+	keys := audit.VerifyOptions{Keys: pj.signer.Keys()}
+	if _, err := audit.VerifyLive(context.Background(), pj.node, keys); err != nil {
+		t.Fatal(err)
+	}
+	login := pj.runs[1].Last + 2
+	if _, err := pj.node.PruneJournal(context.Background(), []cluster.PruneRun{{First: login, Last: login}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.VerifyLive(context.Background(), pj.node, keys)
+	if !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "without a flow summary") {
+		t.Fatalf("a stubbed login passed live verification: %+v, %v", rep, err)
 	}
 }
 

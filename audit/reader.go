@@ -44,7 +44,8 @@ type Filter struct {
 
 // Match reports whether f selects e.
 func (f *Filter) Match(e *Entry) bool {
-	if (f.FromSeq != 0 && e.Seq < f.FromSeq) || (f.ToSeq != 0 && e.Seq > f.ToSeq) {
+	// A stub matches when it overlaps the range.
+	if (f.FromSeq != 0 && e.LastSeq() < f.FromSeq) || (f.ToSeq != 0 && e.Seq > f.ToSeq) {
 		return false
 	}
 	if e.Checkpoint != nil {

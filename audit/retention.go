@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -185,8 +186,18 @@ type TrimmerConfig struct {
 	// Logger receives operational logs; default slog.Default().
 	Logger *slog.Logger
 	// Registerer, when set, receives the trim metrics, among them
-	// ferry_audit_trimmed_records_total.
+	// ferry_audit_trimmed_records_total and
+	// ferry_audit_pruned_records_total.
 	Registerer prometheus.Registerer
+	// FlowRetention is how long raw flow records stay in the journal
+	// before each trim prunes them (Prune; the SIEM keeps them); 0 leaves
+	// them to Policy.Retention like every other record. It must not exceed
+	// Policy.Retention.
+	FlowRetention time.Duration
+	// Summarize returns the flow.summary events that keep the figures of
+	// the flow records a prune plan removes (report.Summarize reads them
+	// from j). Required with FlowRetention.
+	Summarize func(ctx context.Context, j Journal, plan PrunePlan) ([]Event, error)
 }
 
 // Validate checks the configuration, naming the first bad field.
@@ -200,6 +211,12 @@ func (c *TrimmerConfig) Validate() error {
 		return fmt.Errorf("audit trimmer config: retention %s: must not be negative", c.Policy.Retention)
 	case c.Delay < 0 || c.Interval < 0 || c.Poll < 0 || c.Timeout < 0:
 		return errors.New("audit trimmer config: durations must not be negative")
+	case c.FlowRetention < 0:
+		return fmt.Errorf("audit trimmer config: flow retention %s: must not be negative", c.FlowRetention)
+	case c.FlowRetention > 0 && c.Summarize == nil:
+		return errors.New("audit trimmer config: summarize: required with a flow retention")
+	case c.FlowRetention > cmp.Or(c.Policy.Retention, DefaultRetention):
+		return fmt.Errorf("audit trimmer config: flow retention %s: must not exceed the audit retention", c.FlowRetention)
 	}
 	for _, name := range c.Policy.Sinks {
 		if err := checkSinkName(name); err != nil {
@@ -255,7 +272,10 @@ type Trimmer struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	once    sync.Once
-	mu      sync.Mutex // serialises trims
+	mu      sync.Mutex // serialises trims and prunes; guards pruneFrom
+	// pruneFrom is where the next prune plan starts reading: the record
+	// after the last prune's Through (1 on a new leader).
+	pruneFrom uint64
 }
 
 // NewTrimmer starts a Trimmer.
@@ -301,6 +321,11 @@ func (t *Trimmer) loop(ctx context.Context) {
 	for {
 		switch now := time.Now(); {
 		case !t.cfg.Store.IsLeader():
+			if !due.IsZero() {
+				t.mu.Lock()
+				t.pruneFrom = 0 // a new leadership plans from the start
+				t.mu.Unlock()
+			}
 			due = time.Time{}
 		case due.IsZero():
 			due = now.Add(t.cfg.Delay)
@@ -308,6 +333,14 @@ func (t *Trimmer) loop(ctx context.Context) {
 			due = now.Add(t.cfg.Interval)
 			rctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 			_, err := t.Trim(rctx)
+			// Then prune flow records past their window, a bounded
+			// prune at a time, until nothing is left or time is up.
+			for err == nil && t.cfg.FlowRetention > 0 && rctx.Err() == nil {
+				var rep PruneReport
+				if rep, err = t.Prune(rctx); err == nil && len(rep.Plan.Runs) == 0 {
+					break
+				}
+			}
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				due = now.Add(min(time.Hour, t.cfg.Interval))

@@ -3,10 +3,13 @@ package report
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +194,12 @@ func BenchmarkRollupFold(b *testing.B) {
 //   - raft-log-bytes/flow: the Raft log's pages per tuple while it holds
 //     them; the log is compacted after every snapshot, so it is bounded
 //     (SnapshotThreshold + TrailingLogs entries), not a daily growth.
+//
+// A signed checkpoint follows each minute (the checkpointer's default at
+// this rate: one per 1,000 records). Then the flow window passes and the
+// leader prunes (audit.Trimmer.Prune: flow.summary events, then stubs),
+// and it measures what a day costs after the window
+// (flowPruneMetrics).
 func BenchmarkFlowJournalGrowth(b *testing.B) {
 	const benchGrowthMinutes = 10
 	c := clustertest.Start(b, 1, clustertest.Options{Fast: true, WriteTimeout: 5 * time.Second})
@@ -201,23 +210,37 @@ func BenchmarkFlowJournalGrowth(b *testing.B) {
 	}
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	const n = benchUsers * benchGrowthMinutes
-	for w := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 32 {
-				if err := log.Record(ctx, flowEvent(t0.Add(time.Duration(i/benchUsers)*time.Minute), i%benchUsers)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	var cpNow time.Time
+	cp, err := audit.NewCheckpointer(audit.CheckpointerConfig{Store: node, Signer: audit.NewSigner(priv), Poll: time.Hour,
+		Now: func() time.Time { return cpNow }})
+	if err != nil {
+		b.Fatal(err)
 	}
-	wg.Wait()
+	defer cp.Close()
+	b.ResetTimer()
+	for m := range benchGrowthMinutes {
+		var wg sync.WaitGroup
+		for w := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for u := w; u < benchUsers; u += 32 {
+					if err := log.Record(ctx, flowEvent(t0.Add(time.Duration(m)*time.Minute), u)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cpNow = t0.Add(time.Duration(m+1) * time.Minute)
+		if _, err := cp.Checkpoint(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.StopTimer()
+	cp.Close()
 	log.Close()
 	head, _, _ := node.JournalHead()
 	var data, events int
@@ -244,13 +267,99 @@ func BenchmarkFlowJournalGrowth(b *testing.B) {
 	flows := float64(events * benchTuples)
 	perUserDay := float64(benchTuples * 60 * benchHours)
 	perNodeDay := benchUsers * perUserDay
+	rawDay := float64(journal) / flows * perNodeDay
 	b.ReportMetric(float64(data)/float64(events), "record-bytes")
 	b.ReportMetric(float64(journal)/flows, "journal-bytes/flow")
 	b.ReportMetric(float64(journal)/flows*perUserDay, "journal-bytes/user-day")
-	b.ReportMetric(float64(journal)/flows*perNodeDay/1e9, "GB/day-1000-users")
+	b.ReportMetric(rawDay/1e9, "GB/day-1000-users")
 	b.ReportMetric(float64(snap.n)/flows, "snapshot-bytes/flow")
 	b.ReportMetric(float64(raftLog)/flows, "raft-log-bytes/flow")
+	prunedDay := flowPruneMetrics(b, c, t0, float64(events), float64(benchUsers*60*benchHours))
+	// A year at the defaults: 30 days raw, 335 days pruned; the audit
+	// retention (400 days) keeps 30 raw and 370 pruned.
+	b.ReportMetric(prunedDay/1e6, "MB/day-1000-users-pruned")
+	b.ReportMetric((30*rawDay+335*prunedDay)/1e9, "GB/year-1000-users")
+	b.ReportMetric((30*rawDay+370*prunedDay)/1e9, "GB/400d-1000-users")
+	b.ReportMetric(365*rawDay/1e9, "GB/year-1000-users-unpruned")
 	b.ReportMetric(0, "ns/op")
+}
+
+// flowPruneMetrics lets the flow window pass over the journal the
+// benchmark wrote (events flow events, a day holding dayEvents), prunes it
+// as the leader does and returns the bytes a day of that traffic costs
+// per node once pruned: its stubs and checkpoints (one of each per 1,000
+// records, as written), from bbolt's accounting of the stub bucket and of
+// the journal's remaining records, plus its flow.summary events (a day's
+// totals per user and tuple: the benchmark's users reach the same 5
+// tuples all day, so 10 minutes of it summarize like a whole day).
+func flowPruneMetrics(b *testing.B, c *clustertest.Cluster, t0 time.Time, events, dayEvents float64) float64 {
+	ctx := context.Background()
+	node := c.StartNode(0)
+	c.Leader(30 * time.Second)
+	log, err := audit.New(audit.Config{Store: node, Node: c.ID(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	head, _, _ := node.JournalHead()
+	if _, err := node.Put(ctx, audit.CursorKey("siem"), []byte(strconv.FormatUint(head, 10))); err != nil {
+		b.Fatal(err)
+	}
+	tr, err := audit.NewTrimmer(audit.TrimmerConfig{Store: node, Recorder: log, Delay: time.Hour, Interval: time.Hour,
+		Now: func() time.Time { return t0.Add(40 * 24 * time.Hour) }, Policy: audit.RetentionPolicy{Sinks: []string{"siem"}},
+		FlowRetention: audit.DefaultFlowRetention, Summarize: Summarize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	var removed uint64
+	for {
+		rep, err := tr.Prune(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rep.Plan.Runs) == 0 {
+			break
+		}
+		removed += rep.Removed
+	}
+	if removed != uint64(events) {
+		b.Fatalf("pruned %d flow records, want %d", removed, int(events))
+	}
+	// What stays: stubs, checkpoints, summaries (and the prune's own
+	// record). Split the journal's pages over them by their bytes.
+	var stubs, checkpoints, summaryBytes, otherBytes float64
+	for from := uint64(1); ; {
+		recs, err := node.JournalRange(from, ^uint64(0), 4096)
+		if err != nil || len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			switch {
+			case r.Pruned > 0:
+				stubs++
+			case bytes.Contains(r.Data, []byte(`"type":"flow.summary"`)):
+				summaryBytes += float64(len(r.Data) + 72)
+			default:
+				if bytes.HasPrefix(r.Data, []byte(`{"checkpoint"`)) || !bytes.Contains(r.Data, []byte(`"type":"cluster"`)) {
+					checkpoints++
+				}
+				otherBytes += float64(len(r.Data) + 72)
+			}
+		}
+		from = recs[len(recs)-1].LastSeq() + 1
+	}
+	tr.Close()
+	log.Close()
+	c.Stop(0)
+	state := filepath.Join(c.Dir(0), "state.db")
+	journal := float64(bucketBytes(b, state, "journal", "jkeys"))
+	stubPages := float64(bucketBytes(b, state, "jstubs"))
+	perByte := journal / (summaryBytes + otherBytes)
+	scale := dayEvents / events // stubs and checkpoints follow the records
+	day := summaryBytes*perByte + scale*(stubPages+otherBytes*perByte)
+	b.ReportMetric(stubPages/stubs, "stub-bytes")
+	b.ReportMetric(summaryBytes*perByte/benchUsers, "summary-bytes/user-day")
+	return day
 }
 
 // countingWriter counts what is written to it.
@@ -259,8 +368,9 @@ type countingWriter struct{ n int64 }
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 // bucketBytes returns the bytes of pages the named top-level buckets of a
-// closed bbolt file occupy (leaf and branch pages, inline buckets
-// included), from bbolt's accounting.
+// closed bbolt file occupy (leaf and branch pages; a bucket small enough
+// to live inline in its parent's page counts its bytes there), from
+// bbolt's accounting.
 func bucketBytes(b *testing.B, path string, names ...string) int {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
@@ -275,7 +385,7 @@ func bucketBytes(b *testing.B, path string, names ...string) int {
 				return fmt.Errorf("%s: no bucket %q", path, name)
 			}
 			st := bk.Stats()
-			n += st.BranchAlloc + st.LeafAlloc
+			n += st.BranchAlloc + st.LeafAlloc + st.InlineBucketInuse
 		}
 		return nil
 	})

@@ -48,8 +48,10 @@ var (
 // rollupFormat is the current format of the rollup file.
 // Format 3 added the granting host to the bucket keys; format 4 the
 // user.provision, revalidation and user-existence history entries; format
-// 5 revalidation suspensions; format 6 whether emails were verified.
-const rollupFormat = "6"
+// 5 revalidation suspensions; format 6 whether emails were verified;
+// format 7 the stubs of pruned flow records met (bucketPruned) and flow
+// summaries; format 8 the daytotal bucket (daytotals.go).
+const rollupFormat = "8"
 
 // histEntry is one history event.
 type histEntry struct {

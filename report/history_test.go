@@ -72,7 +72,7 @@ func historyFixture(t *testing.T, extra ...audit.Event) (*Rollup, time.Time) {
 	return r, t1
 }
 
-func profileEv(t *testing.T, id string, at time.Time, p profiles.Profile) audit.Event {
+func profileEv(t testing.TB, id string, at time.Time, p profiles.Profile) audit.Event {
 	t.Helper()
 	spec, err := json.Marshal(struct {
 		Rules  []profiles.Rule `json:"rules"`

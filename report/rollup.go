@@ -87,7 +87,7 @@ func Open(cfg Config) (*Rollup, error) {
 		return nil, fmt.Errorf("opening rollup %s: %w", cfg.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
+		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned, bucketDayTotal} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -200,15 +200,28 @@ func (r *Rollup) Sync(ctx context.Context) (uint64, error) {
 		}
 		return err
 	}
-	err = audit.Scan(ctx, r.cfg.Journal, audit.Filter{FromSeq: c.seq + 1, ToSeq: head}, func(e *audit.Entry) error {
-		page = append(page, e)
-		if len(page) >= syncPage {
-			return commit()
+	fold := func() error {
+		err := audit.Scan(ctx, r.cfg.Journal, audit.Filter{FromSeq: c.seq + 1, ToSeq: head}, func(e *audit.Entry) error {
+			page = append(page, e)
+			if len(page) >= syncPage {
+				return commit()
+			}
+			return nil
+		})
+		if err == nil {
+			err = commit()
 		}
-		return nil
-	})
-	if err == nil {
-		err = commit()
+		return err
+	}
+	err = fold()
+	if errors.Is(err, errRebuild) {
+		// A prune committed while this rollup was folding its range.
+		r.log.Info("a prune ran under the rollup; rebuilding", "cursor", c.seq, "head", head)
+		if err := r.resetLocked(); err != nil {
+			return 0, err
+		}
+		c, page = cursor{}, page[:0]
+		err = fold()
 	}
 	if err != nil {
 		return c.seq, fmt.Errorf("folding journal records after %d: %w", c.seq, err)
@@ -239,7 +252,7 @@ func (r *Rollup) resetLocked() error {
 
 // resetTx empties every bucket of the rollup.
 func resetTx(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory} {
+	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned, bucketDayTotal} {
 		if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
@@ -255,16 +268,29 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 	hours := map[string]*counts{}
 	days := map[string]*counts{}
 	for _, e := range page {
+		prev := c.seq
 		if c.first == 0 {
 			c.first = e.Seq
 		}
 		c.seq, c.hash = e.LastSeq(), e.Hash // a stub's hash is its last record's
+		if e.Pruned > 0 {
+			if err := foldStub(tx, e, prev); err != nil {
+				return err
+			}
+			continue
+		}
 		if e.Checkpoint != nil {
 			c.checkpoint = e.Checkpoint
 			continue
 		}
 		if err := putHistory(tx, e); err != nil {
 			return err
+		}
+		if e.Event != nil && e.Event.Type == audit.TypeFlowSummary {
+			if err := foldSummary(tx, e.Event, days, hours); err != nil {
+				return err
+			}
+			continue
 		}
 		if e.Event == nil || !e.Event.IsFlow() {
 			continue
@@ -289,20 +315,30 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 			}
 		}
 	}
+	totals := map[string]*counts{}
 	for _, b := range []struct {
-		name []byte
-		m    map[string]*counts
-	}{{bucketHour, hours}, {bucketDay, days}} {
+		name  []byte
+		m     map[string]*counts
+		daily bool
+	}{{bucketHour, hours, false}, {bucketDay, days, true}} {
 		bkt := tx.Bucket(b.name)
 		for k, v := range b.m {
-			if old := bkt.Get([]byte(k)); old != nil {
-				o := decodeCounts(old)
-				v.add(o)
+			var old counts
+			if ob := bkt.Get([]byte(k)); ob != nil {
+				old = decodeCounts(ob)
 			}
+			delta := *v
+			v.add(old)
 			if err := bkt.Put([]byte(k), v.encode()); err != nil {
 				return err
 			}
+			if b.daily {
+				addDayTotals(totals, []byte(k), delta, old, *v)
+			}
 		}
+	}
+	if err := putDayTotals(tx, totals); err != nil {
+		return err
 	}
 	m := tx.Bucket(bucketMeta)
 	if err := m.Put(metaCursor, binary.BigEndian.AppendUint64(nil, c.seq)); err != nil {

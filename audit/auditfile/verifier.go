@@ -51,6 +51,11 @@ type Verifier struct {
 	// missingDone is the last sequence number up to which gaps were
 	// reported.
 	missingDone uint64
+	// stubs are the runs of pruned records seen (sorted, merged), and
+	// summaries the flow summaries that account for them (pruned.go).
+	stubs     []span
+	summaries []flowSummary
+	finished  bool // Finish ran (it may run again)
 }
 
 // NewVerifier returns a Verifier. It fails with ErrNoKey when opts holds
@@ -96,6 +101,10 @@ func (v *Verifier) Problem(kind Tamper, seq uint64, format string, args ...any) 
 // signature remain unproven and the options do not accept that.
 func (v *Verifier) Finish() error {
 	v.flushMissing()
+	if !v.finished {
+		v.finished = true
+		v.checkStubs()
+	}
 	v.rep.Unsigned, v.rep.UnsignedFirst = 0, 0
 	for _, s := range v.unsigned {
 		v.rep.Unsigned += s.to - s.from + 1
@@ -338,6 +347,7 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 		return
 	case IsEvent(data):
 		v.rep.Events++
+		v.noteSummary(seq, data, ln)
 		if id := eventID(data); len(id) > 0 {
 			f := fnv.New64a()
 			f.Write(id)
@@ -404,6 +414,7 @@ func (v *Verifier) addStub(first, n uint64, prev, h Hash, ln int) {
 		v.ring[last%ringSize].prev = prev
 	}
 	v.seen = addSpanRange(v.seen, first, last, ln)
+	v.stubs = addSpanRange(v.stubs, first, last, ln)
 	v.rep.Records++
 	v.rep.Stubs++
 	v.rep.Pruned += n

@@ -31,7 +31,7 @@ session and flow, hash-chained in commit order with signed checkpoints.
             live journal of the node that answers (--live)
   sink      manage the network sinks (add, list, show, test, remove)`,
 	}
-	cmd.AddCommand(newAuditTailCmd(g), newAuditExportCmd(g), newAuditKeyCmd(g), newAuditVerifyCmd(g), newAuditSinkCmd(g))
+	cmd.AddCommand(newAuditTailCmd(g), newAuditExportCmd(g), newAuditKeyCmd(g), newAuditVerifyCmd(g), newAuditSinkCmd(g), newAuditStatusCmd(g))
 	return cmd
 }
 
@@ -220,6 +220,46 @@ func (p *progress) count(b []byte) {
 
 func (p *progress) done(name string) {
 	fmt.Fprintf(p.to, "\rexported %d records (%d KiB) to %s\n", p.records, p.bytes>>10, name)
+}
+
+func newAuditStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the audit retention, the flow records' window and the last prune",
+		Long: `status shows how long the journal keeps records (audit.retention), how long
+it keeps raw flow records (audit.flow_retention: older ones are pruned to
+stubs that keep the hash chain, their daily totals kept as flow.summary
+events), the answering node's journal range and the last prune.`,
+		Example: "  ferryctl audit status\n  ferryctl audit status -o json | jq .last_prune",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := c.AuditStatus(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return writeJSON(g.con.out, st)
+			}
+			flow := st.FlowRetention
+			if flow == "0s" {
+				flow = "off (flow records follow the audit retention)"
+			}
+			last := "never"
+			if p := st.LastPrune; p != nil {
+				last = fmt.Sprintf("%s: %d flow records in %d runs, through record %d; %d summaries kept",
+					p.Time.UTC().Format(time.RFC3339), p.Removed, p.Runs, p.Through, p.Summaries)
+			}
+			return writeFields(g.con.out, []field{
+				{"Node", []string{st.Node}}, {"Journal", []string{fmt.Sprintf("records %d to %d", st.First, st.Head)}},
+				{"Retention", []string{st.Retention}}, {"Flow retention", []string{flow}}, {"Last prune", []string{last}},
+			})
+		},
+	}
 }
 
 func newAuditKeyCmd(g *globals) *cobra.Command {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -184,4 +185,25 @@ func TestAuditVerifyFile(t *testing.T) {
 			t.Errorf("verify without --key, signed out: %v", err)
 		}
 	})
+}
+
+// TestAuditStatus: ferryctl audit status shows the retention, the flow
+// records' window and the last prune, for people and as JSON.
+func TestAuditStatus(t *testing.T) {
+	isolate(t)
+	srv := apitest.Start(t)
+	signIn(t, srv, srv.Admin(t))
+	out := mustCtl(t, "audit", "status")
+	for _, want := range []string{"Retention", "9600h0m0s", "Flow retention", "off (flow records follow the audit retention)", "Last prune", "never", "Journal", "records 1 to "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit status does not say %q:\n%s", want, out)
+		}
+	}
+	var st struct {
+		Node, Retention, FlowRetention string
+		Head                           uint64
+	}
+	if err := json.Unmarshal([]byte(mustCtl(t, "audit", "status", "-o", "json")), &st); err != nil || st.Retention != "9600h0m0s" || st.Head == 0 || st.Node == "" {
+		t.Fatalf("audit status -o json: %+v, %v", st, err)
+	}
 }

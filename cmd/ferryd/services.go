@@ -48,7 +48,7 @@ func assemblyConfig(cfg *config.Config, node *cluster.Node, master seal.Key, log
 		Node: node, NodeID: cfg.NodeID, MasterKey: master, DataDir: cfg.DataDir, Logger: log, Registerer: reg,
 		Audit: assembly.Audit{
 			CheckpointEvery: uint64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval.D(),
-			Retention: cfg.Audit.Retention.D(), FileSinks: fileSinks, NetSinks: netSpecs, SinkOptions: sinkOpts,
+			Retention: cfg.Audit.Retention.D(), FlowRetention: cfg.Audit.FlowRetention.D(), FileSinks: fileSinks, NetSinks: netSpecs, SinkOptions: sinkOpts,
 		},
 		// Authenticator apps name the organisation and server; a browser
 		// sign-in ends on the portal, where it starts.

@@ -28,6 +28,9 @@ type Audit struct {
 	// Reports, when set, adds the report endpoints, answered from this
 	// node's rollup of its journal.
 	Reports *report.Rollup
+	// Retention, when set, serves the retention status (ferryctl audit
+	// status).
+	Retention *audit.Trimmer
 }
 
 // tailPoll is how often a followed stream looks for new records.
@@ -40,6 +43,24 @@ func (h *handler) mountAudit(mux *http.ServeMux) {
 	if h.audit.Sinks != nil {
 		h.mountAuditSinks(mux)
 	}
+	if h.audit.Retention != nil {
+		route(mux, http.MethodGet, wire.PathAuditStatus, h.admin(h.auditStatus))
+	}
+}
+
+// auditStatus reports what retention keeps.
+func (h *handler) auditStatus(w http.ResponseWriter, r *http.Request, s authn.Session) error {
+	st, err := h.audit.Retention.Status(r.Context())
+	if err != nil {
+		return err
+	}
+	out := wire.AuditStatus{Node: h.node.ID(), Retention: st.Retention.String(), FlowRetention: st.FlowRetention.String(),
+		First: st.First, Head: st.Head}
+	if p := st.LastPrune; p != nil {
+		out.LastPrune = &wire.AuditPrune{Time: p.Time, Through: p.Through, Removed: p.Removed, Runs: p.Runs, Summaries: p.Summaries}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // auditFilter parses the query's filter, naming a bad parameter.

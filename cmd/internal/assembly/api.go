@@ -21,7 +21,7 @@ func (s *Services) API(base api.Config) (api.Config, error) {
 	if s.Flow != nil {
 		base.Users.SignIn = s.Flow.Handler()
 	}
-	base.Audit = &api.Audit{Signer: s.Signer, Recorder: s.Audit, Reports: s.Reports,
+	base.Audit = &api.Audit{Signer: s.Signer, Recorder: s.Audit, Reports: s.Reports, Retention: s.Trimmer,
 		Sinks: &api.AuditSinks{Store: s.SinkStore, Options: s.cfg.Audit.SinkOptions, States: s.Exporter.Sinks}}
 	idp := s.cfg.IdP
 	if s.SCIM != nil || s.Signals != nil || idp.Issuer != "" {

@@ -115,10 +115,13 @@ func Start(ctx context.Context, cfg Config) (_ *Services, err error) {
 		return nil, err
 	}
 	// Retention: the leader trims what every network sink has confirmed
-	// (file sinks are node-local, with cursors outside the cluster).
+	// (file sinks are node-local, with cursors outside the cluster), and
+	// prunes flow records past their window, recording their daily totals
+	// for the reports' rollups first.
 	if s.Trimmer, err = audit.NewTrimmer(audit.TrimmerConfig{
 		Store: node, Recorder: s.Audit, Logger: log, Registerer: cfg.Registerer,
-		Policy: audit.RetentionPolicy{Retention: cfg.Audit.Retention, StoredSinks: true},
+		Policy:        audit.RetentionPolicy{Retention: cfg.Audit.Retention, StoredSinks: true},
+		FlowRetention: cfg.Audit.FlowRetention, Summarize: report.Summarize,
 	}); err != nil {
 		return nil, err
 	}

@@ -76,6 +76,9 @@ type Audit struct {
 	CheckpointInterval time.Duration
 	// Retention: see audit.RetentionPolicy.
 	Retention time.Duration
+	// FlowRetention: see audit.TrimmerConfig; 0 leaves flow records to
+	// Retention.
+	FlowRetention time.Duration
 	// FileSinks run on every node from its own journal.
 	FileSinks []audit.Sink
 	// NetSinks are the configuration file's network sinks, imported once

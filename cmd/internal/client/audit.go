@@ -79,6 +79,13 @@ func (c *Client) AuditKey(ctx context.Context) (json.RawMessage, error) {
 	return out, c.do(ctx, http.MethodGet, wire.PathAuditKey, nil, &out)
 }
 
+// AuditStatus returns the retention settings, the answering node's
+// journal range and the last prune of flow records.
+func (c *Client) AuditStatus(ctx context.Context) (wire.AuditStatus, error) {
+	var out wire.AuditStatus
+	return out, c.do(ctx, http.MethodGet, wire.PathAuditStatus, nil, &out)
+}
+
 // AuditVerify verifies the live journal of the node that answers.
 func (c *Client) AuditVerify(ctx context.Context) (wire.AuditVerifyResponse, error) {
 	var out wire.AuditVerifyResponse

@@ -86,6 +86,17 @@ func TestParseGood(t *testing.T) {
 						t.Errorf("audit.retention %s: %v, %v; want %s", text, c.Audit.Retention.D(), err, want)
 					}
 				}
+				if c.Audit.FlowRetention.D() != audit.DefaultFlowRetention {
+					t.Errorf("default audit.flow_retention = %s, want %s", c.Audit.FlowRetention.D(), audit.DefaultFlowRetention)
+				}
+				c, err := Parse([]byte(base+"audit:\n  retention: 10d\n"), dir, Overrides{})
+				if err != nil || c.Audit.FlowRetention.D() != 10*24*time.Hour {
+					t.Errorf("audit.flow_retention under a 10d retention: %s, %v; want 10d", c.Audit.FlowRetention.D(), err)
+				}
+				c, err = Parse([]byte(base+"audit:\n  flow_retention: 7d\n"), dir, Overrides{})
+				if err != nil || c.Audit.FlowRetention.D() != 7*24*time.Hour {
+					t.Errorf("audit.flow_retention 7d: %s, %v", c.Audit.FlowRetention.D(), err)
+				}
 			},
 		},
 		{
@@ -158,6 +169,8 @@ func TestParseBad(t *testing.T) {
 		{"bad wireguard port", base + "wireguard:\n  listen_port: 70000\n", Overrides{}, "wireguard.listen_port: 70000 out of range"},
 		{"flow interval over 10m", base + "wireguard:\n  flow_interval: 15m\n", Overrides{}, "wireguard.flow_interval: 15m0s: want 1m to 10m"},
 		{"flow interval under 1m", base + "wireguard:\n  flow_interval: 10s\n", Overrides{}, "wireguard.flow_interval: 10s: want 1m to 10m"},
+		{"flow retention too short", base + "audit:\n  flow_retention: 12h\n", Overrides{}, "audit.flow_retention: 12h0m0s: want at least 24h0m0s"},
+		{"flow retention over audit retention", base + "audit:\n  retention: 90d\n  flow_retention: 91d\n", Overrides{}, "audit.flow_retention: 2184h0m0s: want at most audit.retention (2160h0m0s)"},
 		{"audit retention too short", base + "audit:\n  retention: 1h\n", Overrides{}, "audit.retention: 1h0m0s: want at least 24h0m0s"},
 		{"audit retention negative", base + "audit:\n  retention: -5s\n", Overrides{}, "audit.retention: -5s: want at least"},
 		{"audit retention in weeks", base + "audit:\n  retention: 52w\n", Overrides{}, `audit.retention (line 17): "52w" is not a duration`},

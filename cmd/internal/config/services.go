@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net/netip"
@@ -179,7 +180,14 @@ type Audit struct {
 	// ones that every sink has confirmed are trimmed daily by the leader.
 	// Default 400 days (audit.DefaultRetention); at least MinRetention.
 	Retention Duration `yaml:"retention,omitempty"`
-	Sinks     []Sink   `yaml:"sinks,omitempty"`
+	// FlowRetention is how long raw flow records (flow.accept, flow.deny)
+	// stay in the journal: older ones that every network sink confirmed
+	// are pruned daily by the leader, leaving their daily totals
+	// (flow.summary) and stubs that keep the hash chain verifiable.
+	// Default 30 days (audit.DefaultFlowRetention); at least MinRetention
+	// and at most Retention.
+	FlowRetention Duration `yaml:"flow_retention,omitempty"`
+	Sinks         []Sink   `yaml:"sinks,omitempty"`
 	// Hostname is the host name syslog (HOSTNAME) and HEC (host) messages
 	// carry; default this machine's fully qualified name.
 	Hostname string `yaml:"hostname,omitempty"`
@@ -242,6 +250,9 @@ func (c *Config) setServiceDefaults() {
 	}
 	if c.Audit.Retention == 0 {
 		c.Audit.Retention = Duration(audit.DefaultRetention)
+	}
+	if c.Audit.FlowRetention == 0 {
+		c.Audit.FlowRetention = Duration(min(audit.DefaultFlowRetention, c.Audit.Retention.D()))
 	}
 	if c.OIDC.RedirectURL == "" && c.API.PublicURL != "" {
 		c.OIDC.RedirectURL = strings.TrimSuffix(c.API.PublicURL, "/") + "/callback"
@@ -318,6 +329,12 @@ func (c *Config) validateServices() error {
 	}
 	if r := c.Audit.Retention; r != 0 && r < Duration(MinRetention) {
 		return fieldErr("audit.retention", "%s: want at least %s (such as 400d)", r.D(), MinRetention)
+	}
+	if r := c.Audit.FlowRetention; r != 0 && r < Duration(MinRetention) {
+		return fieldErr("audit.flow_retention", "%s: want at least %s (such as 30d)", r.D(), MinRetention)
+	}
+	if r, a := c.Audit.FlowRetention, cmp.Or(c.Audit.Retention, Duration(audit.DefaultRetention)); r > a {
+		return fieldErr("audit.flow_retention", "%s: want at most audit.retention (%s)", r.D(), a.D())
 	}
 	names := map[string]bool{}
 	for i, s := range c.Audit.Sinks {

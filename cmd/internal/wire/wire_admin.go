@@ -257,7 +257,32 @@ const (
 	PathAuditKey = "/v1/audit/key"
 	// PathAuditVerify verifies the live journal of the node that answers.
 	PathAuditVerify = "/v1/audit/verify"
+	// PathAuditStatus returns the retention settings, the answering
+	// node's journal range and the last prune of flow records.
+	PathAuditStatus = "/v1/audit/status"
 )
+
+// AuditStatus is what retention keeps (GET PathAuditStatus).
+type AuditStatus struct {
+	Node string `json:"node"`
+	// Retention and FlowRetention are Go durations ("9600h0m0s");
+	// FlowRetention is "0s" when flow records follow Retention.
+	Retention     string `json:"retention"`
+	FlowRetention string `json:"flow_retention"`
+	// First and Head are the first journal record kept and the last.
+	First     uint64      `json:"first"`
+	Head      uint64      `json:"head"`
+	LastPrune *AuditPrune `json:"last_prune,omitempty"`
+}
+
+// AuditPrune is what the last prune of flow records did.
+type AuditPrune struct {
+	Time      time.Time `json:"time"`
+	Through   uint64    `json:"through"`
+	Removed   uint64    `json:"removed"`
+	Runs      uint64    `json:"runs"`
+	Summaries int       `json:"summaries"`
+}
 
 // AuditVerifyResponse is the outcome of a live verification.
 type AuditVerifyResponse struct {
