@@ -25,7 +25,9 @@ import (
 // between two proposals or the journal is full.
 type switchLog struct{ p atomic.Pointer[audit.Log] }
 
-func (s *switchLog) Record(ctx context.Context, e audit.Event) error { return s.p.Load().Record(ctx, e) }
+func (s *switchLog) Record(ctx context.Context, e audit.Event) error {
+	return s.p.Load().Record(ctx, e)
+}
 func (s *switchLog) Prepare(ctx context.Context, e audit.Event) (cluster.TxnRecord, error) {
 	return s.p.Load().Prepare(ctx, e)
 }
