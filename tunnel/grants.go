@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -512,10 +513,24 @@ func (w *grantWriter) run(stop <-chan struct{}) {
 	for {
 		var batch []grantReq
 		select {
-		case <-stop:
-			return
 		case r := <-w.reqs:
 			batch = append(batch, r)
+		default:
+			// Nothing queued, but the answers just released may not have
+			// run yet. Yield before sleeping so that they queue their next
+			// requests into one batch: a writer asleep on the channel is
+			// woken by the first of them into its processor's next slot,
+			// and the two hand the processor back and forth (a batch of
+			// one each time) for the rest of a 10 ms time slice while the
+			// others wait in the run queue. This was the p99 of
+			// BenchmarkDNSForwarder.
+			runtime.Gosched()
+			select {
+			case <-stop:
+				return
+			case r := <-w.reqs:
+				batch = append(batch, r)
+			}
 		}
 		n := len(batch[0].ops)
 	more:
