@@ -119,7 +119,7 @@ func loadAverage(b *testing.B) float64 {
 // it ends. A named one (ip netns add) outlives a benchmark interrupted
 // with Ctrl-C, killed, or ended by a timeout, none of which runs its
 // deferred or b.Cleanup deletion.
-func anonNetns(b *testing.B) *os.File {
+func anonNetns(b testing.TB) *os.File {
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
@@ -181,9 +181,12 @@ func dnsBenchRound(b *testing.B) dnsBenchResult {
 	if err := fw.Apply(fwChange{Reset: true, Policies: []policy{pol}, AddClients: clients}); err != nil {
 		b.Fatal(err)
 	}
-	wc := conn()
-	defer wc.CloseLasting()
-	w := newGrantWriter(wc, fw)
+	nl, err := newElemBatch(table.Name, int(nsf.Fd()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nl.Close()
+	w := newGrantWriter(nl)
 	stop := make(chan struct{})
 	defer close(stop)
 	go w.run(stop)
