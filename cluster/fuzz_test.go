@@ -13,6 +13,8 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(encodeTxn(nil, &Txn{Compares: []Compare{IfVersion("a", 3), IfValue("b", []byte("x"))}, Ops: []Op{Put("a", []byte("v")), DeletePrefix("p/")}}))
 	f.Add(encodeAppend(nil, [][]byte{[]byte("one"), nil}))
 	f.Add(encodeTrim(nil, 1<<40))
+	f.Add(encodePrune(nil, []PruneRun{{3, 5}, {8, 1 << 40}}))
+	f.Add([]byte{codecVersion, byte(cmdPrune), 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(encodeBatch([][]byte{encodeAppend(nil, [][]byte{[]byte("r")}), encodeTxn(nil, &Txn{Ops: []Op{Delete("k")}})}))
 	f.Add([]byte{codecVersion, byte(cmdBatch), 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -28,8 +30,12 @@ func FuzzDecodeCommand(f *testing.F) {
 			again = encodeTxn(nil, &c.txn)
 		case cmdAppend:
 			again = encodeAppend(nil, c.records)
+		case cmdAppendKeyed:
+			again = encodeAppendKeyed(nil, c.keyed)
 		case cmdTrim:
 			again = encodeTrim(nil, c.before)
+		case cmdPrune:
+			again = encodePrune(nil, c.runs)
 		case cmdBatch:
 			return // members are re-encoded individually above
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -131,74 +130,59 @@ func sourceOf(c cursor) Source {
 
 // Access computes the access report from the rollup as it stands (call
 // Sync first for the latest records). Rows are ordered by user, profile,
-// destination, protocol and port.
+// destination, protocol and port (by period first when split by time).
+//
+// Bucket keys sort by period and then by user, so Access reads the
+// buckets of the range side by side, one user at a time (accessMerge):
+// a user's keys make that user's rows, which come out in the report's
+// order without a map or a sort of every row, and only the rows of the
+// page asked for are built.
 func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error) {
 	if err := q.Validate(); err != nil {
 		return AccessReport{}, err
 	}
 	rep := AccessReport{Query: q, Rows: []AccessRow{}}
-	// Rows are found by their key's bytes (period, user, profile,
-	// destination, protocol, port, host) read in place, so a bucket key
-	// costs no allocation unless it starts a row.
-	rows := map[string]*AccessRow{}
-	var rk []byte
-	var lastAt, period time.Time
+	m := accessMerge{q: &q, rep: &rep, from: q.Offset, to: -1}
+	if q.Limit > 0 {
+		m.to = q.Offset + q.Limit
+	}
 	var cur cursor
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if cur, err = readCursorTx(tx); err != nil {
 			return err
 		}
-		return scanRaw(ctx, tx, q.Since, q.Until, q.By == "hour", func(kb, vb []byte, at time.Time) {
-			k, ok := viewKey(kb)
-			if !ok || !q.matchView(&k) {
-				return
+		lo, hi, ok := scanBounds(tx, q.Since, q.Until)
+		if !ok {
+			return nil
+		}
+		m.hours, m.days = tx.Bucket(bucketHour), tx.Bucket(bucketDay)
+		// Buckets whose keys fall in the same period of the report are
+		// read together.
+		var group []segment
+		var period time.Time
+		err = segments(ctx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
+			var p time.Time
+			switch q.By {
+			case "hour":
+				p = t
+			case "day":
+				p = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 			}
-			if !at.Equal(lastAt) { // once per bucket
-				lastAt = at
-				switch q.By {
-				case "hour":
-					period = at
-				case "day":
-					period = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
-				}
+			if len(group) > 0 && !p.Equal(period) {
+				m.period(ctx, period, group)
+				group = group[:0]
 			}
-			// The row's key sorts as the report's order: period, then
-			// each text field ended by a zero byte (so "a" sorts before
-			// "ab"), the port as a big-endian number.
-			rk = binary.BigEndian.AppendUint64(rk[:0], uint64(period.Unix()))
-			for _, f := range [][]byte{k.user, k.profile, k.dst, k.proto} {
-				rk = append(append(rk, f...), 0)
-			}
-			rk = binary.BigEndian.AppendUint16(rk, k.portNum())
-			rk = append(append(rk, k.host...), 0)
-			row := rows[string(rk)]
-			if row == nil {
-				row = &AccessRow{Period: period, User: string(k.user), Email: string(k.email), Profile: string(k.profile), Dst: string(k.dst),
-					Protocol: string(k.proto), Port: k.portNum(), Host: string(k.host)}
-				rows[string(rk)] = row
-			}
-			if len(k.device) != 0 && !slices.ContainsFunc(row.Devices, func(d string) bool { return d == string(k.device) }) {
-				row.Devices = append(row.Devices, string(k.device))
-			}
-			if v := parseUint(k.version); v != 0 && !slices.Contains(row.Versions, v) {
-				row.Versions = append(row.Versions, v)
-			}
-			c := decodeCounts(vb)
-			row.Flows += c.Flows
-			row.PacketsOut += c.PktsOut
-			row.PacketsIn += c.PktsIn
-			row.BytesOut += c.BytesOut
-			row.BytesIn += c.BytesIn
-			row.Denied += c.Denied
-			first, last := time.Unix(0, c.First).UTC(), time.Unix(0, c.Last).UTC()
-			if row.First.IsZero() || first.Before(row.First) {
-				row.First = first
-			}
-			if last.After(row.Last) {
-				row.Last = last
-			}
+			period = p
+			group = append(group, segment{t, day})
 		})
+		if err != nil {
+			return err
+		}
+		if len(group) > 0 {
+			m.period(ctx, period, group)
+		}
+		return ctx.Err()
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return AccessReport{}, ErrClosed
@@ -207,33 +191,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		return AccessReport{}, err
 	}
 	rep.Source = sourceOf(cur)
-	// Sorting by the row keys (one byte comparison each) orders the rows
-	// as the report promises; only the page asked for is copied out.
-	type keyed struct {
-		k   string
-		row *AccessRow
-	}
-	sorted := make([]keyed, 0, len(rows))
-	for k, row := range rows {
-		sorted = append(sorted, keyed{k, row})
-	}
-	slices.SortFunc(sorted, func(a, b keyed) int { return strings.Compare(a.k, b.k) })
-	rep.Total = len(sorted)
-	lo := min(q.Offset, len(sorted))
-	hi := len(sorted)
-	if q.Limit > 0 {
-		hi = min(lo+q.Limit, hi)
-	}
-	rep.Rows = make([]AccessRow, 0, hi-lo)
-	for _, e := range sorted[lo:hi] {
-		row := e.row
-		slices.Sort(row.Devices)
-		slices.Sort(row.Versions)
-		if row.Devices == nil {
-			row.Devices = []string{}
-		}
-		rep.Rows = append(rep.Rows, *row)
-	}
+	rep.Total = m.n
 	return rep, nil
 }
 
@@ -299,9 +257,51 @@ func scanPeriodsAt(ctx context.Context, tx *bolt.Tx, since, until time.Time, hou
 // during the call), for readers that decode without allocating.
 func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bool, fn func(k, v []byte, at time.Time)) error {
 	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
-	lo, hi, ok := bounds(hours)
+	lo, hi, ok := scanBounds(tx, since, until)
 	if !ok {
 		return nil
+	}
+	scan := func(b *bolt.Bucket, period time.Time) {
+		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			fn(k, v, period)
+		}
+	}
+	return segments(ctx, lo, hi, hourly, func(t time.Time, day bool) {
+		if day {
+			scan(days, t)
+		} else {
+			scan(hours, t)
+		}
+	})
+}
+
+// segments calls fn for the buckets that cover lo to hi (whole hours) in
+// time order: a daily bucket (day set) for each whole day, hourly buckets
+// for the hours at the edges; with hourly set, hourly buckets only.
+func segments(ctx context.Context, lo, hi time.Time, hourly bool, fn func(t time.Time, day bool)) error {
+	for t := lo; t.Before(hi); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
+			fn(t, true)
+			t = t.Add(24 * time.Hour)
+			continue
+		}
+		fn(t, false)
+		t = t.Add(time.Hour)
+	}
+	return nil
+}
+
+// scanBounds returns the hours to read for since and until (zero leaves a
+// side open): those the rollup holds, cut to whole hours.
+func scanBounds(tx *bolt.Tx, since, until time.Time) (lo, hi time.Time, ok bool) {
+	lo, hi, ok = bounds(tx.Bucket(bucketHour))
+	if !ok {
+		return lo, hi, false
 	}
 	if !since.IsZero() && since.After(lo) {
 		lo = since.UTC().Truncate(time.Hour)
@@ -315,26 +315,7 @@ func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bo
 			hi = u
 		}
 	}
-	scan := func(b *bolt.Bucket, period time.Time) {
-		prefix := binary.BigEndian.AppendUint64(nil, uint64(period.Unix()))
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			fn(k, v, period)
-		}
-	}
-	for t := lo; t.Before(hi); {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !hourly && t.Hour() == 0 && !t.Add(24*time.Hour).After(hi) {
-			scan(days, t)
-			t = t.Add(24 * time.Hour)
-			continue
-		}
-		scan(hours, t)
-		t = t.Add(time.Hour)
-	}
-	return nil
+	return lo, hi, true
 }
 
 // bounds returns the first hour held and the end of the last.

@@ -25,7 +25,11 @@
 // or day and the top users, destinations and denied attempts, in one pass
 // that keeps one total per period, user and service (never one row per
 // period, user and service as Access does), so the console's 90-day chart
-// does not build the 90-day access report.
+// does not build the 90-day access report. The rollup also keeps, per day,
+// the totals of each user, each service and each (user, service) pair with
+// denied attempts (the daytotal bucket, derived from the daily buckets in
+// the same transaction and rebuilt with them), so that a chart by day
+// without filters reads those instead of every daily key.
 //
 // [Rollup.Replay] replays the recorded traffic of a profile against
 // proposed rules: the accepted flows they would deny and the denied

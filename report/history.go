@@ -50,8 +50,8 @@ var (
 // user.provision, revalidation and user-existence history entries; format
 // 5 revalidation suspensions; format 6 whether emails were verified;
 // format 7 the stubs of pruned flow records met (bucketPruned) and flow
-// summaries.
-const rollupFormat = "7"
+// summaries; format 8 the daytotal bucket (daytotals.go).
+const rollupFormat = "8"
 
 // histEntry is one history event.
 type histEntry struct {

@@ -87,7 +87,7 @@ func Open(cfg Config) (*Rollup, error) {
 		return nil, fmt.Errorf("opening rollup %s: %w", cfg.Path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned} {
+		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned, bucketDayTotal} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -252,7 +252,7 @@ func (r *Rollup) resetLocked() error {
 
 // resetTx empties every bucket of the rollup.
 func resetTx(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned} {
+	for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketHistory, bucketPruned, bucketDayTotal} {
 		if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
@@ -315,20 +315,30 @@ func foldPage(tx *bolt.Tx, page []*audit.Entry, c *cursor) error {
 			}
 		}
 	}
+	totals := map[string]*counts{}
 	for _, b := range []struct {
-		name []byte
-		m    map[string]*counts
-	}{{bucketHour, hours}, {bucketDay, days}} {
+		name  []byte
+		m     map[string]*counts
+		daily bool
+	}{{bucketHour, hours, false}, {bucketDay, days, true}} {
 		bkt := tx.Bucket(b.name)
 		for k, v := range b.m {
-			if old := bkt.Get([]byte(k)); old != nil {
-				o := decodeCounts(old)
-				v.add(o)
+			var old counts
+			if ob := bkt.Get([]byte(k)); ob != nil {
+				old = decodeCounts(ob)
 			}
+			delta := *v
+			v.add(old)
 			if err := bkt.Put([]byte(k), v.encode()); err != nil {
 				return err
 			}
+			if b.daily {
+				addDayTotals(totals, []byte(k), delta, old, *v)
+			}
 		}
+	}
+	if err := putDayTotals(tx, totals); err != nil {
+		return err
 	}
 	m := tx.Bucket(bucketMeta)
 	if err := m.Put(metaCursor, binary.BigEndian.AppendUint64(nil, c.seq)); err != nil {
@@ -381,7 +391,10 @@ func flowOf(ev *audit.Event) (key, counts, bool) {
 		last = t
 	}
 	v := counts{PktsOut: u("packets_out"), PktsIn: u("packets_in"), BytesOut: ev.BytesOut, BytesIn: ev.BytesIn,
-		First: first.UnixNano(), Last: last.UnixNano()}
+		// In milliseconds, as flow tuples and flow summaries carry them:
+		// a rollup folding a summary agrees with one that folded the raw
+		// records, whatever precision an older record had.
+		First: first.Truncate(time.Millisecond).UnixNano(), Last: last.Truncate(time.Millisecond).UnixNano()}
 	if k.Deny {
 		v.Denied = u("flows")
 		if v.Denied == 0 {

@@ -116,7 +116,7 @@ func dump(t *testing.T, r *Rollup) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := r.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta} {
+		for _, b := range [][]byte{bucketHour, bucketDay, bucketMeta, bucketDayTotal} {
 			tx.Bucket(b).ForEach(func(k, v []byte) error {
 				out[string(b)+"/"+string(k)] = string(v)
 				return nil

@@ -58,10 +58,17 @@ type TrafficSummary struct {
 
 // Traffic summarises q (By "hour" or "day", Since and Until required)
 // for a chart: one point per period from Since to Until and the top n of
-// each list. It reads each bucket once and keeps one total per period,
-// user and service rather than one row per period, user and service, so
-// that a 90-day range costs one pass over the daily buckets.
+// each list. It keeps one total per period, user and service rather than
+// one row per period, user and service. A query by day without filters
+// reads the daily totals (daytotals.go) for whole days, a few rows a user
+// a day; one with filters reads each bucket key of the range once.
 func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSummary, error) {
+	return r.traffic(ctx, q, n, true)
+}
+
+// traffic is Traffic; without useTotals it reads every bucket key even
+// where the daily totals would do (the reference its tests compare with).
+func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bool) (TrafficSummary, error) {
 	if err := q.Validate(); err != nil {
 		return TrafficSummary{}, err
 	}
@@ -72,76 +79,38 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 	if q.By == "hour" {
 		unit = time.Hour
 	}
-	since, until := q.Since.UTC().Truncate(unit), q.Until.UTC()
-	var sum TrafficSummary
-	index := map[time.Time]int{}
-	for t := since; t.Before(until); t = t.Add(unit) {
-		index[t] = len(sum.Series)
-		sum.Series = append(sum.Series, TrafficPoint{Period: t})
+	a := trafficSum{q: &q, index: map[time.Time]int{}, users: map[string]*Talker{}, dests: map[string]*Talker{}, dens: map[string]*Talker{}}
+	for t := q.Since.UTC().Truncate(unit); t.Before(q.Until.UTC()); t = t.Add(unit) {
+		a.index[t] = len(a.sum.Series)
+		a.sum.Series = append(a.sum.Series, TrafficPoint{Period: t})
 	}
-	users, dests, dens := map[string]*Talker{}, map[string]*Talker{}, map[string]*Talker{}
-	var svc, pair []byte
+	totals := useTotals && q.By == "day" && q.User == "" && q.Profile == "" && !q.Dst.IsValid() && q.Port == 0 && q.Protocol == ""
 	var cur cursor
-	matched := false
-	var lastAt time.Time
-	var lastIdx int
-	var lastOK bool
-	var lastUser *Talker
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if cur, err = readCursorTx(tx); err != nil {
 			return err
 		}
-		return scanRaw(ctx, tx, q.Since, q.Until, q.By == "hour", func(kb, vb []byte, at time.Time) {
-			k, ok := viewKey(kb)
-			if !ok || !q.matchView(&k) {
+		lo, hi, ok := scanBounds(tx, q.Since, q.Until)
+		if !ok {
+			return nil
+		}
+		hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
+		var prefix []byte
+		return segments(ctx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
+			a.period(t)
+			prefix = dayPrefix(prefix, t.Unix())
+			if day && totals {
+				scanDayTotals(tx, prefix, a.addTotal)
 				return
 			}
-			matched = true
-			c := decodeCounts(vb)
-			if !at.Equal(lastAt) { // once per bucket
-				lastAt = at
-				p := at
-				if q.By == "day" {
-					p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
-				}
-				lastIdx, lastOK = index[p]
+			b := hours
+			if day {
+				b = days
 			}
-			if i, ok := lastIdx, lastOK; ok {
-				pt := &sum.Series[i]
-				pt.BytesOut += c.BytesOut
-				pt.BytesIn += c.BytesIn
-				pt.Flows += c.Flows
-				pt.Denied += c.Denied
-			}
-			// A bucket's keys are sorted by user: most rows continue the
-			// previous row's user.
-			u := lastUser
-			if u == nil || u.User != string(k.user) {
-				if u = users[string(k.user)]; u == nil {
-					u = &Talker{User: string(k.user), Email: string(k.email)}
-					users[u.User] = u
-				}
-				lastUser = u
-			}
-			u.add(&c)
-			svc = k.service(svc[:0])
-			d := dests[string(svc)]
-			if d == nil {
-				d = &Talker{Dst: string(k.dst), Protocol: string(k.proto), Port: k.portNum(), Profile: string(k.profile)}
-				dests[string(svc)] = d
-			} else if string(k.profile) < d.Profile {
-				d.Profile = string(k.profile)
-			}
-			d.add(&c)
-			if c.Denied > 0 {
-				pair = append(append(append(pair[:0], k.user...), 0), svc...)
-				t := dens[string(pair)]
-				if t == nil {
-					t = &Talker{User: string(k.user), Email: string(k.email), Dst: string(k.dst), Protocol: string(k.proto), Port: k.portNum()}
-					dens[string(pair)] = t
-				}
-				t.add(&c)
+			c := b.Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				a.addKey(k, v)
 			}
 		})
 	})
@@ -151,13 +120,120 @@ func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSumm
 	if err != nil {
 		return TrafficSummary{}, err
 	}
+	sum := a.sum
 	sum.Source = sourceOf(cur)
-	sum.Empty = !matched
+	sum.Empty = !a.matched
 	bytesOf := func(t *Talker) uint64 { return t.BytesIn + t.BytesOut }
-	sum.Talkers = topTalkers(users, n, bytesOf)
-	sum.Dests = topTalkers(dests, n, bytesOf)
-	sum.Denials = topTalkers(dens, n, func(t *Talker) uint64 { return t.Denied })
+	sum.Talkers = topTalkers(a.users, n, bytesOf)
+	sum.Dests = topTalkers(a.dests, n, bytesOf)
+	sum.Denials = topTalkers(a.dens, n, func(t *Talker) uint64 { return t.Denied })
 	return sum, nil
+}
+
+// trafficSum accumulates a traffic summary, bucket after bucket in time
+// order (the first key seen of a user names the user's email).
+type trafficSum struct {
+	q                  *AccessQuery
+	sum                TrafficSummary
+	index              map[time.Time]int
+	users, dests, dens map[string]*Talker
+	matched            bool
+	point              *TrafficPoint // the current bucket's, nil outside the series
+	lastUser           *Talker
+	svc, pair          []byte
+}
+
+// period starts a bucket that begins at at.
+func (a *trafficSum) period(at time.Time) {
+	p := at
+	if a.q.By == "day" {
+		p = time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	a.point = nil
+	if i, ok := a.index[p]; ok {
+		a.point = &a.sum.Series[i]
+	}
+}
+
+// user returns the user's talker, made with email if new. A bucket's keys
+// are sorted by user: most rows continue the previous row's user.
+func (a *trafficSum) user(user, email []byte) *Talker {
+	u := a.lastUser
+	if u == nil || u.User != string(user) {
+		if u = a.users[string(user)]; u == nil {
+			u = &Talker{User: string(user), Email: string(email)}
+			a.users[u.User] = u
+		}
+		a.lastUser = u
+	}
+	return u
+}
+
+// dest returns the service's talker.
+func (a *trafficSum) dest(dst, proto, port, profile []byte) *Talker {
+	a.svc = append(append(append(append(append(a.svc[:0], dst...), 0), proto...), 0), port...)
+	d := a.dests[string(a.svc)]
+	if d == nil {
+		d = &Talker{Dst: string(dst), Protocol: string(proto), Port: uint16(parseUint(port)), Profile: string(profile)}
+		a.dests[string(a.svc)] = d
+	} else if string(profile) < d.Profile {
+		d.Profile = string(profile)
+	}
+	return d
+}
+
+// denial returns the talker of a user's denied attempts to a service.
+func (a *trafficSum) denial(user, email, dst, proto, port []byte) *Talker {
+	a.pair = append(append(append(append(append(append(append(a.pair[:0], user...), 0), dst...), 0), proto...), 0), port...)
+	t := a.dens[string(a.pair)]
+	if t == nil {
+		t = &Talker{User: string(user), Email: string(email), Dst: string(dst), Protocol: string(proto), Port: uint16(parseUint(port))}
+		a.dens[string(a.pair)] = t
+	}
+	return t
+}
+
+// addKey adds a bucket key of the current bucket, if the query selects it.
+func (a *trafficSum) addKey(kb, vb []byte) {
+	k, ok := viewKey(kb)
+	if !ok || !a.q.matchView(&k) {
+		return
+	}
+	a.matched = true
+	c := decodeCounts(vb)
+	if pt := a.point; pt != nil {
+		pt.BytesOut += c.BytesOut
+		pt.BytesIn += c.BytesIn
+		pt.Flows += c.Flows
+		pt.Denied += c.Denied
+	}
+	a.user(k.user, k.email).add(&c)
+	a.dest(k.dst, k.proto, k.port, k.profile).add(&c)
+	if c.Denied > 0 {
+		a.denial(k.user, k.email, k.dst, k.proto, k.port).add(&c)
+	}
+}
+
+// addTotal adds a daytotal row of the current day (unfiltered queries
+// only): user rows make the series and the talkers, service rows the
+// destinations, denial rows the denied attempts.
+func (a *trafficSum) addTotal(t *totalView, vb []byte) {
+	a.matched = true
+	c := decodeCounts(vb)
+	switch t.kind {
+	case totalUser:
+		if pt := a.point; pt != nil {
+			pt.BytesOut += c.BytesOut
+			pt.BytesIn += c.BytesIn
+			pt.Flows += c.Flows
+			pt.Denied += c.Denied
+		}
+		a.user(t.user, t.email).add(&c)
+	case totalService:
+		a.dest(t.dst, t.proto, t.port, t.profile).add(&c)
+	case totalDenial:
+		a.denial(t.user, t.email, t.dst, t.proto, t.port).add(&c)
+	}
 }
 
 func (t *Talker) add(c *counts) {
@@ -234,15 +310,6 @@ func parseUint(b []byte) uint64 {
 		v = v*10 + uint64(c-'0')
 	}
 	return v
-}
-
-// service appends the key's destination service to b.
-func (k *keyView) service(b []byte) []byte {
-	b = append(b, k.dst...)
-	b = append(b, 0)
-	b = append(b, k.proto...)
-	b = append(b, 0)
-	return append(b, k.port...)
 }
 
 // matchView is match on a key view.
