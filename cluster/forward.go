@@ -370,6 +370,10 @@ func encodeResult(r interface{}) ([]byte, error) {
 		b := []byte{4}
 		b = binary.AppendUvarint(b, v.First)
 		return binary.AppendUvarint(b, v.Removed), nil
+	case PruneResult:
+		b := []byte{6}
+		b = binary.AppendUvarint(b, v.Runs)
+		return binary.AppendUvarint(b, v.Removed), nil
 	case error:
 		return nil, v
 	}
@@ -434,6 +438,12 @@ func decodeResult(b []byte) (interface{}, error) {
 		return r, nil
 	case 4:
 		r := TrimResult{First: d.uvarint(), Removed: d.uvarint()}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	case 6:
+		r := PruneResult{Runs: d.uvarint(), Removed: d.uvarint()}
 		if d.err != nil {
 			return nil, d.err
 		}

@@ -118,3 +118,33 @@ func TestGrantsFollowClients(t *testing.T) {
 		t.Errorf("a stranger's answer: %v, want ErrNotClient", err)
 	}
 }
+
+// TestGrantExpiredElementWrittenAgain checks the shortcut that skips the
+// kernel for a repeated answer: it holds only while the element programmed
+// is alive. Once the element's timeout has run out (the kernel dropped
+// it), the next answer writes it again, even one that would not have
+// extended a live element by half the grace.
+func TestGrantExpiredElementWrittenAgain(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &grantWriter{reqs: make(chan grantReq, 16), stopped: make(chan struct{})}
+	g := newGrants(w, 30*time.Second, time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.now = func() time.Time { return now }
+	pol := compile(profiles.Profile{Name: "eng", Version: 1, Rules: []profiles.Rule{
+		{Host: "db.prod.internal", Protocol: "tcp", Ports: []profiles.PortRange{{From: 5432, To: 5432}}}}})
+	client := netip.MustParseAddr("100.64.0.11")
+	dst := netip.MustParseAddr("10.0.5.7")
+	g.update(map[netip.Addr]*grantClient{client: {peer: "p1", v4: client, pol: &pol}}, false)
+	c := g.client(client)
+	if ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(40 * time.Second)}, now); len(ops) != 1 {
+		t.Fatalf("first answer: %+v", ops)
+	}
+	if ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(41 * time.Second)}, now); len(ops) != 0 {
+		t.Fatalf("a repeated answer wrote %+v while the element is alive", ops)
+	}
+	// The element's timeout runs out without expire() having run.
+	now = now.Add(41 * time.Second)
+	ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(10 * time.Second)}, now)
+	if len(ops) != 1 || ops[0].del || ops[0].timeout != 10*time.Second {
+		t.Errorf("an answer after the element expired wrote %+v; want it added again for 10s", ops)
+	}
+}
