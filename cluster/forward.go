@@ -350,8 +350,8 @@ func encodeResult(r interface{}) ([]byte, error) {
 		}
 		if v.Journal.Seqs != nil {
 			// A transaction that carried journal records (Txn.Journal):
-			// its result names their range too.
-			b[0] += 5
+			// its result names their range too (7: failed, 8: succeeded).
+			b[0] += 6
 		}
 		b = binary.AppendUvarint(b, v.Revision)
 		b = binary.AppendVarint(b, int64(v.FailedCompare))
@@ -406,8 +406,8 @@ func (d *decoder) appendResult() AppendResult {
 func decodeResult(b []byte) (interface{}, error) {
 	d := &decoder{b: b}
 	switch t := d.byte(); t {
-	case 1, 2, 6, 7:
-		r := TxnResult{Succeeded: t == 2 || t == 7, Revision: d.uvarint()}
+	case 1, 2, 7, 8:
+		r := TxnResult{Succeeded: t == 2 || t == 8, Revision: d.uvarint()}
 		if d.err == nil {
 			v, n := binary.Varint(d.b)
 			if n <= 0 {
@@ -417,7 +417,7 @@ func decodeResult(b []byte) (interface{}, error) {
 			}
 			r.FailedCompare = int(v)
 		}
-		if t >= 6 {
+		if t >= 7 {
 			r.Journal = d.appendResult()
 		}
 		if d.err != nil {
