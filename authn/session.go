@@ -322,21 +322,22 @@ func (s *Sessions) Revoke(ctx context.Context, sessionID string, actor audit.Act
 			e.Outcome, e.Reason = audit.Failure, ReasonUnknownSession
 			return failWith(ErrUnknownSession, recordEvent(ctx, s.rec, e))
 		}
-		res, err := s.store.Txn(ctx, cluster.Txn{
+		ev := e
+		if actor.UserID == ref.UserID {
+			ev.Type, ev.Action = audit.TypeLogout, ""
+		}
+		ev.Target.User, ev.Outcome = ref.UserID, audit.Success
+		// The revocation and its record commit together or not at all.
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{cluster.IfVersion(key, ver)},
 			Ops:      deleteSessionOps(ref, sessionID),
-		})
+		}, ev)
 		if err != nil {
 			return fmt.Errorf("revoking session: %w", err)
 		}
-		if !res.Succeeded {
-			continue
+		if res.Succeeded {
+			return nil
 		}
-		if actor.UserID == ref.UserID {
-			e.Type, e.Action = audit.TypeLogout, ""
-		}
-		e.Target.User, e.Outcome = ref.UserID, audit.Success
-		return recordEvent(ctx, s.rec, e)
 	}
 	return fmt.Errorf("revoking session %s: %w", sessionID, ErrContended)
 }
@@ -391,19 +392,18 @@ func (s *Sessions) RevokeUser(ctx context.Context, userID string, actor audit.Ac
 		if err != nil {
 			return err
 		}
-		if len(end.ops) > 0 {
-			res, err := s.store.Txn(ctx, cluster.Txn{Compares: end.compares, Ops: end.ops})
-			if err != nil {
-				return fmt.Errorf("revoking sessions: %w", err)
-			}
-			if !res.Succeeded {
-				continue
-			}
-		}
-		return recordEvent(ctx, s.rec, audit.Event{
+		// The revocation and its record commit together or not at all
+		// (with no session to end, the record alone, while there is none).
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{Compares: end.compares, Ops: end.ops}, audit.Event{
 			Type: audit.TypeAdmin, Action: ActionRevoke, Actor: actor, Target: audit.Target{User: userID},
 			Outcome: audit.Success, Details: map[string]string{"sessions_ended": strconv.Itoa(end.count)},
 		})
+		if err != nil {
+			return fmt.Errorf("revoking sessions: %w", err)
+		}
+		if res.Succeeded {
+			return nil
+		}
 	}
 	return fmt.Errorf("revoking sessions of %q: %w", userID, ErrContended)
 }
