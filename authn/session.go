@@ -185,7 +185,11 @@ func (s *Sessions) Create(ctx context.Context, id Identity, mfaMethod string, sr
 			Expires: now.Add(s.lifetime), LastSeen: now, SourceIP: src.Addr, UserAgent: src.UserAgent,
 		}
 		ref := sessionRef{V: recordVersion, Hash: tok.Hash(), UserID: id.UserID}
-		res, err := s.store.Txn(ctx, cluster.Txn{
+		// The session and its record commit together or not at all: a
+		// sign-in that left no audit record must not stand.
+		ev := e
+		ev.Outcome, ev.Actor.Session, ev.Actor.Role = audit.Success, sid, sess.Role
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{
 				// A disable committed since the read makes this retry (and refuse).
 				cluster.IfVersion(userKey(id.UserID), userVer),
@@ -198,21 +202,21 @@ func (s *Sessions) Create(ctx context.Context, id Identity, mfaMethod string, sr
 				cluster.Put(userSessionKey(id.UserID, sid), encodeRecord(&ref)),
 				cluster.Put(sessionGenKey(id.UserID), []byte(`{"v":1}`)),
 			},
-		})
+		}, ev)
+		if err != nil && res.Succeeded {
+			// Only a Recorder that is no audit.Journaler (a test double)
+			// commits before it records: take the session back.
+			if _, derr := s.store.Txn(ctx, cluster.Txn{Ops: deleteSessionOps(ref, sid)}); derr != nil {
+				err = errors.Join(err, fmt.Errorf("removing unrecorded session: %w", derr))
+			}
+			return "", Session{}, err
+		}
 		if err != nil {
 			return "", Session{}, fmt.Errorf("storing session: %w", err)
 		}
 		if !res.Succeeded {
 			r.conflict()
 			continue
-		}
-		e.Outcome, e.Actor.Session, e.Actor.Role = audit.Success, sid, sess.Role
-		if err := recordEvent(ctx, s.rec, e); err != nil {
-			// A sign-in that left no audit record must not stand.
-			if _, derr := s.store.Txn(ctx, cluster.Txn{Ops: deleteSessionOps(ref, sid)}); derr != nil {
-				err = errors.Join(err, fmt.Errorf("removing unrecorded session: %w", derr))
-			}
-			return "", Session{}, err
 		}
 		return tok, sess, nil
 	}
