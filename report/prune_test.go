@@ -134,6 +134,36 @@ func TestRollupAcrossPrune(t *testing.T) {
 	if len(before) < 40 {
 		t.Fatalf("only %d day buckets before the prune", len(before))
 	}
+	// The reports over the old days, whole and by day, as they read
+	// before the prune.
+	// A range that starts inside a pruned day counts that day whole
+	// (daily resolution past the flow window): before the prune it did
+	// so only from 9:00, when its flows start.
+	oldDays := []AccessQuery{{Until: recent.Truncate(24 * time.Hour)}, {Until: recent.Truncate(24 * time.Hour), By: "day"},
+		{Since: old.Truncate(24 * time.Hour), Until: old.Add(72 * time.Hour).Truncate(24 * time.Hour)},
+		{Since: old.Add(-3 * time.Hour), Until: recent.Truncate(24 * time.Hour), By: "day"}}
+	reports := func(r *Rollup) [][]AccessRow {
+		t.Helper()
+		var out [][]AccessRow
+		for _, q := range oldDays {
+			rep, err := r.Access(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, rep.Rows)
+		}
+		return out
+	}
+	reportsBefore := reports(rollups[leader])
+	// And by hour: past the window a pruned day reads as one period at
+	// its first hour, with the day's totals.
+	byHour, err := rollups[leader].Access(ctx, AccessQuery{Since: old.Truncate(24 * time.Hour), Until: old.Truncate(24 * time.Hour).Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reportsBefore[0]) == 0 {
+		t.Fatal("no access rows before the prune")
+	}
 	// A rollup that folded part of the old days only: it meets the prune
 	// in the middle of its range.
 	partial := openRollup(t, &nodeHeadLimit{Node: node, head: 40}, filepath.Join(dir, "partial.db"))
@@ -193,6 +223,20 @@ func TestRollupAcrossPrune(t *testing.T) {
 		want := dump(t, fresh)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("rollup %d after the prune (%d keys) differs from a rebuild from the pruned journal (%d keys)", i, len(got), len(want))
+		}
+		if got := reports(r); !reflect.DeepEqual(got, reportsBefore) {
+			t.Errorf("rollup %d: the access reports over the pruned days changed: %d, %d, %d, %d rows, were %d, %d, %d, %d",
+				i, len(got[0]), len(got[1]), len(got[2]), len(got[3]), len(reportsBefore[0]), len(reportsBefore[1]), len(reportsBefore[2]), len(reportsBefore[3]))
+		}
+		hr, err := r.Access(ctx, AccessQuery{Since: old.Truncate(24 * time.Hour), Until: old.Truncate(24 * time.Hour).Add(24 * time.Hour), By: "hour"})
+		if err != nil || len(hr.Rows) != len(byHour.Rows) {
+			t.Errorf("rollup %d: a pruned day by hour: %d rows, %v; want the day's %d", i, len(hr.Rows), err, len(byHour.Rows))
+		}
+		for _, row := range hr.Rows {
+			if !row.Period.Equal(old.Truncate(24 * time.Hour)) {
+				t.Errorf("rollup %d: a pruned day by hour has a row at %s", i, row.Period)
+				break
+			}
 		}
 		for k, v := range before {
 			if p := time.Unix(int64(beUint64(k[len(bucketDay)+1:])), 0); !p.Before(recent.Truncate(24 * time.Hour)) {
