@@ -196,35 +196,9 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 
 // Append is Record that also reports the event's ID and sequence number.
 func (l *Log) Append(ctx context.Context, e Event) (Receipt, error) {
-	if err := e.validate(); err != nil {
-		return Receipt{}, err
-	}
-	if e.Time.IsZero() {
-		e.Time = l.cfg.Now()
-	}
-	e.Time = e.Time.UTC().Round(0)
-	if e.Node == "" {
-		e.Node = l.cfg.Node
-	}
-	if e.Source.Addr == "" {
-		if src, ok := SourceFrom(ctx); ok {
-			e.Source = src
-		}
-	}
-	e.capStrings()
-	if e.ID == "" {
-		id, err := newID(e.Time)
-		if err != nil {
-			return Receipt{}, err
-		}
-		e.ID = id
-	}
-	data, err := encodeEvent(&e)
+	data, err := l.encode(ctx, &e, cluster.MaxRecordLen)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("%w: encoding: %v", ErrInvalidEvent, err)
-	}
-	if len(data) > cluster.MaxRecordLen {
-		return Receipt{}, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrInvalidEvent, len(data), cluster.MaxRecordLen)
+		return Receipt{}, err
 	}
 	r := &request{data: data, id: e.ID, done: make(chan result, 1)}
 	q := l.prio
@@ -252,6 +226,43 @@ func (l *Log) Append(ctx context.Context, e Event) (Receipt, error) {
 	case <-ctx.Done():
 		return Receipt{ID: e.ID}, ctx.Err()
 	}
+}
+
+// encode validates e, fills in what Record fills in (Time, Node, Source
+// from ctx, ID; strings capped) and returns its journal record, at most
+// limit bytes.
+func (l *Log) encode(ctx context.Context, e *Event, limit int) ([]byte, error) {
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	if e.Time.IsZero() {
+		e.Time = l.cfg.Now()
+	}
+	e.Time = e.Time.UTC().Round(0)
+	if e.Node == "" {
+		e.Node = l.cfg.Node
+	}
+	if e.Source.Addr == "" {
+		if src, ok := SourceFrom(ctx); ok {
+			e.Source = src
+		}
+	}
+	e.capStrings()
+	if e.ID == "" {
+		id, err := newID(e.Time)
+		if err != nil {
+			return nil, err
+		}
+		e.ID = id
+	}
+	data, err := encodeEvent(e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encoding: %v", ErrInvalidEvent, err)
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrInvalidEvent, len(data), limit)
+	}
+	return data, nil
 }
 
 // newID returns a time-ordered 128-bit ID in hex.

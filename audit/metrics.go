@@ -12,6 +12,7 @@ type logMetrics struct {
 	appendSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
 	appendErrors  prometheus.Counter
+	txnRecords    prometheus.Counter
 	queueFunc     prometheus.Collector
 }
 
@@ -31,6 +32,10 @@ func newLogMetrics(l *Log) *logMetrics {
 			Name: "ferry_audit_append_errors_total",
 			Help: "Journal appends of audit records that failed.",
 		}),
+		txnRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ferry_audit_txn_records_total",
+			Help: "Audit records committed in the same cluster transaction as the change they describe.",
+		}),
 	}
 	m.queueFunc = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ferry_audit_queued_records",
@@ -40,7 +45,7 @@ func newLogMetrics(l *Log) *logMetrics {
 }
 
 func (m *logMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appendSeconds, m.batchSize, m.appendErrors, m.queueFunc}
+	return []prometheus.Collector{m.appendSeconds, m.batchSize, m.appendErrors, m.txnRecords, m.queueFunc}
 }
 
 type exportMetrics struct {

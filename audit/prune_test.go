@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,17 @@ func TestPruneKeepsJournalVerifiable(t *testing.T) {
 	rep, err = audit.VerifyFile(bytes.NewReader(f), audit.VerifyOptions{Keys: pj.signer.Keys(), RequireTrailer: true})
 	if err != nil || !rep.Trailer || rep.Stubs != 2 || rep.Pruned != 8 {
 		t.Fatalf("export verify after prune: %+v, %v", rep, err)
+	}
+	// An export that ends before the flow summary (seq<=) cannot account
+	// for its stubs: it says so and verifies.
+	var cut bytes.Buffer
+	if _, err := audit.Export(context.Background(), &cut, pj.node, audit.ExportOptions{Signer: pj.signer,
+		Filter: audit.Filter{ToSeq: pj.runs[1].Last + 1}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = audit.VerifyFile(&cut, audit.VerifyOptions{Keys: pj.signer.Keys(), RequireTrailer: true, AcceptUnsignedTail: true})
+	if err != nil || rep.PrunedUnchecked != 8 {
+		t.Fatalf("export cut before the summary: %+v, %v", rep, err)
 	}
 	// Nothing is pruned twice: a second plan finds nothing left.
 	plan, err := audit.PlanPrune(context.Background(), pj.node, audit.RetentionPolicy{Sinks: []string{"siem"}}, pj.t0.Add(31*24*time.Hour))
@@ -340,5 +352,67 @@ func uitoa(v uint64) string {
 		if v == 0 {
 			return string(b[i:])
 		}
+	}
+}
+
+// The Trimmer's loop prunes on the leader after each trim: with a flow
+// window set, flow records past it go without anyone calling Prune, and
+// the status says so.
+func TestTrimmerLoopPrunes(t *testing.T) {
+	pj := newPrunedJournal(t)
+	summarize := func(ctx context.Context, j audit.Journal, plan audit.PrunePlan) ([]audit.Event, error) {
+		e := audit.Event{Type: audit.TypeFlowSummary, Outcome: audit.Success, Details: plan.SummaryDetails()}
+		e.Details[audit.FlowSummaryLast] = "true"
+		return []audit.Event{e}, nil
+	}
+	tr, err := audit.NewTrimmer(audit.TrimmerConfig{Store: pj.node, Recorder: pj.j.log, Logger: quietLogger(),
+		Delay: time.Millisecond, Interval: time.Hour, Poll: 5 * time.Millisecond,
+		Now:    func() time.Time { return pj.t0.Add(31 * 24 * time.Hour) },
+		Policy: audit.RetentionPolicy{Sinks: []string{"siem"}}, FlowRetention: audit.DefaultFlowRetention, Summarize: summarize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		st, err := tr.Status(context.Background())
+		if err != nil || st.LastPrune == nil {
+			return false, fmt.Sprintf("no prune yet: %+v, %v", st, err)
+		}
+		return st.LastPrune.Removed == 8 && st.FlowRetention == audit.DefaultFlowRetention, fmt.Sprintf("status %+v, last prune %+v", st, *st.LastPrune)
+	})
+	ids := journalIDs(t, pj.node)
+	var pruneEvents int
+	err = audit.Scan(context.Background(), pj.node, audit.Filter{Types: []string{"cluster." + audit.ActionPrune}, NoCheckpoints: true}, func(e *audit.Entry) error {
+		pruneEvents++
+		if e.Event.Details["removed"] != "8" || e.Event.Outcome != audit.Success {
+			t.Errorf("prune record %+v", e.Event)
+		}
+		return nil
+	})
+	if err != nil || pruneEvents != 1 || len(ids) == 0 {
+		t.Fatalf("%d cluster.audit_prune records, %v", pruneEvents, err)
+	}
+}
+
+func TestTrimmerConfigFlowRetention(t *testing.T) {
+	c := startCluster(t, 1)
+	sum := func(context.Context, audit.Journal, audit.PrunePlan) ([]audit.Event, error) { return nil, nil }
+	tests := []struct {
+		name string
+		cfg  audit.TrimmerConfig
+		want string
+	}{
+		{"negative", audit.TrimmerConfig{FlowRetention: -time.Hour, Summarize: sum}, "flow retention -1h0m0s: must not be negative"},
+		{"no summarize", audit.TrimmerConfig{FlowRetention: time.Hour}, "summarize: required"},
+		{"over the audit retention", audit.TrimmerConfig{FlowRetention: 50 * time.Hour, Summarize: sum, Policy: audit.RetentionPolicy{Retention: 48 * time.Hour}}, "must not exceed the audit retention"},
+		{"over the default audit retention", audit.TrimmerConfig{FlowRetention: audit.DefaultRetention + time.Hour, Summarize: sum}, "must not exceed the audit retention"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Store, tt.cfg.Recorder = c.Node(0), newLog(t, c.Node(0))
+			if err := tt.cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -252,9 +252,9 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 		if _, derr := r.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.Delete(kv.Key)}}); derr != nil {
 			return derr
 		}
-		serr := r.users.Suspend(ctx, userID, suspendInvalidGrant, "identity provider "+r.rp.cfg.Issuer)
 		rep.Suspended++
-		return errors.Join(serr, r.event(ctx, user, audit.Failure, ReasonRevalidateRevoked, nil))
+		return r.suspend(ctx, userID, suspendInvalidGrant, "identity provider "+r.rp.cfg.Issuer,
+			r.eventOf(user, audit.Failure, ReasonRevalidateRevoked, nil))
 	case err != nil:
 		rep.Unreachable++
 		if rec.FailingSince.IsZero() {
@@ -275,9 +275,8 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 			return nil
 		}
 		why := fmt.Sprintf("%s since %s (grace %s)", suspendUnreachable, rec.FailingSince.Format(time.RFC3339), r.grace)
-		serr := r.users.Suspend(ctx, userID, why, "ferry revalidation")
 		rep.Suspended++
-		return errors.Join(serr, r.event(ctx, user, audit.Failure, ReasonRevalidateFailClosed, nil))
+		return r.suspend(ctx, userID, why, "ferry revalidation", r.eventOf(user, audit.Failure, ReasonRevalidateFailClosed, nil))
 	}
 	rep.OK++
 	id.UserID = userID
@@ -289,7 +288,11 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 	} else if _, perr := r.users.Provision(ctx, id, "revalidation"); perr != nil {
 		return perr
 	}
-	if err := r.users.lift(ctx, userID, suspendUnreachable, "identity provider "+r.rp.cfg.Issuer); err != nil {
+	// A lifted suspension commits with the round's record; otherwise the
+	// record follows the refresh token's update.
+	done := r.eventOf(user, audit.Success, "", map[string]string{"groups": strings.Join(id.Groups, ",")})
+	lifted, err := r.users.lift(ctx, userID, suspendUnreachable, "identity provider "+r.rp.cfg.Issuer, done)
+	if err != nil {
 		return err
 	}
 	sealed, err := seal.Seal(r.key, []byte(kept), []byte("oidc-refresh/"+userID))
@@ -303,7 +306,21 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 	}); err != nil {
 		return err
 	}
-	return r.event(ctx, user, audit.Success, "", map[string]string{"groups": strings.Join(id.Groups, ",")})
+	if lifted {
+		return nil
+	}
+	return recordEvent(ctx, r.rec, done)
+}
+
+// suspend suspends userID with e, the round's record, in the same
+// transaction. If the suspension fails, e is recorded on its own: the
+// revalidation's outcome is evidence even when the change is not made
+// (after an unknown outcome it may then be stored twice, never not at all).
+func (r *Revalidator) suspend(ctx context.Context, userID, why, by string, e audit.Event) error {
+	if err := r.users.Suspend(ctx, userID, why, by, e); err != nil {
+		return errors.Join(err, recordEvent(ctx, r.rec, e))
+	}
+	return nil
 }
 
 // retryAfter is how soon a round is tried again if this one fails: the
@@ -313,10 +330,15 @@ func (r *Revalidator) retryAfter() time.Duration {
 }
 
 func (r *Revalidator) event(ctx context.Context, u User, outcome audit.Outcome, reason string, details map[string]string) error {
-	return recordEvent(ctx, r.rec, audit.Event{
+	return recordEvent(ctx, r.rec, r.eventOf(u, outcome, reason, details))
+}
+
+// eventOf returns the login.revalidate event of a round for u.
+func (r *Revalidator) eventOf(u User, outcome audit.Outcome, reason string, details map[string]string) audit.Event {
+	return audit.Event{
 		Type: audit.TypeLogin, Action: ActionRevalidate, Actor: audit.Actor{UserID: u.ID, Email: u.Email},
 		Target: audit.Target{User: u.ID}, Outcome: outcome, Reason: reason, Details: details,
-	})
+	}
 }
 
 // Run revalidates due tokens every tick while this node leads, until ctx

@@ -394,8 +394,15 @@ func failWith(err, auditErr error) error {
 // that actions needing an audit record fail clearly instead of panicking.
 type noRecorder struct{}
 
-func (noRecorder) Record(context.Context, audit.Event) error {
-	return errors.New("authn: no audit recorder configured")
+var errNoRecorder = errors.New("authn: no audit recorder configured")
+
+func (noRecorder) Record(context.Context, audit.Event) error { return errNoRecorder }
+
+// Prepare refuses too, so a change that needs a record is not made.
+func (noRecorder) Prepare(context.Context, audit.Event) (cluster.TxnRecord, error) {
+	return cluster.TxnRecord{}, errNoRecorder
 }
+
+func (noRecorder) Committed(int, error) {}
 
 func pathUnescape(s string) (string, error) { return url.PathUnescape(s) }

@@ -213,21 +213,22 @@ func (u *Users) update(ctx context.Context, id Identity, how string, login, crea
 			rec.Suspended = ""
 			rec.Change = &Change{What: "suspension lifted by a sign-in", By: "identity provider " + id.Issuer, At: now}
 		}
-		res, err := u.store.Txn(ctx, cluster.Txn{
+		// The user.provision event commits with the change or not at all,
+		// so a retried push never finds the change made but unrecorded.
+		var events []audit.Event
+		if provisioned {
+			events = append(events, provisionEvent(&rec, how, change))
+		}
+		res, err := audit.Commit(ctx, u.store, u.rec, cluster.Txn{
 			Compares: append(compares, cluster.IfVersion(key, ver)),
 			Ops:      []cluster.Op{cluster.Put(key, encodeRecord(&rec))},
-		})
+		}, events...)
 		if err != nil {
 			return User{}, fmt.Errorf("storing user: %w", err)
 		}
 		if !res.Succeeded {
 			r.conflict()
 			continue
-		}
-		if provisioned {
-			if err := recordEvent(ctx, u.rec, provisionEvent(&rec, how, change)); err != nil {
-				return User{}, err
-			}
 		}
 		return rec.user(), nil
 	}
@@ -331,16 +332,16 @@ func (u *Users) SetDisabled(ctx context.Context, userID string, disabled bool, a
 			ops = append(ops, end.ops...)
 			ended = end.count
 		}
-		res, err := u.store.Txn(ctx, cluster.Txn{Compares: compares, Ops: ops})
+		e.Outcome = audit.Success
+		e.Details = map[string]string{"sessions_ended": strconv.Itoa(ended)}
+		// The change and its record commit together or not at all.
+		res, err := audit.Commit(ctx, u.store, u.rec, cluster.Txn{Compares: compares, Ops: ops}, e)
 		if err != nil {
 			return fmt.Errorf("storing user: %w", err)
 		}
-		if !res.Succeeded {
-			continue
+		if res.Succeeded {
+			return nil
 		}
-		e.Outcome = audit.Success
-		e.Details = map[string]string{"sessions_ended": strconv.Itoa(ended)}
-		return recordEvent(ctx, u.rec, e)
 	}
 	return fmt.Errorf("changing user %q: %w", userID, ErrContended)
 }
@@ -363,27 +364,34 @@ func actorName(a audit.Actor) string {
 // successful sign-in lifts it. It returns ErrUnknownUser for a user with
 // no record. Identity provider events (SCIM, Shared Signals, back-channel
 // logout) may use it as well as revalidation.
-func (u *Users) Suspend(ctx context.Context, userID, why, by string) error {
-	return u.suspend(ctx, userID, why, by, true)
+//
+// events are the audit records of the suspension (the caller's account of
+// why); they commit in the same transaction as the suspension, or, when
+// it fails, not at all.
+func (u *Users) Suspend(ctx context.Context, userID, why, by string, events ...audit.Event) error {
+	_, err := u.suspend(ctx, userID, why, by, true, events)
+	return err
 }
 
-// lift clears a suspension whose reason starts with prefix.
-func (u *Users) lift(ctx context.Context, userID, prefix, by string) error {
-	return u.suspend(ctx, userID, prefix, by, false)
+// lift clears a suspension whose reason starts with prefix, committing
+// events with it; lifted is false (and nothing is recorded) when there was
+// no such suspension.
+func (u *Users) lift(ctx context.Context, userID, prefix, by string, events ...audit.Event) (lifted bool, err error) {
+	return u.suspend(ctx, userID, prefix, by, false, events)
 }
 
-func (u *Users) suspend(ctx context.Context, userID, why, by string, on bool) error {
+func (u *Users) suspend(ctx context.Context, userID, why, by string, on bool, events []audit.Event) (bool, error) {
 	if err := checkUserID(userID); err != nil {
-		return err
+		return false, err
 	}
 	key := userKey(userID)
 	for range maxCASAttempts {
 		rec, ver, ok, err := getRecord[userRecord](ctx, u.store, key, cluster.Linearizable)
 		if err != nil {
-			return fmt.Errorf("reading user: %w", err)
+			return false, fmt.Errorf("reading user: %w", err)
 		}
 		if !ok {
-			return ErrUnknownUser
+			return false, ErrUnknownUser
 		}
 		now := utcNow(u.now)
 		compares := []cluster.Compare{cluster.IfVersion(key, ver)}
@@ -393,26 +401,26 @@ func (u *Users) suspend(ctx context.Context, userID, why, by string, on bool) er
 			rec.Change = &Change{What: "suspended: " + why, By: by, At: now}
 			end, err := endUserSessions(ctx, u.store, userID)
 			if err != nil {
-				return err
+				return false, err
 			}
 			compares, ops = append(compares, end.compares...), end.ops
 		} else {
 			if rec.Suspended == "" || !strings.HasPrefix(rec.Suspended, why) {
-				return nil
+				return false, nil
 			}
 			rec.Suspended = ""
 			rec.Change = &Change{What: "suspension lifted", By: by, At: now}
 		}
 		ops = append(ops, cluster.Put(key, encodeRecord(&rec)))
-		res, err := u.store.Txn(ctx, cluster.Txn{Compares: compares, Ops: ops})
+		res, err := audit.Commit(ctx, u.store, u.rec, cluster.Txn{Compares: compares, Ops: ops}, events...)
 		if err != nil {
-			return fmt.Errorf("storing user: %w", err)
+			return false, fmt.Errorf("storing user: %w", err)
 		}
 		if res.Succeeded {
-			return nil
+			return true, nil
 		}
 	}
-	return fmt.Errorf("suspending user %q: %w", userID, ErrContended)
+	return false, fmt.Errorf("suspending user %q: %w", userID, ErrContended)
 }
 
 // Count returns how many users are known, without decoding them (the

@@ -11,6 +11,7 @@ import (
 //
 //	command = version(1) type(1) body
 //	txn     = n(uvarint) compare*n  m(uvarint) op*m
+//	txnj    = txn  k(uvarint) (key(bytes) record(bytes) at(uvarint))*k   (k > 0; at: RevisionAt)
 //	compare = kind(1) key(bytes) version(uvarint) value(bytes)
 //	op      = kind(1) key(bytes) value(bytes)
 //	append  = n(uvarint) record(bytes)*n
@@ -35,6 +36,10 @@ const (
 	cmdAppendKeyed cmdType = 5
 	// cmdPrune replaces runs of journal records by stubs (prune.go).
 	cmdPrune cmdType = 6
+	// cmdTxnJournal is a transaction that carries journal records
+	// (Txn.Journal). A transaction without is still encoded as cmdTxn,
+	// byte for byte as before.
+	cmdTxnJournal cmdType = 7
 )
 
 // maxBatch bounds how many commands one batch entry carries.
@@ -59,7 +64,11 @@ func appendBytes(b, p []byte) []byte {
 }
 
 func encodeTxn(b []byte, t *Txn) []byte {
-	b = append(b, codecVersion, byte(cmdTxn))
+	typ := cmdTxn
+	if len(t.Journal) > 0 {
+		typ = cmdTxnJournal
+	}
+	b = append(b, codecVersion, byte(typ))
 	b = binary.AppendUvarint(b, uint64(len(t.Compares)))
 	for _, c := range t.Compares {
 		b = append(b, byte(c.Kind))
@@ -72,6 +81,14 @@ func encodeTxn(b []byte, t *Txn) []byte {
 		b = append(b, byte(o.Kind))
 		b = appendBytes(b, []byte(o.Key))
 		b = appendBytes(b, o.Value)
+	}
+	if typ == cmdTxnJournal {
+		b = binary.AppendUvarint(b, uint64(len(t.Journal)))
+		for _, r := range t.Journal {
+			b = appendBytes(b, r.Key)
+			b = appendBytes(b, r.Data)
+			b = binary.AppendUvarint(b, uint64(r.RevisionAt))
+		}
 	}
 	return b
 }
@@ -225,7 +242,7 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 	}
 	c := command{typ: cmdType(d.byte())}
 	switch c.typ {
-	case cmdTxn:
+	case cmdTxn, cmdTxnJournal:
 		n := d.count(MaxTxnOps, "compare")
 		for i := 0; i < n && d.err == nil; i++ {
 			var cmp Compare
@@ -242,6 +259,23 @@ func decodeCommandDepth(b []byte, depth int) (command, error) {
 			op.Key = string(d.bytes(MaxKeyLen, "key"))
 			op.Value = d.bytes(MaxValueLen, "value")
 			c.txn.Ops = append(c.txn.Ops, op)
+		}
+		if c.typ == cmdTxnJournal {
+			n = d.count(MaxTxnOps, "journal record")
+			if d.err == nil && n == 0 {
+				d.fail(errors.New("transaction journal without records"))
+			}
+			for i := 0; i < n && d.err == nil; i++ {
+				var r TxnRecord
+				r.Key = d.bytes(MaxJournalKeyLen, "journal key")
+				r.Data = d.bytes(MaxRecordLen, "record")
+				at := d.uvarint()
+				if d.err == nil && at > uint64(len(r.Data)) {
+					d.fail(fmt.Errorf("revision offset %d outside record", at))
+				}
+				r.RevisionAt = int(at)
+				c.txn.Journal = append(c.txn.Journal, r)
+			}
 		}
 	case cmdAppend:
 		n := d.count(MaxAppendRecs, "record")

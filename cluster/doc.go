@@ -6,7 +6,10 @@
 //
 //   - Transactions: compares (key absent, key at a version, key equals a value)
 //     guarding puts and deletes, applied atomically on every node or not at all.
-//     Domain code builds compare-and-swap on them.
+//     Domain code builds compare-and-swap on them. A transaction may carry
+//     journal records (Txn.Journal), appended iff its compares hold, in the
+//     same Raft entry and bbolt transaction as its ops: a change and the
+//     record that describes it commit together or not at all.
 //   - Reads: local (this node's applied state, for the data plane) or
 //     linearizable (confirmed with the leader first).
 //   - Watches: every committed change under a prefix, in commit order, exactly

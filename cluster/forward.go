@@ -348,19 +348,20 @@ func encodeResult(r interface{}) ([]byte, error) {
 		if v.Succeeded {
 			b[0] = 2
 		}
+		if v.Journal.Seqs != nil {
+			// A transaction that carried journal records (Txn.Journal):
+			// its result names their range too (7: failed, 8: succeeded).
+			b[0] += 6
+		}
 		b = binary.AppendUvarint(b, v.Revision)
-		return binary.AppendVarint(b, int64(v.FailedCompare)), nil
+		b = binary.AppendVarint(b, int64(v.FailedCompare))
+		if v.Journal.Seqs != nil {
+			b = appendAppendResult(b, &v.Journal)
+		}
+		return b, nil
 	case AppendResult:
 		if v.Seqs != nil {
-			b := []byte{5}
-			b = binary.AppendUvarint(b, v.First)
-			b = binary.AppendUvarint(b, v.Last)
-			b = binary.AppendUvarint(b, uint64(v.Duplicates))
-			b = binary.AppendUvarint(b, uint64(len(v.Seqs)))
-			for _, s := range v.Seqs {
-				b = binary.AppendUvarint(b, s)
-			}
-			return b, nil
+			return appendAppendResult([]byte{5}, &v), nil
 		}
 		b := []byte{3}
 		b = binary.AppendUvarint(b, v.First)
@@ -369,23 +370,55 @@ func encodeResult(r interface{}) ([]byte, error) {
 		b := []byte{4}
 		b = binary.AppendUvarint(b, v.First)
 		return binary.AppendUvarint(b, v.Removed), nil
+	case PruneResult:
+		b := []byte{6}
+		b = binary.AppendUvarint(b, v.Runs)
+		return binary.AppendUvarint(b, v.Removed), nil
 	case error:
 		return nil, v
 	}
 	return nil, fmt.Errorf("cluster: unexpected apply result %T", r)
 }
 
+// appendAppendResult encodes a keyed append's result (with Seqs).
+func appendAppendResult(b []byte, v *AppendResult) []byte {
+	b = binary.AppendUvarint(b, v.First)
+	b = binary.AppendUvarint(b, v.Last)
+	b = binary.AppendUvarint(b, uint64(v.Duplicates))
+	b = binary.AppendUvarint(b, uint64(len(v.Seqs)))
+	for _, s := range v.Seqs {
+		b = binary.AppendUvarint(b, s)
+	}
+	return b
+}
+
+// appendResult decodes what appendAppendResult encodes.
+func (d *decoder) appendResult() AppendResult {
+	r := AppendResult{First: d.uvarint(), Last: d.uvarint(), Duplicates: int(d.uvarint())}
+	n := d.count(MaxAppendRecs, "seq")
+	r.Seqs = make([]uint64, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		r.Seqs = append(r.Seqs, d.uvarint())
+	}
+	return r
+}
+
 func decodeResult(b []byte) (interface{}, error) {
 	d := &decoder{b: b}
 	switch t := d.byte(); t {
-	case 1, 2:
-		r := TxnResult{Succeeded: t == 2, Revision: d.uvarint()}
+	case 1, 2, 7, 8:
+		r := TxnResult{Succeeded: t == 2 || t == 8, Revision: d.uvarint()}
 		if d.err == nil {
 			v, n := binary.Varint(d.b)
 			if n <= 0 {
 				d.fail(errTruncated)
+			} else {
+				d.b = d.b[n:]
 			}
 			r.FailedCompare = int(v)
+		}
+		if t >= 7 {
+			r.Journal = d.appendResult()
 		}
 		if d.err != nil {
 			return nil, d.err
@@ -398,18 +431,19 @@ func decodeResult(b []byte) (interface{}, error) {
 		}
 		return r, nil
 	case 5:
-		r := AppendResult{First: d.uvarint(), Last: d.uvarint(), Duplicates: int(d.uvarint())}
-		n := d.count(MaxAppendRecs, "seq")
-		r.Seqs = make([]uint64, 0, n)
-		for i := 0; i < n && d.err == nil; i++ {
-			r.Seqs = append(r.Seqs, d.uvarint())
-		}
+		r := d.appendResult()
 		if d.err != nil {
 			return nil, d.err
 		}
 		return r, nil
 	case 4:
 		r := TrimResult{First: d.uvarint(), Removed: d.uvarint()}
+		if d.err != nil {
+			return nil, d.err
+		}
+		return r, nil
+	case 6:
+		r := PruneResult{Runs: d.uvarint(), Removed: d.uvarint()}
 		if d.err != nil {
 			return nil, d.err
 		}

@@ -245,7 +245,7 @@ func (st *txState) finish(applied uint64) error {
 
 func (st *txState) apply(c *command, events *[]Event) interface{} {
 	switch c.typ {
-	case cmdTxn:
+	case cmdTxn, cmdTxnJournal:
 		if err := c.txn.validate(); err != nil {
 			return err
 		}
@@ -314,7 +314,7 @@ func (st *txState) applyTxn(t *Txn, events *[]Event) (TxnResult, error) {
 		}
 	}
 	if len(t.Ops) == 0 {
-		return TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1}, nil
+		return st.applyTxnJournal(t, TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1})
 	}
 	st.rev++
 	for _, o := range t.Ops {
@@ -350,7 +350,25 @@ func (st *txState) applyTxn(t *Txn, events *[]Event) (TxnResult, error) {
 			}
 		}
 	}
-	return TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1}, nil
+	return st.applyTxnJournal(t, TxnResult{Succeeded: true, Revision: st.rev, FailedCompare: -1})
+}
+
+// applyTxnJournal appends a successful transaction's journal records, as
+// a keyed append, and reports their range in r.
+func (st *txState) applyTxnJournal(t *Txn, r TxnResult) (TxnResult, error) {
+	if len(t.Journal) == 0 {
+		return r, nil
+	}
+	recs := make([]KeyedRecord, len(t.Journal))
+	for i := range t.Journal {
+		recs[i] = KeyedRecord{Key: t.Journal[i].Key, Data: t.Journal[i].withRevision(r.Revision)}
+	}
+	j, err := st.applyAppendKeyed(recs)
+	if err != nil {
+		return TxnResult{}, err
+	}
+	r.Journal = j
+	return r, nil
 }
 
 func (st *txState) applyAppend(recs [][]byte) (AppendResult, error) {

@@ -12,7 +12,11 @@ import (
 func FuzzDecodeCommand(f *testing.F) {
 	f.Add(encodeTxn(nil, &Txn{Compares: []Compare{IfVersion("a", 3), IfValue("b", []byte("x"))}, Ops: []Op{Put("a", []byte("v")), DeletePrefix("p/")}}))
 	f.Add(encodeAppend(nil, [][]byte{[]byte("one"), nil}))
+	f.Add(encodeTxn(nil, &Txn{Compares: []Compare{IfVersion("u", 2)}, Ops: []Op{Put("u", []byte("v"))},
+		Journal: []TxnRecord{{Key: []byte("ev"), Data: []byte(`{"v":}`), RevisionAt: 5}, {Data: []byte("x")}}}))
 	f.Add(encodeTrim(nil, 1<<40))
+	f.Add(encodePrune(nil, []PruneRun{{3, 5}, {8, 1 << 40}}))
+	f.Add([]byte{codecVersion, byte(cmdPrune), 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(encodeBatch([][]byte{encodeAppend(nil, [][]byte{[]byte("r")}), encodeTxn(nil, &Txn{Ops: []Op{Delete("k")}})}))
 	f.Add([]byte{codecVersion, byte(cmdBatch), 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -24,12 +28,16 @@ func FuzzDecodeCommand(f *testing.F) {
 		// command), so every node reads an entry the same way.
 		var again []byte
 		switch c.typ {
-		case cmdTxn:
+		case cmdTxn, cmdTxnJournal:
 			again = encodeTxn(nil, &c.txn)
 		case cmdAppend:
 			again = encodeAppend(nil, c.records)
+		case cmdAppendKeyed:
+			again = encodeAppendKeyed(nil, c.keyed)
 		case cmdTrim:
 			again = encodeTrim(nil, c.before)
+		case cmdPrune:
+			again = encodePrune(nil, c.runs)
 		case cmdBatch:
 			return // members are re-encoded individually above
 		}

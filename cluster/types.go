@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Errors returned by Node. Callers compare them with errors.Is.
@@ -94,11 +95,31 @@ type Op struct {
 	Value []byte
 }
 
-// Txn is an atomic transaction: if every compare holds, every op is applied;
-// otherwise nothing is.
+// Txn is an atomic transaction: if every compare holds, every op is applied
+// and every journal record appended; otherwise nothing is.
 type Txn struct {
 	Compares []Compare
 	Ops      []Op
+	// Journal holds records appended to the journal iff every compare
+	// holds, in the same state-machine step as the ops, chained exactly as
+	// Append chains them. A record whose non-empty Key the journal already
+	// holds among its last JournalKeyWindow records is not stored again
+	// (as with AppendKeyed); the ops still apply. This is how a change and
+	// the audit record that describes it commit together or not at all.
+	Journal []TxnRecord
+}
+
+// TxnRecord is a journal record carried by a Txn.
+type TxnRecord struct {
+	// Key is the record's idempotency key (see KeyedRecord); empty: none.
+	Key  []byte
+	Data []byte
+	// RevisionAt, when positive, is a byte offset in Data: the state
+	// machine inserts the transaction's resulting revision (TxnResult.
+	// Revision), in decimal, before that byte, so a record can name the
+	// version its own transaction gives the keys it writes. 0: nothing is
+	// inserted (a revision can never open a record).
+	RevisionAt int
 }
 
 // IfAbsent returns a compare that holds when key does not exist.
@@ -133,6 +154,11 @@ type TxnResult struct {
 	// FailedCompare is the index of the first compare that did not hold,
 	// or -1.
 	FailedCompare int
+	// Journal is the range the transaction's journal records received
+	// (Txn.Journal), with each record's sequence number in Seqs (a
+	// repeated key: the one already holding it). Zero when the
+	// transaction carried none or did not succeed.
+	Journal AppendResult
 }
 
 // KV is one stored key with its value and version (the revision that last
@@ -213,11 +239,21 @@ const (
 
 // validate checks a transaction's shape before it is proposed.
 func (t *Txn) validate() error {
-	if len(t.Ops) == 0 && len(t.Compares) == 0 {
+	if len(t.Ops) == 0 && len(t.Compares) == 0 && len(t.Journal) == 0 {
 		return fmt.Errorf("%w: empty transaction", ErrInvalid)
 	}
-	if len(t.Ops) > MaxTxnOps || len(t.Compares) > MaxTxnOps {
-		return fmt.Errorf("%w: more than %d compares or ops", ErrInvalid, MaxTxnOps)
+	if len(t.Ops) > MaxTxnOps || len(t.Compares) > MaxTxnOps || len(t.Journal) > MaxTxnOps {
+		return fmt.Errorf("%w: more than %d compares, ops or journal records", ErrInvalid, MaxTxnOps)
+	}
+	for i, r := range t.Journal {
+		switch {
+		case len(r.Key) > MaxJournalKeyLen:
+			return fmt.Errorf("%w: journal record %d: key longer than %d bytes", ErrInvalid, i, MaxJournalKeyLen)
+		case len(r.Data)+maxRevisionDigits > MaxRecordLen:
+			return fmt.Errorf("%w: journal record %d: longer than %d bytes", ErrInvalid, i, MaxRecordLen-maxRevisionDigits)
+		case r.RevisionAt < 0 || r.RevisionAt > len(r.Data):
+			return fmt.Errorf("%w: journal record %d: revision offset %d outside its %d bytes", ErrInvalid, i, r.RevisionAt, len(r.Data))
+		}
 	}
 	for i, c := range t.Compares {
 		if err := checkKey(c.Key); err != nil {
@@ -242,6 +278,21 @@ func (t *Txn) validate() error {
 		}
 	}
 	return nil
+}
+
+// maxRevisionDigits is the longest decimal revision (a uint64).
+const maxRevisionDigits = 20
+
+// withRevision returns r's data with rev inserted as TxnRecord.RevisionAt
+// says.
+func (r *TxnRecord) withRevision(rev uint64) []byte {
+	if r.RevisionAt <= 0 {
+		return r.Data
+	}
+	out := make([]byte, 0, len(r.Data)+maxRevisionDigits)
+	out = append(out, r.Data[:r.RevisionAt]...)
+	out = strconv.AppendUint(out, rev, 10)
+	return append(out, r.Data[r.RevisionAt:]...)
 }
 
 func checkKey(k string) error {

@@ -194,7 +194,13 @@ func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor aud
 	if ifVersion != nil {
 		txn.Compares = []cluster.Compare{cluster.IfVersion(profileKey(p.Name), *ifVersion)}
 	}
-	r, err := s.c.Txn(ctx, txn)
+	// The change and its record commit in one transaction, or neither
+	// does; the record names the version the transaction gives the
+	// profile.
+	e := audit.Event{Type: audit.TypeProfileChange, Action: "profile.put", Actor: actor,
+		Target: audit.Target{Profile: p.Name}, Outcome: audit.Success, PolicyVersion: audit.TxnRevision, Details: map[string]string{}}
+	addSpecDetails(e.Details, &p)
+	r, err := audit.Commit(ctx, s.c, s.rec, txn, e)
 	if err != nil {
 		return Profile{}, err
 	}
@@ -202,10 +208,6 @@ func (s *Store) Put(ctx context.Context, p Profile, ifVersion *uint64, actor aud
 		return Profile{}, fmt.Errorf("%w: profile %q changed since version %d", ErrConflict, p.Name, *ifVersion)
 	}
 	p.Version = r.Revision
-	e := audit.Event{Type: audit.TypeProfileChange, Action: "profile.put", Actor: actor,
-		Target: audit.Target{Profile: p.Name}, Outcome: audit.Success, PolicyVersion: p.Version, Details: map[string]string{}}
-	addSpecDetails(e.Details, &p)
-	s.record(ctx, e)
 	return p, nil
 }
 
@@ -217,13 +219,10 @@ func (s *Store) Delete(ctx context.Context, name string, actor audit.Actor) erro
 	if _, err := s.RevokeWhere(ctx, func(p *Peer) bool { return p.Profile == name }, "profile deleted", actor); err != nil {
 		return err
 	}
-	r, err := s.c.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.Delete(profileKey(name))}})
-	if err != nil {
-		return err
-	}
-	s.record(ctx, audit.Event{Type: audit.TypeProfileChange, Action: "profile.delete", Actor: actor,
-		Target: audit.Target{Profile: name}, Outcome: audit.Success, PolicyVersion: r.Revision})
-	return nil
+	_, err := audit.Commit(ctx, s.c, s.rec, cluster.Txn{Ops: []cluster.Op{cluster.Delete(profileKey(name))}},
+		audit.Event{Type: audit.TypeProfileChange, Action: "profile.delete", Actor: actor,
+			Target: audit.Target{Profile: name}, Outcome: audit.Success, PolicyVersion: audit.TxnRevision})
+	return err
 }
 
 // recordTimeout bounds the wait for an audit record of a change already

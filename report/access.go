@@ -161,7 +161,7 @@ func (r *Rollup) Access(ctx context.Context, q AccessQuery) (AccessReport, error
 		// read together.
 		var group []segment
 		var period time.Time
-		err = segments(ctx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
+		err = segments(ctx, tx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
 			var p time.Time
 			switch q.By {
 			case "hour":
@@ -268,7 +268,7 @@ func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bo
 			fn(k, v, period)
 		}
 	}
-	return segments(ctx, lo, hi, hourly, func(t time.Time, day bool) {
+	return segments(ctx, tx, lo, hi, hourly, func(t time.Time, day bool) {
 		if day {
 			scan(days, t)
 		} else {
@@ -279,8 +279,21 @@ func scanRaw(ctx context.Context, tx *bolt.Tx, since, until time.Time, hourly bo
 
 // segments calls fn for the buckets that cover lo to hi (whole hours) in
 // time order: a daily bucket (day set) for each whole day, hourly buckets
-// for the hours at the edges; with hourly set, hourly buckets only.
-func segments(ctx context.Context, lo, hi time.Time, hourly bool, fn func(t time.Time, day bool)) error {
+// for the hours at the edges; with hourly set, hourly buckets only. A day
+// past the flow window has its daily bucket only (its hourly ones were
+// dropped when its flow records were pruned, summary.go): it is read
+// whole, at its first hour, wherever the range starts or ends in it and
+// with hourly set too.
+func segments(ctx context.Context, tx *bolt.Tx, lo, hi time.Time, hourly bool, fn func(t time.Time, day bool)) error {
+	hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
+	var checked time.Time // the last day dailyOnly answered for
+	var only bool
+	dailyOnly := func(d time.Time) bool {
+		if !d.Equal(checked) {
+			checked, only = d, !hasPeriod(hours, d, d.Add(24*time.Hour)) && hasPeriod(days, d, d.Add(time.Second))
+		}
+		return only
+	}
 	for t := lo; t.Before(hi); {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -290,16 +303,40 @@ func segments(ctx context.Context, lo, hi time.Time, hourly bool, fn func(t time
 			t = t.Add(24 * time.Hour)
 			continue
 		}
+		if d := t.Truncate(24 * time.Hour); dailyOnly(d) {
+			fn(d, true)
+			t = d.Add(24 * time.Hour)
+			continue
+		}
 		fn(t, false)
 		t = t.Add(time.Hour)
 	}
 	return nil
 }
 
+// hasPeriod reports whether b holds a key of a period from lo (inclusive)
+// to hi (exclusive).
+func hasPeriod(b *bolt.Bucket, lo, hi time.Time) bool {
+	k, _ := b.Cursor().Seek(binary.BigEndian.AppendUint64(nil, uint64(lo.Unix())))
+	return len(k) >= 8 && binary.BigEndian.Uint64(k) < uint64(hi.Unix())
+}
+
 // scanBounds returns the hours to read for since and until (zero leaves a
-// side open): those the rollup holds, cut to whole hours.
+// side open): those the rollup holds, cut to whole hours. Days past the
+// flow window have daily buckets only (their hourly ones are dropped when
+// their flow records are pruned, summary.go): they count too.
 func scanBounds(tx *bolt.Tx, since, until time.Time) (lo, hi time.Time, ok bool) {
 	lo, hi, ok = bounds(tx.Bucket(bucketHour))
+	if dlo, dhi, dok := bounds(tx.Bucket(bucketDay)); dok {
+		dhi = dhi.Add(23 * time.Hour) // a day bucket's key is its first hour
+		if !ok || dlo.Before(lo) {
+			lo = dlo
+		}
+		if !ok || dhi.After(hi) {
+			hi = dhi
+		}
+		ok = true
+	}
 	if !ok {
 		return lo, hi, false
 	}

@@ -97,6 +97,17 @@ func TestRollupAcrossPrune(t *testing.T) {
 		}
 	}
 	// Two old days (the second across midnight), then recent traffic.
+	// Two records in the per-connection layout of older versions, with
+	// times finer than a millisecond.
+	for _, e := range []audit.Event{
+		flowEv(old.Add(123456789*time.Nanosecond), "carol", "pc", "eng", "10.0.4.17", 5432, false, 2, 100, 1000),
+		flowEv(old.Add(987654321*time.Nanosecond), "carol", "pc", "eng", "10.0.9.1", 22, true, 3, 0, 0),
+	} {
+		e.ID = ""
+		if err := log.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
 	record(old, 0, 60, 7)
 	checkpoint(old.Add(2 * time.Hour))
 	record(old.Add(24*time.Hour), 0, 60, 5)
@@ -123,6 +134,36 @@ func TestRollupAcrossPrune(t *testing.T) {
 	if len(before) < 40 {
 		t.Fatalf("only %d day buckets before the prune", len(before))
 	}
+	// The reports over the old days, whole and by day, as they read
+	// before the prune.
+	// A range that starts inside a pruned day counts that day whole
+	// (daily resolution past the flow window): before the prune it did
+	// so only from 9:00, when its flows start.
+	oldDays := []AccessQuery{{Until: recent.Truncate(24 * time.Hour)}, {Until: recent.Truncate(24 * time.Hour), By: "day"},
+		{Since: old.Truncate(24 * time.Hour), Until: old.Add(72 * time.Hour).Truncate(24 * time.Hour)},
+		{Since: old.Add(-3 * time.Hour), Until: recent.Truncate(24 * time.Hour), By: "day"}}
+	reports := func(r *Rollup) [][]AccessRow {
+		t.Helper()
+		var out [][]AccessRow
+		for _, q := range oldDays {
+			rep, err := r.Access(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, rep.Rows)
+		}
+		return out
+	}
+	reportsBefore := reports(rollups[leader])
+	// And by hour: past the window a pruned day reads as one period at
+	// its first hour, with the day's totals.
+	byHour, err := rollups[leader].Access(ctx, AccessQuery{Since: old.Truncate(24 * time.Hour), Until: old.Truncate(24 * time.Hour).Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reportsBefore[0]) == 0 {
+		t.Fatal("no access rows before the prune")
+	}
 	// A rollup that folded part of the old days only: it meets the prune
 	// in the middle of its range.
 	partial := openRollup(t, &nodeHeadLimit{Node: node, head: 40}, filepath.Join(dir, "partial.db"))
@@ -141,13 +182,13 @@ func TestRollupAcrossPrune(t *testing.T) {
 	t.Cleanup(func() { tr.Close() })
 	now = recent.Add(2 * time.Hour)
 	rep, err := tr.Prune(ctx)
-	if err != nil || rep.Removed != 150 || rep.Summaries == 0 {
+	if err != nil || rep.Removed != 152 || rep.Summaries == 0 {
 		t.Fatalf("prune: removed %d with %d summaries, %v (plan %d runs through %d)", rep.Removed, rep.Summaries, err, len(rep.Plan.Runs), rep.Plan.Through)
 	}
 	if rep, err := tr.Prune(ctx); err != nil || len(rep.Plan.Runs) != 0 {
 		t.Fatalf("second prune: %+v, %v", rep, err)
 	}
-	if st, ok, err := audit.LastPrune(ctx, node); err != nil || !ok || st.Removed != 150 || st.FlowRetention != audit.DefaultFlowRetention {
+	if st, ok, err := audit.LastPrune(ctx, node); err != nil || !ok || st.Removed != 152 || st.FlowRetention != audit.DefaultFlowRetention {
 		t.Fatalf("last prune status %+v %v %v", st, ok, err)
 	}
 	record(recent.Add(3*time.Hour), 0, 80, 6)
@@ -164,7 +205,7 @@ func TestRollupAcrossPrune(t *testing.T) {
 	c.WaitConverged(20 * time.Second)
 	for i := range 3 {
 		vr, err := audit.VerifyLive(ctx, c.Node(i), audit.VerifyOptions{Keys: signer.Keys()})
-		if err != nil || vr.Pruned != 150 {
+		if err != nil || vr.Pruned != 152 {
 			t.Fatalf("node %d: live verification of the pruned journal: %+v, %v", i, vr, err)
 		}
 	}
@@ -182,6 +223,20 @@ func TestRollupAcrossPrune(t *testing.T) {
 		want := dump(t, fresh)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("rollup %d after the prune (%d keys) differs from a rebuild from the pruned journal (%d keys)", i, len(got), len(want))
+		}
+		if got := reports(r); !reflect.DeepEqual(got, reportsBefore) {
+			t.Errorf("rollup %d: the access reports over the pruned days changed: %d, %d, %d, %d rows, were %d, %d, %d, %d",
+				i, len(got[0]), len(got[1]), len(got[2]), len(got[3]), len(reportsBefore[0]), len(reportsBefore[1]), len(reportsBefore[2]), len(reportsBefore[3]))
+		}
+		hr, err := r.Access(ctx, AccessQuery{Since: old.Truncate(24 * time.Hour), Until: old.Truncate(24 * time.Hour).Add(24 * time.Hour), By: "hour"})
+		if err != nil || len(hr.Rows) != len(byHour.Rows) {
+			t.Errorf("rollup %d: a pruned day by hour: %d rows, %v; want the day's %d", i, len(hr.Rows), err, len(byHour.Rows))
+		}
+		for _, row := range hr.Rows {
+			if !row.Period.Equal(old.Truncate(24 * time.Hour)) {
+				t.Errorf("rollup %d: a pruned day by hour has a row at %s", i, row.Period)
+				break
+			}
 		}
 		for k, v := range before {
 			if p := time.Unix(int64(beUint64(k[len(bucketDay)+1:])), 0); !p.Before(recent.Truncate(24 * time.Hour)) {

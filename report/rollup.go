@@ -391,7 +391,10 @@ func flowOf(ev *audit.Event) (key, counts, bool) {
 		last = t
 	}
 	v := counts{PktsOut: u("packets_out"), PktsIn: u("packets_in"), BytesOut: ev.BytesOut, BytesIn: ev.BytesIn,
-		First: first.UnixNano(), Last: last.UnixNano()}
+		// In milliseconds, as flow tuples and flow summaries carry them:
+		// a rollup folding a summary agrees with one that folded the raw
+		// records, whatever precision an older record had.
+		First: first.Truncate(time.Millisecond).UnixNano(), Last: last.Truncate(time.Millisecond).UnixNano()}
 	if k.Deny {
 		v.Denied = u("flows")
 		if v.Denied == 0 {

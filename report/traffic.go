@@ -97,7 +97,7 @@ func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bo
 		}
 		hours, days := tx.Bucket(bucketHour), tx.Bucket(bucketDay)
 		var prefix []byte
-		return segments(ctx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
+		return segments(ctx, tx, lo, hi, q.By == "hour", func(t time.Time, day bool) {
 			a.period(t)
 			prefix = dayPrefix(prefix, t.Unix())
 			if day && totals {

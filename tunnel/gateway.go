@@ -42,11 +42,11 @@ type Gateway struct {
 	stats   atomic.Pointer[NodePeerStats] // the device's per-peer counters at the last poll
 	emitter *emitter
 	// grants and fwd are the DNS forwarder and its host grants (nil
-	// unless Config.DNS.Enabled); grantFW is the grants' netlink socket.
+	// unless Config.DNS.Enabled); grantNL is the grants' netlink socket.
 	grants  *grants
 	sharer  *grantSharer
 	fwd     *forwarder
-	grantFW *nftFirewall
+	grantNL *elemBatch
 	prevMem int64 // runtime memory limit before ours; -1: untouched
 
 	ctx    context.Context // ends at Close
@@ -110,10 +110,10 @@ func New(cfg Config) (*Gateway, error) {
 	// 3. The DNS forwarder on the tunnel addresses, with its own netlink
 	// socket for the grants it programs.
 	if cfg.DNS.Enabled {
-		if g.grantFW, err = newNFTFirewall(cfg.Table, cfg.Interface, cfg.Egress); err != nil {
+		if g.grantNL, err = newElemBatch(cfg.Table, 0); err != nil {
 			return nil, err
 		}
-		w := newGrantWriter(g.grantFW.conn, g.grantFW)
+		w := newGrantWriter(g.grantNL)
 		g.grants = newGrants(w, cfg.DNS.Grace, 2*MaxFlowInterval, g.log)
 		g.sharer = newGrantSharer(cfg.Cluster, g.grants, cfg.DNS.Grace, g.log)
 		g.grants.share = g.sharer.offer
@@ -419,8 +419,8 @@ func (g *Gateway) Close() error {
 		if g.fwd != nil {
 			g.fwd.close()
 		}
-		if g.grantFW != nil {
-			errs = append(errs, g.grantFW.conn.CloseLasting())
+		if g.grantNL != nil {
+			errs = append(errs, g.grantNL.Close())
 		}
 		if g.ct != nil {
 			errs = append(errs, g.ct.Close())

@@ -20,12 +20,16 @@ const hostShards = 64
 // adds (client . destination . protocol range . port range) elements with
 // the answer's TTL plus a grace as timeout; the kernel ages them out.
 func (f *nftFirewall) hostsSet(l ipLayout, shard int) *nftables.Set {
-	name := fmt.Sprintf("hosts.%d", shard)
-	if l == ip6 {
-		name = fmt.Sprintf("hosts6.%d", shard)
-	}
-	return &nftables.Set{Table: f.table, Name: name, Interval: true, Concatenation: true, HasTimeout: true,
+	return &nftables.Set{Table: f.table, Name: hostsSetName(l, shard), Interval: true, Concatenation: true, HasTimeout: true,
 		KeyType: nftables.MustConcatSetType(l.addr, l.addr, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+// hostsSetName names a family's grant shard.
+func hostsSetName(l ipLayout, shard int) string {
+	if l == ip6 {
+		return fmt.Sprintf("hosts6.%d", shard)
+	}
+	return fmt.Sprintf("hosts.%d", shard)
 }
 
 // hostShard returns the shard of a client address (IPv6 addresses carry

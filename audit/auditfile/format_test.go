@@ -139,6 +139,16 @@ func FuzzVerifyFile(f *testing.F) {
 	f.Add(file[:len(file)/2])
 	f.Add([]byte(`{"seq":1,"prev_hash":"","hash":"","data":""}`))
 	f.Add([]byte("{\"export\":{}}\n{\"end\":{}}\n"))
+	// Stubs of pruned records: one, one whose count overflows, two
+	// overlapping, one inside a file.
+	stub := func(seq, n uint64) []byte {
+		b, _ := auditfile.AppendLine(nil, &auditfile.Line{Seq: seq, Pruned: n})
+		return append(b, '\n')
+	}
+	f.Add(stub(1, 3))
+	f.Add(stub(5, ^uint64(0)))
+	f.Add(append(stub(4, 10), stub(2, 5)...))
+	f.Add(append(append([]byte(nil), file[:len(file)/3]...), stub(9, 4)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := auditfile.VerifyFile(bytes.NewReader(b), auditfile.VerifyOptions{Keys: s.Keys()})
 		var te *auditfile.TamperError

@@ -56,6 +56,9 @@ type Verifier struct {
 	stubs     []span
 	summaries []flowSummary
 	finished  bool // Finish ran (it may run again)
+	// bounded is set for an export whose filter ends at a record
+	// ("seq<=N"): flow summaries after it are not in the file.
+	bounded bool
 }
 
 // NewVerifier returns a Verifier. It fails with ErrNoKey when opts holds

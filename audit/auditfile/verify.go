@@ -68,8 +68,10 @@ type Report struct {
 	// Stubs counts the stubs read, entries that stand for runs of records
 	// pruned from the journal (their data is gone, their chain kept);
 	// Pruned counts the records they stand for. Records counts each stub
-	// once.
-	Stubs, Pruned uint64
+	// once. PrunedUnchecked counts pruned records that no flow summary in
+	// an export cut short before its summaries (a "seq<=" filter) could
+	// account for.
+	Stubs, Pruned, PrunedUnchecked uint64
 	// DuplicateIDs counts event records whose event ID an earlier record
 	// of the file already carries (a record stored twice in the journal).
 	DuplicateIDs uint64
@@ -86,6 +88,9 @@ func (r Report) Summary() string {
 		r.Records, r.First, r.Last, r.Events, r.Checkpoints, r.Signed)
 	if r.Stubs > 0 {
 		s += fmt.Sprintf("; %d pruned records in %d stubs, chained", r.Pruned, r.Stubs)
+	}
+	if r.PrunedUnchecked > 0 {
+		s += fmt.Sprintf(" (%d of them not accounted for: the export ends before their flow summaries)", r.PrunedUnchecked)
 	}
 	if r.Duplicates > 0 {
 		s += fmt.Sprintf("; %d repeated deliveries", r.Duplicates)
@@ -449,6 +454,7 @@ func (v *Verifier) consume(order <-chan *lineBatch, opts VerifyOptions, release 
 				}
 				hdr = l.Export
 				v.filtered = !filterContiguous(hdr.Filter)
+				v.bounded = strings.Contains(hdr.Filter, "seq<=")
 				v.rep.Filtered = v.filtered
 				v.header(hdr, ln)
 				digest = headerDigestOf(fl.b, hdr)

@@ -128,6 +128,7 @@ var figures = []Figure{
 	{Label: "machine load average while the DNS forwarder was measured", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "load1"},
 	{Label: "DNS forwarder, names in use, 10,000 clients' grants", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "queries/s-repeated", Goal: ">= 20000"},
 	{Label: "DNS forwarder, first answers (a kernel write each)", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "queries/s-first-answers"},
+	{Label: "DNS forwarder, CPU per query of names in use (load generator included), load-independent", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "cpu-us/query-repeated"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
