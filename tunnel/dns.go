@@ -111,6 +111,8 @@ type forwarder struct {
 	log    *slog.Logger
 	udp    *dns.Client
 	tcp    *dns.Client
+	// upKey is the cache key's text for the node's upstreams.
+	upKey string
 
 	mu      sync.Mutex // guards servers
 	servers []*dns.Server
@@ -140,7 +142,7 @@ type cacheEntry struct {
 func newForwarder(cfg DNSConfig, g *grants, log *slog.Logger) *forwarder {
 	return &forwarder{cfg: cfg, grants: g, log: log.With("component", "dns"),
 		udp: &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: dns.DefaultMsgSize},
-		tcp: &dns.Client{Net: "tcp", Timeout: cfg.Timeout}, cache: map[cacheKey]cacheEntry{}}
+		tcp: &dns.Client{Net: "tcp", Timeout: cfg.Timeout}, cache: map[cacheKey]cacheEntry{}, upKey: fmt.Sprint(cfg.Upstreams)}
 }
 
 // cached returns a copy of a live cached answer with its TTLs reduced by
@@ -290,15 +292,16 @@ func (f *forwarder) resolve(src net.Addr, req *dns.Msg) *dns.Msg {
 	if !mine && f.cfg.RefuseOthers {
 		return fail(dns.RcodeRefused)
 	}
-	upstreams := f.cfg.Upstreams
+	upstreams, upKey := f.cfg.Upstreams, f.upKey
 	if mine && len(c.pol.DNS) > 0 {
 		upstreams = make([]netip.AddrPort, len(c.pol.DNS))
 		for i, a := range c.pol.DNS {
 			upstreams[i] = netip.AddrPortFrom(a, DNSPort)
 		}
+		upKey = fmt.Sprint(upstreams)
 	}
 	_, overTCP := src.(*net.TCPAddr)
-	key := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, upstreams: fmt.Sprint(upstreams)}
+	key := cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass, upstreams: upKey}
 	now := time.Now()
 	resp := f.cached(key, now)
 	if resp == nil {

@@ -150,6 +150,7 @@ func (g *grants) grant(src netip.Addr, name string, ans []answer) (int, error) {
 // number of addresses of a family the client has.
 func (g *grants) grantLocked(c *grantClient, name string, until map[netip.Addr]time.Time, now time.Time) ([]grantOp, int) {
 	var ops []grantOp
+	var rules []int // the client's host rules admitting name, found once
 	n := 0
 	for addr, t := range until {
 		client := c.v4
@@ -174,10 +175,46 @@ func (g *grants) grantLocked(c *grantClient, name string, until map[netip.Addr]t
 		if t.After(e.names[name]) {
 			e.names[name] = t
 		}
-		ops = append(ops, g.syncLocked(k, e, c, now)...)
 		n++
+		if e.pol != c.pol || e.version != c.pol.Version || e.profile != c.pol.Name {
+			ops = append(ops, g.syncLocked(k, e, c, now)...)
+			continue
+		}
+		if rules == nil {
+			rules = c.pol.hostRules(name)
+		}
+		ops = g.extendLocked(k, e, rules, t, now, ops)
 	}
 	return ops, n
+}
+
+// extendLocked is syncLocked for one more answer to an entry already in
+// line with the client's policy: only the elements of the pieces of the
+// answered name's rules can change, each to the answer's expiry t when
+// its element is gone or t extends it by more than half the grace. (The
+// other names' answers cannot ask for more: each left its pieces' elements
+// at most half the grace short of it, so an element the new answer
+// extends by more than that ends with the new answer.) It costs the
+// pieces of one name instead of every name the destination ever answered
+// for: many names behind one load balancer share an entry.
+func (g *grants) extendLocked(k grantKey, e *grantEntry, rules []int, t, now time.Time, ops []grantOp) []grantOp {
+	v6 := k.dst.Is6()
+	pieces := e.pol.Hosts4
+	if v6 {
+		pieces = e.pol.Hosts6
+	}
+	for _, p := range pieces {
+		if !intersects(p.rules, rules) {
+			continue
+		}
+		if have, ok := e.elems[p.svc]; ok && have.After(now) && !have.Before(t.Add(-g.grace/2)) {
+			continue
+		}
+		start, end := grantElem(k.client, k.dst, p.svc)
+		ops = append(ops, grantOp{v6: v6, start: start, end: end, timeout: t.Sub(now)})
+		e.elems[p.svc] = t
+	}
+	return ops
 }
 
 // syncLocked brings one entry's elements in line with its names under the
@@ -197,6 +234,8 @@ func (g *grants) syncLocked(k grantKey, e *grantEntry, c *grantClient, now time.
 		e.peer, e.profile, e.version, e.pol = c.peer, c.pol.Name, c.pol.Version, c.pol
 	case c.pol.Version != e.version || c.pol.Name != e.profile:
 		e.profile, e.version, e.pol = c.pol.Name, c.pol.Version, c.pol
+	default:
+		e.pol = c.pol // the same version, compiled again
 	}
 	want := map[svc]time.Time{}
 	if c != nil && len(e.names) > 0 {

@@ -1,9 +1,13 @@
 package tunnel
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -146,5 +150,118 @@ func TestGrantExpiredElementWrittenAgain(t *testing.T) {
 	ops, _ := g.grantLocked(c, "db.prod.internal", map[netip.Addr]time.Time{dst: now.Add(10 * time.Second)}, now)
 	if len(ops) != 1 || ops[0].del || ops[0].timeout != 10*time.Second {
 		t.Errorf("an answer after the element expired wrote %+v; want it added again for 10s", ops)
+	}
+}
+
+// TestGrantExtendMatchesSync checks the per-answer shortcut (extendLocked)
+// against the full recomputation (syncLocked) over random answers: names
+// of overlapping rules answered with a few shared addresses, TTLs and
+// clock steps at random. After every answer both must leave the same live
+// elements with the same expiries for the pieces the answered name's rules
+// admit, and write the same additions there; the shortcut leaves the other
+// pieces as they were. (The full recomputation also re-adds another name's
+// element that expired within the half grace its last refresh was allowed
+// to fall short by; that name's answer is then past its TTL, and its next
+// answer grants it again.)
+func TestGrantExtendMatchesSync(t *testing.T) {
+	rng := rand.New(rand.NewPCG(18, 5))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w := &grantWriter{reqs: make(chan grantReq, 16), stopped: make(chan struct{})}
+	g := newGrants(w, 30*time.Second, time.Minute, log)
+	pol := compile(profiles.Profile{Name: "eng", Version: 1, Rules: []profiles.Rule{
+		{Host: "*.svc.example.com", Protocol: "tcp", Ports: []profiles.PortRange{{From: 443, To: 443}}},
+		{Host: "db.svc.example.com", Protocol: "tcp", Ports: []profiles.PortRange{{From: 400, To: 5432}}},
+		{Host: "db.svc.example.com", Protocol: "udp"},
+		{Host: "api.svc.example.com", Protocol: "tcp", Ports: []profiles.PortRange{{From: 8000, To: 9000}}},
+	}})
+	client := netip.MustParseAddr("100.64.0.11")
+	c := &grantClient{peer: "p1", v4: client, pol: &pol}
+	names := []string{"db.svc.example.com", "api.svc.example.com", "a.svc.example.com", "b.svc.example.com"}
+	dsts := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")}
+	clone := func(src map[grantKey]*grantEntry) map[grantKey]*grantEntry {
+		out := map[grantKey]*grantEntry{}
+		for k, e := range src {
+			c := *e
+			c.names, c.elems = maps.Clone(e.names), maps.Clone(e.elems)
+			out[k] = &c
+		}
+		return out
+	}
+	for step := range 5000 {
+		now = now.Add(time.Duration(rng.IntN(20)) * time.Second)
+		name := names[rng.IntN(len(names))]
+		until := map[netip.Addr]time.Time{}
+		for range 1 + rng.IntN(2) {
+			until[dsts[rng.IntN(len(dsts))]] = now.Add(time.Duration(rng.IntN(90))*time.Second + g.grace)
+		}
+		// The reference: every touched entry recomputed in full.
+		before := clone(g.entries)
+		ref := &grants{grace: g.grace, retain: g.retain, entries: clone(g.entries)}
+		rules := pol.hostRules(name)
+		mine := map[svc]bool{}
+		for _, p := range pol.Hosts4 {
+			if intersects(p.rules, rules) {
+				mine[p.svc] = true
+			}
+		}
+		adds := func(ops []grantOp) []string {
+			var out []string
+			for _, op := range ops {
+				if op.del {
+					continue
+				}
+				for s := range mine {
+					if start, _ := grantElem(client, netip.AddrFrom4([4]byte(op.start[4:8])), s); string(start) == string(op.start) {
+						out = append(out, fmt.Sprintf("%x-%x %v", op.start, op.end, op.timeout))
+					}
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		var refOps []grantOp
+		for addr, u := range until {
+			k := grantKey{client, addr}
+			e := ref.entries[k]
+			if e == nil {
+				e = &grantEntry{peer: c.peer, profile: pol.Name, version: pol.Version, pol: &pol,
+					names: map[string]time.Time{}, elems: map[svc]time.Time{}}
+				ref.entries[k] = e
+			}
+			if u.After(e.names[name]) {
+				e.names[name] = u
+			}
+			refOps = append(refOps, ref.syncLocked(k, e, c, now)...)
+		}
+		ops, _ := g.grantLocked(c, name, until, now)
+		if a, b := adds(ops), adds(refOps); !slices.Equal(a, b) {
+			t.Fatalf("step %d (%s at %v): additions %v, the full recomputation %v", step, name, until, a, b)
+		}
+		for k, re := range ref.entries {
+			e := g.entries[k]
+			for s, exp := range re.elems {
+				if mine[s] && exp.After(now) && (e == nil || !e.elems[s].Equal(exp)) {
+					t.Fatalf("step %d: %v %+v: expiry %v, the full recomputation %v", step, k.dst, s, e.elems[s], exp)
+				}
+			}
+		}
+		for k, e := range g.entries {
+			for s, exp := range e.elems {
+				if !exp.After(now) {
+					continue
+				}
+				if mine[s] {
+					if re := ref.entries[k]; re == nil || !re.elems[s].Equal(exp) {
+						t.Fatalf("step %d: %v %+v: live element %v the full recomputation lacks", step, k.dst, s, exp)
+					}
+				} else if b := before[k]; b == nil || !b.elems[s].Equal(exp) {
+					t.Fatalf("step %d: %v %+v: an answer for %s changed another rule's element to %v", step, k.dst, s, name, exp)
+				}
+			}
+		}
+		if rng.IntN(50) == 0 {
+			g.expire()
+		}
 	}
 }
