@@ -191,8 +191,16 @@ func (m *MFA) event(ctx context.Context, id Identity, src Source, action, method
 	if details == nil {
 		details = map[string]string{}
 	}
+	return recordEvent(ctx, m.rec, mfaEvent(id, src, action, method, outcome, reason, details))
+}
+
+// mfaEvent returns an auth.mfa event.
+func mfaEvent(id Identity, src Source, action, method string, outcome audit.Outcome, reason string, details map[string]string) audit.Event {
+	if details == nil {
+		details = map[string]string{}
+	}
 	details["method"] = method
-	return recordEvent(ctx, m.rec, audit.Event{
+	return audit.Event{
 		Type:    audit.TypeMFA,
 		Action:  action,
 		Actor:   identityActor(id),
@@ -201,7 +209,7 @@ func (m *MFA) event(ctx context.Context, id Identity, src Source, action, method
 		Outcome: outcome,
 		Reason:  reason,
 		Details: details,
-	})
+	}
 }
 
 // Enrolled reports whether userID has a confirmed TOTP, reading
@@ -467,10 +475,11 @@ func (m *MFA) Reset(ctx context.Context, userID string, actor audit.Actor, src S
 		e.Outcome, e.Reason = audit.Failure, ReasonNotEnrolled
 		return failWith(ErrNotEnrolled, recordEvent(ctx, m.rec, e))
 	}
-	if _, err := m.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.DeletePrefix(mfaPrefix(userID))}}); err != nil {
+	// The reset and its record commit together or not at all.
+	e.Outcome = audit.Success
+	if _, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Ops: []cluster.Op{cluster.DeletePrefix(mfaPrefix(userID))}}, e); err != nil {
 		return fmt.Errorf("resetting MFA: %w", err)
 	}
 	m.log.Info("mfa reset", "user", userID, "actor", actor.UserID)
-	e.Outcome = audit.Success
-	return recordEvent(ctx, m.rec, e)
+	return nil
 }
