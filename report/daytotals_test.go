@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +30,8 @@ func randomTraffic(t testing.TB, seed uint64, n int) *memJournal {
 		switch rnd.IntN(10) {
 		case 0:
 			e.Actor.Email = u + "@other.example"
+		case 2:
+			e.Actor.Email = u + "@\u212a.example" // KELVIN SIGN: equal to k under case folding
 		case 1:
 			e.Actor, e.Target.User, e.Target.Device, e.Source.Addr = audit.Actor{}, "", "", "192.0.2.7"
 		}
@@ -112,6 +115,11 @@ func TestTrafficTotalsMatchKeys(t *testing.T) {
 			{Since: day.Add(2 * 24 * time.Hour), Until: day.Add(5 * 24 * time.Hour), By: "day"},
 			{Since: day.Add(26 * time.Hour), Until: day.Add(5*24*time.Hour + 7*time.Hour), By: "day"},
 			{Since: day.Add(3 * 24 * time.Hour), Until: day.Add(4 * 24 * time.Hour), By: "hour"},
+			{User: "u3", Since: day.Add(-24 * time.Hour), Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "U5@OTHER.example", Since: day.Add(26 * time.Hour), Until: day.Add(9*24*time.Hour + 7*time.Hour), By: "day"},
+			{User: "u7@K.EXAMPLE", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "u2@example.com", Profile: "p1", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "nobody", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
 		} {
 			for _, n := range []int{3, 1000} {
 				fast, err := r.Traffic(ctx, q, n)
@@ -125,7 +133,13 @@ func TestTrafficTotalsMatchKeys(t *testing.T) {
 				if !reflect.DeepEqual(fast, slow) {
 					t.Errorf("seed %d, %s..%s by %s, top %d: the daily totals give\n%+v\nevery key gives\n%+v", seed, q.Since, q.Until, q.By, n, fast, slow)
 				}
-				if len(fast.Denials) == 0 || fast.Empty {
+				if q.User == "nobody" {
+					if !fast.Empty {
+						t.Errorf("seed %d: a user without traffic has some", seed)
+					}
+					continue
+				}
+				if fast.Empty || (q.User == "" && len(fast.Denials) == 0) {
 					t.Errorf("seed %d, %+v: no denials or empty: the journal has both", seed, q)
 				}
 			}
@@ -180,6 +194,22 @@ func TestAccessMatchesMap(t *testing.T) {
 			}
 			if q.User == "" && want.Total < 2 {
 				t.Errorf("seed %d, %+v: %d rows: the journal is too small to show anything", seed, q, want.Total)
+			}
+		}
+	}
+}
+
+// TestFoldCase: two strings fold alike exactly when bytes.EqualFold says
+// they are equal (the user filter's email match), with letters whose case
+// folding leaves ASCII and invalid UTF-8.
+func TestFoldCase(t *testing.T) {
+	words := []string{"", "k", "K", "\u212a", "s", "S", "\u017f", "\u00df", "\u1e9e", "ss", "\u03c3", "\u03a3", "\u03c2",
+		"\xff", "\xfe", "\ufffd", "alice@example.com", "ALICE@Example.COM", "alice@example.co", "a\u212az", "akz", "AKZ"}
+	for _, a := range words {
+		for _, b := range words {
+			fa, fb := foldCase(nil, []byte(a)), foldCase(nil, []byte(b))
+			if got, want := string(fa) == string(fb), bytes.EqualFold([]byte(a), []byte(b)); got != want {
+				t.Errorf("%q, %q: folded alike %v, EqualFold %v", a, b, got, want)
 			}
 		}
 	}

@@ -61,7 +61,8 @@ type TrafficSummary struct {
 // each list. It keeps one total per period, user and service rather than
 // one row per period, user and service. A query by day without filters
 // reads the daily totals (daytotals.go) for whole days, a few rows a user
-// a day; one with filters reads each bucket key of the range once.
+// a day; one by day for a user reads only that user's daily keys, found
+// through the totals; others read each bucket key of the range once.
 func (r *Rollup) Traffic(ctx context.Context, q AccessQuery, n int) (TrafficSummary, error) {
 	return r.traffic(ctx, q, n, true)
 }
@@ -85,6 +86,10 @@ func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bo
 		a.sum.Series = append(a.sum.Series, TrafficPoint{Period: t})
 	}
 	totals := useTotals && q.By == "day" && q.User == "" && q.Profile == "" && !q.Dst.IsValid() && q.Port == 0 && q.Protocol == ""
+	// A query of one user reads, for whole days, only the daily keys of
+	// the users the daily totals name (by ID or email).
+	oneUser := useTotals && q.By == "day" && q.User != ""
+	var users [][]byte
 	var cur cursor
 	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -102,6 +107,17 @@ func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bo
 			prefix = dayPrefix(prefix, t.Unix())
 			if day && totals {
 				scanDayTotals(tx, prefix, a.addTotal)
+				return
+			}
+			if day && oneUser {
+				users = usersOnDay(tx, prefix, q.User, users[:0])
+				c := days.Cursor()
+				for _, u := range users {
+					up := append(append(prefix[:8:8], u...), 0)
+					for k, v := c.Seek(up); k != nil && bytes.HasPrefix(k, up); k, v = c.Next() {
+						a.addKey(k, v)
+					}
+				}
 				return
 			}
 			b := hours
