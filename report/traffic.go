@@ -106,7 +106,7 @@ func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bo
 			a.period(t)
 			prefix = dayPrefix(prefix, t.Unix())
 			if day && totals {
-				scanDayTotals(tx, prefix, a.addTotal)
+				scanDayTotals(tx, prefix, []byte{totalDenial, totalService, totalUser}, a.addTotal)
 				return
 			}
 			if day && oneUser {
