@@ -354,16 +354,15 @@ func (m *MFA) ConfirmEnroll(ctx context.Context, id Identity, code string, src S
 		for _, h := range hashes {
 			ops = append(ops, cluster.Put(recoveryPrefix(id.UserID)+h, encodeRecord(&recoveryRecord{V: recordVersion, Created: now})))
 		}
-		res, err := m.store.Txn(ctx, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops})
+		// The enrollment and its record commit together or not at all.
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops},
+			mfaEvent(id, src, ActionEnroll, MethodTOTP, audit.Success, "", nil))
 		if err != nil {
 			return nil, fmt.Errorf("confirming enrollment: %w", err)
 		}
 		if !res.Succeeded {
 			r.conflict()
 			continue
-		}
-		if err := m.event(ctx, id, src, ActionEnroll, MethodTOTP, audit.Success, "", nil); err != nil {
-			return nil, err
 		}
 		return codes, nil
 	}
@@ -442,7 +441,9 @@ func (m *MFA) Verify(ctx context.Context, id Identity, code string, src Source) 
 		if st.lockVer != 0 {
 			ops = append(ops, cluster.Delete(lockKey(id.UserID)))
 		}
-		res, err := m.store.Txn(ctx, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops})
+		// The spent step and its record commit together or not at all.
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops},
+			mfaEvent(id, src, ActionVerify, MethodTOTP, audit.Success, "", nil))
 		if err != nil {
 			return fmt.Errorf("accepting code: %w", err)
 		}
@@ -453,7 +454,7 @@ func (m *MFA) Verify(ctx context.Context, id Identity, code string, src Source) 
 			r.conflict()
 			continue
 		}
-		return m.event(ctx, id, src, ActionVerify, MethodTOTP, audit.Success, "", nil)
+		return nil
 	}
 	return fmt.Errorf("verifying code for %q: %w", id.UserID, ErrContended)
 }
