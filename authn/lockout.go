@@ -43,16 +43,19 @@ func (r lockRecord) afterFailure(now time.Time) (next lockRecord, starts bool) {
 }
 
 // recordFailure adds one failure to userID's count by compare-and-swap,
-// starting from the record cur at version ver as already read. It returns
-// the record written and whether this failure started the lock.
-func (m *MFA) recordFailure(ctx context.Context, userID string, cur lockRecord, ver uint64, now time.Time) (lockRecord, bool, error) {
+// starting from the record cur at version ver as already read, with the
+// audit events that events returns for the count written, in the same
+// transaction. It returns the record written and whether this failure
+// started the lock.
+func (m *MFA) recordFailure(ctx context.Context, userID string, cur lockRecord, ver uint64, now time.Time,
+	events func(next lockRecord, starts bool) []audit.Event) (lockRecord, bool, error) {
 	key := lockKey(userID)
 	for range maxCASAttempts {
 		next, starts := cur.afterFailure(now)
-		res, err := m.store.Txn(ctx, cluster.Txn{
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{
 			Compares: []cluster.Compare{cluster.IfVersion(key, ver)},
 			Ops:      []cluster.Op{cluster.Put(key, encodeRecord(&next))},
-		})
+		}, events(next, starts)...)
 		if err != nil {
 			return lockRecord{}, false, fmt.Errorf("recording failed code: %w", err)
 		}
@@ -75,31 +78,36 @@ func (m *MFA) recordFailure(ctx context.Context, userID string, cur lockRecord, 
 // auth.mfa (failure, wrong code) and, if this failure starts the lock,
 // auth.lockout. It returns ErrBadCode, joined with any error on the way.
 func (m *MFA) fail(ctx context.Context, id Identity, src Source, st *mfaState, now time.Time, action, method string) error {
-	next, starts, err := m.recordFailure(ctx, id.UserID, st.lock, st.lockVer, now)
+	// The count, the failure's record and a lock's record commit together.
+	next, starts, err := m.recordFailure(ctx, id.UserID, st.lock, st.lockVer, now, func(next lockRecord, starts bool) []audit.Event {
+		evs := []audit.Event{mfaEvent(id, src, action, method, audit.Failure, ReasonWrongCode,
+			map[string]string{"failures": strconv.Itoa(next.Failures)})}
+		if starts {
+			evs = append(evs, audit.Event{
+				Type:    audit.TypeLockout,
+				Actor:   identityActor(id),
+				Source:  auditSource(src),
+				Target:  audit.Target{User: id.UserID},
+				Outcome: audit.Failure,
+				Reason:  ReasonTooManyFailures,
+				Details: map[string]string{
+					"failures":     strconv.Itoa(next.Failures),
+					"locked_until": next.LockedUntil.Format(time.RFC3339),
+				},
+			})
+		}
+		return evs
+	})
 	if err != nil {
-		// The code was wrong either way; the count could not be kept.
+		// The code was wrong either way; the count could not be kept (nor
+		// its record): the attempt is recorded on its own.
 		auditErr := m.event(ctx, id, src, action, method, audit.Failure, ReasonWrongCode, nil)
 		return failWith(ErrBadCode, failWith(err, auditErr))
 	}
-	auditErr := m.event(ctx, id, src, action, method, audit.Failure, ReasonWrongCode,
-		map[string]string{"failures": strconv.Itoa(next.Failures)})
 	if starts {
 		m.log.Warn("mfa lockout", "user", id.UserID, "until", next.LockedUntil, "src", src.Addr)
-		lockErr := recordEvent(ctx, m.rec, audit.Event{
-			Type:    audit.TypeLockout,
-			Actor:   identityActor(id),
-			Source:  auditSource(src),
-			Target:  audit.Target{User: id.UserID},
-			Outcome: audit.Failure,
-			Reason:  ReasonTooManyFailures,
-			Details: map[string]string{
-				"failures":     strconv.Itoa(next.Failures),
-				"locked_until": next.LockedUntil.Format(time.RFC3339),
-			},
-		})
-		auditErr = failWith(auditErr, lockErr)
 	}
-	return failWith(ErrBadCode, auditErr)
+	return ErrBadCode
 }
 
 // refuseLocked records an attempt refused because the user is locked out.
@@ -142,11 +150,13 @@ func (m *MFA) Unlock(ctx context.Context, userID string, actor audit.Actor, src 
 	if err := checkUserID(userID); err != nil {
 		return err
 	}
-	if _, err := m.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.Delete(lockKey(userID))}}); err != nil {
+	// The unlock and its record commit together or not at all.
+	if _, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Ops: []cluster.Op{cluster.Delete(lockKey(userID))}},
+		audit.Event{Type: audit.TypeLockout, Action: ActionUnlock, Actor: actor,
+			Source: auditSource(src), Target: audit.Target{User: userID}, Outcome: audit.Success}); err != nil {
 		return fmt.Errorf("clearing lockout: %w", err)
 	}
-	return recordEvent(ctx, m.rec, audit.Event{Type: audit.TypeLockout, Action: ActionUnlock, Actor: actor,
-		Source: auditSource(src), Target: audit.Target{User: userID}, Outcome: audit.Success})
+	return nil
 }
 
 // ActionUnlock marks an administrator ending a lockout.

@@ -191,8 +191,16 @@ func (m *MFA) event(ctx context.Context, id Identity, src Source, action, method
 	if details == nil {
 		details = map[string]string{}
 	}
+	return recordEvent(ctx, m.rec, mfaEvent(id, src, action, method, outcome, reason, details))
+}
+
+// mfaEvent returns an auth.mfa event.
+func mfaEvent(id Identity, src Source, action, method string, outcome audit.Outcome, reason string, details map[string]string) audit.Event {
+	if details == nil {
+		details = map[string]string{}
+	}
 	details["method"] = method
-	return recordEvent(ctx, m.rec, audit.Event{
+	return audit.Event{
 		Type:    audit.TypeMFA,
 		Action:  action,
 		Actor:   identityActor(id),
@@ -201,7 +209,7 @@ func (m *MFA) event(ctx context.Context, id Identity, src Source, action, method
 		Outcome: outcome,
 		Reason:  reason,
 		Details: details,
-	})
+	}
 }
 
 // Enrolled reports whether userID has a confirmed TOTP, reading
@@ -346,16 +354,15 @@ func (m *MFA) ConfirmEnroll(ctx context.Context, id Identity, code string, src S
 		for _, h := range hashes {
 			ops = append(ops, cluster.Put(recoveryPrefix(id.UserID)+h, encodeRecord(&recoveryRecord{V: recordVersion, Created: now})))
 		}
-		res, err := m.store.Txn(ctx, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops})
+		// The enrollment and its record commit together or not at all.
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops},
+			mfaEvent(id, src, ActionEnroll, MethodTOTP, audit.Success, "", nil))
 		if err != nil {
 			return nil, fmt.Errorf("confirming enrollment: %w", err)
 		}
 		if !res.Succeeded {
 			r.conflict()
 			continue
-		}
-		if err := m.event(ctx, id, src, ActionEnroll, MethodTOTP, audit.Success, "", nil); err != nil {
-			return nil, err
 		}
 		return codes, nil
 	}
@@ -434,7 +441,9 @@ func (m *MFA) Verify(ctx context.Context, id Identity, code string, src Source) 
 		if st.lockVer != 0 {
 			ops = append(ops, cluster.Delete(lockKey(id.UserID)))
 		}
-		res, err := m.store.Txn(ctx, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops})
+		// The spent step and its record commit together or not at all.
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Compares: st.guards(id.UserID), Ops: ops},
+			mfaEvent(id, src, ActionVerify, MethodTOTP, audit.Success, "", nil))
 		if err != nil {
 			return fmt.Errorf("accepting code: %w", err)
 		}
@@ -445,7 +454,7 @@ func (m *MFA) Verify(ctx context.Context, id Identity, code string, src Source) 
 			r.conflict()
 			continue
 		}
-		return m.event(ctx, id, src, ActionVerify, MethodTOTP, audit.Success, "", nil)
+		return nil
 	}
 	return fmt.Errorf("verifying code for %q: %w", id.UserID, ErrContended)
 }
@@ -467,10 +476,11 @@ func (m *MFA) Reset(ctx context.Context, userID string, actor audit.Actor, src S
 		e.Outcome, e.Reason = audit.Failure, ReasonNotEnrolled
 		return failWith(ErrNotEnrolled, recordEvent(ctx, m.rec, e))
 	}
-	if _, err := m.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.DeletePrefix(mfaPrefix(userID))}}); err != nil {
+	// The reset and its record commit together or not at all.
+	e.Outcome = audit.Success
+	if _, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{Ops: []cluster.Op{cluster.DeletePrefix(mfaPrefix(userID))}}, e); err != nil {
 		return fmt.Errorf("resetting MFA: %w", err)
 	}
 	m.log.Info("mfa reset", "user", userID, "actor", actor.UserID)
-	e.Outcome = audit.Success
-	return recordEvent(ctx, m.rec, e)
+	return nil
 }

@@ -135,14 +135,15 @@ func (m *MFA) VerifyRecovery(ctx context.Context, id Identity, code string, src 
 		if st.lockVer != 0 {
 			ops = append(ops, cluster.Delete(lockKey(id.UserID)))
 		}
-		res, err := m.store.Txn(ctx, cluster.Txn{
+		// The spent code and its record commit together or not at all.
+		res, err := audit.Commit(ctx, m.store, m.rec, cluster.Txn{
 			Compares: []cluster.Compare{
 				cluster.IfVersion(key, entry.ver),
 				cluster.IfVersion(totpKey(id.UserID), st.totpVer),
 				cluster.IfVersion(lockKey(id.UserID), st.lockVer),
 			},
 			Ops: ops,
-		})
+		}, mfaEvent(id, src, ActionVerify, MethodRecovery, audit.Success, "", nil))
 		if err != nil {
 			return fmt.Errorf("spending recovery code: %w", err)
 		}
@@ -151,7 +152,7 @@ func (m *MFA) VerifyRecovery(ctx context.Context, id Identity, code string, src 
 			continue
 		}
 		m.log.Info("recovery code used", "user", id.UserID)
-		return m.event(ctx, id, src, ActionVerify, MethodRecovery, audit.Success, "", nil)
+		return nil
 	}
 	return fmt.Errorf("verifying recovery code for %q: %w", id.UserID, ErrContended)
 }

@@ -185,7 +185,11 @@ func (s *Sessions) Create(ctx context.Context, id Identity, mfaMethod string, sr
 			Expires: now.Add(s.lifetime), LastSeen: now, SourceIP: src.Addr, UserAgent: src.UserAgent,
 		}
 		ref := sessionRef{V: recordVersion, Hash: tok.Hash(), UserID: id.UserID}
-		res, err := s.store.Txn(ctx, cluster.Txn{
+		// The session and its record commit together or not at all: a
+		// sign-in that left no audit record must not stand.
+		ev := e
+		ev.Outcome, ev.Actor.Session, ev.Actor.Role = audit.Success, sid, sess.Role
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{
 				// A disable committed since the read makes this retry (and refuse).
 				cluster.IfVersion(userKey(id.UserID), userVer),
@@ -198,21 +202,21 @@ func (s *Sessions) Create(ctx context.Context, id Identity, mfaMethod string, sr
 				cluster.Put(userSessionKey(id.UserID, sid), encodeRecord(&ref)),
 				cluster.Put(sessionGenKey(id.UserID), []byte(`{"v":1}`)),
 			},
-		})
+		}, ev)
+		if err != nil && res.Succeeded {
+			// Only a Recorder that is no audit.Journaler (a test double)
+			// commits before it records: take the session back.
+			if _, derr := s.store.Txn(ctx, cluster.Txn{Ops: deleteSessionOps(ref, sid)}); derr != nil {
+				err = errors.Join(err, fmt.Errorf("removing unrecorded session: %w", derr))
+			}
+			return "", Session{}, err
+		}
 		if err != nil {
 			return "", Session{}, fmt.Errorf("storing session: %w", err)
 		}
 		if !res.Succeeded {
 			r.conflict()
 			continue
-		}
-		e.Outcome, e.Actor.Session, e.Actor.Role = audit.Success, sid, sess.Role
-		if err := recordEvent(ctx, s.rec, e); err != nil {
-			// A sign-in that left no audit record must not stand.
-			if _, derr := s.store.Txn(ctx, cluster.Txn{Ops: deleteSessionOps(ref, sid)}); derr != nil {
-				err = errors.Join(err, fmt.Errorf("removing unrecorded session: %w", derr))
-			}
-			return "", Session{}, err
 		}
 		return tok, sess, nil
 	}
@@ -322,21 +326,22 @@ func (s *Sessions) Revoke(ctx context.Context, sessionID string, actor audit.Act
 			e.Outcome, e.Reason = audit.Failure, ReasonUnknownSession
 			return failWith(ErrUnknownSession, recordEvent(ctx, s.rec, e))
 		}
-		res, err := s.store.Txn(ctx, cluster.Txn{
+		ev := e
+		if actor.UserID == ref.UserID {
+			ev.Type, ev.Action = audit.TypeLogout, ""
+		}
+		ev.Target.User, ev.Outcome = ref.UserID, audit.Success
+		// The revocation and its record commit together or not at all.
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{cluster.IfVersion(key, ver)},
 			Ops:      deleteSessionOps(ref, sessionID),
-		})
+		}, ev)
 		if err != nil {
 			return fmt.Errorf("revoking session: %w", err)
 		}
-		if !res.Succeeded {
-			continue
+		if res.Succeeded {
+			return nil
 		}
-		if actor.UserID == ref.UserID {
-			e.Type, e.Action = audit.TypeLogout, ""
-		}
-		e.Target.User, e.Outcome = ref.UserID, audit.Success
-		return recordEvent(ctx, s.rec, e)
 	}
 	return fmt.Errorf("revoking session %s: %w", sessionID, ErrContended)
 }
@@ -391,19 +396,18 @@ func (s *Sessions) RevokeUser(ctx context.Context, userID string, actor audit.Ac
 		if err != nil {
 			return err
 		}
-		if len(end.ops) > 0 {
-			res, err := s.store.Txn(ctx, cluster.Txn{Compares: end.compares, Ops: end.ops})
-			if err != nil {
-				return fmt.Errorf("revoking sessions: %w", err)
-			}
-			if !res.Succeeded {
-				continue
-			}
-		}
-		return recordEvent(ctx, s.rec, audit.Event{
+		// The revocation and its record commit together or not at all
+		// (with no session to end, the record alone, while there is none).
+		res, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{Compares: end.compares, Ops: end.ops}, audit.Event{
 			Type: audit.TypeAdmin, Action: ActionRevoke, Actor: actor, Target: audit.Target{User: userID},
 			Outcome: audit.Success, Details: map[string]string{"sessions_ended": strconv.Itoa(end.count)},
 		})
+		if err != nil {
+			return fmt.Errorf("revoking sessions: %w", err)
+		}
+		if res.Succeeded {
+			return nil
+		}
 	}
 	return fmt.Errorf("revoking sessions of %q: %w", userID, ErrContended)
 }

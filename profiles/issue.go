@@ -83,17 +83,20 @@ func (s *Store) Issue(ctx context.Context, sess authn.Session, req IssueRequest)
 		if attempt > 0 {
 			c = cluster.Linearizable
 		}
-		peer, err := s.tryIssue(ctx, sess, req, prof, c)
+		// The peer and its peer.issue record commit together or not at all.
+		issued := func(peer *Peer) audit.Event {
+			return audit.Event{Type: audit.TypePeerIssue, Actor: actor, Source: req.Source,
+				Target:  audit.Target{Peer: peer.ID, Device: peer.Device, Profile: prof.Name, DstAddr: peer.Address.String()},
+				Outcome: audit.Success, PolicyVersion: prof.Version,
+				Details: map[string]string{"expires": peer.Expires.Format(time.RFC3339), "server_key": fmt.Sprint(req.ServerKey)}}
+		}
+		peer, err := s.tryIssue(ctx, sess, req, prof, c, issued)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return fail(err)
 		}
-		s.record(ctx, audit.Event{Type: audit.TypePeerIssue, Actor: actor, Source: req.Source,
-			Target:  audit.Target{Peer: peer.ID, Device: peer.Device, Profile: prof.Name, DstAddr: peer.Address.String()},
-			Outcome: audit.Success, PolicyVersion: prof.Version,
-			Details: map[string]string{"expires": peer.Expires.Format(time.RFC3339), "server_key": fmt.Sprint(req.ServerKey)}})
 		return peer, prof, nil
 	}
 	return fail(fmt.Errorf("%w: gave up after %d attempts", ErrConflict, maxIssueAttempts))
@@ -132,7 +135,8 @@ func (s *Store) choose(ctx context.Context, sess authn.Session, name string) (Pr
 	return Profile{}, fmt.Errorf("%w: profile %q is not assigned to %s", ErrNotAllowed, name, id.Display())
 }
 
-func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile, consistency cluster.Consistency) (Peer, error) {
+func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueRequest, prof Profile, consistency cluster.Consistency,
+	issued func(*Peer) audit.Event) (Peer, error) {
 	id := sess.Identity
 	now := s.now().UTC()
 	devKV, _, err := s.c.Get(ctx, devicesKey(id.UserID), consistency)
@@ -212,7 +216,7 @@ func (s *Store) tryIssue(ctx context.Context, sess authn.Session, req IssueReque
 		return Peer{}, err
 	}
 	txn.Ops = append(txn.Ops, cluster.Put(peerKey(peer.ID), peerData), cluster.Put(devicesKey(id.UserID), devData))
-	r, err := s.c.Txn(ctx, txn)
+	r, err := audit.Commit(ctx, s.c, s.rec, txn, issued(&peer))
 	if err != nil {
 		return Peer{}, err
 	}

@@ -122,17 +122,17 @@ func (s *Store) revoke(ctx context.Context, p Peer, version uint64, reason strin
 		if err != nil {
 			return false, err
 		}
-		r, err := s.c.Txn(ctx, cluster.Txn{
+		// The revocation and its record commit together or not at all.
+		r, err := audit.Commit(ctx, s.c, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{cluster.IfVersion(peerKey(p.ID), version)},
 			Ops:      []cluster.Op{cluster.Put(peerKey(p.ID), data)},
-		})
+		}, audit.Event{Type: audit.TypePeerRevoke, Actor: actor,
+			Target:  audit.Target{Peer: p.ID, Device: p.Device, Profile: p.Profile, User: p.UserID, DstAddr: p.Address.String()},
+			Outcome: audit.Success, Reason: reason, PolicyVersion: p.ProfileVersion})
 		if err != nil {
 			return false, err
 		}
 		if r.Succeeded {
-			s.record(ctx, audit.Event{Type: audit.TypePeerRevoke, Actor: actor,
-				Target:  audit.Target{Peer: p.ID, Device: p.Device, Profile: p.Profile, User: p.UserID, DstAddr: p.Address.String()},
-				Outcome: audit.Success, Reason: reason, PolicyVersion: p.ProfileVersion})
 			return true, nil
 		}
 		cur, kv, err := s.getPeer(ctx, p.ID)
@@ -246,17 +246,16 @@ func (s *Store) ClearRevocation(ctx context.Context, id string, actor audit.Acto
 		if err != nil {
 			return err
 		}
-		r, err := s.c.Txn(ctx, cluster.Txn{
+		r, err := audit.Commit(ctx, s.c, s.rec, cluster.Txn{
 			Compares: []cluster.Compare{cluster.IfVersion(peerKey(p.ID), kv.Version)},
 			Ops:      []cluster.Op{cluster.Put(peerKey(p.ID), data)},
-		})
+		}, audit.Event{Type: audit.TypePeerRevoke, Action: "peer.revocation.clear", Actor: actor,
+			Target:  audit.Target{Peer: p.ID, Device: p.Device, Profile: p.Profile, User: p.UserID},
+			Outcome: audit.Success, Reason: "an administrator cleared the revocation: the device may be reissued"})
 		if err != nil {
 			return err
 		}
 		if r.Succeeded {
-			s.record(ctx, audit.Event{Type: audit.TypePeerRevoke, Action: "peer.revocation.clear", Actor: actor,
-				Target:  audit.Target{Peer: p.ID, Device: p.Device, Profile: p.Profile, User: p.UserID},
-				Outcome: audit.Success, Reason: "an administrator cleared the revocation: the device may be reissued"})
 			return nil
 		}
 	}

@@ -34,6 +34,14 @@ type accessMerge struct {
 	dist  []int32      // a few rows' first keys
 	row   []*accessEnt // one row's keys
 	curs  []mergeCursor
+	seen  []seenKey // the current user's first distinct keys
+}
+
+// seenKey is a key the current user's keys were compared with: its bytes
+// after the period and its entry in ents (-1: not selected).
+type seenKey struct {
+	suffix []byte
+	ent    int32
 }
 
 // accessEnt is one bucket key selected by the query, in place.
@@ -42,6 +50,7 @@ type accessEnt struct {
 	port   uint16
 	v      []byte
 	lo, hi int32 // the row's key: rows[lo:hi]
+	same   int32 // the first key of the user equal to this one, or -1
 	row    int32 // the row's number among the user's (a few rows only)
 }
 
@@ -99,19 +108,45 @@ func (m *accessMerge) period(ctx context.Context, period time.Time, segs []segme
 		if !found {
 			return
 		}
-		m.ents, m.rows = m.ents[:0], m.rows[:0]
+		m.ents, m.rows, m.seen = m.ents[:0], m.rows[:0], m.seen[:0]
 		for i := range m.curs {
 			c := &m.curs[i]
 			for c.k != nil && bytes.Equal(c.user, user) {
-				if k, ok := viewKey(c.k); ok && m.q.matchView(&k) {
-					m.ents = append(m.ents, accessEnt{k: k, port: k.portNum(), v: c.v, lo: int32(len(m.rows))})
-					m.rows = rowKey(m.rows, &k)
-					m.ents[len(m.ents)-1].hi = int32(len(m.rows))
-				}
+				m.add(c.k, c.v)
 				c.set(c.c.Next())
 			}
 		}
 		m.user(period)
+	}
+}
+
+// seenKeys is how many of a user's distinct bucket keys add remembers.
+const seenKeys = 32
+
+// add adds a key of the current user, if the query selects it. The same
+// key in another bucket (the same traffic another day) is not split again:
+// its fields are the first one's.
+func (m *accessMerge) add(kb, v []byte) {
+	suffix := kb[8:] // without the period
+	for _, s := range m.seen {
+		if bytes.Equal(s.suffix, suffix) {
+			if s.ent >= 0 {
+				e := m.ents[s.ent]
+				e.v, e.same = v, s.ent
+				m.ents = append(m.ents, e)
+			}
+			return
+		}
+	}
+	ent := int32(-1)
+	if k, ok := viewKey(kb); ok && m.q.matchView(&k) {
+		ent = int32(len(m.ents))
+		lo := int32(len(m.rows))
+		m.rows = rowKey(m.rows, &k)
+		m.ents = append(m.ents, accessEnt{k: k, port: k.portNum(), v: v, lo: lo, hi: int32(len(m.rows)), same: -1})
+	}
+	if len(m.seen) < seenKeys {
+		m.seen = append(m.seen, seenKey{suffix, ent})
 	}
 }
 
@@ -145,6 +180,10 @@ func (m *accessMerge) user(period time.Time) {
 	few := true
 	for i := range ents {
 		e := &ents[i]
+		if e.same >= 0 {
+			e.row = ents[e.same].row
+			continue
+		}
 		e.row = -1
 		for r, first := range m.dist {
 			if bytes.Equal(rk(first), rk(int32(i))) {

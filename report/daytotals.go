@@ -3,6 +3,9 @@ package report
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -24,6 +27,9 @@ import (
 //	's' destination, protocol, port, profile: a service's traffic through a profile
 //	'd' user, destination, protocol, port, email: the daily keys of a user and
 //	    service that counted denied attempts
+//	'e' email case-folded (foldCase), user: the 'u' rows again, found by
+//	    email, so that a chart of one user finds the user's daily keys by
+//	    seeking instead of reading every key
 //
 // Values are counts, as in the buckets.
 var bucketDayTotal = []byte("daytotal")
@@ -32,6 +38,7 @@ const (
 	totalUser    = 'u'
 	totalService = 's'
 	totalDenial  = 'd'
+	totalEmail   = 'e'
 )
 
 // addDayTotals adds to acc (derived key to counts) the change of one daily
@@ -53,6 +60,7 @@ func addDayTotals(acc map[string]*counts, kb []byte, delta, old, cur counts) {
 	}
 	day := kb[:8]
 	add(totalKey(day, totalUser, k.user, k.email), delta)
+	add(totalKey(day, totalEmail, foldCase(nil, k.email), k.user), delta)
 	add(totalKey(day, totalService, k.dst, k.proto, k.port, k.profile), delta)
 	if cur.Denied > 0 {
 		c := delta
@@ -124,6 +132,8 @@ func viewTotal(b []byte) (totalView, bool) {
 		t.user, t.email = f[0], f[1]
 	case t.kind == totalService && n == 4:
 		t.dst, t.proto, t.port, t.profile = f[0], f[1], f[2], f[3]
+	case t.kind == totalEmail && n == 2:
+		t.email, t.user = f[0], f[1]
 	case t.kind == totalDenial && n == 5:
 		t.user, t.dst, t.proto, t.port, t.email = f[0], f[1], f[2], f[3], f[4]
 	default:
@@ -132,17 +142,57 @@ func viewTotal(b []byte) (totalView, bool) {
 	return t, true
 }
 
-// scanDayTotals calls fn for each daytotal row of the day starting at
-// day (unix seconds, big endian: the daily bucket's prefix).
-func scanDayTotals(tx *bolt.Tx, day []byte, fn func(t *totalView, v []byte)) {
+// scanDayTotals calls fn for each daytotal row of the given kinds of the
+// day starting at day (unix seconds, big endian: the daily bucket's
+// prefix).
+func scanDayTotals(tx *bolt.Tx, day []byte, kinds []byte, fn func(t *totalView, v []byte)) {
 	c := tx.Bucket(bucketDayTotal).Cursor()
 	var t totalView // one for the scan: fn must not keep it
 	var ok bool
-	for k, v := c.Seek(day); k != nil && bytes.HasPrefix(k, day); k, v = c.Next() {
-		if t, ok = viewTotal(k); ok {
-			fn(&t, v)
+	prefix := make([]byte, 0, 9)
+	for _, kind := range kinds {
+		prefix = append(append(prefix[:0], day...), kind)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if t, ok = viewTotal(k); ok {
+				fn(&t, v)
+			}
 		}
 	}
+}
+
+// foldCase appends s in a form in which two strings are equal exactly when
+// bytes.EqualFold says they are: each rune (an invalid byte as U+FFFD, as
+// EqualFold reads it) as the least rune of its simple case-folding orbit.
+func foldCase(b, s []byte) []byte {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRune(s)
+		s = s[n:]
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b = utf8.AppendRune(b, least)
+	}
+	return b
+}
+
+// usersOnDay appends to users, sorted and once each, the users with daily
+// keys on the day starting at day whose ID is user or whose email equals
+// it under case folding (AccessQuery's user filter).
+func usersOnDay(tx *bolt.Tx, day []byte, user string, users [][]byte) [][]byte {
+	c := tx.Bucket(bucketDayTotal).Cursor()
+	byID := totalKey(day, totalUser, []byte(user))
+	if k, _ := c.Seek(byID); k != nil && bytes.HasPrefix(k, byID) {
+		users = append(users, []byte(user))
+	}
+	byEmail := totalKey(day, totalEmail, foldCase(nil, []byte(user)))
+	for k, _ := c.Seek(byEmail); k != nil && bytes.HasPrefix(k, byEmail); k, _ = c.Next() {
+		if t, ok := viewTotal(k); ok {
+			users = append(users, t.user)
+		}
+	}
+	slices.SortFunc(users, bytes.Compare)
+	return slices.CompactFunc(users, bytes.Equal)
 }
 
 // dayPrefix is the bucket prefix of a period.

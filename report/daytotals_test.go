@@ -1,6 +1,8 @@
 package report
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +31,8 @@ func randomTraffic(t testing.TB, seed uint64, n int) *memJournal {
 		switch rnd.IntN(10) {
 		case 0:
 			e.Actor.Email = u + "@other.example"
+		case 2:
+			e.Actor.Email = u + "@\u212a.example" // KELVIN SIGN: equal to k under case folding
 		case 1:
 			e.Actor, e.Target.User, e.Target.Device, e.Source.Addr = audit.Actor{}, "", "", "192.0.2.7"
 		}
@@ -112,6 +116,11 @@ func TestTrafficTotalsMatchKeys(t *testing.T) {
 			{Since: day.Add(2 * 24 * time.Hour), Until: day.Add(5 * 24 * time.Hour), By: "day"},
 			{Since: day.Add(26 * time.Hour), Until: day.Add(5*24*time.Hour + 7*time.Hour), By: "day"},
 			{Since: day.Add(3 * 24 * time.Hour), Until: day.Add(4 * 24 * time.Hour), By: "hour"},
+			{User: "u3", Since: day.Add(-24 * time.Hour), Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "U5@OTHER.example", Since: day.Add(26 * time.Hour), Until: day.Add(9*24*time.Hour + 7*time.Hour), By: "day"},
+			{User: "u7@K.EXAMPLE", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "u2@example.com", Profile: "p1", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
+			{User: "nobody", Since: day, Until: day.Add(12 * 24 * time.Hour), By: "day"},
 		} {
 			for _, n := range []int{3, 1000} {
 				fast, err := r.Traffic(ctx, q, n)
@@ -125,7 +134,13 @@ func TestTrafficTotalsMatchKeys(t *testing.T) {
 				if !reflect.DeepEqual(fast, slow) {
 					t.Errorf("seed %d, %s..%s by %s, top %d: the daily totals give\n%+v\nevery key gives\n%+v", seed, q.Since, q.Until, q.By, n, fast, slow)
 				}
-				if len(fast.Denials) == 0 || fast.Empty {
+				if q.User == "nobody" {
+					if !fast.Empty {
+						t.Errorf("seed %d: a user without traffic has some", seed)
+					}
+					continue
+				}
+				if fast.Empty || (q.User == "" && len(fast.Denials) == 0) {
 					t.Errorf("seed %d, %+v: no denials or empty: the journal has both", seed, q)
 				}
 			}
@@ -181,6 +196,52 @@ func TestAccessMatchesMap(t *testing.T) {
 			if q.User == "" && want.Total < 2 {
 				t.Errorf("seed %d, %+v: %d rows: the journal is too small to show anything", seed, q, want.Total)
 			}
+		}
+	}
+}
+
+// TestFoldCase: two strings fold alike exactly when bytes.EqualFold says
+// they are equal (the user filter's email match), with letters whose case
+// folding leaves ASCII and invalid UTF-8.
+func TestFoldCase(t *testing.T) {
+	words := []string{"", "k", "K", "\u212a", "s", "S", "\u017f", "\u00df", "\u1e9e", "ss", "\u03c3", "\u03a3", "\u03c2",
+		"\xff", "\xfe", "\ufffd", "alice@example.com", "ALICE@Example.COM", "alice@example.co", "a\u212az", "akz", "AKZ"}
+	for _, a := range words {
+		for _, b := range words {
+			fa, fb := foldCase(nil, []byte(a)), foldCase(nil, []byte(b))
+			if got, want := string(fa) == string(fb), bytes.EqualFold([]byte(a), []byte(b)); got != want {
+				t.Errorf("%q, %q: folded alike %v, EqualFold %v", a, b, got, want)
+			}
+		}
+	}
+}
+
+// TestTopTalkers: the top n kept while reading are the first n of all the
+// talkers sorted, ties (equal bytes) broken by email, user and service.
+func TestTopTalkers(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 7))
+	m := map[string]*Talker{}
+	for i := range 500 {
+		tk := &Talker{User: fmt.Sprintf("u%d", rnd.IntN(400)), Dst: fmt.Sprintf("10.0.0.%d", rnd.IntN(4)), Port: uint16(rnd.IntN(3)), BytesIn: uint64(rnd.IntN(20))}
+		if i%3 == 0 {
+			tk.Email = fmt.Sprintf("e%d@example.com", rnd.IntN(50))
+		}
+		m[tk.User+" "+tk.Dst+" "+fmt.Sprint(tk.Port)] = tk
+	}
+	bytesOf := func(t *Talker) uint64 { return t.BytesIn }
+	all := topTalkers(m, len(m), bytesOf)
+	if len(all) != len(m) {
+		t.Fatalf("%d of %d talkers", len(all), len(m))
+	}
+	for i := 1; i < len(all); i++ {
+		a, b := all[i-1], all[i]
+		if a.BytesIn < b.BytesIn || a.BytesIn == b.BytesIn && cmp.Or(a.Email, a.User) > cmp.Or(b.Email, b.User) {
+			t.Fatalf("out of order at %d: %+v before %+v", i, a, b)
+		}
+	}
+	for _, n := range []int{0, 1, 3, 10, 100, len(m) + 5} {
+		if got := topTalkers(m, n, bytesOf); !reflect.DeepEqual(got, all[:min(n, len(all))]) {
+			t.Errorf("top %d: not the first %d of all", n, n)
 		}
 	}
 }

@@ -50,8 +50,9 @@ var (
 // user.provision, revalidation and user-existence history entries; format
 // 5 revalidation suspensions; format 6 whether emails were verified;
 // format 7 the stubs of pruned flow records met (bucketPruned) and flow
-// summaries; format 8 the daytotal bucket (daytotals.go).
-const rollupFormat = "8"
+// summaries; format 8 the daytotal bucket (daytotals.go), format 9 its
+// rows by email.
+const rollupFormat = "9"
 
 // histEntry is one history event.
 type histEntry struct {

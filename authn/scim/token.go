@@ -80,11 +80,10 @@ func (s *Service) RotateToken(ctx context.Context, actor audit.Actor) (Token, er
 	if err != nil {
 		return "", err
 	}
-	if _, err := s.store.Txn(ctx, cluster.Txn{Ops: []cluster.Op{cluster.Put(tokenKey, data)}}); err != nil {
+	// The new token and its record commit together or not at all.
+	if _, err := audit.Commit(ctx, s.store, s.rec, cluster.Txn{Ops: []cluster.Op{cluster.Put(tokenKey, data)}},
+		audit.Event{Type: audit.TypeAdmin, Action: ActionRotateToken, Actor: actor, Outcome: audit.Success}); err != nil {
 		return "", fmt.Errorf("storing the SCIM token: %w", err)
-	}
-	if err := s.rec.Record(ctx, audit.Event{Type: audit.TypeAdmin, Action: ActionRotateToken, Actor: actor, Outcome: audit.Success}); err != nil {
-		return "", fmt.Errorf("recording audit event: %w", err)
 	}
 	return tok, nil
 }

@@ -122,10 +122,11 @@ func (ch CapsChange) apply(c Caps) Caps {
 func (s *Service) SetCaps(ctx context.Context, ch CapsChange) (Caps, error) {
 	ev := audit.Event{Type: audit.TypeAdmin, Action: "capture.limits", Actor: ch.Actor, Source: ch.Source, Outcome: audit.Success,
 		Details: map[string]string{}}
-	after, err := s.setCaps(ctx, ch, ev.Details)
-	if err != nil {
-		ev.Outcome, ev.Reason = audit.Failure, err.Error()
+	after, err := s.setCaps(ctx, ch, ev)
+	if err == nil {
+		return after, nil // recorded with the change
 	}
+	ev.Outcome, ev.Reason, ev.Details = audit.Failure, err.Error(), map[string]string{}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if rerr := s.cfg.Recorder.Record(rctx, ev); rerr != nil {
@@ -137,7 +138,8 @@ func (s *Service) SetCaps(ctx context.Context, ch CapsChange) (Caps, error) {
 	return after, err
 }
 
-func (s *Service) setCaps(ctx context.Context, ch CapsChange, details map[string]string) (Caps, error) {
+// setCaps makes the change, committing ev (its details filled in) with it.
+func (s *Service) setCaps(ctx context.Context, ch CapsChange, ev audit.Event) (Caps, error) {
 	if !ch.Admin {
 		return Caps{}, ErrForbidden
 	}
@@ -175,13 +177,15 @@ func (s *Service) setCaps(ctx context.Context, ch CapsChange, details map[string
 		if ver != 0 {
 			cmp = cluster.IfVersion(keyCaps, ver)
 		}
-		res, err := s.cfg.Node.Txn(ctx, cluster.Txn{Compares: []cluster.Compare{cmp}, Ops: []cluster.Op{cluster.Put(keyCaps, b)}})
+		ev.Details = map[string]string{}
+		capsDetails(ev.Details, "before.", cur)
+		capsDetails(ev.Details, "after.", next)
+		// The change and its record commit together or not at all.
+		res, err := audit.Commit(ctx, s.cfg.Node, s.cfg.Recorder, cluster.Txn{Compares: []cluster.Compare{cmp}, Ops: []cluster.Op{cluster.Put(keyCaps, b)}}, ev)
 		if err != nil {
 			return Caps{}, fmt.Errorf("storing the capture caps: %w", err)
 		}
 		if res.Succeeded {
-			capsDetails(details, "before.", cur)
-			capsDetails(details, "after.", next)
 			s.log.Info("capture caps changed", "actor", ch.Actor.Email, "caps", next)
 			return next, nil
 		}
