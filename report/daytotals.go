@@ -142,15 +142,20 @@ func viewTotal(b []byte) (totalView, bool) {
 	return t, true
 }
 
-// scanDayTotals calls fn for each daytotal row of the day starting at
-// day (unix seconds, big endian: the daily bucket's prefix).
-func scanDayTotals(tx *bolt.Tx, day []byte, fn func(t *totalView, v []byte)) {
+// scanDayTotals calls fn for each daytotal row of the given kinds of the
+// day starting at day (unix seconds, big endian: the daily bucket's
+// prefix).
+func scanDayTotals(tx *bolt.Tx, day []byte, kinds []byte, fn func(t *totalView, v []byte)) {
 	c := tx.Bucket(bucketDayTotal).Cursor()
 	var t totalView // one for the scan: fn must not keep it
 	var ok bool
-	for k, v := c.Seek(day); k != nil && bytes.HasPrefix(k, day); k, v = c.Next() {
-		if t, ok = viewTotal(k); ok {
-			fn(&t, v)
+	prefix := make([]byte, 0, 9)
+	for _, kind := range kinds {
+		prefix = append(append(prefix[:0], day...), kind)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if t, ok = viewTotal(k); ok {
+				fn(&t, v)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -211,6 +212,36 @@ func TestFoldCase(t *testing.T) {
 			if got, want := string(fa) == string(fb), bytes.EqualFold([]byte(a), []byte(b)); got != want {
 				t.Errorf("%q, %q: folded alike %v, EqualFold %v", a, b, got, want)
 			}
+		}
+	}
+}
+
+// TestTopTalkers: the top n kept while reading are the first n of all the
+// talkers sorted, ties (equal bytes) broken by email, user and service.
+func TestTopTalkers(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 7))
+	m := map[string]*Talker{}
+	for i := range 500 {
+		tk := &Talker{User: fmt.Sprintf("u%d", rnd.IntN(400)), Dst: fmt.Sprintf("10.0.0.%d", rnd.IntN(4)), Port: uint16(rnd.IntN(3)), BytesIn: uint64(rnd.IntN(20))}
+		if i%3 == 0 {
+			tk.Email = fmt.Sprintf("e%d@example.com", rnd.IntN(50))
+		}
+		m[tk.User+" "+tk.Dst+" "+fmt.Sprint(tk.Port)] = tk
+	}
+	bytesOf := func(t *Talker) uint64 { return t.BytesIn }
+	all := topTalkers(m, len(m), bytesOf)
+	if len(all) != len(m) {
+		t.Fatalf("%d of %d talkers", len(all), len(m))
+	}
+	for i := 1; i < len(all); i++ {
+		a, b := all[i-1], all[i]
+		if a.BytesIn < b.BytesIn || a.BytesIn == b.BytesIn && cmp.Or(a.Email, a.User) > cmp.Or(b.Email, b.User) {
+			t.Fatalf("out of order at %d: %+v before %+v", i, a, b)
+		}
+	}
+	for _, n := range []int{0, 1, 3, 10, 100, len(m) + 5} {
+		if got := topTalkers(m, n, bytesOf); !reflect.DeepEqual(got, all[:min(n, len(all))]) {
+			t.Errorf("top %d: not the first %d of all", n, n)
 		}
 	}
 }

@@ -106,7 +106,7 @@ func (r *Rollup) traffic(ctx context.Context, q AccessQuery, n int, useTotals bo
 			a.period(t)
 			prefix = dayPrefix(prefix, t.Unix())
 			if day && totals {
-				scanDayTotals(tx, prefix, a.addTotal)
+				scanDayTotals(tx, prefix, []byte{totalDenial, totalService, totalUser}, a.addTotal)
 				return
 			}
 			if day && oneUser {
@@ -263,18 +263,29 @@ func (t *Talker) add(c *counts) {
 }
 
 // topTalkers returns the n largest of m by key, ties by user then
-// service.
+// service. It keeps the n best seen in order (one comparison for most
+// talkers) rather than sorting them all.
 func topTalkers(m map[string]*Talker, n int, key func(*Talker) uint64) []Talker {
-	all := make([]*Talker, 0, len(m))
-	for _, t := range m {
-		all = append(all, t)
-	}
-	slices.SortFunc(all, func(a, b *Talker) int {
-		return cmp.Or(cmp.Compare(key(b), key(a)), cmp.Compare(cmp.Or(a.Email, a.User), cmp.Or(b.Email, b.User)), cmp.Compare(a.User, b.User),
+	order := func(a, b *Talker) int {
+		if c := cmp.Compare(key(b), key(a)); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(cmp.Or(a.Email, a.User), cmp.Or(b.Email, b.User)), cmp.Compare(a.User, b.User),
 			cmp.Compare(a.Dst, b.Dst), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
-	})
-	out := make([]Talker, 0, min(n, len(all)))
-	for _, t := range all[:min(n, len(all))] {
+	}
+	top := make([]*Talker, 0, min(n, len(m))+1)
+	for _, t := range m {
+		if n <= 0 || len(top) == n && order(t, top[n-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(top, t, order)
+		top = slices.Insert(top, i, t)
+		if len(top) > n {
+			top = top[:n]
+		}
+	}
+	out := make([]Talker, 0, len(top))
+	for _, t := range top {
 		out = append(out, *t)
 	}
 	return out
