@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,5 +165,99 @@ func TestSuspendCommitsItsRecord(t *testing.T) {
 	}
 	if !suspended() || len(journalEvents(t, node, mine)) != 1 {
 		t.Fatalf("suspended %v with %d records, want both", suspended(), len(journalEvents(t, node, mine)))
+	}
+}
+
+// The leader is lost while administrators disable users through a
+// follower. Whatever each call answered, every user is afterwards either
+// disabled with a user.disable record or neither (a change and its record
+// are one Raft entry: there is no moment between them to lose the leader
+// in); retried, the failed calls make both.
+func TestDisableAcrossLeaderLossBothOrNeither(t *testing.T) {
+	// A write timeout about as long as an election, so that some calls
+	// may fail; the calls around the loss retry.
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, WriteTimeout: 500 * time.Millisecond})
+	leader := c.Leader(10 * time.Second)
+	host := c.Node((leader + 1) % 3)
+	clustertest.WaitFor(t, 10*time.Second, "atomic journal transactions", func() error {
+		if !host.AtomicJournalTxn() {
+			return errors.New("not every member advertises it")
+		}
+		return nil
+	})
+	users := authn.NewUsers(host, nil, newAuditLog(t, host))
+	ctx := t.Context()
+	const n = 12
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%02d", i)
+		clustertest.WaitFor(t, 20*time.Second, "creating "+ids[i], func() error {
+			_, err := users.Upsert(ctx, authn.Identity{UserID: ids[i]})
+			return err
+		})
+	}
+	check := func(when string) map[string]bool {
+		t.Helper()
+		both := map[string]bool{}
+		for _, id := range ids {
+			var u authn.User
+			clustertest.WaitFor(t, 20*time.Second, "reading "+id, func() error {
+				var ok bool
+				var err error
+				u, ok, err = users.Get(ctx, id) // linearizable: the host has applied every commit
+				if err == nil && !ok {
+					err = authn.ErrUnknownUser
+				}
+				return err
+			})
+			recs := len(journalEvents(t, host, func(e *audit.Event) bool { return e.Type == audit.TypeUserDisable && e.Target.User == id }))
+			if u.Disabled != (recs > 0) {
+				t.Errorf("%s: %s disabled %v with %d user.disable records", when, id, u.Disabled, recs)
+			}
+			both[id] = u.Disabled
+		}
+		return both
+	}
+
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, n)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started <- struct{}{}
+			errs[i] = users.SetDisabled(ctx, ids[i], true, audit.Actor{UserID: "admin"}, authn.Source{Addr: "192.0.2.9"})
+		}()
+	}
+	for range n / 2 {
+		<-started
+	}
+	c.Stop(leader)
+	wg.Wait()
+	c.Leader(15 * time.Second)
+	both := check("after the leader loss")
+	failed := 0
+	for i, err := range errs {
+		if err == nil && !both[ids[i]] {
+			t.Errorf("%s: SetDisabled succeeded, user not disabled", ids[i])
+		}
+		if err != nil {
+			failed++
+		}
+	}
+	t.Logf("%d of %d disables failed across the leader loss", failed, n)
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		clustertest.WaitFor(t, 20*time.Second, "retrying "+ids[i], func() error {
+			return users.SetDisabled(ctx, ids[i], true, audit.Actor{UserID: "admin"}, authn.Source{Addr: "192.0.2.9"})
+		})
+	}
+	for id, ok := range check("after the retries") {
+		if !ok {
+			t.Errorf("%s not disabled after the retries", id)
+		}
 	}
 }
