@@ -205,10 +205,44 @@ func openSpec(key seal.Key, b []byte) (SinkSpec, error) {
 type SinkStore struct {
 	Node *cluster.Node
 	Key  seal.Key
+	// Recorder, when set, receives an administrator's sink changes
+	// (AddBy, RemoveBy): where the evidence goes is itself evidence, and
+	// each change commits with its record (Commit) or not at all.
+	Recorder Recorder
 }
 
 // Add stores a new sink; ErrSinkExists if the name is taken.
 func (ss *SinkStore) Add(ctx context.Context, s SinkSpec) error {
+	return ss.add(ctx, s, nil)
+}
+
+// AddBy is Add as actor's change, committed with its admin
+// audit.sink.add record (Recorder required).
+func (ss *SinkStore) AddBy(ctx context.Context, s SinkSpec, actor Actor) error {
+	e, err := ss.sinkEvent("audit.sink.add", s.Name, actor)
+	if err != nil {
+		return err
+	}
+	return ss.add(ctx, s, e)
+}
+
+// sinkEvent returns the record of a sink change by actor.
+func (ss *SinkStore) sinkEvent(action, name string, actor Actor) (*Event, error) {
+	if ss.Recorder == nil {
+		return nil, errors.New("audit: sink store has no recorder")
+	}
+	return &Event{Type: TypeAdmin, Action: action, Actor: actor, Outcome: Success, Details: map[string]string{"sink": name}}, nil
+}
+
+// commit applies t with e's record, if any.
+func (ss *SinkStore) commit(ctx context.Context, t cluster.Txn, e *Event) (cluster.TxnResult, error) {
+	if e == nil {
+		return ss.Node.Txn(ctx, t)
+	}
+	return Commit(ctx, ss.Node, ss.Recorder, t, *e)
+}
+
+func (ss *SinkStore) add(ctx context.Context, s SinkSpec, e *Event) error {
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSink, err)
 	}
@@ -216,10 +250,10 @@ func (ss *SinkStore) Add(ctx context.Context, s SinkSpec) error {
 	if err != nil {
 		return err
 	}
-	res, err := ss.Node.Txn(ctx, cluster.Txn{
+	res, err := ss.commit(ctx, cluster.Txn{
 		Compares: []cluster.Compare{cluster.IfAbsent(sinkPrefix + s.Name)},
 		Ops:      []cluster.Op{cluster.Put(sinkPrefix+s.Name, b)},
-	})
+	}, e)
 	if err != nil {
 		return fmt.Errorf("storing sink: %w", err)
 	}
@@ -231,6 +265,20 @@ func (ss *SinkStore) Add(ctx context.Context, s SinkSpec) error {
 
 // Remove deletes a sink and its cursor.
 func (ss *SinkStore) Remove(ctx context.Context, name string) error {
+	return ss.remove(ctx, name, nil)
+}
+
+// RemoveBy is Remove as actor's change, committed with its admin
+// audit.sink.remove record (Recorder required).
+func (ss *SinkStore) RemoveBy(ctx context.Context, name string, actor Actor) error {
+	e, err := ss.sinkEvent("audit.sink.remove", name, actor)
+	if err != nil {
+		return err
+	}
+	return ss.remove(ctx, name, e)
+}
+
+func (ss *SinkStore) remove(ctx context.Context, name string, e *Event) error {
 	kv, ok, err := ss.Node.Get(ctx, sinkPrefix+name, cluster.Linearizable)
 	if err != nil {
 		return err
@@ -238,10 +286,10 @@ func (ss *SinkStore) Remove(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoSuchSink, name)
 	}
-	res, err := ss.Node.Txn(ctx, cluster.Txn{
+	res, err := ss.commit(ctx, cluster.Txn{
 		Compares: []cluster.Compare{cluster.IfVersion(sinkPrefix+name, kv.Version)},
 		Ops:      []cluster.Op{cluster.Delete(sinkPrefix + name), cluster.Delete(CursorKey(name))},
-	})
+	}, e)
 	if err != nil {
 		return fmt.Errorf("removing sink: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/audit/auditfile"
 	"github.com/ferryvpn/ferry/cluster"
+	"github.com/ferryvpn/ferry/cluster/seal"
 )
 
 // Commit stores a change and its audit record in one transaction: both
@@ -97,5 +98,56 @@ func TestCommitBothOrNeither(t *testing.T) {
 	}
 	if _, err := node.VerifyJournal(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An administrator's sink change commits with its record, or neither
+// happens.
+func TestSinkChangeBothOrNeither(t *testing.T) {
+	c := startCluster(t, 1)
+	node := c.Node(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := audit.Actor{UserID: "admin"}
+	spec := audit.SinkSpec{Name: "siem", Type: "syslog", Addr: "192.0.2.1:6514"}
+	records := func(action string) int {
+		t.Helper()
+		head, _, _ := node.JournalHead()
+		recs, err := node.JournalRange(1, head, int(head)+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range recs {
+			var e audit.Event
+			if json.Unmarshal(r.Data, &e) == nil && e.Action == action && e.Details["sink"] == "siem" {
+				n++
+			}
+		}
+		return n
+	}
+	exists := func() bool {
+		_, err := (&audit.SinkStore{Node: node, Key: key}).Get(ctx, "siem")
+		return err == nil
+	}
+
+	down := newLog(t, node)
+	down.Close()
+	if err := (&audit.SinkStore{Node: node, Key: key, Recorder: down}).AddBy(ctx, spec, admin); !errors.Is(err, audit.ErrClosed) || exists() || records("audit.sink.add") != 0 {
+		t.Fatalf("add with the journal down: %v, exists %v, %d records: want neither", err, exists(), records("audit.sink.add"))
+	}
+	store := &audit.SinkStore{Node: node, Key: key, Recorder: newLog(t, node)}
+	if err := store.AddBy(ctx, spec, admin); err != nil || !exists() || records("audit.sink.add") != 1 {
+		t.Fatalf("add: %v, exists %v, %d records: want both", err, exists(), records("audit.sink.add"))
+	}
+	if err := (&audit.SinkStore{Node: node, Key: key, Recorder: down}).RemoveBy(ctx, "siem", admin); err == nil || !exists() || records("audit.sink.remove") != 0 {
+		t.Fatalf("remove with the journal down: %v, exists %v: want neither", err, exists())
+	}
+	if err := store.RemoveBy(ctx, "siem", admin); err != nil || exists() || records("audit.sink.remove") != 1 {
+		t.Fatalf("remove: %v, exists %v, %d records: want both", err, exists(), records("audit.sink.remove"))
 	}
 }

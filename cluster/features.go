@@ -39,7 +39,7 @@ func (n *Node) advertiseCodec() {
 		_, err := n.Txn(ctx, Txn{Ops: []Op{Put(key, []byte(strconv.Itoa(codecLevel)))}})
 		cancel()
 		if err == nil {
-			continue // read it back: applied here too
+			return
 		}
 		t := time.NewTimer(time.Second)
 		select {

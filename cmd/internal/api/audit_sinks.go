@@ -98,28 +98,27 @@ func (h *handler) addSink(w http.ResponseWriter, r *http.Request, s authn.Sessio
 	if err != nil {
 		return err
 	}
-	if err := h.audit.Sinks.Store.Add(r.Context(), spec); err != nil {
+	// A change commits with its record; a refusal is recorded on its own.
+	if err := h.audit.Sinks.Store.AddBy(r.Context(), spec, actor(s)); err != nil {
 		h.recordSinkChange(r, s, "audit.sink.add", spec.Name, err)
 		return err
 	}
-	h.recordSinkChange(r, s, "audit.sink.add", spec.Name, nil)
 	writeJSON(w, http.StatusOK, sinkToWire(spec))
 	return nil
 }
 
 func (h *handler) removeSink(w http.ResponseWriter, r *http.Request, s authn.Session) error {
 	name := r.PathValue("name")
-	err := h.audit.Sinks.Store.Remove(r.Context(), name)
-	h.recordSinkChange(r, s, "audit.sink.remove", name, err)
-	if err != nil {
+	if err := h.audit.Sinks.Store.RemoveBy(r.Context(), name, actor(s)); err != nil {
+		h.recordSinkChange(r, s, "audit.sink.remove", name, err)
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"removed": name})
 	return nil
 }
 
-// recordSinkChange records a change of the sinks: where the evidence goes
-// is itself evidence.
+// recordSinkChange records a refused change of the sinks (a change made
+// commits with its record: SinkStore.AddBy, RemoveBy).
 func (h *handler) recordSinkChange(r *http.Request, s authn.Session, action, name string, err error) {
 	if h.audit == nil || h.audit.Recorder == nil {
 		return

@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (_ *Services, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	s.SinkStore = &audit.SinkStore{Node: node, Key: cfg.MasterKey}
+	s.SinkStore = &audit.SinkStore{Node: node, Key: cfg.MasterKey, Recorder: s.Audit}
 	if s.Exporter, err = audit.NewExporter(audit.ExporterConfig{Store: node, Sinks: cfg.Audit.FileSinks, Stored: s.SinkStore,
 		SinkOptions: cfg.Audit.SinkOptions, Logger: log, Registerer: cfg.Registerer}); err != nil {
 		return nil, err
