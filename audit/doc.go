@@ -17,6 +17,16 @@
 // login's record. The cluster state machine chains records in commit order,
 // SHA-256(prev || seq || data), identically on every node.
 //
+// A change and the record that describes it commit together or not at
+// all: [Commit] puts the event's journal record ([Journaler]'s Prepare,
+// byte for byte what Record would append) into the change's own cluster
+// transaction (cluster.Txn.Journal), so a leader lost, a context ended or
+// a Log closed between "change" and "record" can no longer leave a change
+// live without its evidence. Users, sessions, MFA, profiles, peers, the
+// SCIM token and the capture caps are changed this way. [TxnRevision]
+// stands for the version the transaction gives the keys it writes (a
+// profile's policy version).
+//
 // A [Checkpointer] on the leader appends a signed [Checkpoint] (ed25519, the
 // cluster audit key) every N records (default 1,000) or minute, whichever comes first.
 // The key is generated once per cluster by [LoadSigner] and stored sealed

@@ -11,10 +11,15 @@ import (
 )
 
 // Txn applies t atomically through the leader. A transaction whose compares
-// fail is not an error: see TxnResult.Succeeded.
+// fail is not an error: see TxnResult.Succeeded. Journal records commit in
+// the same entry as the ops once every member can apply such entries
+// (AtomicJournalTxn); until then they are appended after the ops.
 func (n *Node) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 	if err := t.validate(); err != nil {
 		return TxnResult{}, err
+	}
+	if len(t.Journal) > 0 && !n.AtomicJournalTxn() {
+		return n.txnThenAppend(ctx, t) // a rolling upgrade in progress (features.go)
 	}
 	res, err := n.propose(ctx, encodeTxn(nil, &t))
 	if err != nil {

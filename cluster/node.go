@@ -224,6 +224,7 @@ func New(cfg Config) (*Node, error) {
 	n.goRun(func() { n.followRevocations(configChanged) })
 	n.goRun(n.tendMembership)
 	n.goRun(n.probeLeader)
+	n.goRun(n.advertiseCodec)
 	close(n.started)
 	ok = true
 	return n, nil

@@ -18,6 +18,13 @@ func TestTxnJournalBothOrNeither(t *testing.T) {
 	leader := c.Leader(5 * time.Second)
 	f := c.Node((leader + 1) % 3)
 	ctx := ctxT(t, 30*time.Second)
+	// Every member advertises that it applies such transactions.
+	clustertest.WaitFor(t, 10*time.Second, "atomic journal transactions", func() error {
+		if !f.AtomicJournalTxn() || !c.Node(leader).AtomicJournalTxn() {
+			return errors.New("not every member advertises it")
+		}
+		return nil
+	})
 	a, err := f.Append(ctx, [][]byte{[]byte("before")})
 	if err != nil {
 		t.Fatal(err)
@@ -106,4 +113,49 @@ func TestTxnJournalInvalid(t *testing.T) {
 	if head, _, _ := n.JournalHead(); head != 0 {
 		t.Fatalf("an invalid transaction appended: head %d", head)
 	}
+}
+
+// While a member has not said it applies transactions with journal records
+// (a node of an earlier version, during a rolling upgrade), a transaction
+// still applies and its records are still appended, after it, so that no
+// node meets an entry it cannot apply.
+func TestTxnJournalMixedVersions(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := c.Leader(5 * time.Second)
+	n := c.Node(leader)
+	ctx := ctxT(t, 30*time.Second)
+	clustertest.WaitFor(t, 10*time.Second, "atomic journal transactions", func() error {
+		if !n.AtomicJournalTxn() {
+			return errors.New("not every member advertises it")
+		}
+		return nil
+	})
+	old := c.ID((leader + 1) % 3)
+	if err := n.Delete(ctx, "sys/cluster/codec/"+old); err != nil {
+		t.Fatal(err)
+	}
+	if n.AtomicJournalTxn() {
+		t.Fatalf("atomic with %s not advertising", old)
+	}
+	r, err := n.Txn(ctx, cluster.Txn{
+		Compares: []cluster.Compare{cluster.IfAbsent("k")},
+		Ops:      []cluster.Op{cluster.Put("k", []byte("v"))},
+		Journal:  []cluster.TxnRecord{{Key: []byte("ev"), Data: []byte(`{"v":}`), RevisionAt: 5}},
+	})
+	if err != nil || !r.Succeeded || r.Journal.First == 0 {
+		t.Fatalf("transaction: %+v, %v", r, err)
+	}
+	recs, err := n.JournalRange(r.Journal.First, r.Journal.Last, 10)
+	if want := `{"v":` + strconv.FormatUint(r.Revision, 10) + `}`; err != nil || len(recs) != 1 || string(recs[0].Data) != want {
+		t.Fatalf("records %v (%v), want %s", recs, err, want)
+	}
+	r, err = n.Txn(ctx, cluster.Txn{
+		Compares: []cluster.Compare{cluster.IfAbsent("k")},
+		Ops:      []cluster.Op{cluster.Put("k", []byte("again"))},
+		Journal:  []cluster.TxnRecord{{Key: []byte("ev2"), Data: []byte("x")}},
+	})
+	if err != nil || r.Succeeded || r.Journal.Seqs != nil {
+		t.Fatalf("failed compare: %+v, %v", r, err)
+	}
+	c.WaitConverged(10 * time.Second)
 }

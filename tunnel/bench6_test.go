@@ -28,7 +28,11 @@ var bench6Pool = netip.MustParsePrefix("fd66:6572:7279::/96")
 //   - ipv6/ipv4-10k-rules: one gateway with 10,000 rules (half IPv4, half
 //     IPv6) over 1,000 peers;
 //   - policy-cost-ipv6-%: IPv6 throughput with 10,000 rules vs one rule,
-//     the IPv6 counterpart of BenchmarkDataPlane's policy cost.
+//     the IPv6 counterpart of BenchmarkDataPlane's policy cost;
+//   - 100k-vs-10-rules-ipv6-%: IPv6 throughput with 100,000 rules (half
+//     IPv4, half IPv6) over 1,000 peers vs 10 rules and one peer, the IPv6
+//     counterpart of BenchmarkDataPlane's 100k-vs-10-rules-% (these two
+//     gateways carry IPv6 only).
 func BenchmarkDataPlaneIPv6(b *testing.B) {
 	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
 	wgGo := findWireGuardGo(b)
@@ -56,9 +60,12 @@ func BenchmarkDataPlaneIPv6(b *testing.B) {
 		nprof    int
 		rulesPer int
 		peers    int
+		only6    bool // measured with IPv6 traffic only
 	}
 	gws := []*gw{{name: "1 IPv4 + 1 IPv6 rule, 1 peer", k: 1, nprof: 1, rulesPer: 2, peers: 1},
-		{name: "10,000 rules over 1,000 peers", k: 2, nprof: 10, rulesPer: 1000, peers: 1000}}
+		{name: "10,000 rules over 1,000 peers", k: 2, nprof: 10, rulesPer: 1000, peers: 1000},
+		{name: "10 rules, 1 peer", k: 3, nprof: 1, rulesPer: 10, peers: 1, only6: true},
+		{name: "100,000 rules over 1,000 peers", k: 4, nprof: 10, rulesPer: 10000, peers: 1000, only6: true}}
 	for _, g := range gws {
 		k := g.k
 		ns := e.link(fmt.Sprintf("b6f%d", k), k)
@@ -85,7 +92,11 @@ func BenchmarkDataPlaneIPv6(b *testing.B) {
 	}
 	target6 := func(k int) string { return fmt.Sprintf("fd99:%d::1", k) }
 	for _, g := range gws {
-		for _, t := range []string{fmt.Sprintf("10.99.%d.1", g.k), target6(g.k)} {
+		targets := []string{fmt.Sprintf("10.99.%d.1", g.k), target6(g.k)}
+		if g.only6 {
+			targets = targets[1:]
+		}
+		for _, t := range targets {
 			if _, err := iperf(e, t); err != nil { // warm up, handshake
 				b.Fatalf("%s to %s: %v", g.name, t, err)
 			}
@@ -94,28 +105,38 @@ func BenchmarkDataPlaneIPv6(b *testing.B) {
 	b.ResetTimer()
 	for round := 0; round < benchRounds; round++ {
 		for _, g := range gws {
-			v4, err := iperf(e, fmt.Sprintf("10.99.%d.1", g.k))
-			if err != nil {
-				b.Fatal(err)
+			if !g.only6 {
+				v4, err := iperf(e, fmt.Sprintf("10.99.%d.1", g.k))
+				if err != nil {
+					b.Fatal(err)
+				}
+				g.v4 = append(g.v4, v4)
 			}
 			v6, err := iperf(e, target6(g.k))
 			if err != nil {
 				b.Fatal(err)
 			}
-			g.v4, g.v6 = append(g.v4, v4), append(g.v6, v6)
+			g.v6 = append(g.v6, v6)
 		}
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "\nIPv6 vs IPv4 through the same dual-stack gateway, iperf3 one TCP stream, -t 3, %d interleaved rounds\n", benchRounds)
 	for _, g := range gws {
+		if g.only6 {
+			fmt.Fprintf(&report, "  %-32s IPv6 %5.2f Gbit/s  runs v6 %v\n", g.name, median(g.v6), roundAll(g.v6))
+			continue
+		}
 		fmt.Fprintf(&report, "  %-32s IPv4 %5.2f Gbit/s  IPv6 %5.2f Gbit/s  ipv6/ipv4 %.3f  runs v4 %v v6 %v\n", g.name,
 			median(g.v4), median(g.v6), pairedRatio(g.v6, g.v4), roundAll(g.v4), roundAll(g.v6))
 	}
 	policy6 := 1 - pairedRatio(gws[1].v6, gws[0].v6)
+	scale6 := 1 - pairedRatio(gws[3].v6, gws[2].v6)
 	fmt.Fprintf(&report, "  IPv6 policy cost, 10,000 rules/1,000 peers vs one rule: %+.1f%% (goal <= 5%%)\n", 100*policy6)
+	fmt.Fprintf(&report, "  IPv6, 100,000 rules/1,000 peers vs 10 rules: %+.1f%% (goal within 5%%)\n", 100*scale6)
 	b.ReportMetric(pairedRatio(gws[0].v6, gws[0].v4), "ipv6/ipv4")
 	b.ReportMetric(pairedRatio(gws[1].v6, gws[1].v4), "ipv6/ipv4-10k-rules")
 	b.ReportMetric(100*policy6, "policy-cost-ipv6-%")
+	b.ReportMetric(100*scale6, "100k-vs-10-rules-ipv6-%")
 	fmt.Println(report.String())
 	b.Log(report.String())
 }

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ferryvpn/ferry/profiles"
 )
 
 // TestElemBatch checks the grant writer's own netlink encoding against
@@ -126,5 +129,53 @@ func TestElemBatch(t *testing.T) {
 	}
 	if n := len(elements(set6)); n != 2000 {
 		t.Errorf("%d IPv6 elements, want 2000", n)
+	}
+}
+
+// TestFirewallManyIPv6Rules programs a profile of 3,000 IPv6 rules (each
+// its own interval element). An IPv6 element is ~72 bytes in its netlink
+// message, so 1,000 of them (the chunk that suits IPv4) overflow the
+// 16-bit length of the message's element list and the kernel refuses the
+// table (ENOENT): BenchmarkDataPlaneIPv6's 100,000-rule gateway never came
+// up.
+func TestFirewallManyIPv6Rules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace and nftables")
+	}
+	nsf := anonNetns(t)
+	defer nsf.Close()
+	// The socket buffers of newNFTFirewall.
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(nsf.Fd())), nftables.WithSockOptions(func(c *netlink.Conn) error {
+		if err := c.SetWriteBuffer(64 << 20); err != nil {
+			return err
+		}
+		return c.SetReadBuffer(16 << 20)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseLasting()
+	fw := &nftFirewall{conn: c, table: &nftables.Table{Name: "fmany6", Family: nftables.TableFamilyINet}, iface: "fmany0", sets: map[string]string{}}
+	var rules []profiles.Rule
+	for i := range 3000 {
+		a := netip.AddrFrom16([16]byte{0xfd, 0x72, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i)})
+		rules = append(rules, profiles.Rule{CIDR: netip.PrefixFrom(a, 128), Protocol: "tcp",
+			Ports: []profiles.PortRange{{From: uint16(1000 + i), To: uint16(1000 + i)}}})
+	}
+	pol := compile(profiles.Profile{Name: "many6", Version: 1, Rules: rules})
+	if n := len(pol.family(6)); n < 3000 {
+		t.Fatalf("the profile compiled to %d IPv6 elements, want 3,000 or more", n)
+	}
+	client := netip.MustParseAddr("100.64.0.9")
+	if err := fw.Apply(fwChange{Reset: true, Policies: []policy{pol}, AddClients: map[netip.Addr]string{client: "many6"}}); err != nil {
+		t.Fatalf("programming 3,000 IPv6 rules: %v", err)
+	}
+	set := &nftables.Set{Table: fw.table, Name: set6Name(fw.sets["many6"])}
+	els, err := c.GetSetElements(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(els) < 3000 {
+		t.Errorf("%d IPv6 elements in the kernel, want 3,000 or more", len(els))
 	}
 }

@@ -65,9 +65,29 @@ func (l ipLayout) is() []expr.Any {
 // (NFT_REG32_00 is 8; an IPv6 address fills four of them).
 func (l ipLayout) reg32(after uint32) uint32 { return 8 + l.addrLen/4 + after }
 
-// chunk is how many set elements go in one netlink message: a message
-// carries a 16-bit attribute length, and ~1,250 elements overflow it.
+// chunk is how many set elements go in one netlink message at most.
 const chunk = 1000
+
+// maxElemBytes bounds the encoded elements of one netlink message: their
+// list attribute has a 16-bit length (65,535 bytes). A longer list wraps
+// the length, and the kernel reads only the first elements of the message
+// (and says nothing) or garbage (ENOENT): 1,000 IPv6 rule elements (~72
+// bytes each) left ~90 in the set (TestFirewallManyIPv6Rules).
+const maxElemBytes = 60000
+
+// elemBytes is an upper bound of one element's encoded size: the list
+// item, its key (and key end) attributes, and extra bytes of data.
+func elemBytes(keyLen int, keyEnd bool, extra int) int {
+	n := 4 + 8 + keyLen + extra
+	if keyEnd {
+		n += 8 + keyLen
+	}
+	return n
+}
+
+// verdictBytes is an upper bound of a verdict-map element's data: a jump
+// to chain.
+func verdictBytes(chain string) int { return 4 + 4 + 8 + 4 + (len(chain)+4)&^3 }
 
 // deniedTimeout is how long a denied-attempt entry lives after its last
 // packet; readers come by far more often.
@@ -218,7 +238,7 @@ func (f *nftFirewall) Apply(ch fwChange) error {
 				del = append(del, a)
 			}
 		}
-		for part := range chunks(del) {
+		for part := range chunks(del, func(a netip.Addr) int { return elemBytes(a.BitLen()/8, false, 0) }) {
 			els := make([]nftables.SetElement, len(part))
 			for i, a := range part {
 				els[i] = nftables.SetElement{Key: a.AsSlice()}
@@ -234,7 +254,9 @@ func (f *nftFirewall) Apply(ch fwChange) error {
 			}
 		}
 		sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
-		for part := range chunks(addrs) {
+		for part := range chunks(addrs, func(a netip.Addr) int {
+			return elemBytes(a.BitLen()/8, false, verdictBytes(chainName(ch.AddClients[a])))
+		}) {
 			els := make([]nftables.SetElement, len(part))
 			for i, a := range part {
 				els[i] = nftables.SetElement{Key: a.AsSlice(),
@@ -285,7 +307,7 @@ func (f *nftFirewall) program(p policy, exists bool) (string, error) {
 		if err := addSet(c, set); err != nil {
 			return "", fmt.Errorf("adding set %s: %w", n, err)
 		}
-		for part := range chunks(boxes) {
+		for part := range chunks(boxes, func(b box) int { k, _ := b.key(); return elemBytes(len(k), true, 0) }) {
 			els := make([]nftables.SetElement, len(part))
 			for i, b := range part {
 				k, e := b.key()
@@ -566,11 +588,19 @@ func (f *nftFirewall) denied() (map[denyKey]uint64, error) {
 	return out, nil
 }
 
-// chunks yields s in slices of at most chunk elements.
-func chunks[T any](s []T) func(yield func([]T) bool) {
+// chunks yields s in slices of at most chunk elements whose sizes (an
+// upper bound of each element's encoding) add up to at most maxElemBytes.
+func chunks[T any](s []T, size func(T) int) func(yield func([]T) bool) {
 	return func(yield func([]T) bool) {
 		for len(s) > 0 {
-			n := min(chunk, len(s))
+			n, bytes := 0, 0
+			for n < len(s) && n < chunk {
+				b := size(s[n])
+				if n > 0 && bytes+b > maxElemBytes {
+					break
+				}
+				n, bytes = n+1, bytes+b
+			}
 			if !yield(s[:n]) {
 				return
 			}

@@ -121,6 +121,7 @@ var figures = []Figure{
 	{Label: "data plane: IPv6 / IPv4 through the same dual-stack gateway (median of per-round ratios)", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "ipv6/ipv4", Goal: "0.95-1.05"},
 	{Label: "data plane: IPv6 / IPv4 with 10,000 rules over 1,000 peers", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "ipv6/ipv4-10k-rules", Goal: "0.95-1.05"},
 	{Label: "data plane: IPv6 policy cost, 10,000 rules vs one", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "policy-cost-ipv6-%", Goal: "<= 5"},
+	{Label: "data plane: IPv6, 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "100k-vs-10-rules-ipv6-%", Goal: "within ±5"},
 	{Label: "DNS: upstream answer to its addresses enforced p99 (the answer waits for it), 10,000 clients, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p99-ms", Goal: "< 5"},
 	{Label: "DNS: upstream answer to its addresses enforced p50, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p50-ms"},
 	{Label: "DNS: CPU per first answer (user + system: the kernel's transaction), load-independent", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "cpu-us/first-answer"},
