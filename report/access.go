@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -212,28 +211,6 @@ func readCursorTx(tx *bolt.Tx) (cursor, error) {
 		}
 	}
 	return c, nil
-}
-
-func (q *AccessQuery) match(k key) bool {
-	if q.User != "" && k.User != q.User && !strings.EqualFold(k.Email, q.User) {
-		return false
-	}
-	if q.Profile != "" && k.Profile != q.Profile {
-		return false
-	}
-	if q.Port != 0 && k.Port != q.Port {
-		return false
-	}
-	if q.Protocol != "" && k.Proto != q.Protocol {
-		return false
-	}
-	if q.Dst.IsValid() {
-		a, err := netip.ParseAddr(k.Dst)
-		if err != nil || !q.Dst.Contains(a) {
-			return false
-		}
-	}
-	return true
 }
 
 // scanPeriods calls fn for every bucket between since and until (whole

@@ -17,7 +17,9 @@
 //
 // [Rollup.Access] answers the access report (who accessed what, filtered by
 // user, profile, destination prefix and port, and time range, in whole
-// hours). Every report names the journal range it was computed from and
+// hours). Keys sort by period and then by user, so it reads a period's
+// buckets side by side one user at a time and builds only the rows of the
+// page asked for. Every report names the journal range it was computed from and
 // the last signed checkpoint folded, so that an auditor can check it with
 // `ferryctl audit verify` over the same range.
 //
@@ -29,7 +31,8 @@
 // the totals of each user, each service and each (user, service) pair with
 // denied attempts (the daytotal bucket, derived from the daily buckets in
 // the same transaction and rebuilt with them), so that a chart by day
-// without filters reads those instead of every daily key.
+// without filters reads those instead of every daily key, and one for a
+// user finds that user's daily keys through them (by ID or by email).
 //
 // [Rollup.Replay] replays the recorded traffic of a profile against
 // proposed rules: the accepted flows they would deny and the denied

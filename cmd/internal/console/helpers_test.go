@@ -84,9 +84,7 @@ func (b *browser) do(method, path string, form url.Values) (*http.Response, stri
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	for _, c := range resp.Cookies() {
-		b.cookie = append(b.cookie, c)
-	}
+	b.cookie = append(b.cookie, resp.Cookies()...)
 	return resp, string(out)
 }
 
