@@ -284,6 +284,13 @@ func (t *Trimmer) Prune(ctx context.Context) (PruneReport, error) {
 	if t.cfg.FlowRetention == 0 {
 		return PruneReport{}, nil
 	}
+	if !t.cfg.Store.CanPrune() {
+		// A rolling upgrade in progress: members of an earlier version
+		// would stop at the prune. Nothing is summarized either, so
+		// nothing is recorded twice; the next round tries again.
+		t.log.Info("audit flow records not pruned: a member does not apply prunes yet")
+		return PruneReport{}, nil
+	}
 	p := t.cfg.Policy
 	p.Retention = t.cfg.FlowRetention
 	plan, err := PlanPruneFrom(ctx, t.cfg.Store, p, t.cfg.Now(), t.pruneFrom)
@@ -318,15 +325,16 @@ func (t *Trimmer) Prune(ctx context.Context) (PruneReport, error) {
 	t.metrics.pruned.Add(float64(res.Removed))
 	t.log.Info("audit flow records pruned", "removed", res.Removed, "runs", res.Runs, "through", plan.Through,
 		"anchor", plan.AnchorSeq, "summaries", rep.Summaries, "flow_retention", t.cfg.FlowRetention)
+	// The record first: a status that names a prune has its record.
+	if err := t.recordPrune(ctx, rep, nil); err != nil {
+		return rep, fmt.Errorf("recording prune through %d: %w", plan.Through, err)
+	}
 	st := PruneStatus{Time: t.cfg.Now().UTC(), FlowRetention: t.cfg.FlowRetention, Through: plan.Through,
 		Removed: res.Removed, Runs: res.Runs, Summaries: rep.Summaries}
 	if b, err := json.Marshal(st); err == nil {
 		if _, err := t.cfg.Store.Put(ctx, keyLastPrune, b); err != nil {
 			t.log.Warn("storing the prune status failed", "err", err)
 		}
-	}
-	if err := t.recordPrune(ctx, rep, nil); err != nil {
-		return rep, fmt.Errorf("recording prune through %d: %w", plan.Through, err)
 	}
 	return rep, nil
 }

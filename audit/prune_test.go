@@ -416,3 +416,34 @@ func TestTrimmerConfigFlowRetention(t *testing.T) {
 		})
 	}
 }
+
+// During a rolling upgrade (a member that has not advertised that it
+// applies prunes) the Trimmer neither prunes nor records summaries, so
+// nothing is recorded twice when it tries again after the upgrade.
+func TestTrimmerWaitsForEveryMemberToApplyPrunes(t *testing.T) {
+	pj := newPrunedJournal(t)
+	if err := pj.node.Delete(context.Background(), "sys/cluster/codec/"+pj.node.ID()); err != nil {
+		t.Fatal(err)
+	}
+	summaries := 0
+	summarize := func(context.Context, audit.Journal, audit.PrunePlan) ([]audit.Event, error) {
+		summaries++
+		return nil, nil
+	}
+	tr, err := audit.NewTrimmer(audit.TrimmerConfig{Store: pj.node, Recorder: pj.j.log, Logger: quietLogger(),
+		Delay: time.Hour, Interval: time.Hour,
+		Now:    func() time.Time { return pj.t0.Add(31 * 24 * time.Hour) },
+		Policy: audit.RetentionPolicy{Sinks: []string{"siem"}}, FlowRetention: audit.DefaultFlowRetention, Summarize: summarize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	before := journalIDs(t, pj.node)
+	rep, err := tr.Prune(context.Background())
+	if err != nil || len(rep.Plan.Runs) != 0 || summaries != 0 {
+		t.Fatalf("prune during an upgrade: %+v, %v, %d summaries", rep, err, summaries)
+	}
+	if after := journalIDs(t, pj.node); len(after) != len(before) {
+		t.Fatalf("journal changed: %d records, was %d", len(after), len(before))
+	}
+}

@@ -78,7 +78,7 @@ func prepare(ctx context.Context, e *Event, encode func(context.Context, *Event,
 		// A quote inside a JSON string is escaped, so the mark occurs
 		// only as the event's own field.
 		i := bytes.Index(data, revisionMark)
-		if i < 0 || bytes.Index(data[i+1:], revisionMark) >= 0 {
+		if i < 0 || bytes.Contains(data[i+1:], revisionMark) {
 			return cluster.TxnRecord{}, fmt.Errorf("%w: policy version placeholder not found once", ErrInvalidEvent)
 		}
 		at := i + len(revisionMark) - len(strconv.FormatUint(TxnRevision, 10))

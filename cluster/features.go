@@ -22,7 +22,8 @@ import (
 
 const (
 	codecPrefix = "sys/cluster/codec/"
-	// levelTxnJournal is the level of nodes that apply cmdTxnJournal.
+	// levelTxnJournal is the level of nodes that apply cmdTxnJournal and
+	// cmdPrune, which came in the same release.
 	levelTxnJournal = 2
 	codecLevel      = levelTxnJournal
 )
@@ -64,14 +65,22 @@ func codecLevelOf(v []byte) int {
 // of the cluster, as this node knows it, runs a version that applies such
 // entries. Otherwise Txn applies the transaction, then appends the
 // records.
-func (n *Node) AtomicJournalTxn() bool {
+func (n *Node) AtomicJournalTxn() bool { return n.allMembersAt(levelTxnJournal) }
+
+// CanPrune reports whether every member of the cluster, as this node
+// knows it, applies PruneJournal's command. A node of an earlier version
+// would stop at it, so PruneJournal refuses (ErrMixedVersions) until then.
+func (n *Node) CanPrune() bool { return n.allMembersAt(levelTxnJournal) }
+
+// allMembersAt reports whether every member has advertised level or more.
+func (n *Node) allMembersAt(level int) bool {
 	ids := n.memberIDs()
 	if len(ids) == 0 {
 		return false
 	}
 	for _, id := range ids {
 		kv, ok, err := n.fsm.get(codecPrefix + id)
-		if err != nil || !ok || codecLevelOf(kv.Value) < levelTxnJournal {
+		if err != nil || !ok || codecLevelOf(kv.Value) < level {
 			return false
 		}
 	}

@@ -48,11 +48,15 @@ type PruneResult struct {
 // increasing order, must not overlap, must hold stored records only (at or
 // after the first record kept by trimming, none already pruned) and must
 // end before the journal head; otherwise nothing changes and the error
-// wraps ErrInvalid. Callers keep whatever vouches for the chain across the
+// wraps ErrInvalid. While a member runs an earlier version (CanPrune) it
+// refuses with ErrMixedVersions and changes nothing. Callers keep whatever vouches for the chain across the
 // stubs (audit checkpoints after them).
 func (n *Node) PruneJournal(ctx context.Context, runs []PruneRun) (PruneResult, error) {
 	if len(runs) == 0 || len(runs) > MaxPruneRuns {
 		return PruneResult{}, fmt.Errorf("%w: prune of %d runs (want 1 to %d)", ErrInvalid, len(runs), MaxPruneRuns)
+	}
+	if !n.CanPrune() {
+		return PruneResult{}, fmt.Errorf("%w: a member has not advertised that it applies prunes", ErrMixedVersions)
 	}
 	res, err := n.propose(ctx, encodePrune(nil, runs))
 	if err != nil {

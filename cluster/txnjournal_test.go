@@ -137,6 +137,10 @@ func TestTxnJournalMixedVersions(t *testing.T) {
 	if n.AtomicJournalTxn() {
 		t.Fatalf("atomic with %s not advertising", old)
 	}
+	// A prune would stop the member of an earlier version: refused.
+	if _, err := n.PruneJournal(ctx, []cluster.PruneRun{{First: 1, Last: 1}}); !errors.Is(err, cluster.ErrMixedVersions) {
+		t.Fatalf("prune with %s not advertising: %v, want ErrMixedVersions", old, err)
+	}
 	r, err := n.Txn(ctx, cluster.Txn{
 		Compares: []cluster.Compare{cluster.IfAbsent("k")},
 		Ops:      []cluster.Op{cluster.Put("k", []byte("v"))},

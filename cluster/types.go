@@ -19,6 +19,10 @@ var (
 	// ErrInvalid is returned when a transaction or record is malformed; it
 	// wraps a message naming the field.
 	ErrInvalid = errors.New("cluster: invalid request")
+	// ErrMixedVersions is returned for a command some member of the
+	// cluster has not advertised that it applies (a rolling upgrade in
+	// progress): proposing it would stop that member.
+	ErrMixedVersions = errors.New("cluster: not every member applies this command yet")
 	// ErrOutcomeUnknown is returned when a forwarded write was sent but the
 	// connection failed before its answer arrived: it may or may not have
 	// been committed.

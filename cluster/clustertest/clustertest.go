@@ -146,6 +146,16 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		}
 	}
 	c.WaitAllReady(15 * time.Second)
+	// Every node advertises the commands it applies once it has a leader;
+	// tests run once they all have, as a cluster of one version does.
+	WaitFor(t, 15*time.Second, "every node advertising its commands", func() error {
+		for _, m := range c.nodes {
+			if !m.node.CanPrune() {
+				return fmt.Errorf("%s does not know every member applies prunes", m.id)
+			}
+		}
+		return nil
+	})
 	return c
 }
 
