@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferryvpn/ferry/audit"
 	"github.com/ferryvpn/ferry/cluster/clustertest"
+	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/report/reporttest"
 )
 
@@ -398,3 +399,33 @@ func bucketBytes(b *testing.B, path string, names ...string) int {
 // filepathTemp makes a directory for the shared benchmark rollup, which
 // outlives any one sub-benchmark.
 func filepathTemp() (string, error) { return os.MkdirTemp("", "ferry-report-bench-") }
+
+// BenchmarkReplay7d: `profile apply --dry-run --replay 7d` of one profile
+// change (port 5434 removed) over the last 7 days of BenchmarkAccess90d's
+// traffic (1,000 users, 100 flows per user per day; every key of those
+// days is read, whichever profile it holds). Goal < 5 s.
+func BenchmarkReplay7d(b *testing.B) {
+	r, start := rollup90d(b)
+	until := start.Add(benchDays * 24 * time.Hour)
+	since := until.Add(-7 * 24 * time.Hour)
+	proposed := profiles.Profile{Name: "p3", Rules: []profiles.Rule{{
+		CIDR: netip.MustParsePrefix("10.0.0.0/16"), Protocol: profiles.ProtoTCP,
+		Ports: []profiles.PortRange{{From: 5432, To: 5433}, {From: 5435, To: 5436}},
+	}}}
+	var deny int
+	t0 := time.Now()
+	for range b.N {
+		rep, err := r.Replay(context.Background(), proposed, since, until)
+		if err != nil {
+			b.Fatal(err)
+		}
+		deny = len(rep.WouldDeny)
+	}
+	// Users u%20 == 3 hold p3, each with one tuple on port 5434.
+	if deny != benchUsers/20 {
+		b.Fatalf("%d rows would be denied, want %d", deny, benchUsers/20)
+	}
+	b.ReportMetric(float64(time.Since(t0).Milliseconds())/float64(b.N), "ms/replay")
+	b.ReportMetric(float64(deny), "rows")
+	b.ReportMetric(0, "ns/op")
+}

@@ -38,7 +38,7 @@ var jobs = []Job{
 	// or 20,000 flow records through the audit log (journal growth), or
 	// one entitlements report as of a past time (about 100,000 history
 	// entries replayed).
-	{Pkg: "./report", Bench: "^Benchmark(Access90d|RollupFold|FlowJournalGrowth|EntitlementsAt)$", Benchtime: "1x", Count: 1},
+	{Pkg: "./report", Bench: "^Benchmark(Access90d|Replay7d|RollupFold|FlowJournalGrowth|EntitlementsAt)$", Benchtime: "1x", Count: 1},
 	// The data-plane benchmarks take medians of interleaved or concurrent
 	// runs themselves and print their own report (BenchmarkCPUPerGB: 15
 	// rounds of six paths at once; BenchmarkGatewayRSS: memory after
@@ -143,6 +143,7 @@ var figures = []Figure{
 	{Label: "flow aggregation RSS after 6 M events in one interval", Pkg: "/tunnel", Bench: "BenchmarkFlowAggregation", Unit: "rss-MiB"},
 	{Label: "report access over 90 days, 1,000 users, 9 M flows: who reached a service (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/who-reached-dst-port", Unit: "ms/report", Goal: "< 2000"},
 	{Label: "report access over 90 days, 1,000 users, 9 M flows: everything (moonshot < 200)", Pkg: "/report", Bench: "BenchmarkAccess90d/everything", Unit: "ms/report", Goal: "< 2000"},
+	{Label: "policy replay of one profile change over 7 days of that traffic", Pkg: "/report", Bench: "BenchmarkReplay7d", Unit: "ms/replay", Goal: "< 5000"},
 	{Label: "report entitlements --at: 1,000 users, 90 days of daily sign-ins and weekly SCIM pushes (~100,000 history entries)", Pkg: "/report", Bench: "BenchmarkEntitlementsAt", Unit: "ms/report"},
 	{Label: "rollup fold (rebuild) rate, flow events of 5 tuples", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "records/s"},
 	{Label: "rollup fold (rebuild) rate, flow tuples", Pkg: "/report", Bench: "BenchmarkRollupFold", Unit: "flows/s"},
