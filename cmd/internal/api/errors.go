@@ -61,6 +61,7 @@ var sentinels = []sentinel{
 	{cluster.ErrOutcomeUnknown, http.StatusServiceUnavailable, "cluster unavailable: the change may or may not have been made; check, then try again"},
 	{cluster.ErrClosed, http.StatusServiceUnavailable, "this node is shutting down; try again"},
 	{cluster.ErrInvalid, http.StatusBadRequest, ""},
+	{cluster.ErrMixedVersions, http.StatusServiceUnavailable, "a rolling upgrade is in progress: not every node applies this change yet; try again once every node runs this version"},
 	// A broken journal on this node: another node's copy may serve.
 	{cluster.ErrJournalCorrupt, http.StatusServiceUnavailable, "this node's journal failed its integrity check; ask another node and see this node's log"},
 	{cluster.ErrNotMember, http.StatusForbidden, ""},
