@@ -265,13 +265,16 @@ func (e *env) leaderKillDuringWrites(tb testing.TB, br *browser, token string) t
 		}()
 	}
 	// Sign-ins start at /login, which stores the browser-bound state in the
-	// cluster before redirecting to the IdP.
+	// cluster before redirecting to the IdP. They come from the test's
+	// address, like the browser's: paced under the per-source limit of
+	// requests without a token (api.Refusals: 10/s per node), or the
+	// browser's own sign-in below would be answered 429.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		noRedirect := *e.http
 		noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		pace := time.NewTicker(20 * time.Millisecond)
+		pace := time.NewTicker(200 * time.Millisecond)
 		defer pace.Stop()
 		for ; ctx.Err() == nil; <-pace.C {
 			o := outcome{start: time.Now()}
