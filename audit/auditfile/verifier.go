@@ -307,22 +307,7 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 		}
 		return
 	}
-	switch {
-	case !v.started:
-		v.started = true
-		v.rep.First, v.first = seq, prev
-		if seq == 1 && prev != (Hash{}) {
-			v.problem(Edited, seq, ln, "record 1 edited: it does not start the chain")
-		}
-		v.rep.Anchored = seq == 1
-		if v.anchor != nil {
-			v.checkAnchor(seq, prev, ln)
-		}
-	case seq < v.rep.Last && !v.filtered:
-		v.rangeProblemDetail(Reordered, seq, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", seq, v.rep.Last))
-	case seq < v.rep.First:
-		v.rep.First, v.first = seq, prev
-	}
+	v.place(seq, prev, ln)
 	if !v.filtered && ok {
 		if p, known := v.lookup(seq - 1); known && p.h != prev {
 			v.problem(Edited, seq-1, ln, "record %d edited: record %d no longer follows it", seq-1, seq)
@@ -368,6 +353,28 @@ func (v *Verifier) addMatched(seq uint64, prev, h Hash, data []byte, ok bool, ln
 	}
 }
 
+// place notes a record (or a stub's first record) seq, whose prev hash is
+// prev, read from line ln: the start of the verified range, a record out
+// of order, or one before the range read so far.
+func (v *Verifier) place(seq uint64, prev Hash, ln int) {
+	switch {
+	case !v.started:
+		v.started = true
+		v.rep.First, v.first = seq, prev
+		if seq == 1 && prev != (Hash{}) {
+			v.problem(Edited, seq, ln, "record 1 edited: it does not start the chain")
+		}
+		v.rep.Anchored = seq == 1
+		if v.anchor != nil {
+			v.checkAnchor(seq, prev, ln)
+		}
+	case seq < v.rep.Last && !v.filtered:
+		v.rangeProblemDetail(Reordered, seq, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", seq, v.rep.Last))
+	case seq < v.rep.First:
+		v.rep.First, v.first = seq, prev
+	}
+}
+
 // addStub is AddStub for a stub read from line ln.
 func (v *Verifier) addStub(first, n uint64, prev, h Hash, ln int) {
 	last := first + n - 1
@@ -383,22 +390,7 @@ func (v *Verifier) addStub(first, n uint64, prev, h Hash, ln int) {
 		}
 		return
 	}
-	switch {
-	case !v.started:
-		v.started = true
-		v.rep.First, v.first = first, prev
-		if first == 1 && prev != (Hash{}) {
-			v.problem(Edited, first, ln, "record 1 edited: it does not start the chain")
-		}
-		v.rep.Anchored = first == 1
-		if v.anchor != nil {
-			v.checkAnchor(first, prev, ln)
-		}
-	case first < v.rep.Last && !v.filtered:
-		v.rangeProblemDetail(Reordered, first, ln, fmt.Sprintf("records out of order at %d: record %d comes before it", first, v.rep.Last))
-	case first < v.rep.First:
-		v.rep.First, v.first = first, prev
-	}
+	v.place(first, prev, ln)
 	if !v.filtered {
 		if p, known := v.lookup(first - 1); known && p.h != prev {
 			v.problem(Edited, first-1, ln, "record %d edited: pruned record %d no longer follows it", first-1, first)
