@@ -53,21 +53,7 @@ func provisionEvent(u *userRecord, how, change string) audit.Event {
 	if change != "" {
 		d["change"] = change
 	}
-	groups := u.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	b, err := json.Marshal(groups)
-	if err != nil || (len(b)+groupsChunk-1)/groupsChunk > maxGroupsChunks {
-		d["groups_omitted"] = strconv.Itoa(len(u.Groups))
-	} else {
-		s := string(b)
-		for i := 0; len(s) > 0; i++ {
-			n := min(len(s), groupsChunk)
-			d[fmt.Sprintf("groups.%02d", i)] = s[:n]
-			s = s[n:]
-		}
-	}
+	putGroups(d, u.Groups)
 	return audit.Event{
 		Type: audit.TypeAdmin, Action: ActionProvision, Outcome: audit.Success,
 		Actor:   audit.Actor{UserID: by, Role: "idp"},
@@ -85,16 +71,65 @@ func ProvisionedFrom(e *audit.Event) (userID, email string, groups []string, gro
 		return "", "", nil, false, false
 	}
 	userID, email = e.Target.User, e.Details["email"]
+	groups, groupsKnown = groupsFrom(e.Details)
+	return userID, email, groups, groupsKnown, true
+}
+
+// RevalidatedGroups returns the groups a successful revalidation event
+// recorded, as the identity provider gave them; known is false when the
+// event does not carry them (too many to record). Journals written before
+// the groups were JSON hold them comma-joined in the detail "groups",
+// which is read as such (a group name with a comma was split there).
+func RevalidatedGroups(e *audit.Event) (groups []string, known bool) {
+	if e.Action != ActionRevalidate || e.Outcome != audit.Success {
+		return nil, false
+	}
+	if groups, known = groupsFrom(e.Details); known {
+		return groups, true
+	}
+	legacy, ok := e.Details["groups"]
+	if !ok {
+		return nil, false
+	}
+	if legacy == "" {
+		return []string{}, true
+	}
+	return strings.Split(legacy, ","), true
+}
+
+// putGroups records groups in d as a JSON array split over the details
+// groups.00, groups.01, ... (see above), or, when they are too many,
+// their number in groups_omitted.
+func putGroups(d map[string]string, groups []string) {
+	if groups == nil {
+		groups = []string{}
+	}
+	b, err := json.Marshal(groups)
+	if err != nil || (len(b)+groupsChunk-1)/groupsChunk > maxGroupsChunks {
+		d["groups_omitted"] = strconv.Itoa(len(groups))
+		return
+	}
+	s := string(b)
+	for i := 0; len(s) > 0; i++ {
+		n := min(len(s), groupsChunk)
+		d[fmt.Sprintf("groups.%02d", i)] = s[:n]
+		s = s[n:]
+	}
+}
+
+// groupsFrom returns the groups putGroups recorded in d; known is false
+// when d holds none or they do not decode.
+func groupsFrom(d map[string]string) (groups []string, known bool) {
 	var b strings.Builder
 	for i := 0; ; i++ {
-		part, ok := e.Details[fmt.Sprintf("groups.%02d", i)]
+		part, ok := d[fmt.Sprintf("groups.%02d", i)]
 		if !ok {
 			break
 		}
 		b.WriteString(part)
 	}
 	if b.Len() == 0 || json.Unmarshal([]byte(b.String()), &groups) != nil {
-		return userID, email, nil, false, true
+		return nil, false
 	}
-	return userID, email, groups, true, true
+	return groups, true
 }

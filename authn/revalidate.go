@@ -290,7 +290,9 @@ func (r *Revalidator) revalidate(ctx context.Context, userID string, kv cluster.
 	}
 	// A lifted suspension commits with the round's record; otherwise the
 	// record follows the refresh token's update.
-	done := r.eventOf(user, audit.Success, "", map[string]string{"groups": strings.Join(id.Groups, ",")})
+	details := map[string]string{}
+	putGroups(details, id.Groups)
+	done := r.eventOf(user, audit.Success, "", details)
 	lifted, err := r.users.lift(ctx, userID, suspendUnreachable, "identity provider "+r.rp.cfg.Issuer, done)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +195,36 @@ func TestRevalidationByUserinfo(t *testing.T) {
 	}
 	if s, err := e.Sessions[1].Validate(ctx, tok); err != nil || s.Role != authn.RoleUser {
 		t.Fatalf("session after userinfo said the admin group is gone: role %q, %v", s.Role, err)
+	}
+}
+
+// A revalidation records the groups the identity provider gave exactly,
+// a group whose name holds a comma included (report's entitlements --at
+// reads them back); they used to be comma-joined, which split that group
+// in two.
+func TestRevalidationRecordsGroupsExactly(t *testing.T) {
+	e := flowtest.Start(t, flowtest.Options{Revalidate: true})
+	sessionToken(t, e, "demo")
+	want := []string{"engineering, emea", "ops"}
+	if err := e.OP.SetGroups("demo", want); err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(authn.DefaultRevalidateInterval)
+	if rep := revalidate(t, e, 0); rep.OK != 1 {
+		t.Fatalf("round: %+v", rep)
+	}
+	evs := e.Recorder.Filter(func(ev audit.Event) bool {
+		return ev.Action == authn.ActionRevalidate && ev.Outcome == audit.Success
+	})
+	if len(evs) != 1 {
+		t.Fatalf("%d successful revalidation events, want 1", len(evs))
+	}
+	if got, known := authn.RevalidatedGroups(&evs[0]); !known || !slices.Equal(got, want) {
+		t.Errorf("recorded groups %q (known %v), want %q", got, known, want)
+	}
+	// A record of an earlier version, comma-joined, still reads.
+	legacy := audit.Event{Action: authn.ActionRevalidate, Outcome: audit.Success, Details: map[string]string{"groups": "a,b"}}
+	if got, known := authn.RevalidatedGroups(&legacy); !known || !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("legacy record: %q (known %v)", got, known)
 	}
 }

@@ -103,14 +103,11 @@ func historyOf(ev *audit.Event) (histEntry, bool) {
 	case ev.Type == audit.TypeLogin && ev.Action == authn.ActionRevalidate:
 		// A refreshed token's groups, in the details (its actor is the
 		// record as it was before); it lifts an unreachable suspension.
-		g, ok := ev.Details["groups"]
-		if ev.Outcome != audit.Success || !ok || ev.Target.User == "" {
+		groups, known := authn.RevalidatedGroups(ev)
+		if !known || ev.Target.User == "" {
 			return histEntry{}, false
 		}
-		h.Kind, h.User, h.Email, h.Lift = "user", ev.Target.User, ev.Actor.Email, "unreachable"
-		if g != "" {
-			h.Groups = strings.Split(g, ",")
-		}
+		h.Kind, h.User, h.Email, h.Groups, h.Lift = "user", ev.Target.User, ev.Actor.Email, groups, "unreachable"
 	case (ev.Type == audit.TypeLogin || ev.Type == audit.TypeMFA) && ev.Outcome == audit.Success && ev.Actor.UserID != "" &&
 		(ev.Target.User == "" || ev.Target.User == ev.Actor.UserID):
 		// A sign-in step: the actor is the user, as the identity provider
