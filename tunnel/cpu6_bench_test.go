@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -101,8 +102,9 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	}
 	cpuIdle(b, gws)
 	b.ResetTimer()
-	var softirq []float64
+	var softirq, load []float64
 	for round := range cpu6Rounds {
+		load = append(load, load1(b))
 		idx := carriers(round)
 		ms, sirq, err := cpuRound(e, gws)
 		if err != nil {
@@ -128,6 +130,7 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	}
 	fmt.Fprintf(&report, "  idle CPU-s/s: %s\n", strings.Join(idle, "; "))
 	fmt.Fprintf(&report, "  machine softirq per GB of all paths: %s s/GB (neighbours included)\n", spread(softirq))
+	fmt.Fprintf(&report, "  one-minute load average at the rounds' starts: %s (these paths included)\n", spread(load))
 	v6v4 := ratios(one6.proc, one4.proc)
 	v6v4k := ratios(tenk6.proc, tenk4.proc)
 	policy6 := ratios(tenk6.proc, one6.proc)
@@ -142,6 +145,7 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	fmt.Fprintf(&report, "  net of idle: IPv6 policy cost %s; IPv6 100,000 / 10 rules %s\n", spread(netPolicy6), spread(netScale6))
 	fmt.Println(report.String())
 	b.Log(report.String())
+	b.ReportMetric(median(load), "load1")
 	b.ReportMetric(median(v6v4), "cpu-ipv6/ipv4")
 	b.ReportMetric(median(v6v4k), "cpu-ipv6/ipv4-10k-rules")
 	b.ReportMetric(100*(median(policy6)-1), "cpu-policy-cost-ipv6-%")
@@ -149,4 +153,17 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	b.ReportMetric(100*(median(scale6)-1), "cpu-100k-vs-10-rules-ipv6-%")
 	b.ReportMetric(100*(median(netPolicy6)-1), "cpu-net-policy-cost-ipv6-%")
 	b.ReportMetric(100*(median(netScale6)-1), "cpu-net-100k-vs-10-rules-ipv6-%")
+}
+
+// load1 returns the machine's one-minute load average.
+func load1(b testing.TB) float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(data), &l); err != nil {
+		b.Fatalf("reading /proc/loadavg: %v", err)
+	}
+	return l
 }
