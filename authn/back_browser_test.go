@@ -25,10 +25,7 @@ func TestBackNeverResubmitsInChromium(t *testing.T) {
 		t.Run(size.Name, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			e := flowtest.Start(t, flowtest.Options{})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			submit := func(what, code string, wait string) {
 				t.Helper()
 				step(what, chromedp.WaitVisible(chromedp.ID("code")),

@@ -11,73 +11,19 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/ferryvpn/ferry/authn"
 	"github.com/ferryvpn/ferry/authn/flowtest"
+	"github.com/ferryvpn/ferry/authn/webpage/webpagetest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// chromium starts headless Chromium for the test, or skips it.
-func chromium(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("headless browser test skipped: %s not found (apt-get install chromium)", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// The load balancer's certificate is httptest's, for 127.0.0.1.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.WithoutCancel(t.Context()), opts...)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	// The first Run starts the browser and must not carry a timeout.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return ctx
-}
-
-// step runs actions with a deadline, so a broken page fails the test
-// instead of hanging it.
-func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(sctx, actions...); err != nil {
-		loc, _ := chromedp.Run(ctx, chromedp.Location())
-		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
-		t.Fatalf("%s: %v (at %s)\n%s", what, err, loc, body)
-	}
-}
-
-func text(t *testing.T, ctx context.Context, id string) string {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(sctx, chromedp.Text(chromedp.ID(id)))
-	if err != nil {
-		t.Fatalf("text of #%s: %v", id, err)
-	}
-	return strings.TrimSpace(s)
-}
 
 // TestBrowserSignInChromium signs in with a real browser, without
 // JavaScript of ours: the IdP's form, TOTP enrollment from the QR page (the
 // image must load), the recovery codes, the signed-in page; then signs out
 // and in again with a code.
 func TestBrowserSignInChromium(t *testing.T) {
-	ctx := chromium(t)
+	ctx := webpagetest.Browser(t)
 	e := flowtest.Start(t, flowtest.Options{})
 
 	idpLogin := func(user string) {
-		step(t, ctx, "IdP form",
+		webpagetest.Step(t, ctx, "IdP form",
 			chromedp.Navigate(e.URLOf(authn.PathLogin)),
 			chromedp.WaitVisible(chromedp.ID("username")),
 			chromedp.SendKeys(chromedp.ID("username"), user),
@@ -87,7 +33,7 @@ func TestBrowserSignInChromium(t *testing.T) {
 	}
 
 	idpLogin("demo")
-	step(t, ctx, "enrollment page", chromedp.WaitVisible(chromedp.ID("qr")))
+	webpagetest.Step(t, ctx, "enrollment page", chromedp.WaitVisible(chromedp.ID("qr")))
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	width, err := chromedp.Run(sctx, chromedp.Evaluate[int]("document.getElementById('qr').complete ? document.getElementById('qr').naturalWidth : 0"))
 	cancel()
@@ -98,7 +44,7 @@ func TestBrowserSignInChromium(t *testing.T) {
 	if err != nil || alt == "" {
 		t.Errorf("QR image alt = %q, %v", alt, err)
 	}
-	uri := text(t, ctx, "otpauth")
+	uri := webpagetest.Text(t, ctx, "otpauth")
 	if !strings.HasPrefix(uri, "otpauth://totp/") {
 		t.Fatalf("otpauth URI on the page = %q", uri)
 	}
@@ -110,23 +56,23 @@ func TestBrowserSignInChromium(t *testing.T) {
 		}
 	}
 	e.Enrolled("demo", uri)
-	step(t, ctx, "confirm enrollment",
+	webpagetest.Step(t, ctx, "confirm enrollment",
 		chromedp.SendKeys(chromedp.ID("code"), e.TOTP("demo")),
 		chromedp.Click(chromedp.ID("submit")),
 		chromedp.WaitVisible(chromedp.ID("recovery-codes")),
 		chromedp.Click(chromedp.ID("continue")),
 		chromedp.WaitVisible(chromedp.ID("who")),
 	)
-	if who := text(t, ctx, "who"); !strings.Contains(who, "demo@example.com") {
+	if who := webpagetest.Text(t, ctx, "who"); !strings.Contains(who, "demo@example.com") {
 		t.Fatalf("signed-in page says %q", who)
 	}
-	if role := text(t, ctx, "role"); role != authn.RoleAdmin {
+	if role := webpagetest.Text(t, ctx, "role"); role != authn.RoleAdmin {
 		t.Errorf("role %q, want %q", role, authn.RoleAdmin)
 	}
 	// An administrator in the browser is told where administration
 	// happens (issue: never told): the console at /admin, a link, and
 	// ferryctl (issue: only ferryctl, after the console existed).
-	if note := text(t, ctx, "admin-note"); !strings.Contains(note, "admin console") || !strings.Contains(note, "ferryctl") {
+	if note := webpagetest.Text(t, ctx, "admin-note"); !strings.Contains(note, "admin console") || !strings.Contains(note, "ferryctl") {
 		t.Errorf("admin note %q", note)
 	}
 	if href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("#admin-note a#console") || {}).getAttribute ? document.querySelector("#admin-note a#console").getAttribute("href") : ""`)); err != nil || href != "/admin" {
@@ -138,17 +84,17 @@ func TestBrowserSignInChromium(t *testing.T) {
 		}
 	}
 
-	step(t, ctx, "sign out",
+	webpagetest.Step(t, ctx, "sign out",
 		chromedp.Click(chromedp.ID("logout")),
 		chromedp.WaitVisible(chromedp.ID("message")),
 	)
-	if msg := text(t, ctx, "message"); !strings.Contains(msg, "devices keep working") {
+	if msg := webpagetest.Text(t, ctx, "message"); !strings.Contains(msg, "devices keep working") {
 		t.Fatalf("after sign-out: %q", msg)
 	}
 
 	// Enrolled now: the second sign-in asks for a code only.
 	idpLogin("demo")
-	step(t, ctx, "code page",
+	webpagetest.Step(t, ctx, "code page",
 		chromedp.WaitVisible(chromedp.ID("code")),
 		chromedp.SendKeys(chromedp.ID("code"), e.TOTP("demo")),
 		chromedp.Click(chromedp.ID("submit")),

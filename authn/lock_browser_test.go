@@ -35,10 +35,7 @@ func TestLockPageInChromium(t *testing.T) {
 			if _, err := e.NewBrowser().SignIn(e.URLOf(authn.PathLogin), "demo", "demo"); err != nil {
 				t.Fatal(err)
 			}
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			step("time zone", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 				_, err := cdp.Call(ctx, tg, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone})
 				return err

@@ -20,10 +20,7 @@ func TestSignInPagesInChromium(t *testing.T) {
 		t.Run(size.Name, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			e := flowtest.Start(t, flowtest.Options{})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			check := func(name string) { t.Helper(); webpagetest.CheckPage(t, ctx, size.Name+"-"+name) }
 			idpLogin := func() {
 				step("IdP form", chromedp.Navigate(e.URLOf(authn.PathLogin)), chromedp.WaitVisible(chromedp.ID("username")),

@@ -67,28 +67,8 @@ func BenchmarkDataPlaneIPv6(b *testing.B) {
 		{name: "10 rules, 1 peer", k: 3, nprof: 1, rulesPer: 10, peers: 1, only6: true},
 		{name: "100,000 rules over 1,000 peers", k: 4, nprof: 10, rulesPer: 10000, peers: 1000, only6: true}}
 	for _, g := range gws {
-		k := g.k
-		ns := e.link(fmt.Sprintf("b6f%d", k), k)
-		n.Must("ip", "-n", e.cli, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
-		n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::1/64", k), "dev", "c0", "nodad")
-		n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::1/64", k), "dev", "v0", "nodad")
-		n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
-		n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd99:%d::1/128", k), "dev", "lo")
-		n.Must("ip", "-n", ns, "-6", "route", "add", fmt.Sprintf("fd99:%d::/64", k), "via", fmt.Sprintf("fd10:211:%d::2", k))
-		kvs := dualStore(b, k, g.nprof, g.rulesPer, g.peers, cliKey.PublicKey())
-		g.server = tunneltest.StartAgent(b, n, ns, fmt.Sprintf("f6%d", k), tunneltest.AgentConfig{Server: &tunneltest.ServerConfig{
-			NodeID: "n1", DataDir: b.TempDir(), Bind: "127.0.0.1:7946", Bootstrap: true,
-			CACert: e.ca, CAKey: e.caKey, Interface: n.Name(fmt.Sprintf("b6w%d-", k)), PrivateKey: srvKey.String(), Address: "100.64.0.1/16",
-			Pool6: bench6Pool.String(), Egress: "v0", Preload: [][]tunneltest.KV{kvs}, NoFlows: true}})
-		waitFor(b, "ferry peers programmed", 60*time.Second, func() error {
-			if v := metricValue(b, g.server, "ferry_tunnel_peers"); int(v) != g.peers {
-				return fmt.Errorf("%v peers", v)
-			}
-			return nil
-		})
-		a6 := profiles.Address6(bench6Pool, netip.MustParseAddr("100.64.0.2"))
-		e.wgQuick(n.Name(fmt.Sprintf("b6q%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32, %s/128\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24, fd99:%d::/64\n",
-			cliKey, a6, srvKey.PublicKey(), k, k, k))
+		kvs := dualStore(b, g.k, g.nprof, g.rulesPer, g.peers, cliKey.PublicKey())
+		g.server = e.dualGateway("b6", g.k, srvKey, cliKey, kvs, g.peers)
 	}
 	target6 := func(k int) string { return fmt.Sprintf("fd99:%d::1", k) }
 	for _, g := range gws {
@@ -139,6 +119,38 @@ func BenchmarkDataPlaneIPv6(b *testing.B) {
 	b.ReportMetric(100*scale6, "100k-vs-10-rules-ipv6-%")
 	fmt.Println(report.String())
 	b.Log(report.String())
+}
+
+// dualGateway joins the client and the VPC through a new router namespace
+// for path k (IPv4 as link does; IPv6 fd10:210:k::/64 on the client
+// side, fd10:211:k::/64 on the VPC side, target fd99:k::1), starts a ferry
+// gateway there with the dual-stack pool bench6Pool and the records kvs,
+// waits until its peers are programmed, and brings up a wg-quick client
+// with both addresses and routes to 10.99.k.0/24 and fd99:k::/64. Names
+// start with prefix.
+func (e *benchEnv) dualGateway(prefix string, k int, srvKey, cliKey wgtypes.Key, kvs []tunneltest.KV, peers int) *tunneltest.Agent {
+	b, n := e.b, e.n
+	ns := e.link(fmt.Sprintf("%sf%d", prefix, k), k)
+	n.Must("ip", "-n", e.cli, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
+	n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:210:%d::1/64", k), "dev", "c0", "nodad")
+	n.Must("ip", "-n", ns, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::1/64", k), "dev", "v0", "nodad")
+	n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd10:211:%d::2/64", k), "dev", fmt.Sprintf("b%d", k), "nodad")
+	n.Must("ip", "-n", e.vpc, "-6", "addr", "add", fmt.Sprintf("fd99:%d::1/128", k), "dev", "lo")
+	n.Must("ip", "-n", ns, "-6", "route", "add", fmt.Sprintf("fd99:%d::/64", k), "via", fmt.Sprintf("fd10:211:%d::2", k))
+	a := tunneltest.StartAgent(b, n, ns, fmt.Sprintf("%sa%d", prefix, k), tunneltest.AgentConfig{Server: &tunneltest.ServerConfig{
+		NodeID: "n1", DataDir: b.TempDir(), Bind: "127.0.0.1:7946", Bootstrap: true,
+		CACert: e.ca, CAKey: e.caKey, Interface: n.Name(fmt.Sprintf("%sw%d-", prefix, k)), PrivateKey: srvKey.String(), Address: "100.64.0.1/16",
+		Pool6: bench6Pool.String(), Egress: "v0", Preload: [][]tunneltest.KV{kvs}, NoFlows: true}})
+	waitFor(b, "ferry peers programmed", 60*time.Second, func() error {
+		if v := metricValue(b, a, "ferry_tunnel_peers"); int(v) != peers {
+			return fmt.Errorf("%v peers", v)
+		}
+		return nil
+	})
+	a6 := profiles.Address6(bench6Pool, netip.MustParseAddr("100.64.0.2"))
+	e.wgQuick(n.Name(fmt.Sprintf("%sq%d", prefix, k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32, %s/128\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24, fd99:%d::/64\n",
+		cliKey, a6, srvKey.PublicKey(), k, k, k))
+	return a
 }
 
 // dualStore is ferryStore for a dual-stack pool: profiles of rulesPer

@@ -30,14 +30,93 @@ type benchCase struct {
 
 func (c *benchCase) target() string { return fmt.Sprintf("10.99.%d.1", c.k) }
 
+// benchEnv is the topology of a data-plane benchmark: a client namespace
+// and a VPC namespace, joined by one path (a router namespace with its
+// gateway) per case.
 type benchEnv struct {
 	b     testing.TB
 	n     *tunneltest.Net
 	cli   string
 	vpc   string
-	env   []string
+	env   []string // wg-quick's environment, with the stock wireguard-go
+	wgGo  string   // the stock wireguard-go binary
 	ca    []byte
 	caKey []byte
+	// srvKey is every gateway's key and cliKey the client's, on every path.
+	srvKey, cliKey wgtypes.Key
+}
+
+// newBenchEnv makes the set-up the throughput benchmarks share: the
+// client and VPC namespaces (named from base+"c" and base+"v"), wg-quick's
+// environment, a cluster CA for the ferry gateways, the gateway and client
+// keys, and an iperf3 server in the VPC on its default port. It skips b
+// where the tools are missing.
+func newBenchEnv(b testing.TB, base string) *benchEnv {
+	b.Helper()
+	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
+	wgGo := findWireGuardGo(b)
+	n := tunneltest.NewNet(b)
+	e := &benchEnv{b: b, n: n, cli: n.NS(base + "c"), vpc: n.NS(base + "v"), env: wgQuickEnv(b, wgGo), wgGo: wgGo}
+	e.ca, e.caKey = benchCA(b)
+	var err error
+	if e.srvKey, err = wgtypes.GeneratePrivateKey(); err != nil {
+		b.Fatal(err)
+	}
+	if e.cliKey, err = wgtypes.GeneratePrivateKey(); err != nil {
+		b.Fatal(err)
+	}
+	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
+	if err := iperfd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	n.Track(iperfd.Process)
+	return e
+}
+
+// benchCA returns a new cluster CA's certificate and key (PEM) for the
+// gateways of a benchmark.
+func benchCA(b testing.TB) (cert, key []byte) {
+	b.Helper()
+	ca := clustertest.NewCA(b)
+	key, err := ca.KeyPEM()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ca.CertPEM(), key
+}
+
+// ferryPath starts a ferry gateway with the records kvs as path k (router
+// namespace and gateway named from prefix and k), waits up to wait until
+// it has programmed peers peers, brings up the client's wg-quick
+// interface to it as 100.64.0.2 (peer 0 of ferryStore) and returns the
+// gateway.
+func (e *benchEnv) ferryPath(prefix string, k int, kvs []tunneltest.KV, peers int, wait time.Duration) *tunneltest.Agent {
+	e.b.Helper()
+	name := fmt.Sprintf("%sf%d", prefix, k)
+	ns := e.link(name, k)
+	a := e.ferryServer(ns, name, e.n.Name(fmt.Sprintf("%sw%d-", prefix, k)), e.srvKey, kvs)
+	waitPeers(e.b, a, peers, wait)
+	e.wgQuick(e.n.Name(fmt.Sprintf("%sq%d", prefix, k)), clientConf(e.cliKey, "100.64.0.2", e.srvKey, k))
+	return a
+}
+
+// waitPeers waits up to d until gateway a has programmed want peers.
+func waitPeers(t testing.TB, a *tunneltest.Agent, want int, d time.Duration) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d peers programmed", want), d, func() error {
+		if v := metricValue(t, a, "ferry_tunnel_peers"); int(v) != want {
+			return fmt.Errorf("%v peers", v)
+		}
+		return nil
+	})
+}
+
+// clientConf is the wg-quick configuration of the benchmark client with
+// address addr on path k: its tunnel to the gateway (key srv) at
+// 10.210.k.1 carries 10.99.k.0/24.
+func clientConf(key wgtypes.Key, addr string, srv wgtypes.Key, k int) string {
+	return fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
+		key, addr, srv.PublicKey(), k, k)
 }
 
 // link joins the client and the VPC through a new router namespace for
@@ -157,21 +236,8 @@ func median(v []float64) float64 {
 //
 //	go test -run '^$' -bench DataPlane -benchtime 1x ./tunnel/
 func BenchmarkDataPlane(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("bc"), vpc: n.NS("bv"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
-	if err := iperfd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.Track(iperfd.Process)
+	e := newBenchEnv(b, "b")
+	n := e.n
 
 	var cases []*benchCase
 	// 1. Plain veth routing: the upper bound.
@@ -183,11 +249,9 @@ func BenchmarkDataPlane(b *testing.B) {
 		cases = append(cases, c)
 	}
 	// 2. Stock wireguard-go configured with wg, no policy.
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
 	{
 		c := &benchCase{name: "stock wireguard-go, no policy", k: 2}
-		startStock(e, wgGo, 2, srvKey, cliKey)
+		startStock(e, e.wgGo, 2, e.srvKey, e.cliKey)
 		cases = append(cases, c)
 	}
 	// 3-6. ferry with growing policies.
@@ -204,18 +268,9 @@ func BenchmarkDataPlane(b *testing.B) {
 	var revokePeers []profiles.Peer
 	for i, fc := range ferryCases {
 		k := 3 + i
-		ns := e.link(fmt.Sprintf("bf%d", k), k)
-		kvs, peers := ferryStore(b, k, fc.nprof, fc.rulesPer, fc.peer, cliKey.PublicKey())
+		kvs, peers := ferryStore(b, k, fc.nprof, fc.rulesPer, fc.peer, e.cliKey.PublicKey())
 		c := &benchCase{name: fc.name, k: k}
-		c.server = e.ferryServer(ns, fmt.Sprintf("f%d", k), n.Name(fmt.Sprintf("bw%d-", k)), srvKey, kvs)
-		waitFor(b, "ferry peers programmed", 60*time.Second, func() error {
-			if v := metricValue(b, c.server, "ferry_tunnel_peers"); int(v) != fc.peer {
-				return fmt.Errorf("%v peers", v)
-			}
-			return nil
-		})
-		e.wgQuick(n.Name(fmt.Sprintf("bq%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
-			cliKey, srvKey.PublicKey(), k, k))
+		c.server = e.ferryPath("b", k, kvs, fc.peer, 60*time.Second)
 		cases = append(cases, c)
 		if fc.peer == 1000 && revokeOn == nil {
 			revokeOn, revokePeers = c.server, peers
@@ -288,12 +343,7 @@ func BenchmarkConverge(b *testing.B) {
 	tunneltest.Require(b, "sysctl")
 	n := tunneltest.NewNet(b)
 	e := &benchEnv{b: b, n: n}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
+	e.ca, e.caKey = benchCA(b)
 	srvKey, _ := wgtypes.GeneratePrivateKey()
 	cliKey, _ := wgtypes.GeneratePrivateKey()
 	var report strings.Builder
@@ -413,7 +463,6 @@ func startStock(e *benchEnv, wgGo string, k int, srvKey, cliKey wgtypes.Key) int
 	n.Must("ip", "-n", ns, "addr", "add", fmt.Sprintf("100.65.%d.1/24", k), "dev", iface)
 	n.Must("ip", "-n", ns, "link", "set", iface, "mtu", "1420", "up")
 	n.Must("ip", "-n", e.vpc, "route", "add", fmt.Sprintf("100.65.%d.0/24", k), "via", fmt.Sprintf("10.211.%d.1", k))
-	e.wgQuick(n.Name(fmt.Sprintf("bq%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = %s/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
-		cliKey, cli, srvKey.PublicKey(), k, k))
+	e.wgQuick(n.Name(fmt.Sprintf("bq%d", k)), clientConf(cliKey, cli, srvKey, k))
 	return wgd.Process.Pid
 }

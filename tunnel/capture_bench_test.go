@@ -2,15 +2,11 @@ package tunnel_test
 
 import (
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
-	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
 
@@ -22,37 +18,12 @@ import (
 //
 //	go test -run '^$' -bench Capture -benchtime 1x ./tunnel/
 func BenchmarkCapture(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("cc"), vpc: n.NS("cv"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
-	if err := iperfd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.Track(iperfd.Process)
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
+	e := newBenchEnv(b, "c")
 	const k = 3
-	ns := e.link("cf3", k)
 	// Two peers: peer0 (100.64.0.2) is the measured client, peer1
 	// (100.64.0.3) another user.
-	kvs, _ := ferryStore(b, k, 1, 1, 2, cliKey.PublicKey())
-	srv := e.ferryServer(ns, "cap3", n.Name("cw3-"), srvKey, kvs)
-	waitFor(b, "ferry peers programmed", 60*time.Second, func() error {
-		if v := metricValue(b, srv, "ferry_tunnel_peers"); int(v) != 2 {
-			return fmt.Errorf("%v peers", v)
-		}
-		return nil
-	})
-	e.wgQuick(n.Name("cq3"), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
-		cliKey, srvKey.PublicKey(), k, k))
+	kvs, _ := ferryStore(b, k, 1, 1, 2, e.cliKey.PublicKey())
+	srv := e.ferryPath("c", k, kvs, 2, 60*time.Second)
 	target := fmt.Sprintf("10.99.%d.1", k)
 	if _, err := iperf(e, target); err != nil { // warm up, handshake
 		b.Fatal(err)

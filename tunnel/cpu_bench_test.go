@@ -35,6 +35,9 @@ type cpuCase struct {
 	name string
 	k    int
 	pid  int
+	// target is the address iperf3 sends to through this gateway;
+	// empty: 10.99.k.1. A benchmark may change it between rounds.
+	target string
 	// proc is, per round, the gateway process's CPU seconds (user and
 	// system, all threads) per GB received by the VPC.
 	proc []float64
@@ -117,35 +120,14 @@ func BenchmarkCPUPerGB(b *testing.B) {
 			cliKey, srvKey.PublicKey(), k, k))
 		cases = append(cases, &cpuCase{name: fc.name, k: k, pid: a.Pid()})
 	}
-	for _, c := range cases {
-		iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s", "-p", fmt.Sprint(cpuPort(c)))
-		if err := iperfd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		n.Track(iperfd.Process)
-	}
+	cpuServe(e, cases)
 	// The servers listen a moment after they start; the first round also
 	// makes every client handshake.
 	waitFor(b, "a first round through every path", 60*time.Second, func() error {
 		_, _, err := cpuRound(e, cases)
 		return err
 	})
-	// An idle window, measured, not waited on.
-	idle0 := make([]float64, len(cases))
-	for i, c := range cases {
-		if idle0[i], err = procCPU(c.pid); err != nil {
-			b.Fatal(err)
-		}
-	}
-	t0 := time.Now()
-	time.Sleep(5 * time.Second)
-	for i, c := range cases {
-		p1, err := procCPU(c.pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.idle = (p1 - idle0[i]) / time.Since(t0).Seconds()
-	}
+	cpuIdle(b, cases)
 	b.ResetTimer()
 	var softirq []float64
 	for round := 0; round < cpuRounds; round++ {
@@ -155,12 +137,7 @@ func BenchmarkCPUPerGB(b *testing.B) {
 		}
 		softirq = append(softirq, sirq)
 		for i, c := range cases {
-			m := ms[i]
-			c.proc = append(c.proc, m.proc)
-			c.gbps = append(c.gbps, 8*m.gb/m.secs)
-			c.net = append(c.net, m.proc-c.idle*m.secs/m.gb)
-			c.cpu += m.proc * m.gb
-			c.sys += m.sys
+			c.record(ms[i], c.idle)
 		}
 	}
 	b.StopTimer()
@@ -206,6 +183,58 @@ func BenchmarkCPUPerGB(b *testing.B) {
 // cpuPort is the iperf3 server port of case c.
 func cpuPort(c *cpuCase) int { return 5300 + c.k }
 
+// dest is the address iperf3 sends to through case c.
+func (c *cpuCase) dest() string {
+	if c.target != "" {
+		return c.target
+	}
+	return fmt.Sprintf("10.99.%d.1", c.k)
+}
+
+// record adds round m to c's series; idle is the CPU-s/s, with no
+// traffic, of the gateway that carried it.
+func (c *cpuCase) record(m cpuSample, idle float64) {
+	c.proc = append(c.proc, m.proc)
+	c.gbps = append(c.gbps, 8*m.gb/m.secs)
+	c.net = append(c.net, m.proc-idle*m.secs/m.gb)
+	c.cpu += m.proc * m.gb
+	c.sys += m.sys
+}
+
+// cpuServe starts an iperf3 server in the VPC for each case, on its own
+// port (iperf3 serves one test at a time; the server answers both
+// families).
+func cpuServe(e *benchEnv, cases []*cpuCase) {
+	for _, c := range cases {
+		iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s", "-p", fmt.Sprint(cpuPort(c)))
+		if err := iperfd.Start(); err != nil {
+			e.b.Fatal(err)
+		}
+		e.n.Track(iperfd.Process)
+	}
+}
+
+// cpuIdle measures each case's gateway CPU seconds per second with no
+// traffic over an idle window (measured, not waited on) and sets c.idle.
+func cpuIdle(b testing.TB, cases []*cpuCase) {
+	idle0 := make([]float64, len(cases))
+	for i, c := range cases {
+		var err error
+		if idle0[i], err = procCPU(c.pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	time.Sleep(5 * time.Second)
+	for i, c := range cases {
+		p1, err := procCPU(c.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.idle = (p1 - idle0[i]) / time.Since(t0).Seconds()
+	}
+}
+
 // cpuSample is one path's round: its gateway's CPU seconds per GB, the
 // round's duration and the GB moved, and the gateway's system CPU
 // seconds.
@@ -238,7 +267,7 @@ func cpuRound(e *benchEnv, cases []*cpuCase) ([]cpuSample, float64, error) {
 	results := make([]chan result, len(cases))
 	for i, c := range cases {
 		results[i] = make(chan result, 1)
-		cmd := exec.Command("ip", "netns", "exec", e.cli, "iperf3", "-c", fmt.Sprintf("10.99.%d.1", c.k), "-p", fmt.Sprint(cpuPort(c)),
+		cmd := exec.Command("ip", "netns", "exec", e.cli, "iperf3", "-c", c.dest(), "-p", fmt.Sprint(cpuPort(c)),
 			"-t", fmt.Sprint(cpuSeconds), "-b", cpuRate, "-J")
 		go func() {
 			out, err := cmd.Output()

@@ -151,12 +151,7 @@ func TestConvergeTenThousandPeers(t *testing.T) {
 	start := time.Now()
 	g := s.gateway(t, "conv", iface, kvs)
 	requireKernelLink(t, s.srv, iface)
-	waitFor(t, "10,000 peers in the device", 5*time.Minute, func() error {
-		if v := metricValue(t, g, "ferry_tunnel_peers"); int(v) != np {
-			return fmt.Errorf("%v peers", v)
-		}
-		return nil
-	})
+	waitPeers(t, g, np, 5*time.Minute)
 	took := g.Must(t, tunneltest.Request{Op: "started"}).Elapsed
 	t.Logf("converged %d peers on the %s device: %s from start (%s from the test's view)", np, linkKind(s.srv, iface), took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	out, err := exec.Command("ip", "netns", "exec", s.srv, "wg", "show", iface, "allowed-ips").Output()

@@ -3,16 +3,11 @@ package tunnel_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
-	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/tunnel"
-	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
 
 // rssStreams is how many saturating 3-second iperf3 streams
@@ -28,23 +23,7 @@ const rssStreams = 4
 //
 //	go test -run '^$' -bench GatewayRSS -benchtime 1x ./tunnel/
 func BenchmarkGatewayRSS(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("rc"), vpc: n.NS("rv"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
-	if err := iperfd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.Track(iperfd.Process)
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
+	e := newBenchEnv(b, "r")
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "\ngateway memory under load: %d saturating iperf3 streams of 3 s toward the VPC, then one back\n", rssStreams)
@@ -67,23 +46,14 @@ func BenchmarkGatewayRSS(b *testing.B) {
 	}
 
 	// Stock wireguard-go, one peer: the baseline.
-	stockPid := startStock(e, wgGo, 2, srvKey, cliKey)
+	stockPid := startStock(e, e.wgGo, 2, e.srvKey, e.cliKey)
 	stream("stock wireguard-go, 1 peer", 2, func() (int64, int64) { return procRSS(b, stockPid) })
 
 	// ferry, one peer and 20,000 peers.
 	for i, np := range []int{1, 20000} {
 		k := 3 + i
-		ns := e.link(fmt.Sprintf("rf%d", k), k)
-		kvs, _ := ferryStore(b, k, 10, 10, np, cliKey.PublicKey())
-		a := e.ferryServer(ns, fmt.Sprintf("r%d", k), n.Name(fmt.Sprintf("rw%d-", k)), srvKey, kvs)
-		waitFor(b, "ferry peers programmed", 180*time.Second, func() error {
-			if v := metricValue(b, a, "ferry_tunnel_peers"); int(v) != np {
-				return fmt.Errorf("%v peers", v)
-			}
-			return nil
-		})
-		e.wgQuick(n.Name(fmt.Sprintf("rq%d", k)), fmt.Sprintf("[Interface]\nPrivateKey = %s\nAddress = 100.64.0.2/32\nMTU = 1420\n\n[Peer]\nPublicKey = %s\nEndpoint = 10.210.%d.1:51820\nAllowedIPs = 10.99.%d.0/24\n",
-			cliKey, srvKey.PublicKey(), k, k))
+		kvs, _ := ferryStore(b, k, 10, 10, np, e.cliKey.PublicKey())
+		a := e.ferryPath("r", k, kvs, np, 180*time.Second)
 		now, peak := stream(fmt.Sprintf("ferry, %d peer(s)", np), k, func() (int64, int64) { return procRSS(b, a.Pid()) })
 		if np == 1 {
 			b.ReportMetric(float64(now>>20), "rss-1-peer-MiB")

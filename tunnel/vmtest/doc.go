@@ -15,6 +15,13 @@
 // TCG is slow (several times slower than the host) and shares the host's
 // CPUs: it is for functional tests, never for timings.
 //
-// The package does not build test binaries and does not decide what runs in
-// the machine; the caller names the files, tools, modules and command.
+// The package does not decide what runs in the machine; the caller names
+// the files, tools, modules and command. For the suites that run a Go test
+// binary in the machine (tunnel's TestKernelSuiteVM, threenode's
+// TestThreeNodesKernelVM) it has what they share: DataPlaneModules,
+// PlainTestBinary (the binary to copy in, rebuilt without -race when the
+// host's tests use it), RunTests (run, log, and fail on the guest's
+// failures or a test that did not pass) and RequireKernelLink (fail when an
+// interface is not kernel WireGuard, i.e. on a silent fallback to the
+// embedded device).
 package vmtest

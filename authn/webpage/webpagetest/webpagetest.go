@@ -32,8 +32,11 @@ type Size struct {
 // user agent, touch).
 var Sizes = []Size{{Name: "desktop", Width: 1280, Height: 800}, {Name: "phone", Width: 390, Height: 844, Phone: true}}
 
-// Chromium starts headless Chromium emulating size, or skips the test.
-func Chromium(t *testing.T, size Size) context.Context {
+// Browser starts headless Chromium for t with the flags ferry's tests
+// use (no sandbox, no GPU, no background traffic, test servers' own
+// certificates accepted, a profile in t's temporary directory), or skips t
+// where Chromium is missing. The browser ends with t.
+func Browser(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		t.Skipf("headless browser test skipped: %s not found (apt-get install chromium)", ChromiumPath)
@@ -58,6 +61,14 @@ func Chromium(t *testing.T, size Size) context.Context {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
+	return ctx
+}
+
+// Chromium starts headless Chromium (Browser) emulating size, or skips
+// the test.
+func Chromium(t *testing.T, size Size) context.Context {
+	t.Helper()
+	ctx := Browser(t)
 	emulate := chromedp.EmulateViewport(size.Width, size.Height)
 	if size.Phone {
 		emulate = chromedp.Emulate(device.IPhone12)
@@ -66,6 +77,17 @@ func Chromium(t *testing.T, size Size) context.Context {
 		t.Fatalf("emulating %s: %v", size.Name, err)
 	}
 	return ctx
+}
+
+// SetCookie sets the cookie name=value (Secure, Path=/, SameSite=Lax) for
+// the site of the page the browser shows, as a server's Set-Cookie would,
+// for example a session cookie that signs the browser in.
+func SetCookie(t *testing.T, ctx context.Context, name, value string) {
+	t.Helper()
+	js := `document.cookie = "` + name + `=` + value + `; Secure; Path=/; SameSite=Lax", ""`
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](js)); err != nil {
+		t.Fatalf("setting cookie %s: %v", name, err)
+	}
 }
 
 // Step runs actions with a deadline, so a broken page fails the test
@@ -78,6 +100,15 @@ func Step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
 		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
 		t.Fatalf("%s: %v (at %s)\n%s", what, err, loc, body)
+	}
+}
+
+// Stepper returns Step bound to t and ctx, for a test of many steps:
+// step := Stepper(t, ctx); step("sign in", ...).
+func Stepper(t *testing.T, ctx context.Context) func(what string, actions ...chromedp.Action[chromedp.Void]) {
+	return func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		Step(t, ctx, what, actions...)
 	}
 }
 

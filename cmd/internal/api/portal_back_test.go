@@ -36,14 +36,9 @@ func TestPortalBackNeverResubmitsInChromium(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			user := []string{"bea", "cleo"}[i]
 			tok := s.Token(t, authn.Identity{UserID: user, Email: user + "@example.com", Groups: []string{"engineering"}})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			step("blank", chromedp.Navigate(s.URL+"/nope"))
-			if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie = "`+authn.SessionCookie+`=`+tok+`; Secure; Path=/; SameSite=Lax"`)); err != nil {
-				t.Fatal(err)
-			}
+			webpagetest.SetCookie(t, ctx, authn.SessionCookie, tok)
 			step("get a profile", chromedp.Navigate(s.URL+"/portal"), chromedp.WaitVisible(chromedp.ID("device")),
 				chromedp.SendKeys(chromedp.ID("device"), "tablet"),
 				chromedp.Click(chromedp.CSS(`input[name="server_key"]`)),

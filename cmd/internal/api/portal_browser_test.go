@@ -28,19 +28,14 @@ func TestPortalPagesInChromium(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			user := []string{"dora", "pete"}[i]
 			tok := s.Token(t, authn.Identity{UserID: user, Email: user + "@example.com", Name: strings.ToUpper(user[:1]) + user[1:], Groups: []string{"engineering"}})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			check := func(name string) { t.Helper(); webpagetest.CheckPage(t, ctx, size.Name+"-"+name) }
 
 			step("unknown page", chromedp.Navigate(s.URL+"/nope"), chromedp.WaitVisible(chromedp.CSS("h1")))
 			check("notfound")
 			step("admin page", chromedp.Navigate(s.URL+"/admin"), chromedp.WaitVisible(chromedp.CSS("h1")))
 			check("admin")
-			if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie = "`+authn.SessionCookie+`=`+tok+`; Secure; Path=/; SameSite=Lax"`)); err != nil {
-				t.Fatal(err)
-			}
+			webpagetest.SetCookie(t, ctx, authn.SessionCookie, tok)
 
 			step("empty portal", chromedp.Navigate(s.URL+"/portal"), chromedp.WaitVisible(chromedp.ID("device")))
 			check("portal-empty")

@@ -29,10 +29,7 @@ func TestPortalErrorsNeverResubmitInChromium(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			user := []string{"gil", "hana"}[i]
 			tok := s.Token(t, authn.Identity{UserID: user, Email: user + "@example.com", Groups: []string{"engineering"}})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			eval := func(js string) string {
 				t.Helper()
 				v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
@@ -48,7 +45,7 @@ func TestPortalErrorsNeverResubmitInChromium(t *testing.T) {
 				return eval(`location.pathname + " " + performance.getEntriesByType("navigation")[0].type`)
 			}
 			step("blank", chromedp.Navigate(s.URL+"/nope"))
-			eval(`document.cookie = "` + authn.SessionCookie + `=` + tok + `; Secure; Path=/; SameSite=Lax", ""`)
+			webpagetest.SetCookie(t, ctx, authn.SessionCookie, tok)
 
 			// A device name the server refuses (the browser's own check
 			// is switched off, as an old browser's would be).

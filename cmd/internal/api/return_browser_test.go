@@ -27,10 +27,7 @@ func TestReturnAfterSignInChromium(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			idp := func(what string) {
 				t.Helper()
 				step(what+": IdP form", chromedp.WaitVisible(chromedp.ID("username")),

@@ -41,7 +41,8 @@ var jobs = []Job{
 	{Pkg: "./report", Bench: "^Benchmark(Access90d|Replay7d|RollupFold|FlowJournalGrowth|EntitlementsAt)$", Benchtime: "1x", Count: 1},
 	// The data-plane benchmarks take medians of interleaved or concurrent
 	// runs themselves and print their own report (BenchmarkCPUPerGB: 15
-	// rounds of six paths at once; BenchmarkGatewayRSS: memory after
+	// rounds of six paths at once; BenchmarkIPv6CPU: 16 rounds of six
+	// dual-stack gateways at once; BenchmarkGatewayRSS: memory after
 	// saturating streams, 1 and 20,000 peers).
 	{Pkg: "./tunnel", Bench: ".", Benchtime: "1x", Count: 1, Root: true},
 	// Packet capture's cost: BenchmarkCapture (part of the ./tunnel job)
@@ -122,6 +123,13 @@ var figures = []Figure{
 	{Label: "data plane: IPv6 / IPv4 with 10,000 rules over 1,000 peers", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "ipv6/ipv4-10k-rules", Goal: "0.95-1.05"},
 	{Label: "data plane: IPv6 policy cost, 10,000 rules vs one", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "policy-cost-ipv6-%", Goal: "<= 5"},
 	{Label: "data plane: IPv6, 100,000 rules vs 10 rules", Pkg: "/tunnel", Bench: "BenchmarkDataPlaneIPv6", Unit: "100k-vs-10-rules-ipv6-%", Goal: "within ±5"},
+	{Label: "data plane: IPv6 / IPv4, gateway CPU per GB, one IPv4 and one IPv6 rule (median of 16 paired rounds)", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-ipv6/ipv4", Goal: "0.95-1.05"},
+	{Label: "data plane: IPv6 / IPv4, gateway CPU per GB, 10,000 rules over 1,000 peers", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-ipv6/ipv4-10k-rules", Goal: "0.95-1.05"},
+	{Label: "data plane: IPv6 policy cost in CPU per GB, 10,000 rules over 1,000 peers vs one rule", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-policy-cost-ipv6-%", Goal: "<= 5"},
+	{Label: "data plane: IPv4 policy cost in CPU per GB in the same run, for comparison", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-policy-cost-ipv4-same-run-%"},
+	{Label: "data plane: IPv6, 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-100k-vs-10-rules-ipv6-%", Goal: "within ±5"},
+	{Label: "data plane: IPv6 policy cost in CPU per GB net of idle, 10,000 rules vs one", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-net-policy-cost-ipv6-%"},
+	{Label: "data plane: IPv6, 100,000 rules vs 10 rules in CPU per GB net of idle", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-net-100k-vs-10-rules-ipv6-%"},
 	{Label: "DNS: upstream answer to its addresses enforced p99 (the answer waits for it), 10,000 clients, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p99-ms", Goal: "< 5"},
 	{Label: "DNS: upstream answer to its addresses enforced p50, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p50-ms"},
 	{Label: "DNS: CPU per first answer (user + system: the kernel's transaction), load-independent", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "cpu-us/first-answer"},

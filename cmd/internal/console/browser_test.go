@@ -85,17 +85,12 @@ func TestConsoleInChromium(t *testing.T) {
 			issue(t, s, s.Token(t, id), "laptop")
 			adminID := []string{"root1", "root2"}[i]
 			tok := s.Token(t, authn.Identity{UserID: adminID, Email: adminID + "@example.com", Name: "Root " + adminID[4:], Groups: []string{apitest.AdminGroup}})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			check := func(name string) { t.Helper(); webpagetest.CheckPage(t, ctx, size.Name+"-"+name) }
 			text := func(id string) string { t.Helper(); return webpagetest.Text(t, ctx, id) }
 
 			step("signed out", chromedp.Navigate(s.URL+"/nope"), chromedp.WaitVisible(chromedp.CSS("h1")))
-			if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie = "`+authn.SessionCookie+`=`+tok+`; Secure; Path=/; SameSite=Lax"`)); err != nil {
-				t.Fatal(err)
-			}
+			webpagetest.SetCookie(t, ctx, authn.SessionCookie, tok)
 
 			step("overview", chromedp.Navigate(s.URL+"/admin"), chromedp.WaitVisible(chromedp.ID("nodes")))
 			check("overview")

@@ -27,10 +27,7 @@ func TestConsoleAfterRealSignIn(t *testing.T) {
 		t.Run(who.user, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, webpagetest.Sizes[0])
 			csp := watchCSP(t, ctx)
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			step("identity provider", chromedp.Navigate(s.URL+authn.PathLogin), chromedp.WaitVisible(chromedp.ID("username")),
 				chromedp.SendKeys(chromedp.ID("username"), who.user), chromedp.SendKeys(chromedp.ID("password"), who.user),
 				chromedp.Click(chromedp.ID("submit")), chromedp.WaitVisible(chromedp.ID("otpauth")))

@@ -26,14 +26,9 @@ func TestStepUpInChromium(t *testing.T) {
 		c.Now = func() time.Time { return time.Now().Add(console.DefaultStepUpWindow + time.Minute) }
 	})
 	ctx := webpagetest.Chromium(t, webpagetest.Sizes[1])
-	step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		webpagetest.Step(t, ctx, what, a...)
-	}
+	step := webpagetest.Stepper(t, ctx)
 	step("origin", chromedp.Navigate(base+"/admin/static/style.css"))
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie = "`+authn.SessionCookie+`=`+tok+`; Secure; Path=/; SameSite=Lax"`)); err != nil {
-		t.Fatal(err)
-	}
+	webpagetest.SetCookie(t, ctx, authn.SessionCookie, tok)
 	step("asks for a code", chromedp.Navigate(base+"/admin/people/alice/disable"), chromedp.WaitVisible(chromedp.ID("totp")))
 	webpagetest.CheckPage(t, ctx, "phone-step-up")
 	step("wrong code", chromedp.SendKeys(chromedp.ID("totp"), "000000"), chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("error")))

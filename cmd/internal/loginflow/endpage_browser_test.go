@@ -30,10 +30,7 @@ func TestEndPagesInChromium(t *testing.T) {
 		t.Run(size.Name, func(t *testing.T) {
 			ctx := webpagetest.Chromium(t, size)
 			e := flowtest.Start(t, flowtest.Options{})
-			step := func(what string, a ...chromedp.Action[chromedp.Void]) {
-				t.Helper()
-				webpagetest.Step(t, ctx, what, a...)
-			}
+			step := webpagetest.Stepper(t, ctx)
 			type result struct {
 				res wire.AuthTokenResponse
 				err error

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,6 +17,7 @@ import (
 	"github.com/ferryvpn/ferry/cmd/internal/client"
 	"github.com/ferryvpn/ferry/cmd/internal/wire"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
+	"github.com/ferryvpn/ferry/tunnel/vmtest"
 )
 
 // The hub's bridge joins the nodes, the VPC service and the OP; the
@@ -396,22 +395,7 @@ func (s *scenario) requireLink(t *testing.T, nd *node) {
 // a kernel WireGuard interface.
 func (s *scenario) requireKernelLink(t *testing.T, ns, iface string) {
 	t.Helper()
-	if !*kernelOnly {
-		return
-	}
-	out, err := exec.Command("ip", "-n", ns, "-d", "-j", "link", "show", "dev", iface).Output()
-	if err != nil {
-		t.Fatalf("ip -d link show %s: %v", iface, err)
-	}
-	var links []struct {
-		LinkInfo struct {
-			Kind string `json:"info_kind"`
-		} `json:"linkinfo"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -d -j link show %s: %v: %s", iface, err, out)
-	}
-	if links[0].LinkInfo.Kind != "wireguard" {
-		t.Fatalf("%s is a %q device, want kernel wireguard", iface, links[0].LinkInfo.Kind)
+	if *kernelOnly {
+		vmtest.RequireKernelLink(t, ns, iface)
 	}
 }

@@ -1,5 +1,0 @@
-//go:build race
-
-package threenode
-
-const raceEnabled = true
