@@ -153,7 +153,7 @@ func (r *reconciler) configureDevice(pl plan, d desired, now time.Time) error {
 	}
 	var final map[wgtypes.Key]*wgtypes.Peer
 	if len(pl.removed) > 0 && r.sess != nil {
-		if peers, err := r.dev.Peers(); err == nil {
+		if peers, err := r.dev.Stats(); err == nil {
 			final = make(map[wgtypes.Key]*wgtypes.Peer, len(peers))
 			for i := range peers {
 				final[peers[i].PublicKey] = &peers[i]
@@ -224,7 +224,7 @@ func (r *reconciler) publishIndex(d desired) {
 
 // poll reads the device for sessions.
 func (r *reconciler) poll() error {
-	peers, err := r.dev.Peers()
+	peers, err := r.dev.Stats()
 	if err != nil {
 		return fmt.Errorf("polling device: %w", err)
 	}

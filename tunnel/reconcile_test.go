@@ -31,6 +31,14 @@ func (d *fakeDevice) Peers() ([]wgtypes.Peer, error) {
 	return out, nil
 }
 
+func (d *fakeDevice) Stats() ([]wgtypes.Peer, error) {
+	out, err := d.Peers()
+	for i := range out {
+		out[i].AllowedIPs = nil
+	}
+	return out, err
+}
+
 func (d *fakeDevice) ConfigurePeers(cfgs []wgtypes.PeerConfig) error {
 	d.calls++
 	for _, c := range cfgs {

@@ -130,6 +130,8 @@ var figures = []Figure{
 	{Label: "data plane: IPv6, 100,000 rules vs 10 rules in CPU per GB", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-100k-vs-10-rules-ipv6-%", Goal: "within ±5"},
 	{Label: "data plane: IPv6 policy cost in CPU per GB net of idle, 10,000 rules vs one", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-net-policy-cost-ipv6-%"},
 	{Label: "data plane: IPv6, 100,000 rules vs 10 rules in CPU per GB net of idle", Pkg: "/tunnel", Bench: "BenchmarkIPv6CPU", Unit: "cpu-net-100k-vs-10-rules-ipv6-%"},
+	{Label: "gateway's device poll (sessions, live counters; every 2 s), 1,000 peers: CPU per poll", Pkg: "/tunnel", Bench: "BenchmarkDevicePoll", Unit: "cpu-us/poll-direct"},
+	{Label: "the same poll through UAPI and wgctrl, as before AppendPeerStats", Pkg: "/tunnel", Bench: "BenchmarkDevicePoll", Unit: "cpu-us/poll-uapi"},
 	{Label: "DNS: upstream answer to its addresses enforced p99 (the answer waits for it), 10,000 clients, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p99-ms", Goal: "< 5"},
 	{Label: "DNS: upstream answer to its addresses enforced p50, median of 5 rounds", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "grant-p50-ms"},
 	{Label: "DNS: CPU per first answer (user + system: the kernel's transaction), load-independent", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "cpu-us/first-answer"},
