@@ -332,7 +332,9 @@ func (n *Node) tendMembership() {
 		}
 		n.maybeRenew()
 		servers := n.raft.GetConfiguration().Configuration().Servers
-		if n.raft.State() != raft.Leader {
+		leader := n.raft.State() == raft.Leader
+		t.Reset(tendWait(n.cfg.NodeID, leader, servers))
+		if !leader {
 			clear(firstSeen)
 			n.promoteSelf(servers)
 			continue
@@ -370,8 +372,37 @@ func (n *Node) tendMembership() {
 	}
 }
 
-// tendInterval is how often tendMembership looks at the configuration.
+// tendInterval is how often tendMembership looks at the configuration
+// while there is membership work to do.
 const tendInterval = 200 * time.Millisecond
+
+// tendIdleInterval is how often it looks otherwise: only a certificate
+// renewal can then become due, hours ahead of the certificate's expiry.
+const tendIdleInterval = time.Second
+
+// tendWait returns how long tendMembership waits before its next look:
+// tendInterval while there is membership work (this node is a non-voter or
+// not in the configuration yet, so that it asks to be promoted as soon as
+// it caught up; or it leads a cluster with non-voters, whose time to be
+// promoted runs from when it first saw them), tendIdleInterval otherwise.
+// Looking five times a second with nothing to do was about a third of an
+// idle gateway's CPU time (ferry's docs/data-plane.md), and that idle cost
+// is counted in every gigabyte the gateway forwards.
+func tendWait(self string, leader bool, servers []raft.Server) time.Duration {
+	in := false
+	for _, s := range servers {
+		if string(s.ID) == self {
+			in = true
+		}
+		if s.Suffrage != raft.Voter && (leader || string(s.ID) == self) {
+			return tendInterval
+		}
+	}
+	if !in {
+		return tendInterval
+	}
+	return tendIdleInterval
+}
 
 // promoteSelf asks the leader to make this node a voter once it is a
 // caught-up non-voter.
