@@ -56,6 +56,7 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	cliKey, _ := wgtypes.GeneratePrivateKey()
 
 	var gws []*cpuCase
+	var agents []*tunneltest.Agent
 	for i, g := range []struct {
 		name                   string
 		nprof, rulesPer, peers int
@@ -71,6 +72,7 @@ func BenchmarkIPv6CPU(b *testing.B) {
 		kvs := dualStore(b, k, g.nprof, g.rulesPer, g.peers, cliKey.PublicKey())
 		a := e.dualGateway("c6", k, srvKey, cliKey, kvs, g.peers)
 		gws = append(gws, &cpuCase{name: g.name, k: k, pid: a.Pid()})
+		agents = append(agents, a)
 	}
 	one4, one6 := &cpuCase{name: "1 IPv4 + 1 IPv6 rule, 1 peer, IPv4"}, &cpuCase{name: "1 IPv4 + 1 IPv6 rule, 1 peer, IPv6"}
 	tenk4, tenk6 := &cpuCase{name: "10,000 rules over 1,000 peers, IPv4"}, &cpuCase{name: "10,000 rules over 1,000 peers, IPv6"}
@@ -101,8 +103,10 @@ func BenchmarkIPv6CPU(b *testing.B) {
 		})
 	}
 	cpuIdle(b, gws)
+	gc0 := gcStats(b, agents, "before")
 	b.ResetTimer()
 	var softirq, load []float64
+	gwGB, gwCPU := make([]float64, len(gws)), make([]float64, len(gws))
 	for round := range cpu6Rounds {
 		load = append(load, load1(b))
 		idx := carriers(round)
@@ -114,8 +118,13 @@ func BenchmarkIPv6CPU(b *testing.B) {
 		for p, g := range idx {
 			paths[p].record(ms[g], gws[g].idle)
 		}
+		for g, m := range ms {
+			gwGB[g] += m.gb
+			gwCPU[g] += m.proc * m.gb // m.proc is per GB
+		}
 	}
 	b.StopTimer()
+	gc1 := gcStats(b, agents, "after")
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "\nIPv6 against IPv4, gateway CPU time per GB of payload received by the VPC's iperf3: %d dual-stack ferry gateways at once, each an iperf3 TCP stream at %sbit/s for %d s, %d rounds, the gateways of a pair swapping families every round (median [min-max])\n",
@@ -131,6 +140,12 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	fmt.Fprintf(&report, "  idle CPU-s/s: %s\n", strings.Join(idle, "; "))
 	fmt.Fprintf(&report, "  machine softirq per GB of all paths: %s s/GB (neighbours included)\n", spread(softirq))
 	fmt.Fprintf(&report, "  one-minute load average at the rounds' starts: %s (these paths included)\n", spread(load))
+	fmt.Fprintf(&report, "  Go heap over the rounds, per gateway: GC cycles, bytes allocated per GB, GC CPU (the runtime's estimate) per GB and its share of the gateway's CPU, live heap after:\n")
+	for g, c := range gws {
+		d := gc1[g].Sub(gc0[g])
+		fmt.Fprintf(&report, "    %-36s %d cycles, %.1f MB/GB, GC %.3f s/GB (%.1f %%), live %.0f MB\n", c.name, d.Cycles,
+			float64(d.AllocBytes)/1e6/gwGB[g], d.GCCPU/gwGB[g], 100*d.GCCPU/gwCPU[g], float64(d.LiveHeap)/1e6)
+	}
 	v6v4 := ratios(one6.proc, one4.proc)
 	v6v4k := ratios(tenk6.proc, tenk4.proc)
 	policy6 := ratios(tenk6.proc, one6.proc)
@@ -153,6 +168,29 @@ func BenchmarkIPv6CPU(b *testing.B) {
 	b.ReportMetric(100*(median(scale6)-1), "cpu-100k-vs-10-rules-ipv6-%")
 	b.ReportMetric(100*(median(netPolicy6)-1), "cpu-net-policy-cost-ipv6-%")
 	b.ReportMetric(100*(median(netScale6)-1), "cpu-net-100k-vs-10-rules-ipv6-%")
+}
+
+// gcStats reads every gateway's GCStats; with FERRY_BENCH_ALLOCS set to a
+// directory it also writes each gateway's allocation profile there
+// (gateway-K-WHEN.pprof; `go tool pprof -diff_base` of before and after
+// shows who allocated during the rounds).
+func gcStats(b *testing.B, agents []*tunneltest.Agent, when string) []tunneltest.GCStats {
+	dir := os.Getenv("FERRY_BENCH_ALLOCS")
+	var out []tunneltest.GCStats
+	for k, a := range agents {
+		// The profile collects garbage first (see tunneltest's
+		// writeAllocs): before the rounds it does so before the reading,
+		// after them after it, so the cycles and GC CPU counted are the
+		// rounds' own.
+		if dir != "" && when == "before" {
+			a.Must(b, tunneltest.Request{Op: "allocs", Key: fmt.Sprintf("%s/gateway-%d-%s.pprof", dir, k+1, when)})
+		}
+		out = append(out, a.GCStats(b))
+		if dir != "" && when != "before" {
+			a.Must(b, tunneltest.Request{Op: "allocs", Key: fmt.Sprintf("%s/gateway-%d-%s.pprof", dir, k+1, when)})
+		}
+	}
+	return out
 }
 
 // load1 returns the machine's one-minute load average.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,8 @@ type device interface {
 	Peers() ([]wgtypes.Peer, error)
 	// Stats returns every configured peer's public key, last handshake,
 	// byte counters and endpoint, without its allowed IPs and other
-	// settings: what the periodic poll needs, cheaper to read.
+	// settings: what the periodic poll needs, cheaper to read. The slice
+	// may be reused by the next call.
 	Stats() ([]wgtypes.Peer, error)
 	// ConfigurePeers applies peer additions, updates and removals.
 	ConfigurePeers(peers []wgtypes.PeerConfig) error
@@ -50,6 +52,7 @@ type wgDevice struct {
 	uapi  net.Listener
 	wg    sync.WaitGroup       // the UAPI accept loop and its handlers
 	stats []wgdevice.PeerStats // Stats' buffer, reused
+	peers []wgtypes.Peer       // Stats' answer, reused
 
 	closeOnce sync.Once
 	closeErr  error
@@ -196,9 +199,11 @@ func (d *wgDevice) Stats() ([]wgtypes.Peer, error) {
 		return d.Peers()
 	}
 	d.stats = d.dev.AppendPeerStats(d.stats[:0])
-	peers := make([]wgtypes.Peer, len(d.stats))
+	peers := slices.Grow(d.peers[:0], len(d.stats))[:len(d.stats)]
+	d.peers = peers
 	for i, s := range d.stats {
 		p := &peers[i]
+		*p = wgtypes.Peer{}
 		p.PublicKey = wgtypes.Key(s.PublicKey)
 		p.ReceiveBytes, p.TransmitBytes = int64(s.RxBytes), int64(s.TxBytes)
 		if s.LastHandshakeNano > 0 {

@@ -53,12 +53,42 @@ type NodePeerStats struct {
 	Err string `json:"error,omitempty"`
 }
 
-// publishStats stores a device read as the latest per-peer counters.
-func publishStats(dst interface{ Store(*NodePeerStats) }, node string, at time.Time, peers []wgtypes.Peer, byKey map[wgtypes.Key]*profiles.Peer) {
+// keyNames holds peers' public keys in base64 from one poll to the next,
+// so that publishing 1,000 peers' counters every 2 s does not encode (and
+// allocate) every key again: with the snapshot's other allocations that
+// was about a quarter of what a 1,000-peer gateway allocated under load
+// (docs/ipv6.md). Used by the reconciler's goroutine only.
+type keyNames map[wgtypes.Key]string
+
+// name returns k in base64, remembered.
+func (n keyNames) name(k wgtypes.Key) string {
+	if n == nil {
+		return k.String()
+	}
+	s, ok := n[k]
+	if !ok {
+		s = k.String()
+		n[k] = s
+	}
+	return s
+}
+
+// fit forgets every name once n holds many more keys than a device of
+// peers peers: keys of peers removed do not accumulate.
+func (n keyNames) fit(peers int) {
+	if len(n) > 2*peers+16 {
+		clear(n)
+	}
+}
+
+// publishStats stores a device read as the latest per-peer counters;
+// names, when not nil, keeps the keys' text between calls.
+func publishStats(dst interface{ Store(*NodePeerStats) }, node string, at time.Time, peers []wgtypes.Peer, byKey map[wgtypes.Key]*profiles.Peer, names keyNames) {
+	names.fit(len(peers))
 	s := &NodePeerStats{Node: node, At: at, Peers: make([]PeerStat, 0, len(peers))}
 	for i := range peers {
 		p := &peers[i]
-		ps := PeerStat{PublicKey: p.PublicKey.String(), LastHandshake: p.LastHandshakeTime, RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes}
+		ps := PeerStat{PublicKey: names.name(p.PublicKey), LastHandshake: p.LastHandshakeTime, RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes}
 		if p.LastHandshakeTime.IsZero() || p.LastHandshakeTime.Unix() == 0 {
 			ps.LastHandshake = time.Time{}
 		}

@@ -36,6 +36,7 @@ type reconciler struct {
 	// (Gateway.PeerStats); stats nil: not published.
 	node  string
 	stats *atomic.Pointer[NodePeerStats]
+	names keyNames // the published keys' text, kept between polls
 	// last is the desired state of the last successful convergence.
 	last desired
 }
@@ -231,7 +232,10 @@ func (r *reconciler) poll() error {
 	now := r.now()
 	r.sess.observe(now, peers, r.last.byKey)
 	if r.stats != nil {
-		publishStats(r.stats, r.node, now, peers, r.last.byKey)
+		if r.names == nil {
+			r.names = keyNames{}
+		}
+		publishStats(r.stats, r.node, now, peers, r.last.byKey, r.names)
 	}
 	return nil
 }

@@ -54,6 +54,8 @@ type Response struct {
 	Events []audit.Event `json:"events,omitempty"`
 	Text   string        `json:"text,omitempty"`
 	Conn   int           `json:"conn,omitempty"`
+	// GC answers "gcstats".
+	GC *GCStats `json:"gc,omitempty"`
 	// LastOK and FirstFail bracket when a held connection stopped working.
 	LastOK    time.Time     `json:"last_ok,omitempty"`
 	FirstFail time.Time     `json:"first_fail,omitempty"`
@@ -293,6 +295,12 @@ func (a *agent) handle(ctx context.Context, req Request) (Response, error) {
 		return Response{}, nil
 	case "rss":
 		return Response{RSS: rss()}, nil
+	case "gcstats":
+		gc := readGCStats()
+		return Response{GC: &gc}, nil
+	case "allocs":
+		// Key: the file to write the allocation profile to.
+		return Response{}, writeAllocs(req.Key)
 	}
 	if a.srv != nil {
 		if resp, ok, err := a.srv.handle(ctx, req); ok {
