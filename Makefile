@@ -31,7 +31,7 @@ test:
 		echo "NOTE: QEMU or busybox missing: the kernel WireGuard suites (tunnel TestKernelSuiteVM, threenode TestThreeNodesKernelVM) skip; .ci/run installs qemu-system-x86 and busybox-static"
 	$(GO) test $(RACE) -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/deploy/local$$')
 	$(GO) test -count=1 -timeout 15m ./deploy/local
-	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 -run 'WaitPool|Bounded' ./device/
+	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 -run 'WaitPool|Bounded|Trie|CommonBits|LookupCached' ./device/
 	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 ./tun/
 
 ## bench: run the benchmarks 5 times and print the medians

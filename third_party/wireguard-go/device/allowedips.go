@@ -208,6 +208,9 @@ type AllowedIPs struct {
 	IPv4  *trieEntry
 	IPv6  *trieEntry
 	mutex sync.RWMutex
+	// gen counts changes to the table (ferry: see allowedips_ferry.go);
+	// written under mutex held for writing, read under it held for reading.
+	gen uint64
 }
 
 func (table *AllowedIPs) EntriesForPeer(peer *Peer, cb func(prefix netip.Prefix) bool) {
@@ -274,12 +277,14 @@ func (table *AllowedIPs) Remove(prefix netip.Prefix, peer *Peer) {
 	if !exact || node == nil || peer != node.peer {
 		return
 	}
+	table.gen++
 	node.remove()
 }
 
 func (table *AllowedIPs) RemoveByPeer(peer *Peer) {
 	table.mutex.Lock()
 	defer table.mutex.Unlock()
+	table.gen++
 
 	var next *list.Element
 	for elem := peer.trieEntries.Front(); elem != nil; elem = next {
@@ -291,6 +296,7 @@ func (table *AllowedIPs) RemoveByPeer(peer *Peer) {
 func (table *AllowedIPs) Insert(prefix netip.Prefix, peer *Peer) {
 	table.mutex.Lock()
 	defer table.mutex.Unlock()
+	table.gen++
 
 	if prefix.Addr().Is6() {
 		ip := prefix.Addr().As16()

@@ -272,6 +272,7 @@ func (device *Device) RoutineReadFromTUN() {
 		count       = 0
 		sizes       = make([]int, batchSize)
 		offset      = MessageTransportHeaderSize
+		dsts        lookupCache // ferry: this routine's last peer lookup
 	)
 
 	for i := range elems {
@@ -307,14 +308,14 @@ func (device *Device) RoutineReadFromTUN() {
 					continue
 				}
 				dst := elem.packet[IPv4offsetDst : IPv4offsetDst+net.IPv4len]
-				peer = device.allowedips.Lookup(dst)
+				peer = device.allowedips.lookupCached(dst, &dsts)
 
 			case 6:
 				if len(elem.packet) < ipv6.HeaderLen {
 					continue
 				}
 				dst := elem.packet[IPv6offsetDst : IPv6offsetDst+net.IPv6len]
-				peer = device.allowedips.Lookup(dst)
+				peer = device.allowedips.lookupCached(dst, &dsts)
 
 			default:
 				device.log.Verbosef("Received packet with unknown IP version")
