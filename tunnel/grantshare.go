@@ -35,7 +35,11 @@ type sharedGrant struct {
 
 // Share timing.
 const (
-	// shareInterval batches shared grants into one replicated write.
+	// shareInterval batches shared grants into one replicated write: the
+	// first grant offered after a quiet spell is written shareInterval
+	// later, with whatever came meanwhile. With nothing to share the
+	// sharer does not wake at all (it waited on a 100 ms ticker before, a
+	// tenth of an idle gateway's wake-ups, counted in every GB it forwards).
 	shareInterval = 100 * time.Millisecond
 	// shareSweep is how often expired records are deleted.
 	shareSweep = time.Minute
@@ -50,6 +54,9 @@ type grantSharer struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	// wake tells run that pending has grants to write (buffered, one).
+	wake chan struct{}
+
 	mu      sync.Mutex // guards pending and known
 	pending map[string]sharedGrant
 	known   map[string]sharedGrant // the records as last written or seen
@@ -57,6 +64,7 @@ type grantSharer struct {
 
 func newGrantSharer(node *cluster.Node, g *grants, grace time.Duration, log *slog.Logger) *grantSharer {
 	s := &grantSharer{node: node, grants: g, grace: grace, log: log, now: time.Now,
+		wake:    make(chan struct{}, 1),
 		pending: map[string]sharedGrant{}, known: map[string]sharedGrant{}}
 	return s
 }
@@ -90,6 +98,15 @@ func (s *grantSharer) offer(peer, name string, until map[netip.Addr]time.Time) {
 	}
 	if need || ok {
 		s.pending[key] = cur
+		s.signal()
+	}
+}
+
+// signal wakes run, which writes pending within shareInterval.
+func (s *grantSharer) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -106,32 +123,46 @@ func (s *grantSharer) seen(key string, value []byte) {
 	s.grants.applyShared(r.Peer, r.Name, r.Until)
 }
 
-// run writes pending grants every shareInterval and sweeps expired
-// records, until ctx ends.
+// run writes pending grants shareInterval after the first of them was
+// offered (and again every shareInterval while a write fails) and sweeps
+// expired records, until ctx ends. With nothing pending no timer runs.
 func (s *grantSharer) run(ctx context.Context) {
-	tick := time.NewTicker(shareInterval)
-	defer tick.Stop()
 	sweep := time.NewTicker(shareSweep)
 	defer sweep.Stop()
+	batch := time.NewTimer(shareInterval)
+	batch.Stop()
+	var due <-chan time.Time // batch.C while a write is due, nil otherwise
 	for {
 		select {
 		case <-ctx.Done():
+			batch.Stop()
 			return
-		case <-tick.C:
-			s.flush(ctx)
+		case <-s.wake:
+			if due == nil {
+				batch.Reset(shareInterval)
+				due = batch.C
+			}
+		case <-due:
+			due = nil
+			if s.flush(ctx) {
+				batch.Reset(shareInterval)
+				due = batch.C
+			}
 		case <-sweep.C:
 			s.sweep(ctx)
 		}
 	}
 }
 
-func (s *grantSharer) flush(ctx context.Context) {
+// flush writes the pending grants and reports whether a write failed, the
+// grants are pending again and run should retry after shareInterval.
+func (s *grantSharer) flush(ctx context.Context) (retry bool) {
 	s.mu.Lock()
 	pending := s.pending
 	s.pending = map[string]sharedGrant{}
 	s.mu.Unlock()
 	if len(pending) == 0 {
-		return
+		return false
 	}
 	var ops []cluster.Op
 	for key, r := range pending {
@@ -144,7 +175,7 @@ func (s *grantSharer) flush(ctx context.Context) {
 	for len(ops) > 0 {
 		n := min(len(ops), 500)
 		if _, err := s.node.Txn(ctx, cluster.Txn{Ops: ops[:n]}); err != nil {
-			// No leader, or shutting down: try again at the next tick.
+			// No leader, or shutting down: try again shareInterval later.
 			s.log.Debug("sharing host grants failed; retrying", "err", err)
 			s.mu.Lock()
 			for key, r := range pending {
@@ -153,7 +184,7 @@ func (s *grantSharer) flush(ctx context.Context) {
 				}
 			}
 			s.mu.Unlock()
-			return
+			return true
 		}
 		ops = ops[n:]
 	}
@@ -162,6 +193,7 @@ func (s *grantSharer) flush(ctx context.Context) {
 		s.known[key] = r
 	}
 	s.mu.Unlock()
+	return false
 }
 
 // sweep deletes records whose every address expired a grace ago. Any node
