@@ -219,7 +219,7 @@ func (n *Node) leaveLocal(ctx context.Context, id string) error {
 			return fmt.Errorf("%w: no live voter to hand leadership to", ErrWouldLoseQuorum)
 		}
 		n.log.Info("transferring leadership before leaving", "to", successor.ID)
-		if err := n.raft.LeadershipTransferToServer(successor.ID, successor.Address).Error(); err != nil {
+		if err := awaitRaft(ctx, n.raft.LeadershipTransferToServer(successor.ID, successor.Address)); err != nil {
 			return fmt.Errorf("transferring leadership to %s before leaving: %w", successor.ID, raftErr(err))
 		}
 		return fmt.Errorf("%w: handed leadership to %s to leave", ErrNotLeader, successor.ID)

@@ -285,7 +285,7 @@ func (n *Node) promoteLocal(ctx context.Context, req forwardRequest) error {
 // answers ErrNotLeader, so that the caller asks the new leader.
 func (n *Node) removeLocal(ctx context.Context, id string) error {
 	if id == n.cfg.NodeID {
-		return n.handOver(id)
+		return n.handOver(ctx, id)
 	}
 	if err := raftErr(n.raft.RemoveServer(raft.ServerID(id), 0, timeLeft(ctx)).Error()); err != nil {
 		return fmt.Errorf("removing %s: %w", id, err)
@@ -297,7 +297,7 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 
 // handOver transfers leadership to a live voter so that it removes id, this
 // node.
-func (n *Node) handOver(id string) error {
+func (n *Node) handOver(ctx context.Context, id string) error {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
@@ -307,7 +307,7 @@ func (n *Node) handOver(id string) error {
 			continue
 		}
 		n.log.Info("transferring leadership before being removed", "to", s.ID)
-		if err := n.raft.LeadershipTransferToServer(s.ID, s.Address).Error(); err != nil {
+		if err := awaitRaft(ctx, n.raft.LeadershipTransferToServer(s.ID, s.Address)); err != nil {
 			return fmt.Errorf("transferring leadership to %s before removing %s: %w", s.ID, id, raftErr(err))
 		}
 		return fmt.Errorf("%w: handed leadership to %s to remove %s", ErrNotLeader, s.ID, id)
@@ -447,10 +447,29 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		}
 	}
 	idx := n.fsm.applied.Load()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := awaitRaft(ctx, n.raft.VerifyLeader()); err != nil {
 		return 0, raftErr(err)
 	}
 	return idx, nil
+}
+
+// awaitRaft waits for f's answer, at most until ctx ends (then with
+// ErrNoQuorum). Raft may never answer a future it took as it shut down:
+// VerifyLeader and LeadershipTransferToServer hand theirs to the run loop on
+// buffered channels, and their select, finding both the shutdown channel
+// closed and room in the buffer, may pick the buffer after the loop has
+// stopped reading it. A node closing while serving a read index then waited
+// forever, and so did its Close. The goroutine left behind ends whenever
+// Raft answers, if ever.
+func awaitRaft(ctx context.Context, f raft.Future) error {
+	answered := make(chan error, 1)
+	go func() { answered <- f.Error() }()
+	select {
+	case err := <-answered:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for raft: %v", ErrNoQuorum, ctx.Err())
+	}
 }
 
 // readBarrier waits until this node has applied everything committed before
