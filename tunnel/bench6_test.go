@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/profiles"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
@@ -34,23 +32,8 @@ var bench6Pool = netip.MustParsePrefix("fd66:6572:7279::/96")
 //     counterpart of BenchmarkDataPlane's 100k-vs-10-rules-% (these two
 //     gateways carry IPv6 only).
 func BenchmarkDataPlaneIPv6(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("b6c"), vpc: n.NS("b6v"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
-	if err := iperfd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.Track(iperfd.Process)
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
+	e := newBenchEnv(b, "b6")
+	srvKey, cliKey := e.srvKey, e.cliKey
 
 	type gw struct {
 		name     string

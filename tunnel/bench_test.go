@@ -46,12 +46,24 @@ type benchEnv struct {
 	srvKey, cliKey wgtypes.Key
 }
 
-// newBenchEnv makes the set-up the throughput benchmarks share: the
-// client and VPC namespaces (named from base+"c" and base+"v"), wg-quick's
-// environment, a cluster CA for the ferry gateways, the gateway and client
-// keys, and an iperf3 server in the VPC on its default port. It skips b
-// where the tools are missing.
+// newBenchEnv makes the set-up the throughput benchmarks share: that of
+// newBenchNet and an iperf3 server in the VPC on its default port.
 func newBenchEnv(b testing.TB, base string) *benchEnv {
+	b.Helper()
+	e := newBenchNet(b, base)
+	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
+	if err := iperfd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	e.n.Track(iperfd.Process)
+	return e
+}
+
+// newBenchNet makes the client and VPC namespaces (named from base+"c" and
+// base+"v"), wg-quick's environment, a cluster CA for the ferry gateways,
+// and the gateway and client keys. It skips b where the tools are missing.
+// The CPU benchmarks, which start an iperf3 server per path, use it alone.
+func newBenchNet(b testing.TB, base string) *benchEnv {
 	b.Helper()
 	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl")
 	wgGo := findWireGuardGo(b)
@@ -65,11 +77,6 @@ func newBenchEnv(b testing.TB, base string) *benchEnv {
 	if e.cliKey, err = wgtypes.GeneratePrivateKey(); err != nil {
 		b.Fatal(err)
 	}
-	iperfd := exec.Command("ip", "netns", "exec", e.vpc, "iperf3", "-s")
-	if err := iperfd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.Track(iperfd.Process)
 	return e
 }
 

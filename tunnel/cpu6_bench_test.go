@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
-	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
 
@@ -42,18 +39,9 @@ const cpu6Rounds = 16
 //
 //	go test -run '^$' -bench IPv6CPU -benchtime 1x ./tunnel/
 func BenchmarkIPv6CPU(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl", "nft")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("c6c"), vpc: n.NS("c6v"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
+	tunneltest.Require(b, "nft")
+	e := newBenchNet(b, "c6")
+	srvKey, cliKey := e.srvKey, e.cliKey
 
 	var gws []*cpuCase
 	var agents []*tunneltest.Agent

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
-	"github.com/ferryvpn/ferry/cluster/clustertest"
 	"github.com/ferryvpn/ferry/tunnel/tunneltest"
 )
 
@@ -75,18 +72,9 @@ type cpuCase struct {
 //
 //	go test -run '^$' -bench CPUPerGB -benchtime 1x ./tunnel/
 func BenchmarkCPUPerGB(b *testing.B) {
-	tunneltest.Require(b, "iperf3", "wg", "wg-quick", "sysctl", "nft")
-	wgGo := findWireGuardGo(b)
-	n := tunneltest.NewNet(b)
-	e := &benchEnv{b: b, n: n, cli: n.NS("cc"), vpc: n.NS("cv"), env: wgQuickEnv(b, wgGo)}
-	ca := clustertest.NewCA(b)
-	e.ca = ca.CertPEM()
-	var err error
-	if e.caKey, err = ca.KeyPEM(); err != nil {
-		b.Fatal(err)
-	}
-	srvKey, _ := wgtypes.GeneratePrivateKey()
-	cliKey, _ := wgtypes.GeneratePrivateKey()
+	tunneltest.Require(b, "nft")
+	e := newBenchNet(b, "c")
+	n, wgGo, srvKey, cliKey := e.n, e.wgGo, e.srvKey, e.cliKey
 
 	cases := []*cpuCase{{name: "stock wireguard-go, no policy", k: 2}}
 	cases[0].pid = startStock(e, wgGo, 2, srvKey, cliKey)
