@@ -126,6 +126,14 @@ func (d *wgDevice) startEmbedded(cfg *Config, log *slog.Logger) error {
 		Errorf: func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
 	}
 	d.dev = wgdevice.NewDeviceWithPoolLimit(d.tap.Wrap(td), conn.NewDefaultBind(), logger, uint32(cfg.PacketBuffers))
+	// Up now, not when wireguard-go reads the link's up event: setting the
+	// listen port binds it only on a device that is up, so a port in use
+	// fails the configuration below. Left to the event, the bind came
+	// after the configuration, failed only in the log, and left a gateway
+	// that said it was ready with its device down.
+	if err := d.dev.Up(); err != nil {
+		return fmt.Errorf("bringing up %s: %w", cfg.Interface, err)
+	}
 	f, err := ipc.UAPIOpen(cfg.Interface)
 	if err != nil {
 		return fmt.Errorf("opening UAPI socket for %s: %w", cfg.Interface, err)
