@@ -55,9 +55,6 @@ type Node struct {
 	leaderReady atomic.Bool
 	// leaderIdx is the leader's index as this follower last learned it.
 	leaderIdx leaderIndex
-	// leadership is signalled (buffered, one) each time this node gains or
-	// loses the leadership; probeLeader waits on it while leading.
-	leadership chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,8 +73,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{}), authz: newAuthz(),
-		leadership: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), hub: newWatchHub(), started: make(chan struct{}), authz: newAuthz()}
 	check := peerChecker(n.checkPeer)
 	n.authz.check.Store(&check)
 	cert := cfg.Certificate
@@ -322,10 +318,6 @@ func (n *Node) followLeadership(notify <-chan bool) {
 			return
 		case leader := <-notify:
 			n.leaderReady.Store(false)
-			select {
-			case n.leadership <- struct{}{}:
-			default:
-			}
 			if !leader {
 				n.log.Info("lost leadership")
 				continue

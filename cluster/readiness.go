@@ -32,28 +32,13 @@ type leaderIndex struct {
 func (l *leaderIndex) forget() { l.at.Store(0) }
 
 // probeLeader asks the leader for its applied index every half heartbeat
-// timeout while this node does not lead, until the node closes; when the
-// node loses touch with its leader (no leader, another state, no contact
-// for a heartbeat timeout) it forgets the last answer. While this node
-// leads it has no one to ask and does not wake until its leadership
-// changes (it woke twice a second for nothing before, a share of every
-// idle gateway's CPU time, which BenchmarkCPUPerGB counts in every GB).
+// timeout while this node follows, until the node closes; when the node
+// loses touch with its leader (no leader, another state, no contact for a
+// heartbeat timeout) it forgets the last answer.
 func (n *Node) probeLeader() {
 	t := time.NewTicker(n.cfg.HeartbeatTimeout / 2)
 	defer t.Stop()
 	for {
-		if probeWaitsForLeadership(n.raft.State()) {
-			n.leaderIdx.forget()
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-n.leadership:
-			}
-			// A follower again (or still a leader after a stale signal):
-			// ask half a heartbeat timeout from now.
-			t.Reset(n.cfg.HeartbeatTimeout / 2)
-			continue
-		}
 		select {
 		case <-n.ctx.Done():
 			return
@@ -79,13 +64,6 @@ func (n *Node) probeLeader() {
 		n.leaderIdx.at.Store(time.Now().UnixNano())
 	}
 }
-
-// probeWaitsForLeadership reports whether probeLeader, in a node in state,
-// waits for a change of leadership rather than for its ticker: a leader
-// has no leader to ask. A follower, a candidate and a node not started yet
-// keep looking, as they must notice a leader (and lose one) within half a
-// heartbeat timeout.
-func probeWaitsForLeadership(state raft.RaftState) bool { return state == raft.Leader }
 
 // followerLag returns why a follower is not caught up with its leader, or
 // nil within ReadyLag entries of the leader's index learned within the

@@ -55,33 +55,3 @@ func TestReadyAfterTheLeaderIsIsolated(t *testing.T) {
 		})
 	}
 }
-
-// TestReadyAfterLeadingAgain: a leader does not probe (it has no leader to
-// ask) and waits for its leadership to change; once it lost the leadership
-// it must probe again, or it would never learn the new leader's index and
-// never report ready as a follower. The old leader is cut off, the others
-// elect a new one, and once healed the old leader reports ready following
-// it.
-func TestReadyAfterLeadingAgain(t *testing.T) {
-	c := clustertest.Start(t, 3, clustertest.Options{Fast: true, WriteTimeout: clustertest.TimeScale * 3 * time.Second})
-	old := c.Node(c.Leader(10 * time.Second))
-	c.Net.Isolate(old.ID())
-	clustertest.WaitFor(t, 30*time.Second, "a new leader among the others", func() error {
-		for k := 0; k < 3; k++ {
-			if n := c.Node(k); n != old && n.IsLeader() {
-				return nil
-			}
-		}
-		return errors.New("no leader yet")
-	})
-	c.Net.Heal()
-	clustertest.WaitFor(t, 30*time.Second, old.ID()+" ready, following the new leader", func() error {
-		if old.IsLeader() {
-			return errors.New("still (or again) leading")
-		}
-		if lid, _ := old.Leader(); lid == "" || lid == old.ID() {
-			return fmt.Errorf("following %q", lid)
-		}
-		return old.Ready()
-	})
-}
