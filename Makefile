@@ -32,7 +32,7 @@ test:
 	$(GO) test $(RACE) -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/deploy/local$$')
 	$(GO) test -count=1 -timeout 15m ./deploy/local
 	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 -run 'WaitPool|Bounded|Trie|CommonBits|LookupCached' ./device/
-	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 ./tun/
+	cd third_party/wireguard-go && $(GO) test $(RACE) -count=1 ./tun/ ./conn/
 
 ## bench: run the benchmarks 5 times and print the medians
 bench:
