@@ -103,13 +103,13 @@ func BenchmarkLookupThousandPeers(b *testing.B) {
 	for _, ip := range [][]byte{ip4, ip6} {
 		name := map[int]string{4: "IPv4", 16: "IPv6"}[len(ip)]
 		b.Run(name+"/trie", func(b *testing.B) {
-			for b.Loop() {
+			for range b.N {
 				table.Lookup(ip)
 			}
 		})
 		b.Run(name+"/cached", func(b *testing.B) {
 			var c lookupCache
-			for b.Loop() {
+			for range b.N {
 				table.lookupCached(ip, &c)
 			}
 		})
