@@ -133,7 +133,7 @@ func BenchmarkCPUPerGB(b *testing.B) {
 	var report strings.Builder
 	fmt.Fprintf(&report, "\nCPU time per GB through the tunnel: %d paths at once, each an iperf3 TCP stream at %sbit/s for %d s, %d rounds (median [min-max])\n", len(cases), cpuRate, cpuSeconds, cpuRounds)
 	for _, c := range cases {
-		fmt.Fprintf(&report, "  %-46s gateway %s s/GB (%2.0f%% system; idle %.3f CPU-s/s; net of idle %s; carried %.3f Gbit/s)\n",
+		fmt.Fprintf(&report, "  %-46s gateway %s s/GB (%2.0f%% system; idle %.4f CPU-s/s; net of idle %s; carried %.3f Gbit/s)\n",
 			c.name, spread(c.proc), 100*c.sys/c.cpu, c.idle, spread(c.net), median(c.gbps))
 	}
 	fmt.Fprintf(&report, "  machine softirq per GB of all paths: %s s/GB (neighbours included)\n", spread(softirq))
