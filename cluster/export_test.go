@@ -142,3 +142,7 @@ func (k ForwardKind) WithoutProof() ForwardKind {
 	k.payload = append(appendBytes(nil, nil), d.b...)
 	return k
 }
+
+// ProbeLeaderOnce runs one of a follower's periodic asks of its leader's
+// applied index (what readiness compares its own with).
+func (n *Node) ProbeLeaderOnce() { n.probeOnce() }

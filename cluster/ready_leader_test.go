@@ -55,3 +55,22 @@ func TestReadyAfterTheLeaderIsIsolated(t *testing.T) {
 		})
 	}
 }
+
+// TestReadyForgetsWhenTheLeaderDoesNotAnswer: a follower that fails to
+// reach its leader forgets the index the leader gave it before, even while
+// Raft's last contact still looks recent, and reports ready again only on
+// a fresh answer. Keeping it, a follower cut off and healed within the
+// answer's validity reported ready 256 entries behind.
+func TestReadyForgetsWhenTheLeaderDoesNotAnswer(t *testing.T) {
+	c := clustertest.Start(t, 3, clustertest.Options{Fast: true})
+	leader := c.Leader(10 * time.Second)
+	f := c.Node((leader + 1) % 3)
+	clustertest.WaitFor(t, 10*time.Second, "the follower ready", f.Ready)
+	c.Net.Isolate(f.ID())
+	f.ProbeLeaderOnce() // cannot reach the leader
+	if err := f.Ready(); err == nil {
+		t.Fatal("ready after failing to reach its leader, on the index the leader gave before")
+	}
+	c.Net.Heal()
+	clustertest.WaitFor(t, 10*time.Second, "the follower ready again, on a fresh answer", f.Ready)
+}
