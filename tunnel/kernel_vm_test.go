@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"flag"
+	"regexp"
 	"testing"
 	"time"
 
@@ -36,11 +37,6 @@ func TestKernelSuiteVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a virtual machine")
 	}
-	tunneltest.Require(t, "wg", "wg-quick", "sysctl", "nft", "nsenter", "bash")
-	k := vmtest.Require(t)
-	wgGo := findWireGuardGo(t)
-	ferry := tunneltest.BuildFerry(t)
-	testBin := vmtest.PlainTestBinary(t, "github.com/ferryvpn/ferry/tunnel")
 	run := kernelSuite
 	if *vmRun != "" {
 		run = *vmRun
@@ -49,7 +45,20 @@ func TestKernelSuiteVM(t *testing.T) {
 	if run != kernelSuite {
 		want = nil
 	}
-	vmtest.RunTests(t, vmtest.Config{
+	vmtest.RunTests(t, kernelMachine(t, run), want...)
+}
+
+// kernelMachine is the machine of the kernel suite, running the tunnel
+// package's tests that match run on kernel WireGuard (-tunnel.kernel). It
+// skips t, saying why, where the machine cannot be had.
+func kernelMachine(t testing.TB, run string) vmtest.Config {
+	t.Helper()
+	tunneltest.Require(t, "wg", "wg-quick", "sysctl", "nft", "nsenter", "bash")
+	k := vmtest.Require(t)
+	wgGo := findWireGuardGo(t)
+	ferry := tunneltest.BuildFerry(t)
+	testBin := vmtest.PlainTestBinary(t, "github.com/ferryvpn/ferry/tunnel")
+	return vmtest.Config{
 		Kernel:  k,
 		Modules: vmtest.DataPlaneModules(),
 		Tools:   vmTools,
@@ -63,8 +72,39 @@ func TestKernelSuiteVM(t *testing.T) {
 			"-test.timeout=12m", "-tunnel.kernel"},
 		MemoryMiB: 2048,
 		Timeout:   14 * time.Minute,
-	}, want...)
+	}
 }
+
+// BenchmarkConvergeKernelVM reports how long a gateway on kernel
+// WireGuard takes from start to a device holding 10,000 peers
+// (TestConvergeTenThousandPeers in the kernel suite's machine). The
+// machine runs under QEMU's software emulation (TCG), several times
+// slower than hardware, so the figure has no goal; it shows the kernel
+// path converging at this scale and how its time moves.
+//
+//	go test -run '^$' -bench ConvergeKernelVM -benchtime 1x ./tunnel/
+func BenchmarkConvergeKernelVM(b *testing.B) {
+	if *kernelDevice {
+		b.Skip("already in the kernel suite's machine")
+	}
+	cfg := kernelMachine(b, "^TestConvergeTenThousandPeers$")
+	b.ResetTimer()
+	res := vmtest.RunTests(b, cfg, "TestConvergeTenThousandPeers")
+	b.StopTimer()
+	m := convergedLine.FindStringSubmatch(res.Output)
+	if m == nil {
+		b.Fatalf("the machine's output has no convergence line:\n%s", res.Output)
+	}
+	took, err := time.ParseDuration(m[1])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(took.Seconds(), "vm-kernel-converge-10k-s")
+}
+
+// convergedLine is TestConvergeTenThousandPeers's report on kernel
+// WireGuard.
+var convergedLine = regexp.MustCompile(`converged 10000 peers on the wireguard device: (\S+) from start`)
 
 // requireKernelLink fails t if -tunnel.kernel is set and the interface
 // in namespace ns is not a kernel WireGuard interface: a silent fallback

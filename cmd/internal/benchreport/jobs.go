@@ -142,6 +142,7 @@ var figures = []Figure{
 	{Label: "DNS forwarder, CPU per query of names in use (load generator included), load-independent", Pkg: "/tunnel", Bench: "BenchmarkDNSForwarder", Unit: "cpu-us/query-repeated"},
 	{Label: "converge 10,000 peers at start", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "converge-10k-s", Goal: "< 2"},
 	{Label: "baseline: stock wireguard-go taking the same 10,000 peers", Pkg: "/tunnel", Bench: "BenchmarkConverge", Unit: "stock-setconf-10k-s"},
+	{Label: "converge 10,000 peers on kernel WireGuard, in a QEMU machine under software emulation (no goal)", Pkg: "/tunnel", Bench: "BenchmarkConvergeKernelVM", Unit: "vm-kernel-converge-10k-s"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p99-ms", Goal: "< 1000"},
 	{Label: "SCIM active=false to client map gone on 3 nodes p50", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "deactivate-p50-ms"},
 	{Label: "SCIM group removal to client map gone on 3 nodes p99 (moonshot < 200)", Pkg: "/cmd/internal/apitest", Bench: "BenchmarkSCIMDeprovision", Unit: "group-removal-p99-ms", Goal: "< 1000"},
